@@ -1,0 +1,56 @@
+"""The only package that talks to NATS: connection, provisioning, subjects, the fenced
+append, leases and the :class:`SessionClient` that the CLI, the edge and other services use.
+"""
+
+from bus import commit, direct, leases, subjects
+from bus.client import Page, Receipt, SessionClient
+from bus.connection import Bus, connect, open_connection, with_retry
+from bus.errors import (
+    BusError,
+    CommandTimeoutError,
+    FenceRejectedError,
+    IllegalTransitionError,
+    InvalidIdError,
+    MessageTooLargeError,
+    NotConnectedError,
+    ProvisioningError,
+    ProvisioningMismatchError,
+    PublishError,
+    SessionExistsError,
+    SessionNotFoundError,
+    UnknownAgentError,
+)
+from bus.follow import Follower, read_checkpoint
+from bus.pull import PullLoop
+from bus.settings import Settings
+
+__all__ = [
+    "Bus",
+    "BusError",
+    "CommandTimeoutError",
+    "FenceRejectedError",
+    "Follower",
+    "IllegalTransitionError",
+    "InvalidIdError",
+    "MessageTooLargeError",
+    "NotConnectedError",
+    "Page",
+    "ProvisioningError",
+    "ProvisioningMismatchError",
+    "PublishError",
+    "PullLoop",
+    "Receipt",
+    "SessionClient",
+    "SessionExistsError",
+    "SessionNotFoundError",
+    "Settings",
+    "UnknownAgentError",
+    "commit",
+    "connect",
+    "direct",
+    "leases",
+    "open_connection",
+    "read_checkpoint",
+    "subjects",
+    "with_retry",
+]

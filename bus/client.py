@@ -1,0 +1,434 @@
+"""``SessionClient``: what the CLI, the edge and any other service use to drive sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bus import commit, direct, subjects
+from bus.connection import Bus, with_retry
+from bus.errors import (
+    CommandTimeoutError,
+    FenceRejectedError,
+    IllegalTransitionError,
+    MessageTooLargeError,
+    SessionExistsError,
+    SessionNotFoundError,
+    UnknownAgentError,
+)
+from bus.follow import Follower, read_checkpoint
+from schemas import (
+    ACCEPTS_MESSAGES,
+    AgentInfo,
+    CancelTurn,
+    Checkpoint,
+    Command,
+    CommandRejected,
+    Complete,
+    CreateSession,
+    Delivery,
+    Event,
+    HistoryItem,
+    Interface,
+    Resume,
+    SessionCreated,
+    SessionRecord,
+    SessionState,
+    Suspend,
+    TokenDelta,
+    UserMessage,
+    WorkerInfo,
+    can_transition,
+    check_token,
+    new_id,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A command the bus has stored: follow ``events(session_id, after=cursor)`` for its effects."""
+
+    session_id: str
+    command_id: str
+    cursor: int
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[SessionRecord]
+    next_cursor: str | None
+
+
+_ACTIONS: dict[type[Command], tuple[str, SessionState]] = {
+    Suspend: ("suspend", SessionState.SUSPENDED),
+    Resume: ("resume", SessionState.ACTIVE),
+    Complete: ("complete", SessionState.COMPLETED),
+}
+
+
+class SessionClient:
+    """Drive sessions over the bus. Cheap to make; holds no session state of its own."""
+
+    def __init__(self, bus: Bus, interface: Interface = Interface.BUS) -> None:
+        self.bus = bus
+        self.interface = interface
+        self._agents_cache: tuple[float, dict[str, AgentInfo]] | None = None
+
+    # -- creating and talking ------------------------------------------------------------
+
+    async def create(
+        self,
+        agent: str,
+        *,
+        task_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        initial_message: str | None = None,
+        session_id: str | None = None,
+        command_id: str | None = None,
+    ) -> tuple[SessionRecord, Receipt]:
+        """Create a session (its first commit is made here, fenced on 'no session yet')."""
+        check_token(agent, "agent name")
+        sid = check_token(session_id, "session id") if session_id else new_id("ses")
+        tid = check_token(task_id, "task id") if task_id else new_id("task")
+        known = await self.known_agents()
+        if known and agent not in known:
+            raise UnknownAgentError(agent, list(known))
+        cmd = CreateSession(
+            session_id=sid,
+            task_id=tid,
+            interface=self.interface,
+            agent=agent,
+            metadata=metadata or {},
+            **({"command_id": check_token(command_id, "command id")} if command_id else {}),
+        )
+        record, seq = await self._first_commit(cmd)
+        await asyncio.gather(
+            self.bus.sessions.create(sid, record.model_dump_json().encode()),
+            self._publish(cmd),
+        )
+        receipt = Receipt(sid, cmd.command_id, seq)
+        if initial_message is not None:
+            checkpoint = Checkpoint(session=record, commit_id=cmd.command_id)
+            receipt = await self._send(checkpoint, seq, initial_message, None)
+        return record, receipt
+
+    async def _first_commit(self, cmd: CreateSession) -> tuple[SessionRecord, int]:
+        now = datetime.now(UTC)
+        record = SessionRecord(
+            session_id=cmd.session_id,
+            task_id=cmd.task_id,
+            agent=cmd.agent,
+            state=SessionState.CREATED,
+            created_at=now,
+            updated_at=now,
+            metadata=cmd.metadata,
+            created_by=cmd.interface,
+        )
+        record.counters.events = 1
+        event = SessionCreated(
+            session_id=cmd.session_id,
+            task_id=cmd.task_id,
+            command_id=cmd.command_id,
+            interface=cmd.interface,
+            agent=cmd.agent,
+            metadata=cmd.metadata,
+        )
+        checkpoint = Checkpoint(session=record, commit_id=cmd.command_id)
+        try:
+            done = await commit.append(
+                self.bus.nc,
+                self.bus.stream,
+                cmd.session_id,
+                events=[event.model_dump_json().encode()],
+                checkpoint=checkpoint.model_dump_json().encode(),
+                commit_id=cmd.command_id,
+                expected_seq=0,
+                max_bytes=self.bus.settings.max_message_bytes,
+                timeout=self.bus.timeout,
+            )
+        except FenceRejectedError as e:
+            raise SessionExistsError(cmd.session_id) from e
+        return record, done.checkpoint_seq
+
+    async def send(
+        self, session_id: str, message: str, *, command_id: str | None = None
+    ) -> Receipt:
+        """Queue a user message; the reply arrives as events after ``Receipt.cursor``."""
+        checkpoint, tail = await self._checkpoint(session_id)
+        return await self._send(checkpoint, tail, message, command_id)
+
+    async def _send(
+        self, checkpoint: Checkpoint, tail: int, message: str, command_id: str | None
+    ) -> Receipt:
+        record = checkpoint.session
+        if record.state not in ACCEPTS_MESSAGES:
+            raise IllegalTransitionError(
+                record.session_id,
+                "send a message to",
+                record.state,
+                f"session {record.session_id!r} is {record.state.value} and takes no messages"
+                + (" (resume it first)" if record.state is SessionState.SUSPENDED else ""),
+            )
+        cmd = UserMessage(
+            session_id=record.session_id,
+            task_id=record.task_id,
+            interface=self.interface,
+            content=message,
+            **({"command_id": check_token(command_id, "command id")} if command_id else {}),
+        )
+        await self._publish(cmd)
+        return Receipt(record.session_id, cmd.command_id, tail)
+
+    async def turn(
+        self, session_id: str, message: str, *, command_id: str | None = None
+    ) -> AsyncIterator[Delivery]:
+        """Send a message and yield what it causes (deltas, reply) until the turn ends."""
+        follower = Follower(self.bus, session_id)
+        try:
+            checkpoint, tail = await follower.open()
+            receipt = await self._send(checkpoint, tail, message, command_id)
+            await follower.start(receipt.cursor, checkpoint, tail)
+            async for item in self._until_final(follower, receipt):
+                yield item
+        finally:
+            await follower.close()
+
+    async def _until_final(self, follower: Follower, receipt: Receipt) -> AsyncIterator[Delivery]:
+        deadline = time.monotonic() + self.bus.settings.command_timeout
+        stream = follower.deliveries()
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                try:
+                    item = await asyncio.wait_for(anext(stream), max(remaining, 0.001))
+                except TimeoutError:
+                    raise CommandTimeoutError(
+                        receipt.session_id, receipt.command_id, self.bus.settings.command_timeout
+                    ) from None
+                ev = item.event
+                if isinstance(ev, TokenDelta) or ev.command_id != receipt.command_id:
+                    if isinstance(ev, TokenDelta):
+                        deadline = time.monotonic() + self.bus.settings.command_timeout
+                        yield item
+                    continue
+                deadline = time.monotonic() + self.bus.settings.command_timeout
+                yield item
+                if ev.final:
+                    return
+        finally:
+            await stream.aclose()
+
+    async def wait(self, receipt: Receipt) -> list[Event]:
+        """Wait for the outcome of a stored command; return the events it caused."""
+        follower = Follower(self.bus, receipt.session_id)
+        try:
+            checkpoint, tail = await follower.open()
+            await follower.start(receipt.cursor, checkpoint, tail)
+            caused: list[Event] = []
+            async for item in self._until_final(follower, receipt):
+                if not isinstance(item.event, TokenDelta):
+                    caused.append(item.event)
+            return caused
+        finally:
+            await follower.close()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def suspend(self, session_id: str, reason: str | None = None) -> SessionRecord:
+        return await self._transition(session_id, Suspend, reason=reason)
+
+    async def resume(self, session_id: str) -> SessionRecord:
+        return await self._transition(session_id, Resume)
+
+    async def complete(self, session_id: str, reason: str | None = None) -> SessionRecord:
+        return await self._transition(session_id, Complete, reason=reason)
+
+    async def _transition(
+        self, session_id: str, kind: type[Suspend | Resume | Complete], **fields: Any
+    ) -> SessionRecord:
+        action, target = _ACTIONS[kind]
+        checkpoint, tail = await self._checkpoint(session_id)
+        record = checkpoint.session
+        if not can_transition(record.state, target):
+            raise IllegalTransitionError(session_id, action, record.state)
+        if kind is not Resume:
+            fields = {k: v for k, v in fields.items() if v is not None}
+        else:
+            fields = {}
+        cmd = kind(session_id=session_id, task_id=record.task_id, interface=self.interface, **fields)
+        await self._publish(cmd)
+        for event in await self.wait(Receipt(session_id, cmd.command_id, tail)):
+            if isinstance(event, CommandRejected):
+                raise IllegalTransitionError(session_id, action, event.state, event.reason)
+        return await self.get(session_id)
+
+    async def cancel(self, session_id: str) -> Receipt:
+        """Ask the owner to stop the turn in flight (the turn ends with ``turn.failed``)."""
+        checkpoint, tail = await self._checkpoint(session_id)
+        cmd = CancelTurn(
+            session_id=session_id, task_id=checkpoint.session.task_id, interface=self.interface
+        )
+        await self._publish(cmd)
+        return Receipt(session_id, cmd.command_id, tail)
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def get(self, session_id: str) -> SessionRecord:
+        checkpoint, seq = await self._checkpoint(session_id)
+        record = checkpoint.session
+        return record
+
+    async def list(
+        self,
+        *,
+        state: SessionState | None = None,
+        agent: str | None = None,
+        task_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """Sessions newest first, filtered, ``limit`` a page; pass ``next_cursor`` on."""
+        for value, kind in ((agent, "agent name"), (task_id, "task id")):
+            if value is not None:
+                check_token(value, kind)
+        after = _decode_cursor(cursor) if cursor else None
+        records = [
+            r
+            for r in await self.records()
+            if (state is None or r.state == state)
+            and (agent is None or r.agent == agent)
+            and (task_id is None or r.task_id == task_id)
+        ]
+        records.sort(key=_order_key)
+        if after is not None:
+            records = [r for r in records if _order_key(r) > after]
+        page = records[: max(1, limit)]
+        more = len(records) > len(page)
+        return Page(page, _encode_cursor(_order_key(page[-1])) if more and page else None)
+
+    async def records(self) -> list[SessionRecord]:
+        """Every session record (read in batches straight from the KV stream)."""
+        bucket = self.bus.settings.sessions_bucket
+        msgs = await direct.read_subject(
+            self.bus.nc, f"KV_{bucket}", f"$KV.{bucket}.>", after=0, timeout=self.bus.timeout
+        )
+        return [
+            SessionRecord.model_validate_json(m.data)
+            for m in msgs
+            if m.data and "KV-Operation" not in m.headers
+        ]
+
+    async def history(
+        self, session_id: str, *, before: int | None = None, limit: int | None = None
+    ) -> list[HistoryItem]:
+        """The conversation, oldest first; ``before``/``limit`` page backwards by cursor."""
+        await self._checkpoint(session_id)
+        msgs = await direct.read_subject(
+            self.bus.nc,
+            self.bus.stream,
+            subjects.events(session_id),
+            after=0,
+            up_to=(before - 1) if before else None,
+            timeout=self.bus.timeout,
+        )
+        items = [item for m in msgs if (item := _history_item(m.seq, m.data)) is not None]
+        return items[-limit:] if limit else items
+
+    async def events(self, session_id: str, after: int | None = None) -> AsyncIterator[Delivery]:
+        """Durable events after ``after`` (``None``: from now) then live ones, with deltas."""
+        follower = Follower(self.bus, session_id)
+        try:
+            checkpoint, tail = await follower.open()
+            await follower.start(after, checkpoint, tail)
+            async for item in follower.deliveries():
+                yield item
+        finally:
+            await follower.close()
+
+    async def purge(self, session_id: str) -> None:
+        """Remove everything of a session from the bus: its subjects and its record."""
+        check_token(session_id, "session id")
+        await self.bus.js.purge_stream(self.bus.stream, subject=subjects.session_all(session_id))
+        await self.bus.sessions.purge(session_id)
+        await self.bus.leases.purge(session_id)
+
+    # -- workers and agents --------------------------------------------------------------
+
+    async def workers(self) -> list[WorkerInfo]:
+        bucket = self.bus.settings.workers_bucket
+        msgs = await direct.read_subject(
+            self.bus.nc, f"KV_{bucket}", f"$KV.{bucket}.>", after=0, timeout=self.bus.timeout
+        )
+        return [
+            WorkerInfo.model_validate_json(m.data)
+            for m in msgs
+            if m.data and "KV-Operation" not in m.headers
+        ]
+
+    async def known_agents(self) -> dict[str, AgentInfo]:
+        """Agents offered by live workers (cached for two seconds)."""
+        now = time.monotonic()
+        if self._agents_cache and now - self._agents_cache[0] < 2.0:
+            return self._agents_cache[1]
+        agents = {a.name: a for w in await self.workers() for a in w.agents}
+        self._agents_cache = (now, agents)
+        return agents
+
+    # -- internals -----------------------------------------------------------------------
+
+    async def _checkpoint(self, session_id: str) -> tuple[Checkpoint, int]:
+        check_token(session_id, "session id")
+        found = await read_checkpoint(self.bus, session_id)
+        if found is None:
+            raise SessionNotFoundError(session_id)
+        return found
+
+    async def _publish(self, cmd: Command) -> None:
+        payload = cmd.model_dump_json().encode()
+        limit = self.bus.settings.max_message_bytes
+        if len(payload) > limit:
+            raise MessageTooLargeError(len(payload), limit)
+        subject = subjects.inputs(cmd.session_id)
+        headers = {"Nats-Msg-Id": cmd.command_id}
+        await with_retry(
+            lambda: self.bus.js.publish(subject, payload, headers=headers),
+            what=f"publish {cmd.kind} to {cmd.session_id}",
+        )
+
+
+def _history_item(seq: int, data: bytes) -> HistoryItem | None:
+    head = json.loads(data)
+    kind = head.get("type")
+    if kind == "user.message":
+        return HistoryItem(seq=seq, role="user", content=head["content"], ts=head["ts"])
+    if kind == "agent.message":
+        return HistoryItem(
+            seq=seq,
+            role="agent",
+            content=head["content"],
+            ts=head["ts"],
+            interrupted=head.get("interrupted", False),
+        )
+    return None
+
+
+def _order_key(r: SessionRecord) -> tuple[float, str]:
+    return (-r.created_at.timestamp(), r.session_id)
+
+
+def _encode_cursor(key: tuple[float, str]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[float, str]:
+    try:
+        ts, sid = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return float(ts), str(sid)
+    except Exception as e:
+        raise ValueError(f"invalid list cursor {cursor[:40]!r}") from e

@@ -1,0 +1,120 @@
+"""Direct get: read stored messages without a consumer (nats-py has no batch helper)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from bus.errors import BusError
+
+MAX_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMsg:
+    seq: int
+    subject: str
+    data: bytes
+    headers: Mapping[str, str]
+
+
+def _status(msg: Msg) -> str | None:
+    return msg.headers.get("Status") if msg.headers else None
+
+
+def _lift(msg: Msg) -> StoredMsg:
+    headers = msg.headers or {}
+    return StoredMsg(
+        seq=int(headers["Nats-Sequence"]),
+        subject=headers["Nats-Subject"],
+        data=msg.data,
+        headers=headers,
+    )
+
+
+async def last_by_subject(
+    nc: Client, stream: str, subject: str, timeout: float
+) -> StoredMsg | None:
+    """The last message stored on ``subject``, or ``None``."""
+    resp = await nc.request(f"$JS.API.DIRECT.GET.{stream}.{subject}", b"", timeout=timeout)
+    return _one(resp)
+
+
+async def next_by_subject(
+    nc: Client, stream: str, subject: str, from_seq: int, timeout: float
+) -> StoredMsg | None:
+    """The first message on ``subject`` with a sequence >= ``from_seq``, or ``None``."""
+    req = json.dumps({"seq": max(from_seq, 1), "next_by_subj": subject}).encode()
+    resp = await nc.request(f"$JS.API.DIRECT.GET.{stream}", req, timeout=timeout)
+    return _one(resp)
+
+
+def _one(resp: Msg) -> StoredMsg | None:
+    status = _status(resp)
+    if status == "404":
+        return None
+    if status is not None:
+        raise BusError(f"direct get failed: {status} {resp.headers}")
+    return _lift(resp)
+
+
+async def batch(
+    nc: Client,
+    stream: str,
+    request: dict[str, Any],
+    timeout: float,
+) -> tuple[list[StoredMsg], int]:
+    """One batched direct get; returns the messages and how many more match."""
+    inbox = nc.new_inbox()
+    queue: asyncio.Queue[Msg] = asyncio.Queue()
+
+    async def _put(msg: Msg) -> None:
+        queue.put_nowait(msg)
+
+    sub = await nc.subscribe(inbox, cb=_put)
+    try:
+        await nc.publish(f"$JS.API.DIRECT.GET.{stream}", json.dumps(request).encode(), reply=inbox)
+        out: list[StoredMsg] = []
+        while True:
+            msg = await asyncio.wait_for(queue.get(), timeout)
+            status = _status(msg)
+            if status == "204":
+                return out, int((msg.headers or {}).get("Nats-Num-Pending", "0"))
+            if status == "404":
+                return out, 0
+            if status is not None:
+                raise BusError(f"batched direct get failed: {status} {msg.headers}")
+            out.append(_lift(msg))
+    finally:
+        await sub.unsubscribe()
+
+
+async def read_subject(
+    nc: Client,
+    stream: str,
+    subject: str,
+    *,
+    after: int,
+    up_to: int | None = None,
+    timeout: float,
+) -> list[StoredMsg]:
+    """All messages on ``subject`` (a wildcard is allowed) with ``after < seq <= up_to``."""
+    out: list[StoredMsg] = []
+    start = after + 1
+    while True:
+        req: dict[str, Any] = {"seq": start, "next_by_subj": subject, "batch": MAX_BATCH}
+        if up_to is not None:
+            if start > up_to:
+                return out
+            req["up_to_seq"] = up_to
+        got, pending = await batch(nc, stream, req, timeout)
+        out.extend(got)
+        if not got or pending == 0:
+            return out
+        start = got[-1].seq + 1

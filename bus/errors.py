@@ -1,0 +1,114 @@
+"""The errors of the bus package; the edge and the CLI map them in one place each."""
+
+from __future__ import annotations
+
+from schemas import InvalidIdError, SessionState
+
+
+class BusError(Exception):
+    """Root of everything ``bus`` raises on purpose."""
+
+
+class NotConnectedError(BusError):
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"cannot reach NATS at {url}: {reason}")
+        self.url = url
+
+
+class ProvisioningError(BusError):
+    """The stream, buckets or consumer Praxis needs cannot be set up as they are."""
+
+
+class ProvisioningMismatchError(ProvisioningError):
+    """An existing stream, bucket or consumer differs from what Praxis needs."""
+
+    def __init__(self, kind: str, name: str, differences: dict[str, tuple[object, object]]) -> None:
+        diff = "; ".join(f"{k}: is {have!r}, needs {want!r}" for k, (have, want) in differences.items())
+        super().__init__(
+            f"{kind} {name!r} exists with a different configuration ({diff}); "
+            "Praxis does not rewrite it: change or remove it yourself, or point Praxis "
+            "at other names through PRAXIS_* settings"
+        )
+        self.kind = kind
+        self.name = name
+        self.differences = differences
+
+
+class SessionNotFoundError(BusError):
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"unknown session {session_id!r}")
+        self.session_id = session_id
+
+
+class SessionExistsError(BusError):
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"session {session_id!r} already exists")
+        self.session_id = session_id
+
+
+class UnknownAgentError(BusError):
+    def __init__(self, agent: str, known: list[str]) -> None:
+        names = ", ".join(sorted(known)) or "none"
+        super().__init__(f"unknown agent {agent!r}; known agents: {names}")
+        self.agent = agent
+        self.known = sorted(known)
+
+
+class IllegalTransitionError(BusError):
+    """The command is not allowed in the session's current state."""
+
+    def __init__(self, session_id: str, action: str, state: SessionState, reason: str = "") -> None:
+        msg = reason or f"cannot {action} session {session_id!r}: it is {state.value}"
+        super().__init__(msg)
+        self.session_id = session_id
+        self.action = action
+        self.state = state
+
+
+class CommandTimeoutError(BusError):
+    def __init__(self, session_id: str, command_id: str, seconds: float) -> None:
+        super().__init__(
+            f"no worker handled command {command_id} for session {session_id!r} within "
+            f"{seconds:g}s: is a worker running? (praxis workers)"
+        )
+        self.session_id = session_id
+        self.command_id = command_id
+
+
+class FenceRejectedError(BusError):
+    """An append was refused because the session moved on: the writer is no longer its owner."""
+
+    def __init__(self, session_id: str, expected: int, detail: str) -> None:
+        super().__init__(
+            f"append to session {session_id!r} refused (expected last sequence {expected}): {detail}"
+        )
+        self.session_id = session_id
+        self.expected = expected
+
+
+class MessageTooLargeError(BusError):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"message of {size} bytes exceeds the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+class PublishError(BusError):
+    """JetStream did not store a publish, after retries."""
+
+
+__all__ = [
+    "BusError",
+    "CommandTimeoutError",
+    "FenceRejectedError",
+    "IllegalTransitionError",
+    "InvalidIdError",
+    "MessageTooLargeError",
+    "NotConnectedError",
+    "ProvisioningError",
+    "ProvisioningMismatchError",
+    "PublishError",
+    "SessionExistsError",
+    "SessionNotFoundError",
+    "UnknownAgentError",
+]

@@ -1,0 +1,201 @@
+"""Follow a session: durable events from a cursor, then live events and token deltas.
+
+No server-side consumer per follower. The follower subscribes to ``live.<id>`` first,
+then reads what it missed by direct get, then serves the live notices, dropping what it
+already delivered. Each commit notice names the checkpoint sequence it was fenced on
+(``prev``): when that is not the last one the follower knows, a notice was missed and the
+gap is read back from the stream. Every durable event after the cursor is delivered
+exactly once, in order. Joining in the middle of a turn, the follower asks the owner for
+the text so far, then passes on only the deltas after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+
+from bus import direct, subjects
+from bus.connection import Bus
+from bus.errors import SessionNotFoundError
+from schemas import (
+    Checkpoint,
+    CommitNotice,
+    Delivery,
+    Snapshot,
+    TokenDelta,
+    TurnCompleted,
+    TurnFailed,
+    TurnStarted,
+    decode_event,
+)
+
+
+async def read_checkpoint(bus: Bus, session_id: str) -> tuple[Checkpoint, int] | None:
+    """The session's latest checkpoint and its stream sequence, or ``None``."""
+    msg = await direct.last_by_subject(bus.nc, bus.stream, subjects.checkpoint(session_id), bus.timeout)
+    if msg is None:
+        return None
+    return Checkpoint.model_validate_json(msg.data), msg.seq
+
+
+@dataclass
+class _Turn:
+    turn_id: str
+    index: int = 0
+    delivered: int = 0  # characters of the reply delivered so far
+
+
+@dataclass
+class Follower:
+    """One follower of one session; use :meth:`open` then iterate :meth:`deliveries`."""
+
+    bus: Bus
+    session_id: str
+    poll_interval: float = 5.0
+    _queue: asyncio.Queue[Msg] = field(default_factory=asyncio.Queue)
+    _sub: Subscription | None = None
+    cursor: int = 0
+    known: int = 0
+    _turn: _Turn | None = None
+    _pending: list[Delivery] = field(default_factory=list)
+
+    async def open(self) -> tuple[Checkpoint, int]:
+        """Subscribe to live notices, then read the checkpoint (order matters)."""
+
+        async def _put(msg: Msg) -> None:
+            self._queue.put_nowait(msg)
+
+        self._sub = await self.bus.nc.subscribe(subjects.live(self.session_id), cb=_put)
+        found = await read_checkpoint(self.bus, self.session_id)
+        if found is None:
+            await self.close()
+            raise SessionNotFoundError(self.session_id)
+        return found
+
+    async def close(self) -> None:
+        if self._sub is not None:
+            sub, self._sub = self._sub, None
+            try:
+                await sub.unsubscribe()
+            except Exception:  # connection already closed
+                pass
+
+    async def start(self, after: int | None, checkpoint: Checkpoint, tail: int) -> None:
+        """Deliver from ``after`` (``None``: from now), given the checkpoint read in open()."""
+        self.cursor = tail if after is None else after
+        self.known = self.cursor
+        await self._catch_up(checkpoint, tail)
+        if checkpoint.turn is not None and self._turn is not None:
+            await self._snapshot()
+
+    async def deliveries(self) -> AsyncIterator[Delivery]:
+        while True:
+            while self._pending:
+                yield self._pending.pop(0)
+            try:
+                msg = await asyncio.wait_for(self._queue.get(), self.poll_interval)
+            except TimeoutError:
+                await self._poll()
+                continue
+            await self._on_live(msg)
+
+    async def _poll(self) -> None:
+        found = await read_checkpoint(self.bus, self.session_id)
+        if found is not None and found[1] > self.known:
+            await self._catch_up(*found)
+
+    async def _catch_up(self, checkpoint: Checkpoint, tail: int) -> None:
+        """Deliver stored events in (cursor, tail]; then tail is the known checkpoint."""
+        if tail > self.cursor:
+            stored = await direct.read_subject(
+                self.bus.nc,
+                self.bus.stream,
+                subjects.events(self.session_id),
+                after=self.cursor,
+                up_to=tail,
+                timeout=self.bus.timeout,
+            )
+            for m in stored:
+                self._deliver_event(m.seq, m.data)
+        self.known = max(self.known, tail)
+        if checkpoint.turn is None:
+            self._turn = None
+        elif self._turn is None or self._turn.turn_id != checkpoint.turn.turn_id:
+            self._turn = _Turn(checkpoint.turn.turn_id)
+
+    def _deliver_event(self, seq: int, data: bytes) -> None:
+        if seq <= self.cursor:
+            return
+        event = decode_event(data)
+        self.cursor = seq
+        if isinstance(event, TurnStarted):
+            self._turn = _Turn(event.turn_id)
+        elif isinstance(event, TurnCompleted | TurnFailed):
+            self._turn = None
+        self._pending.append(Delivery(cursor=seq, event=event))
+
+    async def _on_live(self, msg: Msg) -> None:
+        kind = json.loads(msg.data).get("type") if msg.data else None
+        if kind == "commit":
+            await self._on_commit(CommitNotice.model_validate_json(msg.data))
+        elif kind == "tail":
+            if int(json.loads(msg.data)["seq"]) > self.known:
+                await self._poll()
+        elif kind == "token.delta":
+            await self._on_delta(TokenDelta.model_validate_json(msg.data))
+
+    async def _on_commit(self, notice: CommitNotice) -> None:
+        if notice.seq <= self.known:
+            return  # already read back from the stream
+        if notice.prev != self.known:
+            await self._poll()  # a notice was missed: read the gap back
+            return
+        for stored in notice.events:
+            if stored.seq > self.cursor:
+                self._deliver_event(stored.seq, stored.event.model_dump_json().encode())
+        self.known = notice.seq
+
+    async def _on_delta(self, delta: TokenDelta) -> None:
+        turn = self._turn
+        if turn is None or turn.turn_id != delta.turn_id:
+            return  # a turn we have not seen start (its notice comes first) or one that ended
+        if delta.index <= turn.index:
+            return  # contained in the snapshot already delivered
+        if delta.index != turn.index + 1:
+            await self._snapshot()  # a delta was lost on the way: fill in from the owner
+            if delta.index != turn.index + 1:
+                return
+        turn.index = delta.index
+        turn.delivered += len(delta.text)
+        self._pending.append(Delivery(cursor=None, event=delta))
+
+    async def _snapshot(self) -> None:
+        turn = self._turn
+        if turn is None:
+            return
+        try:
+            resp = await self.bus.nc.request(
+                subjects.snapshot(self.session_id), turn.turn_id.encode(), timeout=self.bus.timeout
+            )
+        except (NoRespondersError, NatsTimeoutError, TimeoutError):
+            return  # no owner right now: the durable agent message will carry the text
+        if not resp.data:
+            return
+        snap = Snapshot.model_validate_json(resp.data)
+        if snap.turn_id != turn.turn_id or snap.index <= turn.index:
+            return
+        text = snap.text[turn.delivered :]
+        turn.index = snap.index
+        turn.delivered = len(snap.text)
+        if text:
+            delta = TokenDelta(
+                session_id=self.session_id, turn_id=turn.turn_id, index=snap.index, text=text
+            )
+            self._pending.append(Delivery(cursor=None, event=delta))

@@ -1,0 +1,67 @@
+"""Session leases in KV: who may work on a session right now.
+
+A lease is a key in a bucket whose TTL is the lease time: created only if absent, renewed
+by revision, released by revision. Leases decide who *should* work; the fence in
+:mod:`bus.commit` makes sure a writer that lost its lease *cannot* write.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
+from nats.js.kv import KeyValue
+
+from schemas import check_token
+
+
+@dataclass(slots=True)
+class Lease:
+    session_id: str
+    worker_id: str
+    revision: int
+
+
+def _value(worker_id: str) -> bytes:
+    return json.dumps({"worker_id": worker_id, "at": time.time()}).encode()
+
+
+async def claim(kv: KeyValue, session_id: str, worker_id: str) -> Lease | None:
+    """Take the lease if nobody holds it; ``None`` if somebody does."""
+    check_token(session_id, "session id")
+    try:
+        rev = await kv.create(session_id, _value(worker_id))
+    except KeyWrongLastSequenceError:
+        return None
+    return Lease(session_id, worker_id, rev)
+
+
+async def renew(kv: KeyValue, lease: Lease) -> bool:
+    """Extend the lease; ``False`` if it was lost (expired and taken, or deleted)."""
+    try:
+        lease.revision = await kv.update(lease.session_id, _value(lease.worker_id), last=lease.revision)
+    except (KeyWrongLastSequenceError, NotFoundError):
+        return False
+    return True
+
+
+async def release(kv: KeyValue, lease: Lease) -> None:
+    """Give the lease up if it is still ours (a lost lease is left to its new holder)."""
+    try:
+        await kv.delete(lease.session_id, last=lease.revision)
+    except (KeyWrongLastSequenceError, NotFoundError):
+        pass
+
+
+async def holder(kv: KeyValue, session_id: str) -> str | None:
+    """The worker holding the session's lease, if any."""
+    try:
+        entry = await kv.get(session_id)
+    except NotFoundError:
+        return None
+    if not entry.value:
+        return None
+    worker: str = json.loads(entry.value).get("worker_id", "?")
+    return worker

@@ -1,0 +1,184 @@
+"""Idempotent provisioning of the stream, the work consumer and the KV buckets.
+
+Existing objects are compared with what Praxis needs; a difference is reported with
+:class:`ProvisioningMismatchError`, never silently rewritten.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.kv import KeyValue
+
+from bus.errors import ProvisioningError, ProvisioningMismatchError
+from bus.settings import Settings
+from bus.subjects import INPUT_WILDCARD, OUTPUT_WILDCARD
+
+SUBJECTS_OVERLAP = 10065
+
+
+def stream_config(s: Settings) -> StreamConfig:
+    return StreamConfig(
+        name=s.stream,
+        description="Praxis agent sessions: commands, events and checkpoints",
+        subjects=[INPUT_WILDCARD, OUTPUT_WILDCARD],
+        retention=RetentionPolicy.LIMITS,
+        discard=DiscardPolicy.OLD,
+        storage=StorageType.FILE,
+        num_replicas=s.replicas,
+        duplicate_window=s.duplicate_window,
+        max_msg_size=s.max_message_bytes,
+        allow_direct=True,
+        allow_rollup_hdrs=True,
+        allow_atomic=True,
+    )
+
+
+def consumer_config(s: Settings) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=s.consumer,
+        description="Praxis workers: a message means 'this session has work'",
+        filter_subject=INPUT_WILDCARD,
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=s.ack_wait,
+        max_ack_pending=max(1000, s.worker_concurrency * 16),
+        max_deliver=-1,
+        num_replicas=s.replicas,
+    )
+
+
+def bucket_configs(s: Settings) -> list[KeyValueConfig]:
+    return [
+        KeyValueConfig(
+            bucket=s.sessions_bucket,
+            description="Praxis session records",
+            history=1,
+            storage=StorageType.FILE,
+            replicas=s.replicas,
+            direct=True,
+        ),
+        # No limit_marker_ttl here: nats-py would see marker messages on get/create.
+        KeyValueConfig(
+            bucket=s.leases_bucket,
+            description="Praxis session leases (single writer per session)",
+            history=1,
+            ttl=s.lease_ttl,
+            storage=StorageType.FILE,
+            replicas=s.replicas,
+            direct=True,
+        ),
+        KeyValueConfig(
+            bucket=s.workers_bucket,
+            description="Praxis worker heartbeats",
+            history=1,
+            ttl=max(3 * s.heartbeat_interval, 1.0),
+            storage=StorageType.MEMORY,
+            replicas=s.replicas,
+            direct=True,
+        ),
+    ]
+
+
+def _diff(have: Any, want: Any, fields: list[str]) -> dict[str, tuple[object, object]]:
+    out: dict[str, tuple[object, object]] = {}
+    for f in fields:
+        h, w = getattr(have, f), getattr(want, f)
+        if isinstance(w, list):
+            h, w = sorted(h or []), sorted(w)
+        if isinstance(w, float) or isinstance(h, float):
+            if abs(float(h or 0) - float(w or 0)) < 1e-6:
+                continue
+        if (h or None) != (w or None):
+            out[f] = (h, w)
+    return out
+
+
+_STREAM_FIELDS = [
+    "subjects",
+    "retention",
+    "storage",
+    "num_replicas",
+    "duplicate_window",
+    "max_msg_size",
+    "allow_direct",
+    "allow_rollup_hdrs",
+    "allow_atomic",
+]
+
+
+async def ensure_stream(js: JetStreamContext, want: StreamConfig) -> None:
+    assert want.name is not None
+    try:
+        info = await js.stream_info(want.name)
+    except NotFoundError:
+        try:
+            await js.add_stream(want)
+            return
+        except BadRequestError as e:
+            if e.err_code == SUBJECTS_OVERLAP:
+                raise ProvisioningError(
+                    f"cannot create stream {want.name!r}: another stream already holds "
+                    f"subjects {want.subjects} ({e.description}); remove it or use a "
+                    "separate NATS account or server"
+                ) from e
+            info = await js.stream_info(want.name)  # created meanwhile by another process
+    diff = _diff(info.config, want, _STREAM_FIELDS)
+    if diff:
+        raise ProvisioningMismatchError("stream", want.name, diff)
+
+
+async def ensure_consumer(js: JetStreamContext, stream: str, want: ConsumerConfig) -> None:
+    assert want.durable_name is not None
+    try:
+        info = await js.consumer_info(stream, want.durable_name)
+    except NotFoundError:
+        try:
+            await js.add_consumer(stream, want)
+            return
+        except BadRequestError:
+            info = await js.consumer_info(stream, want.durable_name)
+    diff = _diff(info.config, want, ["filter_subject", "ack_policy", "ack_wait", "max_deliver"])
+    if diff:
+        raise ProvisioningMismatchError("consumer", want.durable_name, diff)
+
+
+async def ensure_bucket(js: JetStreamContext, want: KeyValueConfig) -> KeyValue:
+    try:
+        kv = await js.key_value(want.bucket)
+    except (NotFoundError, BadRequestError):
+        return await js.create_key_value(want)
+    info = await js.stream_info(f"KV_{want.bucket}")
+    have = info.config
+    expect = StreamConfig(
+        max_age=want.ttl,
+        num_replicas=want.replicas,
+        storage=want.storage,
+        max_msgs_per_subject=want.history,
+    )
+    diff = _diff(have, expect, ["max_age", "num_replicas", "storage", "max_msgs_per_subject"])
+    if diff:
+        raise ProvisioningMismatchError("key-value bucket", want.bucket, diff)
+    return kv
+
+
+async def provision(
+    js: JetStreamContext, settings: Settings
+) -> tuple[KeyValue, KeyValue, KeyValue]:
+    """Create what is missing; return the sessions, leases and workers buckets."""
+    await ensure_stream(js, stream_config(settings))
+    await ensure_consumer(js, settings.stream, consumer_config(settings))
+    sessions, leases, workers = [await ensure_bucket(js, c) for c in bucket_configs(settings)]
+    return sessions, leases, workers

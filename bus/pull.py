@@ -1,0 +1,157 @@
+"""A pull consumer loop that hands each message over as soon as it arrives.
+
+nats-py's ``fetch(batch>1)`` waits for the whole batch, which adds latency to every turn;
+this loop keeps one pull request outstanding for as many messages as there are free slots,
+and re-issues it when it ends (expiry, missing heartbeats, status).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+log = logging.getLogger("praxis.bus.pull")
+
+Handler = Callable[[Msg], Awaitable[None]]
+
+
+class PullLoop:
+    """Run ``handler`` for each message, at most ``capacity`` at a time."""
+
+    def __init__(
+        self,
+        nc: Client,
+        stream: str,
+        consumer: str,
+        handler: Handler,
+        *,
+        capacity: int,
+        expires: float = 2.0,
+        heartbeat: float = 0.5,
+    ) -> None:
+        self._nc = nc
+        self._api = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self._handler = handler
+        self._capacity = capacity
+        self._expires = expires
+        self._heartbeat = heartbeat
+        self._queue: asyncio.Queue[Msg] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._free = asyncio.Event()
+        self._free.set()
+        self._stopping = asyncio.Event()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    async def run(self) -> None:
+        inbox = self._nc.new_inbox()
+
+        async def _put(msg: Msg) -> None:
+            self._queue.put_nowait(msg)
+
+        sub = await self._nc.subscribe(inbox, cb=_put)
+        try:
+            while not self._stopping.is_set():
+                await self._wait_for_slot()
+                if self._stopping.is_set():
+                    break
+                await self._pull(inbox, self._capacity - self.in_flight)
+            await self._return_outstanding()
+        finally:
+            await sub.unsubscribe()
+
+    def stop(self) -> None:
+        """Stop taking work; messages already handed over keep running."""
+        self._stopping.set()
+        self._free.set()
+
+    async def wait_idle(self, grace: float) -> None:
+        """Wait up to ``grace`` seconds for running handlers, then cancel them."""
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _wait_for_slot(self) -> None:
+        while self.in_flight >= self._capacity and not self._stopping.is_set():
+            self._free.clear()
+            await self._free.wait()
+
+    async def _pull(self, inbox: str, want: int) -> None:
+        request = {
+            "batch": want,
+            "expires": int(self._expires * 1e9),
+            "idle_heartbeat": int(self._heartbeat * 1e9),
+        }
+        await self._nc.publish(self._api, json.dumps(request).encode(), reply=inbox)
+        received = 0
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            while received < want:
+                get = asyncio.ensure_future(self._queue.get())
+                done, _ = await asyncio.wait(
+                    {get, stop}, timeout=self._heartbeat * 3, return_when=asyncio.FIRST_COMPLETED
+                )
+                if get not in done:
+                    get.cancel()
+                    return  # stopping, or the pull went silent (server restart): re-issue
+                msg = get.result()
+                status = msg.headers.get("Status") if msg.headers else None
+                if status == "100":
+                    continue
+                if status is not None:
+                    return  # 408 expired, 409 leadership change, ...: issue a new pull
+                received += 1
+                self._spawn(msg)
+        finally:
+            stop.cancel()
+
+    def _spawn(self, msg: Msg) -> None:
+        task = asyncio.create_task(self._run_one(msg))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._free.set()
+
+    async def _run_one(self, msg: Msg) -> None:
+        try:
+            await self._handler(msg)
+        except asyncio.CancelledError:
+            await _quiet_nak(msg)
+            raise
+        except Exception:
+            log.exception("handler failed for %s; message returned for redelivery", msg.subject)
+            await _quiet_nak(msg, delay=1.0)
+
+    async def _return_outstanding(self) -> None:
+        """After stop: messages of the last pull still arriving go straight back (nak)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self._expires + self._heartbeat
+        while loop.time() < end:
+            try:
+                msg = await asyncio.wait_for(self._queue.get(), end - loop.time())
+            except TimeoutError:
+                return
+            status = msg.headers.get("Status") if msg.headers else None
+            if status is None:
+                await _quiet_nak(msg)
+            elif status != "100":
+                return
+
+
+async def _quiet_nak(msg: Msg, delay: float | None = None) -> None:
+    try:
+        await msg.nak(delay=delay)
+    except Exception as e:  # already acked, or connection gone: redelivery happens anyway
+        log.debug("nak failed: %s", e)

@@ -1,0 +1,53 @@
+"""One settings object per process, read from ``PRAXIS_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from platformdirs import user_data_dir
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path(user_data_dir("praxis", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Built once in each entry point and passed down; nothing reads the environment at import."""
+
+    model_config = SettingsConfigDict(env_prefix="PRAXIS_", extra="ignore")
+
+    nats_url: str | None = Field(
+        default=None,
+        description="NATS server URL(s), comma separated. Unset: an embedded server is used.",
+    )
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Where the embedded server keeps JetStream data.",
+    )
+    stream: str = "PRAXIS"
+    sessions_bucket: str = "praxis_sessions"
+    leases_bucket: str = "praxis_leases"
+    workers_bucket: str = "praxis_workers"
+    consumer: str = "praxis-workers"
+    replicas: int = Field(default=1, ge=1, le=5)
+    duplicate_window: float = Field(default=600.0, gt=0, description="Seconds a command id dedups.")
+    max_message_bytes: int = Field(default=1024 * 1024, ge=1024)
+    lease_ttl: float = Field(default=10.0, ge=1.0, description="Seconds a session lease lives.")
+    ack_wait: float = Field(default=30.0, ge=1.0)
+    heartbeat_interval: float = Field(default=2.0, gt=0)
+    worker_concurrency: int = Field(default=256, ge=1)
+    turn_timeout: float = Field(default=300.0, gt=0)
+    request_timeout: float = Field(default=5.0, gt=0)
+    command_timeout: float = Field(
+        default=15.0, gt=0, description="Seconds a client waits for a command's outcome."
+    )
+    context_messages: int = Field(default=200, ge=2)
+    agents: list[str] = Field(
+        default_factory=list,
+        description="Extra agent factories as 'module:attribute', besides entry points.",
+    )
+    inprocess_worker: Literal["auto", "always", "never"] = "auto"
+    drain_grace: float = Field(default=10.0, ge=0)

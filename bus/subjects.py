@@ -1,0 +1,50 @@
+"""Subject names. Every token that comes from outside is validated before use."""
+
+from __future__ import annotations
+
+from schemas import check_token
+
+INPUT_WILDCARD = "sess.*.in"
+OUTPUT_WILDCARD = "sess.*.out.>"
+
+
+def inputs(session_id: str) -> str:
+    """Commands and user input for a session (stored, deduplicated by command id)."""
+    return f"sess.{check_token(session_id, 'session id')}.in"
+
+
+def events(session_id: str) -> str:
+    """Durable events, written by the session's owner only, fenced."""
+    return f"sess.{check_token(session_id, 'session id')}.out.evt"
+
+
+def checkpoint(session_id: str) -> str:
+    """The latest checkpoint (rolled up), written with every commit."""
+    return f"sess.{check_token(session_id, 'session id')}.out.ckpt"
+
+
+def outputs(session_id: str) -> str:
+    """Everything the owner writes: the subject the fence is checked on."""
+    return f"sess.{check_token(session_id, 'session id')}.out.>"
+
+
+def session_all(session_id: str) -> str:
+    return f"sess.{check_token(session_id, 'session id')}.>"
+
+
+def live(session_id: str) -> str:
+    """Commit notices and token deltas (core NATS, not stored)."""
+    return f"live.{check_token(session_id, 'session id')}"
+
+
+def snapshot(session_id: str) -> str:
+    """Request/reply: the owner answers with the text of the turn in flight."""
+    return f"snap.{check_token(session_id, 'session id')}"
+
+
+def session_of(subject: str) -> str:
+    """The session id in a ``sess.<id>.…`` subject."""
+    parts = subject.split(".")
+    if len(parts) < 3 or parts[0] != "sess":
+        raise ValueError(f"not a session subject: {subject!r}")
+    return check_token(parts[1], "session id")

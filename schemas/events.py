@@ -1,0 +1,145 @@
+"""Events: what a session's owner appends to ``sess.<id>.out.evt``.
+
+The stream sequence of an event is its id and the cursor clients resume from. An event
+caused by a command carries that ``command_id``; the last event a command causes has
+``final=True``, so a caller can wait for the outcome of exactly its own command.
+Token deltas are not stored: they travel on ``live.<id>`` while a turn is in flight.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from schemas.commands import Interface
+from schemas.ids import AgentName, SessionId, TaskId
+from schemas.lifecycle import SessionState
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class EventBase(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    v: Literal[1] = 1
+    session_id: SessionId
+    task_id: TaskId
+    ts: datetime = Field(default_factory=_now)
+    command_id: str | None = None
+    interface: Interface | None = None
+    final: bool = False
+
+
+class SessionCreated(EventBase):
+    type: Literal["session.created"] = "session.created"
+    agent: AgentName
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class SessionClaimed(EventBase):
+    type: Literal["session.claimed"] = "session.claimed"
+    worker_id: str
+    previous_owner: str | None = None
+
+
+class UserMessageAccepted(EventBase):
+    type: Literal["user.message"] = "user.message"
+    content: str
+    input_seq: int
+
+
+class TurnStarted(EventBase):
+    type: Literal["turn.started"] = "turn.started"
+    turn_id: str
+    input_seq: int
+    attempt: int = 1
+    worker_id: str
+
+
+class AgentMessage(EventBase):
+    type: Literal["agent.message"] = "agent.message"
+    turn_id: str
+    content: str
+    interrupted: bool = False
+
+
+class TurnCompleted(EventBase):
+    type: Literal["turn.completed"] = "turn.completed"
+    turn_id: str
+    duration_ms: float
+
+
+class TurnFailed(EventBase):
+    type: Literal["turn.failed"] = "turn.failed"
+    turn_id: str
+    reason: str
+    cancelled: bool = False
+
+
+class StateChanged(EventBase):
+    type: Literal["session.state_changed"] = "session.state_changed"
+    from_state: SessionState
+    to_state: SessionState
+    reason: str | None = None
+
+
+class CommandRejected(EventBase):
+    type: Literal["command.rejected"] = "command.rejected"
+    command_kind: str
+    reason: str
+    state: SessionState
+
+
+Event = Annotated[
+    SessionCreated
+    | SessionClaimed
+    | UserMessageAccepted
+    | TurnStarted
+    | AgentMessage
+    | TurnCompleted
+    | TurnFailed
+    | StateChanged
+    | CommandRejected,
+    Field(discriminator="type"),
+]
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+class TokenDelta(BaseModel):
+    """A piece of the agent's reply while the turn is in flight (never stored).
+
+    ``index`` counts deltas within the turn from 1; a snapshot of the text so far is sent
+    as one delta whose ``index`` is that of the last delta it contains.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    type: Literal["token.delta"] = "token.delta"
+    session_id: SessionId
+    turn_id: str
+    index: int
+    text: str
+
+
+class Delivery(BaseModel):
+    """One item of a session's event stream as clients see it.
+
+    ``cursor`` is the stream sequence of a durable event and ``None`` for a token delta.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    cursor: int | None
+    event: Annotated[Event | TokenDelta, Field(discriminator="type")]
+
+
+def decode_event(data: bytes | str) -> Event:
+    return EVENT_ADAPTER.validate_json(data)
+
+
+def encode_event(event: Event) -> bytes:
+    return event.model_dump_json().encode()

@@ -1,0 +1,36 @@
+"""Session states and the one table of legal transitions."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class SessionState(StrEnum):
+    CREATED = "CREATED"
+    ACTIVE = "ACTIVE"
+    SUSPENDED = "SUSPENDED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
+    SessionState.CREATED: frozenset(
+        {SessionState.ACTIVE, SessionState.COMPLETED, SessionState.FAILED}
+    ),
+    SessionState.ACTIVE: frozenset(
+        {SessionState.SUSPENDED, SessionState.COMPLETED, SessionState.FAILED}
+    ),
+    SessionState.SUSPENDED: frozenset(
+        {SessionState.ACTIVE, SessionState.COMPLETED, SessionState.FAILED}
+    ),
+    SessionState.COMPLETED: frozenset(),
+    SessionState.FAILED: frozenset(),
+}
+
+# States in which a session takes user messages (CREATED becomes ACTIVE on the first turn).
+ACCEPTS_MESSAGES = frozenset({SessionState.CREATED, SessionState.ACTIVE})
+TERMINAL = frozenset({SessionState.COMPLETED, SessionState.FAILED})
+
+
+def can_transition(current: SessionState, target: SessionState) -> bool:
+    return target in TRANSITIONS[current]

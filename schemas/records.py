@@ -1,0 +1,137 @@
+"""The session record, the checkpoint and the live messages that cross processes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.commands import Interface
+from schemas.events import Event, TokenDelta
+from schemas.ids import AgentName, SessionId, TaskId
+from schemas.lifecycle import SessionState
+
+
+class Counters(BaseModel):
+    user_messages: int = 0
+    agent_messages: int = 0
+    turns: int = 0
+    failed_turns: int = 0
+    events: int = 0
+
+
+class SessionRecord(BaseModel):
+    """What a session is; listed and filtered through the sessions KV bucket."""
+
+    v: Literal[1] = 1
+    session_id: SessionId
+    task_id: TaskId
+    agent: AgentName
+    state: SessionState
+    created_at: datetime
+    updated_at: datetime
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    created_by: Interface = Interface.BUS
+    counters: Counters = Field(default_factory=Counters)
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    role: Literal["user", "agent"]
+    content: str
+
+
+class TurnInFlight(BaseModel):
+    """A turn that has started and not yet ended: a new owner re-runs it."""
+
+    turn_id: str
+    input_seq: int
+    command_id: str
+    interface: Interface | None = None
+    attempt: int = 1
+    user_content: str | None = None
+
+
+class Checkpoint(BaseModel):
+    """Everything the next turn needs, written with each commit (latest one only).
+
+    ``input_cursor`` is the stream sequence of the last command fully handled: the truth of
+    what is done. ``context`` holds the most recent messages for the agent; the whole
+    history stays in the events.
+    """
+
+    v: Literal[1] = 1
+    session: SessionRecord
+    input_cursor: int = 0
+    owner: str | None = None
+    commit_id: str
+    turn: TurnInFlight | None = None
+    context: list[ChatMessage] = Field(default_factory=list)
+    recent_commands: list[str] = Field(default_factory=list)
+
+
+class HistoryItem(BaseModel):
+    """A message of the conversation, with the cursor of the event that holds it."""
+
+    seq: int
+    role: Literal["user", "agent"]
+    content: str
+    ts: datetime
+    interrupted: bool = False
+
+
+class StoredEvent(BaseModel):
+    seq: int
+    event: Event
+
+
+class CommitNotice(BaseModel):
+    """Sent on ``live.<id>`` after each commit: the events and the subject sequences.
+
+    ``prev`` is the checkpoint sequence the commit was fenced on; a follower whose last
+    known checkpoint sequence is not ``prev`` has missed a notice and reads the gap back.
+    """
+
+    type: Literal["commit"] = "commit"
+    prev: int
+    seq: int
+    events: list[StoredEvent]
+
+
+class TailNotice(BaseModel):
+    """Sent by a new owner when it takes a session: followers behind ``seq`` catch up."""
+
+    type: Literal["tail"] = "tail"
+    seq: int
+
+
+class Snapshot(BaseModel):
+    """The reply to a snapshot request: the text of the turn in flight so far."""
+
+    turn_id: str
+    index: int
+    text: str
+
+
+LiveMessage = CommitNotice | TailNotice | TokenDelta
+
+
+class AgentInfo(BaseModel):
+    name: AgentName
+    description: str = ""
+    source: str = ""
+
+
+class WorkerInfo(BaseModel):
+    """A live worker's heartbeat, kept in the workers KV bucket with a TTL."""
+
+    worker_id: str
+    host: str
+    pid: int
+    started_at: datetime
+    seen_at: datetime
+    agents: list[AgentInfo] = Field(default_factory=list)
+    active_sessions: int = 0
+    capacity: int = 0

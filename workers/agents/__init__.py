@@ -1,0 +1,16 @@
+"""Agents: the interface, the built-ins and the registry."""
+
+from workers.agents.base import Agent, TurnContext
+from workers.agents.builtin import Echo, HelloWorld, stream_words
+from workers.agents.registry import ENTRY_POINT_GROUP, AgentRegistry, load_agents
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Agent",
+    "AgentRegistry",
+    "Echo",
+    "HelloWorld",
+    "TurnContext",
+    "load_agents",
+    "stream_words",
+]

@@ -1,0 +1,37 @@
+"""The turn in flight: its text so far, its task, and who may cancel it."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from schemas import Snapshot, TokenDelta
+
+
+@dataclass
+class LiveTurn:
+    session_id: str
+    turn_id: str
+    index: int = 0
+    pieces: list[str] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+    cancelled_by: str | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    def add(self, piece: str) -> TokenDelta:
+        self.index += 1
+        self.pieces.append(piece)
+        return TokenDelta(
+            session_id=self.session_id, turn_id=self.turn_id, index=self.index, text=piece
+        )
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(turn_id=self.turn_id, index=self.index, text=self.text)
+
+    def cancel(self, command_id: str) -> None:
+        if self.task is not None and not self.task.done():
+            self.cancelled_by = command_id
+            self.task.cancel()

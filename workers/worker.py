@@ -1,0 +1,123 @@
+"""The stateless worker process: take work, run sessions, drain on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from datetime import UTC, datetime
+
+from nats.aio.msg import Msg
+
+from bus import Bus, PullLoop, subjects
+from schemas import WorkerInfo, new_id
+from workers.agents import AgentRegistry
+from workers.runner import RunContext, SessionRunner
+
+log = logging.getLogger("praxis.worker")
+
+
+class Worker:
+    """Serves many sessions at once; holds no session state beyond a running turn."""
+
+    def __init__(self, bus: Bus, registry: AgentRegistry, worker_id: str | None = None) -> None:
+        self.bus = bus
+        self.registry = registry
+        self.worker_id = worker_id or new_id("wrk")
+        self.ctx = RunContext(bus, registry, self.worker_id)
+        self._runners: dict[str, SessionRunner] = {}
+        self._pull = PullLoop(
+            bus.nc,
+            bus.stream,
+            bus.settings.consumer,
+            self._on_trigger,
+            capacity=bus.settings.worker_concurrency,
+        )
+        self._started = datetime.now(UTC)
+        self._stopped = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until ``stop`` is set, then drain: stop taking work, finish or hand back."""
+        log.info("worker %s started with agents %s", self.worker_id, self.registry.names())
+        beat = asyncio.create_task(self._heartbeat_loop())
+        pulling = asyncio.create_task(self._pull.run())
+        try:
+            await self._beat()
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait({stopper, pulling}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+        finally:
+            await self.stop(pulling, beat)
+
+    async def stop(self, pulling: asyncio.Task[None], beat: asyncio.Task[None]) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        log.info("worker %s draining (%d sessions running)", self.worker_id, len(self._runners))
+        self._pull.stop()
+        await self._pull.wait_idle(self.bus.settings.drain_grace)
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await pulling
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
+        with contextlib.suppress(Exception):
+            await self.bus.workers.delete(self.worker_id)
+        log.info("worker %s stopped", self.worker_id)
+
+    async def _on_trigger(self, msg: Msg) -> None:
+        try:
+            sid = subjects.session_of(msg.subject)
+        except ValueError:
+            await msg.term()
+            return
+        running = self._runners.get(sid)
+        if running is not None and not running.finished:
+            running.add_trigger(msg)  # the running loop reads every pending input
+            return
+        runner = SessionRunner(self.ctx, sid)
+        runner.add_trigger(msg)
+        self._runners[sid] = runner
+        try:
+            await runner.run()
+        finally:
+            if self._runners.get(sid) is runner:
+                del self._runners[sid]
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.bus.settings.heartbeat_interval)
+            try:
+                await self._beat()
+            except Exception as e:
+                log.warning("heartbeat failed: %s", e)
+
+    async def _beat(self) -> None:
+        info = WorkerInfo(
+            worker_id=self.worker_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            started_at=self._started,
+            seen_at=datetime.now(UTC),
+            agents=self.registry.infos(),
+            active_sessions=len(self._runners),
+            capacity=self.bus.settings.worker_concurrency,
+        )
+        await self.bus.workers.put(self.worker_id, info.model_dump_json().encode())
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    """SIGTERM and SIGINT set ``stop`` (a second one leaves the default behaviour)."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, _on_signal, loop, sig, stop)
+
+
+def _on_signal(loop: asyncio.AbstractEventLoop, sig: signal.Signals, stop: asyncio.Event) -> None:
+    log.info("received %s: draining", sig.name)
+    stop.set()
+    loop.remove_signal_handler(sig)
