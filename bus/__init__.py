@@ -20,7 +20,8 @@ from bus.errors import (
     SessionNotFoundError,
     UnknownAgentError,
 )
-from bus.follow import Follower, read_checkpoint
+from bus.follow import Follower
+from bus.state import load_state
 from bus.pull import PullLoop
 from bus.settings import Settings
 
@@ -49,8 +50,8 @@ __all__ = [
     "connect",
     "direct",
     "leases",
+    "load_state",
     "open_connection",
-    "read_checkpoint",
     "subjects",
     "with_retry",
 ]

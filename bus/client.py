@@ -22,7 +22,9 @@ from bus.errors import (
     SessionNotFoundError,
     UnknownAgentError,
 )
-from bus.follow import Follower, read_checkpoint
+from bus.follow import Follower
+from bus.state import load_state
+from schemas.fold import start as fold_start
 from schemas import (
     ACCEPTS_MESSAGES,
     AgentInfo,
@@ -114,23 +116,10 @@ class SessionClient:
         )
         receipt = Receipt(sid, cmd.command_id, seq)
         if initial_message is not None:
-            checkpoint = Checkpoint(session=record, commit_id=cmd.command_id)
-            receipt = await self._send(checkpoint, seq, initial_message, None)
+            receipt = await self._send(Checkpoint(session=record), seq, initial_message, None)
         return record, receipt
 
     async def _first_commit(self, cmd: CreateSession) -> tuple[SessionRecord, int]:
-        now = datetime.now(UTC)
-        record = SessionRecord(
-            session_id=cmd.session_id,
-            task_id=cmd.task_id,
-            agent=cmd.agent,
-            state=SessionState.CREATED,
-            created_at=now,
-            updated_at=now,
-            metadata=cmd.metadata,
-            created_by=cmd.interface,
-        )
-        record.counters.events = 1
         event = SessionCreated(
             session_id=cmd.session_id,
             task_id=cmd.task_id,
@@ -139,22 +128,19 @@ class SessionClient:
             agent=cmd.agent,
             metadata=cmd.metadata,
         )
-        checkpoint = Checkpoint(session=record, commit_id=cmd.command_id)
         try:
-            done = await commit.append(
+            seq = await commit.append(
                 self.bus.nc,
                 self.bus.stream,
                 cmd.session_id,
-                events=[event.model_dump_json().encode()],
-                checkpoint=checkpoint.model_dump_json().encode(),
-                commit_id=cmd.command_id,
+                event.model_dump_json().encode(),
                 expected_seq=0,
                 max_bytes=self.bus.settings.max_message_bytes,
                 timeout=self.bus.timeout,
             )
         except FenceRejectedError as e:
             raise SessionExistsError(cmd.session_id) from e
-        return record, done.checkpoint_seq
+        return fold_start(event, seq).session, seq
 
     async def send(
         self, session_id: str, message: str, *, command_id: str | None = None
@@ -280,9 +266,8 @@ class SessionClient:
     # -- reading -------------------------------------------------------------------------
 
     async def get(self, session_id: str) -> SessionRecord:
-        checkpoint, seq = await self._checkpoint(session_id)
-        record = checkpoint.session
-        return record
+        checkpoint, _ = await self._checkpoint(session_id)
+        return checkpoint.session
 
     async def list(
         self,
@@ -384,7 +369,7 @@ class SessionClient:
 
     async def _checkpoint(self, session_id: str) -> tuple[Checkpoint, int]:
         check_token(session_id, "session id")
-        found = await read_checkpoint(self.bus, session_id)
+        found = await load_state(self.bus, session_id)
         if found is None:
             raise SessionNotFoundError(session_id)
         return found

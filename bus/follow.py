@@ -2,7 +2,7 @@
 
 No server-side consumer per follower. The follower subscribes to ``live.<id>`` first,
 then reads what it missed by direct get, then serves the live notices, dropping what it
-already delivered. Each commit notice names the checkpoint sequence it was fenced on
+already delivered. Each notice names the event sequence its append was fenced on
 (``prev``): when that is not the last one the follower knows, a notice was missed and the
 gap is read back from the stream. Every durable event after the cursor is delivered
 exactly once, in order. Joining in the middle of a turn, the follower asks the owner for
@@ -24,6 +24,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from bus import direct, subjects
 from bus.connection import Bus
 from bus.errors import SessionNotFoundError
+from bus.state import load_state
 from schemas import (
     Checkpoint,
     CommitNotice,
@@ -35,14 +36,6 @@ from schemas import (
     TurnStarted,
     decode_event,
 )
-
-
-async def read_checkpoint(bus: Bus, session_id: str) -> tuple[Checkpoint, int] | None:
-    """The session's latest checkpoint and its stream sequence, or ``None``."""
-    msg = await direct.last_by_subject(bus.nc, bus.stream, subjects.checkpoint(session_id), bus.timeout)
-    if msg is None:
-        return None
-    return Checkpoint.model_validate_json(msg.data), msg.seq
 
 
 @dataclass
@@ -67,13 +60,13 @@ class Follower:
     _pending: list[Delivery] = field(default_factory=list)
 
     async def open(self) -> tuple[Checkpoint, int]:
-        """Subscribe to live notices, then read the checkpoint (order matters)."""
+        """Subscribe to live notices, then load the state (order matters)."""
 
         async def _put(msg: Msg) -> None:
             self._queue.put_nowait(msg)
 
         self._sub = await self.bus.nc.subscribe(subjects.live(self.session_id), cb=_put)
-        found = await read_checkpoint(self.bus, self.session_id)
+        found = await load_state(self.bus, self.session_id)
         if found is None:
             await self.close()
             raise SessionNotFoundError(self.session_id)
@@ -88,7 +81,7 @@ class Follower:
                 pass
 
     async def start(self, after: int | None, checkpoint: Checkpoint, tail: int) -> None:
-        """Deliver from ``after`` (``None``: from now), given the checkpoint read in open()."""
+        """Deliver from ``after`` (``None``: from now), given the state loaded by open()."""
         self.cursor = tail if after is None else after
         self.known = self.cursor
         await self._catch_up(checkpoint, tail)
@@ -107,7 +100,7 @@ class Follower:
             await self._on_live(msg)
 
     async def _poll(self) -> None:
-        found = await read_checkpoint(self.bus, self.session_id)
+        found = await load_state(self.bus, self.session_id)
         if found is not None and found[1] > self.known:
             await self._catch_up(*found)
 

@@ -21,6 +21,7 @@ from schemas.events import (
     EVENT_ADAPTER,
     AgentMessage,
     CommandRejected,
+    CommandSkipped,
     Delivery,
     Event,
     SessionClaimed,
@@ -34,6 +35,7 @@ from schemas.events import (
     decode_event,
     encode_event,
 )
+from schemas.fold import FoldError, apply, fold
 from schemas.ids import (
     MAX_TOKEN_LENGTH,
     AgentName,
@@ -64,9 +66,12 @@ from schemas.records import (
 __all__ = [
     "AgentInfo",
     "WorkerInfo",
+    "apply",
+    "fold",
     "ACCEPTS_MESSAGES",
     "COMMAND_ADAPTER",
     "EVENT_ADAPTER",
+    "FoldError",
     "MAX_MESSAGE_CHARS",
     "MAX_TOKEN_LENGTH",
     "TERMINAL",
@@ -80,6 +85,7 @@ __all__ = [
     "CommandBase",
     "CommandId",
     "CommandRejected",
+    "CommandSkipped",
     "CommitNotice",
     "Complete",
     "Counters",

@@ -1,8 +1,9 @@
 """Events: what a session's owner appends to ``sess.<id>.out.evt``.
 
 The stream sequence of an event is its id and the cursor clients resume from. An event
-caused by a command carries that ``command_id``; the last event a command causes has
-``final=True``, so a caller can wait for the outcome of exactly its own command.
+caused by a command carries that ``command_id`` and the command's ``input_seq``; the last
+event a command causes has ``final=True``, so a caller can wait for the outcome of exactly
+its own command. The session's state is a fold of its events (:mod:`schemas.fold`).
 Token deltas are not stored: they travel on ``live.<id>`` while a turn is in flight.
 """
 
@@ -30,8 +31,11 @@ class EventBase(BaseModel):
     task_id: TaskId
     ts: datetime = Field(default_factory=_now)
     command_id: str | None = None
+    input_seq: int | None = None
+    """Stream sequence of the command that caused the event (``sess.<id>.in``)."""
     interface: Interface | None = None
     final: bool = False
+    """The last event the command causes: the command is done."""
 
 
 class SessionCreated(EventBase):
@@ -49,13 +53,11 @@ class SessionClaimed(EventBase):
 class UserMessageAccepted(EventBase):
     type: Literal["user.message"] = "user.message"
     content: str
-    input_seq: int
 
 
 class TurnStarted(EventBase):
     type: Literal["turn.started"] = "turn.started"
     turn_id: str
-    input_seq: int
     attempt: int = 1
     worker_id: str
 
@@ -94,6 +96,14 @@ class CommandRejected(EventBase):
     state: SessionState
 
 
+class CommandSkipped(EventBase):
+    """A command that needs no effect: a repeat of a handled one, or nothing to cancel."""
+
+    type: Literal["command.skipped"] = "command.skipped"
+    command_kind: str
+    reason: str
+
+
 Event = Annotated[
     SessionCreated
     | SessionClaimed
@@ -103,7 +113,8 @@ Event = Annotated[
     | TurnCompleted
     | TurnFailed
     | StateChanged
-    | CommandRejected,
+    | CommandRejected
+    | CommandSkipped,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

@@ -44,29 +44,33 @@ class ChatMessage(BaseModel):
 
 
 class TurnInFlight(BaseModel):
-    """A turn that has started and not yet ended: a new owner re-runs it."""
+    """A turn that has started and not yet ended: a new owner finishes it."""
 
     turn_id: str
     input_seq: int
-    command_id: str
+    command_id: str | None = None
     interface: Interface | None = None
     attempt: int = 1
-    user_content: str | None = None
+    replied: bool = False
+    """The agent's reply is stored: finishing the turn must not reply again."""
 
 
 class Checkpoint(BaseModel):
-    """Everything the next turn needs, written with each commit (latest one only).
+    """The session's state: a fold of its events up to ``as_of`` (see :mod:`schemas.fold`).
 
-    ``input_cursor`` is the stream sequence of the last command fully handled: the truth of
-    what is done. ``context`` holds the most recent messages for the agent; the whole
-    history stays in the events.
+    Written as a snapshot after commands end so that loading a session reads only the
+    events after it. ``input_cursor`` is the stream sequence of the last command fully
+    handled; ``progress`` that of the last command with any event (ahead of the cursor
+    while a command is half done). ``context`` holds the recent messages for the agent;
+    the whole history stays in the events.
     """
 
     v: Literal[1] = 1
     session: SessionRecord
+    as_of: int = 0
     input_cursor: int = 0
+    progress: int = 0
     owner: str | None = None
-    commit_id: str
     turn: TurnInFlight | None = None
     context: list[ChatMessage] = Field(default_factory=list)
     recent_commands: list[str] = Field(default_factory=list)
@@ -88,10 +92,10 @@ class StoredEvent(BaseModel):
 
 
 class CommitNotice(BaseModel):
-    """Sent on ``live.<id>`` after each commit: the events and the subject sequences.
+    """Sent on ``live.<id>`` after each append: the events and their sequences.
 
-    ``prev`` is the checkpoint sequence the commit was fenced on; a follower whose last
-    known checkpoint sequence is not ``prev`` has missed a notice and reads the gap back.
+    ``prev`` is the event sequence the append was fenced on; a follower whose last known
+    event sequence is not ``prev`` has missed a notice and reads the gap back.
     """
 
     type: Literal["commit"] = "commit"

@@ -1,7 +1,9 @@
 """One session's run on a worker: claim, handle every pending command in order, release.
 
-Nothing here outlives the run: the checkpoint read at the start is the truth, every change
-is committed (fenced) before it counts, and a run that loses its lease stops writing.
+Nothing here outlives the run. The state is loaded from the bus at the start (snapshot
+plus later events), every change is an event appended with the fence, and the state is
+advanced by the same fold readers use. A command whose previous owner died half-way is
+finished from where its events stop: a stored reply is never produced twice.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -20,15 +21,15 @@ from pydantic import ValidationError
 
 from bus import Bus, commit, direct, leases, subjects
 from bus.errors import BusError, FenceRejectedError
-from bus.follow import read_checkpoint
+from bus.state import load_state
 from schemas import (
     ACCEPTS_MESSAGES,
     AgentMessage,
     CancelTurn,
-    ChatMessage,
     Checkpoint,
     Command,
     CommandRejected,
+    CommandSkipped,
     CommitNotice,
     Complete,
     CreateSession,
@@ -37,7 +38,6 @@ from schemas import (
     Resume,
     SessionClaimed,
     SessionCreated,
-    SessionRecord,
     SessionState,
     StateChanged,
     StoredEvent,
@@ -45,10 +45,10 @@ from schemas import (
     TailNotice,
     TurnCompleted,
     TurnFailed,
-    TurnInFlight,
     TurnStarted,
     UserMessage,
     UserMessageAccepted,
+    apply,
     can_transition,
     decode_command,
     new_id,
@@ -57,7 +57,6 @@ from workers.agents import Agent, AgentRegistry, TurnContext
 from workers.live import LiveTurn
 
 log = logging.getLogger("praxis.worker")
-RECENT_COMMANDS = 256
 MAX_ATTEMPTS = 5
 
 
@@ -84,13 +83,18 @@ class SessionRunner:
         self.bus = ctx.bus
         self.sid = session_id
         self.triggers: list[Msg] = []
-        self.ck: Checkpoint
+        self.ck: Checkpoint | None = None
         self.tail = 0
-        self._claim = True
+        self._claimed = False
         self._live: LiveTurn | None = None
         self._subs: list[Subscription] = []
-        self._puts: set[asyncio.Task[Any]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
         self.finished = False
+
+    @property
+    def state(self) -> Checkpoint:
+        assert self.ck is not None, "state not loaded"
+        return self.ck
 
     # -- the run -------------------------------------------------------------------------
 
@@ -116,8 +120,8 @@ class SessionRunner:
             for sub in self._subs:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
-            if self._puts:
-                await asyncio.gather(*self._puts, return_exceptions=True)
+            if self._background:
+                await asyncio.gather(*self._background, return_exceptions=True)
             await leases.release(self.bus.leases, lease)
             await self._settle_triggers(retry_delay=None if ok else 0.5)
 
@@ -149,29 +153,38 @@ class SessionRunner:
             raise LeaseLostError(f"lease on {self.sid} expired")
 
     async def _work(self) -> None:
-        found = await read_checkpoint(self.bus, self.sid)
+        found = await load_state(self.bus, self.sid)
         if found is None:
-            await self._without_session()
-            return
-        self.ck, self.tail = found
-        self._claim = self.ck.owner != self.ctx.worker_id
+            if not await self._create_from_bus():
+                return
+        else:
+            self.ck, self.tail = found
+        self._claimed = self.state.owner == self.ctx.worker_id
         await self.bus.nc.publish(
             subjects.live(self.sid), TailNotice(seq=self.tail).model_dump_json().encode()
         )
         await self._subscribe()
-        if self.ck.turn is not None:
-            await self._rerun_turn(self.ck.turn)
+        if self.state.progress > self.state.input_cursor:
+            await self._handle_seq(self.state.progress)  # finish what a dead owner left
         while True:
             nxt = await direct.next_by_subject(
                 self.bus.nc,
                 self.bus.stream,
                 subjects.inputs(self.sid),
-                self.ck.input_cursor + 1,
+                self.state.input_cursor + 1,
                 self.bus.timeout,
             )
             if nxt is None:
                 return
             await self._handle(nxt.seq, nxt.data, nxt.headers.get("Nats-Msg-Id"))
+
+    async def _handle_seq(self, seq: int) -> None:
+        msg = await direct.next_by_subject(
+            self.bus.nc, self.bus.stream, subjects.inputs(self.sid), seq, self.bus.timeout
+        )
+        if msg is None or msg.seq != seq:
+            raise BusError(f"command {seq} of session {self.sid} is missing from the stream")
+        await self._handle(msg.seq, msg.data, msg.headers.get("Nats-Msg-Id"))
 
     # -- commands ------------------------------------------------------------------------
 
@@ -184,13 +197,13 @@ class SessionRunner:
         if cmd.session_id != self.sid:
             await self._reject_invalid(seq, cmd.command_id, "session_id differs from the subject")
             return
-        if cmd.command_id in self.ck.recent_commands:
-            await self._commit([], done=seq)  # a repeat of a command already handled
+        resuming = self.state.progress == seq
+        if not resuming and cmd.command_id in self.state.recent_commands:
+            await self._skip(seq, cmd, "repeat of a command already handled")
             return
-        handler = self._handlers()[type(cmd)]
-        await handler(seq, cmd)
+        await self._handlers()[type(cmd)](seq, cmd, resuming)
 
-    def _handlers(self) -> dict[type[Command], Callable[[int, Any], Awaitable[None]]]:
+    def _handlers(self) -> dict[type[Command], Callable[[int, Any, bool], Awaitable[None]]]:
         return {
             CreateSession: self._on_create,
             UserMessage: self._on_message,
@@ -200,90 +213,105 @@ class SessionRunner:
             CancelTurn: self._on_cancel,
         }
 
-    async def _on_create(self, seq: int, cmd: CreateSession) -> None:
-        record = self.ck.session
-        if record.state is not SessionState.CREATED:
-            await self._reject(seq, cmd, "session already exists")
-            return
-        agent = self.ctx.registry.get(record.agent)
-        if agent is None:
-            reason = f"agent {record.agent!r} is not available (known: {self.ctx.registry.names()})"
-            event = self._state(SessionState.FAILED, cmd.command_id, cmd.interface, True, reason)
-            await self._commit([event], done=seq, command_id=cmd.command_id)
-            return
-        greeting = agent.greet(self._context(None))
-        started = self._state(
-            SessionState.ACTIVE, cmd.command_id, cmd.interface, greeting is None, "started"
-        )
-        if greeting is None:
-            await self._commit([started], done=seq, command_id=cmd.command_id)
-            return
-        await self._turn(seq, cmd.command_id, cmd.interface, None, [started], greeting)
+    async def _on_create(self, seq: int, cmd: CreateSession, resuming: bool) -> None:
+        agent = self.ctx.registry.get(self.state.session.agent)
+        if not resuming:
+            if self.state.session.state is not SessionState.CREATED:
+                await self._reject(seq, cmd, "session already exists")
+                return
+            if agent is None:
+                reason = f"agent {self.state.session.agent!r} is not available here"
+                await self._transition(seq, cmd, SessionState.FAILED, True, reason)
+                return
+            greets = agent.greet(self._context(None)) is not None
+            await self._transition(seq, cmd, SessionState.ACTIVE, not greets, "started")
+            if not greets:
+                return
+        await self._turn(seq, cmd.command_id, cmd.interface, None)
 
-    async def _on_message(self, seq: int, cmd: UserMessage) -> None:
-        record = self.ck.session
-        if record.state not in ACCEPTS_MESSAGES:
-            await self._reject(seq, cmd, f"session is {record.state.value} and takes no messages")
-            return
-        pre: list[Event] = []
-        if record.state is SessionState.CREATED:
-            pre.append(self._state(SessionState.ACTIVE, cmd.command_id, cmd.interface, False, None))
-        pre.append(
-            UserMessageAccepted(
-                **self._meta(cmd.command_id, cmd.interface), content=cmd.content, input_seq=seq
+    async def _on_message(self, seq: int, cmd: UserMessage, resuming: bool) -> None:
+        if not resuming:
+            state = self.state.session.state
+            if state not in ACCEPTS_MESSAGES:
+                await self._reject(seq, cmd, f"session is {state.value} and takes no messages")
+                return
+            if state is SessionState.CREATED:
+                await self._transition(seq, cmd, SessionState.ACTIVE, False, None)
+            await self._append(
+                UserMessageAccepted(**self._meta(cmd.command_id, cmd.interface, seq), content=cmd.content)
             )
-        )
-        self.ck.context.append(ChatMessage(role="user", content=cmd.content))
-        self.ck.session.counters.user_messages += 1
-        await self._turn(seq, cmd.command_id, cmd.interface, cmd.content, pre, None)
+        await self._turn(seq, cmd.command_id, cmd.interface, cmd.content)
 
-    async def _on_transition(self, seq: int, cmd: Suspend | Resume | Complete) -> None:
+    async def _on_transition(self, seq: int, cmd: Suspend | Resume | Complete, _: bool) -> None:
         target = {
             Suspend: SessionState.SUSPENDED,
             Resume: SessionState.ACTIVE,
             Complete: SessionState.COMPLETED,
         }[type(cmd)]
-        current = self.ck.session.state
+        current = self.state.session.state
         if not can_transition(current, target):
             await self._reject(seq, cmd, f"cannot {cmd.kind} a session that is {current.value}")
             return
-        reason = getattr(cmd, "reason", None)
-        event = self._state(target, cmd.command_id, cmd.interface, True, reason)
-        await self._commit([event], done=seq, command_id=cmd.command_id)
+        await self._transition(seq, cmd, target, True, getattr(cmd, "reason", None))
 
-    async def _on_cancel(self, seq: int, cmd: CancelTurn) -> None:
-        # A cancel acts on the turn in flight as it arrives (see _on_control); in order,
+    async def _on_cancel(self, seq: int, cmd: CancelTurn, _: bool) -> None:
+        # A cancel acts on the turn in flight as it arrives (_on_control); taken in order,
         # after that turn, there is nothing left to cancel.
-        await self._commit([], done=seq, command_id=cmd.command_id)
+        await self._skip(seq, cmd, "no turn in flight when the cancel was taken in order")
+
+    async def _transition(
+        self, seq: int, cmd: Command, target: SessionState, final: bool, reason: str | None
+    ) -> None:
+        await self._append(
+            StateChanged(
+                **self._meta(cmd.command_id, cmd.interface, seq),
+                final=final,
+                from_state=self.state.session.state,
+                to_state=target,
+                reason=reason,
+            )
+        )
 
     async def _reject(self, seq: int, cmd: Command, reason: str) -> None:
-        event = CommandRejected(
-            **self._meta(cmd.command_id, cmd.interface),
-            final=True,
-            command_kind=cmd.kind,
-            reason=reason,
-            state=self.ck.session.state,
+        await self._append(
+            CommandRejected(
+                **self._meta(cmd.command_id, cmd.interface, seq),
+                final=True,
+                command_kind=cmd.kind,
+                reason=reason,
+                state=self.state.session.state,
+            )
         )
-        await self._commit([event], done=seq, command_id=cmd.command_id)
+
+    async def _skip(self, seq: int, cmd: Command, reason: str) -> None:
+        await self._append(
+            CommandSkipped(
+                **self._meta(cmd.command_id, cmd.interface, seq),
+                final=True,
+                command_kind=cmd.kind,
+                reason=reason,
+            )
+        )
 
     async def _reject_invalid(self, seq: int, command_id: str | None, reason: str) -> None:
         log.warning("session %s: invalid command at %d: %s", self.sid, seq, reason)
-        event = CommandRejected(
-            **self._meta(command_id, Interface.BUS),
-            final=True,
-            command_kind="invalid",
-            reason=f"invalid command: {reason}",
-            state=self.ck.session.state,
+        await self._append(
+            CommandRejected(
+                **self._meta(command_id, Interface.BUS, seq),
+                final=True,
+                command_kind="invalid",
+                reason=f"invalid command: {reason}",
+                state=self.state.session.state,
+            )
         )
-        await self._commit([event], done=seq)
 
-    async def _without_session(self) -> None:
-        """Inputs for a session with no checkpoint: a create from the bus makes one."""
-        nxt = await direct.next_by_subject(
+    async def _create_from_bus(self) -> bool:
+        """Inputs for a session with no events: a create published on the bus makes one."""
+        first = await direct.next_by_subject(
             self.bus.nc, self.bus.stream, subjects.inputs(self.sid), 1, self.bus.timeout
         )
         try:
-            cmd = decode_command(nxt.data) if nxt else None
+            cmd = decode_command(first.data) if first else None
         except ValidationError:
             cmd = None
         if not isinstance(cmd, CreateSession) or cmd.session_id != self.sid:
@@ -292,109 +320,67 @@ class SessionRunner:
                 with contextlib.suppress(Exception):
                     await msg.term()
             self.triggers.clear()
-            return
-        now = datetime.now(UTC)
-        record = SessionRecord(
+            return False
+        created = SessionCreated(
             session_id=self.sid,
             task_id=cmd.task_id,
+            command_id=cmd.command_id,
+            interface=cmd.interface,
             agent=cmd.agent,
-            state=SessionState.CREATED,
-            created_at=now,
-            updated_at=now,
             metadata=cmd.metadata,
-            created_by=cmd.interface,
         )
-        self.ck = Checkpoint(session=record, commit_id=cmd.command_id)
-        self.tail = 0
-        created = SessionCreated(
-            **self._meta(cmd.command_id, cmd.interface), agent=cmd.agent, metadata=cmd.metadata
-        )
-        await self._commit([created])
-        await self._work()
+        await self._append(created)
+        return True
 
     # -- turns ---------------------------------------------------------------------------
 
     async def _turn(
-        self,
-        seq: int,
-        command_id: str,
-        interface: Interface | None,
-        user_content: str | None,
-        pre: list[Event],
-        greeting: AsyncIterator[str] | None,
+        self, seq: int, command_id: str, interface: Interface | None, content: str | None
     ) -> None:
-        turn = TurnInFlight(
-            turn_id=new_id("turn"),
-            input_seq=seq,
-            command_id=command_id,
-            interface=interface,
-            user_content=user_content,
-        )
-        self.ck.turn = turn
-        started = TurnStarted(
-            **self._meta(command_id, interface),
-            turn_id=turn.turn_id,
-            input_seq=seq,
-            worker_id=self.ctx.worker_id,
-        )
-        await self._commit([*pre, started])
-        await self._execute(turn, greeting)
-
-    async def _rerun_turn(self, turn: TurnInFlight) -> None:
-        """The previous owner died in this turn: run it again (its input is stored)."""
-        turn.attempt += 1
-        turn.turn_id = new_id("turn")
-        if turn.attempt > MAX_ATTEMPTS:
-            failed = TurnFailed(
-                **self._meta(turn.command_id, turn.interface),
-                final=True,
-                turn_id=turn.turn_id,
-                reason=f"gave up after {MAX_ATTEMPTS} attempts (workers died during the turn)",
-            )
-            self.ck.turn = None
-            self.ck.session.counters.failed_turns += 1
-            await self._commit([failed], done=turn.input_seq, command_id=turn.command_id)
+        """Run (or finish) the turn answering command ``seq``."""
+        meta = self._meta(command_id, interface, seq)
+        turn = self.state.turn
+        attempt = 1
+        if turn is not None and turn.input_seq == seq:
+            if turn.replied:  # the reply is stored: only the end of the turn is missing
+                await self._append(TurnCompleted(**meta, final=True, turn_id=turn.turn_id, duration_ms=0))
+                return
+            attempt = turn.attempt + 1
+        turn_id = new_id("turn")
+        if attempt > MAX_ATTEMPTS:
+            reason = f"gave up after {MAX_ATTEMPTS} attempts (workers died during the turn)"
+            await self._append(TurnFailed(**meta, final=True, turn_id=turn_id, reason=reason))
             return
-        started = TurnStarted(
-            **self._meta(turn.command_id, turn.interface),
-            turn_id=turn.turn_id,
-            input_seq=turn.input_seq,
-            attempt=turn.attempt,
-            worker_id=self.ctx.worker_id,
+        await self._append(
+            TurnStarted(**meta, turn_id=turn_id, attempt=attempt, worker_id=self.ctx.worker_id)
         )
-        await self._commit([started])
-        await self._execute(turn, None)
-
-    async def _execute(self, turn: TurnInFlight, pieces: AsyncIterator[str] | None) -> None:
-        agent = self.ctx.registry.get(self.ck.session.agent)
         began = time.perf_counter()
-        if agent is None:
-            text, error = "", f"agent {self.ck.session.agent!r} is not available on this worker"
-        else:
-            if pieces is None:
-                pieces = _pieces_for(agent, self._context(turn.user_content, turn.attempt))
-            text, error = await self._stream(turn.turn_id, pieces)
-        meta = self._meta(turn.command_id, turn.interface)
-        events: list[Event] = []
-        counters = self.ck.session.counters
+        text, error = await self._run_agent(turn_id, content, attempt)
         if text:
-            events.append(
-                AgentMessage(**meta, turn_id=turn.turn_id, content=text, interrupted=error is not None)
+            await self._append(
+                AgentMessage(**meta, turn_id=turn_id, content=text, interrupted=error is not None)
             )
-            self.ck.context.append(ChatMessage(role="agent", content=text))
-            counters.agent_messages += 1
         if error is None:
             ms = (time.perf_counter() - began) * 1000
-            events.append(TurnCompleted(**meta, final=True, turn_id=turn.turn_id, duration_ms=ms))
-            counters.turns += 1
+            await self._append(TurnCompleted(**meta, final=True, turn_id=turn_id, duration_ms=ms))
         else:
-            cancelled = error.startswith("cancelled")
-            events.append(
-                TurnFailed(**meta, final=True, turn_id=turn.turn_id, reason=error, cancelled=cancelled)
+            await self._append(
+                TurnFailed(
+                    **meta,
+                    final=True,
+                    turn_id=turn_id,
+                    reason=error,
+                    cancelled=error.startswith("cancelled"),
+                )
             )
-            counters.failed_turns += 1
-        self.ck.turn = None
-        await self._commit(events, done=turn.input_seq, command_id=turn.command_id)
+
+    async def _run_agent(
+        self, turn_id: str, content: str | None, attempt: int
+    ) -> tuple[str, str | None]:
+        agent = self.ctx.registry.get(self.state.session.agent)
+        if agent is None:
+            return "", f"agent {self.state.session.agent!r} is not available on this worker"
+        return await self._stream(turn_id, _pieces_for(agent, self._context(content, attempt)))
 
     async def _stream(self, turn_id: str, pieces: AsyncIterator[str]) -> tuple[str, str | None]:
         live = LiveTurn(self.sid, turn_id)
@@ -426,8 +412,9 @@ class SessionRunner:
                 await self.bus.nc.publish(subject, delta.model_dump_json().encode())
 
     def _context(self, message: str | None, attempt: int = 1) -> TurnContext:
-        record = self.ck.session
-        history = self.ck.context[:-1] if message is not None else self.ck.context
+        ck = self.state
+        record = ck.session
+        history = ck.context[:-1] if message is not None else ck.context
         return TurnContext(
             session_id=self.sid,
             task_id=record.task_id,
@@ -463,91 +450,66 @@ class SessionRunner:
         if isinstance(cmd, CancelTurn) and cmd.session_id == self.sid:
             live.cancel(cmd.command_id)
 
-    # -- committing ----------------------------------------------------------------------
+    # -- appending -----------------------------------------------------------------------
 
-    async def _commit(
-        self, events: list[Event], *, done: int | None = None, command_id: str | None = None
-    ) -> None:
-        ck = self.ck
-        if self._claim:
-            claimed = SessionClaimed(
-                **self._meta(None, None), worker_id=self.ctx.worker_id, previous_owner=ck.owner
+    async def _append(self, event: Event) -> None:
+        """Store ``event`` (fenced), fold it, tell followers; after a final one, snapshot."""
+        if not self._claimed and not isinstance(event, SessionCreated):
+            self._claimed = True
+            await self._append(
+                SessionClaimed(
+                    **self._meta(None, None, None),
+                    worker_id=self.ctx.worker_id,
+                    previous_owner=self.state.owner,
+                )
             )
-            events = [claimed, *events]
-        ck.owner = self.ctx.worker_id
-        ck.commit_id = new_id("cmt")
-        if done is not None:
-            ck.input_cursor = max(ck.input_cursor, done)
-        if command_id is not None:
-            ck.recent_commands = [*ck.recent_commands, command_id][-RECENT_COMMANDS:]
-        limit = self.bus.settings.context_messages
-        if len(ck.context) > limit:
-            ck.context = ck.context[-limit:]
-        ck.session.updated_at = datetime.now(UTC)
-        ck.session.counters.events += len(events)
-        result = await commit.append(
+        seq = await commit.append(
             self.bus.nc,
             self.bus.stream,
             self.sid,
-            events=[e.model_dump_json().encode() for e in events],
-            checkpoint=ck.model_dump_json().encode(),
-            commit_id=ck.commit_id,
+            event.model_dump_json().encode(),
             expected_seq=self.tail,
             max_bytes=self.bus.settings.max_message_bytes,
             timeout=self.bus.timeout,
         )
-        self._claim = False
-        notice = CommitNotice(
-            prev=self.tail,
-            seq=result.checkpoint_seq,
-            events=[
-                StoredEvent(seq=s, event=e)
-                for s, e in zip(result.event_seqs(len(events)), events, strict=True)
-            ],
-        )
-        self.tail = result.checkpoint_seq
+        notice = CommitNotice(prev=self.tail, seq=seq, events=[StoredEvent(seq=seq, event=event)])
+        self.tail = seq
+        self.ck = apply(self.ck, seq, event, self.bus.settings.context_messages)
         await self.bus.nc.publish(subjects.live(self.sid), notice.model_dump_json().encode())
-        self._put_record()
-        await self._ack_done()
+        if event.final or isinstance(event, SessionCreated):
+            self._save()
+            await self._ack_done()
 
-    def _put_record(self) -> None:
-        payload = self.ck.session.model_dump_json().encode()
-        task = asyncio.create_task(self.bus.sessions.put(self.sid, payload))
-        self._puts.add(task)
-        task.add_done_callback(self._puts.discard)
+    def _save(self) -> None:
+        """Snapshot and record, in the background (the events are already the truth)."""
+        ck = self.state
+        snapshot = ck.model_dump_json().encode()
+        record = ck.session.model_dump_json().encode()
+        for job in (
+            commit.save_checkpoint(self.bus.nc, self.sid, snapshot, self.bus.timeout),
+            self.bus.sessions.put(self.sid, record),
+        ):
+            task: asyncio.Task[Any] = asyncio.create_task(job)
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
-    def _meta(self, command_id: str | None, interface: Interface | None) -> dict[str, Any]:
+    def _meta(
+        self, command_id: str | None, interface: Interface | None, seq: int | None
+    ) -> dict[str, Any]:
         return {
             "session_id": self.sid,
-            "task_id": self.ck.session.task_id,
+            "task_id": self.state.session.task_id,
             "command_id": command_id,
             "interface": interface,
+            "input_seq": seq,
         }
-
-    def _state(
-        self,
-        target: SessionState,
-        command_id: str,
-        interface: Interface | None,
-        final: bool,
-        reason: str | None,
-    ) -> StateChanged:
-        current = self.ck.session.state
-        self.ck.session.state = target
-        return StateChanged(
-            **self._meta(command_id, interface),
-            final=final,
-            from_state=current,
-            to_state=target,
-            reason=reason,
-        )
 
     # -- triggers ------------------------------------------------------------------------
 
     async def _ack_done(self) -> None:
         keep: list[Msg] = []
         for msg in self.triggers:
-            if stream_seq(msg) <= self.ck.input_cursor:
+            if stream_seq(msg) <= self.state.input_cursor:
                 with contextlib.suppress(Exception):
                     await msg.ack()
             else:
@@ -563,7 +525,7 @@ class SessionRunner:
         self.triggers.clear()
 
     async def _settle_triggers(self, retry_delay: float | None) -> None:
-        cursor = self.ck.input_cursor if hasattr(self, "ck") else 0
+        cursor = self.ck.input_cursor if self.ck is not None else 0
         for msg in self.triggers:
             with contextlib.suppress(Exception):
                 if stream_seq(msg) <= cursor:
@@ -575,10 +537,7 @@ class SessionRunner:
 
 def _pieces_for(agent: Agent, ctx: TurnContext) -> AsyncIterator[str]:
     if ctx.message is None:
-        greeting = agent.greet(ctx)
-        if greeting is not None:
-            return greeting
-        return _empty()
+        return agent.greet(ctx) or _empty()
     return agent.respond(ctx)
 
 
@@ -595,6 +554,3 @@ def _short(e: ValidationError) -> str:
     where = ".".join(str(p) for p in first.get("loc", ())) or "message"
     more = f" (+{len(errs) - 1} more)" if len(errs) > 1 else ""
     return f"{where}: {first.get('msg', 'invalid')}{more}"
-
-
-__all__ = ["LeaseLostError", "RunContext", "SessionRunner"]

@@ -1,0 +1,115 @@
+"""The session's state as a fold of its events: pure, no I/O.
+
+Every writer and reader derives the state the same way: from a checkpoint (a saved fold)
+plus the events after it. A worker that died in the middle of a command leaves a prefix
+of that command's events; the fold shows exactly how far it got (``progress``, ``turn``,
+``turn.replied``) so the next owner can finish it without doing anything twice.
+"""
+
+from __future__ import annotations
+
+from schemas.events import (
+    AgentMessage,
+    Event,
+    SessionClaimed,
+    SessionCreated,
+    StateChanged,
+    TurnCompleted,
+    TurnFailed,
+    TurnStarted,
+    UserMessageAccepted,
+)
+from schemas.commands import Interface
+from schemas.lifecycle import SessionState
+from schemas.records import ChatMessage, Checkpoint, SessionRecord, TurnInFlight
+
+RECENT_COMMANDS = 256
+DEFAULT_CONTEXT = 200
+
+
+class FoldError(ValueError):
+    """The events do not describe a session (e.g. the first one is not ``session.created``)."""
+
+
+def start(event: SessionCreated, seq: int) -> Checkpoint:
+    record = SessionRecord(
+        session_id=event.session_id,
+        task_id=event.task_id,
+        agent=event.agent,
+        state=SessionState.CREATED,
+        created_at=event.ts,
+        updated_at=event.ts,
+        metadata=event.metadata,
+        created_by=event.interface or Interface.BUS,
+    )
+    record.counters.events = 1
+    return Checkpoint(session=record, as_of=seq)
+
+
+def apply(
+    ck: Checkpoint | None, seq: int, event: Event, context_limit: int = DEFAULT_CONTEXT
+) -> Checkpoint:
+    """The state after ``event`` (stored at ``seq``). Mutates and returns ``ck``."""
+    if ck is None:
+        if not isinstance(event, SessionCreated):
+            raise FoldError(f"session {event.session_id} starts with {event.type}")
+        return start(event, seq)
+    if seq <= ck.as_of:
+        return ck  # already folded
+    _effect(ck, event)
+    record = ck.session
+    record.updated_at = event.ts
+    record.counters.events += 1
+    ck.as_of = seq
+    if event.input_seq is not None:
+        ck.progress = max(ck.progress, event.input_seq)
+        if event.final:
+            ck.input_cursor = max(ck.input_cursor, event.input_seq)
+            if event.command_id:
+                ck.recent_commands = [*ck.recent_commands, event.command_id][-RECENT_COMMANDS:]
+    if len(ck.context) > context_limit:
+        ck.context = ck.context[-context_limit:]
+    return ck
+
+
+def _effect(ck: Checkpoint, event: Event) -> None:
+    counters = ck.session.counters
+    match event:
+        case SessionClaimed():
+            ck.owner = event.worker_id
+        case UserMessageAccepted():
+            ck.context.append(ChatMessage(role="user", content=event.content))
+            counters.user_messages += 1
+        case TurnStarted():
+            ck.turn = TurnInFlight(
+                turn_id=event.turn_id,
+                input_seq=event.input_seq or 0,
+                command_id=event.command_id,
+                interface=event.interface,
+                attempt=event.attempt,
+            )
+        case AgentMessage():
+            ck.context.append(ChatMessage(role="agent", content=event.content))
+            counters.agent_messages += 1
+            if ck.turn is not None and ck.turn.turn_id == event.turn_id:
+                ck.turn.replied = True
+        case TurnCompleted():
+            counters.turns += 1
+            ck.turn = None
+        case TurnFailed():
+            counters.failed_turns += 1
+            ck.turn = None
+        case StateChanged():
+            ck.session.state = event.to_state
+        case _:
+            pass
+
+
+def fold(
+    events: list[tuple[int, Event]],
+    ck: Checkpoint | None = None,
+    context_limit: int = DEFAULT_CONTEXT,
+) -> Checkpoint | None:
+    for seq, event in events:
+        ck = apply(ck, seq, event, context_limit)
+    return ck
