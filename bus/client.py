@@ -44,6 +44,7 @@ from schemas import (
     SessionState,
     Suspend,
     TokenDelta,
+    TurnStarted,
     UserMessage,
     WorkerInfo,
     can_transition,
@@ -186,43 +187,49 @@ class SessionClient:
             await follower.close()
 
     async def _until_final(self, follower: Follower, receipt: Receipt) -> AsyncIterator[Delivery]:
-        deadline = time.monotonic() + self.bus.settings.command_timeout
+        """What ``receipt``'s command causes (its turns' deltas included) until it is done."""
+        timeout = self.bus.settings.command_timeout
+        turns: set[str] = set()
         stream = follower.deliveries()
         try:
             while True:
-                remaining = deadline - time.monotonic()
                 try:
-                    item = await asyncio.wait_for(anext(stream), max(remaining, 0.001))
+                    item = await asyncio.wait_for(anext(stream), timeout)
                 except TimeoutError:
-                    raise CommandTimeoutError(
-                        receipt.session_id, receipt.command_id, self.bus.settings.command_timeout
-                    ) from None
+                    raise CommandTimeoutError(receipt.session_id, receipt.command_id, timeout) from None
                 ev = item.event
-                if isinstance(ev, TokenDelta) or ev.command_id != receipt.command_id:
-                    if isinstance(ev, TokenDelta):
-                        deadline = time.monotonic() + self.bus.settings.command_timeout
+                if isinstance(ev, TokenDelta):
+                    if ev.turn_id in turns:
                         yield item
                     continue
-                deadline = time.monotonic() + self.bus.settings.command_timeout
+                if ev.command_id != receipt.command_id:
+                    continue
+                if isinstance(ev, TurnStarted):
+                    turns.add(ev.turn_id)
                 yield item
                 if ev.final:
                     return
         finally:
             await stream.aclose()
 
-    async def wait(self, receipt: Receipt) -> list[Event]:
-        """Wait for the outcome of a stored command; return the events it caused."""
+    async def follow(self, receipt: Receipt) -> AsyncIterator[Delivery]:
+        """Yield what a stored command causes (its turns' deltas included) until it is done."""
         follower = Follower(self.bus, receipt.session_id)
         try:
             checkpoint, tail = await follower.open()
             await follower.start(receipt.cursor, checkpoint, tail)
-            caused: list[Event] = []
             async for item in self._until_final(follower, receipt):
-                if not isinstance(item.event, TokenDelta):
-                    caused.append(item.event)
-            return caused
+                yield item
         finally:
             await follower.close()
+
+    async def wait(self, receipt: Receipt) -> list[Event]:
+        """Wait for the outcome of a stored command; return the events it caused."""
+        return [
+            item.event
+            async for item in self.follow(receipt)
+            if not isinstance(item.event, TokenDelta)
+        ]
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -346,15 +353,19 @@ class SessionClient:
     # -- workers and agents --------------------------------------------------------------
 
     async def workers(self) -> list[WorkerInfo]:
+        """Live workers: those whose last heartbeat is recent (killed ones age out)."""
         bucket = self.bus.settings.workers_bucket
         msgs = await direct.read_subject(
             self.bus.nc, f"KV_{bucket}", f"$KV.{bucket}.>", after=0, timeout=self.bus.timeout
         )
-        return [
+        horizon = 3 * self.bus.settings.heartbeat_interval
+        now = datetime.now(UTC)
+        infos = [
             WorkerInfo.model_validate_json(m.data)
             for m in msgs
             if m.data and "KV-Operation" not in m.headers
         ]
+        return [w for w in infos if (now - w.seen_at).total_seconds() <= horizon]
 
     async def known_agents(self) -> dict[str, AgentInfo]:
         """Agents offered by live workers (cached for two seconds)."""

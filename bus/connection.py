@@ -53,14 +53,18 @@ async def open_connection(url: str, name: str, timeout: float) -> Client:
     async def _on_error(e: Exception) -> None:
         log.warning("nats: %s", e)
 
+    holder: list[Client] = []
+
     async def _on_disconnect() -> None:
+        if holder and (holder[0].is_closed or holder[0].is_draining):
+            return  # our own close
         log.warning("nats: disconnected from %s", url)
 
     async def _on_reconnect() -> None:
         log.info("nats: reconnected")
 
     try:
-        return await nats.connect(
+        nc = await nats.connect(
             servers=[u.strip() for u in url.split(",")],
             name=name,
             connect_timeout=timeout,
@@ -74,6 +78,8 @@ async def open_connection(url: str, name: str, timeout: float) -> Client:
         )
     except Exception as e:  # nats raises several unrelated types for a failed first connect
         raise NotConnectedError(url, str(e) or type(e).__name__) from e
+    holder.append(nc)
+    return nc
 
 
 @asynccontextmanager

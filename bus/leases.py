@@ -31,8 +31,17 @@ def _value(worker_id: str) -> bytes:
 async def claim(kv: KeyValue, session_id: str, worker_id: str) -> Lease | None:
     """Take the lease if nobody holds it; ``None`` if somebody does."""
     check_token(session_id, "session id")
+    # Two round trips: read, then write on the revision read. (nats-py's create() first
+    # tries revision 0 and needs three once a released lease left a delete marker.)
     try:
-        rev = await kv.create(session_id, _value(worker_id))
+        await kv.get(session_id)
+        return None  # held
+    except NotFoundError as e:
+        # nats-py reports a delete marker as not found, with the marker as ``entry``.
+        entry = getattr(e, "entry", None)
+        last = entry.revision if entry is not None else 0
+    try:
+        rev = await kv.update(session_id, _value(worker_id), last=last)
     except KeyWrongLastSequenceError:
         return None
     return Lease(session_id, worker_id, rev)

@@ -139,3 +139,5 @@ class WorkerInfo(BaseModel):
     agents: list[AgentInfo] = Field(default_factory=list)
     active_sessions: int = 0
     capacity: int = 0
+    dedicated: bool = True
+    """False for the worker a CLI command runs in its own process while it lasts."""

@@ -84,6 +84,7 @@ class SessionRunner:
         self.sid = session_id
         self.triggers: list[Msg] = []
         self.ck: Checkpoint | None = None
+        self._loaded: tuple[Checkpoint, int] | None = None
         self.tail = 0
         self._claimed = False
         self._live: LiveTurn | None = None
@@ -102,7 +103,12 @@ class SessionRunner:
         self.triggers.append(msg)
 
     async def run(self) -> None:
-        lease = await leases.claim(self.bus.leases, self.sid, self.ctx.worker_id)
+        # Load the state while claiming: it is only used if the claim succeeds, and the
+        # fence rejects anything written from a state that was stale.
+        lease, self._loaded = await asyncio.gather(
+            leases.claim(self.bus.leases, self.sid, self.ctx.worker_id),
+            load_state(self.bus, self.sid),
+        )
         if lease is None:
             await self._defer_triggers()
             self.finished = True
@@ -153,7 +159,7 @@ class SessionRunner:
             raise LeaseLostError(f"lease on {self.sid} expired")
 
     async def _work(self) -> None:
-        found = await load_state(self.bus, self.sid)
+        found = self._loaded
         if found is None:
             if not await self._create_from_bus():
                 return

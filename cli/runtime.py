@@ -1,0 +1,67 @@
+"""What a CLI command runs on: a bus connection, embedded NATS and worker when needed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from bus import Bus, SessionClient, Settings, connect
+from bus.embedded import Embedded, ensure_server
+from schemas import Interface
+from workers import Worker, load_agents
+
+log = logging.getLogger("praxis.cli")
+
+
+@dataclass
+class Runtime:
+    bus: Bus
+    client: SessionClient
+    embedded: Embedded | None
+    worker: Worker | None
+
+
+async def resolve_url(settings: Settings, keep: bool = False) -> tuple[str, Embedded | None]:
+    """``PRAXIS_NATS_URL``, or the embedded server under ``PRAXIS_DATA_DIR``."""
+    if settings.nats_url:
+        return settings.nats_url, None
+    embedded = await asyncio.to_thread(ensure_server, settings.data_dir, keep)
+    return embedded.url, embedded
+
+
+async def _dedicated(client: SessionClient) -> bool:
+    return any(w.dedicated for w in await client.workers())
+
+
+def _wants_worker(settings: Settings, embedded: Embedded | None) -> bool:
+    if settings.inprocess_worker == "never":
+        return False
+    return settings.inprocess_worker == "always" or embedded is not None
+
+
+@contextlib.asynccontextmanager
+async def runtime(settings: Settings, *, with_worker: bool = True) -> AsyncIterator[Runtime]:
+    url, embedded = await resolve_url(settings)
+    try:
+        async with connect(settings, url, "praxis-cli") as bus:
+            client = SessionClient(bus, Interface.CLI)
+            worker: Worker | None = None
+            if with_worker and _wants_worker(settings, embedded) and not await _dedicated(client):
+                # Any number of stateless workers may serve a session, so each CLI command
+                # runs its own unless a dedicated one ('praxis worker', 'praxis up') is live.
+                worker = Worker(bus, load_agents(settings.agents), dedicated=False)
+                await worker.heartbeat()
+            stop = asyncio.Event()
+            task = asyncio.create_task(worker.run(stop)) if worker else None
+            try:
+                yield Runtime(bus, client, embedded, worker)
+            finally:
+                if task is not None:
+                    stop.set()
+                    await task
+    finally:
+        if embedded is not None:
+            await asyncio.to_thread(embedded.release)
