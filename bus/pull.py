@@ -2,7 +2,8 @@
 
 nats-py's ``fetch(batch>1)`` waits for the whole batch, which adds latency to every turn;
 this loop keeps one pull request outstanding for as many messages as there are free slots,
-and re-issues it when it ends (expiry, missing heartbeats, status).
+and re-issues it when it ends (expiry, a status, or silence past the expiry). Stopping
+waits at most one expiry, handing back (nak) whatever the last pull still delivers.
 """
 
 from __future__ import annotations
@@ -31,15 +32,14 @@ class PullLoop:
         handler: Handler,
         *,
         capacity: int,
-        expires: float = 2.0,
-        heartbeat: float = 0.5,
+        expires: float = 1.0,
     ) -> None:
         self._nc = nc
         self._api = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
         self._handler = handler
         self._capacity = capacity
         self._expires = expires
-        self._heartbeat = heartbeat
+        self._silence = expires + 1.0  # no answer at all by then: the pull is gone
         self._queue: asyncio.Queue[Msg] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._free = asyncio.Event()
@@ -87,11 +87,7 @@ class PullLoop:
             await self._free.wait()
 
     async def _pull(self, inbox: str, want: int) -> None:
-        request = {
-            "batch": want,
-            "expires": int(self._expires * 1e9),
-            "idle_heartbeat": int(self._heartbeat * 1e9),
-        }
+        request = {"batch": want, "expires": int(self._expires * 1e9)}
         await self._nc.publish(self._api, json.dumps(request).encode(), reply=inbox)
         received = 0
         stop = asyncio.ensure_future(self._stopping.wait())
@@ -99,7 +95,7 @@ class PullLoop:
             while received < want:
                 get = asyncio.ensure_future(self._queue.get())
                 done, _ = await asyncio.wait(
-                    {get, stop}, timeout=self._heartbeat * 3, return_when=asyncio.FIRST_COMPLETED
+                    {get, stop}, timeout=self._silence, return_when=asyncio.FIRST_COMPLETED
                 )
                 if get not in done:
                     get.cancel()
@@ -137,7 +133,7 @@ class PullLoop:
     async def _return_outstanding(self) -> None:
         """After stop: messages of the last pull still arriving go straight back (nak)."""
         loop = asyncio.get_running_loop()
-        end = loop.time() + self._expires + self._heartbeat
+        end = loop.time() + self._silence
         while loop.time() < end:
             try:
                 msg = await asyncio.wait_for(self._queue.get(), end - loop.time())

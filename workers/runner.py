@@ -20,7 +20,7 @@ from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 
 from bus import Bus, commit, direct, leases, subjects
-from bus.errors import BusError, FenceRejectedError
+from bus.errors import BusError, FenceRejectedError, MessageTooLargeError
 from bus.state import load_state
 from schemas import (
     ACCEPTS_MESSAGES,
@@ -363,9 +363,11 @@ class SessionRunner:
         began = time.perf_counter()
         text, error = await self._run_agent(turn_id, content, attempt)
         if text:
-            await self._append(
-                AgentMessage(**meta, turn_id=turn_id, content=text, interrupted=error is not None)
-            )
+            message = AgentMessage(**meta, turn_id=turn_id, content=text, interrupted=error is not None)
+            try:
+                await self._append(message)
+            except MessageTooLargeError as e:
+                error = f"the reply is too large to store ({e})"
         if error is None:
             ms = (time.perf_counter() - began) * 1000
             await self._append(TurnCompleted(**meta, final=True, turn_id=turn_id, duration_ms=ms))

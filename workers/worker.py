@@ -43,6 +43,8 @@ class Worker:
             bus.settings.consumer,
             self._on_trigger,
             capacity=bus.settings.worker_concurrency,
+            # A CLI's own worker stops when the command ends: keep that wait short.
+            expires=1.0 if dedicated else 0.2,
         )
         self._started = datetime.now(UTC)
         self._stopped = False

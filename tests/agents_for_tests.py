@@ -1,0 +1,37 @@
+"""Agents used by the tests (loaded through PRAXIS_AGENTS, as a user's would be)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from workers.agents import Agent, TurnContext
+
+
+class Slow(Agent):
+    """Streams ``pieces`` words, ``delay`` seconds apart (from the session's metadata)."""
+
+    name = "slow"
+    description = "test agent: a slow stream"
+
+    async def respond(self, ctx: TurnContext) -> AsyncIterator[str]:
+        pieces = int(ctx.metadata.get("pieces", 20))
+        delay = float(ctx.metadata.get("delay", 0.05))
+        for i in range(pieces):
+            await asyncio.sleep(delay)
+            yield f"w{i} "
+
+
+class Boom(Agent):
+    """Fails after two pieces."""
+
+    name = "boom"
+    description = "test agent: raises"
+
+    async def respond(self, ctx: TurnContext) -> AsyncIterator[str]:
+        yield "partial "
+        yield "text "
+        raise RuntimeError("the model fell over")
+
+
+TEST_AGENTS = "tests.agents_for_tests:Slow,tests.agents_for_tests:Boom"

@@ -1,0 +1,177 @@
+"""Fixtures: a real nats-server on a free loopback port, workers in-process and as processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bus import Bus, SessionClient, Settings, connect
+from bus.embedded import NatsServer
+from schemas import Interface
+from tests.agents_for_tests import TEST_AGENTS
+from workers import Worker, load_agents
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Short times so that takeovers happen within a test; the same values go to subprocesses.
+FAST = {
+    "lease_ttl": 2.0,
+    "ack_wait": 3.0,
+    "heartbeat_interval": 0.5,
+    "command_timeout": 20.0,
+    "drain_grace": 2.0,
+}
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]], timeout: float = 15.0, what: str = "condition"
+) -> Any:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    home = tmp_path_factory.mktemp("nats")
+    server = NatsServer(home / "jetstream", log_file=home / "nats.log").start()
+    yield server
+    server.stop()
+
+
+def make_settings(url: str, data_dir: Path, **over: Any) -> Settings:
+    return Settings(nats_url=url, data_dir=data_dir, agents=TEST_AGENTS.split(","), **{**FAST, **over})
+
+
+@pytest.fixture
+def settings(nats: NatsServer, tmp_path: Path) -> Settings:
+    return make_settings(nats.url, tmp_path)
+
+
+@pytest.fixture
+async def bus(settings: Settings) -> AsyncIterator[Bus]:
+    assert settings.nats_url
+    async with connect(settings, settings.nats_url, "test-client") as b:
+        yield b
+
+
+@pytest.fixture
+async def client(bus: Bus) -> SessionClient:
+    return SessionClient(bus, Interface.API)
+
+
+class InProcessWorker:
+    def __init__(self, worker: Worker, stop: asyncio.Event, task: asyncio.Task[None]) -> None:
+        self.worker, self.stop_event, self.task = worker, stop, task
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        await self.task
+
+
+@pytest.fixture
+async def start_worker(settings: Settings) -> AsyncIterator[Callable[[], Awaitable[InProcessWorker]]]:
+    started: list[tuple[InProcessWorker, Any]] = []
+
+    async def start() -> InProcessWorker:
+        assert settings.nats_url
+        cm = connect(settings, settings.nats_url, "test-worker")
+        bus = await cm.__aenter__()
+        worker = Worker(bus, load_agents(settings.agents))
+        await worker.heartbeat()
+        stop = asyncio.Event()
+        handle = InProcessWorker(worker, stop, asyncio.create_task(worker.run(stop)))
+        started.append((handle, cm))
+        return handle
+
+    yield start
+    for handle, cm in reversed(started):
+        if not handle.task.done():
+            await handle.stop()
+        await cm.__aexit__(None, None, None)
+
+
+@pytest.fixture
+async def worker(start_worker: Callable[[], Awaitable[InProcessWorker]]) -> InProcessWorker:
+    return await start_worker()
+
+
+def env_for(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRAXIS_")}
+    env.update(
+        {
+            "PRAXIS_NATS_URL": settings.nats_url or "",
+            "PRAXIS_DATA_DIR": str(settings.data_dir),
+            "PRAXIS_AGENTS": json.dumps(settings.agents),
+            "PRAXIS_LEASE_TTL": str(settings.lease_ttl),
+            "PRAXIS_ACK_WAIT": str(settings.ack_wait),
+            "PRAXIS_HEARTBEAT_INTERVAL": str(settings.heartbeat_interval),
+            "PRAXIS_COMMAND_TIMEOUT": str(settings.command_timeout),
+            "PRAXIS_DRAIN_GRACE": str(settings.drain_grace),
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    env.update(extra)
+    return env
+
+
+class WorkerProcess:
+    def __init__(self, proc: subprocess.Popen[bytes], log: Path) -> None:
+        self.proc, self.log = proc, log
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+@pytest.fixture
+def worker_processes(settings: Settings, tmp_path: Path) -> Iterator[Callable[[int], list[WorkerProcess]]]:
+    procs: list[WorkerProcess] = []
+
+    def spawn(n: int) -> list[WorkerProcess]:
+        out = []
+        for _ in range(n):
+            log = tmp_path / f"worker-{len(procs)}.log"
+            with open(log, "wb") as fh:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "cli", "worker"],
+                    env=env_for(settings),
+                    cwd=ROOT,
+                    stdout=fh,
+                    stderr=subprocess.STDOUT,
+                )
+            procs.append(WorkerProcess(proc, log))
+            out.append(procs[-1])
+        return out
+
+    yield spawn
+    for p in procs:
+        if p.proc.poll() is None:
+            p.proc.terminate()
+    for p in procs:
+        try:
+            p.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            p.proc.kill()
+
+
+async def live_workers(client: SessionClient, n: int) -> None:
+    async def enough() -> bool:
+        return len(await client.workers()) >= n
+
+    await eventually(enough, 20, f"{n} live workers")

@@ -1,0 +1,336 @@
+"""SessionClient against a real nats-server with a real worker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from nats.errors import NoRespondersError
+
+from bus import (
+    Bus,
+    IllegalTransitionError,
+    MessageTooLargeError,
+    SessionClient,
+    SessionExistsError,
+    SessionNotFoundError,
+    Settings,
+    UnknownAgentError,
+    connect,
+    direct,
+    subjects,
+)
+from schemas import (
+    AgentMessage,
+    CommandRejected,
+    CommandSkipped,
+    Delivery,
+    SessionState,
+    TokenDelta,
+    TurnCompleted,
+    TurnFailed,
+    UserMessage,
+)
+from tests.conftest import InProcessWorker, eventually
+
+
+async def reply(client: SessionClient, session_id: str, text: str) -> tuple[str, list[Delivery]]:
+    items = [d async for d in client.turn(session_id, text)]
+    deltas = "".join(d.event.text for d in items if isinstance(d.event, TokenDelta))
+    return deltas, items
+
+
+async def test_create_message_events_history(client: SessionClient, worker: InProcessWorker) -> None:
+    record, receipt = await client.create("hello-world", task_id="task-42", metadata={"k": 1})
+    assert record.state is SessionState.CREATED
+    assert record.task_id == "task-42"
+    greeting = await client.wait(receipt)
+    assert [e.type for e in greeting] == [
+        "session.state_changed",
+        "turn.started",
+        "agent.message",
+        "turn.completed",
+    ]
+
+    streamed, items = await reply(client, record.session_id, "Tell me about Python")
+    final = [d.event for d in items if isinstance(d.event, AgentMessage)]
+    assert len(final) == 1 and streamed == final[0].content
+    assert "first message" in streamed
+    second, _ = await reply(client, record.session_id, "And errors?")
+    assert "2nd message" in second and '"Tell me about Python"' in second
+
+    history = await client.history(record.session_id)
+    assert [(h.role, h.content.split(". ")[0]) for h in history] == [
+        ("agent", "Hello! How can I help you today?"),
+        ("user", "Tell me about Python"),
+        ("agent", 'You said: "Tell me about Python"'),
+        ("user", "And errors?"),
+        ("agent", 'You said: "And errors?"'),
+    ]
+    assert [h.seq for h in history] == sorted(h.seq for h in history)
+    got = await client.get(record.session_id)
+    assert got.state is SessionState.ACTIVE
+    assert got.counters.user_messages == 2 and got.counters.agent_messages == 3
+    assert got.task_id == "task-42" and got.metadata == {"k": 1}
+
+    page = await client.list(task_id="task-42")
+    assert [r.session_id for r in page.items] == [record.session_id]
+
+
+async def test_events_resume_from_any_cursor(client: SessionClient, worker: InProcessWorker) -> None:
+    record, receipt = await client.create("echo")
+    await client.wait(receipt)
+    for text in ("one", "two", "three"):
+        await reply(client, record.session_id, text)
+
+    everything: list[Delivery] = []
+    async with asyncio.timeout(10):
+        async for item in client.events(record.session_id, after=0):
+            everything.append(item)
+            if isinstance(item.event, TurnCompleted) and item.event.input_seq == max(
+                d.event.input_seq or 0 for d in everything if d.cursor
+            ) and sum(isinstance(d.event, TurnCompleted) for d in everything) == 3:
+                break
+    cursors = [d.cursor for d in everything if d.cursor is not None]
+    assert cursors == sorted(set(cursors)), "each durable event once, in order"
+    assert everything[0].event.type == "session.created"
+
+    middle = cursors[len(cursors) // 2]
+    rest: list[int] = []
+    async with asyncio.timeout(10):
+        async for item in client.events(record.session_id, after=middle):
+            assert item.cursor is not None
+            rest.append(item.cursor)
+            if item.cursor == cursors[-1]:
+                break
+    assert rest == [c for c in cursors if c > middle]
+
+
+async def test_live_follower_sees_next_turn_and_deltas(
+    client: SessionClient, worker: InProcessWorker
+) -> None:
+    record, receipt = await client.create("echo")
+    await client.wait(receipt)
+    seen: list[Delivery] = []
+
+    async def follow() -> None:
+        async for item in client.events(record.session_id):
+            seen.append(item)
+            if isinstance(item.event, TurnCompleted):
+                return
+
+    follower = asyncio.create_task(follow())
+    await eventually(lambda: _true_after_subscribed(client, record.session_id), what="follower")
+    sent = await client.send(record.session_id, "alpha beta gamma")
+    async with asyncio.timeout(10):
+        await follower
+    types = [d.event.type for d in seen]
+    assert types[0] == "user.message" and types[-1] == "turn.completed"
+    text = "".join(d.event.text for d in seen if isinstance(d.event, TokenDelta))
+    assert text == "alpha beta gamma"
+    assert all(d.event.command_id == sent.command_id for d in seen if d.cursor)
+
+
+async def streaming(client: SessionClient, session_id: str, at_least: int = 1) -> bool:
+    """True once the owner's snapshot of the turn in flight has ``at_least`` pieces."""
+    try:
+        resp = await client.bus.nc.request(subjects.snapshot(session_id), b"", timeout=1)
+    except NoRespondersError:
+        return False
+    return bool(resp.data) and json.loads(resp.data)["index"] >= at_least
+
+
+async def _true_after_subscribed(client: SessionClient, session_id: str) -> bool:
+    # events() subscribes before reading; a flush makes sure the server has the SUB.
+    await client.bus.nc.flush()
+    return True
+
+
+async def test_joining_mid_turn_gets_text_so_far_then_the_rest(
+    client: SessionClient, worker: InProcessWorker
+) -> None:
+    record, receipt = await client.create("slow", metadata={"pieces": 30, "delay": 0.03})
+    await client.wait(receipt)
+    sent = await client.send(record.session_id, "go")
+
+    await eventually(lambda: streaming(client, record.session_id, 5), what="the turn to stream")
+    collected: list[Delivery] = []
+    async with asyncio.timeout(15):
+        async for item in client.events(record.session_id):
+            collected.append(item)
+            if isinstance(item.event, TurnCompleted):
+                break
+    text = "".join(d.event.text for d in collected if isinstance(d.event, TokenDelta))
+    final = [d.event for d in collected if isinstance(d.event, AgentMessage)]
+    assert final and final[0].command_id == sent.command_id
+    assert text == final[0].content, "text so far, then the rest: no gap, nothing twice"
+    first_delta = next(d.event for d in collected if isinstance(d.event, TokenDelta))
+    assert first_delta.index > 1, "the join happened mid-turn"
+
+
+async def test_same_command_id_twice_is_one_message(
+    client: SessionClient, worker: InProcessWorker
+) -> None:
+    record, receipt = await client.create("echo")
+    await client.wait(receipt)
+    first = await client.send(record.session_id, "only once", command_id="cmd-dup-1")
+    await client.send(record.session_id, "only once", command_id="cmd-dup-1")
+    await client.wait(first)
+    # Past the stream's duplicate window (a different Nats-Msg-Id), the worker still knows it.
+    cmd = UserMessage(
+        session_id=record.session_id, task_id=record.task_id, content="only once", command_id="cmd-dup-1"
+    )
+    await client.bus.js.publish(
+        subjects.inputs(record.session_id), cmd.model_dump_json().encode(), headers={"Nats-Msg-Id": "other"}
+    )
+    later = await reply(client, record.session_id, "after")
+    assert later[0] == "after"
+    history = await client.history(record.session_id)
+    assert [h.content for h in history if h.role == "user"] == ["only once", "after"]
+    events = [d.event async for d in _durable(client, record.session_id)]
+    assert any(isinstance(e, CommandSkipped) and e.command_id == "cmd-dup-1" for e in events)
+
+
+async def _durable(client: SessionClient, session_id: str):  # type: ignore[no-untyped-def]
+    tail = (await client.bus.js.stream_info(client.bus.stream)).state.last_seq
+    async for item in client.events(session_id, after=0):
+        if item.cursor is not None:
+            yield item
+            last = await client.bus.nc.request(
+                f"$JS.API.DIRECT.GET.{client.bus.stream}.{subjects.events(session_id)}", b"", timeout=2
+            )
+            if item.cursor >= int(last.headers["Nats-Sequence"]) or item.cursor >= tail:
+                return
+
+
+async def test_lifecycle_and_illegal_transitions(client: SessionClient, worker: InProcessWorker) -> None:
+    record, receipt = await client.create("echo")
+    await client.wait(receipt)
+    sid = record.session_id
+    with pytest.raises(IllegalTransitionError, match="ACTIVE"):
+        await client.resume(sid)
+    assert (await client.suspend(sid)).state is SessionState.SUSPENDED
+    with pytest.raises(IllegalTransitionError, match="SUSPENDED and takes no messages"):
+        await client.send(sid, "hello?")
+    assert (await client.resume(sid)).state is SessionState.ACTIVE
+    assert (await reply(client, sid, "back"))[0] == "back"
+    assert (await client.complete(sid)).state is SessionState.COMPLETED
+    with pytest.raises(IllegalTransitionError):
+        await client.resume(sid)
+    with pytest.raises(IllegalTransitionError):
+        await client.send(sid, "anyone?")
+
+
+async def test_worker_rejects_what_raced_past_the_client_check(
+    client: SessionClient, worker: InProcessWorker
+) -> None:
+    record, receipt = await client.create("echo")
+    await client.wait(receipt)
+    await client.complete(record.session_id)
+    cmd = UserMessage(session_id=record.session_id, task_id=record.task_id, content="late")
+    await client.bus.js.publish(subjects.inputs(record.session_id), cmd.model_dump_json().encode())
+    from bus import Receipt
+
+    tail = (await client.bus.js.stream_info(client.bus.stream)).state.last_seq
+    events = await client.wait(Receipt(record.session_id, cmd.command_id, 0 * tail))
+    assert isinstance(events[-1], CommandRejected)
+    assert "COMPLETED" in events[-1].reason
+
+
+async def test_unknown_session_and_agent(client: SessionClient, worker: InProcessWorker) -> None:
+    with pytest.raises(SessionNotFoundError, match="nope"):
+        await client.get("nope")
+    with pytest.raises(SessionNotFoundError):
+        await client.send("nope", "hi")
+    with pytest.raises(SessionNotFoundError):
+        await client.history("nope")
+    with pytest.raises(UnknownAgentError, match="known agents: boom, echo, hello-world, slow"):
+        await client.create("nobody")
+
+
+async def test_session_id_given_twice(client: SessionClient, worker: InProcessWorker) -> None:
+    await client.create("echo", session_id="fixed-id-1")
+    with pytest.raises(SessionExistsError):
+        await client.create("echo", session_id="fixed-id-1")
+
+
+async def test_malformed_command_on_the_bus_is_rejected_and_session_goes_on(
+    client: SessionClient, worker: InProcessWorker
+) -> None:
+    record, receipt = await client.create("echo")
+    await client.wait(receipt)
+    for junk in (b"{not json", b'{"kind": "user_message"}', json.dumps([1, 2]).encode()):
+        await client.bus.js.publish(subjects.inputs(record.session_id), junk)
+    text, _ = await reply(client, record.session_id, "still here")
+    assert text == "still here"
+    rejected = [e async for e in _durable(client, record.session_id) if e.event.type == "command.rejected"]
+    assert len(rejected) == 3
+    assert all("invalid command" in r.event.reason for r in rejected)  # type: ignore[union-attr]
+
+
+async def test_oversized_message_is_refused_before_publishing(
+    client: SessionClient, worker: InProcessWorker
+) -> None:
+    before = (await client.bus.js.stream_info(client.bus.stream)).state.last_seq
+    with pytest.raises(MessageTooLargeError, match="exceeds the limit of 1048576 bytes"):
+        await client.create("echo", metadata={"blob": "x" * 2_000_000})
+    assert await _stored(client, "sess.*.in") == await _stored(client, "sess.*.in", before)
+    record, receipt = await client.create("echo")
+    await client.wait(receipt)
+    with pytest.raises(ValueError, match="at most 64000 characters"):
+        await client.send(record.session_id, "x" * 64_001)
+    assert len(await _stored(client, subjects.inputs(record.session_id))) == 1  # the create only
+
+
+async def _stored(client: SessionClient, subject: str, up_to: int | None = None) -> list[int]:
+    msgs = await direct.read_subject(
+        client.bus.nc, client.bus.stream, subject, after=0, up_to=up_to, timeout=5
+    )
+    return [m.seq for m in msgs]
+
+
+async def test_failing_agent_fails_the_turn_and_keeps_the_partial_reply(
+    client: SessionClient, worker: InProcessWorker
+) -> None:
+    record, receipt = await client.create("boom")
+    await client.wait(receipt)
+    _, items = await reply(client, record.session_id, "try")
+    events = [d.event for d in items if d.cursor]
+    assert isinstance(events[-1], TurnFailed) and "the model fell over" in events[-1].reason
+    partial = [e for e in events if isinstance(e, AgentMessage)]
+    assert partial and partial[0].interrupted and partial[0].content == "partial text "
+    assert (await client.get(record.session_id)).state is SessionState.ACTIVE
+
+
+async def test_cancel_stops_the_turn_in_flight(client: SessionClient, worker: InProcessWorker) -> None:
+    record, receipt = await client.create("slow", metadata={"pieces": 200, "delay": 0.05})
+    await client.wait(receipt)
+    sent = await client.send(record.session_id, "long one")
+
+    await eventually(lambda: streaming(client, record.session_id), what="the turn to stream")
+    await client.cancel(record.session_id)
+    events = await client.wait(sent)
+    assert isinstance(events[-1], TurnFailed) and events[-1].cancelled
+    assert (await client.get(record.session_id)).state is SessionState.ACTIVE
+    again = await client.send(record.session_id, "next")  # the session takes messages again
+    await eventually(lambda: streaming(client, record.session_id), what="the next turn")
+    await client.cancel(record.session_id)
+    assert isinstance((await client.wait(again))[-1], TurnFailed)
+
+
+async def test_worker_lists_itself(client: SessionClient, worker: InProcessWorker) -> None:
+    found = await client.workers()
+    assert worker.worker.worker_id in {w.worker_id for w in found}
+    mine = next(w for w in found if w.worker_id == worker.worker.worker_id)
+    assert {"echo", "hello-world", "slow"} <= {a.name for a in mine.agents}
+
+
+async def test_provisioning_mismatch_is_reported_not_rewritten(bus: Bus, settings: Settings) -> None:
+    other = settings.model_copy(update={"duplicate_window": 30.0})
+    assert other.nats_url
+    with pytest.raises(Exception, match="duplicate_window: is 600.0, needs 30.0"):
+        async with connect(other, other.nats_url, "mismatch"):
+            pass
+    info = await bus.js.stream_info(bus.stream)
+    assert info.config.duplicate_window == 600.0
