@@ -46,19 +46,19 @@ def _logging(default: str) -> None:
 
 
 def _run(coro: Coroutine[Any, Any, int | None]) -> int:
-    """Run a command; a user error is one line on stderr and exit status 1."""
-    try:
-        return asyncio.run(coro) or 0
-    except KeyboardInterrupt:
-        print(file=sys.stderr)
-        return 130
-    except ValidationError as e:
+    """Run a command's coroutine (errors are reported by :func:`main`)."""
+    return asyncio.run(coro) or 0
+
+
+def _report(e: BaseException) -> int:
+    """A user error is one line on stderr and exit status 1, never a traceback."""
+    if isinstance(e, ValidationError):
         first = e.errors()[0] if e.errors() else {"msg": str(e)}
-        print(f"praxis: error: {first.get('msg')}", file=sys.stderr)
-        return 1
-    except USER_ERRORS as e:
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        print(f"praxis: error: {where + ': ' if where else ''}{first.get('msg')}", file=sys.stderr)
+    else:
         print(f"praxis: error: {e}", file=sys.stderr)
-        return 1
+    return 1
 
 
 def _state(value: str | None) -> SessionState | None:
@@ -85,7 +85,22 @@ def agent_run(
     """Start a session with an agent and talk to it."""
     _logging("WARNING")
 
-    async def main() -> None:
+    async async def _wait_for_workers(
+    client: SessionClient, pids: set[int], procs: list[subprocess.Popen[bytes]]
+) -> None:
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        live = {w.pid for w in await client.workers()}
+        if pids <= live:
+            return
+        dead = [p for p in procs if p.poll() is not None]
+        if dead or asyncio.get_running_loop().time() > deadline:
+            raise BusError(f"{len(pids - live)} worker(s) did not start (exit codes "
+                           f"{[p.returncode for p in dead]}); see the log above")
+        await asyncio.sleep(0.05)
+
+
+def main() -> None:
         async with runtime(_settings()) as rt:
             _check_agent(rt.client, agent, rt.worker)
             record, receipt = await rt.client.create(agent, task_id=task_id)
@@ -119,7 +134,22 @@ def agent_resume(
     """Continue a session: show its last messages, then talk on."""
     _logging("WARNING")
 
-    async def main() -> None:
+    async async def _wait_for_workers(
+    client: SessionClient, pids: set[int], procs: list[subprocess.Popen[bytes]]
+) -> None:
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        live = {w.pid for w in await client.workers()}
+        if pids <= live:
+            return
+        dead = [p for p in procs if p.poll() is not None]
+        if dead or asyncio.get_running_loop().time() > deadline:
+            raise BusError(f"{len(pids - live)} worker(s) did not start (exit codes "
+                           f"{[p.returncode for p in dead]}); see the log above")
+        await asyncio.sleep(0.05)
+
+
+def main() -> None:
         async with runtime(_settings()) as rt:
             record = await rt.client.get(session_id)
             if record.state in TERMINAL:
@@ -154,7 +184,22 @@ def agent_list_sessions(
     """List sessions, newest first."""
     _logging("WARNING")
 
-    async def main() -> None:
+    async async def _wait_for_workers(
+    client: SessionClient, pids: set[int], procs: list[subprocess.Popen[bytes]]
+) -> None:
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        live = {w.pid for w in await client.workers()}
+        if pids <= live:
+            return
+        dead = [p for p in procs if p.poll() is not None]
+        if dead or asyncio.get_running_loop().time() > deadline:
+            raise BusError(f"{len(pids - live)} worker(s) did not start (exit codes "
+                           f"{[p.returncode for p in dead]}); see the log above")
+        await asyncio.sleep(0.05)
+
+
+def main() -> None:
         async with runtime(_settings(), with_worker=False) as rt:
             page = await rt.client.list(
                 state=_state(state), agent=agent, task_id=task_id, limit=limit
@@ -179,7 +224,22 @@ def agent_show_session(
     """Show a session's record and its whole history."""
     _logging("WARNING")
 
-    async def main() -> None:
+    async async def _wait_for_workers(
+    client: SessionClient, pids: set[int], procs: list[subprocess.Popen[bytes]]
+) -> None:
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        live = {w.pid for w in await client.workers()}
+        if pids <= live:
+            return
+        dead = [p for p in procs if p.poll() is not None]
+        if dead or asyncio.get_running_loop().time() > deadline:
+            raise BusError(f"{len(pids - live)} worker(s) did not start (exit codes "
+                           f"{[p.returncode for p in dead]}); see the log above")
+        await asyncio.sleep(0.05)
+
+
+def main() -> None:
         async with runtime(_settings(), with_worker=False) as rt:
             record = await rt.client.get(session_id)
             history = await rt.client.history(session_id)
@@ -208,7 +268,22 @@ def agent_show_session(
 def _lifecycle(session_id: str, action: str) -> int:
     _logging("WARNING")
 
-    async def main() -> None:
+    async async def _wait_for_workers(
+    client: SessionClient, pids: set[int], procs: list[subprocess.Popen[bytes]]
+) -> None:
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        live = {w.pid for w in await client.workers()}
+        if pids <= live:
+            return
+        dead = [p for p in procs if p.poll() is not None]
+        if dead or asyncio.get_running_loop().time() > deadline:
+            raise BusError(f"{len(pids - live)} worker(s) did not start (exit codes "
+                           f"{[p.returncode for p in dead]}); see the log above")
+        await asyncio.sleep(0.05)
+
+
+def main() -> None:
         async with runtime(_settings()) as rt:
             method = getattr(rt.client, action)
             record = await method(session_id)
@@ -249,10 +324,25 @@ def agent_cleanup(
 ) -> int:
     """Delete old sessions: their events, commands and record."""
     _logging("WARNING")
-    age = parse_duration(older_than)
-    wanted = _state(state)
 
-    async def main() -> None:
+    async async def _wait_for_workers(
+    client: SessionClient, pids: set[int], procs: list[subprocess.Popen[bytes]]
+) -> None:
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        live = {w.pid for w in await client.workers()}
+        if pids <= live:
+            return
+        dead = [p for p in procs if p.poll() is not None]
+        if dead or asyncio.get_running_loop().time() > deadline:
+            raise BusError(f"{len(pids - live)} worker(s) did not start (exit codes "
+                           f"{[p.returncode for p in dead]}); see the log above")
+        await asyncio.sleep(0.05)
+
+
+def main() -> None:
+        age = parse_duration(older_than)
+        wanted = _state(state)
         async with runtime(_settings(), with_worker=False) as rt:
             cutoff = datetime.now(UTC) - age
             chosen = [
@@ -302,7 +392,22 @@ def workers_cmd(
     """List the live workers (by their heartbeats)."""
     _logging("WARNING")
 
-    async def main() -> None:
+    async async def _wait_for_workers(
+    client: SessionClient, pids: set[int], procs: list[subprocess.Popen[bytes]]
+) -> None:
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        live = {w.pid for w in await client.workers()}
+        if pids <= live:
+            return
+        dead = [p for p in procs if p.poll() is not None]
+        if dead or asyncio.get_running_loop().time() > deadline:
+            raise BusError(f"{len(pids - live)} worker(s) did not start (exit codes "
+                           f"{[p.returncode for p in dead]}); see the log above")
+        await asyncio.sleep(0.05)
+
+
+def main() -> None:
         async with runtime(_settings(), with_worker=False) as rt:
             found = await rt.client.workers()
             if json_:
@@ -320,7 +425,22 @@ def worker_cmd() -> int:
     """Run a stateless worker until SIGTERM or Ctrl-C (then drain)."""
     _logging("INFO")
 
-    async def main() -> None:
+    async async def _wait_for_workers(
+    client: SessionClient, pids: set[int], procs: list[subprocess.Popen[bytes]]
+) -> None:
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        live = {w.pid for w in await client.workers()}
+        if pids <= live:
+            return
+        dead = [p for p in procs if p.poll() is not None]
+        if dead or asyncio.get_running_loop().time() > deadline:
+            raise BusError(f"{len(pids - live)} worker(s) did not start (exit codes "
+                           f"{[p.returncode for p in dead]}); see the log above")
+        await asyncio.sleep(0.05)
+
+
+def main() -> None:
         settings = _settings()
         url, embedded = await resolve_url(settings)
         try:
@@ -342,22 +462,38 @@ def up_cmd(
     """Run the local stack in the foreground (NATS unless PRAXIS_NATS_URL, workers) until Ctrl-C."""
     _logging("INFO")
 
-    async def main() -> None:
+    async async def _wait_for_workers(
+    client: SessionClient, pids: set[int], procs: list[subprocess.Popen[bytes]]
+) -> None:
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        live = {w.pid for w in await client.workers()}
+        if pids <= live:
+            return
+        dead = [p for p in procs if p.poll() is not None]
+        if dead or asyncio.get_running_loop().time() > deadline:
+            raise BusError(f"{len(pids - live)} worker(s) did not start (exit codes "
+                           f"{[p.returncode for p in dead]}); see the log above")
+        await asyncio.sleep(0.05)
+
+
+def main() -> None:
         settings = _settings()
         url, embedded = await resolve_url(settings, keep=True)
         env = {**os.environ, "PRAXIS_NATS_URL": url}
-        async with connect(settings, url, "praxis-up"):
-            pass  # provision once before the workers start
-        procs = [
-            subprocess.Popen([sys.executable, "-m", "cli", "worker"], env=env)
-            for _ in range(max(workers, 0))
-        ]
-        where = f"embedded NATS at {url} (data in {settings.data_dir})" if embedded else url
-        print(f"Praxis is up: {where}; {len(procs)} worker(s). Ctrl-C to stop.", flush=True)
         stop = asyncio.Event()
         install_signal_handlers(stop)
+        procs: list[subprocess.Popen[bytes]] = []
         try:
-            await stop.wait()
+            async with connect(settings, url, "praxis-up") as bus:  # provisions once
+                procs = [
+                    subprocess.Popen([sys.executable, "-m", "cli", "worker"], env=env)
+                    for _ in range(max(workers, 0))
+                ]
+                await _wait_for_workers(SessionClient(bus), {p.pid for p in procs}, procs)
+                where = f"embedded NATS at {url} (data in {settings.data_dir})" if embedded else url
+                print(f"Praxis is up: {where}; {len(procs)} worker(s). Ctrl-C to stop.", flush=True)
+                await stop.wait()
         finally:
             for p in procs:
                 p.send_signal(signal.SIGTERM)
@@ -371,6 +507,27 @@ def up_cmd(
     return _run(main())
 
 
+async def _wait_for_workers(
+    client: SessionClient, pids: set[int], procs: list[subprocess.Popen[bytes]]
+) -> None:
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        live = {w.pid for w in await client.workers()}
+        if pids <= live:
+            return
+        dead = [p for p in procs if p.poll() is not None]
+        if dead or asyncio.get_running_loop().time() > deadline:
+            raise BusError(f"{len(pids - live)} worker(s) did not start (exit codes "
+                           f"{[p.returncode for p in dead]}); see the log above")
+        await asyncio.sleep(0.05)
+
+
 def main() -> None:
-    result = app(sys.argv[1:])
+    try:
+        result = app(sys.argv[1:])
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        sys.exit(130)
+    except (ValidationError, *USER_ERRORS) as e:
+        sys.exit(_report(e))
     sys.exit(result if isinstance(result, int) else 0)

@@ -1,0 +1,174 @@
+"""The praxis CLI as a subprocess: against a test server, and on its own (embedded NATS)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bus import Settings
+from bus.embedded import connections
+from tests.conftest import ROOT, env_for
+
+
+def praxis(env: dict[str, str], *args: str, stdin: str = "", timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args],
+        env=env,
+        cwd=ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def env(settings: Settings) -> dict[str, str]:
+    # With a URL the CLI only runs a worker of its own when told to.
+    return env_for(settings, PRAXIS_INPROCESS_WORKER="always")
+
+
+def session_of(stderr: str) -> str:
+    line = next(ln for ln in stderr.splitlines() if ln.startswith("Session created: "))
+    return line.split(": ", 1)[1].strip()
+
+
+def test_run_resume_list_show(env: dict[str, str]) -> None:
+    run = praxis(env, "agent", "run", "hello-world", "--task-id", "task-cli", "--message", "Hi, I am Ada")
+    assert run.returncode == 0, run.stderr
+    sid = session_of(run.stderr)
+    assert run.stdout.strip() == 'You said: "Hi, I am Ada". That is your first message in this session.'
+
+    again = praxis(env, "agent", "resume", sid, "--message", "What did I say?")
+    assert again.returncode == 0, again.stderr
+    assert "2nd message" in again.stdout and '"Hi, I am Ada"' in again.stdout
+    assert "Agent: Hello! How can I help you today?" in again.stderr  # the last messages
+
+    listed = praxis(env, "agent", "list-sessions", "--task-id", "task-cli", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert [(r["session_id"], r["state"], r["agent"]) for r in rows] == [(sid, "ACTIVE", "hello-world")]
+
+    shown = praxis(env, "agent", "show-session", sid, "--json")
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    assert (data["session_id"], data["task_id"], data["agent"], data["state"]) == (
+        sid,
+        "task-cli",
+        "hello-world",
+        "ACTIVE",
+    )
+    assert [(h["role"], h["content"][:12]) for h in data["history"]] == [
+        ("agent", "Hello! How c"),
+        ("user", "Hi, I am Ada"),
+        ("agent", 'You said: "H'),
+        ("user", "What did I s"),
+        ("agent", 'You said: "W'),
+    ]
+
+
+def test_interactive_chat_then_suspend_and_resume(env: dict[str, str]) -> None:
+    chat = praxis(env, "agent", "run", "echo", stdin="hello there\nsecond line\n")
+    assert chat.returncode == 0, chat.stderr
+    sid = session_of(chat.stderr)
+    assert "Agent: hello there" in chat.stdout and "Agent: second line" in chat.stdout
+    assert f"praxis agent resume {sid}" in chat.stderr
+
+    suspended = praxis(env, "agent", "suspend", sid)
+    assert suspended.returncode == 0, suspended.stderr
+    assert "SUSPENDED" in suspended.stdout
+    twice = praxis(env, "agent", "suspend", sid)
+    assert twice.returncode == 1
+    assert twice.stderr.strip() == f"praxis: error: cannot suspend session '{sid}': it is SUSPENDED"
+
+    resumed = praxis(env, "agent", "resume", sid, stdin="third\n")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "You: second line" in resumed.stdout and "Agent: third" in resumed.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["agent", "show-session", "no-such-session"], "praxis: error: unknown session 'no-such-session'"),
+        (["agent", "resume", "a.b"], "praxis: error: invalid session id 'a.b'"),
+        (["agent", "run", "nobody", "--message", "x"], "praxis: error: unknown agent 'nobody'; known agents: boom, echo, hello-world, slow"),
+        (["agent", "list-sessions", "--state", "SLEEPY"], "praxis: error: unknown state 'SLEEPY'"),
+        (["agent", "cleanup", "--older-than", "soon"], "praxis: error: invalid duration 'soon'"),
+    ],
+)
+def test_errors_are_one_line_without_traceback(env: dict[str, str], args: list[str], message: str) -> None:
+    result = praxis(env, *args)
+    assert result.returncode == 1
+    assert result.stderr.startswith(message), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_cleanup_dry_run_then_delete(env: dict[str, str]) -> None:
+    run = praxis(env, "agent", "run", "echo", "--task-id", "task-old", "--message", "bye")
+    sid = session_of(run.stderr)
+    dry = praxis(env, "agent", "cleanup", "--older-than", "0s", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert f"would delete {sid}" in dry.stdout
+    assert praxis(env, "agent", "show-session", sid).returncode == 0
+    done = praxis(env, "agent", "cleanup", "--older-than", "0s", "--state", "ACTIVE")
+    assert f"deleted {sid}" in done.stdout
+    gone = praxis(env, "agent", "show-session", sid)
+    assert gone.returncode == 1 and "unknown session" in gone.stderr
+    listed = json.loads(praxis(env, "agent", "list-sessions", "--task-id", "task-old", "--json").stdout)
+    assert listed == []
+
+
+def test_agents_and_workers(env: dict[str, str]) -> None:
+    agents = praxis(env, "agents", "--json")
+    names = {a["name"] for a in json.loads(agents.stdout)}
+    assert {"hello-world", "echo", "slow", "boom"} <= names
+    workers = praxis(env, "workers")
+    assert workers.returncode == 0
+
+
+def test_fresh_machine_embedded_nats(tmp_path: Path) -> None:
+    """No PRAXIS_NATS_URL: the CLI starts its own nats-server and worker, and stops them."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRAXIS_")}
+    env["PRAXIS_DATA_DIR"] = str(tmp_path / "data")
+    env["PYTHONPATH"] = str(ROOT)
+    first = praxis(env, "agent", "run", "hello-world", "--message", "Remember me")
+    assert first.returncode == 0, first.stderr
+    sid = session_of(first.stderr)
+    assert not (tmp_path / "data" / "nats" / "server.json").exists(), "the server was stopped"
+    assert (tmp_path / "data" / "nats" / "jetstream").is_dir()
+
+    later = praxis(env, "agent", "resume", sid, "--message", "Do you remember?")
+    assert later.returncode == 0, later.stderr
+    assert '"Remember me"' in later.stdout and "2nd message" in later.stdout
+    state = tmp_path / "data" / "nats" / "server.json"
+    assert not state.exists()
+
+
+def test_up_runs_the_stack_until_interrupted(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRAXIS_")}
+    env.update({"PRAXIS_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)})
+    up = subprocess.Popen(
+        [sys.executable, "-m", "cli", "up", "--workers", "2"],
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert up.stdout is not None
+        banner = up.stdout.readline()
+        assert "Praxis is up: embedded NATS at nats://127.0.0.1:" in banner and "2 worker(s)" in banner
+        state = json.loads((tmp_path / "data" / "nats" / "server.json").read_text())
+        run = praxis(env, "agent", "run", "echo", "--message", "through up")
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.strip() == "through up"
+        assert connections(state["monitor_port"]) >= 3  # up itself and two workers stay on
+    finally:
+        up.send_signal(2)
+        out, err = up.communicate(timeout=30)
+    assert up.returncode == 0, err
+    assert "Praxis stopped." in out
+    assert not (tmp_path / "data" / "nats" / "server.json").exists()
