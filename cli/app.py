@@ -85,22 +85,7 @@ def agent_run(
     """Start a session with an agent and talk to it."""
     _logging("WARNING")
 
-    async async def _wait_for_workers(
-    client: SessionClient, pids: set[int], procs: list[subprocess.Popen[bytes]]
-) -> None:
-    deadline = asyncio.get_running_loop().time() + 30
-    while True:
-        live = {w.pid for w in await client.workers()}
-        if pids <= live:
-            return
-        dead = [p for p in procs if p.poll() is not None]
-        if dead or asyncio.get_running_loop().time() > deadline:
-            raise BusError(f"{len(pids - live)} worker(s) did not start (exit codes "
-                           f"{[p.returncode for p in dead]}); see the log above")
-        await asyncio.sleep(0.05)
-
-
-def main() -> None:
+    async def main() -> None:
         async with runtime(_settings()) as rt:
             _check_agent(rt.client, agent, rt.worker)
             record, receipt = await rt.client.create(agent, task_id=task_id)
@@ -134,22 +119,7 @@ def agent_resume(
     """Continue a session: show its last messages, then talk on."""
     _logging("WARNING")
 
-    async async def _wait_for_workers(
-    client: SessionClient, pids: set[int], procs: list[subprocess.Popen[bytes]]
-) -> None:
-    deadline = asyncio.get_running_loop().time() + 30
-    while True:
-        live = {w.pid for w in await client.workers()}
-        if pids <= live:
-            return
-        dead = [p for p in procs if p.poll() is not None]
-        if dead or asyncio.get_running_loop().time() > deadline:
-            raise BusError(f"{len(pids - live)} worker(s) did not start (exit codes "
-                           f"{[p.returncode for p in dead]}); see the log above")
-        await asyncio.sleep(0.05)
-
-
-def main() -> None:
+    async def main() -> None:
         async with runtime(_settings()) as rt:
             record = await rt.client.get(session_id)
             if record.state in TERMINAL:
@@ -184,22 +154,7 @@ def agent_list_sessions(
     """List sessions, newest first."""
     _logging("WARNING")
 
-    async async def _wait_for_workers(
-    client: SessionClient, pids: set[int], procs: list[subprocess.Popen[bytes]]
-) -> None:
-    deadline = asyncio.get_running_loop().time() + 30
-    while True:
-        live = {w.pid for w in await client.workers()}
-        if pids <= live:
-            return
-        dead = [p for p in procs if p.poll() is not None]
-        if dead or asyncio.get_running_loop().time() > deadline:
-            raise BusError(f"{len(pids - live)} worker(s) did not start (exit codes "
-                           f"{[p.returncode for p in dead]}); see the log above")
-        await asyncio.sleep(0.05)
-
-
-def main() -> None:
+    async def main() -> None:
         async with runtime(_settings(), with_worker=False) as rt:
             page = await rt.client.list(
                 state=_state(state), agent=agent, task_id=task_id, limit=limit
@@ -224,22 +179,7 @@ def agent_show_session(
     """Show a session's record and its whole history."""
     _logging("WARNING")
 
-    async async def _wait_for_workers(
-    client: SessionClient, pids: set[int], procs: list[subprocess.Popen[bytes]]
-) -> None:
-    deadline = asyncio.get_running_loop().time() + 30
-    while True:
-        live = {w.pid for w in await client.workers()}
-        if pids <= live:
-            return
-        dead = [p for p in procs if p.poll() is not None]
-        if dead or asyncio.get_running_loop().time() > deadline:
-            raise BusError(f"{len(pids - live)} worker(s) did not start (exit codes "
-                           f"{[p.returncode for p in dead]}); see the log above")
-        await asyncio.sleep(0.05)
-
-
-def main() -> None:
+    async def main() -> None:
         async with runtime(_settings(), with_worker=False) as rt:
             record = await rt.client.get(session_id)
             history = await rt.client.history(session_id)
@@ -268,22 +208,7 @@ def main() -> None:
 def _lifecycle(session_id: str, action: str) -> int:
     _logging("WARNING")
 
-    async async def _wait_for_workers(
-    client: SessionClient, pids: set[int], procs: list[subprocess.Popen[bytes]]
-) -> None:
-    deadline = asyncio.get_running_loop().time() + 30
-    while True:
-        live = {w.pid for w in await client.workers()}
-        if pids <= live:
-            return
-        dead = [p for p in procs if p.poll() is not None]
-        if dead or asyncio.get_running_loop().time() > deadline:
-            raise BusError(f"{len(pids - live)} worker(s) did not start (exit codes "
-                           f"{[p.returncode for p in dead]}); see the log above")
-        await asyncio.sleep(0.05)
-
-
-def main() -> None:
+    async def main() -> None:
         async with runtime(_settings()) as rt:
             method = getattr(rt.client, action)
             record = await method(session_id)
@@ -325,22 +250,7 @@ def agent_cleanup(
     """Delete old sessions: their events, commands and record."""
     _logging("WARNING")
 
-    async async def _wait_for_workers(
-    client: SessionClient, pids: set[int], procs: list[subprocess.Popen[bytes]]
-) -> None:
-    deadline = asyncio.get_running_loop().time() + 30
-    while True:
-        live = {w.pid for w in await client.workers()}
-        if pids <= live:
-            return
-        dead = [p for p in procs if p.poll() is not None]
-        if dead or asyncio.get_running_loop().time() > deadline:
-            raise BusError(f"{len(pids - live)} worker(s) did not start (exit codes "
-                           f"{[p.returncode for p in dead]}); see the log above")
-        await asyncio.sleep(0.05)
-
-
-def main() -> None:
+    async def main() -> None:
         age = parse_duration(older_than)
         wanted = _state(state)
         async with runtime(_settings(), with_worker=False) as rt:
@@ -392,22 +302,7 @@ def workers_cmd(
     """List the live workers (by their heartbeats)."""
     _logging("WARNING")
 
-    async async def _wait_for_workers(
-    client: SessionClient, pids: set[int], procs: list[subprocess.Popen[bytes]]
-) -> None:
-    deadline = asyncio.get_running_loop().time() + 30
-    while True:
-        live = {w.pid for w in await client.workers()}
-        if pids <= live:
-            return
-        dead = [p for p in procs if p.poll() is not None]
-        if dead or asyncio.get_running_loop().time() > deadline:
-            raise BusError(f"{len(pids - live)} worker(s) did not start (exit codes "
-                           f"{[p.returncode for p in dead]}); see the log above")
-        await asyncio.sleep(0.05)
-
-
-def main() -> None:
+    async def main() -> None:
         async with runtime(_settings(), with_worker=False) as rt:
             found = await rt.client.workers()
             if json_:
@@ -425,22 +320,7 @@ def worker_cmd() -> int:
     """Run a stateless worker until SIGTERM or Ctrl-C (then drain)."""
     _logging("INFO")
 
-    async async def _wait_for_workers(
-    client: SessionClient, pids: set[int], procs: list[subprocess.Popen[bytes]]
-) -> None:
-    deadline = asyncio.get_running_loop().time() + 30
-    while True:
-        live = {w.pid for w in await client.workers()}
-        if pids <= live:
-            return
-        dead = [p for p in procs if p.poll() is not None]
-        if dead or asyncio.get_running_loop().time() > deadline:
-            raise BusError(f"{len(pids - live)} worker(s) did not start (exit codes "
-                           f"{[p.returncode for p in dead]}); see the log above")
-        await asyncio.sleep(0.05)
-
-
-def main() -> None:
+    async def main() -> None:
         settings = _settings()
         url, embedded = await resolve_url(settings)
         try:
@@ -462,22 +342,7 @@ def up_cmd(
     """Run the local stack in the foreground (NATS unless PRAXIS_NATS_URL, workers) until Ctrl-C."""
     _logging("INFO")
 
-    async async def _wait_for_workers(
-    client: SessionClient, pids: set[int], procs: list[subprocess.Popen[bytes]]
-) -> None:
-    deadline = asyncio.get_running_loop().time() + 30
-    while True:
-        live = {w.pid for w in await client.workers()}
-        if pids <= live:
-            return
-        dead = [p for p in procs if p.poll() is not None]
-        if dead or asyncio.get_running_loop().time() > deadline:
-            raise BusError(f"{len(pids - live)} worker(s) did not start (exit codes "
-                           f"{[p.returncode for p in dead]}); see the log above")
-        await asyncio.sleep(0.05)
-
-
-def main() -> None:
+    async def main() -> None:
         settings = _settings()
         url, embedded = await resolve_url(settings, keep=True)
         env = {**os.environ, "PRAXIS_NATS_URL": url}
@@ -517,8 +382,10 @@ async def _wait_for_workers(
             return
         dead = [p for p in procs if p.poll() is not None]
         if dead or asyncio.get_running_loop().time() > deadline:
-            raise BusError(f"{len(pids - live)} worker(s) did not start (exit codes "
-                           f"{[p.returncode for p in dead]}); see the log above")
+            raise BusError(
+                f"{len(pids - live)} worker(s) did not start (exit codes "
+                f"{[p.returncode for p in dead]}); see the log above"
+            )
         await asyncio.sleep(0.05)
 
 
