@@ -97,8 +97,8 @@ class SessionClient:
     ) -> tuple[SessionRecord, Receipt]:
         """Create a session (its first commit is made here, fenced on 'no session yet')."""
         check_token(agent, "agent name")
-        sid = check_token(session_id, "session id") if session_id else new_id("ses")
-        tid = check_token(task_id, "task id") if task_id else new_id("task")
+        sid = check_token(session_id, "session id") if session_id is not None else new_id("ses")
+        tid = check_token(task_id, "task id") if task_id is not None else new_id("task")
         known = await self.known_agents()
         if known and agent not in known:
             raise UnknownAgentError(agent, list(known))
@@ -108,7 +108,7 @@ class SessionClient:
             interface=self.interface,
             agent=agent,
             metadata=metadata or {},
-            **({"command_id": check_token(command_id, "command id")} if command_id else {}),
+            **({"command_id": check_token(command_id, "command id")} if command_id is not None else {}),
         )
         record, seq = await self._first_commit(cmd)
         await asyncio.gather(
@@ -167,7 +167,7 @@ class SessionClient:
             task_id=record.task_id,
             interface=self.interface,
             content=message,
-            **({"command_id": check_token(command_id, "command id")} if command_id else {}),
+            **({"command_id": check_token(command_id, "command id")} if command_id is not None else {}),
         )
         await self._publish(cmd)
         return Receipt(record.session_id, cmd.command_id, tail)

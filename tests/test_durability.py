@@ -1,0 +1,232 @@
+"""What must survive: restarts, many sessions on several workers, a worker killed mid-turn,
+and a stale owner."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from bus import (
+    FenceRejectedError,
+    InvalidIdError,
+    SessionClient,
+    Settings,
+    commit,
+    connect,
+    leases,
+    load_state,
+    subjects,
+)
+from bus.embedded import NatsServer
+from schemas import AgentMessage, SessionClaimed, TokenDelta, TurnCompleted, TurnStarted
+from tests.conftest import InProcessWorker, WorkerProcess, eventually, live_workers, make_settings
+
+
+async def test_history_survives_restart_of_worker_and_nats(tmp_path: Path) -> None:
+    server = NatsServer(tmp_path / "js", log_file=tmp_path / "nats.log").start()
+    settings = make_settings(server.url, tmp_path)
+    try:
+        async with connect(settings, server.url, "client") as bus:
+            client = SessionClient(bus)
+            async with connect(settings, server.url, "worker") as wbus:
+                from workers import Worker, load_agents
+
+                stop = asyncio.Event()
+                task = asyncio.create_task(Worker(wbus, load_agents()).run(stop))
+                record, receipt = await client.create("hello-world")
+                await client.wait(receipt)
+                for text in ("first words", "second words"):
+                    async for _ in client.turn(record.session_id, text):
+                        pass
+                stop.set()
+                await task
+            before = await client.history(record.session_id)
+
+            server.stop()
+            server = NatsServer(server.store_dir, port=server.port, log_file=tmp_path / "nats2.log").start()
+            await eventually(_connected(client), what="the client to reconnect")
+
+            assert await client.history(record.session_id) == before
+            async with connect(settings, server.url, "worker2") as wbus:
+                from workers import Worker, load_agents
+
+                stop = asyncio.Event()
+                task = asyncio.create_task(Worker(wbus, load_agents()).run(stop))
+                reply = [d async for d in client.turn(record.session_id, "third words")]
+                stop.set()
+                await task
+            text = next(d.event.content for d in reply if isinstance(d.event, AgentMessage))
+            assert "3rd message" in text and '"second words"' in text
+            assert len(await client.history(record.session_id)) == len(before) + 2
+    finally:
+        server.stop()
+
+
+def _connected(client: SessionClient) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        try:
+            await client.bus.js.stream_info(client.bus.stream)
+        except Exception:
+            return False
+        return True
+
+    return check
+
+
+@pytest.mark.slow
+async def test_two_worker_processes_200_sessions_5_messages_each(
+    client: SessionClient, worker_processes: Callable[[int], list[WorkerProcess]]
+) -> None:
+    worker_processes(2)
+    await live_workers(client, 2)
+    sessions = 200
+    messages = 5
+    gate = asyncio.Semaphore(100)
+
+    async def converse(i: int) -> str:
+        async with gate:
+            record, receipt = await client.create("echo", task_id=f"load-{i}")
+            await client.wait(receipt)
+        for m in range(messages):
+            async with gate:
+                async for _ in client.turn(record.session_id, f"s{i} m{m}"):
+                    pass
+        return record.session_id
+
+    async with asyncio.timeout(240):
+        ids = await asyncio.gather(*(converse(i) for i in range(sessions)))
+    claimed_by: set[str] = set()
+    for i, sid in enumerate(ids):
+        history = await client.history(sid)
+        expected = [x for m in range(messages) for x in (("user", f"s{i} m{m}"), ("agent", f"s{i} m{m}"))]
+        assert [(h.role, h.content) for h in history] == expected, sid
+        state, _ = await load_state(client.bus, sid) or (None, 0)
+        assert state is not None and state.session.counters.turns == messages
+        claimed_by |= {state.owner or ""}
+    assert len(claimed_by) == 2, "both workers took sessions"
+
+
+@pytest.mark.slow
+async def test_kill_9_mid_turn_another_worker_finishes_with_one_reply(
+    client: SessionClient, worker_processes: Callable[[int], list[WorkerProcess]]
+) -> None:
+    procs = {p.pid: p for p in worker_processes(2)}
+    await live_workers(client, 2)
+    record, receipt = await client.create("slow", metadata={"pieces": 40, "delay": 0.05})
+    await client.wait(receipt)
+    sent = await client.send(record.session_id, "a long answer please")
+
+    started: TurnStarted | None = None
+    pieces = 0
+    async with asyncio.timeout(60):
+        async for item in client.events(record.session_id, after=sent.cursor):
+            ev = item.event
+            if isinstance(ev, TurnStarted) and started is None:
+                started = ev
+            if isinstance(ev, TokenDelta) and started and ev.turn_id == started.turn_id:
+                pieces += 1
+                if pieces == 5:
+                    owner = next(w for w in await client.workers() if w.worker_id == started.worker_id)
+                    os.kill(owner.pid, signal.SIGKILL)
+                    procs[owner.pid].proc.wait(10)
+            if isinstance(ev, TurnCompleted) and ev.command_id == sent.command_id:
+                break
+    assert started is not None and pieces >= 5
+
+    history = await client.history(record.session_id)
+    replies = [h for h in history if h.role == "agent"]
+    assert [h.role for h in history] == ["user", "agent"]
+    assert replies[0].content == "".join(f"w{i} " for i in range(40))
+    state = await load_state(client.bus, record.session_id)
+    assert state is not None
+    ck, _ = state
+    assert ck.owner != started.worker_id and ck.session.counters.turns == 1
+    assert ck.session.counters.agent_messages == 1
+
+
+async def test_stale_owner_cannot_append(client: SessionClient, settings: Settings) -> None:
+    record, _ = await client.create("echo")
+    sid = record.session_id
+    bus = client.bus
+    found = await load_state(bus, sid)
+    assert found is not None
+    _, tail = found
+
+    stale = await leases.claim(bus.leases, sid, "worker-a")
+    assert stale is not None
+    # worker-a stalls past its lease; worker-b takes the session over and writes first.
+    await bus.leases.purge(sid)
+    fresh = await leases.claim(bus.leases, sid, "worker-b")
+    assert fresh is not None
+    assert not await leases.renew(bus.leases, stale), "the stale lease cannot be renewed"
+    claimed = SessionClaimed(session_id=sid, task_id=record.task_id, worker_id="worker-b")
+    new_tail = await commit.append(
+        bus.nc, bus.stream, sid, claimed.model_dump_json().encode(),
+        expected_seq=tail, max_bytes=settings.max_message_bytes, timeout=5,
+    )  # fmt: skip
+    assert new_tail > tail
+
+    late = SessionClaimed(session_id=sid, task_id=record.task_id, worker_id="worker-a")
+    with pytest.raises(FenceRejectedError, match=f"wrong last sequence: {new_tail}"):
+        await commit.append(
+            bus.nc, bus.stream, sid, late.model_dump_json().encode(),
+            expected_seq=tail, max_bytes=settings.max_message_bytes, timeout=5,
+        )  # fmt: skip
+    after = await load_state(bus, sid)
+    assert after is not None and after[1] == new_tail and after[0].owner == "worker-b"
+
+
+BAD_IDS = ["a.b", "*", ">", "a b", "", "x" * 1024, "sess.>", "tab\there", "ünï"]
+
+
+@pytest.mark.parametrize("bad", BAD_IDS)
+async def test_invalid_ids_are_rejected_before_anything_is_published(
+    client: SessionClient, bad: str
+) -> None:
+    before = (await client.bus.js.stream_info(client.bus.stream)).state.last_seq
+    calls = [
+        client.get(bad),
+        client.send(bad, "hi"),
+        client.history(bad),
+        client.suspend(bad),
+        client.resume(bad),
+        client.complete(bad),
+        client.cancel(bad),
+        client.create("echo", session_id=bad),
+        client.create("echo", task_id=bad),
+        client.create(bad),
+        client.purge(bad),
+    ]
+    for call in calls:
+        with pytest.raises(InvalidIdError):
+            await call
+    with pytest.raises(InvalidIdError):
+        subjects.inputs(bad)
+    with pytest.raises(InvalidIdError):
+        [d async for d in client.events(bad)]
+    assert (await client.bus.js.stream_info(client.bus.stream)).state.last_seq == before
+
+
+async def test_graceful_drain_hands_the_session_to_the_next_worker(
+    client: SessionClient, start_worker: Callable[[], Awaitable[InProcessWorker]]
+) -> None:
+    first = await start_worker()
+    record, receipt = await client.create("slow", metadata={"pieces": 200, "delay": 0.02})
+    await client.wait(receipt)
+    sent = await client.send(record.session_id, "long")
+
+    async def running() -> bool:
+        return bool(first.worker._runners)
+
+    await eventually(running, what="the turn to start")
+    await first.stop()  # drain: grace, then the turn is cancelled and the lease released
+    await start_worker()
+    events = await client.wait(sent)
+    assert isinstance(events[-1], TurnCompleted)
+    history = await client.history(record.session_id)
+    assert [h.role for h in history] == ["user", "agent"]
