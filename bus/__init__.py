@@ -21,9 +21,9 @@ from bus.errors import (
     UnknownAgentError,
 )
 from bus.follow import Follower
-from bus.state import load_state
 from bus.pull import PullLoop
 from bus.settings import Settings
+from bus.state import load_state
 
 __all__ = [
     "Bus",

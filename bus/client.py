@@ -24,7 +24,6 @@ from bus.errors import (
 )
 from bus.follow import Follower
 from bus.state import load_state
-from schemas.fold import start as fold_start
 from schemas import (
     ACCEPTS_MESSAGES,
     AgentInfo,
@@ -51,6 +50,7 @@ from schemas import (
     check_token,
     new_id,
 )
+from schemas.fold import start as fold_start
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +66,13 @@ class Receipt:
 class Page:
     items: list[SessionRecord]
     next_cursor: str | None
+
+
+# SessionClient has a method named ``list``: name the types it returns out here.
+Records = list[SessionRecord]
+Workers = list[WorkerInfo]
+History = list[HistoryItem]
+Events = list[Event]
 
 
 _ACTIONS: dict[type[Command], tuple[str, SessionState]] = {
@@ -108,7 +115,11 @@ class SessionClient:
             interface=self.interface,
             agent=agent,
             metadata=metadata or {},
-            **({"command_id": check_token(command_id, "command id")} if command_id is not None else {}),
+            **(
+                {"command_id": check_token(command_id, "command id")}
+                if command_id is not None
+                else {}
+            ),
         )
         record, seq = await self._first_commit(cmd)
         await asyncio.gather(
@@ -167,7 +178,11 @@ class SessionClient:
             task_id=record.task_id,
             interface=self.interface,
             content=message,
-            **({"command_id": check_token(command_id, "command id")} if command_id is not None else {}),
+            **(
+                {"command_id": check_token(command_id, "command id")}
+                if command_id is not None
+                else {}
+            ),
         )
         await self._publish(cmd)
         return Receipt(record.session_id, cmd.command_id, tail)
@@ -196,7 +211,9 @@ class SessionClient:
                 try:
                     item = await asyncio.wait_for(anext(stream), timeout)
                 except TimeoutError:
-                    raise CommandTimeoutError(receipt.session_id, receipt.command_id, timeout) from None
+                    raise CommandTimeoutError(
+                        receipt.session_id, receipt.command_id, timeout
+                    ) from None
                 ev = item.event
                 if isinstance(ev, TokenDelta):
                     if ev.turn_id in turns:
@@ -223,7 +240,7 @@ class SessionClient:
         finally:
             await follower.close()
 
-    async def wait(self, receipt: Receipt) -> list[Event]:
+    async def wait(self, receipt: Receipt) -> Events:
         """Wait for the outcome of a stored command; return the events it caused."""
         return [
             item.event
@@ -250,11 +267,10 @@ class SessionClient:
         record = checkpoint.session
         if not can_transition(record.state, target):
             raise IllegalTransitionError(session_id, action, record.state)
-        if kind is not Resume:
-            fields = {k: v for k, v in fields.items() if v is not None}
-        else:
-            fields = {}
-        cmd = kind(session_id=session_id, task_id=record.task_id, interface=self.interface, **fields)
+        fields = {k: v for k, v in fields.items() if v is not None and kind is not Resume}
+        cmd = kind(
+            session_id=session_id, task_id=record.task_id, interface=self.interface, **fields
+        )
         await self._publish(cmd)
         for event in await self.wait(Receipt(session_id, cmd.command_id, tail)):
             if isinstance(event, CommandRejected):
@@ -304,7 +320,7 @@ class SessionClient:
         more = len(records) > len(page)
         return Page(page, _encode_cursor(_order_key(page[-1])) if more and page else None)
 
-    async def records(self) -> list[SessionRecord]:
+    async def records(self) -> Records:
         """Every session record (read in batches straight from the KV stream)."""
         bucket = self.bus.settings.sessions_bucket
         msgs = await direct.read_subject(
@@ -318,7 +334,7 @@ class SessionClient:
 
     async def history(
         self, session_id: str, *, before: int | None = None, limit: int | None = None
-    ) -> list[HistoryItem]:
+    ) -> History:
         """The conversation, oldest first; ``before``/``limit`` page backwards by cursor."""
         await self._checkpoint(session_id)
         msgs = await direct.read_subject(
@@ -352,7 +368,7 @@ class SessionClient:
 
     # -- workers and agents --------------------------------------------------------------
 
-    async def workers(self) -> list[WorkerInfo]:
+    async def workers(self) -> Workers:
         """Live workers: those whose last heartbeat is recent (killed ones age out)."""
         bucket = self.bus.settings.workers_bucket
         msgs = await direct.read_subject(

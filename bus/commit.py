@@ -61,7 +61,7 @@ async def append(
         try:
             resp = await nc.request(subject, payload, headers=headers, timeout=timeout)
             return _seq_of(resp.data, session_id, expected_seq)
-        except (NatsTimeoutError, NoRespondersError, asyncio.TimeoutError, PublishError) as e:
+        except (TimeoutError, NatsTimeoutError, NoRespondersError, PublishError) as e:
             landed = await _landed(nc, stream, session_id, append_id, expected_seq, timeout)
             if landed is not None:
                 return landed

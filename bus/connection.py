@@ -101,9 +101,7 @@ async def connect(settings: Settings, url: str, name: str) -> AsyncIterator[Bus]
                 await nc.close()
 
 
-async def with_retry(
-    op: Callable[[], Awaitable[T]], *, what: str, deadline: float = 10.0
-) -> T:
+async def with_retry(op: Callable[[], Awaitable[T]], *, what: str, deadline: float = 10.0) -> T:
     """Run ``op`` again with backoff while JetStream is briefly unavailable (leader change).
 
     Only for operations that are safe to repeat (publishes carry ``Nats-Msg-Id``).
@@ -116,7 +114,9 @@ async def with_retry(
             return await op()
         except RETRYABLE as e:
             if loop.time() + delay > end:
-                raise PublishError(f"{what}: JetStream unavailable for {deadline:g}s ({e!r})") from e
+                raise PublishError(
+                    f"{what}: JetStream unavailable for {deadline:g}s ({e!r})"
+                ) from e
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 1.0)
         except APIError as e:

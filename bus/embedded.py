@@ -86,9 +86,7 @@ class NatsServer:
         ]  # fmt: skip
         log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         try:
-            self.process = subprocess.Popen(
-                args, stdout=log, stderr=log, start_new_session=detach
-            )
+            self.process = subprocess.Popen(args, stdout=log, stderr=log, start_new_session=detach)
         finally:
             if log is not subprocess.DEVNULL:
                 log.close()  # type: ignore[union-attr]

@@ -23,7 +23,9 @@ class ProvisioningMismatchError(ProvisioningError):
     """An existing stream, bucket or consumer differs from what Praxis needs."""
 
     def __init__(self, kind: str, name: str, differences: dict[str, tuple[object, object]]) -> None:
-        diff = "; ".join(f"{k}: is {have!r}, needs {want!r}" for k, (have, want) in differences.items())
+        diff = "; ".join(
+            f"{k}: is {have!r}, needs {want!r}" for k, (have, want) in differences.items()
+        )
         super().__init__(
             f"{kind} {name!r} exists with a different configuration ({diff}); "
             "Praxis does not rewrite it: change or remove it yourself, or point Praxis "
@@ -80,7 +82,8 @@ class FenceRejectedError(BusError):
 
     def __init__(self, session_id: str, expected: int, detail: str) -> None:
         super().__init__(
-            f"append to session {session_id!r} refused (expected last sequence {expected}): {detail}"
+            f"append to session {session_id!r} refused "
+            f"(expected last sequence {expected}): {detail}"
         )
         self.session_id = session_id
         self.expected = expected

@@ -12,8 +12,9 @@ the text so far, then passes on only the deltas after it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 from nats.aio.msg import Msg
@@ -75,10 +76,8 @@ class Follower:
     async def close(self) -> None:
         if self._sub is not None:
             sub, self._sub = self._sub, None
-            try:
+            with contextlib.suppress(Exception):  # connection already closed
                 await sub.unsubscribe()
-            except Exception:  # connection already closed
-                pass
 
     async def start(self, after: int | None, checkpoint: Checkpoint, tail: int) -> None:
         """Deliver from ``after`` (``None``: from now), given the state loaded by open()."""
@@ -88,7 +87,7 @@ class Follower:
         if checkpoint.turn is not None and self._turn is not None:
             await self._snapshot()
 
-    async def deliveries(self) -> AsyncIterator[Delivery]:
+    async def deliveries(self) -> AsyncGenerator[Delivery, None]:
         while True:
             while self._pending:
                 yield self._pending.pop(0)

@@ -7,6 +7,7 @@ by revision, released by revision. Leases decide who *should* work; the fence in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -50,7 +51,9 @@ async def claim(kv: KeyValue, session_id: str, worker_id: str) -> Lease | None:
 async def renew(kv: KeyValue, lease: Lease) -> bool:
     """Extend the lease; ``False`` if it was lost (expired and taken, or deleted)."""
     try:
-        lease.revision = await kv.update(lease.session_id, _value(lease.worker_id), last=lease.revision)
+        lease.revision = await kv.update(
+            lease.session_id, _value(lease.worker_id), last=lease.revision
+        )
     except (KeyWrongLastSequenceError, NotFoundError):
         return False
     return True
@@ -58,10 +61,8 @@ async def renew(kv: KeyValue, lease: Lease) -> bool:
 
 async def release(kv: KeyValue, lease: Lease) -> None:
     """Give the lease up if it is still ours (a lost lease is left to its new holder)."""
-    try:
+    with contextlib.suppress(KeyWrongLastSequenceError, NotFoundError):
         await kv.delete(lease.session_id, last=lease.revision)
-    except (KeyWrongLastSequenceError, NotFoundError):
-        pass
 
 
 async def holder(kv: KeyValue, session_id: str) -> str | None:

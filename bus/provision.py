@@ -98,9 +98,8 @@ def _diff(have: Any, want: Any, fields: list[str]) -> dict[str, tuple[object, ob
         h, w = getattr(have, f), getattr(want, f)
         if isinstance(w, list):
             h, w = sorted(h or []), sorted(w)
-        if isinstance(w, float) or isinstance(h, float):
-            if abs(float(h or 0) - float(w or 0)) < 1e-6:
-                continue
+        if isinstance(w, float | int) and isinstance(h, float | int) and abs(h - w) < 1e-6:
+            continue
         if (h or None) != (w or None):
             out[f] = (h, w)
     return out

@@ -36,4 +36,3 @@ async def load_state(bus: Bus, session_id: str) -> tuple[Checkpoint, int] | None
     if ck is None:
         return None
     return ck, last.seq
-

@@ -79,15 +79,18 @@ def agent_run(
     agent: Annotated[str, Parameter(help="Agent name (see 'praxis agents').")],
     /,
     *,
-    task_id: Annotated[str | None, Parameter(help="Task the session serves (default: new).")] = None,
-    message: Annotated[str | None, Parameter(help="Send one message, print the reply, exit.")] = None,
+    task_id: Annotated[
+        str | None, Parameter(help="Task the session serves (default: new).")
+    ] = None,
+    message: Annotated[
+        str | None, Parameter(help="Send one message, print the reply, exit.")
+    ] = None,
 ) -> int:
     """Start a session with an agent and talk to it."""
     _logging("WARNING")
 
     async def main() -> None:
         async with runtime(_settings()) as rt:
-            _check_agent(rt.client, agent, rt.worker)
             record, receipt = await rt.client.create(agent, task_id=task_id)
             print(f"Session created: {record.session_id}", file=sys.stderr)
             print(f"Task: {record.task_id}", file=sys.stderr)
@@ -101,19 +104,14 @@ def agent_run(
     return _run(main())
 
 
-def _check_agent(client: SessionClient, agent: str, worker: Worker | None) -> None:
-    if worker is not None and worker.registry.get(agent) is None:
-        from bus import UnknownAgentError
-
-        raise UnknownAgentError(agent, worker.registry.names())
-
-
 @agent_app.command(name="resume")
 def agent_resume(
     session_id: Annotated[str, Parameter(name="ID", help="Session id.")],
     /,
     *,
-    message: Annotated[str | None, Parameter(help="Send one message, print the reply, exit.")] = None,
+    message: Annotated[
+        str | None, Parameter(help="Send one message, print the reply, exit.")
+    ] = None,
     last: Annotated[int, Parameter(help="How many earlier messages to show.")] = 10,
 ) -> int:
     """Continue a session: show its last messages, then talk on."""
@@ -145,7 +143,9 @@ def agent_resume(
 @agent_app.command(name="list-sessions")
 def agent_list_sessions(
     *,
-    state: Annotated[str | None, Parameter(help="CREATED, ACTIVE, SUSPENDED, COMPLETED or FAILED.")] = None,
+    state: Annotated[
+        str | None, Parameter(help="CREATED, ACTIVE, SUSPENDED, COMPLETED or FAILED.")
+    ] = None,
     agent: Annotated[str | None, Parameter(help="Only sessions of this agent.")] = None,
     task_id: Annotated[str | None, Parameter(help="Only sessions of this task.")] = None,
     limit: Annotated[int, Parameter(help="At most this many (newest first).")] = 100,
@@ -243,7 +243,9 @@ def parse_duration(text: str) -> timedelta:
 @agent_app.command(name="cleanup")
 def agent_cleanup(
     *,
-    older_than: Annotated[str, Parameter(help="Idle for at least this long (30m, 12h, 7d, 2w).")] = "7d",
+    older_than: Annotated[
+        str, Parameter(help="Idle for at least this long (30m, 12h, 7d, 2w).")
+    ] = "7d",
     state: Annotated[str | None, Parameter(help="Only sessions in this state.")] = None,
     dry_run: Annotated[bool, Parameter(help="Only list what would be deleted.")] = False,
 ) -> int:
@@ -268,8 +270,10 @@ def agent_cleanup(
                 if not dry_run:
                     await rt.client.purge(r.session_id)
                 done += 1
-                print(f"{'would delete' if dry_run else 'deleted'} {r.session_id} ({r.state.value}, "
-                      f"updated {r.updated_at.isoformat()})")
+                print(
+                    f"{'would delete' if dry_run else 'deleted'} {r.session_id} ({r.state.value}, "
+                    f"updated {r.updated_at.isoformat()})"
+                )
             verb = "would be deleted" if dry_run else "deleted"
             print(f"{done} session(s) {verb}", file=sys.stderr)
 
@@ -289,7 +293,9 @@ def agents_cmd(
     if json_:
         print(json.dumps([i.model_dump() for i in infos], indent=2))
     else:
-        table([["AGENT", "DESCRIPTION", "FROM"]] + [[i.name, i.description, i.source] for i in infos])
+        table(
+            [["AGENT", "DESCRIPTION", "FROM"]] + [[i.name, i.description, i.source] for i in infos]
+        )
     for err in registry.errors:
         print(f"praxis: could not load agent: {err}", file=sys.stderr)
     return 0
@@ -336,9 +342,7 @@ def worker_cmd() -> int:
 
 
 @app.command(name="up")
-def up_cmd(
-    *, workers: Annotated[int, Parameter(help="Worker processes to run.")] = 1
-) -> int:
+def up_cmd(*, workers: Annotated[int, Parameter(help="Worker processes to run.")] = 1) -> int:
     """Run the local stack in the foreground (NATS unless PRAXIS_NATS_URL, workers) until Ctrl-C."""
     _logging("INFO")
 
@@ -352,7 +356,7 @@ def up_cmd(
         try:
             async with connect(settings, url, "praxis-up") as bus:  # provisions once
                 procs = [
-                    subprocess.Popen([sys.executable, "-m", "cli", "worker"], env=env)
+                    subprocess.Popen([sys.executable, "-m", "cli", "worker"], env=env)  # noqa: ASYNC220
                     for _ in range(max(workers, 0))
                 ]
                 await _wait_for_workers(SessionClient(bus), {p.pid for p in procs}, procs)

@@ -61,6 +61,8 @@ async def show_recent(client: SessionClient, session_id: str, limit: int, err: b
         return
     shown = items[-limit:]
     if len(items) > len(shown):
-        print(f"... {len(items) - len(shown)} earlier messages (praxis agent show-session)", file=out)
+        print(
+            f"... {len(items) - len(shown)} earlier messages (praxis agent show-session)", file=out
+        )
     for line in history_lines(shown):
         print(line, file=out)

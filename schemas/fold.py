@@ -8,6 +8,7 @@ of that command's events; the fold shows exactly how far it got (``progress``, `
 
 from __future__ import annotations
 
+from schemas.commands import Interface
 from schemas.events import (
     AgentMessage,
     Event,
@@ -19,7 +20,6 @@ from schemas.events import (
     TurnStarted,
     UserMessageAccepted,
 )
-from schemas.commands import Interface
 from schemas.lifecycle import SessionState
 from schemas.records import ChatMessage, Checkpoint, SessionRecord, TurnInFlight
 

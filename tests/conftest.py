@@ -55,7 +55,9 @@ def nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
 
 
 def make_settings(url: str, data_dir: Path, **over: Any) -> Settings:
-    return Settings(nats_url=url, data_dir=data_dir, agents=TEST_AGENTS.split(","), **{**FAST, **over})
+    return Settings(
+        nats_url=url, data_dir=data_dir, agents=TEST_AGENTS.split(","), **{**FAST, **over}
+    )
 
 
 @pytest.fixture
@@ -85,7 +87,9 @@ class InProcessWorker:
 
 
 @pytest.fixture
-async def start_worker(settings: Settings) -> AsyncIterator[Callable[[], Awaitable[InProcessWorker]]]:
+async def start_worker(
+    settings: Settings,
+) -> AsyncIterator[Callable[[], Awaitable[InProcessWorker]]]:
     started: list[tuple[InProcessWorker, Any]] = []
 
     async def start() -> InProcessWorker:
@@ -140,7 +144,9 @@ class WorkerProcess:
 
 
 @pytest.fixture
-def worker_processes(settings: Settings, tmp_path: Path) -> Iterator[Callable[[int], list[WorkerProcess]]]:
+def worker_processes(
+    settings: Settings, tmp_path: Path
+) -> Iterator[Callable[[int], list[WorkerProcess]]]:
     procs: list[WorkerProcess] = []
 
     def spawn(n: int) -> list[WorkerProcess]:

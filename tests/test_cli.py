@@ -15,7 +15,9 @@ from bus.embedded import connections
 from tests.conftest import ROOT, env_for
 
 
-def praxis(env: dict[str, str], *args: str, stdin: str = "", timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def praxis(
+    env: dict[str, str], *args: str, stdin: str = "", timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "cli", *args],
         env=env,
@@ -39,10 +41,15 @@ def session_of(stderr: str) -> str:
 
 
 def test_run_resume_list_show(env: dict[str, str]) -> None:
-    run = praxis(env, "agent", "run", "hello-world", "--task-id", "task-cli", "--message", "Hi, I am Ada")
+    run = praxis(
+        env, "agent", "run", "hello-world", "--task-id", "task-cli", "--message", "Hi, I am Ada"
+    )
     assert run.returncode == 0, run.stderr
     sid = session_of(run.stderr)
-    assert run.stdout.strip() == 'You said: "Hi, I am Ada". That is your first message in this session.'
+    assert (
+        run.stdout.strip()
+        == 'You said: "Hi, I am Ada". That is your first message in this session.'
+    )
 
     again = praxis(env, "agent", "resume", sid, "--message", "What did I say?")
     assert again.returncode == 0, again.stderr
@@ -52,7 +59,9 @@ def test_run_resume_list_show(env: dict[str, str]) -> None:
     listed = praxis(env, "agent", "list-sessions", "--task-id", "task-cli", "--json")
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)
-    assert [(r["session_id"], r["state"], r["agent"]) for r in rows] == [(sid, "ACTIVE", "hello-world")]
+    assert [(r["session_id"], r["state"], r["agent"]) for r in rows] == [
+        (sid, "ACTIVE", "hello-world")
+    ]
 
     shown = praxis(env, "agent", "show-session", sid, "--json")
     assert shown.returncode == 0, shown.stderr
@@ -94,14 +103,22 @@ def test_interactive_chat_then_suspend_and_resume(env: dict[str, str]) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["agent", "show-session", "no-such-session"], "praxis: error: unknown session 'no-such-session'"),
+        (
+            ["agent", "show-session", "no-such-session"],
+            "praxis: error: unknown session 'no-such-session'",
+        ),
         (["agent", "resume", "a.b"], "praxis: error: invalid session id 'a.b'"),
-        (["agent", "run", "nobody", "--message", "x"], "praxis: error: unknown agent 'nobody'; known agents: boom, echo, hello-world, slow"),
+        (
+            ["agent", "run", "nobody", "--message", "x"],
+            "praxis: error: unknown agent 'nobody'; known agents: boom, echo, hello-world, slow",
+        ),
         (["agent", "list-sessions", "--state", "SLEEPY"], "praxis: error: unknown state 'SLEEPY'"),
         (["agent", "cleanup", "--older-than", "soon"], "praxis: error: invalid duration 'soon'"),
     ],
 )
-def test_errors_are_one_line_without_traceback(env: dict[str, str], args: list[str], message: str) -> None:
+def test_errors_are_one_line_without_traceback(
+    env: dict[str, str], args: list[str], message: str
+) -> None:
     result = praxis(env, *args)
     assert result.returncode == 1
     assert result.stderr.startswith(message), result.stderr
@@ -120,7 +137,9 @@ def test_cleanup_dry_run_then_delete(env: dict[str, str]) -> None:
     assert f"deleted {sid}" in done.stdout
     gone = praxis(env, "agent", "show-session", sid)
     assert gone.returncode == 1 and "unknown session" in gone.stderr
-    listed = json.loads(praxis(env, "agent", "list-sessions", "--task-id", "task-old", "--json").stdout)
+    listed = json.loads(
+        praxis(env, "agent", "list-sessions", "--task-id", "task-old", "--json").stdout
+    )
     assert listed == []
 
 
@@ -155,12 +174,18 @@ def test_up_runs_the_stack_until_interrupted(tmp_path: Path) -> None:
     env.update({"PRAXIS_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)})
     up = subprocess.Popen(
         [sys.executable, "-m", "cli", "up", "--workers", "2"],
-        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert up.stdout is not None
         banner = up.stdout.readline()
-        assert "Praxis is up: embedded NATS at nats://127.0.0.1:" in banner and "2 worker(s)" in banner
+        assert (
+            "Praxis is up: embedded NATS at nats://127.0.0.1:" in banner and "2 worker(s)" in banner
+        )
         state = json.loads((tmp_path / "data" / "nats" / "server.json").read_text())
         run = praxis(env, "agent", "run", "echo", "--message", "through up")
         assert run.returncode == 0, run.stderr

@@ -48,7 +48,9 @@ async def test_history_survives_restart_of_worker_and_nats(tmp_path: Path) -> No
             before = await client.history(record.session_id)
 
             server.stop()
-            server = NatsServer(server.store_dir, port=server.port, log_file=tmp_path / "nats2.log").start()
+            server = NatsServer(
+                server.store_dir, port=server.port, log_file=tmp_path / "nats2.log"
+            ).start()
             await eventually(_connected(client), what="the client to reconnect")
 
             assert await client.history(record.session_id) == before
@@ -103,7 +105,9 @@ async def test_two_worker_processes_200_sessions_5_messages_each(
     claimed_by: set[str] = set()
     for i, sid in enumerate(ids):
         history = await client.history(sid)
-        expected = [x for m in range(messages) for x in (("user", f"s{i} m{m}"), ("agent", f"s{i} m{m}"))]
+        expected = [
+            x for m in range(messages) for x in (("user", f"s{i} m{m}"), ("agent", f"s{i} m{m}"))
+        ]
         assert [(h.role, h.content) for h in history] == expected, sid
         state, _ = await load_state(client.bus, sid) or (None, 0)
         assert state is not None and state.session.counters.turns == messages
@@ -131,7 +135,9 @@ async def test_kill_9_mid_turn_another_worker_finishes_with_one_reply(
             if isinstance(ev, TokenDelta) and started and ev.turn_id == started.turn_id:
                 pieces += 1
                 if pieces == 5:
-                    owner = next(w for w in await client.workers() if w.worker_id == started.worker_id)
+                    owner = next(
+                        w for w in await client.workers() if w.worker_id == started.worker_id
+                    )
                     os.kill(owner.pid, signal.SIGKILL)
                     procs[owner.pid].proc.wait(10)
             if isinstance(ev, TurnCompleted) and ev.command_id == sent.command_id:

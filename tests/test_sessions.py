@@ -41,7 +41,9 @@ async def reply(client: SessionClient, session_id: str, text: str) -> tuple[str,
     return deltas, items
 
 
-async def test_create_message_events_history(client: SessionClient, worker: InProcessWorker) -> None:
+async def test_create_message_events_history(
+    client: SessionClient, worker: InProcessWorker
+) -> None:
     record, receipt = await client.create("hello-world", task_id="task-42", metadata={"k": 1})
     assert record.state is SessionState.CREATED
     assert record.task_id == "task-42"
@@ -78,7 +80,9 @@ async def test_create_message_events_history(client: SessionClient, worker: InPr
     assert [r.session_id for r in page.items] == [record.session_id]
 
 
-async def test_events_resume_from_any_cursor(client: SessionClient, worker: InProcessWorker) -> None:
+async def test_events_resume_from_any_cursor(
+    client: SessionClient, worker: InProcessWorker
+) -> None:
     record, receipt = await client.create("echo")
     await client.wait(receipt)
     for text in ("one", "two", "three"):
@@ -88,9 +92,12 @@ async def test_events_resume_from_any_cursor(client: SessionClient, worker: InPr
     async with asyncio.timeout(10):
         async for item in client.events(record.session_id, after=0):
             everything.append(item)
-            if isinstance(item.event, TurnCompleted) and item.event.input_seq == max(
-                d.event.input_seq or 0 for d in everything if d.cursor
-            ) and sum(isinstance(d.event, TurnCompleted) for d in everything) == 3:
+            if (
+                isinstance(item.event, TurnCompleted)
+                and item.event.input_seq
+                == max(d.event.input_seq or 0 for d in everything if d.cursor)
+                and sum(isinstance(d.event, TurnCompleted) for d in everything) == 3
+            ):
                 break
     cursors = [d.cursor for d in everything if d.cursor is not None]
     assert cursors == sorted(set(cursors)), "each durable event once, in order"
@@ -179,10 +186,15 @@ async def test_same_command_id_twice_is_one_message(
     await client.wait(first)
     # Past the stream's duplicate window (a different Nats-Msg-Id), the worker still knows it.
     cmd = UserMessage(
-        session_id=record.session_id, task_id=record.task_id, content="only once", command_id="cmd-dup-1"
+        session_id=record.session_id,
+        task_id=record.task_id,
+        content="only once",
+        command_id="cmd-dup-1",
     )
     await client.bus.js.publish(
-        subjects.inputs(record.session_id), cmd.model_dump_json().encode(), headers={"Nats-Msg-Id": "other"}
+        subjects.inputs(record.session_id),
+        cmd.model_dump_json().encode(),
+        headers={"Nats-Msg-Id": "other"},
     )
     later = await reply(client, record.session_id, "after")
     assert later[0] == "after"
@@ -198,13 +210,17 @@ async def _durable(client: SessionClient, session_id: str):  # type: ignore[no-u
         if item.cursor is not None:
             yield item
             last = await client.bus.nc.request(
-                f"$JS.API.DIRECT.GET.{client.bus.stream}.{subjects.events(session_id)}", b"", timeout=2
+                f"$JS.API.DIRECT.GET.{client.bus.stream}.{subjects.events(session_id)}",
+                b"",
+                timeout=2,
             )
             if item.cursor >= int(last.headers["Nats-Sequence"]) or item.cursor >= tail:
                 return
 
 
-async def test_lifecycle_and_illegal_transitions(client: SessionClient, worker: InProcessWorker) -> None:
+async def test_lifecycle_and_illegal_transitions(
+    client: SessionClient, worker: InProcessWorker
+) -> None:
     record, receipt = await client.create("echo")
     await client.wait(receipt)
     sid = record.session_id
@@ -264,7 +280,9 @@ async def test_malformed_command_on_the_bus_is_rejected_and_session_goes_on(
         await client.bus.js.publish(subjects.inputs(record.session_id), junk)
     text, _ = await reply(client, record.session_id, "still here")
     assert text == "still here"
-    rejected = [e async for e in _durable(client, record.session_id) if e.event.type == "command.rejected"]
+    rejected = [
+        e async for e in _durable(client, record.session_id) if e.event.type == "command.rejected"
+    ]
     assert len(rejected) == 3
     assert all("invalid command" in r.event.reason for r in rejected)  # type: ignore[union-attr]
 
@@ -303,7 +321,9 @@ async def test_failing_agent_fails_the_turn_and_keeps_the_partial_reply(
     assert (await client.get(record.session_id)).state is SessionState.ACTIVE
 
 
-async def test_cancel_stops_the_turn_in_flight(client: SessionClient, worker: InProcessWorker) -> None:
+async def test_cancel_stops_the_turn_in_flight(
+    client: SessionClient, worker: InProcessWorker
+) -> None:
     record, receipt = await client.create("slow", metadata={"pieces": 200, "delay": 0.05})
     await client.wait(receipt)
     sent = await client.send(record.session_id, "long one")
@@ -326,10 +346,12 @@ async def test_worker_lists_itself(client: SessionClient, worker: InProcessWorke
     assert {"echo", "hello-world", "slow"} <= {a.name for a in mine.agents}
 
 
-async def test_provisioning_mismatch_is_reported_not_rewritten(bus: Bus, settings: Settings) -> None:
+async def test_provisioning_mismatch_is_reported_not_rewritten(
+    bus: Bus, settings: Settings
+) -> None:
     other = settings.model_copy(update={"duplicate_window": 30.0})
     assert other.nats_url
-    with pytest.raises(Exception, match="duplicate_window: is 600.0, needs 30.0"):
+    with pytest.raises(Exception, match=r"duplicate_window: is 600\.0, needs 30\.0"):
         async with connect(other, other.nats_url, "mismatch"):
             pass
     info = await bus.js.stream_info(bus.stream)

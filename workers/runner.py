@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -131,7 +131,9 @@ class SessionRunner:
             await leases.release(self.bus.leases, lease)
             await self._settle_triggers(retry_delay=None if ok else 0.5)
 
-    async def _with_renewal(self, lease: leases.Lease, work: Callable[[], Awaitable[None]]) -> None:
+    async def _with_renewal(
+        self, lease: leases.Lease, work: Callable[[], Coroutine[Any, Any, None]]
+    ) -> None:
         task = asyncio.create_task(work())
         period = self.bus.settings.lease_ttl / 3
         lost = False
@@ -244,7 +246,9 @@ class SessionRunner:
             if state is SessionState.CREATED:
                 await self._transition(seq, cmd, SessionState.ACTIVE, False, None)
             await self._append(
-                UserMessageAccepted(**self._meta(cmd.command_id, cmd.interface, seq), content=cmd.content)
+                UserMessageAccepted(
+                    **self._meta(cmd.command_id, cmd.interface, seq), content=cmd.content
+                )
             )
         await self._turn(seq, cmd.command_id, cmd.interface, cmd.content)
 
@@ -349,7 +353,9 @@ class SessionRunner:
         attempt = 1
         if turn is not None and turn.input_seq == seq:
             if turn.replied:  # the reply is stored: only the end of the turn is missing
-                await self._append(TurnCompleted(**meta, final=True, turn_id=turn.turn_id, duration_ms=0))
+                await self._append(
+                    TurnCompleted(**meta, final=True, turn_id=turn.turn_id, duration_ms=0)
+                )
                 return
             attempt = turn.attempt + 1
         turn_id = new_id("turn")
@@ -363,7 +369,9 @@ class SessionRunner:
         began = time.perf_counter()
         text, error = await self._run_agent(turn_id, content, attempt)
         if text:
-            message = AgentMessage(**meta, turn_id=turn_id, content=text, interrupted=error is not None)
+            message = AgentMessage(
+                **meta, turn_id=turn_id, content=text, interrupted=error is not None
+            )
             try:
                 await self._append(message)
             except MessageTooLargeError as e:

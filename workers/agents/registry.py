@@ -33,8 +33,12 @@ class AgentRegistry:
         if not is_token(agent.name):
             raise AgentLoadError(f"agent name {agent.name!r} from {source} is not a valid id")
         if agent.name in self._agents:
-            log.warning("agent %r from %s replaces the one from %s", agent.name, source,
-                        self._agents[agent.name].source)
+            log.warning(
+                "agent %r from %s replaces the one from %s",
+                agent.name,
+                source,
+                self._agents[agent.name].source,
+            )
         self._agents[agent.name] = Registered(agent, source)
 
     def get(self, name: str) -> Agent | None:
