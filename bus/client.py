@@ -23,7 +23,7 @@ from bus.errors import (
     UnknownAgentError,
 )
 from bus.follow import Follower
-from bus.state import load_state
+from bus.state import load_head, load_state
 from schemas import (
     ACCEPTS_MESSAGES,
     AgentInfo,
@@ -121,17 +121,18 @@ class SessionClient:
                 else {}
             ),
         )
-        record, seq = await self._first_commit(cmd)
+        created, seq = await self._first_commit(cmd)
+        record = fold_start(created, seq).session
         await asyncio.gather(
             self.bus.sessions.create(sid, record.model_dump_json().encode()),
             self._publish(cmd),
         )
         receipt = Receipt(sid, cmd.command_id, seq)
         if initial_message is not None:
-            receipt = await self._send(Checkpoint(session=record), seq, initial_message, None)
+            receipt = await self._send(created, seq, initial_message, None)
         return record, receipt
 
-    async def _first_commit(self, cmd: CreateSession) -> tuple[SessionRecord, int]:
+    async def _first_commit(self, cmd: CreateSession) -> tuple[SessionCreated, int]:
         event = SessionCreated(
             session_id=cmd.session_id,
             task_id=cmd.task_id,
@@ -152,30 +153,28 @@ class SessionClient:
             )
         except FenceRejectedError as e:
             raise SessionExistsError(cmd.session_id) from e
-        return fold_start(event, seq).session, seq
+        return event, seq
 
     async def send(
         self, session_id: str, message: str, *, command_id: str | None = None
     ) -> Receipt:
         """Queue a user message; the reply arrives as events after ``Receipt.cursor``."""
-        checkpoint, tail = await self._checkpoint(session_id)
-        return await self._send(checkpoint, tail, message, command_id)
+        head, tail = await self._head(session_id)
+        return await self._send(head, tail, message, command_id)
 
-    async def _send(
-        self, checkpoint: Checkpoint, tail: int, message: str, command_id: str | None
-    ) -> Receipt:
-        record = checkpoint.session
-        if record.state not in ACCEPTS_MESSAGES:
+    async def _send(self, head: Event, tail: int, message: str, command_id: str | None) -> Receipt:
+        """Publish a user message, given the session's latest event (its state and tail)."""
+        if head.state not in ACCEPTS_MESSAGES:
             raise IllegalTransitionError(
-                record.session_id,
+                head.session_id,
                 "send a message to",
-                record.state,
-                f"session {record.session_id!r} is {record.state.value} and takes no messages"
-                + (" (resume it first)" if record.state is SessionState.SUSPENDED else ""),
+                head.state,
+                f"session {head.session_id!r} is {head.state.value} and takes no messages"
+                + (" (resume it first)" if head.state is SessionState.SUSPENDED else ""),
             )
         cmd = UserMessage(
-            session_id=record.session_id,
-            task_id=record.task_id,
+            session_id=head.session_id,
+            task_id=head.task_id,
             interface=self.interface,
             content=message,
             **(
@@ -185,7 +184,7 @@ class SessionClient:
             ),
         )
         await self._publish(cmd)
-        return Receipt(record.session_id, cmd.command_id, tail)
+        return Receipt(head.session_id, cmd.command_id, tail)
 
     async def turn(
         self, session_id: str, message: str, *, command_id: str | None = None
@@ -193,9 +192,9 @@ class SessionClient:
         """Send a message and yield what it causes (deltas, reply) until the turn ends."""
         follower = Follower(self.bus, session_id)
         try:
-            checkpoint, tail = await follower.open()
-            receipt = await self._send(checkpoint, tail, message, command_id)
-            await follower.start(receipt.cursor, checkpoint, tail)
+            head, tail = await follower.open()
+            receipt = await self._send(head, tail, message, command_id)
+            await follower.start(receipt.cursor, tail, join_turn=False)
             async for item in self._until_final(follower, receipt):
                 yield item
         finally:
@@ -233,8 +232,8 @@ class SessionClient:
         """Yield what a stored command causes (its turns' deltas included) until it is done."""
         follower = Follower(self.bus, receipt.session_id)
         try:
-            checkpoint, tail = await follower.open()
-            await follower.start(receipt.cursor, checkpoint, tail)
+            _, tail = await follower.open()
+            await follower.start(receipt.cursor, tail)
             async for item in self._until_final(follower, receipt):
                 yield item
         finally:
@@ -263,14 +262,11 @@ class SessionClient:
         self, session_id: str, kind: type[Suspend | Resume | Complete], **fields: Any
     ) -> SessionRecord:
         action, target = _ACTIONS[kind]
-        checkpoint, tail = await self._checkpoint(session_id)
-        record = checkpoint.session
-        if not can_transition(record.state, target):
-            raise IllegalTransitionError(session_id, action, record.state)
+        head, tail = await self._head(session_id)
+        if not can_transition(head.state, target):
+            raise IllegalTransitionError(session_id, action, head.state)
         fields = {k: v for k, v in fields.items() if v is not None and kind is not Resume}
-        cmd = kind(
-            session_id=session_id, task_id=record.task_id, interface=self.interface, **fields
-        )
+        cmd = kind(session_id=session_id, task_id=head.task_id, interface=self.interface, **fields)
         await self._publish(cmd)
         for event in await self.wait(Receipt(session_id, cmd.command_id, tail)):
             if isinstance(event, CommandRejected):
@@ -279,10 +275,8 @@ class SessionClient:
 
     async def cancel(self, session_id: str) -> Receipt:
         """Ask the owner to stop the turn in flight (the turn ends with ``turn.failed``)."""
-        checkpoint, tail = await self._checkpoint(session_id)
-        cmd = CancelTurn(
-            session_id=session_id, task_id=checkpoint.session.task_id, interface=self.interface
-        )
+        head, tail = await self._head(session_id)
+        cmd = CancelTurn(session_id=session_id, task_id=head.task_id, interface=self.interface)
         await self._publish(cmd)
         return Receipt(session_id, cmd.command_id, tail)
 
@@ -336,7 +330,7 @@ class SessionClient:
         self, session_id: str, *, before: int | None = None, limit: int | None = None
     ) -> History:
         """The conversation, oldest first; ``before``/``limit`` page backwards by cursor."""
-        await self._checkpoint(session_id)
+        await self._head(session_id)
         msgs = await direct.read_subject(
             self.bus.nc,
             self.bus.stream,
@@ -352,8 +346,8 @@ class SessionClient:
         """Durable events after ``after`` (``None``: from now) then live ones, with deltas."""
         follower = Follower(self.bus, session_id)
         try:
-            checkpoint, tail = await follower.open()
-            await follower.start(after, checkpoint, tail)
+            _, tail = await follower.open()
+            await follower.start(after, tail)
             async for item in follower.deliveries():
                 yield item
         finally:
@@ -393,6 +387,13 @@ class SessionClient:
         return agents
 
     # -- internals -----------------------------------------------------------------------
+
+    async def _head(self, session_id: str) -> tuple[Event, int]:
+        check_token(session_id, "session id")
+        found = await load_head(self.bus, session_id)
+        if found is None:
+            raise SessionNotFoundError(session_id)
+        return found
 
     async def _checkpoint(self, session_id: str) -> tuple[Checkpoint, int]:
         check_token(session_id, "session id")

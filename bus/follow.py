@@ -25,11 +25,11 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from bus import direct, subjects
 from bus.connection import Bus
 from bus.errors import SessionNotFoundError
-from bus.state import load_state
+from bus.state import load_head
 from schemas import (
-    Checkpoint,
     CommitNotice,
     Delivery,
+    Event,
     Snapshot,
     TokenDelta,
     TurnCompleted,
@@ -58,16 +58,17 @@ class Follower:
     cursor: int = 0
     known: int = 0
     _turn: _Turn | None = None
+    _ended: set[str] = field(default_factory=set)
     _pending: list[Delivery] = field(default_factory=list)
 
-    async def open(self) -> tuple[Checkpoint, int]:
-        """Subscribe to live notices, then load the state (order matters)."""
+    async def open(self) -> tuple[Event, int]:
+        """Subscribe to live notices, then read the latest event (order matters)."""
 
         async def _put(msg: Msg) -> None:
             self._queue.put_nowait(msg)
 
         self._sub = await self.bus.nc.subscribe(subjects.live(self.session_id), cb=_put)
-        found = await load_state(self.bus, self.session_id)
+        found = await load_head(self.bus, self.session_id)
         if found is None:
             await self.close()
             raise SessionNotFoundError(self.session_id)
@@ -79,12 +80,15 @@ class Follower:
             with contextlib.suppress(Exception):  # connection already closed
                 await sub.unsubscribe()
 
-    async def start(self, after: int | None, checkpoint: Checkpoint, tail: int) -> None:
-        """Deliver from ``after`` (``None``: from now), given the state loaded by open()."""
+    async def start(self, after: int | None, tail: int, *, join_turn: bool = True) -> None:
+        """Deliver from ``after`` (``None``: from now), given the tail read by open().
+
+        With ``join_turn``, a turn in flight is joined with the text it has so far.
+        """
         self.cursor = tail if after is None else after
         self.known = self.cursor
-        await self._catch_up(checkpoint, tail)
-        if checkpoint.turn is not None and self._turn is not None:
+        await self._catch_up(tail)
+        if join_turn:
             await self._snapshot()
 
     async def deliveries(self) -> AsyncGenerator[Delivery, None]:
@@ -99,11 +103,11 @@ class Follower:
             await self._on_live(msg)
 
     async def _poll(self) -> None:
-        found = await load_state(self.bus, self.session_id)
+        found = await load_head(self.bus, self.session_id)
         if found is not None and found[1] > self.known:
-            await self._catch_up(*found)
+            await self._catch_up(found[1])
 
-    async def _catch_up(self, checkpoint: Checkpoint, tail: int) -> None:
+    async def _catch_up(self, tail: int) -> None:
         """Deliver stored events in (cursor, tail]; then tail is the known checkpoint."""
         if tail > self.cursor:
             stored = await direct.read_subject(
@@ -117,10 +121,6 @@ class Follower:
             for m in stored:
                 self._deliver_event(m.seq, m.data)
         self.known = max(self.known, tail)
-        if checkpoint.turn is None:
-            self._turn = None
-        elif self._turn is None or self._turn.turn_id != checkpoint.turn.turn_id:
-            self._turn = _Turn(checkpoint.turn.turn_id)
 
     def _deliver_event(self, seq: int, data: bytes) -> None:
         if seq <= self.cursor:
@@ -130,6 +130,7 @@ class Follower:
         if isinstance(event, TurnStarted):
             self._turn = _Turn(event.turn_id)
         elif isinstance(event, TurnCompleted | TurnFailed):
+            self._ended.add(event.turn_id)
             self._turn = None
         self._pending.append(Delivery(cursor=seq, event=event))
 
@@ -169,19 +170,20 @@ class Follower:
         self._pending.append(Delivery(cursor=None, event=delta))
 
     async def _snapshot(self) -> None:
-        turn = self._turn
-        if turn is None:
-            return
+        """Ask the owner for the text so far of the turn in flight (if there is one)."""
         try:
             resp = await self.bus.nc.request(
-                subjects.snapshot(self.session_id), turn.turn_id.encode(), timeout=self.bus.timeout
+                subjects.snapshot(self.session_id), b"", timeout=self.bus.timeout
             )
         except (NoRespondersError, NatsTimeoutError, TimeoutError):
             return  # no owner right now: the durable agent message will carry the text
         if not resp.data:
             return
         snap = Snapshot.model_validate_json(resp.data)
-        if snap.turn_id != turn.turn_id or snap.index <= turn.index:
+        if self._turn is None and snap.turn_id not in self._ended:
+            self._turn = _Turn(snap.turn_id)  # joined after its turn.started
+        turn = self._turn
+        if turn is None or snap.turn_id != turn.turn_id or snap.index <= turn.index:
             return
         text = snap.text[turn.delivered :]
         turn.index = snap.index

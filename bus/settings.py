@@ -45,6 +45,9 @@ class Settings(BaseSettings):
         default=15.0, gt=0, description="Seconds a client waits for a command's outcome."
     )
     context_messages: int = Field(default=200, ge=2)
+    state_cache: int = Field(
+        default=1000, ge=0, description="Sessions whose state a worker keeps between runs."
+    )
     agents: list[str] = Field(
         default_factory=list,
         description="Extra agent factories as 'module:attribute', besides entry points.",

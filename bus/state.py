@@ -6,7 +6,17 @@ import asyncio
 
 from bus import direct, subjects
 from bus.connection import Bus
-from schemas import Checkpoint, decode_event, fold
+from schemas import Checkpoint, Event, decode_event, fold
+
+
+async def load_head(bus: Bus, session_id: str) -> tuple[Event, int] | None:
+    """The session's latest event and its sequence (one read), or ``None`` if unknown."""
+    last = await direct.last_by_subject(
+        bus.nc, bus.stream, subjects.events(session_id), bus.timeout
+    )
+    if last is None:
+        return None
+    return decode_event(last.data), last.seq
 
 
 async def load_state(bus: Bus, session_id: str) -> tuple[Checkpoint, int] | None:

@@ -36,6 +36,8 @@ class EventBase(BaseModel):
     interface: Interface | None = None
     final: bool = False
     """The last event the command causes: the command is done."""
+    state: SessionState = SessionState.CREATED
+    """The session's state after this event: the latest event tells a reader the state."""
 
 
 class SessionCreated(EventBase):
@@ -90,10 +92,11 @@ class StateChanged(EventBase):
 
 
 class CommandRejected(EventBase):
+    """A command the session's state does not allow (``state`` is the state it is in)."""
+
     type: Literal["command.rejected"] = "command.rejected"
     command_kind: str
     reason: str
-    state: SessionState
 
 
 class CommandSkipped(EventBase):

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -64,6 +65,28 @@ class LeaseLostError(Exception):
     pass
 
 
+class StateCache:
+    """Recently folded session states: a cache that may be dropped at any time.
+
+    An entry is only used when the session's latest event is still the one it was folded
+    up to; the fence guarantees that nothing else was written in between.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[str, tuple[Checkpoint, int]] = OrderedDict()
+
+    def take(self, session_id: str) -> tuple[Checkpoint, int] | None:
+        return self._entries.pop(session_id, None)
+
+    def put(self, session_id: str, state: Checkpoint, tail: int) -> None:
+        if self.size <= 0:
+            return
+        self._entries[session_id] = (state, tail)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+
 class RunContext:
     """What runners share within one worker process."""
 
@@ -71,6 +94,7 @@ class RunContext:
         self.bus = bus
         self.registry = registry
         self.worker_id = worker_id
+        self.cache = StateCache(bus.settings.state_cache)
 
 
 def stream_seq(msg: Msg) -> int:
@@ -85,6 +109,7 @@ class SessionRunner:
         self.triggers: list[Msg] = []
         self.ck: Checkpoint | None = None
         self._loaded: tuple[Checkpoint, int] | None = None
+        self._first: direct.StoredMsg | None = None
         self.tail = 0
         self._claimed = False
         self._live: LiveTurn | None = None
@@ -103,11 +128,12 @@ class SessionRunner:
         self.triggers.append(msg)
 
     async def run(self) -> None:
-        # Load the state while claiming: it is only used if the claim succeeds, and the
+        # Read while claiming: what is read is only used if the claim succeeds, and the
         # fence rejects anything written from a state that was stale.
-        lease, self._loaded = await asyncio.gather(
+        cached = self.ctx.cache.take(self.sid)
+        lease, _ = await asyncio.gather(
             leases.claim(self.bus.leases, self.sid, self.ctx.worker_id),
-            load_state(self.bus, self.sid),
+            self._load(cached),
         )
         if lease is None:
             await self._defer_triggers()
@@ -117,6 +143,8 @@ class SessionRunner:
         try:
             await self._with_renewal(lease, self._work)
             ok = True
+            if self.ck is not None:
+                self.ctx.cache.put(self.sid, self.ck, self.tail)
         except (FenceRejectedError, LeaseLostError) as e:
             log.warning("session %s: stopped, no longer the owner (%s)", self.sid, e)
         except BusError as e:
@@ -160,6 +188,27 @@ class SessionRunner:
         if lost:
             raise LeaseLostError(f"lease on {self.sid} expired")
 
+    async def _load(self, cached: tuple[Checkpoint, int] | None) -> None:
+        """The state (from the cache if still current) and the first pending input."""
+        head = await direct.last_by_subject(
+            self.bus.nc, self.bus.stream, subjects.events(self.sid), self.bus.timeout
+        )
+        if head is None:
+            return
+        if cached is not None and cached[1] == head.seq:
+            self._loaded = cached
+        else:
+            self._loaded = await load_state(self.bus, self.sid)
+        if self._loaded is not None:
+            ck = self._loaded[0]
+            if ck.progress <= ck.input_cursor:
+                self._first = await self._next_input(ck.input_cursor + 1)
+
+    async def _next_input(self, from_seq: int) -> direct.StoredMsg | None:
+        return await direct.next_by_subject(
+            self.bus.nc, self.bus.stream, subjects.inputs(self.sid), from_seq, self.bus.timeout
+        )
+
     async def _work(self) -> None:
         found = self._loaded
         if found is None:
@@ -175,13 +224,9 @@ class SessionRunner:
         if self.state.progress > self.state.input_cursor:
             await self._handle_seq(self.state.progress)  # finish what a dead owner left
         while True:
-            nxt = await direct.next_by_subject(
-                self.bus.nc,
-                self.bus.stream,
-                subjects.inputs(self.sid),
-                self.state.input_cursor + 1,
-                self.bus.timeout,
-            )
+            nxt, self._first = self._first, None
+            if nxt is None or nxt.seq <= self.state.input_cursor:
+                nxt = await self._next_input(self.state.input_cursor + 1)
             if nxt is None:
                 return
             await self._handle(nxt.seq, nxt.data, nxt.headers.get("Nats-Msg-Id"))
@@ -272,9 +317,10 @@ class SessionRunner:
     async def _transition(
         self, seq: int, cmd: Command, target: SessionState, final: bool, reason: str | None
     ) -> None:
+        meta = self._meta(cmd.command_id, cmd.interface, seq) | {"state": target}
         await self._append(
             StateChanged(
-                **self._meta(cmd.command_id, cmd.interface, seq),
+                **meta,
                 final=final,
                 from_state=self.state.session.state,
                 to_state=target,
@@ -289,7 +335,6 @@ class SessionRunner:
                 final=True,
                 command_kind=cmd.kind,
                 reason=reason,
-                state=self.state.session.state,
             )
         )
 
@@ -311,7 +356,6 @@ class SessionRunner:
                 final=True,
                 command_kind="invalid",
                 reason=f"invalid command: {reason}",
-                state=self.state.session.state,
             )
         )
 
@@ -518,6 +562,7 @@ class SessionRunner:
             "command_id": command_id,
             "interface": interface,
             "input_seq": seq,
+            "state": self.state.session.state,
         }
 
     # -- triggers ------------------------------------------------------------------------
