@@ -131,13 +131,15 @@ def _healthy(monitor_port: int) -> bool:
         return False
 
 
-def connections(monitor_port: int) -> int:
-    """How many clients are connected (-1 if the server cannot be asked)."""
+def connections(monitor_port: int, ignore: frozenset[int] = frozenset()) -> int:
+    """How many clients are connected, not counting ``ignore`` (-1 if it cannot be asked)."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{monitor_port}/varz", timeout=1) as resp:
-            return int(json.load(resp).get("connections", 0))
+        url = f"http://127.0.0.1:{monitor_port}/connz?limit=1024"
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            conns = json.load(resp).get("connections") or []
     except (OSError, ValueError):
         return -1
+    return sum(1 for c in conns if int(c.get("cid", -1)) not in ignore)
 
 
 @dataclass
@@ -150,12 +152,16 @@ class Embedded:
     state_file: Path
     keep: bool
 
-    def release(self) -> None:
-        """Stop the server if nobody else uses it and it was not started to stay up."""
-        if self.keep:
+    def release(self, own: frozenset[int] = frozenset(), force: bool = False) -> None:
+        """Stop the server if nobody else uses it and it was not started to stay up.
+
+        ``own`` are the client ids of this process's connections, which may still be
+        listed for a moment after they closed.
+        """
+        if self.keep and not force:
             return
         with _locked(self.state_file.parent):
-            if connections(self.monitor_port) != 0:
+            if not force and connections(self.monitor_port, own) != 0:
                 return
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGTERM)

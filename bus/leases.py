@@ -7,11 +7,11 @@ by revision, released by revision. Leases decide who *should* work; the fence in
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from dataclasses import dataclass
 
+from nats.aio.client import Client
 from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
@@ -29,9 +29,21 @@ def _value(worker_id: str) -> bytes:
     return json.dumps({"worker_id": worker_id, "at": time.time()}).encode()
 
 
-async def claim(kv: KeyValue, session_id: str, worker_id: str) -> Lease | None:
-    """Take the lease if nobody holds it; ``None`` if somebody does."""
+async def claim(
+    kv: KeyValue, session_id: str, worker_id: str, hint: int | None = None
+) -> Lease | None:
+    """Take the lease if nobody holds it; ``None`` if somebody does.
+
+    ``hint`` is the revision this worker's own release left: if nothing happened since,
+    the claim is one round trip.
+    """
     check_token(session_id, "session id")
+    if hint is not None:
+        try:
+            rev = await kv.update(session_id, _value(worker_id), last=hint)
+            return Lease(session_id, worker_id, rev)
+        except KeyWrongLastSequenceError:
+            pass
     # Two round trips: read, then write on the revision read. (nats-py's create() first
     # tries revision 0 and needs three once a released lease left a delete marker.)
     try:
@@ -59,10 +71,20 @@ async def renew(kv: KeyValue, lease: Lease) -> bool:
     return True
 
 
-async def release(kv: KeyValue, lease: Lease) -> None:
-    """Give the lease up if it is still ours (a lost lease is left to its new holder)."""
-    with contextlib.suppress(KeyWrongLastSequenceError, NotFoundError):
-        await kv.delete(lease.session_id, last=lease.revision)
+async def release(nc: Client, bucket: str, lease: Lease, timeout: float) -> int | None:
+    """Give the lease up if it is still ours; return the revision of the release marker.
+
+    A lost lease is left to its new holder (``None``).
+    """
+    # kv.delete() does not return the marker's revision: write the marker ourselves.
+    resp = await nc.request(
+        f"$KV.{bucket}.{lease.session_id}",
+        b"",
+        headers={"KV-Operation": "DEL", "Nats-Expected-Last-Subject-Sequence": str(lease.revision)},
+        timeout=timeout,
+    )
+    ack = json.loads(resp.data or b"{}")
+    return None if "error" in ack else int(ack["seq"])
 
 
 async def holder(kv: KeyValue, session_id: str) -> str | None:

@@ -329,14 +329,17 @@ def worker_cmd() -> int:
     async def main() -> None:
         settings = _settings()
         url, embedded = await resolve_url(settings)
+        own: set[int] = set()
         try:
             async with connect(settings, url, "praxis-worker") as bus:
+                if bus.nc.client_id is not None:
+                    own.add(int(bus.nc.client_id))
                 stop = asyncio.Event()
                 install_signal_handlers(stop)
                 await Worker(bus, load_agents(settings.agents)).run(stop)
         finally:
             if embedded is not None:
-                await asyncio.to_thread(embedded.release)
+                await asyncio.to_thread(embedded.release, frozenset(own))
 
     return _run(main())
 
@@ -369,8 +372,7 @@ def up_cmd(*, workers: Annotated[int, Parameter(help="Worker processes to run.")
             for p in procs:
                 await asyncio.to_thread(p.wait)
             if embedded is not None:
-                embedded.keep = False
-                await asyncio.to_thread(embedded.release)
+                await asyncio.to_thread(embedded.release, frozenset(), True)
             print("Praxis stopped.", flush=True)
 
     return _run(main())

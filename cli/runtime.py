@@ -45,8 +45,11 @@ def _wants_worker(settings: Settings, embedded: Embedded | None) -> bool:
 @contextlib.asynccontextmanager
 async def runtime(settings: Settings, *, with_worker: bool = True) -> AsyncIterator[Runtime]:
     url, embedded = await resolve_url(settings)
+    own: set[int] = set()
     try:
         async with connect(settings, url, "praxis-cli") as bus:
+            if bus.nc.client_id is not None:
+                own.add(int(bus.nc.client_id))
             client = SessionClient(bus, Interface.CLI)
             worker: Worker | None = None
             if with_worker and _wants_worker(settings, embedded) and not await _dedicated(client):
@@ -64,4 +67,4 @@ async def runtime(settings: Settings, *, with_worker: bool = True) -> AsyncItera
                     await task
     finally:
         if embedded is not None:
-            await asyncio.to_thread(embedded.release)
+            await asyncio.to_thread(embedded.release, frozenset(own))

@@ -14,6 +14,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -65,6 +66,13 @@ class LeaseLostError(Exception):
     pass
 
 
+@dataclass(slots=True)
+class Cached:
+    state: Checkpoint
+    tail: int
+    lease_hint: int | None
+
+
 class StateCache:
     """Recently folded session states: a cache that may be dropped at any time.
 
@@ -74,15 +82,15 @@ class StateCache:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._entries: OrderedDict[str, tuple[Checkpoint, int]] = OrderedDict()
+        self._entries: OrderedDict[str, Cached] = OrderedDict()
 
-    def take(self, session_id: str) -> tuple[Checkpoint, int] | None:
+    def take(self, session_id: str) -> Cached | None:
         return self._entries.pop(session_id, None)
 
-    def put(self, session_id: str, state: Checkpoint, tail: int) -> None:
+    def put(self, session_id: str, entry: Cached) -> None:
         if self.size <= 0:
             return
-        self._entries[session_id] = (state, tail)
+        self._entries[session_id] = entry
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
 
@@ -115,7 +123,10 @@ class SessionRunner:
         self._live: LiveTurn | None = None
         self._subs: list[Subscription] = []
         self._background: set[asyncio.Task[Any]] = set()
-        self.finished = False
+        self._optimistic = False
+        self.accepting = True
+        """New triggers for the session may join this run (until its last input check)."""
+        self.done = asyncio.Event()
 
     @property
     def state(self) -> Checkpoint:
@@ -131,33 +142,45 @@ class SessionRunner:
         # Read while claiming: what is read is only used if the claim succeeds, and the
         # fence rejects anything written from a state that was stale.
         cached = self.ctx.cache.take(self.sid)
+        hint = cached.lease_hint if cached else None
         lease, _ = await asyncio.gather(
-            leases.claim(self.bus.leases, self.sid, self.ctx.worker_id),
+            leases.claim(self.bus.leases, self.sid, self.ctx.worker_id, hint),
             self._load(cached),
         )
         if lease is None:
+            self.accepting = False
             await self._defer_triggers()
-            self.finished = True
+            self.done.set()
             return
         ok = False
         try:
             await self._with_renewal(lease, self._work)
             ok = True
-            if self.ck is not None:
-                self.ctx.cache.put(self.sid, self.ck, self.tail)
         except (FenceRejectedError, LeaseLostError) as e:
             log.warning("session %s: stopped, no longer the owner (%s)", self.sid, e)
         except BusError as e:
             log.error("session %s: bus error, returned for retry: %s", self.sid, e)
         finally:
-            self.finished = True
+            self.accepting = False
+            await self._finish(lease, ok)
+
+    async def _finish(self, lease: leases.Lease, ok: bool) -> None:
+        try:
             for sub in self._subs:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
             if self._background:
                 await asyncio.gather(*self._background, return_exceptions=True)
-            await leases.release(self.bus.leases, lease)
+            hint: int | None = None
+            with contextlib.suppress(Exception):
+                hint = await leases.release(
+                    self.bus.nc, self.bus.settings.leases_bucket, lease, self.bus.timeout
+                )
+            if ok and self.ck is not None:
+                self.ctx.cache.put(self.sid, Cached(self.ck, self.tail, hint))
             await self._settle_triggers(retry_delay=None if ok else 0.5)
+        finally:
+            self.done.set()
 
     async def _with_renewal(
         self, lease: leases.Lease, work: Callable[[], Coroutine[Any, Any, None]]
@@ -188,15 +211,12 @@ class SessionRunner:
         if lost:
             raise LeaseLostError(f"lease on {self.sid} expired")
 
-    async def _load(self, cached: tuple[Checkpoint, int] | None) -> None:
-        """The state (from the cache if still current) and the first pending input."""
-        head = await direct.last_by_subject(
-            self.bus.nc, self.bus.stream, subjects.events(self.sid), self.bus.timeout
-        )
-        if head is None:
-            return
-        if cached is not None and cached[1] == head.seq:
-            self._loaded = cached
+    async def _load(self, cached: Cached | None) -> None:
+        """The state (the cached one is used as is: the first append's fence checks it)
+        and the first pending input."""
+        if cached is not None:
+            self._loaded = (cached.state, cached.tail)
+            self._optimistic = True
         else:
             self._loaded = await load_state(self.bus, self.sid)
         if self._loaded is not None:
@@ -221,6 +241,26 @@ class SessionRunner:
             subjects.live(self.sid), TailNotice(seq=self.tail).model_dump_json().encode()
         )
         await self._subscribe()
+        while True:
+            try:
+                await self._drain()
+                return
+            except FenceRejectedError:
+                if not self._optimistic:
+                    raise
+                await self._reload()  # the cached state was stale: read it and go on
+
+    async def _reload(self) -> None:
+        self._optimistic = False
+        self._first = None
+        found = await load_state(self.bus, self.sid)
+        if found is None:
+            raise BusError(f"session {self.sid} vanished")
+        self.ck, self.tail = found
+        self._claimed = self.state.owner == self.ctx.worker_id
+
+    async def _drain(self) -> None:
+        """Handle every pending input; new triggers may join until the last check."""
         if self.state.progress > self.state.input_cursor:
             await self._handle_seq(self.state.progress)  # finish what a dead owner left
         while True:
@@ -228,7 +268,11 @@ class SessionRunner:
             if nxt is None or nxt.seq <= self.state.input_cursor:
                 nxt = await self._next_input(self.state.input_cursor + 1)
             if nxt is None:
-                return
+                self.accepting = False
+                if not any(stream_seq(m) > self.state.input_cursor for m in self.triggers):
+                    return
+                self.accepting = True  # a trigger joined after the last read: go on
+                continue
             await self._handle(nxt.seq, nxt.data, nxt.headers.get("Nats-Msg-Id"))
 
     async def _handle_seq(self, seq: int) -> None:
@@ -532,6 +576,7 @@ class SessionRunner:
             max_bytes=self.bus.settings.max_message_bytes,
             timeout=self.bus.timeout,
         )
+        self._optimistic = False  # the fence confirmed the state this run works from
         notice = CommitNotice(prev=self.tail, seq=seq, events=[StoredEvent(seq=seq, event=event)])
         self.tail = seq
         self.ck = apply(self.ck, seq, event, self.bus.settings.context_messages)

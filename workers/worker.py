@@ -84,10 +84,11 @@ class Worker:
         except ValueError:
             await msg.term()
             return
-        running = self._runners.get(sid)
-        if running is not None and not running.finished:
-            running.add_trigger(msg)  # the running loop reads every pending input
-            return
+        while (running := self._runners.get(sid)) is not None and not running.done.is_set():
+            if running.accepting:
+                running.add_trigger(msg)  # the running loop reads every pending input
+                return
+            await running.done.wait()  # it is releasing the session: take it over after
         runner = SessionRunner(self.ctx, sid)
         runner.add_trigger(msg)
         self._runners[sid] = runner
