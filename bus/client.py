@@ -89,6 +89,7 @@ class SessionClient:
         self.bus = bus
         self.interface = interface
         self._agents_cache: tuple[float, dict[str, AgentInfo]] | None = None
+        self._task_ids: dict[str, str] = {}  # sessions' task ids never change
 
     # -- creating and talking ------------------------------------------------------------
 
@@ -122,6 +123,7 @@ class SessionClient:
             ),
         )
         created, seq = await self._first_commit(cmd)
+        self._task_ids[sid] = tid
         record = fold_start(created, seq).session
         await asyncio.gather(
             self.bus.sessions.create(sid, record.model_dump_json().encode()),
@@ -172,17 +174,7 @@ class SessionClient:
                 f"session {head.session_id!r} is {head.state.value} and takes no messages"
                 + (" (resume it first)" if head.state is SessionState.SUSPENDED else ""),
             )
-        cmd = UserMessage(
-            session_id=head.session_id,
-            task_id=head.task_id,
-            interface=self.interface,
-            content=message,
-            **(
-                {"command_id": check_token(command_id, "command id")}
-                if command_id is not None
-                else {}
-            ),
-        )
+        cmd = self._message(head.session_id, head.task_id, message, command_id)
         await self._publish(cmd)
         return Receipt(head.session_id, cmd.command_id, tail)
 
@@ -192,13 +184,37 @@ class SessionClient:
         """Send a message and yield what it causes (deltas, reply) until the turn ends."""
         follower = Follower(self.bus, session_id)
         try:
-            head, tail = await follower.open()
-            receipt = await self._send(head, tail, message, command_id)
+            task_id = self._task_ids.get(session_id)
+            if task_id is None:
+                head, tail = await follower.open()
+                receipt = await self._send(head, tail, message, command_id)
+            else:
+                # A session's task never changes: publish while reading the tail. The
+                # worker refuses a message the state does not allow (command.rejected).
+                cmd = self._message(session_id, task_id, message, command_id)
+                await follower.subscribe()
+                (_, tail), seq = await asyncio.gather(follower.head(), self._publish(cmd))
+                receipt = Receipt(session_id, cmd.command_id, seq)
             await follower.start(receipt.cursor, tail, join_turn=False)
             async for item in self._until_final(follower, receipt):
                 yield item
         finally:
             await follower.close()
+
+    def _message(
+        self, session_id: str, task_id: str, message: str, command_id: str | None
+    ) -> UserMessage:
+        return UserMessage(
+            session_id=session_id,
+            task_id=task_id,
+            interface=self.interface,
+            content=message,
+            **(
+                {"command_id": check_token(command_id, "command id")}
+                if command_id is not None
+                else {}
+            ),
+        )
 
     async def _until_final(self, follower: Follower, receipt: Receipt) -> AsyncIterator[Delivery]:
         """What ``receipt``'s command causes (its turns' deltas included) until it is done."""
@@ -393,6 +409,7 @@ class SessionClient:
         found = await load_head(self.bus, session_id)
         if found is None:
             raise SessionNotFoundError(session_id)
+        self._task_ids[session_id] = found[0].task_id
         return found
 
     async def _checkpoint(self, session_id: str) -> tuple[Checkpoint, int]:
@@ -402,17 +419,19 @@ class SessionClient:
             raise SessionNotFoundError(session_id)
         return found
 
-    async def _publish(self, cmd: Command) -> None:
+    async def _publish(self, cmd: Command) -> int:
+        """Store a command (retried through leader changes); return its stream sequence."""
         payload = cmd.model_dump_json().encode()
         limit = self.bus.settings.max_message_bytes
         if len(payload) > limit:
             raise MessageTooLargeError(len(payload), limit)
         subject = subjects.inputs(cmd.session_id)
         headers = {"Nats-Msg-Id": cmd.command_id}
-        await with_retry(
+        ack = await with_retry(
             lambda: self.bus.js.publish(subject, payload, headers=headers),
             what=f"publish {cmd.kind} to {cmd.session_id}",
         )
+        return int(ack.seq)
 
 
 def _history_item(seq: int, data: bytes) -> HistoryItem | None:

@@ -63,11 +63,17 @@ class Follower:
 
     async def open(self) -> tuple[Event, int]:
         """Subscribe to live notices, then read the latest event (order matters)."""
+        await self.subscribe()
+        return await self.head()
 
+    async def subscribe(self) -> None:
         async def _put(msg: Msg) -> None:
             self._queue.put_nowait(msg)
 
         self._sub = await self.bus.nc.subscribe(subjects.live(self.session_id), cb=_put)
+
+    async def head(self) -> tuple[Event, int]:
+        """The latest event (after :meth:`subscribe`): its sequence is where live starts."""
         found = await load_head(self.bus, self.session_id)
         if found is None:
             await self.close()
@@ -86,7 +92,7 @@ class Follower:
         With ``join_turn``, a turn in flight is joined with the text it has so far.
         """
         self.cursor = tail if after is None else after
-        self.known = self.cursor
+        self.known = min(self.cursor, tail)
         await self._catch_up(tail)
         if join_turn:
             await self._snapshot()

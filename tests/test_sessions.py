@@ -356,3 +356,18 @@ async def test_provisioning_mismatch_is_reported_not_rewritten(
             pass
     info = await bus.js.stream_info(bus.stream)
     assert info.config.duplicate_window == 600.0
+
+
+async def test_turn_to_a_session_suspended_meanwhile_reports_the_rejection(
+    client: SessionClient, worker: InProcessWorker, bus: Bus
+) -> None:
+    record, receipt = await client.create("echo")
+    await client.wait(receipt)
+    await reply(client, record.session_id, "first")  # the client now knows the task id
+    await SessionClient(bus).suspend(record.session_id)  # another client suspends it
+    _, items = await reply(client, record.session_id, "too late")
+    last = items[-1].event
+    assert isinstance(last, CommandRejected) and last.final
+    assert "SUSPENDED" in last.reason and last.state is SessionState.SUSPENDED
+    history = await client.history(record.session_id)
+    assert [h.content for h in history if h.role == "user"] == ["first"]

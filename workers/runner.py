@@ -32,7 +32,6 @@ from schemas import (
     Command,
     CommandRejected,
     CommandSkipped,
-    CommitNotice,
     Complete,
     CreateSession,
     Event,
@@ -42,7 +41,6 @@ from schemas import (
     SessionCreated,
     SessionState,
     StateChanged,
-    StoredEvent,
     Suspend,
     TailNotice,
     TurnCompleted,
@@ -567,20 +565,27 @@ class SessionRunner:
                     previous_owner=self.state.owner,
                 )
             )
+        payload = event.model_dump_json().encode()
         seq = await commit.append(
             self.bus.nc,
             self.bus.stream,
             self.sid,
-            event.model_dump_json().encode(),
+            payload,
             expected_seq=self.tail,
             max_bytes=self.bus.settings.max_message_bytes,
             timeout=self.bus.timeout,
         )
         self._optimistic = False  # the fence confirmed the state this run works from
-        notice = CommitNotice(prev=self.tail, seq=seq, events=[StoredEvent(seq=seq, event=event)])
+        # A CommitNotice, written around the event's JSON rather than serialising it again.
+        notice = b'{"type":"commit","prev":%d,"seq":%d,"events":[{"seq":%d,"event":%s}]}' % (
+            self.tail,
+            seq,
+            seq,
+            payload,
+        )
         self.tail = seq
         self.ck = apply(self.ck, seq, event, self.bus.settings.context_messages)
-        await self.bus.nc.publish(subjects.live(self.sid), notice.model_dump_json().encode())
+        await self.bus.nc.publish(subjects.live(self.sid), notice)
         if event.final or isinstance(event, SessionCreated):
             self._save()
             await self._ack_done()
