@@ -1,0 +1,57 @@
+"""The README's examples run as written."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+
+from bus import SessionClient, Settings
+from tests.conftest import ROOT, WorkerProcess, env_for, live_workers
+from workers.agents import Agent, TurnContext
+
+README = (ROOT / "README.md").read_text()
+BLOCKS = re.findall(r"```python\n(.*?)```", README, re.S)
+
+
+async def test_client_example_runs(
+    settings: Settings,
+    client: SessionClient,
+    worker_processes: Callable[[int], list[WorkerProcess]],
+) -> None:
+    worker_processes(1)
+    await live_workers(client, 1)
+    example = next(b for b in BLOCKS if "SessionClient(bus)" in b)
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", example],
+        env=env_for(settings),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert 'You said: "Help me with coding". That is your first message' in done.stdout
+
+
+async def test_agent_example_works() -> None:
+    example = next(b for b in BLOCKS if "class Shout(Agent)" in b)
+    namespace: dict[str, object] = {}
+    exec(example, namespace)
+    shout = namespace["Shout"]
+    assert isinstance(shout, type) and issubclass(shout, Agent)
+    agent = shout()
+    ctx = TurnContext("s", "t", "shout", {}, (), 1, "make some noise")
+    assert [p async for p in agent.respond(ctx)] == ["MAKE ", "SOME ", "NOISE "]
+    greeting = agent.greet(ctx)
+    assert greeting is not None and [p async for p in greeting] == ["HELLO!"]
+
+
+def test_quick_start_commands_are_the_ci_commands() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "pip install . && praxis agent run hello-world" in README
+    assert "pip install -e '.[test]' && python -m pytest" in README
+    assert "pip install --quiet -e '.[test]'" in ci and "\npython -m pytest\n" in ci
