@@ -371,3 +371,25 @@ async def test_turn_to_a_session_suspended_meanwhile_reports_the_rejection(
     assert "SUSPENDED" in last.reason and last.state is SessionState.SUSPENDED
     history = await client.history(record.session_id)
     assert [h.content for h in history if h.role == "user"] == ["first"]
+
+
+async def test_list_filters_and_pages(client: SessionClient) -> None:
+    made = [
+        (await client.create("echo", task_id="task-paging", metadata={"i": i}))[0].session_id
+        for i in range(7)
+    ]
+    await client.create("hello-world", task_id="task-paging")
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        page = await client.list(task_id="task-paging", agent="echo", limit=3, cursor=cursor)
+        seen += [r.session_id for r in page.items]
+        assert len(page.items) <= 3
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert seen == list(reversed(made)), "newest first, each once"
+    created = await client.list(task_id="task-paging", state=SessionState.CREATED)
+    assert len(created.items) == 8
+    with pytest.raises(ValueError, match="invalid list cursor"):
+        await client.list(cursor="not-a-cursor")
