@@ -50,6 +50,7 @@ from schemas import (
     check_token,
     new_id,
 )
+from schemas.events import created_by
 from schemas.fold import start as fold_start
 
 
@@ -135,14 +136,7 @@ class SessionClient:
         return record, receipt
 
     async def _first_commit(self, cmd: CreateSession) -> tuple[SessionCreated, int]:
-        event = SessionCreated(
-            session_id=cmd.session_id,
-            task_id=cmd.task_id,
-            command_id=cmd.command_id,
-            interface=cmd.interface,
-            agent=cmd.agent,
-            metadata=cmd.metadata,
-        )
+        event = created_by(cmd)
         try:
             seq = await commit.append(
                 self.bus.nc,

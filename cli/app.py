@@ -21,7 +21,7 @@ from bus import BusError, IllegalTransitionError, SessionClient, Settings, conne
 from bus.embedded import EmbeddedServerError
 from cli.chat import TurnError, chat, one_turn, show_greeting, show_recent
 from cli.render import session_rows, table, worker_rows
-from cli.runtime import resolve_url, runtime
+from cli.runtime import bus_connection, resolve_url, runtime
 from schemas import TERMINAL, InvalidIdError, SessionState
 from workers import Worker, install_signal_handlers, load_agents
 
@@ -328,18 +328,10 @@ def worker_cmd() -> int:
 
     async def main() -> None:
         settings = _settings()
-        url, embedded = await resolve_url(settings)
-        own: set[int] = set()
-        try:
-            async with connect(settings, url, "praxis-worker") as bus:
-                if bus.nc.client_id is not None:
-                    own.add(int(bus.nc.client_id))
-                stop = asyncio.Event()
-                install_signal_handlers(stop)
-                await Worker(bus, load_agents(settings.agents)).run(stop)
-        finally:
-            if embedded is not None:
-                await asyncio.to_thread(embedded.release, frozenset(own))
+        async with bus_connection(settings, "praxis-worker") as (bus, _):
+            stop = asyncio.Event()
+            install_signal_handlers(stop)
+            await Worker(bus, load_agents(settings.agents)).run(stop)
 
     return _run(main())
 

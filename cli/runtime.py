@@ -43,28 +43,37 @@ def _wants_worker(settings: Settings, embedded: Embedded | None) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def runtime(settings: Settings, *, with_worker: bool = True) -> AsyncIterator[Runtime]:
+async def bus_connection(
+    settings: Settings, name: str
+) -> AsyncIterator[tuple[Bus, Embedded | None]]:
+    """Connect (to the embedded server without a URL); release that server at the end."""
     url, embedded = await resolve_url(settings)
     own: set[int] = set()
     try:
-        async with connect(settings, url, "praxis-cli") as bus:
+        async with connect(settings, url, name) as bus:
             if bus.nc.client_id is not None:
                 own.add(int(bus.nc.client_id))
-            client = SessionClient(bus, Interface.CLI)
-            worker: Worker | None = None
-            if with_worker and _wants_worker(settings, embedded) and not await _dedicated(client):
-                # Any number of stateless workers may serve a session, so each CLI command
-                # runs its own unless a dedicated one ('praxis worker', 'praxis up') is live.
-                worker = Worker(bus, load_agents(settings.agents), dedicated=False)
-                await worker.heartbeat()
-            stop = asyncio.Event()
-            task = asyncio.create_task(worker.run(stop)) if worker else None
-            try:
-                yield Runtime(bus, client, embedded, worker)
-            finally:
-                if task is not None:
-                    stop.set()
-                    await task
+            yield bus, embedded
     finally:
         if embedded is not None:
             await asyncio.to_thread(embedded.release, frozenset(own))
+
+
+@contextlib.asynccontextmanager
+async def runtime(settings: Settings, *, with_worker: bool = True) -> AsyncIterator[Runtime]:
+    async with bus_connection(settings, "praxis-cli") as (bus, embedded):
+        client = SessionClient(bus, Interface.CLI)
+        worker: Worker | None = None
+        if with_worker and _wants_worker(settings, embedded) and not await _dedicated(client):
+            # Any number of stateless workers may serve a session, so each CLI command
+            # runs its own unless a dedicated one ('praxis worker', 'praxis up') is live.
+            worker = Worker(bus, load_agents(settings.agents), dedicated=False)
+            await worker.heartbeat()
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop)) if worker else None
+        try:
+            yield Runtime(bus, client, embedded, worker)
+        finally:
+            if task is not None:
+                stop.set()
+                await task

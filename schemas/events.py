@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from schemas.commands import Interface
+from schemas.commands import CreateSession, Interface
 from schemas.ids import AgentName, SessionId, TaskId
 from schemas.lifecycle import SessionState
 
@@ -44,6 +44,18 @@ class SessionCreated(EventBase):
     type: Literal["session.created"] = "session.created"
     agent: AgentName
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+def created_by(cmd: CreateSession) -> SessionCreated:
+    """The first event of a session, made by the command that creates it."""
+    return SessionCreated(
+        session_id=cmd.session_id,
+        task_id=cmd.task_id,
+        command_id=cmd.command_id,
+        interface=cmd.interface,
+        agent=cmd.agent,
+        metadata=cmd.metadata,
+    )
 
 
 class SessionClaimed(EventBase):

@@ -53,6 +53,7 @@ from schemas import (
     decode_command,
     new_id,
 )
+from schemas.events import created_by
 from workers.agents import Agent, AgentRegistry, TurnContext
 from workers.live import LiveTurn
 
@@ -417,15 +418,7 @@ class SessionRunner:
                     await msg.term()
             self.triggers.clear()
             return False
-        created = SessionCreated(
-            session_id=self.sid,
-            task_id=cmd.task_id,
-            command_id=cmd.command_id,
-            interface=cmd.interface,
-            agent=cmd.agent,
-            metadata=cmd.metadata,
-        )
-        await self._append(created)
+        await self._append(created_by(cmd))
         return True
 
     # -- turns ---------------------------------------------------------------------------
