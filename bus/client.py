@@ -74,6 +74,7 @@ Records = list[SessionRecord]
 Workers = list[WorkerInfo]
 History = list[HistoryItem]
 Events = list[Event]
+Values = list[bytes]
 
 
 _ACTIONS: dict[type[Command], tuple[str, SessionState]] = {
@@ -84,7 +85,8 @@ _ACTIONS: dict[type[Command], tuple[str, SessionState]] = {
 
 
 class SessionClient:
-    """Drive sessions over the bus. Cheap to make; holds no session state of its own."""
+    """Drive sessions over the bus. Cheap to make; of sessions it only remembers their task
+    ids (which never change), so that a turn can publish without reading first."""
 
     def __init__(self, bus: Bus, interface: Interface = Interface.BUS) -> None:
         self.bus = bus
@@ -117,11 +119,7 @@ class SessionClient:
             interface=self.interface,
             agent=agent,
             metadata=metadata or {},
-            **(
-                {"command_id": check_token(command_id, "command id")}
-                if command_id is not None
-                else {}
-            ),
+            **_command_id(command_id),
         )
         created, seq = await self._first_commit(cmd)
         self._task_ids[sid] = tid
@@ -203,11 +201,7 @@ class SessionClient:
             task_id=task_id,
             interface=self.interface,
             content=message,
-            **(
-                {"command_id": check_token(command_id, "command id")}
-                if command_id is not None
-                else {}
-            ),
+            **_command_id(command_id),
         )
 
     async def _until_final(self, follower: Follower, receipt: Receipt) -> AsyncIterator[Delivery]:
@@ -325,16 +319,9 @@ class SessionClient:
         return Page(page, _encode_cursor(_order_key(page[-1])) if more and page else None)
 
     async def records(self) -> Records:
-        """Every session record (read in batches straight from the KV stream)."""
-        bucket = self.bus.settings.sessions_bucket
-        msgs = await direct.read_subject(
-            self.bus.nc, f"KV_{bucket}", f"$KV.{bucket}.>", after=0, timeout=self.bus.timeout
-        )
-        return [
-            SessionRecord.model_validate_json(m.data)
-            for m in msgs
-            if m.data and "KV-Operation" not in m.headers
-        ]
+        """Every session record."""
+        values = await self._bucket_values(self.bus.settings.sessions_bucket)
+        return [SessionRecord.model_validate_json(v) for v in values]
 
     async def history(
         self, session_id: str, *, before: int | None = None, limit: int | None = None
@@ -374,17 +361,10 @@ class SessionClient:
 
     async def workers(self) -> Workers:
         """Live workers: those whose last heartbeat is recent (killed ones age out)."""
-        bucket = self.bus.settings.workers_bucket
-        msgs = await direct.read_subject(
-            self.bus.nc, f"KV_{bucket}", f"$KV.{bucket}.>", after=0, timeout=self.bus.timeout
-        )
+        values = await self._bucket_values(self.bus.settings.workers_bucket)
+        infos = [WorkerInfo.model_validate_json(v) for v in values]
         horizon = 3 * self.bus.settings.heartbeat_interval
         now = datetime.now(UTC)
-        infos = [
-            WorkerInfo.model_validate_json(m.data)
-            for m in msgs
-            if m.data and "KV-Operation" not in m.headers
-        ]
         return [w for w in infos if (now - w.seen_at).total_seconds() <= horizon]
 
     async def known_agents(self) -> dict[str, AgentInfo]:
@@ -397,6 +377,13 @@ class SessionClient:
         return agents
 
     # -- internals -----------------------------------------------------------------------
+
+    async def _bucket_values(self, bucket: str) -> Values:
+        """The current values of a KV bucket (history 1), read in batches by direct get."""
+        msgs = await direct.read_subject(
+            self.bus.nc, f"KV_{bucket}", f"$KV.{bucket}.>", after=0, timeout=self.bus.timeout
+        )
+        return [m.data for m in msgs if m.data and "KV-Operation" not in m.headers]
 
     async def _head(self, session_id: str) -> tuple[Event, int]:
         check_token(session_id, "session id")
@@ -426,6 +413,11 @@ class SessionClient:
             what=f"publish {cmd.kind} to {cmd.session_id}",
         )
         return int(ack.seq)
+
+
+def _command_id(command_id: str | None) -> dict[str, str]:
+    """A caller's own command id (validated), or nothing: the model then makes one."""
+    return {} if command_id is None else {"command_id": check_token(command_id, "command id")}
 
 
 def _history_item(seq: int, data: bytes) -> HistoryItem | None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
@@ -21,6 +20,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
+from pydantic import ValidationError
 
 from bus import direct, subjects
 from bus.connection import Bus
@@ -31,11 +31,13 @@ from schemas import (
     Delivery,
     Event,
     Snapshot,
+    TailNotice,
     TokenDelta,
     TurnCompleted,
     TurnFailed,
     TurnStarted,
     decode_event,
+    decode_live,
 )
 
 
@@ -114,7 +116,7 @@ class Follower:
             await self._catch_up(found[1])
 
     async def _catch_up(self, tail: int) -> None:
-        """Deliver stored events in (cursor, tail]; then tail is the known checkpoint."""
+        """Deliver stored events in (cursor, tail]; then ``tail`` is the latest known event."""
         if tail > self.cursor:
             stored = await direct.read_subject(
                 self.bus.nc,
@@ -125,13 +127,12 @@ class Follower:
                 timeout=self.bus.timeout,
             )
             for m in stored:
-                self._deliver_event(m.seq, m.data)
+                self._deliver_event(m.seq, decode_event(m.data))
         self.known = max(self.known, tail)
 
-    def _deliver_event(self, seq: int, data: bytes) -> None:
+    def _deliver_event(self, seq: int, event: Event) -> None:
         if seq <= self.cursor:
             return
-        event = decode_event(data)
         self.cursor = seq
         if isinstance(event, TurnStarted):
             self._turn = _Turn(event.turn_id)
@@ -141,14 +142,17 @@ class Follower:
         self._pending.append(Delivery(cursor=seq, event=event))
 
     async def _on_live(self, msg: Msg) -> None:
-        kind = json.loads(msg.data).get("type") if msg.data else None
-        if kind == "commit":
-            await self._on_commit(CommitNotice.model_validate_json(msg.data))
-        elif kind == "tail":
-            if int(json.loads(msg.data)["seq"]) > self.known:
+        try:
+            live = decode_live(msg.data)
+        except ValidationError:
+            return  # not ours to understand; the stream stays the truth
+        if isinstance(live, CommitNotice):
+            await self._on_commit(live)
+        elif isinstance(live, TailNotice):
+            if live.seq > self.known:
                 await self._poll()
-        elif kind == "token.delta":
-            await self._on_delta(TokenDelta.model_validate_json(msg.data))
+        else:
+            await self._on_delta(live)
 
     async def _on_commit(self, notice: CommitNotice) -> None:
         if notice.seq <= self.known:
@@ -157,8 +161,7 @@ class Follower:
             await self._poll()  # a notice was missed: read the gap back
             return
         for stored in notice.events:
-            if stored.seq > self.cursor:
-                self._deliver_event(stored.seq, stored.event.model_dump_json().encode())
+            self._deliver_event(stored.seq, stored.event)
         self.known = notice.seq
 
     async def _on_delta(self, delta: TokenDelta) -> None:

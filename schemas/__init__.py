@@ -61,6 +61,7 @@ from schemas.records import (
     TailNotice,
     TurnInFlight,
     WorkerInfo,
+    decode_live,
 )
 
 __all__ = [
@@ -117,6 +118,7 @@ __all__ = [
     "check_token",
     "decode_command",
     "decode_event",
+    "decode_live",
     "encode_event",
     "fold",
     "is_token",

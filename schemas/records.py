@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from schemas.commands import Interface
 from schemas.events import Event, TokenDelta
@@ -119,7 +119,13 @@ class Snapshot(BaseModel):
     text: str
 
 
-LiveMessage = CommitNotice | TailNotice | TokenDelta
+LiveMessage = Annotated[CommitNotice | TailNotice | TokenDelta, Field(discriminator="type")]
+LIVE_ADAPTER: TypeAdapter[LiveMessage] = TypeAdapter(LiveMessage)
+
+
+def decode_live(data: bytes) -> CommitNotice | TailNotice | TokenDelta:
+    """Parse one message of ``live.<id>`` (one pass, whatever its type)."""
+    return LIVE_ADAPTER.validate_json(data)
 
 
 class AgentInfo(BaseModel):

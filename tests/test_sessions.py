@@ -12,6 +12,7 @@ from bus import (
     Bus,
     IllegalTransitionError,
     MessageTooLargeError,
+    Receipt,
     SessionClient,
     SessionExistsError,
     SessionNotFoundError,
@@ -26,6 +27,7 @@ from schemas import (
     CommandRejected,
     CommandSkipped,
     Delivery,
+    SessionRecord,
     SessionState,
     TokenDelta,
     TurnCompleted,
@@ -148,6 +150,19 @@ async def streaming(client: SessionClient, session_id: str, at_least: int = 1) -
     return bool(resp.data) and json.loads(resp.data)["index"] >= at_least
 
 
+async def slow_turn_streaming(
+    client: SessionClient, *, pieces: int, delay: float, at_least: int = 1
+) -> tuple[SessionRecord, Receipt]:
+    """A session of the slow agent whose first turn has streamed ``at_least`` pieces."""
+    record, receipt = await client.create("slow", metadata={"pieces": pieces, "delay": delay})
+    await client.wait(receipt)
+    sent = await client.send(record.session_id, "go")
+    await eventually(
+        lambda: streaming(client, record.session_id, at_least), what="the turn to stream"
+    )
+    return record, sent
+
+
 async def _true_after_subscribed(client: SessionClient, session_id: str) -> bool:
     # events() subscribes before reading; a flush makes sure the server has the SUB.
     await client.bus.nc.flush()
@@ -157,11 +172,7 @@ async def _true_after_subscribed(client: SessionClient, session_id: str) -> bool
 async def test_joining_mid_turn_gets_text_so_far_then_the_rest(
     client: SessionClient, worker: InProcessWorker
 ) -> None:
-    record, receipt = await client.create("slow", metadata={"pieces": 30, "delay": 0.03})
-    await client.wait(receipt)
-    sent = await client.send(record.session_id, "go")
-
-    await eventually(lambda: streaming(client, record.session_id, 5), what="the turn to stream")
+    record, sent = await slow_turn_streaming(client, pieces=30, delay=0.03, at_least=5)
     collected: list[Delivery] = []
     async with asyncio.timeout(15):
         async for item in client.events(record.session_id):
@@ -246,8 +257,6 @@ async def test_worker_rejects_what_raced_past_the_client_check(
     await client.complete(record.session_id)
     cmd = UserMessage(session_id=record.session_id, task_id=record.task_id, content="late")
     await client.bus.js.publish(subjects.inputs(record.session_id), cmd.model_dump_json().encode())
-    from bus import Receipt
-
     tail = (await client.bus.js.stream_info(client.bus.stream)).state.last_seq
     events = await client.wait(Receipt(record.session_id, cmd.command_id, 0 * tail))
     assert isinstance(events[-1], CommandRejected)
@@ -324,11 +333,7 @@ async def test_failing_agent_fails_the_turn_and_keeps_the_partial_reply(
 async def test_cancel_stops_the_turn_in_flight(
     client: SessionClient, worker: InProcessWorker
 ) -> None:
-    record, receipt = await client.create("slow", metadata={"pieces": 200, "delay": 0.05})
-    await client.wait(receipt)
-    sent = await client.send(record.session_id, "long one")
-
-    await eventually(lambda: streaming(client, record.session_id), what="the turn to stream")
+    record, sent = await slow_turn_streaming(client, pieces=200, delay=0.05)
     await client.cancel(record.session_id)
     events = await client.wait(sent)
     assert isinstance(events[-1], TurnFailed) and events[-1].cancelled

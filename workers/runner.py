@@ -142,10 +142,26 @@ class SessionRunner:
         # fence rejects anything written from a state that was stale.
         cached = self.ctx.cache.take(self.sid)
         hint = cached.lease_hint if cached else None
-        lease, _ = await asyncio.gather(
+        claimed, loaded = await asyncio.gather(
             leases.claim(self.bus.leases, self.sid, self.ctx.worker_id, hint),
             self._load(cached),
+            return_exceptions=True,
         )
+        failure = next((r for r in (claimed, loaded) if isinstance(r, BaseException)), None)
+        if failure is not None:
+            # The bus failed us before the work began (e.g. a server restarting): give the
+            # lease and the triggers back rather than leave them to expire.
+            self.accepting = False
+            if isinstance(claimed, leases.Lease):
+                with contextlib.suppress(Exception):
+                    await leases.release(
+                        self.bus.nc, self.bus.settings.leases_bucket, claimed, self.bus.timeout
+                    )
+            await self._settle_triggers(retry_delay=0.5)
+            self.done.set()
+            raise failure
+        lease = claimed
+        assert lease is None or isinstance(lease, leases.Lease)
         if lease is None:
             self.accepting = False
             await self._defer_triggers()
@@ -372,35 +388,28 @@ class SessionRunner:
         )
 
     async def _reject(self, seq: int, cmd: Command, reason: str) -> None:
-        await self._append(
-            CommandRejected(
-                **self._meta(cmd.command_id, cmd.interface, seq),
-                final=True,
-                command_kind=cmd.kind,
-                reason=reason,
-            )
-        )
+        await self._conclude(CommandRejected, seq, cmd.command_id, cmd.interface, cmd.kind, reason)
 
     async def _skip(self, seq: int, cmd: Command, reason: str) -> None:
-        await self._append(
-            CommandSkipped(
-                **self._meta(cmd.command_id, cmd.interface, seq),
-                final=True,
-                command_kind=cmd.kind,
-                reason=reason,
-            )
-        )
+        await self._conclude(CommandSkipped, seq, cmd.command_id, cmd.interface, cmd.kind, reason)
 
     async def _reject_invalid(self, seq: int, command_id: str | None, reason: str) -> None:
         log.warning("session %s: invalid command at %d: %s", self.sid, seq, reason)
-        await self._append(
-            CommandRejected(
-                **self._meta(command_id, Interface.BUS, seq),
-                final=True,
-                command_kind="invalid",
-                reason=f"invalid command: {reason}",
-            )
-        )
+        reason = f"invalid command: {reason}"
+        await self._conclude(CommandRejected, seq, command_id, Interface.BUS, "invalid", reason)
+
+    async def _conclude(
+        self,
+        kind: type[CommandRejected | CommandSkipped],
+        seq: int,
+        command_id: str | None,
+        interface: Interface | None,
+        command_kind: str,
+        reason: str,
+    ) -> None:
+        """End a command with one event that has no other effect."""
+        meta = self._meta(command_id, interface, seq)
+        await self._append(kind(**meta, final=True, command_kind=command_kind, reason=reason))
 
     async def _create_from_bus(self) -> bool:
         """Inputs for a session with no events: a create published on the bus makes one."""
