@@ -209,10 +209,12 @@ class SessionClient:
         timeout = self.bus.settings.command_timeout
         turns: set[str] = set()
         stream = follower.deliveries()
+        loop = asyncio.get_running_loop()
         try:
             while True:
-                try:
-                    item = await asyncio.wait_for(anext(stream), timeout)
+                try:  # asyncio.timeout, not wait_for: no task per item on this hot path
+                    async with asyncio.timeout_at(loop.time() + timeout):
+                        item = await anext(stream)
                 except TimeoutError:
                     raise CommandTimeoutError(
                         receipt.session_id, receipt.command_id, timeout

@@ -103,11 +103,15 @@ class Follower:
         while True:
             while self._pending:
                 yield self._pending.pop(0)
-            try:
-                msg = await asyncio.wait_for(self._queue.get(), self.poll_interval)
-            except TimeoutError:
-                await self._poll()
-                continue
+            if self._queue.empty():
+                try:
+                    async with asyncio.timeout(self.poll_interval):
+                        msg = await self._queue.get()
+                except TimeoutError:
+                    await self._poll()
+                    continue
+            else:
+                msg = self._queue.get_nowait()
             await self._on_live(msg)
 
     async def _poll(self) -> None:

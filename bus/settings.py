@@ -45,6 +45,11 @@ class Settings(BaseSettings):
         default=15.0, gt=0, description="Seconds a client waits for a command's outcome."
     )
     context_messages: int = Field(default=200, ge=2)
+    linger: float = Field(
+        default=0.5,
+        ge=0,
+        description="Seconds a worker keeps a session after its last input, for the next one.",
+    )
     state_cache: int = Field(
         default=1000, ge=0, description="Sessions whose state a worker keeps between runs."
     )

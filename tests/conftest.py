@@ -29,6 +29,7 @@ FAST = {
     "heartbeat_interval": 0.5,
     "command_timeout": 20.0,
     "drain_grace": 2.0,
+    "linger": 2.0,
 }
 
 
@@ -127,6 +128,7 @@ def env_for(settings: Settings, **extra: str) -> dict[str, str]:
             "PRAXIS_HEARTBEAT_INTERVAL": str(settings.heartbeat_interval),
             "PRAXIS_COMMAND_TIMEOUT": str(settings.command_timeout),
             "PRAXIS_DRAIN_GRACE": str(settings.drain_grace),
+            "PRAXIS_LINGER": str(settings.linger),
             "PYTHONPATH": str(ROOT),
         }
     )

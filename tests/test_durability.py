@@ -236,3 +236,34 @@ async def test_graceful_drain_hands_the_session_to_the_next_worker(
     assert isinstance(events[-1], TurnCompleted)
     history = await client.history(record.session_id)
     assert [h.role for h in history] == ["user", "agent"]
+
+
+async def test_follow_up_messages_stay_with_the_owner_while_it_lingers(
+    client: SessionClient, start_worker: Callable[[], Awaitable[InProcessWorker]]
+) -> None:
+    first, second = await start_worker(), await start_worker()
+    record, receipt = await client.create("echo")
+    await client.wait(receipt)
+    for i in range(6):  # both workers take triggers; the owner keeps the session meanwhile
+        items = [d async for d in client.turn(record.session_id, f"m{i}")]
+        assert isinstance(items[-1].event, TurnCompleted)
+    claims = [
+        d.event
+        async for d in _durable_events(client, record.session_id)
+        if isinstance(d.event, SessionClaimed)
+    ]
+    assert len(claims) == 1, "one claim for the whole burst"
+    owner = claims[0].worker_id
+    assert owner in {first.worker.worker_id, second.worker.worker_id}
+    await first.stop()  # draining ends the linger at once and hands the session back
+    await second.stop()
+
+
+async def _durable_events(client: SessionClient, session_id: str):  # type: ignore[no-untyped-def]
+    found = await load_state(client.bus, session_id)
+    assert found is not None
+    async for item in client.events(session_id, after=0):
+        if item.cursor is not None:
+            yield item
+            if item.cursor >= found[1]:
+                return

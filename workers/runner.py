@@ -102,6 +102,8 @@ class RunContext:
         self.registry = registry
         self.worker_id = worker_id
         self.cache = StateCache(bus.settings.state_cache)
+        self.stopping = asyncio.Event()
+        """Set when the worker drains: runners stop lingering."""
 
 
 def stream_seq(msg: Msg) -> int:
@@ -126,6 +128,7 @@ class SessionRunner:
         self.accepting = True
         """New triggers for the session may join this run (until its last input check)."""
         self.done = asyncio.Event()
+        self._wake = asyncio.Event()  # a new input may be there: a trigger or a command seen
 
     @property
     def state(self) -> Checkpoint:
@@ -136,6 +139,7 @@ class SessionRunner:
 
     def add_trigger(self, msg: Msg) -> None:
         self.triggers.append(msg)
+        self._wake.set()
 
     async def run(self) -> None:
         # Read while claiming: what is read is only used if the claim succeeds, and the
@@ -279,9 +283,12 @@ class SessionRunner:
         if self.state.progress > self.state.input_cursor:
             await self._handle_seq(self.state.progress)  # finish what a dead owner left
         while True:
+            self._wake.clear()  # before the read: an input arriving after it wakes the linger
             nxt, self._first = self._first, None
             if nxt is None or nxt.seq <= self.state.input_cursor:
                 nxt = await self._next_input(self.state.input_cursor + 1)
+            if nxt is None:
+                nxt = await self._linger()
             if nxt is None:
                 self.accepting = False
                 if not any(stream_seq(m) > self.state.input_cursor for m in self.triggers):
@@ -289,6 +296,38 @@ class SessionRunner:
                 self.accepting = True  # a trigger joined after the last read: go on
                 continue
             await self._handle(nxt.seq, nxt.data, nxt.headers.get("Nats-Msg-Id"))
+
+    async def _linger(self) -> direct.StoredMsg | None:
+        """Keep the session a moment after its last input: the next one, if it comes soon,
+        is taken without a new claim (whichever worker its trigger reaches).
+
+        A command reaches subscribers a moment before the stream has stored it, so after a
+        wake the input is read again, backing off, until it is there or the linger ends.
+        """
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self.bus.settings.linger
+        recheck: float | None = None  # set once woken: read again after this long
+        while not self.ctx.stopping.is_set():
+            remaining = end - loop.time()
+            if remaining <= 0:
+                return None
+            woken = asyncio.ensure_future(self._wake.wait())
+            stopping = asyncio.ensure_future(self.ctx.stopping.wait())
+            wait = remaining if recheck is None else min(remaining, recheck)
+            await asyncio.wait({woken, stopping}, timeout=wait, return_when="FIRST_COMPLETED")
+            woken.cancel()
+            stopping.cancel()
+            if self._wake.is_set():
+                self._wake.clear()
+                recheck = 0.001
+            elif recheck is None:
+                continue
+            else:
+                recheck = min(recheck * 2, 0.05)
+            nxt = await self._next_input(self.state.input_cursor + 1)
+            if nxt is not None:
+                return nxt
+        return None
 
     async def _handle_seq(self, seq: int) -> None:
         msg = await direct.next_by_subject(
@@ -544,6 +583,7 @@ class SessionRunner:
             await msg.respond(body)
 
     async def _on_control(self, msg: Msg) -> None:
+        self._wake.set()  # a new command for this session
         live = self._live
         if live is None or b'"cancel_turn"' not in msg.data:
             return

@@ -68,6 +68,7 @@ class Worker:
         self._stopped = True
         log.info("worker %s draining (%d sessions running)", self.worker_id, len(self._runners))
         self._pull.stop()
+        self.ctx.stopping.set()
         await self._pull.wait_idle(self.bus.settings.drain_grace)
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await pulling
