@@ -6,7 +6,7 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +17,7 @@ from bus.errors import (
     CommandTimeoutError,
     FenceRejectedError,
     IllegalTransitionError,
+    InvalidCursorError,
     MessageTooLargeError,
     SessionExistsError,
     SessionNotFoundError,
@@ -77,6 +78,8 @@ Events = list[Event]
 Values = list[bytes]
 
 
+_TASK_IDS_KEPT = 100_000
+
 _ACTIONS: dict[type[Command], tuple[str, SessionState]] = {
     Suspend: ("suspend", SessionState.SUSPENDED),
     Resume: ("resume", SessionState.ACTIVE),
@@ -122,7 +125,7 @@ class SessionClient:
             **_command_id(command_id),
         )
         created, seq = await self._first_commit(cmd)
-        self._task_ids[sid] = tid
+        self._remember(sid, tid)
         record = fold_start(created, seq).session
         await asyncio.gather(
             self.bus.sessions.create(sid, record.model_dump_json().encode()),
@@ -172,7 +175,7 @@ class SessionClient:
 
     async def turn(
         self, session_id: str, message: str, *, command_id: str | None = None
-    ) -> AsyncIterator[Delivery]:
+    ) -> AsyncGenerator[Delivery, None]:
         """Send a message and yield what it causes (deltas, reply) until the turn ends."""
         follower = Follower(self.bus, session_id)
         try:
@@ -298,10 +301,14 @@ class SessionClient:
         state: SessionState | None = None,
         agent: str | None = None,
         task_id: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
-        """Sessions newest first, filtered, ``limit`` a page; pass ``next_cursor`` on."""
+        """Sessions newest first, filtered, ``limit`` a page; pass ``next_cursor`` on.
+
+        ``created_after`` is inclusive, ``created_before`` exclusive."""
         for value, kind in ((agent, "agent name"), (task_id, "task id")):
             if value is not None:
                 check_token(value, kind)
@@ -312,6 +319,8 @@ class SessionClient:
             if (state is None or r.state == state)
             and (agent is None or r.agent == agent)
             and (task_id is None or r.task_id == task_id)
+            and (created_after is None or r.created_at >= created_after)
+            and (created_before is None or r.created_at < created_before)
         ]
         records.sort(key=_order_key)
         if after is not None:
@@ -329,6 +338,14 @@ class SessionClient:
         self, session_id: str, *, before: int | None = None, limit: int | None = None
     ) -> History:
         """The conversation, oldest first; ``before``/``limit`` page backwards by cursor."""
+        items, _ = await self.history_page(session_id, before=before, limit=limit)
+        return items
+
+    async def history_page(
+        self, session_id: str, *, before: int | None = None, limit: int | None = None
+    ) -> tuple[History, bool]:
+        """The last ``limit`` messages before the cursor ``before``, and whether there are
+        older ones."""
         await self._head(session_id)
         msgs = await direct.read_subject(
             self.bus.nc,
@@ -339,7 +356,9 @@ class SessionClient:
             timeout=self.bus.timeout,
         )
         items = [item for m in msgs if (item := _history_item(m.seq, m.data)) is not None]
-        return items[-limit:] if limit else items
+        if limit and len(items) > limit:
+            return items[-limit:], True
+        return items, False
 
     async def events(self, session_id: str, after: int | None = None) -> AsyncIterator[Delivery]:
         """Durable events after ``after`` (``None``: from now) then live ones, with deltas."""
@@ -352,9 +371,40 @@ class SessionClient:
         finally:
             await follower.close()
 
-    async def purge(self, session_id: str) -> None:
+    async def watch(
+        self, session_id: str, after: int | None = None, *, keepalive: float | None = None
+    ) -> AsyncGenerator[Delivery | None, None]:
+        """Like :meth:`events`, but the session is looked up (and ``after`` checked) before
+        this returns, and ``None`` comes after each ``keepalive`` seconds of quiet."""
+        follower = Follower(self.bus, session_id)
+        try:
+            _, tail = await follower.open()
+            if after is not None and after > tail:
+                raise InvalidCursorError(
+                    f"cursor {after} is beyond the last event of session {session_id!r} ({tail})"
+                )
+            await follower.start(after, tail)
+        except BaseException:
+            await follower.close()
+            raise
+        return self._relay(follower, keepalive)
+
+    @staticmethod
+    async def _relay(
+        follower: Follower, keepalive: float | None
+    ) -> AsyncGenerator[Delivery | None, None]:
+        try:
+            async for item in follower.updates(keepalive):
+                yield item
+        finally:
+            await follower.close()
+
+    async def purge(self, session_id: str, *, missing_ok: bool = True) -> None:
         """Remove everything of a session from the bus: its subjects and its record."""
         check_token(session_id, "session id")
+        if not missing_ok:
+            await self._head(session_id)
+        self._task_ids.pop(session_id, None)
         await self.bus.js.purge_stream(self.bus.stream, subject=subjects.session_all(session_id))
         await self.bus.sessions.purge(session_id)
         await self.bus.leases.purge(session_id)
@@ -392,8 +442,14 @@ class SessionClient:
         found = await load_head(self.bus, session_id)
         if found is None:
             raise SessionNotFoundError(session_id)
-        self._task_ids[session_id] = found[0].task_id
+        self._remember(session_id, found[0].task_id)
         return found
+
+    def _remember(self, session_id: str, task_id: str) -> None:
+        ids = self._task_ids
+        if len(ids) >= _TASK_IDS_KEPT:  # a long-lived edge talks to endless sessions
+            del ids[next(iter(ids))]
+        ids[session_id] = task_id
 
     async def _checkpoint(self, session_id: str) -> tuple[Checkpoint, int]:
         check_token(session_id, "session id")
@@ -451,4 +507,6 @@ def _decode_cursor(cursor: str) -> tuple[float, str]:
         ts, sid = json.loads(base64.urlsafe_b64decode(cursor.encode()))
         return float(ts), str(sid)
     except Exception as e:
-        raise ValueError(f"invalid list cursor {cursor[:40]!r}") from e
+        raise InvalidCursorError(
+            f"invalid list cursor {cursor[:40]!r}: pass a next_cursor back unchanged"
+        ) from e

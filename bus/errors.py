@@ -96,6 +96,10 @@ class MessageTooLargeError(BusError):
         self.limit = limit
 
 
+class InvalidCursorError(BusError, ValueError):
+    """A paging or event cursor that does not come from us or points past the end."""
+
+
 class PublishError(BusError):
     """JetStream did not store a publish, after retries."""
 
@@ -105,6 +109,7 @@ __all__ = [
     "CommandTimeoutError",
     "FenceRejectedError",
     "IllegalTransitionError",
+    "InvalidCursorError",
     "InvalidIdError",
     "MessageTooLargeError",
     "NotConnectedError",

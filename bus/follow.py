@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
+from typing import cast
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -99,19 +100,38 @@ class Follower:
         if join_turn:
             await self._snapshot()
 
-    async def deliveries(self) -> AsyncGenerator[Delivery, None]:
+    def deliveries(self) -> AsyncGenerator[Delivery, None]:
+        """Every delivery, for as long as the caller iterates."""
+        return cast(AsyncGenerator[Delivery, None], self.updates(None))
+
+    async def updates(self, keepalive: float | None) -> AsyncGenerator[Delivery | None, None]:
+        """Deliveries, and ``None`` after each ``keepalive`` seconds with nothing to deliver
+        (for relays that must show an idle connection is alive)."""
+        loop = asyncio.get_running_loop()
+        quiet_since = poll_at = loop.time()
         while True:
             while self._pending:
                 yield self._pending.pop(0)
+                quiet_since = loop.time()
             if self._queue.empty():
+                now = loop.time()
+                if keepalive is not None and now - quiet_since >= keepalive:
+                    yield None
+                    quiet_since = now
+                wake = poll_at + self.poll_interval
+                if keepalive is not None:
+                    wake = min(wake, quiet_since + keepalive)
                 try:
-                    async with asyncio.timeout(self.poll_interval):
+                    async with asyncio.timeout_at(wake):
                         msg = await self._queue.get()
                 except TimeoutError:
-                    await self._poll()
+                    if loop.time() >= poll_at + self.poll_interval:
+                        poll_at = loop.time()
+                        await self._poll()
                     continue
             else:
                 msg = self._queue.get_nowait()
+            poll_at = loop.time()  # poll only after poll_interval without a notice
             await self._on_live(msg)
 
     async def _poll(self) -> None:

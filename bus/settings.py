@@ -58,4 +58,12 @@ class Settings(BaseSettings):
         description="Extra agent factories as 'module:attribute', besides entry points.",
     )
     inprocess_worker: Literal["auto", "always", "never"] = "auto"
+    edge_host: str = Field(default="127.0.0.1", description="Address the edge listens on.")
+    edge_port: int = Field(default=8000, ge=0, le=65535, description="Port of the edge (0: any).")
+    edge_max_body: int = Field(
+        default=64 * 1024, ge=1024, description="Largest HTTP request body the edge takes (bytes)."
+    )
+    sse_keepalive: float = Field(
+        default=15.0, gt=0, description="Seconds of quiet after which an SSE stream gets a comment."
+    )
     drain_grace: float = Field(default=10.0, ge=0)

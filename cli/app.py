@@ -22,6 +22,8 @@ from bus.embedded import EmbeddedServerError
 from cli.chat import TurnError, chat, one_turn, show_greeting, show_recent
 from cli.render import session_rows, table, worker_rows
 from cli.runtime import bus_connection, resolve_url, runtime
+from edge.app import create_app
+from edge.server import serve
 from schemas import TERMINAL, InvalidIdError, SessionState
 from workers import Worker, install_signal_handlers, load_agents
 
@@ -336,15 +338,57 @@ def worker_cmd() -> int:
     return _run(main())
 
 
+HostOption = Annotated[
+    str | None, Parameter(help="Address to listen on (default PRAXIS_EDGE_HOST, 127.0.0.1).")
+]
+PortOption = Annotated[
+    int | None, Parameter(help="Port to listen on, 0 for any free one (default 8000).")
+]
+
+
+@app.command(name="edge")
+def edge_cmd(*, host: HostOption = None, port: PortOption = None) -> int:
+    """Serve the HTTP API (REST, SSE; OpenAPI at /schema) until SIGTERM or Ctrl-C.
+
+    Without PRAXIS_NATS_URL it uses the embedded server and, unless a dedicated worker is
+    running, a worker in its own process (PRAXIS_INPROCESS_WORKER=never to turn it off).
+    """
+    _logging("WARNING")
+
+    async def main() -> None:
+        settings = _settings()
+        stop = asyncio.Event()
+        install_signal_handlers(stop)
+        async with runtime(settings, name="praxis-edge") as rt:
+            if rt.worker is not None:
+                print("No dedicated worker is running: this edge runs one itself.", flush=True)
+            app = create_app(settings, rt.bus)
+            await serve(
+                app,
+                host or settings.edge_host,
+                settings.edge_port if port is None else port,
+                stop,
+            )
+
+    return _run(main())
+
+
 @app.command(name="up")
-def up_cmd(*, workers: Annotated[int, Parameter(help="Worker processes to run.")] = 1) -> int:
-    """Run the local stack in the foreground (NATS unless PRAXIS_NATS_URL, workers) until Ctrl-C."""
+def up_cmd(
+    *,
+    workers: Annotated[int, Parameter(help="Worker processes to run.")] = 1,
+    host: HostOption = None,
+    port: PortOption = None,
+    edge: Annotated[bool, Parameter(help="Run the HTTP edge too.", negative="--no-edge")] = True,
+) -> int:
+    """Run the local stack in the foreground until Ctrl-C: NATS (unless PRAXIS_NATS_URL),
+    workers and the HTTP edge."""
     _logging("INFO")
 
     async def main() -> None:
         settings = _settings()
         url, embedded = await resolve_url(settings, keep=True)
-        env = {**os.environ, "PRAXIS_NATS_URL": url}
+        env = {**os.environ, "PRAXIS_NATS_URL": url, "PRAXIS_INPROCESS_WORKER": "never"}
         stop = asyncio.Event()
         install_signal_handlers(stop)
         procs: list[subprocess.Popen[bytes]] = []
@@ -355,8 +399,19 @@ def up_cmd(*, workers: Annotated[int, Parameter(help="Worker processes to run.")
                     for _ in range(max(workers, 0))
                 ]
                 await _wait_for_workers(SessionClient(bus), {p.pid for p in procs}, procs)
+                edge_url = None
+                if edge:
+                    edge_args = ["--host", host or settings.edge_host]
+                    edge_args += ["--port", str(settings.edge_port if port is None else port)]
+                    edge_proc, edge_url = await asyncio.to_thread(_start_edge, edge_args, env)
+                    procs.append(edge_proc)
                 where = f"embedded NATS at {url} (data in {settings.data_dir})" if embedded else url
-                print(f"Praxis is up: {where}; {len(procs)} worker(s). Ctrl-C to stop.", flush=True)
+                print(
+                    f"Praxis is up: {where}; {workers} worker(s)"
+                    + (f"; HTTP API at {edge_url} (docs at {edge_url}/schema)" if edge_url else "")
+                    + ". Ctrl-C to stop.",
+                    flush=True,
+                )
                 await stop.wait()
         finally:
             for p in procs:
@@ -368,6 +423,20 @@ def up_cmd(*, workers: Annotated[int, Parameter(help="Worker processes to run.")
             print("Praxis stopped.", flush=True)
 
     return _run(main())
+
+
+def _start_edge(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``praxis edge``; return it and its URL once it listens."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli", "edge", *args], env=env, stdout=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    for raw in proc.stdout:  # it prints one line when it listens (logs go to stderr)
+        line = raw.decode().strip()
+        if line.startswith("Praxis edge on "):
+            return proc, line.removeprefix("Praxis edge on ")
+    proc.wait()
+    raise BusError(f"the edge did not start (exit code {proc.returncode}); see the log above")
 
 
 async def _wait_for_workers(

@@ -60,8 +60,10 @@ async def bus_connection(
 
 
 @contextlib.asynccontextmanager
-async def runtime(settings: Settings, *, with_worker: bool = True) -> AsyncIterator[Runtime]:
-    async with bus_connection(settings, "praxis-cli") as (bus, embedded):
+async def runtime(
+    settings: Settings, *, with_worker: bool = True, name: str = "praxis-cli"
+) -> AsyncIterator[Runtime]:
+    async with bus_connection(settings, name) as (bus, embedded):
         client = SessionClient(bus, Interface.CLI)
         worker: Worker | None = None
         if with_worker and _wants_worker(settings, embedded) and not await _dedicated(client):

@@ -1,0 +1,99 @@
+"""The Litestar app of the edge: REST, SSE and OpenAPI over one ``SessionClient``.
+
+The edge keeps no session state: any number of edge processes can serve the same
+sessions. ``create_app(settings, bus)`` uses a connection the caller manages (``praxis
+edge`` does, with the embedded server when there is no ``PRAXIS_NATS_URL``);
+``create_app(settings)`` connects to ``PRAXIS_NATS_URL`` itself, for ASGI servers run on
+their own: ``uvicorn --factory edge.app:from_env``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Litestar, MediaType, Response, get
+from litestar.datastructures import State
+from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
+
+from bus import Bus, NotConnectedError, SessionClient, Settings, connect
+from edge import problems
+from edge.sessions import AgentSessions
+from schemas import Interface
+from schemas.api import Health, Problem
+
+VERSION = "0.1.0"
+
+
+@get("/healthz", tags=["health"], summary="The process is up")
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@get(
+    "/readyz",
+    tags=["health"],
+    summary="NATS is reachable and the stream is there",
+    responses={503: ResponseSpec(Problem, media_type=problems.MEDIA_TYPE)},
+)
+async def readyz(state: State) -> Response[Any]:
+    bus: Bus = state.bus
+    try:
+        if not bus.nc.is_connected:
+            raise ConnectionError("not connected to NATS")
+        async with asyncio.timeout(bus.timeout):
+            await bus.js.stream_info(bus.stream)
+    except Exception as e:  # anything here means: not ready
+        found = problems.problem(503, f"not ready: {e or type(e).__name__}", "not-ready")
+        return Response(
+            found.model_dump(mode="json", exclude_none=True),
+            status_code=503,
+            media_type=problems.MEDIA_TYPE,
+        )
+    return Response(Health(status="ready"), media_type=MediaType.JSON)
+
+
+def create_app(settings: Settings, bus: Bus | None = None) -> Litestar:
+    """The edge app; without ``bus`` it connects to ``settings.nats_url`` while it runs."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            used = bus
+            if used is None:
+                if not settings.nats_url:
+                    raise NotConnectedError(
+                        "(unset)",
+                        "set PRAXIS_NATS_URL, or run 'praxis edge' to use the embedded server",
+                    )
+                used = await stack.enter_async_context(
+                    connect(settings, settings.nats_url, "praxis-edge")
+                )
+            app.state.bus = used
+            app.state.client = SessionClient(used, Interface.API)
+            yield
+
+    return Litestar(
+        route_handlers=[AgentSessions, healthz, readyz],
+        lifespan=[lifespan],
+        state=State({"settings": settings}),
+        exception_handlers={Exception: problems.handle},
+        request_max_body_size=settings.edge_max_body,
+        openapi_config=OpenAPIConfig(
+            title="Praxis",
+            version=VERSION,
+            description="Conversational agent sessions on NATS JetStream: create, talk, "
+            "follow live (Server-Sent Events), suspend, resume, from any interface.",
+            path="/schema",
+            render_plugins=[SwaggerRenderPlugin(), RedocRenderPlugin()],
+        ),
+        debug=False,
+    )
+
+
+def from_env() -> Litestar:
+    """App factory for ASGI servers: settings from ``PRAXIS_*``."""
+    return create_app(Settings())

@@ -1,0 +1,48 @@
+"""Serve the edge with uvicorn inside the caller's event loop (and its signal handling)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Generator
+
+import uvicorn
+from litestar import Litestar
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, minus its own signal handlers: the caller's stop event ends it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+async def serve(app: Litestar, host: str, port: int, stop: asyncio.Event) -> None:
+    """Serve until ``stop`` is set; print the URL once listening (port 0: any free one)."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=2,
+        server_header=False,
+    )
+    server = _Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # uvicorn has no event for this
+        if task.done():
+            with contextlib.suppress(SystemExit):  # uvicorn exits when it cannot bind
+                await task
+            raise OSError(f"the edge could not start on {host}:{port} (see the log above)")
+        await asyncio.sleep(0.01)
+    bound = server.servers[0].sockets[0].getsockname()
+    shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+    print(f"Praxis edge on http://{shown}:{bound[1]}", flush=True)
+    stop_waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
+    server.should_exit = True
+    stop_waiter.cancel()
+    await task

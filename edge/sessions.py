@@ -1,0 +1,260 @@
+"""``/agent-sessions``: the REST and SSE face of ``SessionClient`` (no logic of its own)."""
+
+from __future__ import annotations
+
+from litestar import Controller, delete, get, post
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import ResponseSpec
+from litestar.params import Parameter
+from litestar.response import ServerSentEvent
+from pydantic import BaseModel, ConfigDict, Field
+
+from bus import IllegalTransitionError, InvalidCursorError, SessionClient, Settings
+from edge import sse
+from schemas import CommandRejected, check_token
+from schemas.api import (
+    MAX_PAGE,
+    Accepted,
+    CreatedSession,
+    CreateSessionRequest,
+    HistoryPage,
+    ListSessionsRequest,
+    Problem,
+    SendMessageRequest,
+    SessionPage,
+    SessionView,
+)
+from schemas.commands import MAX_MESSAGE_CHARS
+
+
+class TransitionRequest(BaseModel):
+    """Why the session is being suspended or completed (optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, max_length=MAX_MESSAGE_CHARS)
+
+
+def _problems(*statuses: int) -> dict[int, ResponseSpec]:
+    what = {
+        400: "Malformed JSON, an invalid id or cursor.",
+        404: "Unknown session.",
+        409: "Not allowed in the session's current state (`state` says which it is).",
+        413: "Request body over the limit (PRAXIS_EDGE_MAX_BODY).",
+        422: "A field is invalid (`errors` names it).",
+        504: "The command is stored but no worker handled it in time.",
+    }
+    return {
+        s: ResponseSpec(Problem, description=what[s], media_type="application/problem+json")
+        for s in statuses
+    }
+
+
+_SSE = ResponseSpec(
+    None,
+    description="`text/event-stream`: `id:` the event cursor, `event:` its type, `data:` an "
+    "EventEnvelope (see the schema of EventEnvelope).",
+    media_type="text/event-stream",
+)
+
+
+def _client(state: State) -> SessionClient:
+    client: SessionClient = state.client
+    return client
+
+
+def _settings(state: State) -> Settings:
+    settings: Settings = state.settings
+    return settings
+
+
+class AgentSessions(Controller):
+    path = "/agent-sessions"
+    tags = ["agent sessions"]
+    dependencies = {
+        "client": Provide(_client, sync_to_thread=False),
+        "settings": Provide(_settings, sync_to_thread=False),
+    }
+
+    @post(
+        "/create",
+        status_code=201,
+        summary="Create a session",
+        responses=_problems(400, 409, 413, 422),
+    )
+    async def create(self, data: CreateSessionRequest, client: SessionClient) -> CreatedSession:
+        record, receipt = await client.create(
+            data.agent_name,
+            task_id=data.task_id,
+            metadata=data.metadata,
+            initial_message=data.initial_message,
+            session_id=data.session_id,
+        )
+        return CreatedSession(
+            session_id=record.session_id,
+            task_id=record.task_id,
+            state=record.state,
+            agent_name=record.agent,
+            created_at=record.created_at,
+            command_id=receipt.command_id,
+            cursor=receipt.cursor,
+        )
+
+    @post("/list", status_code=200, summary="List sessions", responses=_problems(400, 422))
+    async def list_sessions(self, data: ListSessionsRequest, client: SessionClient) -> SessionPage:
+        page = await client.list(
+            state=data.state,
+            agent=data.agent_name,
+            task_id=data.task_id,
+            created_after=data.created_after,
+            created_before=data.created_before,
+            limit=data.limit,
+            cursor=data.cursor,
+        )
+        return SessionPage(
+            items=[SessionView.of(r) for r in page.items], next_cursor=page.next_cursor
+        )
+
+    @get("/{session_id:str}", summary="Get a session", responses=_problems(400, 404))
+    async def get_session(self, session_id: str, client: SessionClient) -> SessionView:
+        return SessionView.of(await client.get(check_token(session_id, "session id")))
+
+    @post(
+        "/{session_id:str}/messages",
+        status_code=202,
+        summary="Send a message",
+        description="Without `stream`: 202 with the command id and the cursor to follow. "
+        "With `stream: true`: 200, an SSE stream of this turn (token deltas, the agent's "
+        "message, turn.completed or turn.failed) that ends with the turn.",
+        responses={200: _SSE, **_problems(400, 404, 409, 413, 422, 504)},
+    )
+    async def send(
+        self, session_id: str, data: SendMessageRequest, client: SessionClient
+    ) -> Accepted | ServerSentEvent:
+        sid = check_token(session_id, "session id")
+        if not data.stream:
+            receipt = await client.send(sid, data.message, command_id=data.command_id)
+            return Accepted(session_id=sid, command_id=receipt.command_id, cursor=receipt.cursor)
+        turn = client.turn(sid, data.message, command_id=data.command_id)
+        try:  # the first event tells whether the message was taken: errors answer as such
+            first = await anext(turn)
+        except BaseException:
+            await turn.aclose()
+            raise
+        if isinstance(first.event, CommandRejected):
+            await turn.aclose()
+            ev = first.event
+            raise IllegalTransitionError(sid, "send a message to", ev.state, ev.reason)
+        return sse.response(sse.relay(turn, first))
+
+    @post(
+        "/{session_id:str}/suspend",
+        status_code=200,
+        summary="Suspend a session",
+        responses=_problems(400, 404, 409, 504),
+    )
+    async def suspend(
+        self, session_id: str, client: SessionClient, data: TransitionRequest | None = None
+    ) -> SessionView:
+        reason = data.reason if data else None
+        return SessionView.of(await client.suspend(check_token(session_id, "session id"), reason))
+
+    @post(
+        "/{session_id:str}/resume",
+        status_code=200,
+        summary="Resume a suspended session",
+        responses=_problems(400, 404, 409, 504),
+    )
+    async def resume(self, session_id: str, client: SessionClient) -> SessionView:
+        return SessionView.of(await client.resume(check_token(session_id, "session id")))
+
+    @post(
+        "/{session_id:str}/complete",
+        status_code=200,
+        summary="Complete a session",
+        responses=_problems(400, 404, 409, 504),
+    )
+    async def complete(
+        self, session_id: str, client: SessionClient, data: TransitionRequest | None = None
+    ) -> SessionView:
+        reason = data.reason if data else None
+        return SessionView.of(await client.complete(check_token(session_id, "session id"), reason))
+
+    @post(
+        "/{session_id:str}/cancel",
+        status_code=202,
+        summary="Cancel the turn in flight",
+        description="The turn ends with `turn.failed` (`cancelled: true`); with no turn in "
+        "flight the command is skipped (`command.skipped`).",
+        responses=_problems(400, 404),
+    )
+    async def cancel(self, session_id: str, client: SessionClient) -> Accepted:
+        receipt = await client.cancel(check_token(session_id, "session id"))
+        return Accepted(
+            session_id=receipt.session_id, command_id=receipt.command_id, cursor=receipt.cursor
+        )
+
+    @delete(
+        "/{session_id:str}",
+        status_code=204,
+        summary="Delete a session",
+        description="Removes the session's events, checkpoint and record from the bus.",
+        responses=_problems(400, 404),
+    )
+    async def delete_session(self, session_id: str, client: SessionClient) -> None:
+        await client.purge(check_token(session_id, "session id"), missing_ok=False)
+
+    @get(
+        "/{session_id:str}/history",
+        summary="Read the conversation",
+        responses=_problems(400, 404, 422),
+    )
+    async def history(
+        self,
+        session_id: str,
+        client: SessionClient,
+        before: int | None = Parameter(
+            default=None, ge=1, description="A message's `seq`: only messages before it."
+        ),
+        limit: int = Parameter(default=50, ge=1, le=MAX_PAGE, description="Page size."),
+    ) -> HistoryPage:
+        items, more = await client.history_page(
+            check_token(session_id, "session id"), before=before, limit=limit
+        )
+        return HistoryPage(items=items, next_before=items[0].seq if more and items else None)
+
+    @get(
+        "/{session_id:str}/events",
+        summary="Follow a session's events (SSE)",
+        description="Everything that happens in the session from now on, or after a cursor "
+        "(`Last-Event-ID`, which wins, or `?after=`). Every durable event after the cursor "
+        "comes exactly once, in order; joining during a turn gives its text so far as one "
+        "token.delta, then the rest. Idle streams get keep-alive comments.",
+        responses={200: _SSE, **_problems(400, 404, 422)},
+    )
+    async def events(
+        self,
+        session_id: str,
+        client: SessionClient,
+        settings: Settings,
+        after: int | None = Parameter(default=None, ge=0, description="Event cursor."),
+        last_event_id: str | None = Parameter(
+            header="Last-Event-ID", default=None, description="Set by SSE clients on reconnect."
+        ),
+    ) -> ServerSentEvent:
+        sid = check_token(session_id, "session id")
+        if last_event_id:
+            after = _cursor(last_event_id)
+        items = await client.watch(sid, after, keepalive=settings.sse_keepalive)
+        return sse.response(sse.relay(items))
+
+
+def _cursor(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise InvalidCursorError(f"Last-Event-ID {text[:40]!r} is not an event cursor") from None
+    if value < 0:
+        raise InvalidCursorError(f"Last-Event-ID {value} is not an event cursor")
+    return value

@@ -1,0 +1,47 @@
+"""Server-Sent Events from a session's deliveries.
+
+Each durable event is one SSE message: ``id:`` its stream sequence (what a client sends
+back as ``Last-Event-ID``), ``event:`` its type, ``data:`` its :class:`EventEnvelope`.
+Token deltas have no ``id:``, so a reconnecting client resumes from the last durable event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from bus import BusError
+from edge.problems import problem_for
+from schemas import Delivery
+from schemas.api import envelope_json
+
+OPENED = ServerSentEventMessage(data=None, comment="stream open")
+KEEPALIVE = ServerSentEventMessage(data=None, comment="keep-alive")
+
+
+def message(item: Delivery) -> ServerSentEventMessage:
+    return ServerSentEventMessage(id=item.cursor, event=item.event.type, data=envelope_json(item))
+
+
+def error(exc: BusError) -> ServerSentEventMessage:
+    """The last message of a stream that could not go on (an ``error`` event)."""
+    return ServerSentEventMessage(event="error", data=problem_for(exc).model_dump_json())
+
+
+async def relay(
+    items: AsyncGenerator[Delivery | None, None], first: Delivery | None = None
+) -> AsyncGenerator[ServerSentEventMessage, None]:
+    """``first`` (if any), then every item; ``None`` becomes a keep-alive comment."""
+    try:
+        yield OPENED if first is None else message(first)
+        async for item in items:
+            yield KEEPALIVE if item is None else message(item)
+    except BusError as e:
+        yield error(e)
+    finally:
+        await items.aclose()
+
+
+def response(messages: AsyncGenerator[ServerSentEventMessage, None]) -> ServerSentEvent:
+    return ServerSentEvent(messages)

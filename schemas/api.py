@@ -1,0 +1,213 @@
+"""The shapes of the HTTP API (and of GraphQL's inputs): what callers send and get back.
+
+Built on the bus models; the edge turns these into requests on ``SessionClient`` and back,
+with no logic of its own. Every field is described: the OpenAPI document shows them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny
+
+from schemas.commands import MAX_MESSAGE_CHARS
+from schemas.events import Delivery
+from schemas.ids import AgentName, CommandId, SessionId, TaskId
+from schemas.lifecycle import SessionState
+from schemas.records import HistoryItem, SessionRecord
+
+MAX_PAGE = 1000
+"""The largest page a list or history request may ask for."""
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateSessionRequest(_Request):
+    """Start a session with an agent, optionally with the first message."""
+
+    agent_name: AgentName = Field(description="The agent to talk to (see `praxis agents`).")
+    initial_message: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_MESSAGE_CHARS,
+        description="A first user message, sent as soon as the session exists.",
+    )
+    task_id: TaskId | None = Field(
+        default=None, description="The task the session serves; a new one is made if absent."
+    )
+    session_id: SessionId | None = Field(
+        default=None,
+        description="Your own id for the session (a repeat answers 409); made if absent.",
+    )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Free-form data kept with the session."
+    )
+
+
+class SessionView(BaseModel):
+    """A session as the API shows it."""
+
+    session_id: SessionId
+    task_id: TaskId = Field(description="The task this session serves.")
+    agent_name: AgentName
+    state: SessionState
+    created_at: datetime
+    updated_at: datetime
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    created_by: str = Field(description="The interface the session was created from.")
+    message_count: int = Field(description="User and agent messages in the history.")
+    turns: int = Field(description="Turns the agent has finished.")
+    failed_turns: int = Field(description="Turns that ended with turn.failed.")
+
+    @classmethod
+    def of(cls, record: SessionRecord) -> SessionView:
+        c = record.counters
+        return cls(
+            session_id=record.session_id,
+            task_id=record.task_id,
+            agent_name=record.agent,
+            state=record.state,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+            metadata=record.metadata,
+            created_by=record.created_by.value,
+            message_count=c.user_messages + c.agent_messages,
+            turns=c.turns,
+            failed_turns=c.failed_turns,
+        )
+
+
+class CreatedSession(BaseModel):
+    """A new session; follow ``GET /agent-sessions/{id}/events?after=cursor`` for the rest."""
+
+    session_id: SessionId
+    task_id: TaskId
+    state: SessionState
+    agent_name: AgentName
+    created_at: datetime
+    command_id: str = Field(
+        description="The command of the initial message, or of the creation without one."
+    )
+    cursor: int = Field(description="Event cursor after which that command's effects follow.")
+
+
+class ListSessionsRequest(_Request):
+    """Filters and paging for listing sessions (newest first)."""
+
+    state: SessionState | None = None
+    agent_name: AgentName | None = None
+    task_id: TaskId | None = Field(default=None, description="Only the sessions of this task.")
+    created_after: datetime | None = Field(default=None, description="Created at or after.")
+    created_before: datetime | None = Field(default=None, description="Created before.")
+    limit: int = Field(default=50, ge=1, le=MAX_PAGE, description="Page size.")
+    cursor: str | None = Field(
+        default=None, max_length=512, description="`next_cursor` of the previous page."
+    )
+
+
+class SessionPage(BaseModel):
+    """One page of sessions; pass ``next_cursor`` back for the next (null: no more)."""
+
+    items: list[SessionView]
+    next_cursor: str | None
+
+
+class SendMessageRequest(_Request):
+    """A user message for the session's agent."""
+
+    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    stream: bool = Field(
+        default=False,
+        description="Answer with a Server-Sent Events stream of this turn, ending with it.",
+    )
+    command_id: CommandId | None = Field(
+        default=None,
+        description="Your idempotency key: a repeat within the duplicate window is sent once.",
+    )
+
+
+class Accepted(BaseModel):
+    """A command stored on the bus; its effects follow as events after ``cursor``."""
+
+    session_id: SessionId
+    command_id: str
+    cursor: int = Field(description="Follow `/events?after=cursor` to see what it causes.")
+
+
+class HistoryPage(BaseModel):
+    """Messages oldest first; ``next_before`` pages further back (null: the beginning)."""
+
+    items: list[HistoryItem]
+    next_before: int | None = Field(description="Pass as `before` for the older page.")
+
+
+class EventEnvelope(BaseModel):
+    """One event as SSE and GraphQL subscribers see it (``data:`` of an SSE message)."""
+
+    type: str = Field(description="The event type, e.g. `agent.message` or `token.delta`.")
+    cursor: int | None = Field(
+        description="The event's stream sequence (its SSE id); null for token deltas."
+    )
+    timestamp: datetime
+    data: dict[str, Any] = Field(description="The event itself, all its fields.")
+
+    @classmethod
+    def of(cls, item: Delivery) -> EventEnvelope:
+        ev = item.event
+        return cls(
+            type=ev.type,
+            cursor=item.cursor,
+            timestamp=getattr(ev, "ts", None) or datetime.now(UTC),
+            data=ev.model_dump(mode="json"),
+        )
+
+
+class _EnvelopeOut(BaseModel):
+    """:class:`EventEnvelope` for writing only: the event serialised in the same pass."""
+
+    type: str
+    cursor: int | None
+    timestamp: datetime
+    data: SerializeAsAny[BaseModel]
+
+
+def envelope_json(item: Delivery) -> str:
+    """The JSON of ``EventEnvelope.of(item)``, made in one pass (the relay's hot path)."""
+    ev = item.event
+    out = _EnvelopeOut.model_construct(
+        type=ev.type,
+        cursor=item.cursor,
+        timestamp=getattr(ev, "ts", None) or datetime.now(UTC),
+        data=ev,
+    )
+    return out.model_dump_json()
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="Where the bad value is, e.g. `agent_name` or `body`.")
+    message: str
+
+
+class Problem(BaseModel):
+    """An error, as ``application/problem+json`` (RFC 9457)."""
+
+    type: str = Field(default="about:blank", description="A URI naming the kind of problem.")
+    title: str
+    status: int
+    detail: str = ""
+    instance: str | None = Field(default=None, description="The request path.")
+    code: str = Field(
+        description="NOT_FOUND, CONFLICT, BAD_USER_INPUT, BAD_REQUEST, PAYLOAD_TOO_LARGE, "
+        "TIMEOUT, UNAVAILABLE or INTERNAL (the same codes GraphQL uses)."
+    )
+    state: SessionState | None = Field(
+        default=None, description="The session's current state (for a 409)."
+    )
+    errors: list[FieldError] | None = Field(default=None, description="The fields at fault.")
+
+
+class Health(BaseModel):
+    status: Literal["ok", "ready"]
