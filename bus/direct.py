@@ -109,11 +109,13 @@ async def read_subject(
     start = after + 1
     while True:
         req: dict[str, Any] = {"seq": start, "next_by_subj": subject, "batch": MAX_BATCH}
-        if up_to is not None:
-            if start > up_to:
-                return out
-            req["up_to_seq"] = up_to
+        if up_to is not None and start > up_to:
+            return out
         got, pending = await batch(nc, stream, req, timeout)
+        if up_to is not None and got and got[-1].seq > up_to:
+            # The server applies up_to_seq to multi_last only, not to a batch by subject.
+            out.extend(m for m in got if m.seq <= up_to)
+            return out
         out.extend(got)
         if not got or pending == 0:
             return out

@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from bus.tasks import cancel_and_wait
+
 log = logging.getLogger("praxis.bus.pull")
 
 Handler = Callable[[Msg], Awaitable[None]]
@@ -76,10 +78,7 @@ class PullLoop:
         """Wait up to ``grace`` seconds for running handlers, then cancel them."""
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
+            await asyncio.gather(*(cancel_and_wait(task) for task in pending))
 
     async def _wait_for_slot(self) -> None:
         while self.in_flight >= self._capacity and not self._stopping.is_set():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,12 +19,18 @@ from litestar import Litestar, MediaType, Response, get
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Schema
+from pydantic import BaseModel
 
+import edge.sessions
+import schemas
+import schemas.api
 from bus import Bus, NotConnectedError, SessionClient, Settings, connect
 from edge import problems
 from edge.sessions import AgentSessions
 from schemas import Interface
 from schemas.api import Health, Problem
+from schemas.ids import TOKEN_PATTERN, is_token_type
 
 VERSION = "0.1.0"
 
@@ -79,6 +86,7 @@ def create_app(settings: Settings, bus: Bus | None = None) -> Litestar:
     return Litestar(
         route_handlers=[AgentSessions, healthz, readyz],
         lifespan=[lifespan],
+        on_startup=[_describe_models],
         state=State({"settings": settings}),
         exception_handlers={Exception: problems.handle},
         request_max_body_size=settings.edge_max_body,
@@ -92,6 +100,30 @@ def create_app(settings: Settings, bus: Bus | None = None) -> Litestar:
         ),
         debug=False,
     )
+
+
+def _describe_models(app: Litestar) -> None:
+    """Give each model in the OpenAPI document its docstring, and say which take no other
+    fields than theirs (Litestar leaves both out)."""
+    known = {
+        name: cls
+        for module in (schemas, schemas.api, edge.sessions)
+        for name, cls in vars(module).items()
+        if inspect.isclass(cls) and issubclass(cls, BaseModel) and cls.__doc__
+    }
+    components = app.openapi_schema.components.schemas or {}
+    for name, schema in components.items():
+        cls = known.get(name)
+        if cls is None:
+            continue
+        if cls.__doc__ and not schema.description:
+            schema.description = inspect.cleandoc(cls.__doc__)
+        if cls.model_config.get("extra") == "forbid":
+            schema.additional_properties = False
+        for field_name, info in cls.model_fields.items():
+            prop = (schema.properties or {}).get(info.alias or field_name)
+            if isinstance(prop, Schema) and is_token_type(info.annotation, info.metadata):
+                prop.pattern = TOKEN_PATTERN
 
 
 def from_env() -> Litestar:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from litestar import Controller, delete, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
-from litestar.response import ServerSentEvent
 from pydantic import BaseModel, ConfigDict, Field
 
 from bus import IllegalTransitionError, InvalidCursorError, SessionClient, Settings
@@ -18,6 +19,7 @@ from schemas.api import (
     Accepted,
     CreatedSession,
     CreateSessionRequest,
+    EventEnvelope,
     HistoryPage,
     ListSessionsRequest,
     Problem,
@@ -26,6 +28,7 @@ from schemas.api import (
     SessionView,
 )
 from schemas.commands import MAX_MESSAGE_CHARS
+from schemas.ids import TOKEN_PATTERN
 
 
 class TransitionRequest(BaseModel):
@@ -52,11 +55,21 @@ def _problems(*statuses: int) -> dict[int, ResponseSpec]:
 
 
 _SSE = ResponseSpec(
-    None,
-    description="`text/event-stream`: `id:` the event cursor, `event:` its type, `data:` an "
-    "EventEnvelope (see the schema of EventEnvelope).",
+    EventEnvelope,
+    description="`text/event-stream`: one message per event, `id:` its cursor (none for "
+    "token deltas), `event:` its type, `data:` the EventEnvelope shown here.",
     media_type="text/event-stream",
 )
+
+
+SessionIdPath = Annotated[
+    str,
+    Parameter(
+        description="The session id: 1-128 characters of A-Z, a-z, 0-9, '_' and '-' "
+        "(anything else answers 400).",
+        schema_extra={"pattern": TOKEN_PATTERN},
+    ),
+]
 
 
 def _client(state: State) -> SessionClient:
@@ -117,7 +130,7 @@ class AgentSessions(Controller):
         )
 
     @get("/{session_id:str}", summary="Get a session", responses=_problems(400, 404))
-    async def get_session(self, session_id: str, client: SessionClient) -> SessionView:
+    async def get_session(self, session_id: SessionIdPath, client: SessionClient) -> SessionView:
         return SessionView.of(await client.get(check_token(session_id, "session id")))
 
     @post(
@@ -130,8 +143,8 @@ class AgentSessions(Controller):
         responses={200: _SSE, **_problems(400, 404, 409, 413, 422, 504)},
     )
     async def send(
-        self, session_id: str, data: SendMessageRequest, client: SessionClient
-    ) -> Accepted | ServerSentEvent:
+        self, session_id: SessionIdPath, data: SendMessageRequest, client: SessionClient
+    ) -> Accepted | sse.EventStream:
         sid = check_token(session_id, "session id")
         if not data.stream:
             receipt = await client.send(sid, data.message, command_id=data.command_id)
@@ -152,10 +165,13 @@ class AgentSessions(Controller):
         "/{session_id:str}/suspend",
         status_code=200,
         summary="Suspend a session",
-        responses=_problems(400, 404, 409, 504),
+        responses=_problems(400, 404, 409, 422, 504),
     )
     async def suspend(
-        self, session_id: str, client: SessionClient, data: TransitionRequest | None = None
+        self,
+        session_id: SessionIdPath,
+        client: SessionClient,
+        data: TransitionRequest | None = None,
     ) -> SessionView:
         reason = data.reason if data else None
         return SessionView.of(await client.suspend(check_token(session_id, "session id"), reason))
@@ -164,19 +180,22 @@ class AgentSessions(Controller):
         "/{session_id:str}/resume",
         status_code=200,
         summary="Resume a suspended session",
-        responses=_problems(400, 404, 409, 504),
+        responses=_problems(400, 404, 409, 422, 504),
     )
-    async def resume(self, session_id: str, client: SessionClient) -> SessionView:
+    async def resume(self, session_id: SessionIdPath, client: SessionClient) -> SessionView:
         return SessionView.of(await client.resume(check_token(session_id, "session id")))
 
     @post(
         "/{session_id:str}/complete",
         status_code=200,
         summary="Complete a session",
-        responses=_problems(400, 404, 409, 504),
+        responses=_problems(400, 404, 409, 422, 504),
     )
     async def complete(
-        self, session_id: str, client: SessionClient, data: TransitionRequest | None = None
+        self,
+        session_id: SessionIdPath,
+        client: SessionClient,
+        data: TransitionRequest | None = None,
     ) -> SessionView:
         reason = data.reason if data else None
         return SessionView.of(await client.complete(check_token(session_id, "session id"), reason))
@@ -189,7 +208,7 @@ class AgentSessions(Controller):
         "flight the command is skipped (`command.skipped`).",
         responses=_problems(400, 404),
     )
-    async def cancel(self, session_id: str, client: SessionClient) -> Accepted:
+    async def cancel(self, session_id: SessionIdPath, client: SessionClient) -> Accepted:
         receipt = await client.cancel(check_token(session_id, "session id"))
         return Accepted(
             session_id=receipt.session_id, command_id=receipt.command_id, cursor=receipt.cursor
@@ -202,7 +221,7 @@ class AgentSessions(Controller):
         description="Removes the session's events, checkpoint and record from the bus.",
         responses=_problems(400, 404),
     )
-    async def delete_session(self, session_id: str, client: SessionClient) -> None:
+    async def delete_session(self, session_id: SessionIdPath, client: SessionClient) -> None:
         await client.purge(check_token(session_id, "session id"), missing_ok=False)
 
     @get(
@@ -212,7 +231,7 @@ class AgentSessions(Controller):
     )
     async def history(
         self,
-        session_id: str,
+        session_id: SessionIdPath,
         client: SessionClient,
         before: int | None = Parameter(
             default=None, ge=1, description="A message's `seq`: only messages before it."
@@ -235,14 +254,22 @@ class AgentSessions(Controller):
     )
     async def events(
         self,
-        session_id: str,
+        session_id: SessionIdPath,
         client: SessionClient,
         settings: Settings,
-        after: int | None = Parameter(default=None, ge=0, description="Event cursor."),
-        last_event_id: str | None = Parameter(
-            header="Last-Event-ID", default=None, description="Set by SSE clients on reconnect."
+        after: int | None = Parameter(
+            default=None,
+            ge=0,
+            description="Event cursor: only events after it.",
+            schema_extra={"minimum": 0},  # Litestar leaves out a minimum of 0
         ),
-    ) -> ServerSentEvent:
+        last_event_id: str = Parameter(
+            header="Last-Event-ID",
+            default="",
+            description="Set by SSE clients on reconnect: the `id:` of the last event seen.",
+            schema_extra={"pattern": r"^[0-9]{0,19}$"},
+        ),
+    ) -> sse.EventStream:
         sid = check_token(session_id, "session id")
         if last_event_id:
             after = _cursor(last_event_id)

@@ -8,8 +8,10 @@ Token deltas have no ``id:``, so a reconnecting client resumes from the last dur
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from typing import Any
 
 from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.response.base import ASGIResponse
 
 from bus import BusError
 from edge.problems import problem_for
@@ -43,5 +45,17 @@ async def relay(
         await items.aclose()
 
 
-def response(messages: AsyncGenerator[ServerSentEventMessage, None]) -> ServerSentEvent:
-    return ServerSentEvent(messages)
+class EventStream(ServerSentEvent):
+    """An SSE response that keeps its own media type and status on any route.
+
+    Litestar 2.25 gives a handler's media type precedence over a streamed response's own
+    (its docstring says the opposite); ``POST /messages`` answers JSON or a stream.
+    """
+
+    def to_asgi_response(self, *args: Any, **kwargs: Any) -> ASGIResponse:
+        kwargs["media_type"] = self.media_type
+        return super().to_asgi_response(*args, **kwargs)
+
+
+def response(messages: AsyncGenerator[ServerSentEventMessage, None]) -> EventStream:
+    return EventStream(messages, status_code=200)

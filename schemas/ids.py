@@ -10,11 +10,13 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from typing import Annotated
+from typing import Annotated, Any, get_args
 
 from pydantic import AfterValidator
 
 MAX_TOKEN_LENGTH = 128
+TOKEN_PATTERN = rf"^[A-Za-z0-9_-]{{1,{MAX_TOKEN_LENGTH}}}$"
+"""A subject token, as a JSON Schema pattern (for API documents)."""
 _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -61,6 +63,19 @@ def _agent_token(value: str) -> str:
 
 def _command_token(value: str) -> str:
     return check_token(value, "command id")
+
+
+_TOKEN_CHECKS = {_session_token, _task_token, _agent_token, _command_token}
+
+
+def is_token_type(annotation: object, metadata: list[Any] | None = None) -> bool:
+    """True when a field's type is one of the ids below (optional or not)."""
+    found = list(metadata or [])
+    for arg in get_args(annotation):
+        if arg is not None:
+            found.extend(getattr(arg, "__metadata__", ()))
+    found.extend(getattr(annotation, "__metadata__", ()))
+    return any(isinstance(m, AfterValidator) and m.func in _TOKEN_CHECKS for m in found)
 
 
 SessionId = Annotated[str, AfterValidator(_session_token)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -13,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nats.errors import NoRespondersError
 
-from bus import Bus, SessionClient, Settings, connect
+from bus import Bus, Receipt, SessionClient, Settings, connect, subjects
 from bus.embedded import NatsServer
-from schemas import Interface
+from schemas import Interface, SessionRecord
 from tests.agents_for_tests import TEST_AGENTS
 from workers import Worker, load_agents
 
@@ -183,3 +185,95 @@ async def live_workers(client: SessionClient, n: int) -> None:
         return len(await client.workers()) >= n
 
     await eventually(enough, 20, f"{n} live workers")
+
+
+async def streaming(client: SessionClient, session_id: str, at_least: int = 1) -> bool:
+    """True once the owner's snapshot of the turn in flight has ``at_least`` pieces."""
+    try:
+        resp = await client.bus.nc.request(subjects.snapshot(session_id), b"", timeout=1)
+    except NoRespondersError:
+        return False
+    return bool(resp.data) and json.loads(resp.data)["index"] >= at_least
+
+
+async def slow_turn_streaming(
+    client: SessionClient, *, pieces: int, delay: float, at_least: int = 1
+) -> tuple[SessionRecord, Receipt]:
+    """A session of the slow agent whose first turn has streamed ``at_least`` pieces."""
+    record, receipt = await client.create("slow", metadata={"pieces": pieces, "delay": delay})
+    await client.wait(receipt)
+    sent = await client.send(record.session_id, "go")
+    await eventually(
+        lambda: streaming(client, record.session_id, at_least), what="the turn to stream"
+    )
+    return record, sent
+
+
+class EdgeProcess:
+    """``praxis edge --port 0`` as a process; ``url`` once it listens."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env, self.log = env, log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    def start(self, timeout: float = 30.0) -> EdgeProcess:
+        with open(self.log, "ab") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "cli", "edge", "--port", "0"],
+                env=self.env,
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=err,
+            )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        for raw in self.proc.stdout:  # it prints one line once it listens
+            line = raw.decode().strip()
+            if line.startswith("Praxis edge on "):
+                self.url = line.removeprefix("Praxis edge on ")
+                return self
+            if time.monotonic() > deadline:
+                break
+        raise AssertionError(f"the edge did not start: {self.log.read_text()[-2000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> EdgeProcess:
+        self.stop()
+        return self.start()
+
+
+def edge_env(settings: Settings, **extra: str) -> dict[str, str]:
+    return env_for(settings, PRAXIS_INPROCESS_WORKER="never", PRAXIS_SSE_KEEPALIVE="0.5", **extra)
+
+
+@pytest.fixture(scope="module")
+def edge(nats: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeProcess]:
+    """One edge process for a test module (it keeps no state: tests share it)."""
+    home = tmp_path_factory.mktemp("edge")
+    proc = EdgeProcess(edge_env(make_settings(nats.url, home)), home / "edge.log").start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def start_edge(settings: Settings, tmp_path: Path) -> Iterator[Callable[[], EdgeProcess]]:
+    """Edge processes of one test's own (to restart or kill)."""
+    started: list[EdgeProcess] = []
+
+    def start() -> EdgeProcess:
+        started.append(EdgeProcess(edge_env(settings), tmp_path / f"edge-{len(started)}.log"))
+        return started[-1].start()
+
+    yield start
+    for e in started:
+        e.stop()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from bus import Settings
@@ -173,7 +175,7 @@ def test_up_runs_the_stack_until_interrupted(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRAXIS_")}
     env.update({"PRAXIS_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)})
     up = subprocess.Popen(
-        [sys.executable, "-m", "cli", "up", "--workers", "2"],
+        [sys.executable, "-m", "cli", "up", "--workers", "2", "--port", "0"],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -185,12 +187,17 @@ def test_up_runs_the_stack_until_interrupted(tmp_path: Path) -> None:
         banner = up.stdout.readline()
         assert (
             "Praxis is up: embedded NATS at nats://127.0.0.1:" in banner and "2 worker(s)" in banner
-        )
+        ), banner
+        url = re.search(r"HTTP API at (http://127\.0\.0\.1:\d+)", banner)
+        assert url is not None, banner
         state = json.loads((tmp_path / "data" / "nats" / "server.json").read_text())
         run = praxis(env, "agent", "run", "echo", "--message", "through up")
         assert run.returncode == 0, run.stderr
         assert run.stdout.strip() == "through up"
-        assert connections(state["monitor_port"]) >= 3  # up itself and two workers stay on
+        sid = session_of(run.stderr)
+        r = httpx.post(f"{url[1]}/agent-sessions/{sid}/messages", json={"message": "and http"})
+        assert r.status_code == 202, r.text
+        assert connections(state["monitor_port"]) >= 4  # up, two workers and the edge stay on
     finally:
         up.send_signal(2)
         out, err = up.communicate(timeout=30)

@@ -6,7 +6,6 @@ import asyncio
 import json
 
 import pytest
-from nats.errors import NoRespondersError
 
 from bus import (
     Bus,
@@ -27,14 +26,13 @@ from schemas import (
     CommandRejected,
     CommandSkipped,
     Delivery,
-    SessionRecord,
     SessionState,
     TokenDelta,
     TurnCompleted,
     TurnFailed,
     UserMessage,
 )
-from tests.conftest import InProcessWorker, eventually
+from tests.conftest import InProcessWorker, eventually, slow_turn_streaming, streaming
 
 
 async def reply(client: SessionClient, session_id: str, text: str) -> tuple[str, list[Delivery]]:
@@ -139,28 +137,6 @@ async def test_live_follower_sees_next_turn_and_deltas(
     text = "".join(d.event.text for d in seen if isinstance(d.event, TokenDelta))
     assert text == "alpha beta gamma"
     assert all(d.event.command_id == sent.command_id for d in seen if d.cursor)
-
-
-async def streaming(client: SessionClient, session_id: str, at_least: int = 1) -> bool:
-    """True once the owner's snapshot of the turn in flight has ``at_least`` pieces."""
-    try:
-        resp = await client.bus.nc.request(subjects.snapshot(session_id), b"", timeout=1)
-    except NoRespondersError:
-        return False
-    return bool(resp.data) and json.loads(resp.data)["index"] >= at_least
-
-
-async def slow_turn_streaming(
-    client: SessionClient, *, pieces: int, delay: float, at_least: int = 1
-) -> tuple[SessionRecord, Receipt]:
-    """A session of the slow agent whose first turn has streamed ``at_least`` pieces."""
-    record, receipt = await client.create("slow", metadata={"pieces": pieces, "delay": delay})
-    await client.wait(receipt)
-    sent = await client.send(record.session_id, "go")
-    await eventually(
-        lambda: streaming(client, record.session_id, at_least), what="the turn to stream"
-    )
-    return record, sent
 
 
 async def _true_after_subscribed(client: SessionClient, session_id: str) -> bool:

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from bus import Bus, commit, direct, leases, subjects
 from bus.errors import BusError, FenceRejectedError, MessageTooLargeError
 from bus.state import load_state
+from bus.tasks import cancel_and_wait
 from schemas import (
     ACCEPTS_MESSAGES,
     AgentMessage,
@@ -221,7 +222,7 @@ class SessionRunner:
                         await msg.in_progress()
         finally:
             if not task.done():
-                task.cancel()
+                await cancel_and_wait(task)
             try:
                 await task
             except asyncio.CancelledError:

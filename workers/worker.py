@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from nats.aio.msg import Msg
 
 from bus import Bus, PullLoop, subjects
+from bus.tasks import cancel_and_wait
 from schemas import WorkerInfo, new_id
 from workers.agents import AgentRegistry
 from workers.runner import RunContext, SessionRunner
@@ -72,9 +73,7 @@ class Worker:
         await self._pull.wait_idle(self.bus.settings.drain_grace)
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await pulling
-        beat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await beat
+        await cancel_and_wait(beat)
         with contextlib.suppress(Exception):
             await self.bus.workers.delete(self.worker_id)
         log.info("worker %s stopped", self.worker_id)
@@ -100,7 +99,7 @@ class Worker:
                 del self._runners[sid]
 
     async def _heartbeat_loop(self) -> None:
-        while True:
+        while not self._stopped:  # as well as the cancel: see bus.tasks
             await asyncio.sleep(self.bus.settings.heartbeat_interval)
             try:
                 await self.heartbeat()

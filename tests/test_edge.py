@@ -1,0 +1,575 @@
+"""The edge over real HTTP: a ``praxis edge`` process, a real NATS server, httpx and httpx-sse."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+from httpx_sse import ServerSentEvent, aconnect_sse
+
+from bus import SessionClient, Settings, direct, subjects
+from schemas import decode_event
+from tests.conftest import (
+    ROOT,
+    EdgeProcess,
+    InProcessWorker,
+    WorkerProcess,
+    env_for,
+    eventually,
+    live_workers,
+    slow_turn_streaming,
+)
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=30) as c:
+        yield c
+
+
+def data(sse: ServerSentEvent) -> dict[str, Any]:
+    envelope: dict[str, Any] = json.loads(sse.data)
+    return envelope
+
+
+async def read_sse(
+    http: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    until: Callable[[list[ServerSentEvent]], bool] | None = None,
+    timeout: float = 20,
+    **kw: Any,
+) -> list[ServerSentEvent]:
+    """The events of one SSE response, until it ends or ``until`` holds."""
+    got: list[ServerSentEvent] = []
+    async with asyncio.timeout(timeout), aconnect_sse(http, method, url, **kw) as es:
+        assert es.response.status_code == 200, await es.response.aread()
+        assert es.response.headers["content-type"].startswith("text/event-stream")
+        async for sse in es.aiter_sse():
+            got.append(sse)
+            if until is not None and until(got):
+                break
+    return got
+
+
+def durable(events: list[ServerSentEvent]) -> list[tuple[int, str]]:
+    """(cursor, type) of the durable events, checking ``id:`` against the envelope."""
+    out = []
+    for e in events:
+        env = data(e)
+        if env["cursor"] is not None:
+            assert e.id == str(env["cursor"]) and e.event == env["type"]
+            out.append((env["cursor"], env["type"]))
+    return out
+
+
+async def stored(client: SessionClient, session_id: str, after: int = 0) -> list[tuple[int, str]]:
+    """(sequence, type) of the session's events on the stream: the truth to compare with."""
+    msgs = await direct.read_subject(
+        client.bus.nc,
+        client.bus.stream,
+        subjects.events(session_id),
+        after=after,
+        timeout=client.bus.timeout,
+    )
+    return [(m.seq, decode_event(m.data).type) for m in msgs]
+
+
+def ends_turns(n: int) -> Callable[[list[ServerSentEvent]], bool]:
+    return lambda got: sum(e.event in ("turn.completed", "turn.failed") for e in got) >= n
+
+
+async def create(http: httpx.AsyncClient, edge: EdgeProcess, **body: Any) -> dict[str, Any]:
+    r = await http.post(f"{edge.url}/agent-sessions/create", json=body)
+    assert r.status_code == 201, r.text
+    created: dict[str, Any] = r.json()
+    return created
+
+
+# -- the documented workflow ------------------------------------------------------------
+
+
+async def test_api_workflow_create_stream_history(
+    edge: EdgeProcess, worker: InProcessWorker, http: httpx.AsyncClient
+) -> None:
+    created = await create(
+        http, edge, agent_name="echo", initial_message="Help me with coding", task_id="task-api"
+    )
+    sid = created["session_id"]
+    assert created["task_id"] == "task-api" and created["agent_name"] == "echo"
+    assert created["state"] == "CREATED" and created["cursor"] >= 1
+
+    url = f"{edge.url}/agent-sessions/{sid}/messages"
+    events = await read_sse(
+        http, "POST", url, json={"message": "How do I handle errors?", "stream": True}
+    )
+    types = [e.event for e in events]
+    assert types[0] == "user.message" and types[-1] == "turn.completed", types
+    assert "turn.started" in types and "agent.message" in types
+    text = "".join(data(e)["data"]["text"] for e in events if e.event == "token.delta")
+    reply = next(data(e)["data"]["content"] for e in events if e.event == "agent.message")
+    assert text == reply == "How do I handle errors?"
+    assert all(data(e)["cursor"] is None for e in events if e.event == "token.delta")
+    cursors = [c for c, _ in durable(events)]
+    assert cursors == sorted(cursors) and len(set(cursors)) == len(cursors)
+    assert all(data(e)["data"]["interface"] == "api" for e in events if e.event != "token.delta")
+
+    r = await http.get(f"{edge.url}/agent-sessions/{sid}/history")
+    assert r.status_code == 200
+    items = r.json()["items"]
+    assert [(i["role"], i["content"]) for i in items] == [
+        ("user", "Help me with coding"),
+        ("agent", "Help me with coding"),
+        ("user", "How do I handle errors?"),
+        ("agent", "How do I handle errors?"),
+    ]
+    assert r.json()["next_before"] is None
+
+    older = await http.get(f"{edge.url}/agent-sessions/{sid}/history", params={"limit": 2})
+    assert [i["content"] for i in older.json()["items"]] == ["How do I handle errors?"] * 2
+    before = older.json()["next_before"]
+    first = await http.get(
+        f"{edge.url}/agent-sessions/{sid}/history", params={"limit": 2, "before": before}
+    )
+    assert [i["role"] for i in first.json()["items"]] == ["user", "agent"]
+    assert first.json()["next_before"] is None
+
+    got = (await http.get(f"{edge.url}/agent-sessions/{sid}")).json()
+    assert got["state"] == "ACTIVE" and got["message_count"] == 4 and got["task_id"] == "task-api"
+
+
+async def test_send_without_stream_answers_202_with_a_cursor_to_follow(
+    edge: EdgeProcess, worker: InProcessWorker, http: httpx.AsyncClient
+) -> None:
+    sid = (await create(http, edge, agent_name="echo"))["session_id"]
+    r = await http.post(f"{edge.url}/agent-sessions/{sid}/messages", json={"message": "later"})
+    assert r.status_code == 202, r.text
+    accepted = r.json()
+    assert accepted["session_id"] == sid and accepted["command_id"].startswith("cmd_")
+    events = await read_sse(
+        http,
+        "GET",
+        f"{edge.url}/agent-sessions/{sid}/events",
+        params={"after": accepted["cursor"]},
+        until=ends_turns(1),
+    )
+    mine = [
+        data(e)["data"]
+        for e in events
+        if e.event != "token.delta" and data(e)["data"]["command_id"] == accepted["command_id"]
+    ]
+    assert mine[0]["type"] == "user.message" and mine[-1]["type"] == "turn.completed"
+    assert any(d["type"] == "agent.message" and d["content"] == "later" for d in mine)
+
+
+async def test_lifecycle_list_and_delete(
+    edge: EdgeProcess, worker: InProcessWorker, http: httpx.AsyncClient, client: SessionClient
+) -> None:
+    base = f"{edge.url}/agent-sessions"
+    task = "task-lifecycle"
+    sids = [
+        (await create(http, edge, agent_name="echo", task_id=task))["session_id"] for _ in range(3)
+    ]
+
+    r = await http.post(f"{base}/{sids[0]}/suspend", json={"reason": "lunch"})
+    assert r.status_code == 200 and r.json()["state"] == "SUSPENDED"
+    r = await http.post(f"{base}/{sids[0]}/resume")
+    assert r.status_code == 200 and r.json()["state"] == "ACTIVE"
+    r = await http.post(f"{base}/{sids[1]}/complete")
+    assert r.status_code == 200 and r.json()["state"] == "COMPLETED"
+
+    page = (await http.post(f"{base}/list", json={"task_id": task, "limit": 2})).json()
+    assert [s["session_id"] for s in page["items"]] == sids[::-1][:2]  # newest first
+    rest = (
+        await http.post(f"{base}/list", json={"task_id": task, "cursor": page["next_cursor"]})
+    ).json()
+    assert [s["session_id"] for s in rest["items"]] == [sids[0]] and rest["next_cursor"] is None
+    done = (await http.post(f"{base}/list", json={"task_id": task, "state": "COMPLETED"})).json()
+    assert [s["session_id"] for s in done["items"]] == [sids[1]]
+    since = page["items"][0]["created_at"]
+    newest = (
+        await http.post(f"{base}/list", json={"task_id": task, "created_after": since})
+    ).json()
+    assert [s["session_id"] for s in newest["items"]] == [sids[2]]
+    older = (
+        await http.post(f"{base}/list", json={"task_id": task, "created_before": since})
+    ).json()
+    assert {s["session_id"] for s in older["items"]} == set(sids[:2])
+
+    r = await http.delete(f"{base}/{sids[2]}")
+    assert r.status_code == 204
+    assert (await http.get(f"{base}/{sids[2]}")).status_code == 404
+    assert await stored(client, sids[2]) == []
+    assert (await http.delete(f"{base}/{sids[2]}")).status_code == 404
+
+
+async def test_cancel_ends_the_turn_in_flight(
+    edge: EdgeProcess, worker: InProcessWorker, http: httpx.AsyncClient, client: SessionClient
+) -> None:
+    record, sent = await slow_turn_streaming(client, pieces=200, delay=0.05)
+    r = await http.post(f"{edge.url}/agent-sessions/{record.session_id}/cancel")
+    assert r.status_code == 202
+    events = await client.wait(sent)
+    assert events[-1].type == "turn.failed" and getattr(events[-1], "cancelled", False)
+
+
+# -- handoff between interfaces -----------------------------------------------------------
+
+
+def praxis(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_handoff_cli_to_rest_and_back(
+    edge: EdgeProcess, worker: InProcessWorker, http: httpx.AsyncClient, settings: Settings
+) -> None:
+    env = env_for(settings)
+    run = await asyncio.to_thread(
+        praxis, env, "agent", "run", "hello-world", "--message", "I am Ada"
+    )
+    assert run.returncode == 0, run.stderr
+    sid = next(
+        ln.split(": ", 1)[1] for ln in run.stderr.splitlines() if ln.startswith("Session created")
+    )
+    history = (await http.get(f"{edge.url}/agent-sessions/{sid}/history")).json()["items"]
+    assert [i["content"] for i in history if i["role"] == "user"] == ["I am Ada"]
+
+    events = await read_sse(
+        http,
+        "POST",
+        f"{edge.url}/agent-sessions/{sid}/messages",
+        json={"message": "What did I say?", "stream": True},
+    )
+    reply = next(data(e)["data"]["content"] for e in events if e.event == "agent.message")
+    assert '"I am Ada"' in reply and "2nd message" in reply  # it saw the CLI's history
+
+    shown = await asyncio.to_thread(praxis, env, "agent", "show-session", sid, "--json")
+    assert shown.returncode == 0, shown.stderr
+    contents = [h["content"] for h in json.loads(shown.stdout)["history"]]
+    assert "What did I say?" in contents and reply in contents
+
+
+# -- SSE: resume, restarts, joining mid-turn, keep-alive -----------------------------------
+
+
+async def test_sse_resume_with_last_event_id_gets_exactly_the_missed_events(
+    edge: EdgeProcess, worker: InProcessWorker, http: httpx.AsyncClient, client: SessionClient
+) -> None:
+    sid = (await create(http, edge, agent_name="echo"))["session_id"]
+    url = f"{edge.url}/agent-sessions/{sid}/events"
+    start = (await stored(client, sid))[-1][0]
+
+    async def send(text: str) -> None:
+        await client.wait(await client.send(sid, text))
+
+    first_part = asyncio.create_task(
+        read_sse(http, "GET", url, params={"after": start}, until=ends_turns(1))
+    )
+    await send("one")
+    seen = durable(await first_part)
+    last = seen[-1][0]
+
+    await send("two")  # while nobody is connected
+    await send("three")
+    rest = await read_sse(
+        http, "GET", url, headers={"Last-Event-ID": str(last)}, until=ends_turns(2)
+    )
+    again = durable(rest)
+    assert again == await stored(client, sid, after=last)
+    assert seen + again == await stored(client, sid, after=start)
+    # Last-Event-ID wins over ?after= (a browser reconnects to the same URL with both).
+    both = await read_sse(
+        http,
+        "GET",
+        url,
+        params={"after": 0},
+        headers={"Last-Event-ID": str(last)},
+        until=ends_turns(2),
+    )
+    assert durable(both) == again
+
+
+async def test_sse_resume_across_an_edge_restart(
+    start_edge: Callable[[], EdgeProcess],
+    worker: InProcessWorker,
+    http: httpx.AsyncClient,
+    client: SessionClient,
+) -> None:
+    edge = await asyncio.to_thread(start_edge)
+    sid = (await create(http, edge, agent_name="echo", initial_message="before"))["session_id"]
+    url = f"{edge.url}/agent-sessions/{sid}/events"
+    seen = durable(await read_sse(http, "GET", url, params={"after": 0}, until=ends_turns(1)))
+
+    await asyncio.to_thread(edge.stop)
+    for text in ("while", "down"):
+        await client.wait(await client.send(sid, text))
+    await asyncio.to_thread(edge.start)
+
+    url = f"{edge.url}/agent-sessions/{sid}/events"
+    rest = await read_sse(
+        http, "GET", url, headers={"Last-Event-ID": str(seen[-1][0])}, until=ends_turns(2)
+    )
+    assert seen + durable(rest) == await stored(client, sid)
+
+
+async def test_sse_resume_across_kill_9_of_the_worker_mid_turn(
+    edge: EdgeProcess,
+    worker_processes: Callable[[int], list[WorkerProcess]],
+    http: httpx.AsyncClient,
+    client: SessionClient,
+) -> None:
+    first = worker_processes(1)[0]
+    await live_workers(client, 1)
+    record, sent = await slow_turn_streaming(client, pieces=40, delay=0.05, at_least=3)
+    sid = record.session_id
+    url = f"{edge.url}/agent-sessions/{sid}/events"
+    before = await read_sse(
+        http,
+        "GET",
+        url,
+        params={"after": 0},
+        until=lambda got: any(e.event == "token.delta" for e in got),
+    )
+    seen = durable(before)
+    os.kill(first.pid, signal.SIGKILL)
+    worker_processes(1)  # another worker takes the session over after the lease
+    rest = await read_sse(
+        http,
+        "GET",
+        url,
+        headers={"Last-Event-ID": str(seen[-1][0])},
+        until=lambda got: any(
+            data(e)["data"].get("command_id") == sent.command_id and data(e)["data"]["final"]
+            for e in got
+            if e.event != "token.delta"
+        ),
+        timeout=60,
+    )
+    assert seen + durable(rest) == await stored(client, sid)
+    assert any(e.event == "turn.completed" for e in rest)
+    replies = [
+        e
+        for e in before + rest
+        if e.event == "agent.message" and data(e)["data"]["command_id"] == sent.command_id
+    ]
+    assert len(replies) == 1  # the new owner answered once
+
+
+async def test_joining_mid_turn_gets_the_text_so_far_then_the_rest(
+    edge: EdgeProcess, worker: InProcessWorker, http: httpx.AsyncClient, client: SessionClient
+) -> None:
+    record, sent = await slow_turn_streaming(client, pieces=30, delay=0.03, at_least=5)
+    events = await read_sse(
+        http,
+        "GET",
+        f"{edge.url}/agent-sessions/{record.session_id}/events",
+        until=lambda got: got[-1].event == "agent.message",
+    )
+    assert events[0].event == "token.delta"  # the text so far, as one delta
+    assert len(data(events[0])["data"]["text"].split()) >= 5
+    text = "".join(data(e)["data"]["text"] for e in events if e.event == "token.delta")
+    assert text == data(events[-1])["data"]["content"] == "".join(f"w{i} " for i in range(30))
+    await client.wait(sent)
+
+
+async def test_idle_sse_gets_keep_alive_comments(
+    edge: EdgeProcess, worker: InProcessWorker, http: httpx.AsyncClient
+) -> None:
+    sid = (await create(http, edge, agent_name="echo"))["session_id"]
+    comments = 0
+    async with (
+        asyncio.timeout(10),
+        http.stream("GET", f"{edge.url}/agent-sessions/{sid}/events") as r,
+    ):
+        async for line in r.aiter_lines():
+            if line == ": keep-alive":  # PRAXIS_SSE_KEEPALIVE is 0.5 s for the tests
+                comments += 1
+                if comments == 2:
+                    break
+    assert comments == 2
+
+
+# -- many clients at once -------------------------------------------------------------------
+
+
+async def test_messages_from_several_clients_at_once_are_each_answered_once_in_order(
+    edge: EdgeProcess, worker: InProcessWorker, client: SessionClient
+) -> None:
+    async with httpx.AsyncClient(timeout=30) as one:
+        sid = (await create(one, edge, agent_name="echo"))["session_id"]
+
+    async def sender(n: int) -> list[str]:
+        async with httpx.AsyncClient(timeout=30) as http:
+            sent = []
+            for i in range(5):
+                text = f"client{n}-msg{i}"
+                r = await http.post(
+                    f"{edge.url}/agent-sessions/{sid}/messages", json={"message": text}
+                )
+                assert r.status_code == 202, r.text
+                sent.append(text)
+            return sent
+
+    sent = [m for batch in await asyncio.gather(*(sender(n) for n in range(3))) for m in batch]
+
+    async def all_answered() -> bool:
+        done = [t for _, t in await stored(client, sid)].count("turn.completed")
+        return done == len(sent)
+
+    await eventually(all_answered, 30, "every message answered")
+    history = await client.history(sid)
+    pairs = list(zip(history[::2], history[1::2], strict=True))
+    assert all(u.role == "user" and a.role == "agent" and u.content == a.content for u, a in pairs)
+    assert sorted(u.content for u, _ in pairs) == sorted(sent)  # each once
+    for n in range(3):  # each client's messages in the order it sent them
+        mine = [u.content for u, _ in pairs if u.content.startswith(f"client{n}-")]
+        assert mine == [f"client{n}-msg{i}" for i in range(5)]
+
+
+# -- errors: problem+json, one status each --------------------------------------------------
+
+
+def assert_problem(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith(PROBLEM)
+    body: dict[str, Any] = r.json()
+    assert body["status"] == status and body["code"] == code and body["title"]
+    assert body["type"].startswith("urn:praxis:problem:") and body["instance"]
+    assert "Traceback" not in r.text
+    return body
+
+
+async def test_unknown_session_is_404_everywhere(
+    edge: EdgeProcess, http: httpx.AsyncClient
+) -> None:
+    base = f"{edge.url}/agent-sessions/ses_nope"
+    calls = [
+        http.get(base),
+        http.get(f"{base}/history"),
+        http.get(f"{base}/events"),
+        http.post(f"{base}/messages", json={"message": "hi"}),
+        http.post(f"{base}/messages", json={"message": "hi", "stream": True}),
+        http.post(f"{base}/suspend"),
+        http.post(f"{base}/resume"),
+        http.post(f"{base}/complete"),
+        http.post(f"{base}/cancel"),
+        http.delete(base),
+    ]
+    for r in await asyncio.gather(*calls):
+        body = assert_problem(r, 404, "NOT_FOUND")
+        assert "ses_nope" in body["detail"]
+
+
+async def test_illegal_transitions_are_409_with_the_current_state(
+    edge: EdgeProcess, worker: InProcessWorker, http: httpx.AsyncClient
+) -> None:
+    sid = (await create(http, edge, agent_name="echo"))["session_id"]
+    base = f"{edge.url}/agent-sessions/{sid}"
+    body = assert_problem(await http.post(f"{base}/resume"), 409, "CONFLICT")
+    assert body["state"] in ("CREATED", "ACTIVE")
+    assert (await http.post(f"{base}/complete")).status_code == 200
+    for r in (
+        await http.post(f"{base}/messages", json={"message": "hi"}),
+        await http.post(f"{base}/messages", json={"message": "hi", "stream": True}),
+        await http.post(f"{base}/suspend"),
+    ):
+        assert assert_problem(r, 409, "CONFLICT")["state"] == "COMPLETED"
+    r = await http.post(
+        f"{edge.url}/agent-sessions/create", json={"agent_name": "echo", "session_id": sid}
+    )
+    assert_problem(r, 409, "CONFLICT")
+
+
+async def test_validation_errors_are_422_naming_the_field(
+    edge: EdgeProcess, worker: InProcessWorker, http: httpx.AsyncClient
+) -> None:
+    sid = (await create(http, edge, agent_name="echo"))["session_id"]
+    base = f"{edge.url}/agent-sessions"
+    cases = [
+        (await http.post(f"{base}/create", json={}), "agent_name"),
+        (await http.post(f"{base}/create", json={"agent_name": "no-such-agent"}), "agent_name"),
+        (await http.post(f"{base}/create", json={"agent_name": "a.b"}), "agent_name"),
+        (
+            await http.post(f"{base}/create", json={"agent_name": "echo", "task_id": "t*"}),
+            "task_id",
+        ),
+        (await http.post(f"{base}/create", json={"agent_name": "echo", "colour": 1}), "colour"),
+        (await http.post(f"{base}/{sid}/messages", json={"message": ""}), "message"),
+        (await http.post(f"{base}/{sid}/messages", json={"text": "hi"}), "message"),
+        (await http.post(f"{base}/list", json={"limit": 0}), "limit"),
+        (await http.post(f"{base}/list", json={"state": "SLEEPING"}), "state"),
+        (await http.get(f"{base}/{sid}/history", params={"limit": 5000}), "limit"),
+        (await http.get(f"{base}/{sid}/history", params={"before": "x"}), "before"),
+        (await http.get(f"{base}/{sid}/events", params={"after": -1}), "after"),
+    ]
+    for r, field in cases:
+        body = assert_problem(r, 422, "BAD_USER_INPUT")
+        assert field in {e["field"] for e in body["errors"]}, body
+
+
+async def test_malformed_json_is_400(edge: EdgeProcess, http: httpx.AsyncClient) -> None:
+    headers = {"content-type": "application/json"}
+    for raw in (b'{"agent_name": "echo"', b"\xff\xfe", b"not json"):
+        r = await http.post(f"{edge.url}/agent-sessions/create", content=raw, headers=headers)
+        assert_problem(r, 400, "BAD_REQUEST")
+
+
+async def test_body_over_the_limit_is_413_and_nothing_is_sent(
+    edge: EdgeProcess, worker: InProcessWorker, http: httpx.AsyncClient, client: SessionClient
+) -> None:
+    sid = (await create(http, edge, agent_name="echo"))["session_id"]
+    before = await stored(client, sid)
+    big = "x" * (64 * 1024 + 1)
+    r = await http.post(f"{edge.url}/agent-sessions/{sid}/messages", json={"message": big})
+    assert_problem(r, 413, "PAYLOAD_TOO_LARGE")
+    assert await stored(client, sid) == before
+
+
+async def test_invalid_ids_and_cursors_are_400(
+    edge: EdgeProcess, worker: InProcessWorker, http: httpx.AsyncClient
+) -> None:
+    sid = (await create(http, edge, agent_name="echo"))["session_id"]
+    base = f"{edge.url}/agent-sessions"
+    for bad in ("a.b", "a*", "%3E", "x" * 200, "sp%20ace"):
+        body = assert_problem(await http.get(f"{base}/{bad}"), 400, "BAD_REQUEST")
+        assert body["errors"][0]["field"] == "session_id"
+        assert_problem(
+            await http.post(f"{base}/{bad}/messages", json={"message": "hi"}), 400, "BAD_REQUEST"
+        )
+    r = await http.get(f"{base}/{sid}/events", headers={"Last-Event-ID": "abc"})
+    assert_problem(r, 400, "BAD_REQUEST")
+    r = await http.get(f"{base}/{sid}/events", params={"after": 10**12})
+    assert "beyond" in assert_problem(r, 400, "BAD_REQUEST")["detail"]
+    r = await http.post(f"{base}/list", json={"cursor": "bm90IGEgY3Vyc29y"})
+    assert_problem(r, 400, "BAD_REQUEST")
+
+
+async def test_health_readiness_and_docs(edge: EdgeProcess, http: httpx.AsyncClient) -> None:
+    assert (await http.get(f"{edge.url}/healthz")).json() == {"status": "ok"}
+    assert (await http.get(f"{edge.url}/readyz")).json() == {"status": "ready"}
+    spec = (await http.get(f"{edge.url}/schema/openapi.json")).json()
+    models = spec["components"]["schemas"]
+    for name in ("CreateSessionRequest", "SessionView", "EventEnvelope", "Problem", "HistoryPage"):
+        assert models[name].get("description"), name
+    for page in ("/schema/swagger", "/schema/redoc"):
+        r = await http.get(f"{edge.url}{page}")
+        assert r.status_code == 200 and "<html" in r.text.lower()
+    assert_problem(await http.get(f"{edge.url}/no/such/page"), 404, "NOT_FOUND")
