@@ -8,7 +8,7 @@ from litestar import Controller, delete, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, Parameter
 from pydantic import BaseModel, ConfigDict, Field
 
 from bus import IllegalTransitionError, InvalidCursorError, SessionClient, Settings
@@ -263,12 +263,14 @@ class AgentSessions(Controller):
             description="Event cursor: only events after it.",
             schema_extra={"minimum": 0},  # Litestar leaves out a minimum of 0
         ),
-        last_event_id: str = Parameter(
-            header="Last-Event-ID",
-            default="",
-            description="Set by SSE clients on reconnect: the `id:` of the last event seen.",
-            schema_extra={"pattern": r"^[0-9]{0,19}$"},
-        ),
+        last_event_id: Annotated[
+            str,
+            HeaderParameter(
+                name="Last-Event-ID",
+                description="Set by SSE clients on reconnect: the `id:` of the last event seen.",
+                schema_extra={"pattern": r"^[0-9]{0,19}$"},
+            ),
+        ] = "",
     ) -> sse.EventStream:
         sid = check_token(session_id, "session id")
         if last_event_id:
