@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 
 from bus import SessionClient, Settings
-from tests.conftest import ROOT, WorkerProcess, env_for, live_workers
+from tests.conftest import ROOT, EdgeProcess, WorkerProcess, env_for, live_workers
 from workers.agents import Agent, TurnContext
 
 README = (ROOT / "README.md").read_text()
@@ -55,3 +55,30 @@ def test_quick_start_commands_are_the_ci_commands() -> None:
     assert "pip install . && praxis agent run hello-world" in README
     assert "pip install -e '.[test]' && python -m pytest" in README
     assert "pip install --quiet -e '.[test]'" in ci and "\npython -m pytest\n" in ci
+
+
+async def test_http_example_runs(
+    edge: EdgeProcess, client: SessionClient, worker_processes: Callable[[int], list[WorkerProcess]]
+) -> None:
+    worker_processes(1)
+    await live_workers(client, 1)
+    example = next(b for b in BLOCKS if "connect_sse" in b)
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", example],
+        env={**env_for(client.bus.settings), "PRAXIS_EDGE_URL": edge.url},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith('You said: "How do I handle errors?". That is your 2nd message')
+    assert lines[1:] == [
+        "agent: Hello! How can I help you today?",
+        "user: Help me with coding",
+        'agent: You said: "Help me with coding". That is your first message in this session.',
+        "user: How do I handle errors?",
+        lines[0].replace("You said", "agent: You said", 1),
+    ]
