@@ -15,7 +15,7 @@ import inspect
 from collections.abc import AsyncIterator
 from typing import Any
 
-from litestar import Litestar, MediaType, Response, get
+from litestar import Litestar, MediaType, Request, Response, get
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
@@ -46,7 +46,7 @@ async def healthz() -> Health:
     summary="NATS is reachable and the stream is there",
     responses={503: ResponseSpec(Problem, media_type=problems.MEDIA_TYPE)},
 )
-async def readyz(state: State) -> Response[Any]:
+async def readyz(state: State, request: Request[Any, Any, Any]) -> Response[Any]:
     bus: Bus = state.bus
     try:
         if not bus.nc.is_connected:
@@ -55,11 +55,7 @@ async def readyz(state: State) -> Response[Any]:
             await bus.js.stream_info(bus.stream)
     except Exception as e:  # anything here means: not ready
         found = problems.problem(503, f"not ready: {e or type(e).__name__}", "not-ready")
-        return Response(
-            found.model_dump(mode="json", exclude_none=True),
-            status_code=503,
-            media_type=problems.MEDIA_TYPE,
-        )
+        return problems.respond(request, found)
     return Response(Health(status="ready"), media_type=MediaType.JSON)
 
 

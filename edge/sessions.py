@@ -36,7 +36,9 @@ class TransitionRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reason: str | None = Field(default=None, max_length=MAX_MESSAGE_CHARS)
+    reason: str | None = Field(
+        default=None, max_length=MAX_MESSAGE_CHARS, description="Kept in the state change event."
+    )
 
 
 def _problems(*statuses: int) -> dict[int, ResponseSpec]:

@@ -50,13 +50,15 @@ class CreateSessionRequest(_Request):
 class SessionView(BaseModel):
     """A session as the API shows it."""
 
-    session_id: SessionId
+    session_id: SessionId = Field(description="The session id.")
     task_id: TaskId = Field(description="The task this session serves.")
-    agent_name: AgentName
-    state: SessionState
-    created_at: datetime
-    updated_at: datetime
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    agent_name: AgentName = Field(description="The agent the session talks to.")
+    state: SessionState = Field(description="Where the session is in its lifecycle.")
+    created_at: datetime = Field(description="When the session was created.")
+    updated_at: datetime = Field(description="When its latest event was stored.")
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="The free-form data given at creation."
+    )
     created_by: str = Field(description="The interface the session was created from.")
     message_count: int = Field(description="User and agent messages in the history.")
     turns: int = Field(description="Turns the agent has finished.")
@@ -83,11 +85,11 @@ class SessionView(BaseModel):
 class CreatedSession(BaseModel):
     """A new session; follow ``GET /agent-sessions/{id}/events?after=cursor`` for the rest."""
 
-    session_id: SessionId
-    task_id: TaskId
-    state: SessionState
-    agent_name: AgentName
-    created_at: datetime
+    session_id: SessionId = Field(description="The new session's id.")
+    task_id: TaskId = Field(description="The task it serves (given or made).")
+    state: SessionState = Field(description="CREATED: a worker starts it next.")
+    agent_name: AgentName = Field(description="The agent it talks to.")
+    created_at: datetime = Field(description="When it was created.")
     command_id: str = Field(
         description="The command of the initial message, or of the creation without one."
     )
@@ -97,8 +99,10 @@ class CreatedSession(BaseModel):
 class ListSessionsRequest(_Request):
     """Filters and paging for listing sessions (newest first)."""
 
-    state: SessionState | None = None
-    agent_name: AgentName | None = None
+    state: SessionState | None = Field(default=None, description="Only sessions in this state.")
+    agent_name: AgentName | None = Field(
+        default=None, description="Only the sessions of this agent."
+    )
     task_id: TaskId | None = Field(default=None, description="Only the sessions of this task.")
     created_after: datetime | None = Field(default=None, description="Created at or after.")
     created_before: datetime | None = Field(default=None, description="Created before.")
@@ -111,14 +115,16 @@ class ListSessionsRequest(_Request):
 class SessionPage(BaseModel):
     """One page of sessions; pass ``next_cursor`` back for the next (null: no more)."""
 
-    items: list[SessionView]
-    next_cursor: str | None
+    items: list[SessionView] = Field(description="Sessions, newest first.")
+    next_cursor: str | None = Field(description="Opaque; null when this is the last page.")
 
 
 class SendMessageRequest(_Request):
     """A user message for the session's agent."""
 
-    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    message: str = Field(
+        min_length=1, max_length=MAX_MESSAGE_CHARS, description="What the user says."
+    )
     stream: bool = Field(
         default=False,
         description="Answer with a Server-Sent Events stream of this turn, ending with it.",
@@ -132,15 +138,15 @@ class SendMessageRequest(_Request):
 class Accepted(BaseModel):
     """A command stored on the bus; its effects follow as events after ``cursor``."""
 
-    session_id: SessionId
-    command_id: str
+    session_id: SessionId = Field(description="The session the command is for.")
+    command_id: str = Field(description="The command's id: its events carry it.")
     cursor: int = Field(description="Follow `/events?after=cursor` to see what it causes.")
 
 
 class HistoryPage(BaseModel):
     """Messages oldest first; ``next_before`` pages further back (null: the beginning)."""
 
-    items: list[HistoryItem]
+    items: list[HistoryItem] = Field(description="Messages, oldest first.")
     next_before: int | None = Field(description="Pass as `before` for the older page.")
 
 
@@ -151,7 +157,7 @@ class EventEnvelope(BaseModel):
     cursor: int | None = Field(
         description="The event's stream sequence (its SSE id); null for token deltas."
     )
-    timestamp: datetime
+    timestamp: datetime = Field(description="When the event happened.")
     data: dict[str, Any] = Field(description="The event itself, all its fields.")
 
     @classmethod
@@ -187,17 +193,19 @@ def envelope_json(item: Delivery) -> str:
 
 
 class FieldError(BaseModel):
+    """One invalid value of a request."""
+
     field: str = Field(description="Where the bad value is, e.g. `agent_name` or `body`.")
-    message: str
+    message: str = Field(description="What is wrong with it.")
 
 
 class Problem(BaseModel):
     """An error, as ``application/problem+json`` (RFC 9457)."""
 
     type: str = Field(default="about:blank", description="A URI naming the kind of problem.")
-    title: str
-    status: int
-    detail: str = ""
+    title: str = Field(description="A short summary of the kind of problem.")
+    status: int = Field(description="The HTTP status code.")
+    detail: str = Field(default="", description="What went wrong, for a person to read.")
     instance: str | None = Field(default=None, description="The request path.")
     code: str = Field(
         description="NOT_FOUND, CONFLICT, BAD_USER_INPUT, BAD_REQUEST, PAYLOAD_TOO_LARGE, "
@@ -210,4 +218,6 @@ class Problem(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok", "ready"]
+    """The answer of a health or readiness check that passed."""
+
+    status: Literal["ok", "ready"] = Field(description="`ok` (healthz) or `ready` (readyz).")

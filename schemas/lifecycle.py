@@ -6,6 +6,8 @@ from enum import StrEnum
 
 
 class SessionState(StrEnum):
+    """Where a session is in its lifecycle (see the README's table of transitions)."""
+
     CREATED = "CREATED"
     ACTIVE = "ACTIVE"
     SUSPENDED = "SUSPENDED"

@@ -79,11 +79,13 @@ class Checkpoint(BaseModel):
 class HistoryItem(BaseModel):
     """A message of the conversation, with the cursor of the event that holds it."""
 
-    seq: int
-    role: Literal["user", "agent"]
-    content: str
-    ts: datetime
-    interrupted: bool = False
+    seq: int = Field(description="The event's cursor; pass as `before` to page back from it.")
+    role: Literal["user", "agent"] = Field(description="Who said it.")
+    content: str = Field(description="The message text.")
+    ts: datetime = Field(description="When the message was stored.")
+    interrupted: bool = Field(
+        default=False, description="An agent reply cut short (failed or cancelled turn)."
+    )
 
 
 class StoredEvent(BaseModel):

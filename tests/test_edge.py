@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,15 +17,18 @@ import pytest
 from httpx_sse import ServerSentEvent, aconnect_sse
 
 from bus import SessionClient, Settings, direct, subjects
+from bus.embedded import NatsServer
 from schemas import decode_event
 from tests.conftest import (
     ROOT,
     EdgeProcess,
     InProcessWorker,
     WorkerProcess,
+    edge_env,
     env_for,
     eventually,
     live_workers,
+    make_settings,
     slow_turn_streaming,
 )
 
@@ -568,8 +572,59 @@ async def test_health_readiness_and_docs(edge: EdgeProcess, http: httpx.AsyncCli
     spec = (await http.get(f"{edge.url}/schema/openapi.json")).json()
     models = spec["components"]["schemas"]
     for name in ("CreateSessionRequest", "SessionView", "EventEnvelope", "Problem", "HistoryPage"):
-        assert models[name].get("description"), name
+        assert name in models
+    for name, model in models.items():  # every model and every field is described
+        assert model.get("description"), name
+        for field, prop in model.get("properties", {}).items():
+            assert prop.get("description"), f"{name}.{field}"
     for page in ("/schema/swagger", "/schema/redoc"):
         r = await http.get(f"{edge.url}{page}")
         assert r.status_code == 200 and "<html" in r.text.lower()
     assert_problem(await http.get(f"{edge.url}/no/such/page"), 404, "NOT_FOUND")
+
+
+async def test_readyz_follows_the_bus(tmp_path: Path, http: httpx.AsyncClient) -> None:
+    server = NatsServer(tmp_path / "js", log_file=tmp_path / "nats.log").start()
+    edge = EdgeProcess(edge_env(make_settings(server.url, tmp_path)), tmp_path / "edge.log")
+    try:
+        await asyncio.to_thread(edge.start)
+        assert (await http.get(f"{edge.url}/readyz")).status_code == 200
+        await asyncio.to_thread(server.stop)
+
+        async def status(code: int) -> bool:
+            return (await http.get(f"{edge.url}/readyz")).status_code == code
+
+        await eventually(lambda: status(503), 20, "readyz to answer 503")
+        r = await http.get(f"{edge.url}/readyz")
+        assert_problem(r, 503, "UNAVAILABLE")
+        assert (await http.get(f"{edge.url}/healthz")).status_code == 200  # the process is up
+        await asyncio.to_thread(server.start)
+        await eventually(lambda: status(200), 20, "readyz to answer 200 again")
+    finally:
+        await asyncio.to_thread(edge.stop)
+        server.stop()
+
+
+async def test_edges_side_by_side_serve_the_same_sessions(
+    edge: EdgeProcess,
+    start_edge: Callable[[], EdgeProcess],
+    worker: InProcessWorker,
+    http: httpx.AsyncClient,
+) -> None:
+    other = await asyncio.to_thread(start_edge)
+    sid = (await create(http, edge, agent_name="echo", initial_message="on the first"))[
+        "session_id"
+    ]
+    events = await read_sse(
+        http,
+        "POST",
+        f"{other.url}/agent-sessions/{sid}/messages",
+        json={"message": "on the second", "stream": True},
+    )
+    assert events[-1].event == "turn.completed"
+    for e in (edge, other):
+        items = (await http.get(f"{e.url}/agent-sessions/{sid}/history")).json()["items"]
+        assert [i["content"] for i in items if i["role"] == "user"] == [
+            "on the first",
+            "on the second",
+        ]
