@@ -56,6 +56,9 @@ class Follower:
     bus: Bus
     session_id: str
     poll_interval: float = 5.0
+    max_pending: int = 10_000
+    """Live messages kept while the reader is not reading; past that they are dropped and
+    the reader resynchronises from the stream (and the owner's snapshot) when it reads."""
     _queue: asyncio.Queue[Msg] = field(default_factory=asyncio.Queue)
     _sub: Subscription | None = None
     cursor: int = 0
@@ -63,6 +66,7 @@ class Follower:
     _turn: _Turn | None = None
     _ended: set[str] = field(default_factory=set)
     _pending: list[Delivery] = field(default_factory=list)
+    _overflowed: bool = False
 
     async def open(self) -> tuple[Event, int]:
         """Subscribe to live notices, then read the latest event (order matters)."""
@@ -71,6 +75,9 @@ class Follower:
 
     async def subscribe(self) -> None:
         async def _put(msg: Msg) -> None:
+            if self._queue.qsize() >= self.max_pending:
+                self._overflowed = True  # a slow reader: keep memory bounded
+                return
             self._queue.put_nowait(msg)
 
         self._sub = await self.bus.nc.subscribe(subjects.live(self.session_id), cb=_put)
@@ -113,6 +120,9 @@ class Follower:
             while self._pending:
                 yield self._pending.pop(0)
                 quiet_since = loop.time()
+            if self._overflowed:
+                await self._resync()
+                continue
             if self._queue.empty():
                 now = loop.time()
                 if keepalive is not None and now - quiet_since >= keepalive:
@@ -133,6 +143,15 @@ class Follower:
                 msg = self._queue.get_nowait()
             poll_at = loop.time()  # poll only after poll_interval without a notice
             await self._on_live(msg)
+
+    async def _resync(self) -> None:
+        """After live messages were dropped: what is queued is older than the stream's
+        head, so drop it too and read the stream, then the text so far of a turn."""
+        self._overflowed = False
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        await self._poll()
+        await self._snapshot()
 
     async def _poll(self) -> None:
         found = await load_head(self.bus, self.session_id)

@@ -21,6 +21,7 @@ from bus import (
     direct,
     subjects,
 )
+from bus.follow import Follower
 from schemas import (
     AgentMessage,
     CommandRejected,
@@ -374,3 +375,32 @@ async def test_list_filters_and_pages(client: SessionClient) -> None:
     assert len(created.items) == 8
     with pytest.raises(ValueError, match="invalid list cursor"):
         await client.list(cursor="not-a-cursor")
+
+
+async def test_a_reader_that_does_not_read_is_resynchronised_not_buffered_without_bound(
+    client: SessionClient, worker: InProcessWorker
+) -> None:
+    record, receipt = await client.create("slow", metadata={"pieces": 60, "delay": 0.002})
+    await client.wait(receipt)
+    sid = record.session_id
+    follower = Follower(client.bus, sid, max_pending=5)
+    try:
+        _, tail = await follower.open()
+        await follower.start(None, tail)
+        await client.wait(await client.send(sid, "go"))  # 60 deltas and the events, unread
+        await client.bus.nc.flush()
+        assert follower._queue.qsize() <= 5 and follower._overflowed
+        got = []
+        async with asyncio.timeout(10):
+            async for item in follower.deliveries():
+                got.append(item)
+                if isinstance(item.event, TurnCompleted):
+                    break
+    finally:
+        await follower.close()
+    stored = await direct.read_subject(
+        client.bus.nc, client.bus.stream, subjects.events(sid), after=tail, timeout=5
+    )
+    assert [i.cursor for i in got if i.cursor is not None] == [m.seq for m in stored]
+    reply = next(i.event for i in got if isinstance(i.event, AgentMessage))
+    assert reply.content == "".join(f"w{i} " for i in range(60))
