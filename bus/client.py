@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from bus import commit, direct, subjects
 from bus.connection import Bus, with_retry
@@ -173,10 +173,25 @@ class SessionClient:
         await self._publish(cmd)
         return Receipt(head.session_id, cmd.command_id, tail)
 
-    async def turn(
+    def turn(
         self, session_id: str, message: str, *, command_id: str | None = None
     ) -> AsyncGenerator[Delivery, None]:
         """Send a message and yield what it causes (deltas, reply) until the turn ends."""
+        return cast(
+            AsyncGenerator[Delivery, None],
+            self.turn_updates(session_id, message, command_id=command_id, keepalive=None),
+        )
+
+    async def turn_updates(
+        self,
+        session_id: str,
+        message: str,
+        *,
+        command_id: str | None = None,
+        keepalive: float | None = None,
+    ) -> AsyncGenerator[Delivery | None, None]:
+        """:meth:`turn`, and ``None`` after each ``keepalive`` seconds of quiet (for relays
+        that must show an idle connection is alive while an agent thinks)."""
         follower = Follower(self.bus, session_id)
         try:
             task_id = self._task_ids.get(session_id)
@@ -191,7 +206,7 @@ class SessionClient:
                 (_, tail), seq = await asyncio.gather(follower.head(), self._publish(cmd))
                 receipt = Receipt(session_id, cmd.command_id, seq)
             await follower.start(receipt.cursor, tail, join_turn=False)
-            async for item in self._until_final(follower, receipt):
+            async for item in self._until_final(follower, receipt, keepalive):
                 yield item
         finally:
             await follower.close()
@@ -207,21 +222,34 @@ class SessionClient:
             **_command_id(command_id),
         )
 
-    async def _until_final(self, follower: Follower, receipt: Receipt) -> AsyncIterator[Delivery]:
-        """What ``receipt``'s command causes (its turns' deltas included) until it is done."""
-        timeout = self.bus.settings.command_timeout
+    async def _until_final(
+        self, follower: Follower, receipt: Receipt, keepalive: float | None = None
+    ) -> AsyncGenerator[Delivery | None, None]:
+        """What ``receipt``'s command causes (its turns' deltas included) until it is done.
+
+        No event for ``command_timeout`` seconds means no worker took the command; once a
+        turn has started, the worker's own ``turn_timeout`` bounds it (it then ends the
+        turn with ``turn.failed``), so the wait allows for that instead.
+        """
+        settings = self.bus.settings
+        timeout = settings.command_timeout
         turns: set[str] = set()
-        stream = follower.deliveries()
+        stream = follower.updates(keepalive)
         loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         try:
             while True:
                 try:  # asyncio.timeout, not wait_for: no task per item on this hot path
-                    async with asyncio.timeout_at(loop.time() + timeout):
+                    async with asyncio.timeout_at(deadline):
                         item = await anext(stream)
                 except TimeoutError:
                     raise CommandTimeoutError(
                         receipt.session_id, receipt.command_id, timeout
                     ) from None
+                if item is None:
+                    yield None  # quiet for keepalive seconds; the deadline stands
+                    continue
+                deadline = loop.time() + timeout
                 ev = item.event
                 if isinstance(ev, TokenDelta):
                     if ev.turn_id in turns:
@@ -231,6 +259,8 @@ class SessionClient:
                     continue
                 if isinstance(ev, TurnStarted):
                     turns.add(ev.turn_id)
+                    timeout = settings.turn_timeout + settings.command_timeout
+                    deadline = loop.time() + timeout
                 yield item
                 if ev.final:
                     return
@@ -244,7 +274,8 @@ class SessionClient:
             _, tail = await follower.open()
             await follower.start(receipt.cursor, tail)
             async for item in self._until_final(follower, receipt):
-                yield item
+                if item is not None:
+                    yield item
         finally:
             await follower.close()
 

@@ -145,15 +145,22 @@ class AgentSessions(Controller):
         responses={200: _SSE, **_problems(400, 404, 409, 413, 422, 504)},
     )
     async def send(
-        self, session_id: SessionIdPath, data: SendMessageRequest, client: SessionClient
+        self,
+        session_id: SessionIdPath,
+        data: SendMessageRequest,
+        client: SessionClient,
+        settings: Settings,
     ) -> Accepted | sse.EventStream:
         sid = check_token(session_id, "session id")
         if not data.stream:
             receipt = await client.send(sid, data.message, command_id=data.command_id)
             return Accepted(session_id=sid, command_id=receipt.command_id, cursor=receipt.cursor)
-        turn = client.turn(sid, data.message, command_id=data.command_id)
+        turn = client.turn_updates(
+            sid, data.message, command_id=data.command_id, keepalive=settings.sse_keepalive
+        )
         try:  # the first event tells whether the message was taken: errors answer as such
-            first = await anext(turn)
+            while (first := await anext(turn)) is None:
+                pass  # nothing sent yet: no keep-alive needed
         except BaseException:
             await turn.aclose()
             raise

@@ -253,7 +253,8 @@ class EdgeProcess:
 
 
 def edge_env(settings: Settings, **extra: str) -> dict[str, str]:
-    return env_for(settings, PRAXIS_INPROCESS_WORKER="never", PRAXIS_SSE_KEEPALIVE="0.5", **extra)
+    defaults = {"PRAXIS_INPROCESS_WORKER": "never", "PRAXIS_SSE_KEEPALIVE": "0.5"}
+    return env_for(settings, **{**defaults, **extra})
 
 
 @pytest.fixture(scope="module")

@@ -204,3 +204,35 @@ def test_up_runs_the_stack_until_interrupted(tmp_path: Path) -> None:
     assert up.returncode == 0, err
     assert "Praxis stopped." in out
     assert not (tmp_path / "data" / "nats" / "server.json").exists()
+
+
+def test_edge_alone_on_a_fresh_machine(tmp_path: Path) -> None:
+    """No PRAXIS_NATS_URL, no worker: 'praxis edge' brings the embedded server and a worker."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRAXIS_")}
+    env.update({"PRAXIS_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)})
+    edge = subprocess.Popen(
+        [sys.executable, "-m", "cli", "edge", "--port", "0"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert edge.stdout is not None
+        assert edge.stdout.readline().startswith("No dedicated worker is running")
+        url = edge.stdout.readline().strip().removeprefix("Praxis edge on ")
+        assert url.startswith("http://127.0.0.1:"), url
+        with httpx.Client(base_url=url, timeout=30) as http:
+            created = http.post("/agent-sessions/create", json={"agent_name": "hello-world"})
+            assert created.status_code == 201, created.text
+            sid = created.json()["session_id"]
+            body = {"message": "Hello over HTTP", "stream": True}
+            with http.stream("POST", f"/agent-sessions/{sid}/messages", json=body) as r:
+                lines = list(r.iter_lines())
+            assert "event: turn.completed" in lines
+    finally:
+        edge.send_signal(2)
+        _, err = edge.communicate(timeout=30)
+    assert edge.returncode == 0, err
+    assert not (tmp_path / "data" / "nats" / "server.json").exists()  # the server stopped

@@ -628,3 +628,31 @@ async def test_edges_side_by_side_serve_the_same_sessions(
             "on the first",
             "on the second",
         ]
+
+
+async def test_a_slow_turn_streams_with_keep_alives_past_the_command_timeout(
+    settings: Settings,
+    tmp_path: Path,
+    worker: InProcessWorker,
+    http: httpx.AsyncClient,
+    client: SessionClient,
+) -> None:
+    """Silences between tokens longer than PRAXIS_COMMAND_TIMEOUT (1 s here) are fine once
+    the turn has started (the worker's turn timeout bounds it); the stream shows it lives."""
+    env = edge_env(settings, PRAXIS_COMMAND_TIMEOUT="1", PRAXIS_SSE_KEEPALIVE="0.3")
+    edge = EdgeProcess(env, tmp_path / "slow-edge.log")
+    await asyncio.to_thread(edge.start)
+    try:
+        record, receipt = await client.create("slow", metadata={"pieces": 2, "delay": 1.5})
+        await client.wait(receipt)
+        url = f"{edge.url}/agent-sessions/{record.session_id}/messages"
+        lines: list[str] = []
+        async with asyncio.timeout(20):
+            body = {"message": "take your time", "stream": True}
+            async with http.stream("POST", url, json=body) as r:
+                assert r.status_code == 200
+                lines = [line async for line in r.aiter_lines()]
+        assert lines.count(": keep-alive") >= 2, lines
+        assert "event: turn.completed" in lines and "event: error" not in lines
+    finally:
+        await asyncio.to_thread(edge.stop)
