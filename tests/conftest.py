@@ -278,3 +278,37 @@ def start_edge(settings: Settings, tmp_path: Path) -> Iterator[Callable[[], Edge
     yield start
     for e in started:
         e.stop()
+
+
+def praxis(
+    env: dict[str, str], *args: str, stdin: str = "", timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a user would, to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args],
+        env=env,
+        cwd=ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def spawn_praxis(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    """Start a long-running CLI command (edge, up) with its output piped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli", *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def fresh_env(tmp_path: Path) -> dict[str, str]:
+    """A machine with no Praxis settings: no NATS URL, its own data directory."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRAXIS_")}
+    env.update({"PRAXIS_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)})
+    return env

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -14,21 +11,7 @@ import pytest
 
 from bus import Settings
 from bus.embedded import connections
-from tests.conftest import ROOT, env_for
-
-
-def praxis(
-    env: dict[str, str], *args: str, stdin: str = "", timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cli", *args],
-        env=env,
-        cwd=ROOT,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+from tests.conftest import env_for, fresh_env, praxis, spawn_praxis
 
 
 @pytest.fixture
@@ -155,9 +138,7 @@ def test_agents_and_workers(env: dict[str, str]) -> None:
 
 def test_fresh_machine_embedded_nats(tmp_path: Path) -> None:
     """No PRAXIS_NATS_URL: the CLI starts its own nats-server and worker, and stops them."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PRAXIS_")}
-    env["PRAXIS_DATA_DIR"] = str(tmp_path / "data")
-    env["PYTHONPATH"] = str(ROOT)
+    env = fresh_env(tmp_path)
     first = praxis(env, "agent", "run", "hello-world", "--message", "Remember me")
     assert first.returncode == 0, first.stderr
     sid = session_of(first.stderr)
@@ -172,16 +153,8 @@ def test_fresh_machine_embedded_nats(tmp_path: Path) -> None:
 
 
 def test_up_runs_the_stack_until_interrupted(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PRAXIS_")}
-    env.update({"PRAXIS_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)})
-    up = subprocess.Popen(
-        [sys.executable, "-m", "cli", "up", "--workers", "2", "--port", "0"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    env = fresh_env(tmp_path)
+    up = spawn_praxis(env, "up", "--workers", "2", "--port", "0")
     try:
         assert up.stdout is not None
         banner = up.stdout.readline()
@@ -208,16 +181,7 @@ def test_up_runs_the_stack_until_interrupted(tmp_path: Path) -> None:
 
 def test_edge_alone_on_a_fresh_machine(tmp_path: Path) -> None:
     """No PRAXIS_NATS_URL, no worker: 'praxis edge' brings the embedded server and a worker."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PRAXIS_")}
-    env.update({"PRAXIS_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)})
-    edge = subprocess.Popen(
-        [sys.executable, "-m", "cli", "edge", "--port", "0"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    edge = spawn_praxis(fresh_env(tmp_path), "edge", "--port", "0")
     try:
         assert edge.stdout is not None
         assert edge.stdout.readline().startswith("No dedicated worker is running")

@@ -6,8 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -16,11 +14,10 @@ import httpx
 import pytest
 from httpx_sse import ServerSentEvent, aconnect_sse
 
-from bus import SessionClient, Settings, direct, subjects
+from bus import Receipt, SessionClient, Settings, direct, subjects
 from bus.embedded import NatsServer
 from schemas import decode_event
 from tests.conftest import (
-    ROOT,
     EdgeProcess,
     InProcessWorker,
     WorkerProcess,
@@ -29,6 +26,7 @@ from tests.conftest import (
     eventually,
     live_workers,
     make_settings,
+    praxis,
     slow_turn_streaming,
 )
 
@@ -94,10 +92,16 @@ def ends_turns(n: int) -> Callable[[list[ServerSentEvent]], bool]:
     return lambda got: sum(e.event in ("turn.completed", "turn.failed") for e in got) >= n
 
 
-async def create(http: httpx.AsyncClient, edge: EdgeProcess, **body: Any) -> dict[str, Any]:
+async def create(
+    http: httpx.AsyncClient, edge: EdgeProcess, settle: SessionClient | None = None, **body: Any
+) -> dict[str, Any]:
+    """Create over REST; with ``settle``, wait until a worker has handled the creation."""
     r = await http.post(f"{edge.url}/agent-sessions/create", json=body)
     assert r.status_code == 201, r.text
     created: dict[str, Any] = r.json()
+    if settle is not None:
+        sid = created["session_id"]
+        await settle.wait(Receipt(sid, created["command_id"], created["cursor"]))
     return created
 
 
@@ -183,7 +187,8 @@ async def test_lifecycle_list_and_delete(
     base = f"{edge.url}/agent-sessions"
     task = "task-lifecycle"
     sids = [
-        (await create(http, edge, agent_name="echo", task_id=task))["session_id"] for _ in range(3)
+        (await create(http, edge, client, agent_name="echo", task_id=task))["session_id"]
+        for _ in range(3)
     ]
 
     r = await http.post(f"{base}/{sids[0]}/suspend", json={"reason": "lunch"})
@@ -229,17 +234,6 @@ async def test_cancel_ends_the_turn_in_flight(
 
 
 # -- handoff between interfaces -----------------------------------------------------------
-
-
-def praxis(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cli", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 async def test_handoff_cli_to_rest_and_back(
@@ -539,7 +533,9 @@ async def test_malformed_json_is_400(edge: EdgeProcess, http: httpx.AsyncClient)
 async def test_body_over_the_limit_is_413_and_nothing_is_sent(
     edge: EdgeProcess, worker: InProcessWorker, http: httpx.AsyncClient, client: SessionClient
 ) -> None:
-    sid = (await create(http, edge, agent_name="echo"))["session_id"]
+    record, receipt = await client.create("echo")
+    await client.wait(receipt)  # the worker is done with it: nothing more comes on its own
+    sid = record.session_id
     before = await stored(client, sid)
     big = "x" * (64 * 1024 + 1)
     r = await http.post(f"{edge.url}/agent-sessions/{sid}/messages", json={"message": big})

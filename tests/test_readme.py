@@ -16,6 +16,22 @@ README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"```python\n(.*?)```", README, re.S)
 
 
+async def run_example(marker: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run the README's Python block that contains ``marker``; it must succeed."""
+    example = next(b for b in BLOCKS if marker in b)
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", example],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 async def test_client_example_runs(
     settings: Settings,
     client: SessionClient,
@@ -23,17 +39,7 @@ async def test_client_example_runs(
 ) -> None:
     worker_processes(1)
     await live_workers(client, 1)
-    example = next(b for b in BLOCKS if "SessionClient(bus)" in b)
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-c", example],
-        env=env_for(settings),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
+    done = await run_example("SessionClient(bus)", env_for(settings))
     assert 'You said: "Help me with coding". That is your first message' in done.stdout
 
 
@@ -62,17 +68,8 @@ async def test_http_example_runs(
 ) -> None:
     worker_processes(1)
     await live_workers(client, 1)
-    example = next(b for b in BLOCKS if "connect_sse" in b)
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-c", example],
-        env={**env_for(client.bus.settings), "PRAXIS_EDGE_URL": edge.url},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
+    env = {**env_for(client.bus.settings), "PRAXIS_EDGE_URL": edge.url}
+    done = await run_example("connect_sse", env)
     lines = done.stdout.splitlines()
     assert lines[0].startswith('You said: "How do I handle errors?". That is your 2nd message')
     assert lines[1:] == [
