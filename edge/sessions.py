@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Controller, delete, get, post
+from litestar import Controller, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import ResponseSpec
@@ -142,7 +142,11 @@ class AgentSessions(Controller):
         description="Without `stream`: 202 with the command id and the cursor to follow. "
         "With `stream: true`: 200, an SSE stream of this turn (token deltas, the agent's "
         "message, turn.completed or turn.failed) that ends with the turn.",
-        responses={200: _SSE, **_problems(400, 404, 409, 413, 422, 504)},
+        responses={
+            202: ResponseSpec(Accepted, description="Stored; its effects follow as events."),
+            200: _SSE,
+            **_problems(400, 404, 409, 413, 422, 504),
+        },
     )
     async def send(
         self,
@@ -150,11 +154,14 @@ class AgentSessions(Controller):
         data: SendMessageRequest,
         client: SessionClient,
         settings: Settings,
-    ) -> Accepted | sse.EventStream:
+    ) -> Response[Accepted] | sse.EventStream:
         sid = check_token(session_id, "session id")
         if not data.stream:
             receipt = await client.send(sid, data.message, command_id=data.command_id)
-            return Accepted(session_id=sid, command_id=receipt.command_id, cursor=receipt.cursor)
+            accepted = Accepted(
+                session_id=sid, command_id=receipt.command_id, cursor=receipt.cursor
+            )
+            return Response(accepted, status_code=202)
         turn = client.turn_updates(
             sid, data.message, command_id=data.command_id, keepalive=settings.sse_keepalive
         )

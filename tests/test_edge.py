@@ -569,6 +569,10 @@ async def test_health_readiness_and_docs(edge: EdgeProcess, http: httpx.AsyncCli
     models = spec["components"]["schemas"]
     for name in ("CreateSessionRequest", "SessionView", "EventEnvelope", "Problem", "HistoryPage"):
         assert name in models
+    send = spec["paths"]["/agent-sessions/{session_id}/messages"]["post"]["responses"]
+    accepted = {"$ref": "#/components/schemas/Accepted"}
+    assert send["202"]["content"]["application/json"]["schema"] == accepted
+    assert "text/event-stream" in send["200"]["content"]
     for name, model in models.items():  # every model and every field is described
         assert model.get("description"), name
         for field, prop in model.get("properties", {}).items():
