@@ -525,6 +525,11 @@ def _history_item(seq: int, data: bytes) -> HistoryItem | None:
     return None
 
 
+def list_cursor(record: SessionRecord) -> str:
+    """The cursor of ``list()`` that continues after ``record`` (for per-item cursors)."""
+    return _encode_cursor(_order_key(record))
+
+
 def _order_key(r: SessionRecord) -> tuple[float, str]:
     return (-r.created_at.timestamp(), r.session_id)
 

@@ -26,7 +26,7 @@ import edge.sessions
 import schemas
 import schemas.api
 from bus import Bus, NotConnectedError, SessionClient, Settings, connect
-from edge import problems
+from edge import graphql, problems
 from edge.sessions import AgentSessions
 from schemas import Interface
 from schemas.api import Health, Problem
@@ -80,7 +80,7 @@ def create_app(settings: Settings, bus: Bus | None = None) -> Litestar:
             yield
 
     return Litestar(
-        route_handlers=[AgentSessions, healthz, readyz],
+        route_handlers=[AgentSessions, healthz, readyz, graphql.controller(settings.sse_keepalive)],
         lifespan=[lifespan],
         on_startup=[_describe_models],
         state=State({"settings": settings}),

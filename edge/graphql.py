@@ -1,0 +1,405 @@
+"""GraphQL at ``/graphql``: the REST operations over the same ``SessionClient``.
+
+Queries, mutations and a live subscription (both WebSocket protocols), GraphiQL in the
+browser. Types are made from the API models of :mod:`schemas.api`; errors carry the same
+codes as REST problems (``extensions.code``), mapped in :mod:`edge.problems`. The SDL is
+kept in ``schemas/agent_session.graphql`` (``python -m edge.graphql`` prints it; a test
+keeps the two equal).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, Awaitable
+from datetime import datetime
+from typing import Any, TypeVar, cast
+
+import strawberry
+from graphql import GraphQLError
+from litestar.datastructures import State
+from pydantic import ValidationError
+from strawberry.dataloader import DataLoader
+from strawberry.extensions import MaskErrors
+from strawberry.litestar import make_graphql_controller
+from strawberry.scalars import JSON
+from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.types import Info
+
+from bus import BusError, SessionClient, Settings
+from bus.client import list_cursor
+from edge import problems
+from schemas import HistoryItem, InvalidIdError, SessionState, check_token
+from schemas.api import MAX_PAGE, EventEnvelope, SessionView
+
+log = logging.getLogger("praxis.edge.graphql")
+
+T = TypeVar("T")
+HistoryKey = tuple[str, int, int | None]
+
+# Registers the enum with Strawberry (the same class, given a GraphQL definition).
+strawberry.enum(SessionState, description="Where a session is in its lifecycle.")
+
+
+# -- errors ------------------------------------------------------------------------------
+
+_GRAPHQL_CODES = {"BAD_REQUEST": "BAD_USER_INPUT", "PAYLOAD_TOO_LARGE": "BAD_USER_INPUT"}
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def graphql_error(exc: BaseException) -> GraphQLError:
+    """The GraphQL face of a REST problem: the same code, the state, the field."""
+    found = problems.problem_for(exc)
+    extensions: dict[str, Any] = {"code": _GRAPHQL_CODES.get(found.code, found.code)}
+    if found.state is not None:
+        extensions["state"] = found.state.value
+    if found.errors:
+        extensions["field"] = _camel(found.errors[0].field.replace(" ", "_"))
+    return GraphQLError(found.detail, extensions=extensions, original_error=None)
+
+
+async def _call(awaitable: Awaitable[T]) -> T:
+    try:
+        return await awaitable
+    except (BusError, InvalidIdError, ValidationError) as e:
+        raise graphql_error(e) from e
+
+
+def _token(value: str, kind: str) -> str:
+    try:
+        return check_token(value, kind)
+    except InvalidIdError as e:
+        raise graphql_error(e) from e
+
+
+def _should_mask(error: GraphQLError) -> bool:
+    """Hide what was not raised on purpose (it is logged), never a user's own mistake."""
+    original = error.original_error
+    if original is None or isinstance(original, GraphQLError | InvalidOperationTypeError):
+        return False  # e.g. a mutation over the legacy graphql-ws protocol: the caller's
+    log.error("unexpected error in a GraphQL resolver", exc_info=original)
+    return True
+
+
+# -- types -------------------------------------------------------------------------------
+
+
+@strawberry.type(description="A message of the conversation.")
+class Message:
+    seq: int = strawberry.field(description="The event's cursor; pass as `before` to page.")
+    role: str = strawberry.field(description="`user` or `agent`.")
+    content: str
+    timestamp: datetime
+    interrupted: bool = strawberry.field(description="An agent reply cut short.")
+
+    @classmethod
+    def of(cls, item: HistoryItem) -> Message:
+        return cls(
+            seq=item.seq,
+            role=item.role,
+            content=item.content,
+            timestamp=item.ts,
+            interrupted=item.interrupted,
+        )
+
+
+@strawberry.type(description="A session with an agent.")
+class AgentSession:
+    session_id: str
+    task_id: str = strawberry.field(description="The task the session serves.")
+    agent_name: str
+    state: SessionState
+    created_at: datetime
+    updated_at: datetime
+    metadata: JSON
+    created_by: str = strawberry.field(description="The interface it was created from.")
+    message_count: int = strawberry.field(description="User and agent messages.")
+    turns: int
+    failed_turns: int
+
+    @classmethod
+    def of(cls, view: SessionView) -> AgentSession:
+        return cls(**view.model_dump())
+
+    @strawberry.field(description="Messages oldest first: the last `first` before `before`.")
+    async def history(
+        self, info: Info[dict[str, Any], None], first: int = 50, before: int | None = None
+    ) -> list[Message]:
+        if not 1 <= first <= MAX_PAGE:
+            raise GraphQLError(
+                f"first must be 1-{MAX_PAGE}",
+                extensions={"code": "BAD_USER_INPUT", "field": "first"},
+            )
+        loader: DataLoader[HistoryKey, list[HistoryItem]] = info.context["histories"]
+        return [Message.of(i) for i in await loader.load((self.session_id, first, before))]
+
+
+@strawberry.type(description="One event of a session, as subscribers see it.")
+class AgentSessionEvent:
+    type: str = strawberry.field(description="e.g. `agent.message` or `token.delta`.")
+    data: JSON = strawberry.field(description="The event itself, all its fields.")
+    timestamp: datetime
+    cursor: int | None = strawberry.field(
+        description="The event's cursor (resume with `after`); null for token deltas."
+    )
+
+    @classmethod
+    def of(cls, envelope: EventEnvelope) -> AgentSessionEvent:
+        return cls(
+            type=envelope.type,
+            data=cast(JSON, envelope.data),
+            timestamp=envelope.timestamp,
+            cursor=envelope.cursor,
+        )
+
+
+@strawberry.type
+class AgentSessionEdge:
+    cursor: str
+    node: AgentSession
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type(description="A page of sessions, newest first.")
+class AgentSessionConnection:
+    edges: list[AgentSessionEdge]
+    page_info: PageInfo
+
+
+@strawberry.input(description="Which sessions to list.")
+class AgentSessionFilter:
+    state: SessionState | None = None
+    agent_name: str | None = None
+    task_id: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+@strawberry.type(description="A new session; its first command's effects follow `cursor`.")
+class CreatedAgentSession:
+    session_id: str
+    task_id: str
+    state: SessionState
+    agent_name: str
+    created_at: datetime
+    command_id: str
+    cursor: int = strawberry.field(description="Subscribe with `after: cursor` to miss nothing.")
+
+
+@strawberry.type(description="A command stored on the bus; its effects follow `cursor`.")
+class CommandReceipt:
+    session_id: str
+    command_id: str
+    cursor: int
+
+
+# -- operations --------------------------------------------------------------------------
+
+
+def _client(info: Info[dict[str, Any], None]) -> SessionClient:
+    client: SessionClient = info.context["client"]
+    return client
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="One session (error NOT_FOUND if there is none).")
+    async def agent_session(
+        self, info: Info[dict[str, Any], None], session_id: str
+    ) -> AgentSession:
+        sid = _token(session_id, "session id")
+        return AgentSession.of(SessionView.of(await _call(_client(info).get(sid))))
+
+    @strawberry.field(description="Sessions newest first, filtered, in pages.")
+    async def agent_sessions(
+        self,
+        info: Info[dict[str, Any], None],
+        filter: AgentSessionFilter | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> AgentSessionConnection:
+        if not 1 <= first <= MAX_PAGE:
+            raise GraphQLError(
+                f"first must be 1-{MAX_PAGE}",
+                extensions={"code": "BAD_USER_INPUT", "field": "first"},
+            )
+        f = filter or AgentSessionFilter()
+        page = await _call(
+            _client(info).list(
+                state=f.state,
+                agent=f.agent_name,
+                task_id=f.task_id,
+                created_after=f.created_after,
+                created_before=f.created_before,
+                limit=first,
+                cursor=after,
+            )
+        )
+        edges = [
+            AgentSessionEdge(cursor=list_cursor(r), node=AgentSession.of(SessionView.of(r)))
+            for r in page.items
+        ]
+        return AgentSessionConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=page.next_cursor is not None, end_cursor=page.next_cursor
+            ),
+        )
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Start a session, optionally with a first message.")
+    async def create_agent_session(
+        self,
+        info: Info[dict[str, Any], None],
+        agent_name: str,
+        initial_message: str | None = None,
+        task_id: str | None = None,
+        metadata: JSON | None = None,
+        session_id: str | None = None,
+    ) -> CreatedAgentSession:
+        record, receipt = await _call(
+            _client(info).create(
+                agent_name,
+                task_id=task_id,
+                metadata=dict(metadata) if isinstance(metadata, dict) else None,
+                initial_message=initial_message,
+                session_id=session_id,
+            )
+        )
+        return CreatedAgentSession(
+            session_id=record.session_id,
+            task_id=record.task_id,
+            state=record.state,
+            agent_name=record.agent,
+            created_at=record.created_at,
+            command_id=receipt.command_id,
+            cursor=receipt.cursor,
+        )
+
+    @strawberry.mutation(description="Queue a user message; the reply follows as events.")
+    async def send_message_to_session(
+        self,
+        info: Info[dict[str, Any], None],
+        session_id: str,
+        message: str,
+        command_id: str | None = None,
+    ) -> CommandReceipt:
+        sid = _token(session_id, "session id")
+        settings: Settings = info.context["settings"]
+        if not message or len(message.encode()) > settings.edge_max_body:
+            raise GraphQLError(
+                f"message must be 1 to {settings.edge_max_body} bytes",
+                extensions={"code": "BAD_USER_INPUT", "field": "message"},
+            )
+        receipt = await _call(_client(info).send(sid, message, command_id=command_id))
+        return CommandReceipt(session_id=sid, command_id=receipt.command_id, cursor=receipt.cursor)
+
+    @strawberry.mutation
+    async def suspend_agent_session(
+        self, info: Info[dict[str, Any], None], session_id: str, reason: str | None = None
+    ) -> AgentSession:
+        sid = _token(session_id, "session id")
+        return AgentSession.of(SessionView.of(await _call(_client(info).suspend(sid, reason))))
+
+    @strawberry.mutation
+    async def resume_agent_session(
+        self, info: Info[dict[str, Any], None], session_id: str
+    ) -> AgentSession:
+        sid = _token(session_id, "session id")
+        return AgentSession.of(SessionView.of(await _call(_client(info).resume(sid))))
+
+    @strawberry.mutation
+    async def complete_agent_session(
+        self, info: Info[dict[str, Any], None], session_id: str, reason: str | None = None
+    ) -> AgentSession:
+        sid = _token(session_id, "session id")
+        return AgentSession.of(SessionView.of(await _call(_client(info).complete(sid, reason))))
+
+    @strawberry.mutation(description="Stop the turn in flight (it ends with turn.failed).")
+    async def cancel_turn(
+        self, info: Info[dict[str, Any], None], session_id: str
+    ) -> CommandReceipt:
+        sid = _token(session_id, "session id")
+        receipt = await _call(_client(info).cancel(sid))
+        return CommandReceipt(session_id=sid, command_id=receipt.command_id, cursor=receipt.cursor)
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description="Everything that happens in the session from now on, or after `after`: "
+        "every durable event after the cursor exactly once, in order; joining during a turn "
+        "gives its text so far as one token.delta, then the rest."
+    )
+    async def agent_session_events(
+        self, info: Info[dict[str, Any], None], session_id: str, after: int | None = None
+    ) -> AsyncGenerator[AgentSessionEvent, None]:
+        sid = _token(session_id, "session id")
+        if after is not None and after < 0:
+            raise GraphQLError(
+                "after must be 0 or more", extensions={"code": "BAD_USER_INPUT", "field": "after"}
+            )
+        items = await _call(_client(info).watch(sid, after))
+        try:
+            async for item in items:
+                if item is not None:
+                    yield AgentSessionEvent.of(EventEnvelope.of(item))
+        finally:
+            await items.aclose()
+
+
+schema = strawberry.Schema(
+    query=Query,
+    mutation=Mutation,
+    subscription=Subscription,
+    extensions=[lambda: MaskErrors(should_mask_error=_should_mask)],
+)
+
+
+# -- mounting ----------------------------------------------------------------------------
+
+
+def _histories(client: SessionClient) -> DataLoader[HistoryKey, list[HistoryItem]]:
+    """History of many sessions in one request's batch: read together, not row by row."""
+
+    async def load(keys: list[HistoryKey]) -> list[list[HistoryItem] | BaseException]:
+        pages = await asyncio.gather(
+            *(client.history_page(sid, before=before, limit=first) for sid, first, before in keys),
+            return_exceptions=True,
+        )
+        return [graphql_error(p) if isinstance(p, BaseException) else p[0] for p in pages]
+
+    return DataLoader(load_fn=load)
+
+
+async def _context(state: State) -> dict[str, Any]:
+    client: SessionClient = state.client
+    return {"client": client, "settings": state.settings, "histories": _histories(client)}
+
+
+def controller(keep_alive: float) -> type:
+    """The Litestar controller serving ``/graphql`` (HTTP, both WebSocket protocols)."""
+    served = make_graphql_controller(
+        schema,
+        path="/graphql",
+        context_getter=_context,
+        keep_alive=True,
+        keep_alive_interval=keep_alive,
+    )
+    served.include_in_schema = False  # GraphQL documents itself (introspection, the SDL)
+    return served
+
+
+if __name__ == "__main__":
+    print(schema.as_str())
