@@ -15,6 +15,9 @@ then measures in alternating rounds so that both see the same machine:
 - sse fan-out: N sessions, one ``GET /events`` subscriber each on one edge process, one
           message sent to every session at once; each subscriber must get every event of
           its turn (from the send to its own turn.completed is the delivery time)
+- graphql: ``sendMessageToSession`` (HTTP) -> the first event on an ``agentSessionEvents``
+          subscription (graphql-transport-ws) and -> turn.completed; and the fan-out above
+          with N GraphQL subscriptions instead of SSE
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from pathlib import Path
 
 import httpx
 import nats
+import websockets
 from nats.js.api import StorageType, StreamConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -193,6 +197,129 @@ async def sse_fanout(client: SessionClient, base: str, n: int) -> dict[str, obje
     }
 
 
+SUBSCRIPTION = """subscription($id: String!, $after: Int) {
+  agentSessionEvents(sessionId: $id, after: $after) { type cursor }
+}"""
+SEND_MUTATION = """mutation($id: String!, $m: String!) {
+  sendMessageToSession(sessionId: $id, message: $m) { cursor }
+}"""
+
+
+async def subscribe(ws_url: str, session_id: str, after: int) -> websockets.ClientConnection:
+    """An ``agentSessionEvents`` subscription over graphql-transport-ws (plain websockets)."""
+    ws = await websockets.connect(
+        ws_url, subprotocols=[websockets.Subprotocol("graphql-transport-ws")]
+    )
+    await ws.send(json.dumps({"type": "connection_init"}))
+    while json.loads(await ws.recv())["type"] != "connection_ack":
+        pass
+    variables = {"id": session_id, "after": after}
+    payload = {"query": SUBSCRIPTION, "variables": variables}
+    await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+    return ws
+
+
+async def next_event(ws: websockets.ClientConnection) -> str:
+    """The type of the next event on the subscription (pings are answered)."""
+    while True:
+        msg = json.loads(await ws.recv())
+        if msg["type"] == "next":
+            kind: str = msg["payload"]["data"]["agentSessionEvents"]["type"]
+            return kind
+        if msg["type"] == "ping":
+            await ws.send(json.dumps({"type": "pong"}))
+        elif msg["type"] in ("error", "complete"):
+            raise RuntimeError(f"subscription ended: {msg}")
+
+
+async def graphql_turns(
+    client: SessionClient, http: httpx.AsyncClient, base: str, n: int
+) -> Timings:
+    """Mutation over HTTP -> the first subscription event, and -> turn.completed."""
+    record, receipt = await client.create("echo")
+    await client.wait(receipt)
+    ws = await subscribe(
+        base.replace("http://", "ws://") + "/graphql", record.session_id, receipt.cursor
+    )
+    out: Timings = {"first": [], "done": []}
+    try:
+        for i in range(n):
+            t0 = time.perf_counter()
+            body = {"query": SEND_MUTATION, "variables": {"id": record.session_id, "m": f"m{i}"}}
+            r = await http.post(f"{base}/graphql", json=body)
+            r.raise_for_status()
+            first = True
+            while True:
+                kind = await next_event(ws)
+                if first and kind == "user.message":
+                    out["first"].append(time.perf_counter() - t0)
+                    first = False
+                if kind == "turn.completed":
+                    out["done"].append(time.perf_counter() - t0)
+                    break
+    finally:
+        await ws.close()
+    return out
+
+
+async def graphql_fanout(client: SessionClient, base: str, n: int) -> dict[str, object]:
+    """N GraphQL subscriptions on one edge, one per session; one message to every session."""
+    created = [await client.create("echo") for _ in range(n)]
+    for _, receipt in created:
+        await client.wait(receipt)
+    ws_url = base.replace("http://", "ws://") + "/graphql"
+    expected = ["user.message", "turn.started", "token.delta", "agent.message", "turn.completed"]
+    t0 = time.perf_counter()
+    sockets = await asyncio.gather(
+        *(subscribe(ws_url, r.session_id, receipt.cursor) for r, receipt in created)
+    )
+    connected = time.perf_counter() - t0
+    sent_at: dict[str, float] = {}
+    delivered: list[float] = []
+    complete = 0
+
+    async def watch(sid: str, ws: websockets.ClientConnection) -> None:
+        nonlocal complete
+        seen: list[str] = []
+        while True:
+            kind = await next_event(ws)
+            seen.append(kind)
+            if kind == "turn.completed":
+                delivered.append(time.perf_counter() - sent_at[sid])
+                complete += [k for k in expected if k in seen] == expected
+                await ws.close()
+                return
+
+    async def send(sid: str) -> None:
+        sent_at[sid] = time.perf_counter()
+        await client.send(sid, "fan out")
+
+    async def warm(sid: str, ws: websockets.ClientConnection) -> None:
+        # GraphQL does not say when the server has set a subscription up: a first turn
+        # seen through it shows that it has (token deltas are live only).
+        await client.send(sid, "warm up")
+        while await next_event(ws) != "turn.completed":
+            pass
+
+    await asyncio.gather(
+        *(warm(r.session_id, ws) for (r, _), ws in zip(created, sockets, strict=True))
+    )
+    watchers = [
+        asyncio.create_task(watch(r.session_id, ws))
+        for (r, _), ws in zip(created, sockets, strict=True)
+    ]
+    t1 = time.perf_counter()
+    await asyncio.gather(*(send(r.session_id) for r, _ in created))
+    await asyncio.wait_for(asyncio.gather(*watchers), 300)
+    return {
+        "subscribers": n,
+        "connect_all_s": connected,
+        "all_turns_delivered_s": time.perf_counter() - t1,
+        "subscribers_with_every_event": complete,
+        "delivery_ms": summary(delivered),
+    }
+
+
 def start_edge(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli", "edge", "--port", "0"],
@@ -281,10 +408,15 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                     file=sys.stderr,
                 )
             await http.aclose()
-            fanout = None
+            gql_http = httpx.AsyncClient(timeout=30)
+            gql_t = await graphql_turns(client, gql_http, base, per * args.rounds // 2)
+            await gql_http.aclose()
+            fanout = gql_fanout = None
             if args.sse_subscribers:
                 print(f"  sse fan-out: {args.sse_subscribers} subscribers", file=sys.stderr)
                 fanout = await sse_fanout(client, base, args.sse_subscribers)
+                print(f"  graphql fan-out: {args.sse_subscribers} subscriptions", file=sys.stderr)
+                gql_fanout = await graphql_fanout(client, base, args.sse_subscribers)
         turns = bus_t["reply"]
         result: dict[str, object] = {
             "raw_loop_ms": summary(raw),
@@ -306,7 +438,10 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 "completed_p50": statistics.median(http_t["done"])
                 / statistics.median(bus_t["done"]),
             },
+            "graphql_first_event_ms": summary(gql_t["first"]),
+            "graphql_completed_ms": summary(gql_t["done"]),
             "sse_fanout": fanout,
+            "graphql_fanout": gql_fanout,
             "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         }
         return result
@@ -339,6 +474,8 @@ def main() -> None:
         ("HTTP first SSE token", result["http_first_token_ms"]),
         ("HTTP agent message", result["http_turn_ms"]),
         ("HTTP turn completed", result["http_completed_ms"]),
+        ("GraphQL mutation->1st event", result["graphql_first_event_ms"]),
+        ("GraphQL turn completed", result["graphql_completed_ms"]),
     ]
     print(f"{'':26} {'p10':>8} {'p50':>8} {'p90':>8} {'p99':>8}  (ms, n)")
     for name, s in rows:
@@ -357,16 +494,17 @@ def main() -> None:
         "HTTP / SessionClient p50: "
         + ", ".join(f"{k.removesuffix('_p50')} {v:.2f}x" for k, v in over.items())
     )
-    fan = result["sse_fanout"]
-    if isinstance(fan, dict):
-        d = fan["delivery_ms"]
-        assert isinstance(d, dict)
-        print(
-            f"SSE fan-out: {fan['subscribers']} subscribers connected in "
-            f"{fan['connect_all_s']:.2f} s; every turn delivered in "
-            f"{fan['all_turns_delivered_s']:.2f} s; {fan['subscribers_with_every_event']} got "
-            f"every event; delivery p50 {d['p50']:.1f} ms, p99 {d['p99']:.1f} ms"
-        )
+    for label, key in (("SSE", "sse_fanout"), ("GraphQL", "graphql_fanout")):
+        fan = result[key]
+        if isinstance(fan, dict):
+            d = fan["delivery_ms"]
+            assert isinstance(d, dict)
+            print(
+                f"{label} fan-out: {fan['subscribers']} subscribers connected in "
+                f"{fan['connect_all_s']:.2f} s; every turn delivered in "
+                f"{fan['all_turns_delivered_s']:.2f} s; {fan['subscribers_with_every_event']} "
+                f"got every event; delivery p50 {d['p50']:.1f} ms, p99 {d['p99']:.1f} ms"
+            )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 

@@ -20,7 +20,7 @@ from graphql import GraphQLError
 from litestar.datastructures import State
 from pydantic import ValidationError
 from strawberry.dataloader import DataLoader
-from strawberry.extensions import MaskErrors
+from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
 from strawberry.litestar import make_graphql_controller
 from strawberry.scalars import JSON
 from strawberry.schema.exceptions import InvalidOperationTypeError
@@ -363,7 +363,12 @@ schema = strawberry.Schema(
     query=Query,
     mutation=Mutation,
     subscription=Subscription,
-    extensions=[lambda: MaskErrors(should_mask_error=_should_mask)],
+    extensions=[
+        lambda: MaskErrors(should_mask_error=_should_mask),
+        # The same few documents come again and again: parse and validate each once.
+        lambda: ParserCache(maxsize=256),
+        lambda: ValidationCache(maxsize=256),
+    ],
 )
 
 

@@ -356,3 +356,16 @@ async def test_the_sdl_file_is_the_served_schema(edge: EdgeProcess) -> None:
         "run: python -m edge.graphql > schemas/agent_session.graphql"
     )
     assert page.status_code == 200 and "graphiql" in page.text.lower()
+
+
+async def test_joining_mid_turn_gets_the_text_so_far_then_the_rest(
+    gql_ws: Any, worker: InProcessWorker, client: SessionClient
+) -> None:
+    record, sent = await slow_turn_streaming(client, pieces=30, delay=0.03, at_least=5)
+    events = await collect(
+        gql_ws, record.session_id, None, lambda got: got[-1]["type"] == "agent.message"
+    )
+    assert events[0]["type"] == "token.delta" and len(events[0]["data"]["text"].split()) >= 5
+    text = "".join(e["data"]["text"] for e in events if e["type"] == "token.delta")
+    assert text == events[-1]["data"]["content"] == "".join(f"w{i} " for i in range(30))
+    await client.wait(sent)
