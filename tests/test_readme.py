@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 
 from bus import SessionClient, Settings
-from tests.conftest import ROOT, EdgeProcess, WorkerProcess, env_for, live_workers
+from tests.conftest import ROOT, EdgeProcess, InProcessWorker, WorkerProcess, env_for, live_workers
 from workers.agents import Agent, TurnContext
 
 README = (ROOT / "README.md").read_text()
@@ -78,4 +78,13 @@ async def test_http_example_runs(
         'agent: You said: "Help me with coding". That is your first message in this session.',
         "user: How do I handle errors?",
         lines[0].replace("You said", "agent: You said", 1),
+    ]
+
+
+async def test_graphql_example_runs(edge: EdgeProcess, worker: InProcessWorker) -> None:
+    env = {**env_for(worker.worker.bus.settings), "PRAXIS_EDGE_URL": edge.url}
+    done = await run_example("WebsocketsTransport", env)
+    assert done.stdout.splitlines() == [
+        "Hello! How can I help you today?",
+        'You said: "Help me with coding". That is your first message in this session.',
     ]
