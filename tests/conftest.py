@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from nats.errors import NoRespondersError
 
@@ -312,3 +313,11 @@ def fresh_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRAXIS_")}
     env.update({"PRAXIS_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(ROOT)})
     return env
+
+
+async def live_subscribers(nats: NatsServer, session_id: str) -> int:
+    """How many subscriptions on the server listen to the session's live subject."""
+    url = f"http://127.0.0.1:{nats.monitor_port}/connz?subs=1&limit=1024"
+    async with httpx.AsyncClient(timeout=5) as http:
+        conns = (await http.get(url)).json().get("connections") or []
+    return sum(c.get("subscriptions_list", []).count(f"live.{session_id}") for c in conns)

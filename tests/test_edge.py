@@ -24,6 +24,7 @@ from tests.conftest import (
     edge_env,
     env_for,
     eventually,
+    live_subscribers,
     live_workers,
     make_settings,
     praxis,
@@ -656,3 +657,20 @@ async def test_a_slow_turn_streams_with_keep_alives_past_the_command_timeout(
         assert "event: turn.completed" in lines and "event: error" not in lines
     finally:
         await asyncio.to_thread(edge.stop)
+
+
+async def test_a_closed_sse_stream_leaves_nothing_on_the_bus(
+    edge: EdgeProcess, nats: NatsServer, worker: InProcessWorker, client: SessionClient
+) -> None:
+    record, receipt = await client.create("echo")
+    await client.wait(receipt)
+    sid = record.session_id
+
+    async def count(expected: int) -> bool:
+        return await live_subscribers(nats, sid) == expected
+
+    url = f"{edge.url}/agent-sessions/{sid}/events"
+    async with httpx.AsyncClient(timeout=30) as http, http.stream("GET", url) as r:
+        assert r.status_code == 200
+        await eventually(lambda: count(1), 10, "the edge to follow the session")
+    await eventually(lambda: count(0), 10, "the edge to drop the session's live subscription")

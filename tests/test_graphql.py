@@ -22,12 +22,15 @@ from graphql import (
 )
 
 from bus import SessionClient, Settings, direct, subjects
+from bus.embedded import NatsServer
 from schemas import decode_event
 from tests.conftest import (
     ROOT,
     EdgeProcess,
     InProcessWorker,
     env_for,
+    eventually,
+    live_subscribers,
     praxis,
     slow_turn_streaming,
 )
@@ -369,3 +372,23 @@ async def test_joining_mid_turn_gets_the_text_so_far_then_the_rest(
     text = "".join(e["data"]["text"] for e in events if e["type"] == "token.delta")
     assert text == events[-1]["data"]["content"] == "".join(f"w{i} " for i in range(30))
     await client.wait(sent)
+
+
+async def test_a_closed_subscription_leaves_nothing_on_the_bus(
+    edge: EdgeProcess, nats: NatsServer, worker: InProcessWorker, client: SessionClient
+) -> None:
+    record, receipt = await client.create("echo")
+    await client.wait(receipt)
+    sid = record.session_id
+
+    async def count(expected: int) -> bool:
+        return await live_subscribers(nats, sid) == expected
+
+    transport = WebsocketsTransport(url=ws_url(edge))
+    async with Client(transport=transport, fetch_schema_from_transport=False) as session:
+        watching = asyncio.create_task(collect(session, sid, None, lambda _: False, 60))
+        await eventually(lambda: count(1), 10, "the edge to follow the session")
+        # the WebSocket closes with the subscription still open
+    await eventually(lambda: count(0), 10, "the edge to drop the session's live subscription")
+    watching.cancel()
+    await asyncio.gather(watching, return_exceptions=True)
