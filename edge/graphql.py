@@ -30,7 +30,7 @@ from bus import BusError, SessionClient, Settings
 from bus.client import list_cursor
 from edge import problems
 from schemas import HistoryItem, InvalidIdError, SessionState, check_token
-from schemas.api import MAX_PAGE, EventEnvelope, SessionView
+from schemas.api import MAX_PAGE, CreatedSession, EventEnvelope, SessionView
 
 log = logging.getLogger("praxis.edge.graphql")
 
@@ -74,6 +74,13 @@ def _token(value: str, kind: str) -> str:
         return check_token(value, kind)
     except InvalidIdError as e:
         raise graphql_error(e) from e
+
+
+def _check_page(first: int) -> None:
+    if not 1 <= first <= MAX_PAGE:
+        raise GraphQLError(
+            f"first must be 1-{MAX_PAGE}", extensions={"code": "BAD_USER_INPUT", "field": "first"}
+        )
 
 
 def _should_mask(error: GraphQLError) -> bool:
@@ -129,11 +136,7 @@ class AgentSession:
     async def history(
         self, info: Info[dict[str, Any], None], first: int = 50, before: int | None = None
     ) -> list[Message]:
-        if not 1 <= first <= MAX_PAGE:
-            raise GraphQLError(
-                f"first must be 1-{MAX_PAGE}",
-                extensions={"code": "BAD_USER_INPUT", "field": "first"},
-            )
+        _check_page(first)
         loader: DataLoader[HistoryKey, list[HistoryItem]] = info.context["histories"]
         return [Message.of(i) for i in await loader.load((self.session_id, first, before))]
 
@@ -227,11 +230,7 @@ class Query:
         first: int = 50,
         after: str | None = None,
     ) -> AgentSessionConnection:
-        if not 1 <= first <= MAX_PAGE:
-            raise GraphQLError(
-                f"first must be 1-{MAX_PAGE}",
-                extensions={"code": "BAD_USER_INPUT", "field": "first"},
-            )
+        _check_page(first)
         f = filter or AgentSessionFilter()
         page = await _call(
             _client(info).list(
@@ -277,15 +276,8 @@ class Mutation:
                 session_id=session_id,
             )
         )
-        return CreatedAgentSession(
-            session_id=record.session_id,
-            task_id=record.task_id,
-            state=record.state,
-            agent_name=record.agent,
-            created_at=record.created_at,
-            command_id=receipt.command_id,
-            cursor=receipt.cursor,
-        )
+        created = CreatedSession.of(record, receipt.command_id, receipt.cursor)
+        return CreatedAgentSession(**created.model_dump())
 
     @strawberry.mutation(description="Queue a user message; the reply follows as events.")
     async def send_message_to_session(

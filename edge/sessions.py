@@ -106,15 +106,7 @@ class AgentSessions(Controller):
             initial_message=data.initial_message,
             session_id=data.session_id,
         )
-        return CreatedSession(
-            session_id=record.session_id,
-            task_id=record.task_id,
-            state=record.state,
-            agent_name=record.agent,
-            created_at=record.created_at,
-            command_id=receipt.command_id,
-            cursor=receipt.cursor,
-        )
+        return CreatedSession.of(record, receipt.command_id, receipt.cursor)
 
     @post("/list", status_code=200, summary="List sessions", responses=_problems(400, 422))
     async def list_sessions(self, data: ListSessionsRequest, client: SessionClient) -> SessionPage:

@@ -95,6 +95,18 @@ class CreatedSession(BaseModel):
     )
     cursor: int = Field(description="Event cursor after which that command's effects follow.")
 
+    @classmethod
+    def of(cls, record: SessionRecord, command_id: str, cursor: int) -> CreatedSession:
+        return cls(
+            session_id=record.session_id,
+            task_id=record.task_id,
+            state=record.state,
+            agent_name=record.agent,
+            created_at=record.created_at,
+            command_id=command_id,
+            cursor=cursor,
+        )
+
 
 class ListSessionsRequest(_Request):
     """Filters and paging for listing sessions (newest first)."""
