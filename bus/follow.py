@@ -56,6 +56,10 @@ class Follower:
     bus: Bus
     session_id: str
     poll_interval: float = 5.0
+    snapshot_timeout: float = 0.5
+    """An owner answers a snapshot request in milliseconds; one that died after taking the
+    request never does, and nothing is delivered while we wait: so wait briefly (the
+    durable agent message carries the whole text anyway)."""
     max_pending: int = 10_000
     """Live messages kept while the reader is not reading; past that they are dropped and
     the reader resynchronises from the stream (and the owner's snapshot) when it reads."""
@@ -225,7 +229,9 @@ class Follower:
         """Ask the owner for the text so far of the turn in flight (if there is one)."""
         try:
             resp = await self.bus.nc.request(
-                subjects.snapshot(self.session_id), b"", timeout=self.bus.timeout
+                subjects.snapshot(self.session_id),
+                b"",
+                timeout=min(self.snapshot_timeout, self.bus.timeout),
             )
         except (NoRespondersError, NatsTimeoutError, TimeoutError):
             return  # no owner right now: the durable agent message will carry the text

@@ -36,7 +36,13 @@ class Settings(BaseSettings):
     duplicate_window: float = Field(default=600.0, gt=0, description="Seconds a command id dedups.")
     max_message_bytes: int = Field(default=1024 * 1024, ge=1024)
     lease_ttl: float = Field(default=10.0, ge=1.0, description="Seconds a session lease lives.")
-    ack_wait: float = Field(default=30.0, ge=1.0)
+    ack_wait: float = Field(
+        default=10.0,
+        ge=1.0,
+        description="Seconds before a work message a worker holds without renewing comes back. "
+        "Live workers renew it with their lease, so equal to lease_ttl: a crashed worker's "
+        "sessions are taken over one lease time after it died.",
+    )
     heartbeat_interval: float = Field(default=2.0, gt=0)
     worker_concurrency: int = Field(default=256, ge=1)
     turn_timeout: float = Field(default=300.0, gt=0)

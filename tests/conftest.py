@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Short times so that takeovers happen within a test; the same values go to subprocesses.
 FAST = {
     "lease_ttl": 2.0,
-    "ack_wait": 3.0,
+    "ack_wait": 2.0,
     "heartbeat_interval": 0.5,
     "command_timeout": 20.0,
     "drain_grace": 2.0,

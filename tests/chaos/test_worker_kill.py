@@ -1,0 +1,54 @@
+"""Scenario 1: kill -9 of a worker in the middle of turns, again and again, with 3 workers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+from collections.abc import Callable
+
+import pytest
+
+from bus import SessionClient, Settings
+from tests.chaos.harness import Load, check
+from tests.conftest import WorkerProcess, live_workers
+
+pytestmark = pytest.mark.slow
+
+
+KILLS = 5
+EVERY = 4.0  # seconds between kills: more than a recovery, so that each is measured alone
+
+
+async def test_kill_9_workers_under_load_loses_and_repeats_nothing(
+    client: SessionClient,
+    settings: Settings,
+    worker_processes: Callable[[int], list[WorkerProcess]],
+) -> None:
+    workers = worker_processes(3)
+    await live_workers(client, 3)
+    load = Load(client, sessions=30)
+    running = await load.start()
+    rng = random.Random(6)
+    for _ in range(KILLS):
+        await asyncio.sleep(EVERY)
+        victim = rng.choice([w for w in workers if w.proc.poll() is None])
+        os.kill(victim.pid, signal.SIGKILL)
+        load.fault()
+        await asyncio.to_thread(victim.proc.wait, 10)
+        workers.remove(victim)
+        workers.extend(worker_processes(1))  # a replacement, as an orchestrator would
+    await asyncio.sleep(EVERY)
+    load.stop()
+    async with asyncio.timeout(90):
+        await running
+    report = await check(load, "worker-kill")
+    report.save()
+    assert report.lost == 0 and report.duplicated == 0 and report.out_of_order == 0, report
+    assert report.answered == report.accepted and report.failed_turns == 0, report
+    assert report.accepted >= 300, report
+    # A turn whose worker died is taken over once its lease has expired and its work
+    # message has come back (ack_wait = lease_ttl = 2 s here); the aim: lease time + 1 s.
+    assert report.recovery_p99_s is not None, report
+    assert report.recovery_p99_s < settings.lease_ttl + 1.0, report
