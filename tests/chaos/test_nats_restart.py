@@ -1,0 +1,46 @@
+"""Scenario 2: the (single, file-backed) NATS server restarts under load. Clients and
+workers reconnect by themselves; nothing accepted is lost, nothing is answered twice."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from bus import SessionClient
+from bus.embedded import NatsServer
+from tests.chaos.harness import Load, check
+from tests.conftest import WorkerProcess, live_workers
+
+pytestmark = pytest.mark.slow
+
+RESTARTS = 2
+DOWN = 2.0  # seconds the server stays down each time
+
+
+async def test_nats_restart_under_load(
+    nats: NatsServer,
+    client: SessionClient,
+    worker_processes: Callable[[int], list[WorkerProcess]],
+) -> None:
+    worker_processes(2)
+    await live_workers(client, 2)
+    load = Load(client, sessions=20, answer_within=90)
+    running = await load.start()
+    for _ in range(RESTARTS):
+        await asyncio.sleep(3)
+        await asyncio.to_thread(nats.stop)
+        load.fault()
+        await asyncio.sleep(DOWN)
+        await asyncio.to_thread(nats.start)  # same port, same JetStream directory
+    await asyncio.sleep(5)
+    load.stop()
+    async with asyncio.timeout(120):
+        await running
+    report = await check(load, "nats-restart")
+    report.save()
+    assert report.lost == 0 and report.duplicated == 0 and report.out_of_order == 0, report
+    assert report.answered == report.accepted and report.failed_turns == 0, report
+    # answered again after each restart (the load went on)
+    assert report.recovery_p99_s is not None, report
