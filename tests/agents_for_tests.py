@@ -34,4 +34,16 @@ class Boom(Agent):
         raise RuntimeError("the model fell over")
 
 
-TEST_AGENTS = "tests.agents_for_tests:Slow,tests.agents_for_tests:Boom"
+class Hang(Agent):
+    """Never answers a message that says "hang" (a model that went silent); echoes others."""
+
+    name = "hang"
+    description = "test agent: hangs"
+
+    async def respond(self, ctx: TurnContext) -> AsyncIterator[str]:
+        if ctx.message and "hang" in ctx.message:
+            await asyncio.Event().wait()
+        yield ctx.message or ""
+
+
+TEST_AGENTS = "tests.agents_for_tests:Slow,tests.agents_for_tests:Boom,tests.agents_for_tests:Hang"

@@ -95,7 +95,8 @@ def test_interactive_chat_then_suspend_and_resume(env: dict[str, str]) -> None:
         (["agent", "resume", "a.b"], "praxis: error: invalid session id 'a.b'"),
         (
             ["agent", "run", "nobody", "--message", "x"],
-            "praxis: error: unknown agent 'nobody'; known agents: boom, echo, hello-world, slow",
+            "praxis: error: unknown agent 'nobody'; "
+            "known agents: boom, echo, hang, hello-world, slow",
         ),
         (["agent", "list-sessions", "--state", "SLEEPY"], "praxis: error: unknown state 'SLEEPY'"),
         (["agent", "cleanup", "--older-than", "soon"], "praxis: error: invalid duration 'soon'"),

@@ -1,0 +1,51 @@
+"""Scenario 7 (part): an agent that raises or hangs. The turn fails with a reason within a
+bounded time, the partial reply is kept (marked interrupted), and the session goes on."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from bus import SessionClient, Settings
+from bus.embedded import NatsServer
+from schemas import AgentMessage, TurnFailed
+from tests.conftest import InProcessWorker, make_settings
+
+TURN_TIMEOUT = 1.5
+
+
+@pytest.fixture
+def settings(nats: NatsServer, tmp_path: Path) -> Settings:
+    return make_settings(nats.url, tmp_path, turn_timeout=TURN_TIMEOUT)
+
+
+async def test_an_agent_that_raises_fails_the_turn_and_the_session_goes_on(
+    client: SessionClient, worker: InProcessWorker
+) -> None:
+    record, receipt = await client.create("boom")
+    await client.wait(receipt)
+    events = await client.wait(await client.send(record.session_id, "please"))
+    failed = events[-1]
+    assert isinstance(failed, TurnFailed) and "the model fell over" in failed.reason
+    partial = next(e for e in events if isinstance(e, AgentMessage))
+    assert partial.interrupted and partial.content == "partial text "
+    again = await client.wait(await client.send(record.session_id, "and again"))
+    assert isinstance(again[-1], TurnFailed)  # it still takes messages and answers them
+
+
+async def test_an_agent_that_hangs_fails_the_turn_in_bounded_time(
+    client: SessionClient, worker: InProcessWorker
+) -> None:
+    record, receipt = await client.create("hang")
+    await client.wait(receipt)
+    t0 = time.monotonic()
+    events = await client.wait(await client.send(record.session_id, "hang on"))
+    took = time.monotonic() - t0
+    failed = events[-1]
+    assert isinstance(failed, TurnFailed) and "timed out" in failed.reason
+    assert TURN_TIMEOUT <= took < TURN_TIMEOUT + 2
+    after = await client.wait(await client.send(record.session_id, "still there?"))
+    reply = next(e for e in after if isinstance(e, AgentMessage))
+    assert reply.content == "still there?" and not reply.interrupted
