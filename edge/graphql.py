@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, TypeVar, cast
 
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLSyntaxError
 from litestar.datastructures import State
 from pydantic import ValidationError
 from strawberry.dataloader import DataLoader
@@ -24,7 +24,7 @@ from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
 from strawberry.litestar import make_graphql_controller
 from strawberry.scalars import JSON
 from strawberry.schema.exceptions import InvalidOperationTypeError
-from strawberry.types import Info
+from strawberry.types import ExecutionContext, Info
 
 from bus import BusError, SessionClient, Settings
 from bus.client import list_cursor
@@ -74,6 +74,30 @@ def _token(value: str, kind: str) -> str:
         return check_token(value, kind)
     except InvalidIdError as e:
         raise graphql_error(e) from e
+
+
+class _Errors(MaskErrors):
+    """Strawberry's MaskErrors; what it hides leaves with the code INTERNAL."""
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        masked = super().anonymise_error(error)
+        masked.extensions = {"code": "INTERNAL"}
+        return masked
+
+
+class _Schema(strawberry.Schema):
+    """Every error leaves with an ``extensions.code``, and the caller's own mistakes (an
+    unknown session, a bad query) are not logged as server errors: unexpected ones are
+    logged where they are masked."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        for error in errors:
+            if not (error.extensions or {}).get("code"):
+                parse = isinstance(error, GraphQLSyntaxError)
+                code = "GRAPHQL_PARSE_FAILED" if parse else "GRAPHQL_VALIDATION_FAILED"
+                error.extensions = {**(error.extensions or {}), "code": code}
 
 
 def _check_page(first: int) -> None:
@@ -351,12 +375,12 @@ class Subscription:
             await items.aclose()
 
 
-schema = strawberry.Schema(
+schema = _Schema(
     query=Query,
     mutation=Mutation,
     subscription=Subscription,
     extensions=[
-        lambda: MaskErrors(should_mask_error=_should_mask),
+        lambda: _Errors(should_mask_error=_should_mask),
         # The same few documents come again and again: parse and validate each once.
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),

@@ -341,6 +341,12 @@ async def test_error_codes(
     e = await error_of(gql_http, "{ agentSessions(first: 0) { edges { cursor } } }")
     assert e["extensions"] == {"code": "BAD_USER_INPUT", "field": "first"}
 
+    e = await error_of(gql_http, "{ noSuchField }")
+    assert e["extensions"] == {"code": "GRAPHQL_VALIDATION_FAILED"}
+    async with httpx.AsyncClient(timeout=10) as http:
+        r = await http.post(gql_http.transport.url, json={"query": "{ agentSession("})
+    assert r.json()["errors"][0]["extensions"] == {"code": "GRAPHQL_PARSE_FAILED"}
+
     with pytest.raises(TransportQueryError) as caught:
         async for _ in gql_ws.subscribe(ask(EVENTS, id="ses_nope")):
             pass
