@@ -247,7 +247,9 @@ async def test_unknown_session_and_agent(client: SessionClient, worker: InProces
         await client.send("nope", "hi")
     with pytest.raises(SessionNotFoundError):
         await client.history("nope")
-    with pytest.raises(UnknownAgentError, match="known agents: boom, echo, hello-world, slow"):
+    with pytest.raises(
+        UnknownAgentError, match="known agents: boom, echo, hang, hello-world, slow"
+    ):
         await client.create("nobody")
 
 
