@@ -132,6 +132,8 @@ def env_for(settings: Settings, **extra: str) -> dict[str, str]:
             "PRAXIS_COMMAND_TIMEOUT": str(settings.command_timeout),
             "PRAXIS_DRAIN_GRACE": str(settings.drain_grace),
             "PRAXIS_LINGER": str(settings.linger),
+            "PRAXIS_REPLICAS": str(settings.replicas),
+            "PRAXIS_TURN_TIMEOUT": str(settings.turn_timeout),
             "PYTHONPATH": str(ROOT),
         }
     )

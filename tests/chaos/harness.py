@@ -111,6 +111,7 @@ class Report:
     faults: int
     recovery_p99_s: float | None
     recovery_max_s: float | None
+    recovery_by_fault_s: list[float]
     turn_p50_ms: float
     turn_p99_ms: float
     problems: list[str]
@@ -181,6 +182,7 @@ async def check(load: Load, scenario: str) -> Report:
         faults=len(load.faults),
         recovery_p99_s=_pct(recoveries, 0.99) if recoveries else None,
         recovery_max_s=max(recoveries) if recoveries else None,
+        recovery_by_fault_s=[round(r, 3) for r in recoveries],
         turn_p50_ms=statistics.median(latencies) * 1000 if latencies else 0.0,
         turn_p99_ms=_pct(latencies, 0.99) * 1000 if latencies else 0.0,
         problems=problems[:20],
