@@ -187,3 +187,16 @@ async def check(load: Load, scenario: str) -> Report:
         turn_p99_ms=_pct(latencies, 0.99) * 1000 if latencies else 0.0,
         problems=problems[:20],
     )
+
+
+async def finish(load: Load, running: asyncio.Task[None], scenario: str, within: float) -> Report:
+    """Stop the load, let it end, check every history and save the figures; nothing may
+    be lost, repeated or out of order, and every accepted turn must be answered."""
+    load.stop()
+    async with asyncio.timeout(within):
+        await running
+    report = await check(load, scenario)
+    report.save()
+    assert report.lost == 0 and report.duplicated == 0 and report.out_of_order == 0, report
+    assert report.answered == report.accepted and report.failed_turns == 0, report
+    return report

@@ -16,7 +16,7 @@ import pytest
 
 from bus import SessionClient, Settings
 from bus.embedded import NatsServer, free_port
-from tests.chaos.harness import Load, check
+from tests.chaos.harness import Load, finish
 from tests.conftest import WorkerProcess, live_workers, make_settings
 
 pytestmark = pytest.mark.slow
@@ -99,10 +99,4 @@ async def test_losing_the_stream_leader_and_the_clients_node(
     await asyncio.to_thread(mine.start, 30)
 
     await asyncio.sleep(4)
-    load.stop()
-    async with asyncio.timeout(120):
-        await running
-    report = await check(load, "cluster")
-    report.save()
-    assert report.lost == 0 and report.duplicated == 0 and report.out_of_order == 0, report
-    assert report.answered == report.accepted and report.failed_turns == 0, report
+    await finish(load, running, "cluster", within=120)

@@ -10,7 +10,7 @@ import pytest
 
 from bus import SessionClient
 from bus.embedded import NatsServer
-from tests.chaos.harness import Load, check
+from tests.chaos.harness import Load, finish
 from tests.conftest import WorkerProcess, live_workers
 
 pytestmark = pytest.mark.slow
@@ -35,12 +35,6 @@ async def test_nats_restart_under_load(
         await asyncio.sleep(DOWN)
         await asyncio.to_thread(nats.start)  # same port, same JetStream directory
     await asyncio.sleep(5)
-    load.stop()
-    async with asyncio.timeout(120):
-        await running
-    report = await check(load, "nats-restart")
-    report.save()
-    assert report.lost == 0 and report.duplicated == 0 and report.out_of_order == 0, report
-    assert report.answered == report.accepted and report.failed_turns == 0, report
+    report = await finish(load, running, "nats-restart", within=120)
     # answered again after each restart (the load went on)
     assert report.recovery_p99_s is not None, report

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from bus import SessionClient, Settings
-from tests.chaos.harness import Load, check
+from tests.chaos.harness import Load, finish
 from tests.conftest import WorkerProcess, live_workers
 
 pytestmark = pytest.mark.slow
@@ -34,13 +34,7 @@ async def test_a_frozen_owner_that_wakes_up_writes_nothing(
     finally:
         os.kill(frozen.pid, signal.SIGCONT)
     await asyncio.sleep(3)  # the woken owner tries to go on where it stopped
-    load.stop()
-    async with asyncio.timeout(60):
-        await running
-    report = await check(load, "stale-owner")
-    report.save()
-    assert report.lost == 0 and report.duplicated == 0 and report.out_of_order == 0, report
-    assert report.answered == report.accepted and report.failed_turns == 0, report
+    report = await finish(load, running, "stale-owner", within=60)
     assert other.proc.poll() is None and frozen.proc.poll() is None
     # It had turns in flight when it froze: on waking, its writes were refused by the fence
     # (or its lease renewal failed first), and it let the sessions go.
