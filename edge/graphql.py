@@ -29,8 +29,15 @@ from strawberry.types import ExecutionContext, Info
 from bus import BusError, SessionClient, Settings
 from bus.client import list_cursor
 from edge import problems
+from edge.sessions import list_page
 from schemas import HistoryItem, InvalidIdError, SessionState, check_token
-from schemas.api import MAX_PAGE, CreatedSession, EventEnvelope, SessionView
+from schemas.api import (
+    MAX_PAGE,
+    CreatedSession,
+    EventEnvelope,
+    ListSessionsRequest,
+    SessionView,
+)
 
 log = logging.getLogger("praxis.edge.graphql")
 
@@ -257,14 +264,17 @@ class Query:
         _check_page(first)
         f = filter or AgentSessionFilter()
         page = await _call(
-            _client(info).list(
-                state=f.state,
-                agent=f.agent_name,
-                task_id=f.task_id,
-                created_after=f.created_after,
-                created_before=f.created_before,
-                limit=first,
-                cursor=after,
+            list_page(
+                _client(info),
+                ListSessionsRequest.model_construct(
+                    state=f.state,
+                    agent_name=f.agent_name,
+                    task_id=f.task_id,
+                    created_after=f.created_after,
+                    created_before=f.created_before,
+                    limit=first,
+                    cursor=after,
+                ),
             )
         )
         edges = [

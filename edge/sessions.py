@@ -11,7 +11,7 @@ from litestar.openapi import ResponseSpec
 from litestar.params import HeaderParameter, Parameter
 from pydantic import BaseModel, ConfigDict, Field
 
-from bus import IllegalTransitionError, InvalidCursorError, SessionClient, Settings
+from bus import IllegalTransitionError, InvalidCursorError, Page, SessionClient, Settings
 from edge import sse
 from schemas import CommandRejected, check_token
 from schemas.api import (
@@ -74,6 +74,19 @@ SessionIdPath = Annotated[
 ]
 
 
+async def list_page(client: SessionClient, request: ListSessionsRequest) -> Page:
+    """One page of sessions for a list request (REST's body; GraphQL's filter and paging)."""
+    return await client.list(
+        state=request.state,
+        agent=request.agent_name,
+        task_id=request.task_id,
+        created_after=request.created_after,
+        created_before=request.created_before,
+        limit=request.limit,
+        cursor=request.cursor,
+    )
+
+
 def _client(state: State) -> SessionClient:
     client: SessionClient = state.client
     return client
@@ -110,15 +123,7 @@ class AgentSessions(Controller):
 
     @post("/list", status_code=200, summary="List sessions", responses=_problems(400, 422))
     async def list_sessions(self, data: ListSessionsRequest, client: SessionClient) -> SessionPage:
-        page = await client.list(
-            state=data.state,
-            agent=data.agent_name,
-            task_id=data.task_id,
-            created_after=data.created_after,
-            created_before=data.created_before,
-            limit=data.limit,
-            cursor=data.cursor,
-        )
+        page = await list_page(client, data)
         return SessionPage(
             items=[SessionView.of(r) for r in page.items], next_cursor=page.next_cursor
         )

@@ -323,3 +323,21 @@ async def live_subscribers(nats: NatsServer, session_id: str) -> int:
     async with httpx.AsyncClient(timeout=5) as http:
         conns = (await http.get(url)).json().get("connections") or []
     return sum(c.get("subscriptions_list", []).count(f"live.{session_id}") for c in conns)
+
+
+async def settled_session(client: SessionClient, agent: str = "echo", **kw: Any) -> str:
+    """A new session that a worker has finished starting: nothing more comes on its own."""
+    record, receipt = await client.create(agent, **kw)
+    await client.wait(receipt)
+    return record.session_id
+
+
+def live_count_is(
+    nats: NatsServer, session_id: str, expected: int
+) -> Callable[[], Awaitable[bool]]:
+    """For eventually(): True once ``expected`` subscriptions listen to the session live."""
+
+    async def check() -> bool:
+        return await live_subscribers(nats, session_id) == expected
+
+    return check

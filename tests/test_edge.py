@@ -24,10 +24,11 @@ from tests.conftest import (
     edge_env,
     env_for,
     eventually,
-    live_subscribers,
+    live_count_is,
     live_workers,
     make_settings,
     praxis,
+    settled_session,
     slow_turn_streaming,
 )
 
@@ -534,9 +535,7 @@ async def test_malformed_json_is_400(edge: EdgeProcess, http: httpx.AsyncClient)
 async def test_body_over_the_limit_is_413_and_nothing_is_sent(
     edge: EdgeProcess, worker: InProcessWorker, http: httpx.AsyncClient, client: SessionClient
 ) -> None:
-    record, receipt = await client.create("echo")
-    await client.wait(receipt)  # the worker is done with it: nothing more comes on its own
-    sid = record.session_id
+    sid = await settled_session(client)
     before = await stored(client, sid)
     big = "x" * (64 * 1024 + 1)
     r = await http.post(f"{edge.url}/agent-sessions/{sid}/messages", json={"message": big})
@@ -644,9 +643,8 @@ async def test_a_slow_turn_streams_with_keep_alives_past_the_command_timeout(
     edge = EdgeProcess(env, tmp_path / "slow-edge.log")
     await asyncio.to_thread(edge.start)
     try:
-        record, receipt = await client.create("slow", metadata={"pieces": 2, "delay": 1.5})
-        await client.wait(receipt)
-        url = f"{edge.url}/agent-sessions/{record.session_id}/messages"
+        sid = await settled_session(client, "slow", metadata={"pieces": 2, "delay": 1.5})
+        url = f"{edge.url}/agent-sessions/{sid}/messages"
         lines: list[str] = []
         async with asyncio.timeout(20):
             body = {"message": "take your time", "stream": True}
@@ -662,15 +660,12 @@ async def test_a_slow_turn_streams_with_keep_alives_past_the_command_timeout(
 async def test_a_closed_sse_stream_leaves_nothing_on_the_bus(
     edge: EdgeProcess, nats: NatsServer, worker: InProcessWorker, client: SessionClient
 ) -> None:
-    record, receipt = await client.create("echo")
-    await client.wait(receipt)
-    sid = record.session_id
-
-    async def count(expected: int) -> bool:
-        return await live_subscribers(nats, sid) == expected
+    sid = await settled_session(client)
 
     url = f"{edge.url}/agent-sessions/{sid}/events"
     async with httpx.AsyncClient(timeout=30) as http, http.stream("GET", url) as r:
         assert r.status_code == 200
-        await eventually(lambda: count(1), 10, "the edge to follow the session")
-    await eventually(lambda: count(0), 10, "the edge to drop the session's live subscription")
+        await eventually(live_count_is(nats, sid, 1), 10, "the edge to follow the session")
+    await eventually(
+        live_count_is(nats, sid, 0), 10, "the edge to drop the session's live subscription"
+    )

@@ -30,8 +30,9 @@ from tests.conftest import (
     InProcessWorker,
     env_for,
     eventually,
-    live_subscribers,
+    live_count_is,
     praxis,
+    settled_session,
     slow_turn_streaming,
 )
 
@@ -310,10 +311,8 @@ async def test_error_codes(
     )
     assert e["extensions"]["code"] == "NOT_FOUND"
 
-    record, receipt = await client.create("echo")
-    await client.wait(receipt)
-    await client.complete(record.session_id)
-    sid = record.session_id
+    sid = await settled_session(client)
+    await client.complete(sid)
     e = await error_of(
         gql_http,
         f'mutation {{ sendMessageToSession(sessionId: "{sid}", message: "hi") {{ cursor }} }}',
@@ -383,18 +382,15 @@ async def test_joining_mid_turn_gets_the_text_so_far_then_the_rest(
 async def test_a_closed_subscription_leaves_nothing_on_the_bus(
     edge: EdgeProcess, nats: NatsServer, worker: InProcessWorker, client: SessionClient
 ) -> None:
-    record, receipt = await client.create("echo")
-    await client.wait(receipt)
-    sid = record.session_id
-
-    async def count(expected: int) -> bool:
-        return await live_subscribers(nats, sid) == expected
+    sid = await settled_session(client)
 
     transport = WebsocketsTransport(url=ws_url(edge))
     async with Client(transport=transport, fetch_schema_from_transport=False) as session:
         watching = asyncio.create_task(collect(session, sid, None, lambda _: False, 60))
-        await eventually(lambda: count(1), 10, "the edge to follow the session")
+        await eventually(live_count_is(nats, sid, 1), 10, "the edge to follow the session")
         # the WebSocket closes with the subscription still open
-    await eventually(lambda: count(0), 10, "the edge to drop the session's live subscription")
+    await eventually(
+        live_count_is(nats, sid, 0), 10, "the edge to drop the session's live subscription"
+    )
     watching.cancel()
     await asyncio.gather(watching, return_exceptions=True)

@@ -11,7 +11,7 @@ import pytest
 from bus import SessionClient, Settings
 from bus.embedded import NatsServer
 from schemas import AgentMessage, TurnFailed
-from tests.conftest import InProcessWorker, make_settings
+from tests.conftest import InProcessWorker, make_settings, settled_session
 
 TURN_TIMEOUT = 1.5
 
@@ -24,28 +24,26 @@ def settings(nats: NatsServer, tmp_path: Path) -> Settings:
 async def test_an_agent_that_raises_fails_the_turn_and_the_session_goes_on(
     client: SessionClient, worker: InProcessWorker
 ) -> None:
-    record, receipt = await client.create("boom")
-    await client.wait(receipt)
-    events = await client.wait(await client.send(record.session_id, "please"))
+    sid = await settled_session(client, "boom")
+    events = await client.wait(await client.send(sid, "please"))
     failed = events[-1]
     assert isinstance(failed, TurnFailed) and "the model fell over" in failed.reason
     partial = next(e for e in events if isinstance(e, AgentMessage))
     assert partial.interrupted and partial.content == "partial text "
-    again = await client.wait(await client.send(record.session_id, "and again"))
+    again = await client.wait(await client.send(sid, "and again"))
     assert isinstance(again[-1], TurnFailed)  # it still takes messages and answers them
 
 
 async def test_an_agent_that_hangs_fails_the_turn_in_bounded_time(
     client: SessionClient, worker: InProcessWorker
 ) -> None:
-    record, receipt = await client.create("hang")
-    await client.wait(receipt)
+    sid = await settled_session(client, "hang")
     t0 = time.monotonic()
-    events = await client.wait(await client.send(record.session_id, "hang on"))
+    events = await client.wait(await client.send(sid, "hang on"))
     took = time.monotonic() - t0
     failed = events[-1]
     assert isinstance(failed, TurnFailed) and "timed out" in failed.reason
     assert TURN_TIMEOUT <= took < TURN_TIMEOUT + 2
-    after = await client.wait(await client.send(record.session_id, "still there?"))
+    after = await client.wait(await client.send(sid, "still there?"))
     reply = next(e for e in after if isinstance(e, AgentMessage))
     assert reply.content == "still there?" and not reply.interrupted

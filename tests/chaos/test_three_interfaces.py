@@ -11,7 +11,14 @@ import httpx
 import pytest
 
 from bus import Receipt, SessionClient, Settings
-from tests.conftest import EdgeProcess, WorkerProcess, env_for, live_workers, praxis
+from tests.conftest import (
+    EdgeProcess,
+    WorkerProcess,
+    env_for,
+    live_workers,
+    praxis,
+    settled_session,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -28,9 +35,7 @@ async def test_three_interfaces_at_once(
     worker_processes(2)
     await live_workers(client, 2)
     edge = await asyncio.to_thread(start_edge)
-    record, receipt = await client.create("echo")
-    await client.wait(receipt)
-    sid = record.session_id
+    sid = await settled_session(client)
     env = env_for(settings)
 
     async def cli() -> list[str]:
