@@ -6,8 +6,11 @@ from bus import commit, direct, leases, subjects
 from bus.client import Page, Receipt, SessionClient
 from bus.connection import Bus, connect, open_connection, with_retry
 from bus.errors import (
+    AlreadyReplayedError,
     BusError,
+    CommandDeadLetteredError,
     CommandTimeoutError,
+    DeadLetterNotFoundError,
     FenceRejectedError,
     IllegalTransitionError,
     InvalidCursorError,
@@ -27,9 +30,12 @@ from bus.settings import Settings
 from bus.state import load_state
 
 __all__ = [
+    "AlreadyReplayedError",
     "Bus",
     "BusError",
+    "CommandDeadLetteredError",
     "CommandTimeoutError",
+    "DeadLetterNotFoundError",
     "FenceRejectedError",
     "Follower",
     "IllegalTransitionError",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -11,10 +12,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
+from nats.js.errors import KeyNotFoundError
+
 from bus import commit, direct, subjects
 from bus.connection import Bus, with_retry
 from bus.errors import (
+    AlreadyReplayedError,
+    CommandDeadLetteredError,
     CommandTimeoutError,
+    DeadLetterNotFoundError,
     FenceRejectedError,
     IllegalTransitionError,
     InvalidCursorError,
@@ -31,9 +37,11 @@ from schemas import (
     CancelTurn,
     Checkpoint,
     Command,
+    CommandDeadLettered,
     CommandRejected,
     Complete,
     CreateSession,
+    DeadLetter,
     Delivery,
     Event,
     HistoryItem,
@@ -49,6 +57,7 @@ from schemas import (
     WorkerInfo,
     can_transition,
     check_token,
+    decode_command,
     new_id,
 )
 from schemas.events import created_by
@@ -73,6 +82,7 @@ class Page:
 # SessionClient has a method named ``list``: name the types it returns out here.
 Records = list[SessionRecord]
 Workers = list[WorkerInfo]
+Letters = list[DeadLetter]
 History = list[HistoryItem]
 Events = list[Event]
 Values = list[bytes]
@@ -311,6 +321,8 @@ class SessionClient:
         for event in await self.wait(Receipt(session_id, cmd.command_id, tail)):
             if isinstance(event, CommandRejected):
                 raise IllegalTransitionError(session_id, action, event.state, event.reason)
+            if isinstance(event, CommandDeadLettered):
+                raise CommandDeadLetteredError(session_id, event.dead_letter_id, event.reason)
         return await self.get(session_id)
 
     async def cancel(self, session_id: str) -> Receipt:
@@ -437,8 +449,79 @@ class SessionClient:
             await self._head(session_id)
         self._task_ids.pop(session_id, None)
         await self.bus.js.purge_stream(self.bus.stream, subject=subjects.session_all(session_id))
+        for letter in await self.dead_letters(session_id, include_replayed=True):
+            await self.bus.dead_letters.purge(letter.id)
         await self.bus.sessions.purge(session_id)
         await self.bus.leases.purge(session_id)
+
+    # -- dead letters --------------------------------------------------------------------
+
+    async def dead_letters(
+        self, session_id: str | None = None, *, include_replayed: bool = False
+    ) -> Letters:
+        """Commands parked after failing repeatedly, oldest first (replayed ones too, if
+        asked)."""
+        bucket = self.bus.settings.dead_letters_bucket
+        keys = f"{check_token(session_id, 'session id')}.*" if session_id else ">"
+        msgs = await direct.read_subject(
+            self.bus.nc, f"KV_{bucket}", f"$KV.{bucket}.{keys}", after=0, timeout=self.bus.timeout
+        )
+        letters = [
+            DeadLetter.model_validate_json(m.data)
+            for m in msgs
+            if m.data and "KV-Operation" not in m.headers
+        ]
+        return [
+            x
+            for x in sorted(letters, key=lambda x: (x.parked_at, x.id))
+            if include_replayed or x.status == "parked"
+        ]
+
+    async def dead_letter(self, letter_id: str) -> DeadLetter:
+        sid, _, seq = letter_id.rpartition(".")
+        if not seq.isdigit():
+            raise DeadLetterNotFoundError(letter_id)
+        check_token(sid, "session id")
+        try:
+            entry = await self.bus.dead_letters.get(letter_id)
+        except KeyNotFoundError:
+            raise DeadLetterNotFoundError(letter_id) from None
+        if not entry.value:
+            raise DeadLetterNotFoundError(letter_id)
+        return DeadLetter.model_validate_json(entry.value)
+
+    async def replay(self, letter_id: str) -> tuple[DeadLetter, Receipt]:
+        """Publish a parked command again (at the end of its session's queue) under a new
+        command id; return the updated letter and the receipt to follow the outcome.
+
+        The new id is derived from the letter's, so a replay repeated after a crash is
+        dropped as a duplicate instead of running twice."""
+        letter = await self.dead_letter(letter_id)
+        if letter.status == "replayed":
+            raise AlreadyReplayedError(letter_id, letter.replayed_as)
+        _, tail = await self._head(letter.session_id)
+        command_id = "cmd_r" + hashlib.sha256(letter_id.encode()).hexdigest()[:24]
+        original = decode_command(json.dumps(letter.command))
+        cmd = original.model_copy(
+            update={
+                "command_id": command_id,
+                "interface": self.interface,
+                "issued_at": datetime.now(UTC),
+            }
+        )
+        await self._publish(cmd)
+        now = datetime.now(UTC)
+        done = letter.model_copy(
+            update={"status": "replayed", "replayed_as": command_id, "replayed_at": now}
+        )
+        await self.bus.dead_letters.put(letter_id, done.model_dump_json().encode())
+        return done, Receipt(letter.session_id, command_id, tail)
+
+    async def drop_dead_letter(self, letter_id: str) -> DeadLetter:
+        """Forget a dead letter (the session's history keeps its ``command.dead_lettered``)."""
+        letter = await self.dead_letter(letter_id)
+        await self.bus.dead_letters.purge(letter_id)
+        return letter
 
     # -- workers and agents --------------------------------------------------------------
 

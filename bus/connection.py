@@ -36,6 +36,7 @@ class Bus:
     js: JetStreamContext
     sessions: KeyValue
     leases: KeyValue
+    dead_letters: KeyValue
     workers: KeyValue
 
     @property

@@ -100,13 +100,41 @@ class InvalidCursorError(BusError, ValueError):
     """A paging or event cursor that does not come from us or points past the end."""
 
 
+class DeadLetterNotFoundError(BusError):
+    def __init__(self, letter_id: str) -> None:
+        super().__init__(f"no dead letter {letter_id!r} (see 'praxis dead-letters')")
+        self.letter_id = letter_id
+
+
+class AlreadyReplayedError(BusError):
+    def __init__(self, letter_id: str, command_id: str | None) -> None:
+        super().__init__(f"dead letter {letter_id!r} was already replayed as {command_id}")
+        self.letter_id = letter_id
+        self.command_id = command_id
+
+
+class CommandDeadLetteredError(BusError):
+    """The command kept failing on the workers and was parked as a dead letter."""
+
+    def __init__(self, session_id: str, letter_id: str, reason: str) -> None:
+        super().__init__(
+            f"the command to session {session_id!r} kept failing and was parked as dead "
+            f"letter {letter_id} ({reason})"
+        )
+        self.session_id = session_id
+        self.letter_id = letter_id
+
+
 class PublishError(BusError):
     """JetStream did not store a publish, after retries."""
 
 
 __all__ = [
+    "AlreadyReplayedError",
     "BusError",
+    "CommandDeadLetteredError",
     "CommandTimeoutError",
+    "DeadLetterNotFoundError",
     "FenceRejectedError",
     "IllegalTransitionError",
     "InvalidCursorError",

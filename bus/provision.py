@@ -81,6 +81,14 @@ def bucket_configs(s: Settings) -> list[KeyValueConfig]:
             direct=True,
         ),
         KeyValueConfig(
+            bucket=s.dead_letters_bucket,
+            description="Praxis dead letters: commands parked after failing repeatedly",
+            history=1,
+            storage=StorageType.FILE,
+            replicas=s.replicas,
+            direct=True,
+        ),
+        KeyValueConfig(
             bucket=s.workers_bucket,
             description="Praxis worker heartbeats",
             history=1,
@@ -175,9 +183,10 @@ async def ensure_bucket(js: JetStreamContext, want: KeyValueConfig) -> KeyValue:
 
 async def provision(
     js: JetStreamContext, settings: Settings
-) -> tuple[KeyValue, KeyValue, KeyValue]:
-    """Create what is missing; return the sessions, leases and workers buckets."""
+) -> tuple[KeyValue, KeyValue, KeyValue, KeyValue]:
+    """Create what is missing; return the sessions, leases, dead letters and workers
+    buckets."""
     await ensure_stream(js, stream_config(settings))
     await ensure_consumer(js, settings.stream, consumer_config(settings))
-    sessions, leases, workers = [await ensure_bucket(js, c) for c in bucket_configs(settings)]
-    return sessions, leases, workers
+    sessions, leases, dead, workers = [await ensure_bucket(js, c) for c in bucket_configs(settings)]
+    return sessions, leases, dead, workers

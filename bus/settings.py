@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     sessions_bucket: str = "praxis_sessions"
     leases_bucket: str = "praxis_leases"
     workers_bucket: str = "praxis_workers"
+    dead_letters_bucket: str = "praxis_dead_letters"
     consumer: str = "praxis-workers"
     replicas: int = Field(default=1, ge=1, le=5)
     duplicate_window: float = Field(default=600.0, gt=0, description="Seconds a command id dedups.")
@@ -46,6 +47,18 @@ class Settings(BaseSettings):
     heartbeat_interval: float = Field(default=2.0, gt=0)
     worker_concurrency: int = Field(default=256, ge=1)
     turn_timeout: float = Field(default=300.0, gt=0)
+    command_attempts: int = Field(
+        default=3,
+        ge=1,
+        description="Times a command whose handling raises is tried before it is parked "
+        "as a dead letter (the bus being unavailable does not count).",
+    )
+    turn_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="Times a turn is started before it is given up and parked as a dead "
+        "letter (its workers kept dying during it).",
+    )
     request_timeout: float = Field(default=5.0, gt=0)
     command_timeout: float = Field(
         default=15.0, gt=0, description="Seconds a client waits for a command's outcome."

@@ -10,7 +10,9 @@ from typing import TextIO
 
 from schemas import (
     AgentMessage,
+    CommandDeadLettered,
     CommandRejected,
+    DeadLetter,
     Delivery,
     HistoryItem,
     SessionRecord,
@@ -44,16 +46,28 @@ async def print_turn(items: AsyncIterator[Delivery], out: TextIO, prefix: str) -
             if not started:  # nothing streamed to us (joined late): print it whole
                 out.write(prefix + ev.content)
                 started = True
-        elif isinstance(ev, TurnFailed):
-            outcome.failure = f"turn failed: {ev.reason}"
-        elif isinstance(ev, CommandRejected):
-            outcome.failure = ev.reason
-        elif isinstance(ev, StateChanged) and ev.final and ev.to_state.value == "FAILED":
-            outcome.failure = f"session failed: {ev.reason}"
+        elif (failure := _failure(ev)) is not None:
+            outcome.failure = failure
     if started:
         out.write("\n")
         out.flush()
     return outcome
+
+
+def _failure(ev: object) -> str | None:
+    """What to tell the user when ``ev`` ends a command unsuccessfully."""
+    if isinstance(ev, TurnFailed):
+        return f"turn failed: {ev.reason}"
+    if isinstance(ev, CommandRejected):
+        return ev.reason
+    if isinstance(ev, CommandDeadLettered):
+        return (
+            f"the command kept failing and was parked as dead letter {ev.dead_letter_id} "
+            f"({ev.reason}); see 'praxis dead-letters show {ev.dead_letter_id}'"
+        )
+    if isinstance(ev, StateChanged) and ev.final and ev.to_state.value == "FAILED":
+        return f"session failed: {ev.reason}"
+    return None
 
 
 def history_lines(items: list[HistoryItem]) -> list[str]:
@@ -101,4 +115,12 @@ def worker_rows(workers: list[WorkerInfo]) -> list[list[str]]:
                 _ago(w.seen_at),
             ]
         )
+    return rows
+
+
+def dead_letter_rows(letters: list[DeadLetter]) -> list[list[str]]:
+    rows = [["DEAD LETTER", "COMMAND", "ATTEMPTS", "PARKED", "STATUS", "ERROR"]]
+    for x in letters:
+        error = x.error if len(x.error) <= 60 else x.error[:59] + "…"
+        rows.append([x.id, x.command_kind, str(x.attempts), _ago(x.parked_at), x.status, error])
     return rows

@@ -20,8 +20,11 @@ from litestar.exceptions import (
 from pydantic import ValidationError
 
 from bus.errors import (
+    AlreadyReplayedError,
     BusError,
+    CommandDeadLetteredError,
     CommandTimeoutError,
+    DeadLetterNotFoundError,
     IllegalTransitionError,
     InvalidCursorError,
     MessageTooLargeError,
@@ -97,6 +100,12 @@ def problem_for(exc: BaseException) -> Problem:  # noqa: C901 - one flat table o
         return problem(413, str(exc), "too-large")
     if isinstance(exc, CommandTimeoutError):
         return problem(504, str(exc), "command-timeout")
+    if isinstance(exc, CommandDeadLetteredError):
+        return problem(500, str(exc), "command-dead-lettered")
+    if isinstance(exc, DeadLetterNotFoundError):
+        return problem(404, str(exc), "dead-letter-not-found")
+    if isinstance(exc, AlreadyReplayedError):
+        return problem(409, str(exc), "already-replayed")
     if isinstance(exc, NotConnectedError | PublishError | ProvisioningError):
         return problem(503, str(exc), "bus-unavailable")
     if isinstance(exc, ValidationError):

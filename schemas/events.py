@@ -119,6 +119,33 @@ class CommandSkipped(EventBase):
     reason: str
 
 
+class CommandFailed(EventBase):
+    """An attempt at a command raised an unexpected error (not the bus being unavailable).
+
+    It changes nothing else: the command is tried again (by any worker) until it has
+    failed ``attempts`` times, then it is parked as a dead letter. ``input_seq`` is left
+    unset (the command has not progressed); ``failed_seq`` names it instead.
+    """
+
+    type: Literal["command.failed"] = "command.failed"
+    command_kind: str
+    failed_seq: int
+    attempt: int
+    error: str
+    retry: bool = Field(description="Whether the command will be tried again.")
+
+
+class CommandDeadLettered(EventBase):
+    """The command kept failing and is parked as dead letter ``dead_letter_id``: the session
+    goes on with its next command; ``praxis dead-letters replay`` sends it again."""
+
+    type: Literal["command.dead_lettered"] = "command.dead_lettered"
+    command_kind: str
+    dead_letter_id: str
+    attempts: int
+    reason: str
+
+
 Event = Annotated[
     SessionCreated
     | SessionClaimed
@@ -129,7 +156,9 @@ Event = Annotated[
     | TurnFailed
     | StateChanged
     | CommandRejected
-    | CommandSkipped,
+    | CommandSkipped
+    | CommandFailed
+    | CommandDeadLettered,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

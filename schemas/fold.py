@@ -11,6 +11,7 @@ from __future__ import annotations
 from schemas.commands import Interface
 from schemas.events import (
     AgentMessage,
+    CommandFailed,
     Event,
     SessionClaimed,
     SessionCreated,
@@ -21,7 +22,7 @@ from schemas.events import (
     UserMessageAccepted,
 )
 from schemas.lifecycle import SessionState
-from schemas.records import ChatMessage, Checkpoint, SessionRecord, TurnInFlight
+from schemas.records import ChatMessage, Checkpoint, FailingCommand, SessionRecord, TurnInFlight
 
 RECENT_COMMANDS = 256
 DEFAULT_CONTEXT = 200
@@ -101,6 +102,10 @@ def _effect(ck: Checkpoint, event: Event) -> None:
             ck.turn = None
         case StateChanged():
             ck.session.state = event.to_state
+        case CommandFailed():
+            ck.failing = FailingCommand(
+                seq=event.failed_seq, attempts=event.attempt, error=event.error
+            )
         case _:
             pass
 

@@ -55,6 +55,15 @@ class TurnInFlight(BaseModel):
     """The agent's reply is stored: finishing the turn must not reply again."""
 
 
+class FailingCommand(BaseModel):
+    """A command that raised while being handled (``command.failed``): tried again until
+    it has failed ``Settings.command_attempts`` times, then parked as a dead letter."""
+
+    seq: int
+    attempts: int
+    error: str
+
+
 class Checkpoint(BaseModel):
     """The session's state: a fold of its events up to ``as_of`` (see :mod:`schemas.fold`).
 
@@ -74,6 +83,8 @@ class Checkpoint(BaseModel):
     turn: TurnInFlight | None = None
     context: list[ChatMessage] = Field(default_factory=list)
     recent_commands: list[str] = Field(default_factory=list)
+    failing: FailingCommand | None = None
+    """The last command whose handling raised, and how many times it has."""
 
 
 class HistoryItem(BaseModel):
@@ -149,3 +160,31 @@ class WorkerInfo(BaseModel):
     capacity: int = 0
     dedicated: bool = True
     """False for the worker a CLI command runs in its own process while it lasts."""
+
+
+class DeadLetter(BaseModel):
+    """A command parked because handling it kept failing (the ``dead_letters`` bucket).
+
+    Its id is ``<session_id>.<seq>``. Replaying publishes the same command again, at the
+    end of the session's queue, under a new command id (``replayed_as``).
+    """
+
+    v: Literal[1] = 1
+    id: str
+    session_id: SessionId
+    task_id: TaskId
+    seq: int = Field(description="Stream sequence of the command (its place in the session).")
+    command_id: str | None
+    command_kind: str
+    command: dict[str, Any] = Field(description="The command as it was published.")
+    attempts: int
+    error: str
+    parked_at: datetime
+    worker_id: str
+    status: Literal["parked", "replayed"] = "parked"
+    replayed_as: str | None = None
+    replayed_at: datetime | None = None
+
+
+def dead_letter_id(session_id: str, seq: int) -> str:
+    return f"{session_id}.{seq}"

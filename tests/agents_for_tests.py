@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 
 from workers.agents import Agent, TurnContext
@@ -46,4 +47,20 @@ class Hang(Agent):
         yield ctx.message or ""
 
 
-TEST_AGENTS = "tests.agents_for_tests:Slow,tests.agents_for_tests:Boom,tests.agents_for_tests:Hang"
+class Crash(Agent):
+    """Kills its worker process in the middle of a reply to a message that says "crash"
+    (a native library crashing, the kernel's OOM killer); echoes others."""
+
+    name = "crash"
+    description = "test agent: kills its worker"
+
+    async def respond(self, ctx: TurnContext) -> AsyncIterator[str]:
+        yield "about to "
+        if ctx.message and "crash" in ctx.message:
+            os._exit(17)
+        yield ctx.message or ""
+
+
+TEST_AGENTS = ",".join(
+    f"tests.agents_for_tests:{name}" for name in ("Slow", "Boom", "Hang", "Crash")
+)

@@ -134,6 +134,8 @@ def env_for(settings: Settings, **extra: str) -> dict[str, str]:
             "PRAXIS_LINGER": str(settings.linger),
             "PRAXIS_REPLICAS": str(settings.replicas),
             "PRAXIS_TURN_TIMEOUT": str(settings.turn_timeout),
+            "PRAXIS_TURN_ATTEMPTS": str(settings.turn_attempts),
+            "PRAXIS_COMMAND_ATTEMPTS": str(settings.command_attempts),
             "PYTHONPATH": str(ROOT),
         }
     )

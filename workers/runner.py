@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+import nats.errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pydantic import ValidationError
@@ -31,10 +34,13 @@ from schemas import (
     CancelTurn,
     Checkpoint,
     Command,
+    CommandDeadLettered,
+    CommandFailed,
     CommandRejected,
     CommandSkipped,
     Complete,
     CreateSession,
+    DeadLetter,
     Event,
     Interface,
     Resume,
@@ -51,6 +57,7 @@ from schemas import (
     UserMessageAccepted,
     apply,
     can_transition,
+    dead_letter_id,
     decode_command,
     new_id,
 )
@@ -59,11 +66,32 @@ from workers.agents import Agent, AgentRegistry, TurnContext
 from workers.live import LiveTurn
 
 log = logging.getLogger("praxis.worker")
-MAX_ATTEMPTS = 5
+RETRY_DELAY = 0.5
+"""Seconds before work handed back after a bus error is offered again."""
 
 
 class LeaseLostError(Exception):
     pass
+
+
+class AttemptFailedError(Exception):
+    """Handling a command raised; it is recorded (``command.failed``) and tried again."""
+
+
+class GaveUpError(Exception):
+    """A turn was started ``turn_attempts`` times (its workers died): park the command."""
+
+    def __init__(self, attempts: int) -> None:
+        super().__init__(f"gave up after {attempts} attempts (workers died during the turn)")
+        self.attempts = attempts
+
+
+def is_transient(e: BaseException) -> bool:
+    """Whether an error says nothing about the command: the bus was unavailable, or the
+    session moved to another owner. Such errors do not count as the command failing."""
+    if isinstance(e, MessageTooLargeError):
+        return False  # the same input fails the same way every time
+    return isinstance(e, BusError | nats.errors.Error | OSError | TimeoutError)
 
 
 @dataclass(slots=True)
@@ -126,6 +154,7 @@ class SessionRunner:
         self._subs: list[Subscription] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._optimistic = False
+        self._retry_delay = RETRY_DELAY
         self.accepting = True
         """New triggers for the session may join this run (until its last input check)."""
         self.done = asyncio.Event()
@@ -162,7 +191,7 @@ class SessionRunner:
                     await leases.release(
                         self.bus.nc, self.bus.settings.leases_bucket, claimed, self.bus.timeout
                     )
-            await self._settle_triggers(retry_delay=0.5)
+            await self._settle_triggers(retry_delay=RETRY_DELAY)
             self.done.set()
             raise failure
         lease = claimed
@@ -180,6 +209,8 @@ class SessionRunner:
             log.warning("session %s: stopped, no longer the owner (%s)", self.sid, e)
         except BusError as e:
             log.error("session %s: bus error, returned for retry: %s", self.sid, e)
+        except AttemptFailedError as e:
+            log.warning("session %s: %s", self.sid, e)
         finally:
             self.accepting = False
             await self._finish(lease, ok)
@@ -198,7 +229,7 @@ class SessionRunner:
                 )
             if ok and self.ck is not None:
                 self.ctx.cache.put(self.sid, Cached(self.ck, self.tail, hint))
-            await self._settle_triggers(retry_delay=None if ok else 0.5)
+            await self._settle_triggers(retry_delay=None if ok else self._retry_delay)
         finally:
             self.done.set()
 
@@ -353,7 +384,74 @@ class SessionRunner:
         if not resuming and cmd.command_id in self.state.recent_commands:
             await self._skip(seq, cmd, "repeat of a command already handled")
             return
-        await self._handlers()[type(cmd)](seq, cmd, resuming)
+        try:
+            await self._handlers()[type(cmd)](seq, cmd, resuming)
+        except GaveUpError as e:
+            await self._park(seq, cmd, data, e.attempts, str(e))
+        except Exception as e:
+            if is_transient(e):
+                raise
+            await self._failed(seq, cmd, data, e)
+
+    async def _failed(self, seq: int, cmd: Command, data: bytes, e: Exception) -> None:
+        """Handling ``cmd`` raised: record it and try again later (any worker), or, once it
+        has failed ``command_attempts`` times, park it as a dead letter and go on."""
+        log.error("session %s: command %s at %d raised", self.sid, cmd.kind, seq, exc_info=e)
+        error = f"{type(e).__name__}: {e}"[:2000]
+        failing = self.state.failing
+        attempt = (failing.attempts if failing and failing.seq == seq else 0) + 1
+        limit = self.bus.settings.command_attempts
+        if attempt >= limit:
+            reason = f"failed {attempt} times; last error: {error}"
+            await self._park(seq, cmd, data, attempt, reason)
+            return
+        meta = self._meta(cmd.command_id, cmd.interface, None)
+        failed = CommandFailed(
+            **meta, command_kind=cmd.kind, failed_seq=seq, attempt=attempt, error=error, retry=True
+        )
+        await self._append(failed)
+        self._retry_delay = min(RETRY_DELAY * 2 ** (attempt - 1), 5.0)
+        raise AttemptFailedError(
+            f"{cmd.kind} at {seq} failed (attempt {attempt} of {limit}), "
+            f"tried again in {self._retry_delay:g}s: {error}"
+        )
+
+    async def _park(self, seq: int, cmd: Command, data: bytes, attempts: int, reason: str) -> None:
+        """Store the command in the dead-letter bucket, then end it with
+        ``command.dead_lettered`` (a turn in flight for it fails first)."""
+        letter_id = dead_letter_id(self.sid, seq)
+        letter = DeadLetter(
+            id=letter_id,
+            session_id=self.sid,
+            task_id=self.state.session.task_id,
+            seq=seq,
+            command_id=cmd.command_id,
+            command_kind=cmd.kind,
+            command=json.loads(data),
+            attempts=attempts,
+            error=reason,
+            parked_at=datetime.now(UTC),
+            worker_id=self.ctx.worker_id,
+        )
+        # First the letter, then the event: a crash in between parks it again, same key.
+        await self.bus.dead_letters.put(letter_id, letter.model_dump_json().encode())
+        log.error("session %s: command %s at %d parked as %s", self.sid, cmd.kind, seq, letter_id)
+        meta = self._meta(cmd.command_id, cmd.interface, seq)
+        turn = self.state.turn
+        if turn is not None and turn.input_seq == seq:
+            await self._append(
+                TurnFailed(**meta, turn_id=turn.turn_id, reason=f"dead-lettered: {reason}")
+            )
+        await self._append(
+            CommandDeadLettered(
+                **meta,
+                final=True,
+                command_kind=cmd.kind,
+                dead_letter_id=letter_id,
+                attempts=attempts,
+                reason=reason,
+            )
+        )
 
     def _handlers(self) -> dict[type[Command], Callable[[int, Any, bool], Awaitable[None]]]:
         return {
@@ -375,7 +473,7 @@ class SessionRunner:
                 reason = f"agent {self.state.session.agent!r} is not available here"
                 await self._transition(seq, cmd, SessionState.FAILED, True, reason)
                 return
-            greets = agent.greet(self._context(None)) is not None
+            greets = _greets(agent, self._context(None))
             await self._transition(seq, cmd, SessionState.ACTIVE, not greets, "started")
             if not greets:
                 return
@@ -389,11 +487,14 @@ class SessionRunner:
                 return
             if state is SessionState.CREATED:
                 await self._transition(seq, cmd, SessionState.ACTIVE, False, None)
-            await self._append(
-                UserMessageAccepted(
-                    **self._meta(cmd.command_id, cmd.interface, seq), content=cmd.content
-                )
+            accepted = UserMessageAccepted(
+                **self._meta(cmd.command_id, cmd.interface, seq), content=cmd.content
             )
+            try:
+                await self._append(accepted)
+            except MessageTooLargeError as e:
+                await self._reject(seq, cmd, f"the message is too large to store ({e})")
+                return
         await self._turn(seq, cmd.command_id, cmd.interface, cmd.content)
 
     async def _on_transition(self, seq: int, cmd: Suspend | Resume | Complete, _: bool) -> None:
@@ -462,13 +563,21 @@ class SessionRunner:
             cmd = None
         if not isinstance(cmd, CreateSession) or cmd.session_id != self.sid:
             log.warning("session %s: commands for an unknown session dropped", self.sid)
-            for msg in self.triggers:
-                with contextlib.suppress(Exception):
-                    await msg.term()
-            self.triggers.clear()
+            await self._drop_triggers()
             return False
-        await self._append(created_by(cmd))
+        try:
+            await self._append(created_by(cmd))
+        except MessageTooLargeError as e:  # its metadata: the edge bounds it, the bus may not
+            log.warning("session %s: not created, its first event is too large: %s", self.sid, e)
+            await self._drop_triggers()
+            return False
         return True
+
+    async def _drop_triggers(self) -> None:
+        for msg in self.triggers:
+            with contextlib.suppress(Exception):
+                await msg.term()
+        self.triggers.clear()
 
     # -- turns ---------------------------------------------------------------------------
 
@@ -486,11 +595,9 @@ class SessionRunner:
                 )
                 return
             attempt = turn.attempt + 1
+        if attempt > self.bus.settings.turn_attempts:
+            raise GaveUpError(attempt - 1)
         turn_id = new_id("turn")
-        if attempt > MAX_ATTEMPTS:
-            reason = f"gave up after {MAX_ATTEMPTS} attempts (workers died during the turn)"
-            await self._append(TurnFailed(**meta, final=True, turn_id=turn_id, reason=reason))
-            return
         await self._append(
             TurnStarted(**meta, turn_id=turn_id, attempt=attempt, worker_id=self.ctx.worker_id)
         )
@@ -524,9 +631,14 @@ class SessionRunner:
         agent = self.ctx.registry.get(self.state.session.agent)
         if agent is None:
             return "", f"agent {self.state.session.agent!r} is not available on this worker"
-        return await self._stream(turn_id, _pieces_for(agent, self._context(content, attempt)))
+        ctx = self._context(content, attempt)
+        return await self._stream(turn_id, lambda: _pieces_for(agent, ctx))
 
-    async def _stream(self, turn_id: str, pieces: AsyncIterator[str]) -> tuple[str, str | None]:
+    async def _stream(
+        self, turn_id: str, pieces: Callable[[], AsyncIterator[str]]
+    ) -> tuple[str, str | None]:
+        """Run the agent's reply (everything the agent's code does happens in here, so
+        whatever it raises or however long it takes, the turn ends with a reason)."""
         live = LiveTurn(self.sid, turn_id)
         self._live = live
         live.task = asyncio.create_task(self._consume(live, pieces))
@@ -548,9 +660,9 @@ class SessionRunner:
         finally:
             self._live = None
 
-    async def _consume(self, live: LiveTurn, pieces: AsyncIterator[str]) -> None:
+    async def _consume(self, live: LiveTurn, pieces: Callable[[], AsyncIterator[str]]) -> None:
         subject = subjects.live(self.sid)
-        async for piece in pieces:
+        async for piece in pieces():
             if piece:
                 delta = live.add(piece)
                 await self.bus.nc.publish(subject, delta.model_dump_json().encode())
@@ -687,6 +799,14 @@ class SessionRunner:
                 else:
                     await msg.nak(delay=retry_delay)
         self.triggers.clear()
+
+
+def _greets(agent: Agent, ctx: TurnContext) -> bool:
+    """Whether the agent speaks first; if asking raises, the greeting turn fails with it."""
+    try:
+        return agent.greet(ctx) is not None
+    except Exception:
+        return True
 
 
 def _pieces_for(agent: Agent, ctx: TurnContext) -> AsyncIterator[str]:
