@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import APIError, KeyNotFoundError
 
 from bus import commit, direct, subjects
 from bus.connection import Bus, with_retry
 from bus.errors import (
+    MESSAGE_TOO_LARGE,
     AlreadyReplayedError,
     CommandDeadLetteredError,
     CommandTimeoutError,
@@ -25,9 +26,11 @@ from bus.errors import (
     IllegalTransitionError,
     InvalidCursorError,
     MessageTooLargeError,
+    PublishError,
     SessionExistsError,
     SessionNotFoundError,
     UnknownAgentError,
+    check_size,
 )
 from bus.follow import Follower
 from bus.state import load_head, load_state
@@ -575,15 +578,19 @@ class SessionClient:
     async def _publish(self, cmd: Command) -> int:
         """Store a command (retried through leader changes); return its stream sequence."""
         payload = cmd.model_dump_json().encode()
-        limit = self.bus.settings.max_message_bytes
-        if len(payload) > limit:
-            raise MessageTooLargeError(len(payload), limit)
         subject = subjects.inputs(cmd.session_id)
         headers = {"Nats-Msg-Id": cmd.command_id}
-        ack = await with_retry(
-            lambda: self.bus.js.publish(subject, payload, headers=headers),
-            what=f"publish {cmd.kind} to {cmd.session_id}",
-        )
+        check_size(payload, headers, self.bus.settings.max_message_bytes)
+        try:
+            ack = await with_retry(
+                lambda: self.bus.js.publish(subject, payload, headers=headers),
+                what=f"publish {cmd.kind} to {cmd.session_id}",
+            )
+        except PublishError as e:
+            cause = e.__cause__
+            if isinstance(cause, APIError) and cause.err_code == MESSAGE_TOO_LARGE:
+                raise MessageTooLargeError(len(payload), None) from e  # the stream's own limit
+            raise
         return int(ack.seq)
 
 

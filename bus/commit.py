@@ -24,7 +24,13 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from bus import direct, subjects
-from bus.errors import FenceRejectedError, MessageTooLargeError, PublishError
+from bus.errors import (
+    MESSAGE_TOO_LARGE,
+    FenceRejectedError,
+    MessageTooLargeError,
+    PublishError,
+    check_size,
+)
 
 WRONG_LAST_SEQUENCE = 10071
 APPEND_ID_HEADER = "Praxis-Append-Id"
@@ -46,21 +52,20 @@ async def append(
     Raises :class:`FenceRejectedError` when the session has moved on. An answer lost to
     a timeout or a leader change is resolved by reading the latest event back.
     """
-    if len(payload) > max_bytes:
-        raise MessageTooLargeError(len(payload), max_bytes)
     subject = subjects.events(session_id)
     append_id = uuid.uuid4().hex
     headers = {
         "Nats-Expected-Last-Subject-Sequence": str(expected_seq),
         APPEND_ID_HEADER: append_id,
     }
+    check_size(payload, headers, max_bytes)
     loop = asyncio.get_running_loop()
     end = loop.time() + deadline
     delay = 0.05
     while True:
         try:
             resp = await nc.request(subject, payload, headers=headers, timeout=timeout)
-            return _seq_of(resp.data, session_id, expected_seq)
+            return _seq_of(resp.data, session_id, expected_seq, len(payload))
         except (TimeoutError, NatsTimeoutError, NoRespondersError, PublishError) as e:
             landed = await _landed(nc, stream, session_id, append_id, expected_seq, timeout)
             if landed is not None:
@@ -71,12 +76,14 @@ async def append(
             delay = min(delay * 2, 1.0)
 
 
-def _seq_of(data: bytes, session_id: str, expected_seq: int) -> int:
+def _seq_of(data: bytes, session_id: str, expected_seq: int, size: int) -> int:
     ack = json.loads(data or b"{}")
     err = ack.get("error")
     if err:
         if err.get("err_code") == WRONG_LAST_SEQUENCE:
             raise FenceRejectedError(session_id, expected_seq, err.get("description", ""))
+        if err.get("err_code") == MESSAGE_TOO_LARGE:  # the stream's limit is lower than ours
+            raise MessageTooLargeError(size, None)
         if err.get("code") == 503:
             raise PublishError(err.get("description", "unavailable"))
         raise PublishError(f"append to {session_id!r} refused: {err.get('description', err)}")

@@ -27,6 +27,12 @@ T = TypeVar("T")
 RETRYABLE = (NoRespondersError, NatsTimeoutError, ServiceUnavailableError, asyncio.TimeoutError)
 
 
+class RetryCount:
+    """Publishes this process retried because JetStream was briefly unavailable."""
+
+    value = 0
+
+
 @dataclass(slots=True)
 class Bus:
     """A live connection with the JetStream context and KV handles, for one process."""
@@ -118,10 +124,12 @@ async def with_retry(op: Callable[[], Awaitable[T]], *, what: str, deadline: flo
                 raise PublishError(
                     f"{what}: JetStream unavailable for {deadline:g}s ({e!r})"
                 ) from e
+            RetryCount.value += 1
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 1.0)
         except APIError as e:
             if e.code == 503 and loop.time() + delay < end:
+                RetryCount.value += 1
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
                 continue

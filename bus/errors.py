@@ -90,10 +90,25 @@ class FenceRejectedError(BusError):
 
 
 class MessageTooLargeError(BusError):
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"message of {size} bytes exceeds the limit of {limit} bytes")
+    def __init__(self, size: int, limit: int | None) -> None:
+        bound = f"the limit of {limit} bytes" if limit else "the stream's message size limit"
+        super().__init__(f"message of {size} bytes exceeds {bound}")
         self.size = size
         self.limit = limit
+
+
+MESSAGE_TOO_LARGE = 10054
+"""JetStream's error code for a message over the stream's ``max_msg_size``."""
+
+
+def check_size(payload: bytes, headers: dict[str, str], limit: int) -> None:
+    """Raise :class:`MessageTooLargeError` if the message with its headers is over ``limit``:
+    JetStream counts the headers against the stream's ``max_msg_size`` too."""
+    size = len(payload)
+    if headers:
+        size += 12 + sum(len(k) + len(v) + 4 for k, v in headers.items())  # NATS/1.0 block
+    if size > limit:
+        raise MessageTooLargeError(size, limit)
 
 
 class InvalidCursorError(BusError, ValueError):

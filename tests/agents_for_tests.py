@@ -24,10 +24,16 @@ class Slow(Agent):
 
 
 class Boom(Agent):
-    """Fails after two pieces."""
+    """Fails after two pieces; with ``fail_greeting`` in its metadata, asking it for a
+    greeting raises at once (before any stream exists)."""
 
     name = "boom"
     description = "test agent: raises"
+
+    def greet(self, ctx: TurnContext) -> AsyncIterator[str] | None:
+        if ctx.metadata.get("fail_greeting"):
+            raise RuntimeError("the greeting broke")
+        return None
 
     async def respond(self, ctx: TurnContext) -> AsyncIterator[str]:
         yield "partial "

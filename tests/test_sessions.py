@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
 
@@ -21,19 +22,29 @@ from bus import (
     direct,
     subjects,
 )
+from bus.embedded import NatsServer
 from bus.follow import Follower
 from schemas import (
     AgentMessage,
     CommandRejected,
     CommandSkipped,
     Delivery,
+    Interface,
     SessionState,
     TokenDelta,
     TurnCompleted,
     TurnFailed,
     UserMessage,
 )
-from tests.conftest import InProcessWorker, eventually, slow_turn_streaming, streaming
+from tests.conftest import (
+    InProcessWorker,
+    eventually,
+    make_settings,
+    settled_session,
+    slow_turn_streaming,
+    streaming,
+)
+from workers import Worker, load_agents
 
 
 async def reply(client: SessionClient, session_id: str, text: str) -> tuple[str, list[Delivery]]:
@@ -287,6 +298,37 @@ async def test_oversized_message_is_refused_before_publishing(
     with pytest.raises(ValueError, match="at most 64000 characters"):
         await client.send(record.session_id, "x" * 64_001)
     assert len(await _stored(client, subjects.inputs(record.session_id))) == 1  # the create only
+
+
+async def test_a_message_whose_event_would_be_too_large_is_rejected_not_retried(
+    tmp_path: Path,
+) -> None:
+    """A command just under the size limit makes an event just over it (the event carries
+    more fields): the worker rejects it at once rather than failing on it again and again.
+    Its own server: the limit is a property of the stream."""
+    server = NatsServer(tmp_path / "js", log_file=tmp_path / "nats.log").start()
+    try:
+        small = make_settings(server.url, tmp_path, max_message_bytes=2048)
+        async with connect(small, server.url, "test-small") as bus:
+            worker = Worker(bus, load_agents(small.agents))
+            stop = asyncio.Event()
+            running = asyncio.create_task(worker.run(stop))
+            client = SessionClient(bus, Interface.API)
+            sid = await settled_session(client, "echo")
+            record = await client.get(sid)
+            probe = UserMessage(session_id=sid, task_id=record.task_id, content="x")
+            # The command and its Nats-Msg-Id header (about 55 bytes) fit; the event, with
+            # its fence and append-id headers (about 105 bytes), does not.
+            text = "x" * (2048 - len(probe.model_dump_json()) - 60)
+            events = await client.wait(await client.send(sid, text))
+            assert isinstance(events[-1], CommandRejected), events
+            assert "too large to store" in events[-1].reason
+            after = await client.wait(await client.send(sid, "small one"))
+            assert [e.content for e in after if isinstance(e, AgentMessage)] == ["small one"]
+            stop.set()
+            await running
+    finally:
+        server.stop()
 
 
 async def _stored(client: SessionClient, subject: str, up_to: int | None = None) -> list[int]:

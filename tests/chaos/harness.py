@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bus import SessionClient
+from bus.connection import RetryCount
 from schemas import HistoryItem, TurnFailed
 
 # Where each scenario's figures go as JSON, when set (the README's table is made from them).
@@ -49,6 +50,7 @@ class Load:
     session_ids: list[str] = field(default_factory=list)
     log: list[Turn] = field(default_factory=list)
     faults: list[float] = field(default_factory=list)
+    retries_before: int = field(default_factory=lambda: RetryCount.value)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> asyncio.Task[None]:
@@ -114,6 +116,8 @@ class Report:
     recovery_by_fault_s: list[float]
     turn_p50_ms: float
     turn_p99_ms: float
+    publish_retries: int
+    """Client publishes retried through a JetStream outage (a leader change): each stored once."""
     problems: list[str]
 
     def save(self) -> None:
@@ -185,6 +189,7 @@ async def check(load: Load, scenario: str) -> Report:
         recovery_by_fault_s=[round(r, 3) for r in recoveries],
         turn_p50_ms=statistics.median(latencies) * 1000 if latencies else 0.0,
         turn_p99_ms=_pct(latencies, 0.99) * 1000 if latencies else 0.0,
+        publish_retries=RetryCount.value - load.retries_before,
         problems=problems[:20],
     )
 

@@ -10,7 +10,7 @@ import pytest
 
 from bus import SessionClient, Settings
 from bus.embedded import NatsServer
-from schemas import AgentMessage, TurnFailed
+from schemas import AgentMessage, CommandFailed, SessionState, TurnFailed
 from tests.conftest import InProcessWorker, make_settings, settled_session
 
 TURN_TIMEOUT = 1.5
@@ -47,3 +47,18 @@ async def test_an_agent_that_hangs_fails_the_turn_in_bounded_time(
     after = await client.wait(await client.send(sid, "still there?"))
     reply = next(e for e in after if isinstance(e, AgentMessage))
     assert reply.content == "still there?" and not reply.interrupted
+
+
+async def test_an_agent_whose_greeting_raises_at_once_fails_that_turn_only(
+    client: SessionClient, worker: InProcessWorker
+) -> None:
+    """Agent code that raises before any stream exists is still the agent failing (a
+    turn.failed), not the worker's handling of the command (which would be retried)."""
+    record, receipt = await client.create("boom", metadata={"fail_greeting": True})
+    events = await client.wait(receipt)
+    failed = events[-1]
+    assert isinstance(failed, TurnFailed) and "the greeting broke" in failed.reason
+    assert not any(isinstance(e, CommandFailed) for e in events)
+    again = await client.wait(await client.send(record.session_id, "hello?"))
+    assert isinstance(again[-1], TurnFailed) and "the model fell over" in again[-1].reason
+    assert (await client.get(record.session_id)).state is SessionState.ACTIVE
