@@ -121,8 +121,13 @@ class SessionClient:
         initial_message: str | None = None,
         session_id: str | None = None,
         command_id: str | None = None,
+        idle_timeout: float | None = None,
+        max_lifetime: float | None = None,
     ) -> tuple[SessionRecord, Receipt]:
-        """Create a session (its first commit is made here, fenced on 'no session yet')."""
+        """Create a session (its first commit is made here, fenced on 'no session yet').
+
+        ``idle_timeout`` and ``max_lifetime`` (seconds, 0 for never) default to
+        ``PRAXIS_SESSION_IDLE_TIMEOUT`` and ``PRAXIS_SESSION_MAX_LIFETIME``."""
         check_token(agent, "agent name")
         sid = check_token(session_id, "session id") if session_id is not None else new_id("ses")
         tid = check_token(task_id, "task id") if task_id is not None else new_id("task")
@@ -135,6 +140,8 @@ class SessionClient:
             interface=self.interface,
             agent=agent,
             metadata=metadata or {},
+            idle_timeout=idle_timeout,
+            max_lifetime=max_lifetime,
             **_command_id(command_id),
         )
         created, seq = await self._first_commit(cmd)
@@ -150,7 +157,8 @@ class SessionClient:
         return record, receipt
 
     async def _first_commit(self, cmd: CreateSession) -> tuple[SessionCreated, int]:
-        event = created_by(cmd)
+        settings = self.bus.settings
+        event = created_by(cmd, settings.session_idle_timeout, settings.session_max_lifetime)
         try:
             seq = await commit.append(
                 self.bus.nc,

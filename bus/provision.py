@@ -6,6 +6,7 @@ Existing objects are compared with what Praxis needs; a difference is reported w
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from nats.js import JetStreamContext
@@ -27,6 +28,7 @@ from bus.settings import Settings
 from bus.subjects import INPUT_WILDCARD, OUTPUT_WILDCARD
 
 SUBJECTS_OVERLAP = 10065
+log = logging.getLogger("praxis.bus")
 
 
 def stream_config(s: Settings) -> StreamConfig:
@@ -43,6 +45,7 @@ def stream_config(s: Settings) -> StreamConfig:
         allow_direct=True,
         allow_rollup_hdrs=True,
         allow_atomic=True,
+        allow_msg_schedules=True,  # the sessions' expiry timers
     )
 
 
@@ -123,7 +126,11 @@ _STREAM_FIELDS = [
     "allow_direct",
     "allow_rollup_hdrs",
     "allow_atomic",
+    "allow_msg_schedules",
 ]
+# Flags a newer Praxis needs that can be turned on in an existing stream without touching
+# its data: turned on (and logged) rather than reported as a mismatch.
+_ADDITIVE = {"allow_msg_schedules"}
 
 
 async def ensure_stream(js: JetStreamContext, want: StreamConfig) -> None:
@@ -143,6 +150,13 @@ async def ensure_stream(js: JetStreamContext, want: StreamConfig) -> None:
                 ) from e
             info = await js.stream_info(want.name)  # created meanwhile by another process
     diff = _diff(info.config, want, _STREAM_FIELDS)
+    if diff and set(diff) <= _ADDITIVE:
+        config = info.config
+        for flag in diff:
+            setattr(config, flag, True)
+        await js.update_stream(config)
+        log.warning("stream %r: turned on %s (needed by this Praxis)", want.name, sorted(diff))
+        return
     if diff:
         raise ProvisioningMismatchError("stream", want.name, diff)
 

@@ -47,6 +47,18 @@ class Settings(BaseSettings):
     heartbeat_interval: float = Field(default=2.0, gt=0)
     worker_concurrency: int = Field(default=256, ge=1)
     turn_timeout: float = Field(default=300.0, gt=0)
+    session_idle_timeout: float = Field(
+        default=30 * 86400,
+        ge=0,
+        description="Seconds without activity after which a session expires (0: never); "
+        "a session may set its own at creation.",
+    )
+    session_max_lifetime: float = Field(
+        default=0,
+        ge=0,
+        description="Seconds after creation at which a session expires, active or not "
+        "(0: never); a session may set its own at creation.",
+    )
     command_attempts: int = Field(
         default=3,
         ge=1,

@@ -23,6 +23,12 @@ def checkpoint(session_id: str) -> str:
     return f"sess.{check_token(session_id, 'session id')}.out.ckpt"
 
 
+def timer(session_id: str) -> str:
+    """The session's expiry timer: one JetStream message schedule (a new one replaces it)
+    that publishes an ``expire`` command to :func:`inputs` when it is due."""
+    return f"sess.{check_token(session_id, 'session id')}.out.timer"
+
+
 def outputs(session_id: str) -> str:
     """Everything the owner writes: the subject the fence is checked on."""
     return f"sess.{check_token(session_id, 'session id')}.out.>"

@@ -22,6 +22,8 @@ class Interface(StrEnum):
     API = "api"
     GRAPHQL = "graphql"
     BUS = "bus"
+    SYSTEM = "system"
+    """Praxis itself: a timer (expiry) or a worker's own decision."""
 
 
 def _now() -> datetime:
@@ -43,10 +45,19 @@ class CommandBase(BaseModel):
     issued_at: datetime = Field(default_factory=_now)
 
 
+Seconds = Annotated[float, Field(ge=0, le=10 * 365 * 86400)]
+
+
 class CreateSession(CommandBase):
     kind: Literal["create_session"] = "create_session"
     agent: AgentName
     metadata: dict[str, Any] = Field(default_factory=dict)
+    idle_timeout: Seconds | None = None
+    """Seconds without activity after which the session expires (0: never; None: the
+    worker's ``PRAXIS_SESSION_IDLE_TIMEOUT``)."""
+    max_lifetime: Seconds | None = None
+    """Seconds after creation at which the session expires, active or not (0: never; None:
+    the worker's ``PRAXIS_SESSION_MAX_LIFETIME``)."""
 
 
 class UserMessage(CommandBase):
@@ -72,8 +83,16 @@ class CancelTurn(CommandBase):
     kind: Literal["cancel_turn"] = "cancel_turn"
 
 
+class Expire(CommandBase):
+    """Published by the session's expiry timer (a JetStream message schedule) when it is
+    due; the owner ends the session if it is still due when the command is taken."""
+
+    kind: Literal["expire"] = "expire"
+    interface: Interface = Interface.SYSTEM
+
+
 Command = Annotated[
-    CreateSession | UserMessage | Suspend | Resume | Complete | CancelTurn,
+    CreateSession | UserMessage | Suspend | Resume | Complete | CancelTurn | Expire,
     Field(discriminator="kind"),
 ]
 COMMAND_ADAPTER: TypeAdapter[Command] = TypeAdapter(Command)

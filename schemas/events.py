@@ -44,10 +44,15 @@ class SessionCreated(EventBase):
     type: Literal["session.created"] = "session.created"
     agent: AgentName
     metadata: dict[str, Any] = Field(default_factory=dict)
+    idle_timeout: float = 0.0
+    """Seconds without activity after which the session expires (0: never)."""
+    max_lifetime: float = 0.0
+    """Seconds after creation at which the session expires (0: never)."""
 
 
-def created_by(cmd: CreateSession) -> SessionCreated:
-    """The first event of a session, made by the command that creates it."""
+def created_by(cmd: CreateSession, idle_timeout: float, max_lifetime: float) -> SessionCreated:
+    """The first event of a session, made by the command that creates it (the expiry
+    defaults of whoever writes it fill what the command leaves open)."""
     return SessionCreated(
         session_id=cmd.session_id,
         task_id=cmd.task_id,
@@ -55,6 +60,8 @@ def created_by(cmd: CreateSession) -> SessionCreated:
         interface=cmd.interface,
         agent=cmd.agent,
         metadata=cmd.metadata,
+        idle_timeout=idle_timeout if cmd.idle_timeout is None else cmd.idle_timeout,
+        max_lifetime=max_lifetime if cmd.max_lifetime is None else cmd.max_lifetime,
     )
 
 
@@ -101,6 +108,8 @@ class StateChanged(EventBase):
     from_state: SessionState
     to_state: SessionState
     reason: str | None = None
+    detail: str | None = None
+    """More about the reason (an expiry says which limit it reached)."""
 
 
 class CommandRejected(EventBase):

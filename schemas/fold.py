@@ -8,6 +8,8 @@ of that command's events; the fold shows exactly how far it got (``progress``, `
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from schemas.commands import Interface
 from schemas.events import (
     AgentMessage,
@@ -21,10 +23,12 @@ from schemas.events import (
     TurnStarted,
     UserMessageAccepted,
 )
-from schemas.lifecycle import SessionState
+from schemas.lifecycle import TERMINAL, SessionState
 from schemas.records import ChatMessage, Checkpoint, FailingCommand, SessionRecord, TurnInFlight
 
 RECENT_COMMANDS = 256
+ACTIVITY = (UserMessageAccepted, AgentMessage, TurnCompleted, TurnFailed, StateChanged)
+"""Events that restart the idle timer (a timer's own skip or a claim does not)."""
 DEFAULT_CONTEXT = 200
 
 
@@ -42,9 +46,30 @@ def start(event: SessionCreated, seq: int) -> Checkpoint:
         updated_at=event.ts,
         metadata=event.metadata,
         created_by=event.interface or Interface.BUS,
+        idle_timeout=event.idle_timeout,
+        max_lifetime=event.max_lifetime,
     )
     record.counters.events = 1
+    _active(record, event.ts)
     return Checkpoint(session=record, as_of=seq)
+
+
+def _active(record: SessionRecord, at: datetime) -> None:
+    """Activity at ``at``: the idle timer starts again (the lifetime does not)."""
+    record.active_at = at
+    record.expires_at = expiry_of(record)
+
+
+def expiry_of(record: SessionRecord) -> datetime | None:
+    """When the session expires if nothing happens first; None: never (or it has ended)."""
+    if record.state in TERMINAL:
+        return None
+    due: list[datetime] = []
+    if record.idle_timeout > 0 and record.active_at is not None:
+        due.append(record.active_at + timedelta(seconds=record.idle_timeout))
+    if record.max_lifetime > 0:
+        due.append(record.created_at + timedelta(seconds=record.max_lifetime))
+    return min(due, default=None)
 
 
 def apply(
@@ -60,6 +85,8 @@ def apply(
     _effect(ck, event)
     record = ck.session
     record.updated_at = event.ts
+    if isinstance(event, ACTIVITY):
+        _active(record, event.ts)
     record.counters.events += 1
     ck.as_of = seq
     if event.input_seq is not None:

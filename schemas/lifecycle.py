@@ -13,25 +13,22 @@ class SessionState(StrEnum):
     SUSPENDED = "SUSPENDED"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
+    EXPIRED = "EXPIRED"
 
 
+_ENDS = (SessionState.COMPLETED, SessionState.FAILED, SessionState.EXPIRED)
 TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
-    SessionState.CREATED: frozenset(
-        {SessionState.ACTIVE, SessionState.COMPLETED, SessionState.FAILED}
-    ),
-    SessionState.ACTIVE: frozenset(
-        {SessionState.SUSPENDED, SessionState.COMPLETED, SessionState.FAILED}
-    ),
-    SessionState.SUSPENDED: frozenset(
-        {SessionState.ACTIVE, SessionState.COMPLETED, SessionState.FAILED}
-    ),
+    SessionState.CREATED: frozenset({SessionState.ACTIVE, *_ENDS}),
+    SessionState.ACTIVE: frozenset({SessionState.SUSPENDED, *_ENDS}),
+    SessionState.SUSPENDED: frozenset({SessionState.ACTIVE, *_ENDS}),
     SessionState.COMPLETED: frozenset(),
     SessionState.FAILED: frozenset(),
+    SessionState.EXPIRED: frozenset(),
 }
 
 # States in which a session takes user messages (CREATED becomes ACTIVE on the first turn).
 ACCEPTS_MESSAGES = frozenset({SessionState.CREATED, SessionState.ACTIVE})
-TERMINAL = frozenset({SessionState.COMPLETED, SessionState.FAILED})
+TERMINAL = frozenset(_ENDS)
 
 
 def can_transition(current: SessionState, target: SessionState) -> bool:

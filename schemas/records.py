@@ -34,6 +34,14 @@ class SessionRecord(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     created_by: Interface = Interface.BUS
     counters: Counters = Field(default_factory=Counters)
+    idle_timeout: float = 0.0
+    """Seconds without activity after which the session expires (0: never)."""
+    max_lifetime: float = 0.0
+    """Seconds after creation at which the session expires (0: never)."""
+    active_at: datetime | None = None
+    """The latest activity: a message, a reply, a turn's end, a state change."""
+    expires_at: datetime | None = None
+    """When the session expires unless there is activity first (None: never, or ended)."""
 
 
 class ChatMessage(BaseModel):

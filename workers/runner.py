@@ -16,20 +16,21 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Generic, TypeVar
 
 import nats.errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 
-from bus import Bus, commit, direct, leases, subjects
+from bus import Bus, commit, direct, leases, subjects, with_retry
 from bus.errors import BusError, FenceRejectedError, MessageTooLargeError
 from bus.state import load_state
 from bus.tasks import cancel_and_wait
 from schemas import (
     ACCEPTS_MESSAGES,
+    TERMINAL,
     AgentMessage,
     CancelTurn,
     Checkpoint,
@@ -42,6 +43,7 @@ from schemas import (
     CreateSession,
     DeadLetter,
     Event,
+    Expire,
     Interface,
     Resume,
     SessionClaimed,
@@ -66,8 +68,11 @@ from workers.agents import Agent, AgentRegistry, TurnContext
 from workers.live import LiveTurn
 
 log = logging.getLogger("praxis.worker")
+V = TypeVar("V")
 RETRY_DELAY = 0.5
 """Seconds before work handed back after a bus error is offered again."""
+EXPIRY_SLACK = 0.05
+"""Seconds early an expiry may be taken (the timer runs on the server's clock)."""
 
 
 class LeaseLostError(Exception):
@@ -123,6 +128,26 @@ class StateCache:
             self._entries.popitem(last=False)
 
 
+class Bounded(Generic[V]):
+    """A dict that forgets its oldest entries beyond ``size``."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[str, V] = OrderedDict()
+
+    def get(self, key: str) -> V | None:
+        return self._items.get(key)
+
+    def put(self, key: str, value: V) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def pop(self, key: str) -> None:
+        self._items.pop(key, None)
+
+
 class RunContext:
     """What runners share within one worker process."""
 
@@ -131,6 +156,8 @@ class RunContext:
         self.registry = registry
         self.worker_id = worker_id
         self.cache = StateCache(bus.settings.state_cache)
+        self.timers = Bounded[datetime](max(bus.settings.state_cache, 1000))
+        """The due time of the expiry timer this worker last set, per session."""
         self.stopping = asyncio.Event()
         """Set when the worker drains: runners stop lingering."""
 
@@ -461,6 +488,7 @@ class SessionRunner:
             Resume: self._on_transition,
             Complete: self._on_transition,
             CancelTurn: self._on_cancel,
+            Expire: self._on_expire,
         }
 
     async def _on_create(self, seq: int, cmd: CreateSession, resuming: bool) -> None:
@@ -514,8 +542,31 @@ class SessionRunner:
         # after that turn, there is nothing left to cancel.
         await self._skip(seq, cmd, "no turn in flight when the cancel was taken in order")
 
+    async def _on_expire(self, seq: int, cmd: Expire, _: bool) -> None:
+        record = self.state.session
+        if record.state in TERMINAL:
+            await self._skip(seq, cmd, f"the session already ended ({record.state.value})")
+            return
+        now = datetime.now(UTC)
+        due = record.expires_at
+        if due is None or now < due - timedelta(seconds=EXPIRY_SLACK):
+            await self._skip(seq, cmd, "not due: there was activity after the timer was set")
+            return
+        lifetime = record.created_at + timedelta(seconds=record.max_lifetime)
+        if record.max_lifetime > 0 and lifetime <= due:
+            detail = f"its lifetime of {_span(record.max_lifetime)} ended"
+        else:
+            detail = f"idle for {_span(record.idle_timeout)}"
+        await self._transition(seq, cmd, SessionState.EXPIRED, True, "expired", detail)
+
     async def _transition(
-        self, seq: int, cmd: Command, target: SessionState, final: bool, reason: str | None
+        self,
+        seq: int,
+        cmd: Command,
+        target: SessionState,
+        final: bool,
+        reason: str | None,
+        detail: str | None = None,
     ) -> None:
         meta = self._meta(cmd.command_id, cmd.interface, seq) | {"state": target}
         await self._append(
@@ -525,6 +576,7 @@ class SessionRunner:
                 from_state=self.state.session.state,
                 to_state=target,
                 reason=reason,
+                detail=detail,
             )
         )
 
@@ -566,7 +618,10 @@ class SessionRunner:
             await self._drop_triggers()
             return False
         try:
-            await self._append(created_by(cmd))
+            settings = self.bus.settings
+            await self._append(
+                created_by(cmd, settings.session_idle_timeout, settings.session_max_lifetime)
+            )
         except MessageTooLargeError as e:  # its metadata: the edge bounds it, the bus may not
             log.warning("session %s: not created, its first event is too large: %s", self.sid, e)
             await self._drop_triggers()
@@ -742,21 +797,63 @@ class SessionRunner:
         self.ck = apply(self.ck, seq, event, self.bus.settings.context_messages)
         await self.bus.nc.publish(subjects.live(self.sid), notice)
         if event.final or isinstance(event, SessionCreated):
-            self._save()
+            self._save(ended=isinstance(event, StateChanged) and event.to_state in TERMINAL)
             await self._ack_done()
 
-    def _save(self) -> None:
-        """Snapshot and record, in the background (the events are already the truth)."""
+    def _save(self, ended: bool = False) -> None:
+        """Snapshot, record and expiry timer, in the background (the events are already
+        the truth)."""
         ck = self.state
         snapshot = ck.model_dump_json().encode()
         record = ck.session.model_dump_json().encode()
-        for job in (
+        jobs = [
             commit.save_checkpoint(self.bus.nc, self.sid, snapshot, self.bus.timeout),
             self.bus.sessions.put(self.sid, record),
-        ):
+        ]
+        timer = self._timer_job(ended)
+        if timer is not None:
+            jobs.append(timer)
+        for job in jobs:
             task: asyncio.Task[Any] = asyncio.create_task(job)
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+
+    def _timer_job(self, ended: bool) -> Coroutine[Any, Any, Any] | None:
+        """Set, move or cancel the expiry timer if its due time changed (much): a timer
+        that fires a little early finds the session not due and is set again."""
+        record = self.state.session
+        due = record.expires_at
+        timers = self.ctx.timers
+        armed = timers.get(self.sid)
+        if due is None:
+            timers.pop(self.sid)
+            return self._cancel_timer() if ended or armed is not None else None
+        slack = min(60.0, 0.05 * record.idle_timeout) if record.idle_timeout else 0.0
+        if armed is not None and armed <= due <= armed + timedelta(seconds=slack):
+            return None
+        timers.put(self.sid, due)
+        return self._set_timer(due)
+
+    async def _set_timer(self, due: datetime) -> None:
+        cmd = Expire(session_id=self.sid, task_id=self.state.session.task_id)
+        at = due.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        headers = {"Nats-Schedule": f"@at {at}", "Nats-Schedule-Target": subjects.inputs(self.sid)}
+        try:
+            await with_retry(
+                lambda: self.bus.js.publish(
+                    subjects.timer(self.sid), cmd.model_dump_json().encode(), headers=headers
+                ),
+                what=f"expiry timer of {self.sid}",
+            )
+        except Exception as e:
+            self.ctx.timers.pop(self.sid)  # set it again after the next command
+            log.warning("session %s: expiry timer not set: %s", self.sid, e)
+
+    async def _cancel_timer(self) -> None:
+        try:
+            await self.bus.js.purge_stream(self.bus.stream, subject=subjects.timer(self.sid))
+        except Exception as e:  # it then fires on an ended session, which skips it
+            log.warning("session %s: expiry timer not cancelled: %s", self.sid, e)
 
     def _meta(
         self, command_id: str | None, interface: Interface | None, seq: int | None
@@ -799,6 +896,13 @@ class SessionRunner:
                 else:
                     await msg.nak(delay=retry_delay)
         self.triggers.clear()
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 def _greets(agent: Agent, ctx: TurnContext) -> bool:
