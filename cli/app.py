@@ -76,13 +76,24 @@ def agent_run(
     message: Annotated[
         str | None, Parameter(help="Send one message, print the reply, exit.")
     ] = None,
+    idle_timeout: Annotated[
+        str | None,
+        Parameter(help="Expire after this long without activity (30m, 12h, 7d; 'never')."),
+    ] = None,
+    max_lifetime: Annotated[
+        str | None, Parameter(help="Expire this long after creation, active or not.")
+    ] = None,
 ) -> int:
     """Start a session with an agent and talk to it."""
     _logging("WARNING")
 
     async def main() -> None:
+        idle = parse_duration(idle_timeout).total_seconds() if idle_timeout else None
+        life = parse_duration(max_lifetime).total_seconds() if max_lifetime else None
         async with runtime(_settings()) as rt:
-            record, receipt = await rt.client.create(agent, task_id=task_id)
+            record, receipt = await rt.client.create(
+                agent, task_id=task_id, idle_timeout=idle, max_lifetime=life
+            )
             print(f"Session created: {record.session_id}", file=sys.stderr)
             print(f"Task: {record.task_id}", file=sys.stderr)
             if message is not None:
@@ -135,7 +146,7 @@ def agent_resume(
 def agent_list_sessions(
     *,
     state: Annotated[
-        str | None, Parameter(help="CREATED, ACTIVE, SUSPENDED, COMPLETED or FAILED.")
+        str | None, Parameter(help="CREATED, ACTIVE, SUSPENDED, COMPLETED, FAILED or EXPIRED.")
     ] = None,
     agent: Annotated[str | None, Parameter(help="Only sessions of this agent.")] = None,
     task_id: Annotated[str | None, Parameter(help="Only sessions of this task.")] = None,
@@ -187,6 +198,8 @@ def agent_show_session(
             print(f"Created:  {record.created_at.isoformat()} (from {record.created_by.value})")
             print(f"Updated:  {record.updated_at.isoformat()}")
             print(f"Turns:    {c.turns} completed, {c.failed_turns} failed")
+            if record.expires_at is not None:
+                print(f"Expires:  {record.expires_at.isoformat()} unless there is activity")
             if record.metadata:
                 print(f"Metadata: {json.dumps(record.metadata)}")
             print()
@@ -225,6 +238,8 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
 def parse_duration(text: str) -> timedelta:
+    if text.strip() in ("0", "never"):
+        return timedelta(0)
     found = _DURATION.match(text.strip())
     if not found:
         raise ValueError(f"invalid duration {text!r}: use a number and s, m, h, d or w (e.g. 7d)")

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator, Awaitable
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Annotated, Any, TypeVar, cast
 
 import strawberry
 from graphql import GraphQLError, GraphQLSyntaxError
@@ -158,6 +158,12 @@ class AgentSession:
     message_count: int = strawberry.field(description="User and agent messages.")
     turns: int
     failed_turns: int
+    idle_timeout: float = strawberry.field(description="Seconds of inactivity before it expires.")
+    max_lifetime: float = strawberry.field(description="Seconds after creation it expires at.")
+    active_at: datetime | None = strawberry.field(description="Its latest activity.")
+    expires_at: datetime | None = strawberry.field(
+        description="When it expires unless there is activity first; null: never, or ended."
+    )
 
     @classmethod
     def of(cls, view: SessionView) -> AgentSession:
@@ -300,6 +306,14 @@ class Mutation:
         task_id: str | None = None,
         metadata: JSON | None = None,
         session_id: str | None = None,
+        idle_timeout: Annotated[
+            float | None,
+            strawberry.argument(description="Seconds of inactivity before it expires (0: never)."),
+        ] = None,
+        max_lifetime: Annotated[
+            float | None,
+            strawberry.argument(description="Seconds after creation it expires at (0: never)."),
+        ] = None,
     ) -> CreatedAgentSession:
         record, receipt = await _call(
             _client(info).create(
@@ -308,6 +322,8 @@ class Mutation:
                 metadata=dict(metadata) if isinstance(metadata, dict) else None,
                 initial_message=initial_message,
                 session_id=session_id,
+                idle_timeout=idle_timeout,
+                max_lifetime=max_lifetime,
             )
         )
         created = CreatedSession.of(record, receipt.command_id, receipt.cursor)

@@ -118,6 +118,8 @@ class AgentSessions(Controller):
             metadata=data.metadata,
             initial_message=data.initial_message,
             session_id=data.session_id,
+            idle_timeout=data.idle_timeout,
+            max_lifetime=data.max_lifetime,
         )
         return CreatedSession.of(record, receipt.command_id, receipt.cursor)
 

@@ -45,6 +45,20 @@ class CreateSessionRequest(_Request):
     metadata: dict[str, Any] = Field(
         default_factory=dict, description="Free-form data kept with the session."
     )
+    idle_timeout: float | None = Field(
+        default=None,
+        ge=0,
+        le=10 * 365 * 86400,
+        description="Seconds without activity after which the session expires; 0: never. "
+        "Absent: the server's default (PRAXIS_SESSION_IDLE_TIMEOUT, 30 days).",
+    )
+    max_lifetime: float | None = Field(
+        default=None,
+        ge=0,
+        le=10 * 365 * 86400,
+        description="Seconds after creation at which the session expires, active or not; "
+        "0: never. Absent: the server's default (PRAXIS_SESSION_MAX_LIFETIME, never).",
+    )
 
 
 class SessionView(BaseModel):
@@ -63,6 +77,12 @@ class SessionView(BaseModel):
     message_count: int = Field(description="User and agent messages in the history.")
     turns: int = Field(description="Turns the agent has finished.")
     failed_turns: int = Field(description="Turns that ended with turn.failed.")
+    idle_timeout: float = Field(description="Seconds of inactivity before it expires (0: never).")
+    max_lifetime: float = Field(description="Seconds after creation it expires at (0: never).")
+    active_at: datetime | None = Field(description="Its latest activity.")
+    expires_at: datetime | None = Field(
+        description="When it expires unless there is activity first; null: never, or ended."
+    )
 
     @classmethod
     def of(cls, record: SessionRecord) -> SessionView:
@@ -79,6 +99,10 @@ class SessionView(BaseModel):
             message_count=c.user_messages + c.agent_messages,
             turns=c.turns,
             failed_turns=c.failed_turns,
+            idle_timeout=record.idle_timeout,
+            max_lifetime=record.max_lifetime,
+            active_at=record.active_at,
+            expires_at=record.expires_at,
         )
 
 

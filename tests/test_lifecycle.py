@@ -4,13 +4,15 @@ around; the state machine from every interface."""
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import timedelta
 
+import httpx
 import pytest
 
 from bus import IllegalTransitionError, SessionClient, Settings, direct, subjects
 from schemas import SessionState, StateChanged, UserMessageAccepted
-from tests.conftest import InProcessWorker, settled_session
+from tests.conftest import EdgeProcess, InProcessWorker, env_for, praxis, settled_session
 from workers.runner import EXPIRY_SLACK
 
 
@@ -106,3 +108,49 @@ async def _events(client: SessionClient, sid: str):  # type: ignore[no-untyped-d
 
     for m in msgs:
         yield decode_event(m.data)
+
+
+async def test_expiry_from_every_interface(
+    client: SessionClient, worker: InProcessWorker, edge: EdgeProcess, settings: Settings
+) -> None:
+    """Set over REST, GraphQL and the CLI; each session expires with nobody connected to it;
+    every interface then shows EXPIRED and refuses messages."""
+    async with httpx.AsyncClient(base_url=edge.url, timeout=30) as http:
+        body = {"agent_name": "echo", "idle_timeout": -1}
+        bad = await http.post("/agent-sessions/create", json=body)
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"].endswith("idle_timeout")
+        made = await http.post(
+            "/agent-sessions/create",
+            json={"agent_name": "echo", "idle_timeout": 1, "initial_message": "hi"},
+        )
+        assert made.status_code == 201
+        rest = made.json()["session_id"]
+        view = (await http.get(f"/agent-sessions/{rest}")).json()
+        assert view["idle_timeout"] == 1 and view["max_lifetime"] == 0
+
+        mutation = (
+            'mutation { createAgentSession(agentName: "echo", maxLifetime: 1.5) { sessionId } }'
+        )
+        answer = (await http.post("/graphql", json={"query": mutation})).json()
+        gql = answer["data"]["createAgentSession"]["sessionId"]
+
+        env = env_for(settings)
+        ran = await asyncio.to_thread(
+            praxis, env, "agent", "run", "echo", "--idle-timeout", "1s", "--message", "hi"
+        )
+        assert ran.returncode == 0, ran.stderr
+        cli = ran.stderr.split("Session created: ")[1].split()[0]
+
+        for sid in (rest, gql, cli):
+            await expired_event(client, sid, within=15)
+        view = (await http.get(f"/agent-sessions/{rest}")).json()
+        assert view["state"] == "EXPIRED" and view["expires_at"] is None
+        sent = await http.post(f"/agent-sessions/{rest}/messages", json={"message": "late"})
+        assert sent.status_code == 409 and sent.json()["state"] == "EXPIRED"
+        query = f'{{ agentSession(sessionId: "{gql}") {{ state expiresAt maxLifetime }} }}'
+        got = (await http.post("/graphql", json={"query": query})).json()["data"]
+        assert got["agentSession"] == {"state": "EXPIRED", "expiresAt": None, "maxLifetime": 1.5}
+        shown = await asyncio.to_thread(praxis, env, "agent", "show-session", cli, "--json")
+        assert json.loads(shown.stdout)["state"] == "EXPIRED"
+        late = await asyncio.to_thread(praxis, env, "agent", "resume", cli, "--message", "x")
+        assert late.returncode == 1 and "EXPIRED" in late.stderr
