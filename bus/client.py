@@ -174,15 +174,32 @@ class SessionClient:
         return event, seq
 
     async def send(
-        self, session_id: str, message: str, *, command_id: str | None = None
+        self,
+        session_id: str,
+        message: str,
+        *,
+        command_id: str | None = None,
+        queue: bool = False,
     ) -> Receipt:
-        """Queue a user message; the reply arrives as events after ``Receipt.cursor``."""
-        head, tail = await self._head(session_id)
-        return await self._send(head, tail, message, command_id)
+        """Queue a user message; the reply arrives as events after ``Receipt.cursor``.
 
-    async def _send(self, head: Event, tail: int, message: str, command_id: str | None) -> Receipt:
+        ``queue``: if the session is suspended, keep the message (``message.queued``) and
+        answer it when the session is resumed, instead of refusing it."""
+        head, tail = await self._head(session_id)
+        return await self._send(head, tail, message, command_id, queue)
+
+    async def _send(
+        self,
+        head: Event,
+        tail: int,
+        message: str,
+        command_id: str | None,
+        queue: bool = False,
+    ) -> Receipt:
         """Publish a user message, given the session's latest event (its state and tail)."""
-        if head.state not in ACCEPTS_MESSAGES:
+        if head.state not in ACCEPTS_MESSAGES and not (
+            queue and head.state is SessionState.SUSPENDED
+        ):
             raise IllegalTransitionError(
                 head.session_id,
                 "send a message to",
@@ -190,7 +207,7 @@ class SessionClient:
                 f"session {head.session_id!r} is {head.state.value} and takes no messages"
                 + (" (resume it first)" if head.state is SessionState.SUSPENDED else ""),
             )
-        cmd = self._message(head.session_id, head.task_id, message, command_id)
+        cmd = self._message(head.session_id, head.task_id, message, command_id, queue)
         await self._publish(cmd)
         return Receipt(head.session_id, cmd.command_id, tail)
 
@@ -210,6 +227,7 @@ class SessionClient:
         *,
         command_id: str | None = None,
         keepalive: float | None = None,
+        queue: bool = False,
     ) -> AsyncGenerator[Delivery | None, None]:
         """:meth:`turn`, and ``None`` after each ``keepalive`` seconds of quiet (for relays
         that must show an idle connection is alive while an agent thinks)."""
@@ -218,11 +236,11 @@ class SessionClient:
             task_id = self._task_ids.get(session_id)
             if task_id is None:
                 head, tail = await follower.open()
-                receipt = await self._send(head, tail, message, command_id)
+                receipt = await self._send(head, tail, message, command_id, queue)
             else:
                 # A session's task never changes: publish while reading the tail. The
                 # worker refuses a message the state does not allow (command.rejected).
-                cmd = self._message(session_id, task_id, message, command_id)
+                cmd = self._message(session_id, task_id, message, command_id, queue)
                 await follower.subscribe()
                 (_, tail), seq = await asyncio.gather(follower.head(), self._publish(cmd))
                 receipt = Receipt(session_id, cmd.command_id, seq)
@@ -233,13 +251,19 @@ class SessionClient:
             await follower.close()
 
     def _message(
-        self, session_id: str, task_id: str, message: str, command_id: str | None
+        self,
+        session_id: str,
+        task_id: str,
+        message: str,
+        command_id: str | None,
+        queue: bool = False,
     ) -> UserMessage:
         return UserMessage(
             session_id=session_id,
             task_id=task_id,
             interface=self.interface,
             content=message,
+            queue=queue,
             **_command_id(command_id),
         )
 

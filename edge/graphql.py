@@ -336,6 +336,13 @@ class Mutation:
         session_id: str,
         message: str,
         command_id: str | None = None,
+        queue: Annotated[
+            bool,
+            strawberry.argument(
+                description="If the session is suspended, keep the message and answer it "
+                "when the session is resumed (instead of a CONFLICT error)."
+            ),
+        ] = False,
     ) -> CommandReceipt:
         sid = _token(session_id, "session id")
         settings: Settings = info.context["settings"]
@@ -344,7 +351,7 @@ class Mutation:
                 f"message must be 1 to {settings.edge_max_body} bytes",
                 extensions={"code": "BAD_USER_INPUT", "field": "message"},
             )
-        receipt = await _call(_client(info).send(sid, message, command_id=command_id))
+        receipt = await _call(_client(info).send(sid, message, command_id=command_id, queue=queue))
         return CommandReceipt(session_id=sid, command_id=receipt.command_id, cursor=receipt.cursor)
 
     @strawberry.mutation

@@ -156,13 +156,19 @@ class AgentSessions(Controller):
     ) -> Response[Accepted] | sse.EventStream:
         sid = check_token(session_id, "session id")
         if not data.stream:
-            receipt = await client.send(sid, data.message, command_id=data.command_id)
+            receipt = await client.send(
+                sid, data.message, command_id=data.command_id, queue=data.queue
+            )
             accepted = Accepted(
                 session_id=sid, command_id=receipt.command_id, cursor=receipt.cursor
             )
             return Response(accepted, status_code=202)
         turn = client.turn_updates(
-            sid, data.message, command_id=data.command_id, keepalive=settings.sse_keepalive
+            sid,
+            data.message,
+            command_id=data.command_id,
+            keepalive=settings.sse_keepalive,
+            queue=data.queue,
         )
         try:  # the first event tells whether the message was taken: errors answer as such
             while (first := await anext(turn)) is None:

@@ -169,6 +169,11 @@ class SendMessageRequest(_Request):
         default=None,
         description="Your idempotency key: a repeat within the duplicate window is sent once.",
     )
+    queue: bool = Field(
+        default=False,
+        description="If the session is suspended, keep the message (`message.queued`) and "
+        "answer it when the session is resumed, instead of answering 409.",
+    )
 
 
 class Accepted(BaseModel):

@@ -63,6 +63,9 @@ class CreateSession(CommandBase):
 class UserMessage(CommandBase):
     kind: Literal["user_message"] = "user_message"
     content: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    queue: bool = False
+    """If the session is suspended, keep the message and answer it on resume (instead of
+    rejecting it)."""
 
 
 class Suspend(CommandBase):

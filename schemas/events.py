@@ -76,6 +76,14 @@ class UserMessageAccepted(EventBase):
     content: str
 
 
+class MessageQueued(EventBase):
+    """A message to a suspended session, kept (the caller asked for it with ``queue``): it
+    is answered, in order, when the session is resumed, and dropped if the session ends."""
+
+    type: Literal["message.queued"] = "message.queued"
+    content: str
+
+
 class TurnStarted(EventBase):
     type: Literal["turn.started"] = "turn.started"
     turn_id: str
@@ -159,6 +167,7 @@ Event = Annotated[
     SessionCreated
     | SessionClaimed
     | UserMessageAccepted
+    | MessageQueued
     | TurnStarted
     | AgentMessage
     | TurnCompleted

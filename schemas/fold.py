@@ -13,8 +13,10 @@ from datetime import datetime, timedelta
 from schemas.commands import Interface
 from schemas.events import (
     AgentMessage,
+    CommandDeadLettered,
     CommandFailed,
     Event,
+    MessageQueued,
     SessionClaimed,
     SessionCreated,
     StateChanged,
@@ -24,10 +26,24 @@ from schemas.events import (
     UserMessageAccepted,
 )
 from schemas.lifecycle import TERMINAL, SessionState
-from schemas.records import ChatMessage, Checkpoint, FailingCommand, SessionRecord, TurnInFlight
+from schemas.records import (
+    ChatMessage,
+    Checkpoint,
+    FailingCommand,
+    QueuedMessage,
+    SessionRecord,
+    TurnInFlight,
+)
 
 RECENT_COMMANDS = 256
-ACTIVITY = (UserMessageAccepted, AgentMessage, TurnCompleted, TurnFailed, StateChanged)
+ACTIVITY = (
+    UserMessageAccepted,
+    MessageQueued,
+    AgentMessage,
+    TurnCompleted,
+    TurnFailed,
+    StateChanged,
+)
 """Events that restart the idle timer (a timer's own skip or a claim does not)."""
 DEFAULT_CONTEXT = 200
 
@@ -83,6 +99,7 @@ def apply(
     if seq <= ck.as_of:
         return ck  # already folded
     _effect(ck, event)
+    _bookkeeping(ck, event)
     record = ck.session
     record.updated_at = event.ts
     if isinstance(event, ACTIVITY):
@@ -98,6 +115,34 @@ def apply(
     if len(ck.context) > context_limit:
         ck.context = ck.context[-context_limit:]
     return ck
+
+
+def _bookkeeping(ck: Checkpoint, event: Event) -> None:
+    """What the owner tracks about commands: failures, and messages kept for a resume."""
+    if isinstance(event, CommandFailed):
+        ck.failing = FailingCommand(seq=event.failed_seq, attempts=event.attempt, error=event.error)
+    elif isinstance(event, MessageQueued):
+        item = QueuedMessage(
+            seq=event.input_seq or 0,
+            command_id=event.command_id,
+            interface=event.interface,
+            content=event.content,
+        )
+        ck.queued = [*ck.queued, item]
+    elif ck.queued:
+        _dequeue(ck, event)
+
+
+def _dequeue(ck: Checkpoint, event: Event) -> None:
+    """A queued message's own events: accepted, then answered (or the session ended)."""
+    head = ck.queued[0]
+    if event.command_id == head.command_id and event.input_seq == head.seq:
+        if isinstance(event, UserMessageAccepted):
+            head.accepted = True
+        elif event.final or isinstance(event, CommandDeadLettered):
+            ck.queued = ck.queued[1:]
+    if ck.session.state in TERMINAL:
+        ck.queued = []  # never answered: the session ended first
 
 
 def _effect(ck: Checkpoint, event: Event) -> None:
@@ -129,10 +174,6 @@ def _effect(ck: Checkpoint, event: Event) -> None:
             ck.turn = None
         case StateChanged():
             ck.session.state = event.to_state
-        case CommandFailed():
-            ck.failing = FailingCommand(
-                seq=event.failed_seq, attempts=event.attempt, error=event.error
-            )
         case _:
             pass
 

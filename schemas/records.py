@@ -63,6 +63,17 @@ class TurnInFlight(BaseModel):
     """The agent's reply is stored: finishing the turn must not reply again."""
 
 
+class QueuedMessage(BaseModel):
+    """A message kept while the session was suspended; answered after a resume."""
+
+    seq: int
+    command_id: str | None
+    interface: Interface | None
+    content: str
+    accepted: bool = False
+    """Its ``user.message`` is stored: only its turn is left."""
+
+
 class FailingCommand(BaseModel):
     """A command that raised while being handled (``command.failed``): tried again until
     it has failed ``Settings.command_attempts`` times, then parked as a dead letter."""
@@ -91,6 +102,8 @@ class Checkpoint(BaseModel):
     turn: TurnInFlight | None = None
     context: list[ChatMessage] = Field(default_factory=list)
     recent_commands: list[str] = Field(default_factory=list)
+    queued: list[QueuedMessage] = Field(default_factory=list)
+    """Messages kept while suspended, oldest first: answered once the session is active."""
     failing: FailingCommand | None = None
     """The last command whose handling raised, and how many times it has."""
 

@@ -5,14 +5,32 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import timedelta
 
 import httpx
 import pytest
 
 from bus import IllegalTransitionError, SessionClient, Settings, direct, subjects
-from schemas import SessionState, StateChanged, UserMessageAccepted
-from tests.conftest import EdgeProcess, InProcessWorker, env_for, praxis, settled_session
+from schemas import (
+    AgentMessage,
+    Event,
+    MessageQueued,
+    SessionState,
+    StateChanged,
+    TokenDelta,
+    TurnCompleted,
+    TurnFailed,
+    UserMessageAccepted,
+)
+from tests.conftest import (
+    EdgeProcess,
+    InProcessWorker,
+    env_for,
+    praxis,
+    settled_session,
+    slow_turn_streaming,
+)
 from workers.runner import EXPIRY_SLACK
 
 
@@ -154,3 +172,94 @@ async def test_expiry_from_every_interface(
         assert json.loads(shown.stdout)["state"] == "EXPIRED"
         late = await asyncio.to_thread(praxis, env, "agent", "resume", cli, "--message", "x")
         assert late.returncode == 1 and "EXPIRED" in late.stderr
+
+
+async def test_suspending_mid_turn_stops_it_and_keeps_the_partial_reply(
+    client: SessionClient, worker: InProcessWorker
+) -> None:
+    record, sent = await slow_turn_streaming(client, pieces=200, delay=0.05, at_least=3)
+    sid = record.session_id
+    t0 = time.monotonic()
+    suspended = await client.suspend(sid, "lunch")
+    assert suspended.state is SessionState.SUSPENDED
+    assert time.monotonic() - t0 < 5  # not after the 10 s the turn would have taken
+    events = await client.wait(sent)
+    partial = next(e for e in events if isinstance(e, AgentMessage))
+    assert partial.interrupted and partial.content.startswith("w0 w1 w2 ")
+    assert len(partial.content.split()) < 200
+    failed = events[-1]
+    assert isinstance(failed, TurnFailed) and failed.cancelled
+    assert failed.reason.startswith("interrupted: the session was suspended")
+    history = await client.history(sid)
+    assert history[-1].role == "agent" and history[-1].interrupted
+    with pytest.raises(IllegalTransitionError, match="resume it first"):
+        await client.send(sid, "hello?")
+    await client.resume(sid)
+    after = await client.wait(await client.send(sid, "go on"))
+    assert any(isinstance(e, AgentMessage) and not e.interrupted for e in after)
+
+
+async def test_messages_queued_while_suspended_are_answered_on_resume(
+    client: SessionClient, worker: InProcessWorker
+) -> None:
+    sid = await settled_session(client, "echo")
+    await client.wait(await client.send(sid, "before"))
+    await client.suspend(sid)
+    first = await client.send(sid, "one", queue=True)
+    second = await client.send(sid, "two", queue=True)
+    for receipt, text in ((first, "one"), (second, "two")):
+        [queued] = await client.wait(receipt)
+        assert isinstance(queued, MessageQueued) and queued.content == text and queued.final
+    assert [h.content for h in await client.history(sid)] == ["before", "before"]
+    await client.resume(sid)
+    # Each kept message is answered in order, under its own command id.
+    for receipt, text in ((first, "one"), (second, "two")):
+        events = await _events_of(client, sid, receipt.command_id)
+        assert [type(e).__name__ for e in events][-1] == "TurnCompleted"
+        assert next(e for e in events if isinstance(e, AgentMessage)).content == text
+    history = [(h.role, h.content) for h in await client.history(sid)]
+    assert history[-4:] == [("user", "one"), ("agent", "one"), ("user", "two"), ("agent", "two")]
+
+    # Kept messages of a session that ends instead of resuming are never answered.
+    await client.suspend(sid)
+    await client.wait(await client.send(sid, "never", queue=True))
+    await client.complete(sid)
+    assert [h.content for h in await client.history(sid)][-1] == "two"
+
+
+async def test_queueing_over_rest_and_graphql(
+    client: SessionClient, worker: InProcessWorker, edge: EdgeProcess
+) -> None:
+    sid = await settled_session(client, "echo")
+    await client.suspend(sid)
+    async with httpx.AsyncClient(base_url=edge.url, timeout=30) as http:
+        url = f"/agent-sessions/{sid}/messages"
+        refused = await http.post(url, json={"message": "hi"})
+        assert refused.status_code == 409 and refused.json()["state"] == "SUSPENDED"
+        kept = await http.post(url, json={"message": "rest", "queue": True})
+        assert kept.status_code == 202
+        mutation = (
+            f'mutation {{ sendMessageToSession(sessionId: "{sid}", message: "gql", '
+            "queue: true) { commandId } }"
+        )
+        answer = (await http.post("/graphql", json={"query": mutation})).json()
+        gql_command = answer["data"]["sendMessageToSession"]["commandId"]
+        resumed = await http.post(f"/agent-sessions/{sid}/resume", json={})
+        assert resumed.status_code == 200
+    events = await _events_of(client, sid, gql_command)
+    assert next(e for e in events if isinstance(e, AgentMessage)).content == "gql"
+    assert [h.content for h in await client.history(sid)] == ["rest", "rest", "gql", "gql"]
+
+
+async def _events_of(client: SessionClient, sid: str, command_id: str) -> list[Event]:
+    """The events of one command, up to its last one (following the session live)."""
+    got: list[Event] = []
+    async with asyncio.timeout(15):
+        async for item in client.events(sid, after=0):
+            ev = item.event
+            if isinstance(ev, TokenDelta) or ev.command_id != command_id:
+                continue
+            got.append(ev)
+            if isinstance(ev, TurnCompleted | TurnFailed):
+                return got
+    raise AssertionError("the event stream ended")

@@ -16,6 +16,8 @@ class LiveTurn:
     pieces: list[str] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
     cancelled_by: str | None = None
+    why: str = "cancelled"
+    """How the turn's end reads when it was stopped: 'cancelled by <command id>'."""
 
     @property
     def text(self) -> str:
@@ -31,7 +33,8 @@ class LiveTurn:
     def snapshot(self) -> Snapshot:
         return Snapshot(turn_id=self.turn_id, index=self.index, text=self.text)
 
-    def cancel(self, command_id: str) -> None:
+    def cancel(self, command_id: str, why: str = "cancelled") -> None:
         if self.task is not None and not self.task.done():
             self.cancelled_by = command_id
+            self.why = why
             self.task.cancel()

@@ -45,6 +45,7 @@ from schemas import (
     Event,
     Expire,
     Interface,
+    MessageQueued,
     Resume,
     SessionClaimed,
     SessionCreated,
@@ -342,6 +343,7 @@ class SessionRunner:
         if self.state.progress > self.state.input_cursor:
             await self._handle_seq(self.state.progress)  # finish what a dead owner left
         while True:
+            await self._answer_queued()
             self._wake.clear()  # before the read: an input arriving after it wakes the linger
             nxt, self._first = self._first, None
             if nxt is None or nxt.seq <= self.state.input_cursor:
@@ -387,6 +389,26 @@ class SessionRunner:
             if nxt is not None:
                 return nxt
         return None
+
+    async def _answer_queued(self) -> None:
+        """Answer the messages kept while the session was suspended, oldest first (each
+        with its own command id, so its sender can follow it)."""
+        while self.state.queued and self.state.session.state is SessionState.ACTIVE:
+            item = self.state.queued[0]
+            if not item.accepted:
+                meta = self._meta(item.command_id, item.interface, item.seq)
+                await self._append(UserMessageAccepted(**meta, content=item.content))
+            try:
+                await self._turn(item.seq, item.command_id or "", item.interface, item.content)
+            except GaveUpError as e:
+                cmd = UserMessage(
+                    session_id=self.sid,
+                    task_id=self.state.session.task_id,
+                    content=item.content,
+                    **({"command_id": item.command_id} if item.command_id else {}),
+                )
+                data = cmd.model_dump_json().encode()
+                await self._park(item.seq, cmd, data, e.attempts, str(e))
 
     async def _handle_seq(self, seq: int) -> None:
         msg = await direct.next_by_subject(
@@ -510,6 +532,10 @@ class SessionRunner:
     async def _on_message(self, seq: int, cmd: UserMessage, resuming: bool) -> None:
         if not resuming:
             state = self.state.session.state
+            if state is SessionState.SUSPENDED and cmd.queue:
+                meta = self._meta(cmd.command_id, cmd.interface, seq)
+                await self._append(MessageQueued(**meta, final=True, content=cmd.content))
+                return
             if state not in ACCEPTS_MESSAGES:
                 await self._reject(seq, cmd, f"session is {state.value} and takes no messages")
                 return
@@ -676,7 +702,7 @@ class SessionRunner:
                     final=True,
                     turn_id=turn_id,
                     reason=error,
-                    cancelled=error.startswith("cancelled"),
+                    cancelled=error.startswith(("cancelled", "interrupted")),
                 )
             )
 
@@ -707,7 +733,7 @@ class SessionRunner:
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if live.cancelled_by is not None and (current is None or current.cancelling() == 0):
-                return live.text, f"cancelled by {live.cancelled_by}"
+                return live.text, f"{live.why} by {live.cancelled_by}"
             raise
         except Exception as e:
             log.exception("session %s: agent failed", self.sid)
@@ -753,14 +779,22 @@ class SessionRunner:
     async def _on_control(self, msg: Msg) -> None:
         self._wake.set()  # a new command for this session
         live = self._live
-        if live is None or b'"cancel_turn"' not in msg.data:
+        if live is None or (b'"cancel_turn"' not in msg.data and b'"suspend"' not in msg.data):
             return
         try:
             cmd = decode_command(msg.data)
         except ValidationError:
             return
-        if isinstance(cmd, CancelTurn) and cmd.session_id == self.sid:
+        if cmd.session_id != self.sid:
+            return
+        if isinstance(cmd, CancelTurn):
             live.cancel(cmd.command_id)
+        elif isinstance(cmd, Suspend) and can_transition(
+            self.state.session.state, SessionState.SUSPENDED
+        ):
+            # Suspending stops the turn in flight now (at its next token); the partial
+            # reply is kept, marked interrupted, and the suspend is then taken in order.
+            live.cancel(cmd.command_id, "interrupted: the session was suspended")
 
     # -- appending -----------------------------------------------------------------------
 
