@@ -424,19 +424,16 @@ class SessionClient:
     ) -> tuple[History, bool]:
         """The last ``limit`` messages before the cursor ``before``, and whether there are
         older ones."""
-        await self._head(session_id)
-        msgs = await direct.read_subject(
+        _, tail = await self._head(session_id)
+        return await direct.read_last(
             self.bus.nc,
             self.bus.stream,
             subjects.events(session_id),
-            after=0,
-            up_to=(before - 1) if before else None,
+            up_to=min(tail, before - 1) if before else tail,
+            keep=lambda m: _history_item(m.seq, m.data),
+            want=limit or None,
             timeout=self.bus.timeout,
         )
-        items = [item for m in msgs if (item := _history_item(m.seq, m.data)) is not None]
-        if limit and len(items) > limit:
-            return items[-limit:], True
-        return items, False
 
     async def events(self, session_id: str, after: int | None = None) -> AsyncIterator[Delivery]:
         """Durable events after ``after`` (``None``: from now) then live ones, with deltas."""

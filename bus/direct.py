@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -14,6 +14,7 @@ from nats.aio.msg import Msg
 from bus.errors import BusError
 
 MAX_BATCH = 1000
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,12 +104,16 @@ async def read_subject(
     after: int,
     up_to: int | None = None,
     timeout: float,
+    batch_size: int = MAX_BATCH,
 ) -> list[StoredMsg]:
-    """All messages on ``subject`` (a wildcard is allowed) with ``after < seq <= up_to``."""
+    """All messages on ``subject`` (a wildcard is allowed) with ``after < seq <= up_to``.
+
+    A batch may run past ``up_to`` (the server does not stop it there): a small
+    ``batch_size`` bounds what is read for nothing when the range holds few messages."""
     out: list[StoredMsg] = []
     start = after + 1
     while True:
-        req: dict[str, Any] = {"seq": start, "next_by_subj": subject, "batch": MAX_BATCH}
+        req: dict[str, Any] = {"seq": start, "next_by_subj": subject, "batch": batch_size}
         if up_to is not None and start > up_to:
             return out
         got, pending = await batch(nc, stream, req, timeout)
@@ -120,3 +125,36 @@ async def read_subject(
         if not got or pending == 0:
             return out
         start = got[-1].seq + 1
+
+
+async def read_last(
+    nc: Client,
+    stream: str,
+    subject: str,
+    *,
+    up_to: int,
+    keep: Callable[[StoredMsg], T | None],
+    want: int | None,
+    timeout: float,
+) -> tuple[list[T], bool]:
+    """The last ``want`` kept items among the messages on ``subject`` up to ``up_to``,
+    oldest first, and whether older ones exist; ``want=None``: all of them.
+
+    JetStream reads forward only, and a session's messages are spread over a stream shared
+    with every other session: read windows backwards from ``up_to``, each four times wider
+    than the last, until enough is found. The cost follows ``want``, not the subject's
+    length (a 100,000-message history pages as fast as a short one)."""
+    items: list[T] = []
+    hi = up_to
+    width = hi if want is None else max(64, want * 8)
+    batch_size = MAX_BATCH if want is None else min(MAX_BATCH, want * 8 + 16)
+    while hi > 0:
+        lo = max(0, hi - width)
+        msgs = await read_subject(
+            nc, stream, subject, after=lo, up_to=hi, timeout=timeout, batch_size=batch_size
+        )
+        items = [item for m in msgs if (item := keep(m)) is not None] + items
+        if want is not None and len(items) > want:
+            return items[-want:], True
+        hi, width = lo, width * 4
+    return items, False

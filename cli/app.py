@@ -15,8 +15,16 @@ from typing import Annotated
 from cyclopts import App, Parameter
 from pydantic import ValidationError
 
-from bus import BusError, IllegalTransitionError, SessionClient, connect, leases
+from bus import (
+    BusError,
+    IllegalTransitionError,
+    SessionClient,
+    UnknownAgentError,
+    connect,
+    leases,
+)
 from bus.embedded import EmbeddedServerError
+from bus.transfer import LineError, dumps_line, export_session, import_conversation, parse_lines
 from cli.chat import TurnError, chat, one_turn, show_greeting, show_recent
 from cli.dead_letters import dead_app
 from cli.render import session_rows, table, worker_rows
@@ -282,6 +290,73 @@ def agent_cleanup(
                 )
             verb = "would be deleted" if dry_run else "deleted"
             print(f"{done} session(s) {verb}", file=sys.stderr)
+
+    return _run(main())
+
+
+@agent_app.command(name="import")
+def agent_import(
+    file: Annotated[
+        str,
+        Parameter(
+            name="FILE",
+            help="JSON lines, one conversation each ('-': stdin).",
+            allow_leading_hyphen=True,
+        ),
+    ],
+    /,
+    *,
+    agent: Annotated[str | None, Parameter(help="Agent for lines that name none.")] = None,
+    task_id: Annotated[str | None, Parameter(help="Task for lines that name none.")] = None,
+) -> int:
+    """Import conversations (OpenAI chat-format messages) as sessions that can be resumed.
+
+    Every line is checked first: if any is bad, each bad one is reported with its line
+    number and nothing is imported."""
+    _logging("WARNING")
+    if file == "-":
+        text = sys.stdin.read()
+    else:
+        with open(file, encoding="utf-8") as fh:
+            text = fh.read()
+    good, bad = parse_lines(text.splitlines())
+    for err in bad:
+        print(f"praxis: error: {file}: {err}", file=sys.stderr)
+    if bad:
+        print(f"{len(bad)} bad line(s): nothing imported", file=sys.stderr)
+        return 1
+
+    async def main() -> None:
+        async with runtime(_settings(), with_worker=False) as rt:
+            known = set(await rt.client.known_agents())
+            known = known or set(load_agents(_settings().agents).names())
+            for number, conv in good:
+                name = conv.agent or agent
+                if name is None:
+                    raise LineError(number, "no agent: give --agent or an 'agent' in the line")
+                if name not in known:
+                    raise LineError(number, str(UnknownAgentError(name, sorted(known))))
+            for _, conv in good:
+                record = await import_conversation(rt.client, conv, agent=agent, task_id=task_id)
+                messages = record.counters.user_messages + record.counters.agent_messages
+                print(f"{record.session_id}\t{record.task_id}\t{messages} messages")
+            print(f"{len(good)} conversation(s) imported", file=sys.stderr)
+
+    return _run(main())
+
+
+@agent_app.command(name="export")
+def agent_export(
+    session_ids: Annotated[list[str], Parameter(name="ID", help="Session id(s).")],
+    /,
+) -> int:
+    """Write sessions as JSON lines in the import format (one per line, on stdout)."""
+    _logging("WARNING")
+
+    async def main() -> None:
+        async with runtime(_settings(), with_worker=False) as rt:
+            for sid in session_ids:
+                print(dumps_line(await export_session(rt.client, sid)))
 
     return _run(main())
 

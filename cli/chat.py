@@ -55,14 +55,12 @@ async def chat(client: SessionClient, session_id: str) -> None:
 
 
 async def show_recent(client: SessionClient, session_id: str, limit: int, err: bool) -> None:
-    items = await client.history(session_id)
+    """The last ``limit`` messages (read from the end: as fast for a long history)."""
+    shown, more = await client.history_page(session_id, limit=max(limit, 1))
     out = sys.stderr if err else sys.stdout
-    if not items:
+    if not shown:
         return
-    shown = items[-limit:]
-    if len(items) > len(shown):
-        print(
-            f"... {len(items) - len(shown)} earlier messages (praxis agent show-session)", file=out
-        )
+    if more:
+        print("... earlier messages: praxis agent show-session", session_id, file=out)
     for line in history_lines(shown):
         print(line, file=out)
