@@ -38,6 +38,7 @@ from schemas import (
     ACCEPTS_MESSAGES,
     AgentInfo,
     CancelTurn,
+    ChatMessage,
     Checkpoint,
     Command,
     CommandDeadLettered,
@@ -424,6 +425,16 @@ class SessionClient:
     ) -> tuple[History, bool]:
         """The last ``limit`` messages before the cursor ``before``, and whether there are
         older ones."""
+        if before is None and limit:
+            # The end of the history is in the session's state (its recent context): one
+            # read of the snapshot, however long the history is.
+            ck, _ = await self._checkpoint(session_id)
+            total = ck.session.counters.user_messages + ck.session.counters.agent_messages
+            tail_of_context = ck.context[-limit:]
+            known = all(m.seq and m.ts for m in tail_of_context)  # older snapshots lack them
+            if known and (len(ck.context) > limit or len(ck.context) == total):
+                recent = [_from_context(m) for m in tail_of_context]
+                return recent, total > len(recent)
         _, tail = await self._head(session_id)
         return await direct.read_last(
             self.bus.nc,
@@ -642,6 +653,13 @@ def _history_item(seq: int, data: bytes) -> HistoryItem | None:
             interrupted=head.get("interrupted", False),
         )
     return None
+
+
+def _from_context(m: ChatMessage) -> HistoryItem:
+    assert m.ts is not None
+    return HistoryItem(
+        seq=m.seq, role=m.role, content=m.content, ts=m.ts, interrupted=m.interrupted
+    )
 
 
 def list_cursor(record: SessionRecord) -> str:

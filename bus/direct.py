@@ -144,17 +144,24 @@ async def read_last(
     with every other session: read windows backwards from ``up_to``, each four times wider
     than the last, until enough is found. The cost follows ``want``, not the subject's
     length (a 100,000-message history pages as fast as a short one)."""
-    items: list[T] = []
+    items: list[T] = []  # newest first while collecting
     hi = up_to
-    width = hi if want is None else max(64, want * 8)
-    batch_size = MAX_BATCH if want is None else min(MAX_BATCH, want * 8 + 16)
+    # A session's history has about two events per message (a turn is four events).
+    width = hi if want is None else max(16, want * 3)
     while hi > 0:
         lo = max(0, hi - width)
+        size = MAX_BATCH if want is None else min(MAX_BATCH, width + 16)
         msgs = await read_subject(
-            nc, stream, subject, after=lo, up_to=hi, timeout=timeout, batch_size=batch_size
+            nc, stream, subject, after=lo, up_to=hi, timeout=timeout, batch_size=size
         )
-        items = [item for m in msgs if (item := keep(m)) is not None] + items
-        if want is not None and len(items) > want:
-            return items[-want:], True
+        for m in reversed(msgs):  # only as many as needed are decoded
+            item = keep(m)
+            if item is None:
+                continue
+            if want is not None and len(items) == want:
+                items.reverse()
+                return items, True
+            items.append(item)
         hi, width = lo, width * 4
+    items.reverse()
     return items, False

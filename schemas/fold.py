@@ -98,7 +98,7 @@ def apply(
         return start(event, seq)
     if seq <= ck.as_of:
         return ck  # already folded
-    _effect(ck, event)
+    _effect(ck, seq, event)
     _bookkeeping(ck, event)
     record = ck.session
     record.updated_at = event.ts
@@ -145,13 +145,13 @@ def _dequeue(ck: Checkpoint, event: Event) -> None:
         ck.queued = []  # never answered: the session ended first
 
 
-def _effect(ck: Checkpoint, event: Event) -> None:
+def _effect(ck: Checkpoint, seq: int, event: Event) -> None:
     counters = ck.session.counters
     match event:
         case SessionClaimed():
             ck.owner = event.worker_id
         case UserMessageAccepted():
-            ck.context.append(ChatMessage(role="user", content=event.content))
+            ck.context.append(ChatMessage(role="user", content=event.content, seq=seq, ts=event.ts))
             counters.user_messages += 1
         case TurnStarted():
             ck.turn = TurnInFlight(
@@ -162,7 +162,15 @@ def _effect(ck: Checkpoint, event: Event) -> None:
                 attempt=event.attempt,
             )
         case AgentMessage():
-            ck.context.append(ChatMessage(role="agent", content=event.content))
+            ck.context.append(
+                ChatMessage(
+                    role="agent",
+                    content=event.content,
+                    seq=seq,
+                    ts=event.ts,
+                    interrupted=event.interrupted,
+                )
+            )
             counters.agent_messages += 1
             if ck.turn is not None and ck.turn.turn_id == event.turn_id:
                 ck.turn.replied = True

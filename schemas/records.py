@@ -45,10 +45,16 @@ class SessionRecord(BaseModel):
 
 
 class ChatMessage(BaseModel):
+    """A message of the conversation as the agent sees it (and the end of the history)."""
+
     model_config = ConfigDict(frozen=True)
 
     role: Literal["user", "agent"]
     content: str
+    seq: int = 0
+    """The cursor of the event that holds it."""
+    ts: datetime | None = None
+    interrupted: bool = False
 
 
 class TurnInFlight(BaseModel):
