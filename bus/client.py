@@ -313,12 +313,15 @@ class SessionClient:
         finally:
             await stream.aclose()
 
-    async def follow(self, receipt: Receipt) -> AsyncIterator[Delivery]:
-        """Yield what a stored command causes (its turns' deltas included) until it is done."""
+    async def follow(self, receipt: Receipt, *, deltas: bool = True) -> AsyncIterator[Delivery]:
+        """Yield what a stored command causes (its turns' deltas included) until it is done.
+
+        ``deltas=False``: no need for the text of a turn already in flight (no snapshot is
+        asked of the owner, which may be just finishing a run and not answer)."""
         follower = Follower(self.bus, receipt.session_id)
         try:
             _, tail = await follower.open()
-            await follower.start(receipt.cursor, tail)
+            await follower.start(receipt.cursor, tail, join_turn=deltas)
             async for item in self._until_final(follower, receipt):
                 if item is not None:
                     yield item
@@ -329,7 +332,7 @@ class SessionClient:
         """Wait for the outcome of a stored command; return the events it caused."""
         return [
             item.event
-            async for item in self.follow(receipt)
+            async for item in self.follow(receipt, deltas=False)
             if not isinstance(item.event, TokenDelta)
         ]
 
