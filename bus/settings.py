@@ -75,7 +75,24 @@ class Settings(BaseSettings):
     command_timeout: float = Field(
         default=15.0, gt=0, description="Seconds a client waits for a command's outcome."
     )
-    context_messages: int = Field(default=200, ge=2)
+    context_messages: int = Field(
+        default=200,
+        ge=2,
+        description="Messages an agent sees at most (older ones are compacted into a summary); "
+        "an agent may ask for fewer.",
+    )
+    context_chars: int = Field(
+        default=100_000,
+        ge=100,
+        description="Characters an agent sees at most in its recent messages (the rest is "
+        "compacted into a summary); an agent may ask for fewer.",
+    )
+
+    @property
+    def context_cap(self) -> int:
+        """Messages the session's state keeps whatever happens (compaction keeps fewer)."""
+        return 2 * self.context_messages
+
     linger: float = Field(
         default=0.5,
         ge=0,

@@ -42,7 +42,7 @@ async def load_state(bus: Bus, session_id: str) -> tuple[Checkpoint, int] | None
                 timeout=bus.timeout,
             )
             pending = [(m.seq, decode_event(m.data)) for m in stored]
-        ck = fold(pending, ck, bus.settings.context_messages)
+        ck = fold(pending, ck, bus.settings.context_cap)
     if ck is None:
         return None
     return ck, last.seq

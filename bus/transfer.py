@@ -163,7 +163,7 @@ async def import_conversation(
         seqs = [first, *await _pipeline(client, sid, payloads[1:], lease)]
         ck = None
         for seq, event in zip(seqs, events, strict=True):
-            ck = apply(ck, seq, event, settings.context_messages)
+            ck = apply(ck, seq, event, settings.context_cap)
         assert ck is not None
         await commit.save_checkpoint(bus.nc, sid, ck.model_dump_json().encode(), bus.timeout)
         await bus.sessions.put(sid, ck.session.model_dump_json().encode())

@@ -111,6 +111,17 @@ class TurnFailed(EventBase):
     cancelled: bool = False
 
 
+class ContextCompacted(EventBase):
+    """The oldest messages of the agent's context (cursors ``from_seq`` to ``to_seq``)
+    are replaced by ``summary``. The history keeps them: only what the agent sees shrinks."""
+
+    type: Literal["context.compacted"] = "context.compacted"
+    from_seq: int
+    to_seq: int
+    messages: int
+    summary: str
+
+
 class StateChanged(EventBase):
     type: Literal["session.state_changed"] = "session.state_changed"
     from_state: SessionState
@@ -172,6 +183,7 @@ Event = Annotated[
     | AgentMessage
     | TurnCompleted
     | TurnFailed
+    | ContextCompacted
     | StateChanged
     | CommandRejected
     | CommandSkipped

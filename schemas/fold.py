@@ -15,6 +15,7 @@ from schemas.events import (
     AgentMessage,
     CommandDeadLettered,
     CommandFailed,
+    ContextCompacted,
     Event,
     MessageQueued,
     SessionClaimed,
@@ -121,6 +122,9 @@ def _bookkeeping(ck: Checkpoint, event: Event) -> None:
     """What the owner tracks about commands: failures, and messages kept for a resume."""
     if isinstance(event, CommandFailed):
         ck.failing = FailingCommand(seq=event.failed_seq, attempts=event.attempt, error=event.error)
+    elif isinstance(event, ContextCompacted):
+        ck.context = [m for m in ck.context if not event.from_seq <= m.seq <= event.to_seq]
+        ck.summary = event.summary
     elif isinstance(event, MessageQueued):
         item = QueuedMessage(
             seq=event.input_seq or 0,

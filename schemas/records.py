@@ -107,6 +107,8 @@ class Checkpoint(BaseModel):
     owner: str | None = None
     turn: TurnInFlight | None = None
     context: list[ChatMessage] = Field(default_factory=list)
+    summary: str | None = None
+    """What the compacted older messages said (``context.compacted``)."""
     recent_commands: list[str] = Field(default_factory=list)
     queued: list[QueuedMessage] = Field(default_factory=list)
     """Messages kept while suspended, oldest first: answered once the session is active."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import AsyncIterator
 
@@ -67,6 +68,18 @@ class Crash(Agent):
         yield ctx.message or ""
 
 
+class Recall(Agent):
+    """Says what it sees of the conversation: the earlier messages and the summary of
+    older ones (it keeps at most 4 messages)."""
+
+    name = "recall"
+    description = "test agent: reports its context"
+    context_messages = 4
+
+    async def respond(self, ctx: TurnContext) -> AsyncIterator[str]:
+        yield json.dumps({"seen": [m.content for m in ctx.history], "summary": ctx.summary})
+
+
 TEST_AGENTS = ",".join(
-    f"tests.agents_for_tests:{name}" for name in ("Slow", "Boom", "Hang", "Crash")
+    f"tests.agents_for_tests:{name}" for name in ("Slow", "Boom", "Hang", "Crash", "Recall")
 )

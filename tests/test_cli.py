@@ -96,7 +96,7 @@ def test_interactive_chat_then_suspend_and_resume(env: dict[str, str]) -> None:
         (
             ["agent", "run", "nobody", "--message", "x"],
             "praxis: error: unknown agent 'nobody'; "
-            "known agents: boom, crash, echo, hang, hello-world, slow",
+            "known agents: boom, crash, echo, hang, hello-world, recall, slow",
         ),
         (["agent", "list-sessions", "--state", "SLEEPY"], "praxis: error: unknown state 'SLEEPY'"),
         (["agent", "cleanup", "--older-than", "soon"], "praxis: error: invalid duration 'soon'"),

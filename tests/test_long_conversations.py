@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from bus import SessionClient, Settings, direct, subjects
+from bus import SessionClient, Settings, connect, direct, subjects
+from bus.embedded import NatsServer
 from bus.transfer import Conversation, import_conversation
-from schemas import AgentMessage, SessionState
-from tests.conftest import InProcessWorker, env_for, praxis, settled_session
+from schemas import AgentMessage, ContextCompacted, SessionState
+from tests.conftest import InProcessWorker, env_for, make_settings, praxis, settled_session
+from workers import Worker, load_agents
 
 
 @pytest.fixture
@@ -179,3 +181,51 @@ async def test_a_100000_message_session_resumes_and_answers(
     resumed = await cli("agent", "resume", sid, "--last", "2", "--message", "and now?")
     assert resumed.returncode == 0, resumed.stderr
     assert "Agent: still there?" in resumed.stderr and resumed.stdout.strip() == "and now?"
+
+
+async def test_the_context_is_compacted_into_a_summary_and_the_history_stays_whole(
+    client: SessionClient, worker: InProcessWorker
+) -> None:
+    """The recall agent keeps at most 4 messages: past that, the oldest become a running
+    summary (a context.compacted event naming their range); the history keeps them all."""
+    sid = await settled_session(client, "recall")
+    replies: list[str] = []
+    compactions: list[ContextCompacted] = []
+    for i in range(6):
+        events = await client.wait(await client.send(sid, f"m{i}"))
+        replies += [e.content for e in events if isinstance(e, AgentMessage)]
+        compactions += [e for e in events if isinstance(e, ContextCompacted)]
+    answers = [json.loads(r) for r in replies]
+    assert answers[0] == {"seen": [], "summary": None}
+    assert len(compactions) >= 2
+    history = await client.history(sid)
+    first = compactions[0]
+    # At the third message the context holds 5 (> 4): the oldest 3 go, the newest 2 stay.
+    assert first.from_seq == history[0].seq and first.messages == 3
+    assert [h.seq for h in history if first.from_seq <= h.seq <= first.to_seq] == [
+        h.seq for h in history[:3]
+    ]
+    assert first.summary.startswith("User: m0\nAgent: ") and first.summary.endswith("User: m1")
+    last = answers[-1]
+    assert 1 <= len(last["seen"]) <= 3 and last["seen"][-1] == replies[-2]  # the newest stay
+    assert last["summary"].startswith("User: m0\n")  # the summary reaches the agent
+    assert len(history) == 12  # nothing left the history
+
+
+async def test_long_messages_are_compacted_by_size(nats: NatsServer, tmp_path: Path) -> None:
+    """A character budget (PRAXIS_CONTEXT_CHARS) bounds the state whatever the messages'
+    size, so the snapshot a resume reads stays small."""
+    settings = make_settings(nats.url, tmp_path, context_chars=5000)
+    async with connect(settings, nats.url, "test-small-context") as bus:
+        client = SessionClient(bus)
+        worker = Worker(bus, load_agents(settings.agents))
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run(stop))
+        sid = await settled_session(client, "echo")
+        for i in range(8):
+            await client.wait(await client.send(sid, f"{i}" * 2000))
+        ck, _ = await client._checkpoint(sid)
+        assert sum(len(m.content) for m in ck.context) <= 5000 + 2000
+        assert len(await client.history(sid)) == 16
+        stop.set()
+        await running

@@ -259,7 +259,7 @@ async def test_unknown_session_and_agent(client: SessionClient, worker: InProces
     with pytest.raises(SessionNotFoundError):
         await client.history("nope")
     with pytest.raises(
-        UnknownAgentError, match="known agents: boom, crash, echo, hang, hello-world, slow"
+        UnknownAgentError, match="known agents: boom, crash, echo, hang, hello-world, recall, slow"
     ):
         await client.create("nobody")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import time
@@ -40,6 +41,7 @@ from schemas import (
     CommandRejected,
     CommandSkipped,
     Complete,
+    ContextCompacted,
     CreateSession,
     DeadLetter,
     Event,
@@ -66,6 +68,7 @@ from schemas import (
 )
 from schemas.events import created_by
 from workers.agents import Agent, AgentRegistry, TurnContext
+from workers.agents.base import SUMMARY_CHARS, builtin_summary
 from workers.live import LiveTurn
 
 log = logging.getLogger("praxis.worker")
@@ -678,6 +681,7 @@ class SessionRunner:
             attempt = turn.attempt + 1
         if attempt > self.bus.settings.turn_attempts:
             raise GaveUpError(attempt - 1)
+        await self._compact(meta)
         turn_id = new_id("turn")
         await self._append(
             TurnStarted(**meta, turn_id=turn_id, attempt=attempt, worker_id=self.ctx.worker_id)
@@ -705,6 +709,46 @@ class SessionRunner:
                     cancelled=error.startswith(("cancelled", "interrupted")),
                 )
             )
+
+    async def _compact(self, meta: dict[str, Any]) -> None:
+        """Keep the agent's context within its policy: past its message or character
+        budget, the oldest messages (down to half the budgets) become part of a running
+        summary, recorded as ``context.compacted`` (the history keeps them)."""
+        agent = self.ctx.registry.get(self.state.session.agent)
+        if agent is None:
+            return
+        settings = self.bus.settings
+        max_messages = min(
+            agent.context_messages or settings.context_messages, settings.context_cap
+        )
+        max_chars = min(agent.context_chars or settings.context_chars, settings.context_chars)
+        context = self.state.context
+        if len(context) <= max_messages and sum(len(m.content) for m in context) <= max_chars:
+            return
+        kept, chars = 0, 0
+        for m in reversed(context):  # the newest, within half of each budget (at least one)
+            if kept and (kept >= max_messages // 2 or chars + len(m.content) > max_chars // 2):
+                break
+            kept, chars = kept + 1, chars + len(m.content)
+        dropped = context[: len(context) - kept]
+        if not dropped:
+            return
+        try:
+            summary = agent.summarize(self.state.summary, dropped)
+            if inspect.isawaitable(summary):
+                summary = await summary
+        except Exception:
+            log.exception("session %s: the agent's summarize failed; built-in used", self.sid)
+            summary = builtin_summary(self.state.summary, dropped)
+        await self._append(
+            ContextCompacted(
+                **meta,
+                from_seq=dropped[0].seq,
+                to_seq=dropped[-1].seq,
+                messages=len(dropped),
+                summary=str(summary)[: 4 * SUMMARY_CHARS],
+            )
+        )
 
     async def _run_agent(
         self, turn_id: str, content: str | None, attempt: int
@@ -761,6 +805,7 @@ class SessionRunner:
             user_messages=record.counters.user_messages,
             message=message,
             attempt=attempt,
+            summary=ck.summary,
         )
 
     # -- live side channels --------------------------------------------------------------
@@ -828,7 +873,7 @@ class SessionRunner:
             payload,
         )
         self.tail = seq
-        self.ck = apply(self.ck, seq, event, self.bus.settings.context_messages)
+        self.ck = apply(self.ck, seq, event, self.bus.settings.context_cap)
         await self.bus.nc.publish(subjects.live(self.sid), notice)
         if event.final or isinstance(event, SessionCreated):
             self._save(ended=isinstance(event, StateChanged) and event.to_state in TERMINAL)

@@ -9,7 +9,7 @@ need is in the context, built from the session's checkpoint.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -30,6 +30,8 @@ class TurnContext:
     """The user's message of this turn; ``None`` for the greeting when a session starts."""
     attempt: int = 1
     """1, or more when a turn is re-run after its worker died."""
+    summary: str | None = None
+    """What the messages before ``history`` said, when older ones were compacted."""
 
 
 class Agent(ABC):
@@ -41,6 +43,20 @@ class Agent(ABC):
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
+    context_messages: ClassVar[int | None] = None
+    """Messages of the conversation this agent sees at most (default and upper bound:
+    ``PRAXIS_CONTEXT_MESSAGES``); older ones are compacted into ``TurnContext.summary``."""
+    context_chars: ClassVar[int | None] = None
+    """Characters of recent messages this agent sees at most (``PRAXIS_CONTEXT_CHARS``)."""
+
+    def summarize(
+        self, summary: str | None, dropped: Sequence[ChatMessage]
+    ) -> str | Awaitable[str]:
+        """The running summary once ``dropped`` (the oldest messages) leave the context.
+
+        The default is a short extractive summary made without a model; an agent backed by
+        a language model can override it (sync or async) to have the model summarise."""
+        return builtin_summary(summary, dropped)
 
     def greet(self, ctx: TurnContext) -> AsyncIterator[str] | None:
         """The agent's first words when a session starts, or ``None`` to wait for the user."""
@@ -49,3 +65,21 @@ class Agent(ABC):
     @abstractmethod
     def respond(self, ctx: TurnContext) -> AsyncIterator[str]:
         """Yield the reply to ``ctx.message`` piece by piece."""
+
+
+SUMMARY_CHARS = 4000
+SNIPPET_CHARS = 160
+
+
+def builtin_summary(summary: str | None, dropped: Sequence[ChatMessage]) -> str:
+    """An extractive running summary: the start of each dropped message, newest kept when
+    the summary outgrows ``SUMMARY_CHARS`` (no model needed)."""
+    lines = summary.splitlines() if summary else []
+    for m in dropped:
+        text = " ".join(m.content.split())
+        if len(text) > SNIPPET_CHARS:
+            text = text[: SNIPPET_CHARS - 1] + "…"
+        lines.append(f"{'User' if m.role == 'user' else 'Agent'}: {text}")
+    while lines and sum(len(line) + 1 for line in lines) > SUMMARY_CHARS:
+        lines.pop(0)
+    return "\n".join(lines)
