@@ -47,6 +47,7 @@ from schemas import (
     CreateSession,
     DeadLetter,
     Delivery,
+    DoubleTexting,
     Event,
     HistoryItem,
     Interface,
@@ -124,6 +125,7 @@ class SessionClient:
         command_id: str | None = None,
         idle_timeout: float | None = None,
         max_lifetime: float | None = None,
+        double_texting: DoubleTexting = "enqueue",
     ) -> tuple[SessionRecord, Receipt]:
         """Create a session (its first commit is made here, fenced on 'no session yet').
 
@@ -143,6 +145,7 @@ class SessionClient:
             metadata=metadata or {},
             idle_timeout=idle_timeout,
             max_lifetime=max_lifetime,
+            double_texting=double_texting,
             **_command_id(command_id),
         )
         created, seq = await self._first_commit(cmd)
@@ -181,13 +184,16 @@ class SessionClient:
         *,
         command_id: str | None = None,
         queue: bool = False,
+        on_busy: DoubleTexting | None = None,
     ) -> Receipt:
         """Queue a user message; the reply arrives as events after ``Receipt.cursor``.
 
         ``queue``: if the session is suspended, keep the message (``message.queued``) and
-        answer it when the session is resumed, instead of refusing it."""
+        answer it when the session is resumed, instead of refusing it. ``on_busy``: what
+        the message does if the session is busy with an earlier one (default: the
+        session's ``double_texting``)."""
         head, tail = await self._head(session_id)
-        return await self._send(head, tail, message, command_id, queue)
+        return await self._send(head, tail, message, command_id, queue, on_busy)
 
     async def _send(
         self,
@@ -196,6 +202,7 @@ class SessionClient:
         message: str,
         command_id: str | None,
         queue: bool = False,
+        on_busy: DoubleTexting | None = None,
     ) -> Receipt:
         """Publish a user message, given the session's latest event (its state and tail)."""
         if head.state not in ACCEPTS_MESSAGES and not (
@@ -208,7 +215,7 @@ class SessionClient:
                 f"session {head.session_id!r} is {head.state.value} and takes no messages"
                 + (" (resume it first)" if head.state is SessionState.SUSPENDED else ""),
             )
-        cmd = self._message(head.session_id, head.task_id, message, command_id, queue)
+        cmd = self._message(head.session_id, head.task_id, message, command_id, queue, on_busy)
         await self._publish(cmd)
         return Receipt(head.session_id, cmd.command_id, tail)
 
@@ -229,6 +236,7 @@ class SessionClient:
         command_id: str | None = None,
         keepalive: float | None = None,
         queue: bool = False,
+        on_busy: DoubleTexting | None = None,
     ) -> AsyncGenerator[Delivery | None, None]:
         """:meth:`turn`, and ``None`` after each ``keepalive`` seconds of quiet (for relays
         that must show an idle connection is alive while an agent thinks)."""
@@ -237,11 +245,11 @@ class SessionClient:
             task_id = self._task_ids.get(session_id)
             if task_id is None:
                 head, tail = await follower.open()
-                receipt = await self._send(head, tail, message, command_id, queue)
+                receipt = await self._send(head, tail, message, command_id, queue, on_busy)
             else:
                 # A session's task never changes: publish while reading the tail. The
                 # worker refuses a message the state does not allow (command.rejected).
-                cmd = self._message(session_id, task_id, message, command_id, queue)
+                cmd = self._message(session_id, task_id, message, command_id, queue, on_busy)
                 await follower.subscribe()
                 (_, tail), seq = await asyncio.gather(follower.head(), self._publish(cmd))
                 receipt = Receipt(session_id, cmd.command_id, seq)
@@ -258,6 +266,7 @@ class SessionClient:
         message: str,
         command_id: str | None,
         queue: bool = False,
+        on_busy: DoubleTexting | None = None,
     ) -> UserMessage:
         return UserMessage(
             session_id=session_id,
@@ -265,6 +274,7 @@ class SessionClient:
             interface=self.interface,
             content=message,
             queue=queue,
+            on_busy=on_busy,
             **_command_id(command_id),
         )
 
@@ -428,23 +438,31 @@ class SessionClient:
     ) -> tuple[History, bool]:
         """The last ``limit`` messages before the cursor ``before``, and whether there are
         older ones."""
+        ck, tail = await self._checkpoint(session_id)
+        ranges = ck.rolled_back
         if before is None and limit:
             # The end of the history is in the session's state (its recent context): one
             # read of the snapshot, however long the history is.
-            ck, _ = await self._checkpoint(session_id)
             total = ck.session.counters.user_messages + ck.session.counters.agent_messages
-            tail_of_context = ck.context[-limit:]
-            known = all(m.seq and m.ts for m in tail_of_context)  # older snapshots lack them
-            if known and (len(ck.context) > limit or len(ck.context) == total):
-                recent = [_from_context(m) for m in tail_of_context]
-                return recent, total > len(recent)
-        _, tail = await self._head(session_id)
+            recent = ck.context[-limit:]
+            known = all(m.seq and m.ts for m in recent)  # older snapshots lack them
+            whole = not ranges or (recent and max(b for _, b in ranges) < recent[0].seq)
+            if known and whole and (len(ck.context) > limit or len(ck.context) == total):
+                items = [_from_context(m) for m in recent]
+                return items, total > len(items)
+
+        def keep(m: direct.StoredMsg) -> HistoryItem | None:
+            item = _history_item(m.seq, m.data)
+            if item is not None and any(a <= item.seq <= b for a, b in ranges):
+                item.rolled_back = True
+            return item
+
         return await direct.read_last(
             self.bus.nc,
             self.bus.stream,
             subjects.events(session_id),
             up_to=min(tail, before - 1) if before else tail,
-            keep=lambda m: _history_item(m.seq, m.data),
+            keep=keep,
             want=limit or None,
             timeout=self.bus.timeout,
         )

@@ -34,7 +34,7 @@ from cli.runtime import run_coro as _run
 from cli.runtime import setup_logging as _logging
 from edge.app import create_app
 from edge.server import serve
-from schemas import TERMINAL, InvalidIdError, SessionState
+from schemas import TERMINAL, DoubleTexting, InvalidIdError, SessionState
 from workers import Worker, install_signal_handlers, load_agents
 
 app = App(
@@ -91,6 +91,13 @@ def agent_run(
     max_lifetime: Annotated[
         str | None, Parameter(help="Expire this long after creation, active or not.")
     ] = None,
+    double_texting: Annotated[
+        DoubleTexting,
+        Parameter(
+            help="A message sent while the agent is still answering: waits (enqueue), is "
+            "refused (reject), stops the reply (interrupt) or also discards it (rollback)."
+        ),
+    ] = "enqueue",
 ) -> int:
     """Start a session with an agent and talk to it."""
     _logging("WARNING")
@@ -100,7 +107,11 @@ def agent_run(
         life = parse_duration(max_lifetime).total_seconds() if max_lifetime else None
         async with runtime(_settings()) as rt:
             record, receipt = await rt.client.create(
-                agent, task_id=task_id, idle_timeout=idle, max_lifetime=life
+                agent,
+                task_id=task_id,
+                idle_timeout=idle,
+                max_lifetime=life,
+                double_texting=double_texting,
             )
             print(f"Session created: {record.session_id}", file=sys.stderr)
             print(f"Task: {record.task_id}", file=sys.stderr)

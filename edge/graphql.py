@@ -30,7 +30,7 @@ from bus import BusError, SessionClient, Settings
 from bus.client import list_cursor
 from edge import problems
 from edge.sessions import list_page
-from schemas import HistoryItem, InvalidIdError, SessionState, check_token
+from schemas import DoubleTexting, HistoryItem, InvalidIdError, SessionState, check_token
 from schemas.api import (
     MAX_PAGE,
     CreatedSession,
@@ -158,6 +158,10 @@ class AgentSession:
     message_count: int = strawberry.field(description="User and agent messages.")
     turns: int
     failed_turns: int
+    double_texting: str = strawberry.field(
+        description="What a message sent while it is busy does: enqueue, reject, interrupt "
+        "or rollback."
+    )
     idle_timeout: float = strawberry.field(description="Seconds of inactivity before it expires.")
     max_lifetime: float = strawberry.field(description="Seconds after creation it expires at.")
     active_at: datetime | None = strawberry.field(description="Its latest activity.")
@@ -244,6 +248,18 @@ class CommandReceipt:
 
 # -- operations --------------------------------------------------------------------------
 
+_WAYS: tuple[DoubleTexting, ...] = ("enqueue", "reject", "interrupt", "rollback")
+
+
+def _way(value: str) -> DoubleTexting:
+    for way in _WAYS:
+        if value == way:
+            return way
+    raise GraphQLError(
+        f"unknown double-texting way {value!r}: use one of {', '.join(_WAYS)}",
+        extensions={"code": "BAD_USER_INPUT"},
+    )
+
 
 def _client(info: Info[dict[str, Any], None]) -> SessionClient:
     client: SessionClient = info.context["client"]
@@ -314,6 +330,13 @@ class Mutation:
             float | None,
             strawberry.argument(description="Seconds after creation it expires at (0: never)."),
         ] = None,
+        double_texting: Annotated[
+            str,
+            strawberry.argument(
+                description="A message sent while the session is busy: enqueue (waits), "
+                "reject, interrupt (stops the turn in flight), rollback (and discards it)."
+            ),
+        ] = "enqueue",
     ) -> CreatedAgentSession:
         record, receipt = await _call(
             _client(info).create(
@@ -324,6 +347,7 @@ class Mutation:
                 session_id=session_id,
                 idle_timeout=idle_timeout,
                 max_lifetime=max_lifetime,
+                double_texting=_way(double_texting),
             )
         )
         created = CreatedSession.of(record, receipt.command_id, receipt.cursor)
@@ -336,6 +360,13 @@ class Mutation:
         session_id: str,
         message: str,
         command_id: str | None = None,
+        on_busy: Annotated[
+            str | None,
+            strawberry.argument(
+                description="If the session is busy: enqueue, reject, interrupt or rollback "
+                "(default: the session's doubleTexting)."
+            ),
+        ] = None,
         queue: Annotated[
             bool,
             strawberry.argument(
@@ -351,7 +382,10 @@ class Mutation:
                 f"message must be 1 to {settings.edge_max_body} bytes",
                 extensions={"code": "BAD_USER_INPUT", "field": "message"},
             )
-        receipt = await _call(_client(info).send(sid, message, command_id=command_id, queue=queue))
+        way = _way(on_busy) if on_busy is not None else None
+        receipt = await _call(
+            _client(info).send(sid, message, command_id=command_id, queue=queue, on_busy=way)
+        )
         return CommandReceipt(session_id=sid, command_id=receipt.command_id, cursor=receipt.cursor)
 
     @strawberry.mutation

@@ -120,6 +120,7 @@ class AgentSessions(Controller):
             session_id=data.session_id,
             idle_timeout=data.idle_timeout,
             max_lifetime=data.max_lifetime,
+            double_texting=data.double_texting,
         )
         return CreatedSession.of(record, receipt.command_id, receipt.cursor)
 
@@ -157,7 +158,11 @@ class AgentSessions(Controller):
         sid = check_token(session_id, "session id")
         if not data.stream:
             receipt = await client.send(
-                sid, data.message, command_id=data.command_id, queue=data.queue
+                sid,
+                data.message,
+                command_id=data.command_id,
+                queue=data.queue,
+                on_busy=data.on_busy,
             )
             accepted = Accepted(
                 session_id=sid, command_id=receipt.command_id, cursor=receipt.cursor
@@ -169,6 +174,7 @@ class AgentSessions(Controller):
             command_id=data.command_id,
             keepalive=settings.sse_keepalive,
             queue=data.queue,
+            on_busy=data.on_busy,
         )
         try:  # the first event tells whether the message was taken: errors answer as such
             while (first := await anext(turn)) is None:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny
 
-from schemas.commands import MAX_MESSAGE_CHARS
+from schemas.commands import MAX_MESSAGE_CHARS, DoubleTexting
 from schemas.events import Delivery
 from schemas.ids import AgentName, CommandId, SessionId, TaskId
 from schemas.lifecycle import SessionState
@@ -45,6 +45,12 @@ class CreateSessionRequest(_Request):
     metadata: dict[str, Any] = Field(
         default_factory=dict, description="Free-form data kept with the session."
     )
+    double_texting: DoubleTexting = Field(
+        default="enqueue",
+        description="What a message sent while the session is busy with an earlier one "
+        "does: waits its turn (enqueue), is refused (reject), stops the turn in flight and "
+        "is answered (interrupt), or also discards that turn (rollback).",
+    )
     idle_timeout: float | None = Field(
         default=None,
         ge=0,
@@ -77,6 +83,9 @@ class SessionView(BaseModel):
     message_count: int = Field(description="User and agent messages in the history.")
     turns: int = Field(description="Turns the agent has finished.")
     failed_turns: int = Field(description="Turns that ended with turn.failed.")
+    double_texting: DoubleTexting = Field(
+        description="What a message sent while it is busy does (see create)."
+    )
     idle_timeout: float = Field(description="Seconds of inactivity before it expires (0: never).")
     max_lifetime: float = Field(description="Seconds after creation it expires at (0: never).")
     active_at: datetime | None = Field(description="Its latest activity.")
@@ -99,6 +108,7 @@ class SessionView(BaseModel):
             message_count=c.user_messages + c.agent_messages,
             turns=c.turns,
             failed_turns=c.failed_turns,
+            double_texting=record.double_texting,
             idle_timeout=record.idle_timeout,
             max_lifetime=record.max_lifetime,
             active_at=record.active_at,
@@ -168,6 +178,11 @@ class SendMessageRequest(_Request):
     command_id: CommandId | None = Field(
         default=None,
         description="Your idempotency key: a repeat within the duplicate window is sent once.",
+    )
+    on_busy: DoubleTexting | None = Field(
+        default=None,
+        description="If the session is busy with an earlier message, this message's way "
+        "(enqueue, reject, interrupt, rollback); default: the session's double_texting.",
     )
     queue: bool = Field(
         default=False,

@@ -16,6 +16,11 @@ from schemas.ids import AgentName, CommandId, SessionId, TaskId, new_id
 
 MAX_MESSAGE_CHARS = 64_000
 
+DoubleTexting = Literal["enqueue", "reject", "interrupt", "rollback"]
+"""What a message that arrives while the session is busy with an earlier one does:
+wait its turn (enqueue), be refused (reject), stop the turn in flight and be answered
+(interrupt), or stop it and discard it from the conversation (rollback)."""
+
 
 class Interface(StrEnum):
     CLI = "cli"
@@ -52,6 +57,8 @@ class CreateSession(CommandBase):
     kind: Literal["create_session"] = "create_session"
     agent: AgentName
     metadata: dict[str, Any] = Field(default_factory=dict)
+    double_texting: DoubleTexting = "enqueue"
+    """The session's way with a message sent while it is busy (a message may say its own)."""
     idle_timeout: Seconds | None = None
     """Seconds without activity after which the session expires (0: never; None: the
     worker's ``PRAXIS_SESSION_IDLE_TIMEOUT``)."""
@@ -66,6 +73,9 @@ class UserMessage(CommandBase):
     queue: bool = False
     """If the session is suspended, keep the message and answer it on resume (instead of
     rejecting it)."""
+    on_busy: DoubleTexting | None = None
+    """If the session is busy with an earlier message: this message's way (default: the
+    session's ``double_texting``)."""
 
 
 class Suspend(CommandBase):

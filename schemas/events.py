@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from schemas.commands import CreateSession, Interface
+from schemas.commands import CreateSession, DoubleTexting, Interface
 from schemas.ids import AgentName, SessionId, TaskId
 from schemas.lifecycle import SessionState
 
@@ -48,6 +48,7 @@ class SessionCreated(EventBase):
     """Seconds without activity after which the session expires (0: never)."""
     max_lifetime: float = 0.0
     """Seconds after creation at which the session expires (0: never)."""
+    double_texting: DoubleTexting = "enqueue"
 
 
 def created_by(cmd: CreateSession, idle_timeout: float, max_lifetime: float) -> SessionCreated:
@@ -60,6 +61,7 @@ def created_by(cmd: CreateSession, idle_timeout: float, max_lifetime: float) -> 
         interface=cmd.interface,
         agent=cmd.agent,
         metadata=cmd.metadata,
+        double_texting=cmd.double_texting,
         idle_timeout=idle_timeout if cmd.idle_timeout is None else cmd.idle_timeout,
         max_lifetime=max_lifetime if cmd.max_lifetime is None else cmd.max_lifetime,
     )
@@ -109,6 +111,8 @@ class TurnFailed(EventBase):
     turn_id: str
     reason: str
     cancelled: bool = False
+    cancelled_by: str | None = None
+    """The command that stopped the turn (a cancel, a suspend, a newer message)."""
 
 
 class ContextCompacted(EventBase):
@@ -120,6 +124,17 @@ class ContextCompacted(EventBase):
     to_seq: int
     messages: int
     summary: str
+
+
+class TurnRolledBack(EventBase):
+    """A turn stopped by a newer message with the ``rollback`` way is discarded: its
+    messages (cursors ``from_seq`` to ``to_seq``) leave the agent's context and are marked
+    ``rolled_back`` in the history."""
+
+    type: Literal["turn.rolled_back"] = "turn.rolled_back"
+    turn_id: str
+    from_seq: int
+    to_seq: int
 
 
 class StateChanged(EventBase):
@@ -184,6 +199,7 @@ Event = Annotated[
     | TurnCompleted
     | TurnFailed
     | ContextCompacted
+    | TurnRolledBack
     | StateChanged
     | CommandRejected
     | CommandSkipped

@@ -23,6 +23,7 @@ from schemas.events import (
     StateChanged,
     TurnCompleted,
     TurnFailed,
+    TurnRolledBack,
     TurnStarted,
     UserMessageAccepted,
 )
@@ -31,6 +32,7 @@ from schemas.records import (
     ChatMessage,
     Checkpoint,
     FailingCommand,
+    LastTurn,
     QueuedMessage,
     SessionRecord,
     TurnInFlight,
@@ -65,6 +67,7 @@ def start(event: SessionCreated, seq: int) -> Checkpoint:
         created_by=event.interface or Interface.BUS,
         idle_timeout=event.idle_timeout,
         max_lifetime=event.max_lifetime,
+        double_texting=event.double_texting,
     )
     record.counters.events = 1
     _active(record, event.ts)
@@ -99,8 +102,15 @@ def apply(
         return start(event, seq)
     if seq <= ck.as_of:
         return ck  # already folded
+    if isinstance(event, TurnCompleted | TurnFailed) and ck.turn is not None:
+        ck.last_turn = LastTurn(  # before the effect, which clears the turn
+            turn_id=ck.turn.turn_id,
+            start_seq=ck.turn.start_seq or seq,
+            end_seq=seq,
+            cancelled_by=event.cancelled_by if isinstance(event, TurnFailed) else None,
+        )
     _effect(ck, seq, event)
-    _bookkeeping(ck, event)
+    _bookkeeping(ck, seq, event)
     record = ck.session
     record.updated_at = event.ts
     if isinstance(event, ACTIVITY):
@@ -118,8 +128,14 @@ def apply(
     return ck
 
 
-def _bookkeeping(ck: Checkpoint, event: Event) -> None:
-    """What the owner tracks about commands: failures, and messages kept for a resume."""
+def _bookkeeping(ck: Checkpoint, seq: int, event: Event) -> None:
+    """What the owner tracks about commands: failures, turns' ends (for double texting),
+    rollbacks, and messages kept for a resume."""
+    if isinstance(event, UserMessageAccepted) and event.input_seq is not None:
+        ck.last_user = (event.input_seq, seq)
+    elif isinstance(event, TurnRolledBack):
+        ck.context = [m for m in ck.context if not event.from_seq <= m.seq <= event.to_seq]
+        ck.rolled_back = [*ck.rolled_back, (event.from_seq, event.to_seq)][-100:]
     if isinstance(event, CommandFailed):
         ck.failing = FailingCommand(seq=event.failed_seq, attempts=event.attempt, error=event.error)
     elif isinstance(event, ContextCompacted):
@@ -158,12 +174,14 @@ def _effect(ck: Checkpoint, seq: int, event: Event) -> None:
             ck.context.append(ChatMessage(role="user", content=event.content, seq=seq, ts=event.ts))
             counters.user_messages += 1
         case TurnStarted():
+            user = ck.last_user
             ck.turn = TurnInFlight(
                 turn_id=event.turn_id,
                 input_seq=event.input_seq or 0,
                 command_id=event.command_id,
                 interface=event.interface,
                 attempt=event.attempt,
+                start_seq=user[1] if user and user[0] == event.input_seq else seq,
             )
         case AgentMessage():
             ck.context.append(

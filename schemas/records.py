@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from schemas.commands import Interface
+from schemas.commands import DoubleTexting, Interface
 from schemas.events import Event, TokenDelta
 from schemas.ids import AgentName, SessionId, TaskId
 from schemas.lifecycle import SessionState
@@ -34,6 +34,8 @@ class SessionRecord(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     created_by: Interface = Interface.BUS
     counters: Counters = Field(default_factory=Counters)
+    double_texting: DoubleTexting = "enqueue"
+    """What a message sent while the session is busy does (see ``DoubleTexting``)."""
     idle_timeout: float = 0.0
     """Seconds without activity after which the session expires (0: never)."""
     max_lifetime: float = 0.0
@@ -65,8 +67,19 @@ class TurnInFlight(BaseModel):
     command_id: str | None = None
     interface: Interface | None = None
     attempt: int = 1
+    start_seq: int = 0
+    """The cursor of the turn's first event: its user message, if it answers one."""
     replied: bool = False
     """The agent's reply is stored: finishing the turn must not reply again."""
+
+
+class LastTurn(BaseModel):
+    turn_id: str
+    start_seq: int
+    """The cursor of the turn's first event (its user message, if it had one)."""
+    end_seq: int
+    cancelled_by: str | None = None
+    """The command that stopped it, if one did."""
 
 
 class QueuedMessage(BaseModel):
@@ -109,6 +122,12 @@ class Checkpoint(BaseModel):
     context: list[ChatMessage] = Field(default_factory=list)
     summary: str | None = None
     """What the compacted older messages said (``context.compacted``)."""
+    last_user: tuple[int, int] | None = None
+    """(input_seq, cursor) of the latest user message: where a turn answering it starts."""
+    last_turn: LastTurn | None = None
+    """The latest turn that ended: a message stored before its end came while busy."""
+    rolled_back: list[tuple[int, int]] = Field(default_factory=list)
+    """Cursor ranges of rolled-back turns (the latest 100), marked in the history."""
     recent_commands: list[str] = Field(default_factory=list)
     queued: list[QueuedMessage] = Field(default_factory=list)
     """Messages kept while suspended, oldest first: answered once the session is active."""
@@ -125,6 +144,10 @@ class HistoryItem(BaseModel):
     ts: datetime = Field(description="When the message was stored.")
     interrupted: bool = Field(
         default=False, description="An agent reply cut short (failed or cancelled turn)."
+    )
+    rolled_back: bool = Field(
+        default=False,
+        description="Part of a turn discarded by a newer message (double texting: rollback).",
     )
 
 

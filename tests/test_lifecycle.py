@@ -11,9 +11,11 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from bus import IllegalTransitionError, SessionClient, Settings, direct, subjects
+from bus import IllegalTransitionError, Receipt, SessionClient, Settings, direct, subjects
 from schemas import (
     AgentMessage,
+    CommandRejected,
+    DoubleTexting,
     Event,
     MessageQueued,
     SessionState,
@@ -21,15 +23,18 @@ from schemas import (
     TokenDelta,
     TurnCompleted,
     TurnFailed,
+    TurnRolledBack,
     UserMessageAccepted,
 )
 from tests.conftest import (
     EdgeProcess,
     InProcessWorker,
     env_for,
+    eventually,
     praxis,
     settled_session,
     slow_turn_streaming,
+    streaming,
 )
 from workers.runner import EXPIRY_SLACK
 
@@ -263,3 +268,109 @@ async def _events_of(client: SessionClient, sid: str, command_id: str) -> list[E
             if isinstance(ev, TurnCompleted | TurnFailed):
                 return got
     raise AssertionError("the event stream ended")
+
+
+async def busy_session(client: SessionClient, way: DoubleTexting) -> tuple[str, Receipt]:
+    """A slow session (a 40-piece reply, 50 ms apart) whose first turn is streaming."""
+    record, receipt = await client.create(
+        "slow", metadata={"pieces": 40, "delay": 0.05}, double_texting=way
+    )
+    await client.wait(receipt)
+    sent = await client.send(record.session_id, "first")
+    await eventually(lambda: streaming(client, record.session_id, 3), what="streaming")
+    return record.session_id, sent
+
+
+async def test_double_texting_enqueue_and_reject(
+    client: SessionClient, worker: InProcessWorker
+) -> None:
+    sid, first = await busy_session(client, "enqueue")
+    second = await client.send(sid, "second")
+    assert isinstance((await client.wait(first))[-1], TurnCompleted)
+    assert isinstance((await client.wait(second))[-1], TurnCompleted)  # it waited its turn
+
+    sid, first = await busy_session(client, "reject")
+    refused = (await client.wait(await client.send(sid, "too soon")))[-1]
+    assert isinstance(refused, CommandRejected) and "busy" in refused.reason
+    ok = await client.send(sid, "now", on_busy="enqueue")  # a message may say its own way
+    assert isinstance((await client.wait(first))[-1], TurnCompleted)
+    assert isinstance((await client.wait(ok))[-1], TurnCompleted)
+    # Once the session is idle, a message is not a double text.
+    after = (await client.wait(await client.send(sid, "later")))[-1]
+    assert isinstance(after, TurnCompleted)
+
+
+async def test_double_texting_interrupt_stops_the_turn_and_answers_the_new_message(
+    client: SessionClient, worker: InProcessWorker
+) -> None:
+    sid, first = await busy_session(client, "enqueue")
+    second = await client.send(sid, "instead", on_busy="interrupt")
+    stopped = await client.wait(first)
+    failed = stopped[-1]
+    assert isinstance(failed, TurnFailed) and failed.cancelled_by == second.command_id
+    assert failed.reason.startswith("interrupted: superseded")
+    assert isinstance((await client.wait(second))[-1], TurnCompleted)
+    history = await client.history(sid)
+    assert [(h.content.split()[0], h.interrupted, h.rolled_back) for h in history] == [
+        ("first", False, False),
+        ("w0", True, False),
+        ("instead", False, False),
+        ("w0", False, False),
+    ]
+
+
+async def test_double_texting_rollback_discards_the_turn_in_flight(
+    client: SessionClient, worker: InProcessWorker
+) -> None:
+    sid, first = await busy_session(client, "rollback")
+    second = await client.send(sid, "scratch that")
+    await client.wait(first)
+    events = await client.wait(second)
+    rolled = next(e for e in events if isinstance(e, TurnRolledBack))
+    assert isinstance(events[-1], TurnCompleted)
+    history = await client.history(sid)
+    assert [(h.content.split()[0], h.rolled_back) for h in history] == [
+        ("first", True),
+        ("w0", True),
+        ("scratch", False),
+        ("w0", False),
+    ]
+    assert rolled.from_seq == history[0].seq and rolled.to_seq > history[1].seq
+    ck, _ = await client._checkpoint(sid)
+    assert [m.content.split()[0] for m in ck.context] == ["scratch", "w0"]  # what the agent sees
+    page, _ = await client.history_page(sid, limit=4)
+    assert [h.rolled_back for h in page] == [True, True, False, False]
+
+
+async def test_double_texting_over_rest_and_graphql(
+    client: SessionClient, worker: InProcessWorker, edge: EdgeProcess
+) -> None:
+    async with httpx.AsyncClient(base_url=edge.url, timeout=30) as http:
+        body = {"agent_name": "slow", "double_texting": "reject"}
+        made = (await http.post("/agent-sessions/create", json=body)).json()
+        view = (await http.get(f"/agent-sessions/{made['session_id']}")).json()
+        assert view["double_texting"] == "reject"
+        bad = await http.post(
+            "/agent-sessions/create", json={"agent_name": "echo", "double_texting": "shout"}
+        )
+        assert bad.status_code == 422 and "double_texting" in bad.json()["errors"][0]["field"]
+        worse = await http.post(
+            f"/agent-sessions/{made['session_id']}/messages",
+            json={"message": "x", "on_busy": "never"},
+        )
+        assert worse.status_code == 422
+        mutation = (
+            'mutation { createAgentSession(agentName: "echo", doubleTexting: "rollback") '
+            "{ sessionId } }"
+        )
+        sid = (await http.post("/graphql", json={"query": mutation})).json()["data"][
+            "createAgentSession"
+        ]["sessionId"]
+        query = f'{{ agentSession(sessionId: "{sid}") {{ doubleTexting }} }}'
+        got = (await http.post("/graphql", json={"query": query})).json()["data"]
+        assert got == {"agentSession": {"doubleTexting": "rollback"}}
+        wrong = (
+            'mutation { createAgentSession(agentName: "echo", doubleTexting: "x") { sessionId } }'
+        )
+        errors = (await http.post("/graphql", json={"query": wrong})).json()["errors"]
+        assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT"

@@ -57,6 +57,7 @@ from schemas import (
     TailNotice,
     TurnCompleted,
     TurnFailed,
+    TurnRolledBack,
     TurnStarted,
     UserMessage,
     UserMessageAccepted,
@@ -73,6 +74,8 @@ from workers.live import LiveTurn
 
 log = logging.getLogger("praxis.worker")
 V = TypeVar("V")
+_CONTROL_KINDS = (b'"cancel_turn"', b'"suspend"', b'"user_message"')
+"""Commands the owner acts on as they arrive, while a turn is in flight."""
 RETRY_DELAY = 0.5
 """Seconds before work handed back after a bus error is offered again."""
 EXPIRY_SLACK = 0.05
@@ -186,6 +189,7 @@ class SessionRunner:
         self._background: set[asyncio.Task[Any]] = set()
         self._optimistic = False
         self._retry_delay = RETRY_DELAY
+        self._stopped_by: str | None = None
         self.accepting = True
         """New triggers for the session may join this run (until its last input check)."""
         self.done = asyncio.Event()
@@ -535,6 +539,19 @@ class SessionRunner:
     async def _on_message(self, seq: int, cmd: UserMessage, resuming: bool) -> None:
         if not resuming:
             state = self.state.session.state
+            busy = self._came_while_busy(seq)
+            way = cmd.on_busy or self.state.session.double_texting
+            if busy and way == "reject":
+                reason = "the session was busy with an earlier message (double texting: reject)"
+                await self._reject(seq, cmd, reason)
+                return
+            last = self.state.last_turn
+            if busy and way == "rollback" and last and last.cancelled_by == cmd.command_id:
+                meta = self._meta(cmd.command_id, cmd.interface, seq)
+                rollback = TurnRolledBack(
+                    **meta, turn_id=last.turn_id, from_seq=last.start_seq, to_seq=last.end_seq
+                )
+                await self._append(rollback)
             if state is SessionState.SUSPENDED and cmd.queue:
                 meta = self._meta(cmd.command_id, cmd.interface, seq)
                 await self._append(MessageQueued(**meta, final=True, content=cmd.content))
@@ -553,6 +570,12 @@ class SessionRunner:
                 await self._reject(seq, cmd, f"the message is too large to store ({e})")
                 return
         await self._turn(seq, cmd.command_id, cmd.interface, cmd.content)
+
+    def _came_while_busy(self, seq: int) -> bool:
+        """Whether the message at ``seq`` was stored before the session's latest turn ended
+        (it came while an earlier message was being answered, or was waiting to be)."""
+        last = self.state.last_turn
+        return last is not None and seq < last.end_seq
 
     async def _on_transition(self, seq: int, cmd: Suspend | Resume | Complete, _: bool) -> None:
         target = {
@@ -706,7 +729,8 @@ class SessionRunner:
                     final=True,
                     turn_id=turn_id,
                     reason=error,
-                    cancelled=error.startswith(("cancelled", "interrupted")),
+                    cancelled=self._stopped_by is not None,
+                    cancelled_by=self._stopped_by,
                 )
             )
 
@@ -766,6 +790,7 @@ class SessionRunner:
         whatever it raises or however long it takes, the turn ends with a reason)."""
         live = LiveTurn(self.sid, turn_id)
         self._live = live
+        self._stopped_by = None
         live.task = asyncio.create_task(self._consume(live, pieces))
         timeout = self.bus.settings.turn_timeout
         try:
@@ -777,6 +802,7 @@ class SessionRunner:
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if live.cancelled_by is not None and (current is None or current.cancelling() == 0):
+                self._stopped_by = live.cancelled_by
                 return live.text, f"{live.why} by {live.cancelled_by}"
             raise
         except Exception as e:
@@ -824,7 +850,7 @@ class SessionRunner:
     async def _on_control(self, msg: Msg) -> None:
         self._wake.set()  # a new command for this session
         live = self._live
-        if live is None or (b'"cancel_turn"' not in msg.data and b'"suspend"' not in msg.data):
+        if live is None or not any(k in msg.data for k in _CONTROL_KINDS):
             return
         try:
             cmd = decode_command(msg.data)
@@ -840,6 +866,17 @@ class SessionRunner:
             # Suspending stops the turn in flight now (at its next token); the partial
             # reply is kept, marked interrupted, and the suspend is then taken in order.
             live.cancel(cmd.command_id, "interrupted: the session was suspended")
+        elif isinstance(cmd, UserMessage) and not self._same_command(cmd.command_id):
+            way = cmd.on_busy or self.state.session.double_texting
+            if way == "interrupt":
+                live.cancel(cmd.command_id, "interrupted: superseded")
+            elif way == "rollback":
+                live.cancel(cmd.command_id, "rolled back: superseded")
+
+    def _same_command(self, command_id: str) -> bool:
+        """Whether ``command_id`` is the turn in flight's own (a sender's retry)."""
+        turn = self.ck.turn if self.ck is not None else None
+        return turn is not None and turn.command_id == command_id
 
     # -- appending -----------------------------------------------------------------------
 
