@@ -546,7 +546,7 @@ class SessionRunner:
                 await self._reject(seq, cmd, reason)
                 return
             last = self.state.last_turn
-            if busy and way == "rollback" and last and last.cancelled_by == cmd.command_id:
+            if busy and way == "rollback" and last is not None:
                 meta = self._meta(cmd.command_id, cmd.interface, seq)
                 rollback = TurnRolledBack(
                     **meta, turn_id=last.turn_id, from_seq=last.start_seq, to_seq=last.end_seq
