@@ -507,16 +507,21 @@ class SessionClient:
             await follower.close()
 
     async def purge(self, session_id: str, *, missing_ok: bool = True) -> None:
-        """Remove everything of a session from the bus: its subjects and its record."""
+        """Remove everything of a session from the bus: its commands, events, snapshot and
+        timer, its record, lease and dead letters, with no marker left behind."""
         check_token(session_id, "session id")
         if not missing_ok:
             await self._head(session_id)
         self._task_ids.pop(session_id, None)
-        await self.bus.js.purge_stream(self.bus.stream, subject=subjects.session_all(session_id))
-        for letter in await self.dead_letters(session_id, include_replayed=True):
-            await self.bus.dead_letters.purge(letter.id)
-        await self.bus.sessions.purge(session_id)
-        await self.bus.leases.purge(session_id)
+        js, settings = self.bus.js, self.bus.settings
+        await js.purge_stream(self.bus.stream, subject=subjects.session_all(session_id))
+        for bucket, key in (
+            (settings.sessions_bucket, session_id),
+            (settings.leases_bucket, session_id),
+            (settings.dead_letters_bucket, f"{session_id}.*"),
+        ):
+            # The bucket's own stream, not KV purge: that would leave a marker naming the key.
+            await js.purge_stream(f"KV_{bucket}", subject=f"$KV.{bucket}.{key}")
 
     # -- dead letters --------------------------------------------------------------------
 

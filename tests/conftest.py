@@ -343,3 +343,16 @@ def live_count_is(
         return await live_subscribers(nats, session_id) == expected
 
     return check
+
+
+async def remnants(client: SessionClient, session_id: str) -> dict[str, list[str]]:
+    """Every subject in every stream on the server (the KV buckets' included) that names
+    the session, purge markers too: what a purge must leave empty."""
+    js, found = client.bus.js, {}
+    for stream in await js.streams_info():
+        name = stream.config.name or ""
+        info = await js.stream_info(name, subjects_filter=">")
+        named = [s for s in (info.state.subjects or {}) if session_id in s.split(".")]
+        if named:
+            found[name] = sorted(named)
+    return found

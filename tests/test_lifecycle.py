@@ -32,6 +32,7 @@ from tests.conftest import (
     env_for,
     eventually,
     praxis,
+    remnants,
     settled_session,
     slow_turn_streaming,
     streaming,
@@ -114,8 +115,10 @@ async def test_completing_cancels_the_timer_and_purge_leaves_nothing(
     assert len(await _stored(client, subjects.timer(sid))) == 1
     await client.complete(sid)
     assert await _stored(client, subjects.timer(sid)) == []
+    assert await remnants(client, sid)  # the record, the lease, the history
     await client.purge(sid)
     assert await _stored(client, subjects.session_all(sid)) == []
+    assert await remnants(client, sid) == {}
 
 
 async def _stored(client: SessionClient, subject: str) -> list[int]:

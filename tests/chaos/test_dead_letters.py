@@ -33,6 +33,7 @@ from tests.conftest import (
     live_workers,
     make_settings,
     praxis,
+    remnants,
     settled_session,
 )
 from workers.runner import SessionRunner
@@ -143,8 +144,10 @@ async def test_purging_a_session_removes_its_dead_letters(
     sid = await settled_session(client, "echo")
     await client.wait(await client.send(sid, "poison"))
     assert len(await client.dead_letters(sid)) == 1
+    assert "KV_praxis_dead_letters" in await remnants(client, sid)
     await client.purge(sid)
     assert await client.dead_letters(sid, include_replayed=True) == []
+    assert await remnants(client, sid) == {}
 
 
 async def test_a_turn_whose_workers_keep_dying_is_parked_and_the_session_goes_on(
