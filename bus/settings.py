@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     leases_bucket: str = "praxis_leases"
     workers_bucket: str = "praxis_workers"
     dead_letters_bucket: str = "praxis_dead_letters"
+    janitor_bucket: str = "praxis_janitor"
     consumer: str = "praxis-workers"
     replicas: int = Field(default=1, ge=1, le=5)
     duplicate_window: float = Field(default=600.0, gt=0, description="Seconds a command id dedups.")
@@ -58,6 +59,23 @@ class Settings(BaseSettings):
         ge=0,
         description="Seconds after creation at which a session expires, active or not "
         "(0: never); a session may set its own at creation.",
+    )
+    session_retention: float = Field(
+        default=30 * 86400,
+        ge=0,
+        description="Seconds an ended (completed, failed or expired) session is kept before "
+        "the workers purge it (0: keep ended sessions forever).",
+    )
+    retention_interval: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Seconds between the workers' sweeps for sessions past their retention "
+        "(one worker sweeps at a time).",
+    )
+    export_dir: Path | None = Field(
+        default=None,
+        description="Where the workers write each session they purge (ID.jsonl, the import "
+        "format) first; unset: no export.",
     )
     command_attempts: int = Field(
         default=3,

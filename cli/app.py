@@ -10,7 +10,8 @@ import signal
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 from cyclopts import App, Parameter
 from pydantic import ValidationError
@@ -21,9 +22,9 @@ from bus import (
     SessionClient,
     UnknownAgentError,
     connect,
-    leases,
 )
 from bus.embedded import EmbeddedServerError
+from bus.retention import ENDED, sweep
 from bus.transfer import LineError, dumps_line, export_session, import_conversation, parse_lines
 from cli.chat import TurnError, chat, one_turn, show_greeting, show_recent
 from cli.dead_letters import dead_app
@@ -46,7 +47,7 @@ agent_app = App(name="agent", help="Start, resume, inspect and clean up agent se
 app.command(agent_app)
 app.command(dead_app)
 
-USER_ERRORS = (BusError, InvalidIdError, TurnError, EmbeddedServerError, ValueError)
+USER_ERRORS = (BusError, InvalidIdError, TurnError, EmbeddedServerError, ValueError, OSError)
 
 
 def _report(e: BaseException) -> int:
@@ -269,37 +270,69 @@ def parse_duration(text: str) -> timedelta:
 def agent_cleanup(
     *,
     older_than: Annotated[
-        str, Parameter(help="Idle for at least this long (30m, 12h, 7d, 2w).")
+        str, Parameter(help="Unchanged for at least this long (30m, 12h, 7d, 2w; 0 for any).")
     ] = "7d",
-    state: Annotated[str | None, Parameter(help="Only sessions in this state.")] = None,
-    dry_run: Annotated[bool, Parameter(help="Only list what would be deleted.")] = False,
+    state: Annotated[
+        str,
+        Parameter(
+            help="Which sessions: 'ended' (completed, failed or expired), a state, or 'any'."
+        ),
+    ] = "ended",
+    export: Annotated[
+        Path | None,
+        Parameter(help="Write each session to DIR/ID.jsonl (the import format) before purging."),
+    ] = None,
+    dry_run: Annotated[bool, Parameter(help="Only list what would be purged.")] = False,
+    json_: Annotated[bool, Parameter(name="--json", help="Print JSON.")] = False,
 ) -> int:
-    """Delete old sessions: their events, commands and record."""
+    """Purge old sessions: their commands, events, snapshot, timer, record, lease and dead
+    letters, so that nothing of them remains on the bus.
+
+    By default only sessions that ended at least 7 days ago; sessions a worker is on are
+    skipped. Workers do the same on their own (PRAXIS_SESSION_RETENTION)."""
     _logging("WARNING")
 
     async def main() -> None:
         age = parse_duration(older_than)
-        wanted = _state(state)
+        if state.lower() == "ended":
+            states: frozenset[SessionState] = ENDED
+        elif state.lower() == "any":
+            states = frozenset(SessionState)
+        else:
+            picked = _state(state)
+            assert picked is not None
+            states = frozenset({picked})
         async with runtime(_settings(), with_worker=False) as rt:
-            cutoff = datetime.now(UTC) - age
-            chosen = [
-                r
-                for r in await rt.client.records()
-                if r.updated_at < cutoff and (wanted is None or r.state == wanted)
-            ]
+            before = datetime.now(UTC) - age
+            out: list[dict[str, Any]] = []
             done = 0
-            for r in sorted(chosen, key=lambda r: r.updated_at):
-                if await leases.holder(rt.bus.leases, r.session_id):
-                    print(f"skipped {r.session_id}: a worker is on it", file=sys.stderr)
-                    continue
-                if not dry_run:
-                    await rt.client.purge(r.session_id)
-                done += 1
-                print(
-                    f"{'would delete' if dry_run else 'deleted'} {r.session_id} ({r.state.value}, "
-                    f"updated {r.updated_at.isoformat()})"
-                )
-            verb = "would be deleted" if dry_run else "deleted"
+            async for o in sweep(
+                rt.client, before=before, states=states, export_dir=export, dry_run=dry_run
+            ):
+                r = o.record
+                done += o.action != "skipped"
+                if json_:
+                    out.append(
+                        {
+                            "session_id": r.session_id,
+                            "task_id": r.task_id,
+                            "state": r.state.value,
+                            "updated_at": r.updated_at.isoformat(),
+                            "action": o.action,
+                            "reason": o.reason or None,
+                            "exported": str(o.exported) if o.exported else None,
+                        }
+                    )
+                elif o.action == "skipped":
+                    print(f"skipped {r.session_id}: {o.reason}", file=sys.stderr)
+                else:
+                    print(
+                        f"{o.action} {r.session_id} ({r.state.value}, updated "
+                        f"{r.updated_at.isoformat()})" + (f" -> {o.exported}" if o.exported else "")
+                    )
+            if json_:
+                print(json.dumps(out, indent=2))
+            verb = "would be purged" if dry_run else "purged"
             print(f"{done} session(s) {verb}", file=sys.stderr)
 
     return _run(main())

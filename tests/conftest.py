@@ -155,17 +155,17 @@ class WorkerProcess:
 @pytest.fixture
 def worker_processes(
     settings: Settings, tmp_path: Path
-) -> Iterator[Callable[[int], list[WorkerProcess]]]:
+) -> Iterator[Callable[..., list[WorkerProcess]]]:
     procs: list[WorkerProcess] = []
 
-    def spawn(n: int) -> list[WorkerProcess]:
+    def spawn(n: int, **env: str) -> list[WorkerProcess]:
         out = []
         for _ in range(n):
             log = tmp_path / f"worker-{len(procs)}.log"
             with open(log, "wb") as fh:
                 proc = subprocess.Popen(
                     [sys.executable, "-m", "cli", "worker"],
-                    env=env_for(settings),
+                    env=env_for(settings, **env),
                     cwd=ROOT,
                     stdout=fh,
                     stderr=subprocess.STDOUT,

@@ -115,12 +115,14 @@ def test_errors_are_one_line_without_traceback(
 def test_cleanup_dry_run_then_delete(env: dict[str, str]) -> None:
     run = praxis(env, "agent", "run", "echo", "--task-id", "task-old", "--message", "bye")
     sid = session_of(run.stderr)
-    dry = praxis(env, "agent", "cleanup", "--older-than", "0s", "--dry-run")
-    assert dry.returncode == 0, dry.stderr
-    assert f"would delete {sid}" in dry.stdout
+    ended_only = praxis(env, "agent", "cleanup", "--older-than", "0s", "--dry-run")
+    assert ended_only.returncode == 0, ended_only.stderr
+    assert sid not in ended_only.stdout  # by default only ended sessions go
+    dry = praxis(env, "agent", "cleanup", "--older-than", "0s", "--state", "any", "--dry-run")
+    assert f"would purge {sid} (ACTIVE" in dry.stdout
     assert praxis(env, "agent", "show-session", sid).returncode == 0
     done = praxis(env, "agent", "cleanup", "--older-than", "0s", "--state", "ACTIVE")
-    assert f"deleted {sid}" in done.stdout
+    assert f"purged {sid}" in done.stdout
     gone = praxis(env, "agent", "show-session", sid)
     assert gone.returncode == 1 and "unknown session" in gone.stderr
     listed = json.loads(

@@ -6,13 +6,15 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import signal
 import socket
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from nats.aio.msg import Msg
 
-from bus import Bus, PullLoop, subjects
+from bus import Bus, PullLoop, SessionClient, subjects
+from bus.retention import Outcome, SweepLock, sweep
 from bus.tasks import cancel_and_wait
 from schemas import WorkerInfo, new_id
 from workers.agents import AgentRegistry
@@ -55,12 +57,14 @@ class Worker:
         log.info("worker %s started with agents %s", self.worker_id, self.registry.names())
         beat = asyncio.create_task(self._heartbeat_loop())
         pulling = asyncio.create_task(self._pull.run())
+        janitor = asyncio.create_task(self._janitor_loop())
         try:
             await self.heartbeat()
             stopper = asyncio.create_task(stop.wait())
             await asyncio.wait({stopper, pulling}, return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()
         finally:
+            await cancel_and_wait(janitor)
             await self.stop(pulling, beat)
 
     async def stop(self, pulling: asyncio.Task[None], beat: asyncio.Task[None]) -> None:
@@ -97,6 +101,53 @@ class Worker:
         finally:
             if self._runners.get(sid) is runner:
                 del self._runners[sid]
+
+    async def _janitor_loop(self) -> None:
+        """Automatic retention: now and then, if no other worker is at it and nobody swept
+        within ``retention_interval``, purge the sessions that ended longer than
+        ``session_retention`` ago. Only dedicated workers sweep (not a CLI's own)."""
+        s = self.bus.settings
+        if not self.dedicated or s.session_retention <= 0:
+            return
+        lock: SweepLock | None = None
+        while not self._stopped:
+            # Wake at random within the interval so that workers do not all ask at once.
+            await asyncio.sleep(s.retention_interval * random.uniform(0.1, 0.3))
+            try:
+                lock = lock or await SweepLock.open(self.bus.js, s, self.worker_id)
+                await self.sweep_once(lock)
+            except Exception as e:  # the next wake tries again
+                log.warning("retention sweep failed: %s", e)
+
+    async def sweep_once(self, lock: SweepLock) -> list[Outcome] | None:
+        """One sweep if this worker gets the lock; what it did, or ``None`` if it did not."""
+        s = self.bus.settings
+        if not await lock.acquire(interval=s.retention_interval, stale=3 * s.lease_ttl):
+            return None
+        done: list[Outcome] = []
+        finished = False
+        try:
+            before = datetime.now(UTC) - timedelta(seconds=s.session_retention)
+            async for outcome in sweep(
+                SessionClient(self.bus), before=before, export_dir=s.export_dir
+            ):
+                done.append(outcome)
+                r = outcome.record
+                log.info(
+                    "retention: %s %s (%s since %s)%s",
+                    outcome.action,
+                    r.session_id,
+                    r.state.value,
+                    r.updated_at.isoformat(),
+                    f": {outcome.reason}" if outcome.reason else "",
+                )
+                if self._stopped or not await lock.beat():
+                    return done  # stopping, or another worker took over a stale lock
+            finished = True
+            return done
+        finally:
+            with contextlib.suppress(Exception):
+                await lock.release(finished=finished)
 
     async def _heartbeat_loop(self) -> None:
         while not self._stopped:  # as well as the cancel: see bus.tasks
