@@ -106,9 +106,13 @@ class SessionClient:
     """Drive sessions over the bus. Cheap to make; of sessions it only remembers their task
     ids (which never change), so that a turn can publish without reading first."""
 
-    def __init__(self, bus: Bus, interface: Interface = Interface.BUS) -> None:
+    def __init__(
+        self, bus: Bus, interface: Interface = Interface.BUS, actor: str | None = None
+    ) -> None:
         self.bus = bus
         self.interface = interface
+        self.actor = actor
+        """Who drives the sessions through this client, recorded in the events it causes."""
         self._agents_cache: tuple[float, dict[str, AgentInfo]] | None = None
         self._task_ids: dict[str, str] = {}  # sessions' task ids never change
 
@@ -141,6 +145,7 @@ class SessionClient:
             session_id=sid,
             task_id=tid,
             interface=self.interface,
+            actor=self.actor,
             agent=agent,
             metadata=metadata or {},
             idle_timeout=idle_timeout,
@@ -272,6 +277,7 @@ class SessionClient:
             session_id=session_id,
             task_id=task_id,
             interface=self.interface,
+            actor=self.actor,
             content=message,
             queue=queue,
             on_busy=on_busy,
@@ -365,7 +371,13 @@ class SessionClient:
         if not can_transition(head.state, target):
             raise IllegalTransitionError(session_id, action, head.state)
         fields = {k: v for k, v in fields.items() if v is not None and kind is not Resume}
-        cmd = kind(session_id=session_id, task_id=head.task_id, interface=self.interface, **fields)
+        cmd = kind(
+            session_id=session_id,
+            task_id=head.task_id,
+            interface=self.interface,
+            actor=self.actor,
+            **fields,
+        )
         await self._publish(cmd)
         for event in await self.wait(Receipt(session_id, cmd.command_id, tail)):
             if isinstance(event, CommandRejected):
@@ -377,7 +389,9 @@ class SessionClient:
     async def cancel(self, session_id: str) -> Receipt:
         """Ask the owner to stop the turn in flight (the turn ends with ``turn.failed``)."""
         head, tail = await self._head(session_id)
-        cmd = CancelTurn(session_id=session_id, task_id=head.task_id, interface=self.interface)
+        cmd = CancelTurn(
+            session_id=session_id, task_id=head.task_id, interface=self.interface, actor=self.actor
+        )
         await self._publish(cmd)
         return Receipt(session_id, cmd.command_id, tail)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import logging
 import os
 from collections.abc import AsyncIterator, Coroutine
@@ -27,6 +28,14 @@ def load_settings() -> Settings:
 def setup_logging(default: str) -> None:
     level = os.environ.get("PRAXIS_LOG_LEVEL", default).upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def login_name() -> str | None:
+    """Who runs the CLI, for the events its commands cause (``None`` if unknown)."""
+    try:
+        return getpass.getuser()[:200] or None
+    except (KeyError, OSError):  # no such user in the passwords file, no variables set
+        return None
 
 
 def run_coro(coro: Coroutine[Any, Any, int | None], *, fast_loop: bool = False) -> int:
@@ -85,7 +94,7 @@ async def runtime(
     settings: Settings, *, with_worker: bool = True, name: str = "praxis-cli"
 ) -> AsyncIterator[Runtime]:
     async with bus_connection(settings, name) as (bus, embedded):
-        client = SessionClient(bus, Interface.CLI)
+        client = SessionClient(bus, Interface.CLI, actor=login_name())
         worker: Worker | None = None
         if with_worker and _wants_worker(settings, embedded) and not await _dedicated(client):
             # Any number of stateless workers may serve a session, so each CLI command

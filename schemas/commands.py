@@ -31,6 +31,9 @@ class Interface(StrEnum):
     """Praxis itself: a timer (expiry) or a worker's own decision."""
 
 
+Actor = Annotated[str, Field(min_length=1, max_length=200)]
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -47,6 +50,9 @@ class CommandBase(BaseModel):
     session_id: SessionId
     task_id: TaskId
     interface: Interface = Interface.BUS
+    actor: Actor | None = None
+    """Who sent it, as the sender says (the CLI: the user's login name); recorded in the
+    events it causes. Until the edge authenticates callers, a claim, not a proof."""
     issued_at: datetime = Field(default_factory=_now)
 
 

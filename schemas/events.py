@@ -34,6 +34,9 @@ class EventBase(BaseModel):
     input_seq: int | None = None
     """Stream sequence of the command that caused the event (``sess.<id>.in``)."""
     interface: Interface | None = None
+    actor: str | None = None
+    """Who caused it, where known (see ``CommandBase.actor``); the expiry timer is
+    ``expiry timer``."""
     final: bool = False
     """The last event the command causes: the command is done."""
     state: SessionState = SessionState.CREATED
@@ -59,6 +62,7 @@ def created_by(cmd: CreateSession, idle_timeout: float, max_lifetime: float) -> 
         task_id=cmd.task_id,
         command_id=cmd.command_id,
         interface=cmd.interface,
+        actor=cmd.actor,
         agent=cmd.agent,
         metadata=cmd.metadata,
         double_texting=cmd.double_texting,

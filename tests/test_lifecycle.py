@@ -4,12 +4,14 @@ around; the state machine from every interface."""
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import time
 from datetime import timedelta
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from bus import IllegalTransitionError, Receipt, SessionClient, Settings, direct, subjects
 from schemas import (
@@ -60,6 +62,7 @@ async def test_an_idle_session_expires_on_its_own(
     ev = await expired_event(client, sid, within=10)
     assert ev.reason == "expired" and ev.detail == "idle for 1s" and ev.final
     assert ev.interface is not None and ev.interface.value == "system"
+    assert ev.actor == "expiry timer"
     assert record.active_at is not None
     assert ev.ts - record.active_at >= timedelta(seconds=1 - EXPIRY_SLACK)
     after = await client.get(sid)
@@ -377,3 +380,31 @@ async def test_double_texting_over_rest_and_graphql(
         )
         errors = (await http.post("/graphql", json={"query": wrong})).json()["errors"]
         assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_every_transition_names_its_command_interface_and_actor(
+    client: SessionClient, worker: InProcessWorker, settings: Settings
+) -> None:
+    billing = SessionClient(client.bus, actor="svc-billing")
+    record, receipt = await billing.create("echo")
+    await billing.wait(receipt)
+    sid = record.session_id
+    env = env_for(settings)
+    done = await asyncio.to_thread(praxis, env, "agent", "suspend", sid)
+    assert done.returncode == 0, done.stderr
+    await billing.resume(sid)
+    changes = [
+        (e.from_state.value, e.to_state.value, e.interface and e.interface.value, e.actor)
+        async for e in _events(client, sid)
+        if isinstance(e, StateChanged)
+    ]
+    user = getpass.getuser()
+    assert changes == [
+        ("CREATED", "ACTIVE", "bus", "svc-billing"),
+        ("ACTIVE", "SUSPENDED", "cli", user),
+        ("SUSPENDED", "ACTIVE", "bus", "svc-billing"),
+    ]
+    created = await anext(_events(client, sid))
+    assert created.type == "session.created" and created.actor == "svc-billing"
+    with pytest.raises(ValidationError):
+        await SessionClient(client.bus, actor="x" * 201).create("echo")

@@ -79,6 +79,7 @@ _CONTROL_KINDS = (b'"cancel_turn"', b'"suspend"', b'"user_message"')
 RETRY_DELAY = 0.5
 """Seconds before work handed back after a bus error is offered again."""
 EXPIRY_SLACK = 0.05
+EXPIRY_ACTOR = "expiry timer"
 """Seconds early an expiry may be taken (the timer runs on the server's clock)."""
 
 
@@ -562,7 +563,9 @@ class SessionRunner:
             if state is SessionState.CREATED:
                 await self._transition(seq, cmd, SessionState.ACTIVE, False, None)
             accepted = UserMessageAccepted(
-                **self._meta(cmd.command_id, cmd.interface, seq), content=cmd.content
+                **self._meta(cmd.command_id, cmd.interface, seq),
+                actor=cmd.actor,
+                content=cmd.content,
             )
             try:
                 await self._append(accepted)
@@ -620,7 +623,8 @@ class SessionRunner:
         reason: str | None,
         detail: str | None = None,
     ) -> None:
-        meta = self._meta(cmd.command_id, cmd.interface, seq) | {"state": target}
+        meta = self._meta(cmd.command_id, cmd.interface, seq)
+        meta |= {"state": target, "actor": cmd.actor}
         await self._append(
             StateChanged(
                 **meta,
@@ -951,7 +955,7 @@ class SessionRunner:
         return self._set_timer(due)
 
     async def _set_timer(self, due: datetime) -> None:
-        cmd = Expire(session_id=self.sid, task_id=self.state.session.task_id)
+        cmd = Expire(session_id=self.sid, task_id=self.state.session.task_id, actor=EXPIRY_ACTOR)
         at = due.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         headers = {"Nats-Schedule": f"@at {at}", "Nats-Schedule-Target": subjects.inputs(self.sid)}
         try:
