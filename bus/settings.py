@@ -5,13 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from platformdirs import user_data_dir
+from platformdirs import user_config_dir, user_data_dir
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def _default_data_dir() -> Path:
     return Path(user_data_dir("praxis", appauthor=False))
+
+
+def _default_agents_dir() -> Path:
+    return Path(user_config_dir("praxis", appauthor=False)) / "agents"
 
 
 class Settings(BaseSettings):
@@ -122,6 +126,10 @@ class Settings(BaseSettings):
     agents: list[str] = Field(
         default_factory=list,
         description="Extra agent factories as 'module:attribute', besides entry points.",
+    )
+    agents_dir: Path = Field(
+        default_factory=_default_agents_dir,
+        description="Agent definitions, one *.toml file per agent.",
     )
     inprocess_worker: Literal["auto", "always", "never"] = "auto"
     edge_host: str = Field(default="127.0.0.1", description="Address the edge listens on.")

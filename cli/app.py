@@ -36,7 +36,7 @@ from cli.runtime import setup_logging as _logging
 from edge.app import create_app
 from edge.server import serve
 from schemas import TERMINAL, DoubleTexting, InvalidIdError, SessionState
-from workers import Worker, install_signal_handlers, load_agents
+from workers import Worker, install_signal_handlers, registry_for
 
 app = App(
     name="praxis",
@@ -373,7 +373,7 @@ def agent_import(
     async def main() -> None:
         async with runtime(_settings(), with_worker=False) as rt:
             known = set(await rt.client.known_agents())
-            known = known or set(load_agents(_settings().agents).names())
+            known = known or set(registry_for(_settings()).names())
             for number, conv in good:
                 name = conv.agent or agent
                 if name is None:
@@ -412,8 +412,10 @@ def agent_export(
 def agents_cmd(
     *, json_: Annotated[bool, Parameter(name="--json", help="Print JSON.")] = False
 ) -> int:
-    """List the agents this installation offers."""
-    registry = load_agents(_settings().agents)
+    """List the agents this installation offers; definitions that cannot be used are
+    reported (file, field, why) on stderr, and the exit status is then 1."""
+    _logging("CRITICAL")  # the errors are printed below, once
+    registry = registry_for(_settings())
     infos = registry.infos()
     if json_:
         print(json.dumps([i.model_dump() for i in infos], indent=2))
@@ -423,7 +425,7 @@ def agents_cmd(
         )
     for err in registry.errors:
         print(f"praxis: could not load agent: {err}", file=sys.stderr)
-    return 0
+    return 1 if registry.errors else 0
 
 
 @app.command(name="workers")
@@ -456,7 +458,7 @@ def worker_cmd() -> int:
         async with bus_connection(settings, "praxis-worker") as (bus, _):
             stop = asyncio.Event()
             install_signal_handlers(stop)
-            await Worker(bus, load_agents(settings.agents)).run(stop)
+            await Worker(bus, registry_for(settings)).run(stop)
 
     return _run(main())
 

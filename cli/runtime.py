@@ -16,7 +16,7 @@ import uvloop
 from bus import Bus, SessionClient, Settings, connect
 from bus.embedded import Embedded, ensure_server
 from schemas import Interface
-from workers import Worker, load_agents
+from workers import Worker, registry_for
 
 log = logging.getLogger("praxis.cli")
 
@@ -99,7 +99,7 @@ async def runtime(
         if with_worker and _wants_worker(settings, embedded) and not await _dedicated(client):
             # Any number of stateless workers may serve a session, so each CLI command
             # runs its own unless a dedicated one ('praxis worker', 'praxis up') is live.
-            worker = Worker(bus, load_agents(settings.agents), dedicated=False)
+            worker = Worker(bus, registry_for(settings), dedicated=False)
             await worker.heartbeat()
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop)) if worker else None

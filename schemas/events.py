@@ -104,10 +104,21 @@ class AgentMessage(EventBase):
     interrupted: bool = False
 
 
+class Usage(BaseModel):
+    """What a turn cost the model, as its provider counted (absent for agents without one)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    requests: int = 0
+    """Model requests the turn made (more than one when it called tools, or retried)."""
+    tool_calls: int = 0
+
+
 class TurnCompleted(EventBase):
     type: Literal["turn.completed"] = "turn.completed"
     turn_id: str
     duration_ms: float
+    usage: Usage | None = None
 
 
 class TurnFailed(EventBase):
@@ -117,6 +128,7 @@ class TurnFailed(EventBase):
     cancelled: bool = False
     cancelled_by: str | None = None
     """The command that stopped the turn (a cancel, a suspend, a newer message)."""
+    usage: Usage | None = None
 
 
 class ContextCompacted(EventBase):

@@ -7,7 +7,10 @@ import json
 import os
 from collections.abc import AsyncIterator
 
+from pydantic_ai import RunContext
+
 from workers.agents import Agent, TurnContext
+from workers.agents.model import ToolContext, idempotency_key
 
 
 class Slow(Agent):
@@ -78,6 +81,36 @@ class Recall(Agent):
 
     async def respond(self, ctx: TurnContext) -> AsyncIterator[str]:
         yield json.dumps({"seen": [m.content for m in ctx.history], "summary": ctx.summary})
+
+
+# -- tools for model agents (listed in their definitions as tests.agents_for_tests:NAME) ---
+
+TOOL_CALLS: list[dict[str, str]] = []
+"""Every call of the tools below made in this process (a worker process writes them to the
+file named by PRAXIS_TEST_TOOL_LOG instead)."""
+
+
+def _note(call: dict[str, str]) -> None:
+    path = os.environ.get("PRAXIS_TEST_TOOL_LOG")
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(call) + "\n")
+    else:
+        TOOL_CALLS.append(call)
+
+
+def lookup_order(ctx: RunContext[ToolContext], order: str) -> str:
+    """Look an order up by its number."""
+    _note(
+        {
+            "tool": "lookup_order",
+            "order": order,
+            "session_id": ctx.deps.session_id,
+            "task_id": ctx.deps.task_id,
+            "key": idempotency_key(ctx),
+        }
+    )
+    return f"order {order}: shipped on Monday"
 
 
 TEST_AGENTS = ",".join(

@@ -21,7 +21,7 @@ from bus import Bus, Receipt, SessionClient, Settings, connect, subjects
 from bus.embedded import NatsServer
 from schemas import Interface, SessionRecord
 from tests.agents_for_tests import TEST_AGENTS
-from workers import Worker, load_agents
+from workers import Worker, registry_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,6 +59,7 @@ def nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
 
 
 def make_settings(url: str, data_dir: Path, **over: Any) -> Settings:
+    over.setdefault("agents_dir", data_dir / "agents")  # none, unless a test writes some
     return Settings(
         nats_url=url, data_dir=data_dir, agents=TEST_AGENTS.split(","), **{**FAST, **over}
     )
@@ -100,7 +101,7 @@ async def start_worker(
         assert settings.nats_url
         cm = connect(settings, settings.nats_url, "test-worker")
         bus = await cm.__aenter__()
-        worker = Worker(bus, load_agents(settings.agents))
+        worker = Worker(bus, registry_for(settings))
         await worker.heartbeat()
         stop = asyncio.Event()
         handle = InProcessWorker(worker, stop, asyncio.create_task(worker.run(stop)))
@@ -126,6 +127,7 @@ def env_for(settings: Settings, **extra: str) -> dict[str, str]:
             "PRAXIS_NATS_URL": settings.nats_url or "",
             "PRAXIS_DATA_DIR": str(settings.data_dir),
             "PRAXIS_AGENTS": json.dumps(settings.agents),
+            "PRAXIS_AGENTS_DIR": str(settings.agents_dir),
             "PRAXIS_LEASE_TTL": str(settings.lease_ttl),
             "PRAXIS_ACK_WAIT": str(settings.ack_wait),
             "PRAXIS_HEARTBEAT_INTERVAL": str(settings.heartbeat_interval),

@@ -16,7 +16,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
@@ -59,6 +59,7 @@ from schemas import (
     TurnFailed,
     TurnRolledBack,
     TurnStarted,
+    Usage,
     UserMessage,
     UserMessageAccepted,
     apply,
@@ -69,7 +70,7 @@ from schemas import (
 )
 from schemas.events import created_by
 from workers.agents import Agent, AgentRegistry, TurnContext
-from workers.agents.base import SUMMARY_CHARS, builtin_summary
+from workers.agents.base import SUMMARY_CHARS, AgentFailure, TokenUsage, builtin_summary
 from workers.live import LiveTurn
 
 log = logging.getLogger("praxis.worker")
@@ -714,7 +715,8 @@ class SessionRunner:
             TurnStarted(**meta, turn_id=turn_id, attempt=attempt, worker_id=self.ctx.worker_id)
         )
         began = time.perf_counter()
-        text, error = await self._run_agent(turn_id, content, attempt)
+        text, error, spent = await self._run_agent(turn_id, content, attempt)
+        usage = Usage(**asdict(spent)) if spent else None
         if text:
             message = AgentMessage(
                 **meta, turn_id=turn_id, content=text, interrupted=error is not None
@@ -725,7 +727,9 @@ class SessionRunner:
                 error = f"the reply is too large to store ({e})"
         if error is None:
             ms = (time.perf_counter() - began) * 1000
-            await self._append(TurnCompleted(**meta, final=True, turn_id=turn_id, duration_ms=ms))
+            await self._append(
+                TurnCompleted(**meta, final=True, turn_id=turn_id, duration_ms=ms, usage=usage)
+            )
         else:
             await self._append(
                 TurnFailed(
@@ -735,6 +739,7 @@ class SessionRunner:
                     reason=error,
                     cancelled=self._stopped_by is not None,
                     cancelled_by=self._stopped_by,
+                    usage=usage,
                 )
             )
 
@@ -780,12 +785,14 @@ class SessionRunner:
 
     async def _run_agent(
         self, turn_id: str, content: str | None, attempt: int
-    ) -> tuple[str, str | None]:
+    ) -> tuple[str, str | None, TokenUsage]:
         agent = self.ctx.registry.get(self.state.session.agent)
         if agent is None:
-            return "", f"agent {self.state.session.agent!r} is not available on this worker"
-        ctx = self._context(content, attempt)
-        return await self._stream(turn_id, lambda: _pieces_for(agent, ctx))
+            name = self.state.session.agent
+            return "", f"agent {name!r} is not available on this worker", TokenUsage()
+        ctx = self._context(content, attempt, turn_id)
+        text, error = await self._stream(turn_id, lambda: _pieces_for(agent, ctx))
+        return text, error, ctx.usage
 
     async def _stream(
         self, turn_id: str, pieces: Callable[[], AsyncIterator[str]]
@@ -803,6 +810,9 @@ class SessionRunner:
             return live.text, None
         except TimeoutError:
             return live.text, f"timed out after {timeout:g}s"
+        except AgentFailure as e:
+            log.warning("session %s: turn failed: %s", self.sid, e)
+            return live.text, str(e) or type(e).__name__
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if live.cancelled_by is not None and (current is None or current.cancelling() == 0):
@@ -822,7 +832,7 @@ class SessionRunner:
                 delta = live.add(piece)
                 await self.bus.nc.publish(subject, delta.model_dump_json().encode())
 
-    def _context(self, message: str | None, attempt: int = 1) -> TurnContext:
+    def _context(self, message: str | None, attempt: int = 1, turn_id: str = "") -> TurnContext:
         ck = self.state
         record = ck.session
         history = ck.context[:-1] if message is not None else ck.context
@@ -836,6 +846,7 @@ class SessionRunner:
             message=message,
             attempt=attempt,
             summary=ck.summary,
+            turn_id=turn_id,
         )
 
     # -- live side channels --------------------------------------------------------------

@@ -2,15 +2,18 @@
 
 from workers.agents.base import Agent, TurnContext
 from workers.agents.builtin import Echo, HelloWorld, stream_words
-from workers.agents.registry import ENTRY_POINT_GROUP, AgentRegistry, load_agents
+from workers.agents.registry import ENTRY_POINT_GROUP, AgentRegistry, load_agents, registry_for
+from workers.agents.spec import AgentDefinition
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "Agent",
+    "AgentDefinition",
     "AgentRegistry",
     "Echo",
     "HelloWorld",
     "TurnContext",
     "load_agents",
+    "registry_for",
     "stream_words",
 ]

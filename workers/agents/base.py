@@ -10,10 +10,41 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import Any
 
 from schemas import ChatMessage
+
+
+@dataclass(slots=True)
+class TokenUsage:
+    """What a turn cost in the model's terms; an agent adds to it, the turn's end records it."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    requests: int = 0
+    tool_calls: int = 0
+
+    def add(
+        self,
+        *,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        requests: int = 0,
+        tool_calls: int = 0,
+    ) -> None:
+        self.input_tokens += input_tokens
+        self.output_tokens += output_tokens
+        self.requests += requests
+        self.tool_calls += tool_calls
+
+    def __bool__(self) -> bool:
+        return bool(self.input_tokens or self.output_tokens or self.requests or self.tool_calls)
+
+
+class AgentFailure(Exception):
+    """Raise from ``respond`` to end the turn with ``turn.failed`` and this message as its
+    reason (the reply so far is kept, marked interrupted)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +63,9 @@ class TurnContext:
     """1, or more when a turn is re-run after its worker died."""
     summary: str | None = None
     """What the messages before ``history`` said, when older ones were compacted."""
+    turn_id: str = ""
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    """Add the model's token counts here; they are recorded with the turn's end."""
 
 
 class Agent(ABC):
@@ -41,12 +75,12 @@ class Agent(ABC):
     ``PRAXIS_AGENTS`` setting as ``module:Class``.
     """
 
-    name: ClassVar[str]
-    description: ClassVar[str] = ""
-    context_messages: ClassVar[int | None] = None
+    name: str
+    description: str = ""
+    context_messages: int | None = None
     """Messages of the conversation this agent sees at most (default and upper bound:
     ``PRAXIS_CONTEXT_MESSAGES``); older ones are compacted into ``TurnContext.summary``."""
-    context_chars: ClassVar[int | None] = None
+    context_chars: int | None = None
     """Characters of recent messages this agent sees at most (``PRAXIS_CONTEXT_CHARS``)."""
 
     def summarize(

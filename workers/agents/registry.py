@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from pathlib import Path
 
+from bus.settings import Settings
 from schemas import AgentInfo, is_token
 from workers.agents.base import Agent
+from workers.agents.spec import AgentDefinition, DefinitionError, read_definition
 
 log = logging.getLogger("praxis.agents")
 ENTRY_POINT_GROUP = "praxis.agents"
@@ -56,29 +61,54 @@ class AgentRegistry:
 
 
 def _instantiate(target: object, source: str) -> Agent:
-    agent = target() if isinstance(target, type) else target
-    if not isinstance(agent, Agent):
-        raise AgentLoadError(f"{source} is not a praxis Agent (got {type(agent).__name__})")
-    return agent
+    if isinstance(target, type) and issubclass(target, Agent):
+        target = target()
+    if isinstance(target, AgentDefinition):
+        from workers.agents.model import from_definition  # pydantic-ai only when used
+
+        return from_definition(target)
+    if not isinstance(target, Agent):
+        raise AgentLoadError(
+            f"{source} is not a praxis Agent or AgentDefinition (got {type(target).__name__})"
+        )
+    return target
 
 
-def load_agents(extra: list[str] | None = None) -> AgentRegistry:
-    """Load every agent; a broken one is reported in ``errors`` and skipped."""
+def load_agents(extra: list[str] | None = None, agents_dir: Path | None = None) -> AgentRegistry:
+    """Load every agent: entry points, ``extra`` (``module:attribute``) and the definitions
+    in ``agents_dir`` (``*.toml``). A broken one is reported in ``errors`` (where and why)
+    and skipped; the others load."""
     registry = AgentRegistry()
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         source = f"entry point {ep.value}"
-        try:
-            registry.add(_instantiate(ep.load(), source), source)
-        except Exception as e:
-            registry.errors.append(f"{source}: {e}")
+        _add(registry, source, ep.load)
     for spec in extra or []:
         source = f"PRAXIS_AGENTS {spec}"
-        try:
+
+        def target(spec: str = spec) -> object:
             module_name, _, attr = spec.partition(":")
-            target = getattr(importlib.import_module(module_name), attr)
-            registry.add(_instantiate(target, source), source)
-        except Exception as e:
-            registry.errors.append(f"{source}: {e}")
+            return getattr(importlib.import_module(module_name), attr)
+
+        _add(registry, source, target)
+    if agents_dir is not None and agents_dir.is_dir():
+        for path in sorted(agents_dir.glob("*.toml")):
+            _add(registry, f"file {path}", functools.partial(read_definition, path))
     for err in registry.errors:
         log.error("could not load agent: %s", err)
     return registry
+
+
+def registry_for(settings: Settings) -> AgentRegistry:
+    """The agents of this installation as ``settings`` describe it."""
+    return load_agents(settings.agents, settings.agents_dir)
+
+
+def _add(registry: AgentRegistry, source: str, load: Callable[[], object]) -> None:
+    try:
+        registry.add(_instantiate(load(), source), source)
+    except DefinitionError as e:  # where: the file itself, or a field of the definition
+        origin = source.removeprefix("file ")
+        place = origin if e.where == origin else f"{origin}: {e.where}"
+        registry.errors.append(f"{place}: " + "; ".join(e.problems))
+    except Exception as e:
+        registry.errors.append(f"{source}: {e}")

@@ -1,0 +1,240 @@
+"""Issue 8: agents defined as files, backed by models through their real provider clients,
+against servers on loopback ports that speak the OpenAI and Anthropic streaming protocols."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from bus import SessionClient, Settings
+from schemas import AgentMessage, TokenDelta, TurnCompleted, TurnFailed
+from tests import agents_for_tests
+from tests.conftest import InProcessWorker, env_for, praxis, settled_session
+from tests.fake_models import Call, Fail, FakeModelServer, Text
+from workers.agents import load_agents
+from workers.agents.model import ModelAgent
+
+
+@pytest.fixture(scope="module")
+def models() -> Iterator[FakeModelServer]:
+    server = FakeModelServer().start()
+    yield server
+    server.stop()
+
+
+def define(settings: Settings, name: str, text: str) -> Path:
+    settings.agents_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.agents_dir / f"{name}.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def openai_agent(models: FakeModelServer, extra: str = "") -> str:
+    return (
+        'model = "openai:fake-gpt"\n'
+        'system_prompt = "You are Praxis test bot. Be brief."\n'
+        + extra
+        + f'\n[provider]\nbase_url = "{models.openai_url}"\nmax_retries = 2\n'
+    )
+
+
+def anthropic_agent(models: FakeModelServer, extra: str = "") -> str:
+    return (
+        'model = "anthropic:fake-claude"\n'
+        'system_prompt = "You are Praxis test bot. Be brief."\n'
+        + extra
+        + f'\n[provider]\nbase_url = "{models.anthropic_url}"\nmax_retries = 2\n'
+    )
+
+
+TOOL = '\n[[tools]]\nfunction = "tests.agents_for_tests:lookup_order"\n'
+
+
+def test_definitions_load_and_each_broken_one_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "good.toml").write_text(
+        'description = "offline"\nmodel = "test:any"\n[context]\nmessages = 10\n'
+    )
+    (tmp_path / "renamed.toml").write_text('name = "other-name"\nmodel = "test:x"\n')
+    (tmp_path / "typo.toml").write_text('model = "test:x"\n[parameters]\ntemprature = 1\n')
+    (tmp_path / "badvalue.toml").write_text('model = "test:x"\n[parameters]\ntemperature = 9\n')
+    (tmp_path / "noprovider.toml").write_text('model = "gpt-4o"\n')
+    (tmp_path / "syntax.toml").write_text('model = "test:x\n')
+    (tmp_path / "badtool.toml").write_text(
+        'model = "test:x"\n[[tools]]\nfunction = "no.such.module:f"\n'
+    )
+    (tmp_path / "badmcp.toml").write_text('model = "test:x"\n[[mcp]]\nargs = ["x"]\n')
+    (tmp_path / "bad name.toml").write_text('model = "test:x"\n')
+    registry = load_agents([], tmp_path)
+    assert {"good", "other-name", "echo", "hello-world"} <= set(registry.names())
+    good = registry.get("good")
+    assert isinstance(good, ModelAgent) and good.context_messages == 10
+    sources = {i.name: i.source for i in registry.infos()}
+    assert sources["good"] == f"file {tmp_path / 'good.toml'}"
+    errors = "\n".join(registry.errors)
+    assert len(registry.errors) == 7, errors
+    expected = {
+        "typo.toml: parameters.temprature: unknown field",
+        "badvalue.toml: parameters.temperature: Input should be less than or equal to 2",
+        "noprovider.toml: model: use provider:model with provider one of openai, anthropic",
+        "syntax.toml: not valid TOML",
+        "badtool.toml: tools.0.function: cannot load no.such.module:f",
+        "badmcp.toml: mcp.0: give either command",
+        "bad name.toml: name: invalid agent name",
+    }
+    for fragment in expected:
+        assert fragment in errors, (fragment, errors)
+
+
+def test_praxis_agents_lists_definitions_and_fails_on_a_broken_one(
+    settings: Settings, models: FakeModelServer
+) -> None:
+    define(settings, "gpt", openai_agent(models))
+    env = env_for(settings)
+    listed = praxis(env, "agents")
+    assert listed.returncode == 0, listed.stderr
+    assert "gpt" in listed.stdout and "gpt.toml" in listed.stdout
+    define(settings, "broken", 'model = "openai:x"\n[parameters]\ntop_p = 0\n')
+    broken = praxis(env, "agents")
+    assert broken.returncode == 1
+    assert "broken.toml: parameters.top_p: Input should be greater than 0" in broken.stderr
+    assert "gpt" in broken.stdout  # the others still load
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_a_model_agent_streams_remembers_and_records_usage(
+    client: SessionClient,
+    settings: Settings,
+    start_worker: Callable[[], Awaitable[InProcessWorker]],
+    models: FakeModelServer,
+    provider: str,
+) -> None:
+    make = openai_agent if provider == "openai" else anthropic_agent
+    define(settings, "bot", make(models, "[parameters]\ntemperature = 0.3\nmax_tokens = 99\n"))
+    await start_worker()
+    script = models.reset(Text("Hello there, Ada!", input_tokens=21, output_tokens=4))
+    sid = await settled_session(client, "bot")
+    deliveries = [d async for d in client.turn(sid, "Hi, I am Ada")]
+    events = [d.event for d in deliveries]
+    deltas = "".join(e.text for e in events if isinstance(e, TokenDelta))
+    assert deltas == "Hello there, Ada!"
+    [reply] = [e for e in events if isinstance(e, AgentMessage)]
+    assert reply.content == "Hello there, Ada!"
+    [done] = [e for e in events if isinstance(e, TurnCompleted)]
+    assert done.usage is not None
+    assert (done.usage.input_tokens, done.usage.output_tokens, done.usage.requests) == (21, 4, 1)
+
+    # The second turn sends the conversation so far, the system prompt and the parameters.
+    [d async for d in client.turn(sid, "What is my name?")]
+    first, second = script.requests
+    assert first["temperature"] == 0.3
+    assert first.get("max_tokens", first.get("max_completion_tokens")) == 99
+    assert first["stream"] is True
+    if provider == "openai":
+        roles = [(m["role"], m["content"]) for m in second["messages"]]
+        assert roles[0] == ("system", "You are Praxis test bot. Be brief.")
+        assert roles[1:] == [
+            ("user", "Hi, I am Ada"),
+            ("assistant", "Hello there, Ada!"),
+            ("user", "What is my name?"),
+        ]
+    else:
+        assert "You are Praxis test bot" in str(second["system"])
+        texts = [
+            (m["role"], m["content"] if isinstance(m["content"], str) else m["content"][0]["text"])
+            for m in second["messages"]
+        ]
+        assert texts == [
+            ("user", "Hi, I am Ada"),
+            ("assistant", "Hello there, Ada!"),
+            ("user", "What is my name?"),
+        ]
+    history = await client.history(sid)
+    assert [h.content for h in history][-1] == "model heard: What is my name?"
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_a_model_calls_a_python_tool_with_the_session_as_context(
+    client: SessionClient,
+    settings: Settings,
+    start_worker: Callable[[], Awaitable[InProcessWorker]],
+    models: FakeModelServer,
+    provider: str,
+) -> None:
+    make = openai_agent if provider == "openai" else anthropic_agent
+    define(settings, "shop", make(models, TOOL))
+    await start_worker()
+    agents_for_tests.TOOL_CALLS.clear()
+    script = models.reset(
+        Call("lookup_order", {"order": "42"}, call_id="call_42", text="Let me look."),
+        Text("Your order 42 shipped on Monday."),
+    )
+    sid = await settled_session(client, "shop")
+    events = await client.wait(await client.send(sid, "Where is order 42?"))
+    [done] = [e for e in events if isinstance(e, TurnCompleted)]
+    assert done.usage is not None
+    assert (done.usage.requests, done.usage.tool_calls) == (2, 1)
+    assert done.usage.input_tokens == 13 + 11
+    record = await client.get(sid)
+    [call] = agents_for_tests.TOOL_CALLS
+    assert call == {
+        "tool": "lookup_order",
+        "order": "42",
+        "session_id": sid,
+        "task_id": record.task_id,
+        "key": f"{sid}.{call['key'].split('.')[1]}.call_42",
+    }
+    history = await client.history(sid)
+    assert history[-1].content == "Let me look.\n\nYour order 42 shipped on Monday."
+    # The model got the tool's result.
+    followup = str(script.requests[1]["messages"])
+    assert "order 42: shipped on Monday" in followup
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_provider_errors_are_retried_then_fail_the_turn_with_a_reason(
+    client: SessionClient,
+    settings: Settings,
+    start_worker: Callable[[], Awaitable[InProcessWorker]],
+    models: FakeModelServer,
+    provider: str,
+) -> None:
+    make = openai_agent if provider == "openai" else anthropic_agent
+    define(settings, "flaky", make(models))
+    await start_worker()
+    sid = await settled_session(client, "flaky")
+
+    # Rate limited twice, then fine: the client retries (max_retries = 2) and the turn works.
+    script = models.reset(Fail(429, "slow down", retry_after_ms=10), Fail(503, "busy"))
+    events = await client.wait(await client.send(sid, "hello"))
+    assert any(isinstance(e, TurnCompleted) for e in events), events
+    assert len(script.requests) == 3
+
+    # Down for good: after the retries, turn.failed says why; the session goes on.
+    script = models.reset(always=Fail(500, "the model is unwell"))
+    events = await client.wait(await client.send(sid, "hello again"))
+    [failed] = [e for e in events if isinstance(e, TurnFailed)]
+    assert failed.reason.startswith("model error:") and "500" in failed.reason, failed.reason
+    assert "unwell" in failed.reason
+    assert len(script.requests) == 3
+    models.reset()
+    events = await client.wait(await client.send(sid, "and now?"))
+    assert any(isinstance(e, TurnCompleted) for e in events)
+
+
+async def test_cli_one_turn_exits_non_zero_when_the_turn_fails(
+    settings: Settings, models: FakeModelServer
+) -> None:
+    define(settings, "gpt", openai_agent(models))
+    env = env_for(settings, PRAXIS_INPROCESS_WORKER="always")
+    models.reset()
+    ok = await asyncio.to_thread(praxis, env, "agent", "run", "gpt", "--message", "ping")
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip() == "model heard: ping"
+    models.reset(always=Fail(500, "the model is unwell"))
+    bad = await asyncio.to_thread(praxis, env, "agent", "run", "gpt", "--message", "ping")
+    assert bad.returncode != 0
+    assert "model error" in bad.stderr and "unwell" in bad.stderr, bad.stderr
+    models.reset()
