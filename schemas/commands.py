@@ -110,8 +110,25 @@ class Expire(CommandBase):
     interface: Interface = Interface.SYSTEM
 
 
+class DecideToolCall(CommandBase):
+    """A human's answer to a tool call waiting for approval (``turn.waiting``): approved,
+    the tool runs and the turn goes on; denied, the model is told so (with ``reason``)."""
+
+    kind: Literal["decide_tool_call"] = "decide_tool_call"
+    call_id: str = Field(min_length=1, max_length=200)
+    approve: bool
+    reason: str | None = Field(default=None, max_length=2000)
+
+
 Command = Annotated[
-    CreateSession | UserMessage | Suspend | Resume | Complete | CancelTurn | Expire,
+    CreateSession
+    | UserMessage
+    | Suspend
+    | Resume
+    | Complete
+    | CancelTurn
+    | Expire
+    | DecideToolCall,
     Field(discriminator="kind"),
 ]
 COMMAND_ADAPTER: TypeAdapter[Command] = TypeAdapter(Command)

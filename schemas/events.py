@@ -95,6 +95,61 @@ class TurnStarted(EventBase):
     turn_id: str
     attempt: int = 1
     worker_id: str
+    origin_seq: int | None = None
+    """The command the turn answers, when it is not the one that started it (a turn that
+    goes on after a tool call's approval)."""
+
+
+class ToolCall(BaseModel):
+    call_id: str
+    tool: str
+    args: dict[str, Any] | str
+    needs_approval: bool = False
+
+
+class ToolCallsRequested(EventBase):
+    """The model asked for tool calls (recorded before any of them runs)."""
+
+    type: Literal["tool.calls"] = "tool.calls"
+    turn_id: str
+    step: int
+    """The model response's place in the turn, from 0."""
+    calls: list[ToolCall]
+    response: str
+    """The model's whole response (pydantic-ai's JSON), so that a turn taken over or
+    continued after an approval replays it instead of asking the model again."""
+
+
+class ToolResult(EventBase):
+    """A tool call's result (recorded before the model sees it: it never runs twice)."""
+
+    type: Literal["tool.result"] = "tool.result"
+    turn_id: str
+    call_id: str
+    tool: str
+    content: Any
+    denied: bool = False
+
+
+class TurnWaiting(EventBase):
+    """The turn is paused until each call in ``calls`` is approved or denied; no worker
+    holds the session meanwhile."""
+
+    type: Literal["turn.waiting"] = "turn.waiting"
+    turn_id: str
+    calls: list[ToolCall]
+    message: str | None = None
+    """The user message the turn answers (the model gets it again when it goes on)."""
+    text: str = ""
+    """What the agent said before it paused (part of its reply once the turn ends)."""
+
+
+class ToolDecided(EventBase):
+    type: Literal["tool.decided"] = "tool.decided"
+    call_id: str
+    tool: str
+    approved: bool
+    reason: str | None = None
 
 
 class AgentMessage(EventBase):
@@ -211,6 +266,10 @@ Event = Annotated[
     | UserMessageAccepted
     | MessageQueued
     | TurnStarted
+    | ToolCallsRequested
+    | ToolResult
+    | TurnWaiting
+    | ToolDecided
     | AgentMessage
     | TurnCompleted
     | TurnFailed

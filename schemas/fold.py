@@ -21,10 +21,14 @@ from schemas.events import (
     SessionClaimed,
     SessionCreated,
     StateChanged,
+    ToolCallsRequested,
+    ToolDecided,
+    ToolResult,
     TurnCompleted,
     TurnFailed,
     TurnRolledBack,
     TurnStarted,
+    TurnWaiting,
     UserMessageAccepted,
 )
 from schemas.lifecycle import TERMINAL, SessionState
@@ -35,6 +39,8 @@ from schemas.records import (
     LastTurn,
     QueuedMessage,
     SessionRecord,
+    ToolDecision,
+    ToolOutcome,
     TurnInFlight,
 )
 
@@ -45,6 +51,8 @@ ACTIVITY = (
     AgentMessage,
     TurnCompleted,
     TurnFailed,
+    TurnWaiting,
+    ToolDecided,
     StateChanged,
 )
 """Events that restart the idle timer (a timer's own skip or a claim does not)."""
@@ -174,15 +182,9 @@ def _effect(ck: Checkpoint, seq: int, event: Event) -> None:
             ck.context.append(ChatMessage(role="user", content=event.content, seq=seq, ts=event.ts))
             counters.user_messages += 1
         case TurnStarted():
-            user = ck.last_user
-            ck.turn = TurnInFlight(
-                turn_id=event.turn_id,
-                input_seq=event.input_seq or 0,
-                command_id=event.command_id,
-                interface=event.interface,
-                attempt=event.attempt,
-                start_seq=user[1] if user and user[0] == event.input_seq else seq,
-            )
+            _started(ck, seq, event)
+        case ToolCallsRequested() | ToolResult() | TurnWaiting() | ToolDecided():
+            _tool_step(ck, event)
         case AgentMessage():
             ck.context.append(
                 ChatMessage(
@@ -196,16 +198,63 @@ def _effect(ck: Checkpoint, seq: int, event: Event) -> None:
             counters.agent_messages += 1
             if ck.turn is not None and ck.turn.turn_id == event.turn_id:
                 ck.turn.replied = True
-        case TurnCompleted():
-            counters.turns += 1
+        case TurnCompleted() | TurnFailed():
+            counters.turns += isinstance(event, TurnCompleted)
+            counters.failed_turns += isinstance(event, TurnFailed)
             ck.turn = None
-        case TurnFailed():
-            counters.failed_turns += 1
-            ck.turn = None
+            ck.session.waiting_for = []
         case StateChanged():
             ck.session.state = event.to_state
+            if event.to_state in TERMINAL:
+                ck.session.waiting_for = []
         case _:
             pass
+
+
+def _started(ck: Checkpoint, seq: int, event: TurnStarted) -> None:
+    user = ck.last_user
+    origin = event.origin_seq or event.input_seq or 0
+    before = ck.turn if ck.turn is not None and ck.turn.input_seq == origin else None
+    ck.turn = TurnInFlight(
+        turn_id=event.turn_id,
+        input_seq=origin,
+        command_id=event.command_id,
+        interface=event.interface,
+        attempt=event.attempt,
+        start_seq=user[1] if user and user[0] == origin else seq,
+    )
+    if before is not None:  # taken over, or going on after an approval: keep its steps
+        ck.turn.start_seq = before.start_seq
+        ck.turn.responses = before.responses
+        ck.turn.results = before.results
+        ck.turn.decisions = before.decisions
+        ck.turn.message = before.message
+    ck.session.waiting_for = []
+
+
+def _tool_step(
+    ck: Checkpoint, event: ToolCallsRequested | ToolResult | TurnWaiting | ToolDecided
+) -> None:
+    """A turn's tool steps: kept with the turn so that it can be replayed, not redone."""
+    turn = ck.turn
+    if turn is None:
+        return
+    match event:
+        case ToolCallsRequested():
+            if event.step == len(turn.responses):
+                turn.responses = [*turn.responses, event.response]
+        case ToolResult():
+            outcome = ToolOutcome(tool=event.tool, content=event.content, denied=event.denied)
+            turn.results = {**turn.results, event.call_id: outcome}
+        case TurnWaiting():
+            turn.waiting = list(event.calls)
+            turn.message = event.message
+            turn.text = event.text
+            ck.session.waiting_for = turn.pending
+        case ToolDecided():
+            decision = ToolDecision(approved=event.approved, reason=event.reason)
+            turn.decisions = {**turn.decisions, event.call_id: decision}
+            ck.session.waiting_for = turn.pending
 
 
 def fold(

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from schemas.commands import DoubleTexting, Interface
-from schemas.events import Event, TokenDelta
+from schemas.events import Event, TokenDelta, ToolCall
 from schemas.ids import AgentName, SessionId, TaskId
 from schemas.lifecycle import SessionState
 
@@ -44,6 +44,8 @@ class SessionRecord(BaseModel):
     """The latest activity: a message, a reply, a turn's end, a state change."""
     expires_at: datetime | None = None
     """When the session expires unless there is activity first (None: never, or ended)."""
+    waiting_for: list[ToolCall] = Field(default_factory=list)
+    """Tool calls waiting for a human's approval (approve or deny each to go on)."""
 
 
 class ChatMessage(BaseModel):
@@ -71,6 +73,34 @@ class TurnInFlight(BaseModel):
     """The cursor of the turn's first event: its user message, if it answers one."""
     replied: bool = False
     """The agent's reply is stored: finishing the turn must not reply again."""
+    responses: list[str] = Field(default_factory=list)
+    """The model's responses that asked for tool calls, in order (``tool.calls``)."""
+    results: dict[str, ToolOutcome] = Field(default_factory=dict)
+    """Tool calls' results by call id (``tool.result``): never run again."""
+    decisions: dict[str, ToolDecision] = Field(default_factory=dict)
+    """Humans' answers to calls that need approval, by call id (``tool.decided``)."""
+    waiting: list[ToolCall] = Field(default_factory=list)
+    """Calls the paused turn waits on (``turn.waiting``); empty while it runs."""
+    message: str | None = None
+    """The user message the turn answers (kept while it waits)."""
+    text: str = ""
+    """What the agent said before the turn paused."""
+
+    @property
+    def pending(self) -> list[ToolCall]:
+        """Waited-on calls nobody has decided yet."""
+        return [c for c in self.waiting if c.call_id not in self.decisions]
+
+
+class ToolOutcome(BaseModel):
+    tool: str
+    content: Any
+    denied: bool = False
+
+
+class ToolDecision(BaseModel):
+    approved: bool
+    reason: str | None = None
 
 
 class LastTurn(BaseModel):

@@ -44,6 +44,7 @@ from schemas import (
     ContextCompacted,
     CreateSession,
     DeadLetter,
+    DecideToolCall,
     Event,
     Expire,
     Interface,
@@ -55,10 +56,15 @@ from schemas import (
     StateChanged,
     Suspend,
     TailNotice,
+    ToolCall,
+    ToolCallsRequested,
+    ToolDecided,
+    ToolResult,
     TurnCompleted,
     TurnFailed,
     TurnRolledBack,
     TurnStarted,
+    TurnWaiting,
     Usage,
     UserMessage,
     UserMessageAccepted,
@@ -70,7 +76,14 @@ from schemas import (
 )
 from schemas.events import created_by
 from workers.agents import Agent, AgentRegistry, TurnContext
-from workers.agents.base import SUMMARY_CHARS, AgentFailure, TokenUsage, builtin_summary
+from workers.agents.base import (
+    SUMMARY_CHARS,
+    AgentFailure,
+    AwaitingApproval,
+    TokenUsage,
+    TurnJournal,
+    builtin_summary,
+)
 from workers.live import LiveTurn
 
 log = logging.getLogger("praxis.worker")
@@ -192,6 +205,7 @@ class SessionRunner:
         self._optimistic = False
         self._retry_delay = RETRY_DELAY
         self._stopped_by: str | None = None
+        self._waiting: list[ToolCall] | None = None
         self.accepting = True
         """New triggers for the session may join this run (until its last input check)."""
         self.done = asyncio.Event()
@@ -402,7 +416,11 @@ class SessionRunner:
     async def _answer_queued(self) -> None:
         """Answer the messages kept while the session was suspended, oldest first (each
         with its own command id, so its sender can follow it)."""
-        while self.state.queued and self.state.session.state is SessionState.ACTIVE:
+        while (
+            self.state.queued
+            and self.state.session.state is SessionState.ACTIVE
+            and not self._is_waiting()
+        ):
             item = self.state.queued[0]
             if not item.accepted:
                 meta = self._meta(item.command_id, item.interface, item.seq)
@@ -520,6 +538,7 @@ class SessionRunner:
             Complete: self._on_transition,
             CancelTurn: self._on_cancel,
             Expire: self._on_expire,
+            DecideToolCall: self._on_decide,
         }
 
     async def _on_create(self, seq: int, cmd: CreateSession, resuming: bool) -> None:
@@ -539,6 +558,8 @@ class SessionRunner:
         await self._turn(seq, cmd.command_id, cmd.interface, None)
 
     async def _on_message(self, seq: int, cmd: UserMessage, resuming: bool) -> None:
+        if not resuming and self._is_waiting() and not await self._while_waiting(seq, cmd):
+            return
         if not resuming:
             state = self.state.session.state
             busy = self._came_while_busy(seq)
@@ -575,6 +596,90 @@ class SessionRunner:
                 return
         await self._turn(seq, cmd.command_id, cmd.interface, cmd.content)
 
+    def _is_waiting(self) -> bool:
+        turn = self.state.turn
+        return turn is not None and bool(turn.waiting)
+
+    async def _while_waiting(self, seq: int, cmd: UserMessage) -> bool:
+        """A message while a turn waits for approval: kept until the turn ends (enqueue),
+        refused (reject), or it ends the waiting turn (interrupt, rollback) and is taken
+        like any message that came while busy. ``True``: go on taking it."""
+        way = cmd.on_busy or self.state.session.double_texting
+        turn = self.state.turn
+        assert turn is not None
+        tools = ", ".join(c.tool for c in turn.pending) or "tool calls"
+        meta = self._meta(cmd.command_id, cmd.interface, seq)
+        if way == "reject":
+            reason = f"the session is waiting for approval of {tools} (double texting: reject)"
+            await self._reject(seq, cmd, reason)
+            return False
+        if way == "enqueue":
+            await self._append(MessageQueued(**meta, final=True, content=cmd.content))
+            return False
+        await self._end_waiting(meta, f"a newer message came while waiting for {tools}", cmd)
+        return True
+
+    async def _end_waiting(
+        self, meta: dict[str, Any], why: str, cmd: Command, *, final: bool = False
+    ) -> None:
+        """End the turn that waits for approval (its text so far is kept, interrupted)."""
+        turn = self.state.turn
+        assert turn is not None
+        if turn.text:
+            await self._append(
+                AgentMessage(**meta, turn_id=turn.turn_id, content=turn.text, interrupted=True)
+            )
+        await self._append(
+            TurnFailed(
+                **meta,
+                turn_id=turn.turn_id,
+                reason=f"interrupted: {why}",
+                cancelled=True,
+                cancelled_by=cmd.command_id,
+                final=final,
+            )
+        )
+
+    async def _on_decide(self, seq: int, cmd: DecideToolCall, resuming: bool) -> None:
+        turn = self.state.turn
+        if not resuming:
+            state = self.state.session.state
+            if state is not SessionState.ACTIVE:
+                await self._reject(seq, cmd, f"session is {state.value}: resume it first")
+                return
+            if turn is None or not turn.waiting:
+                await self._reject(seq, cmd, "no tool call is waiting for approval")
+                return
+            call = next((c for c in turn.waiting if c.call_id == cmd.call_id), None)
+            if call is None:
+                waiting = ", ".join(c.call_id for c in turn.pending)
+                reason = f"no tool call {cmd.call_id!r} waits for approval (waiting: {waiting})"
+                await self._reject(seq, cmd, reason)
+                return
+            if cmd.call_id in turn.decisions:
+                verb = "approved" if turn.decisions[cmd.call_id].approved else "denied"
+                await self._reject(seq, cmd, f"tool call {cmd.call_id!r} was already {verb}")
+                return
+            last = len(turn.pending) == 1
+            await self._append(
+                ToolDecided(
+                    **self._meta(cmd.command_id, cmd.interface, seq),
+                    actor=cmd.actor,
+                    final=not last,
+                    call_id=cmd.call_id,
+                    tool=call.tool,
+                    approved=cmd.approve,
+                    reason=cmd.reason,
+                )
+            )
+            if not last:
+                return  # the turn goes on once every call it waits on is decided
+        turn = self.state.turn
+        if turn is None:
+            await self._skip(seq, cmd, "the turn it was for has ended")
+            return
+        await self._turn(seq, cmd.command_id, cmd.interface, turn.message, origin=turn.input_seq)
+
     def _came_while_busy(self, seq: int) -> bool:
         """Whether the message at ``seq`` was stored before the session's latest turn ended
         (it came while an earlier message was being answered, or was waiting to be)."""
@@ -594,6 +699,10 @@ class SessionRunner:
         await self._transition(seq, cmd, target, True, getattr(cmd, "reason", None))
 
     async def _on_cancel(self, seq: int, cmd: CancelTurn, _: bool) -> None:
+        if self._is_waiting():
+            meta = self._meta(cmd.command_id, cmd.interface, seq)
+            await self._end_waiting(meta, f"cancelled by {cmd.command_id}", cmd, final=True)
+            return
         # A cancel acts on the turn in flight as it arrives (_on_control); taken in order,
         # after that turn, there is nothing left to cancel.
         await self._skip(seq, cmd, "no turn in flight when the cancel was taken in order")
@@ -624,6 +733,9 @@ class SessionRunner:
         reason: str | None,
         detail: str | None = None,
     ) -> None:
+        if target in TERMINAL and self._is_waiting():
+            why = f"the session ended ({target.value}) while waiting for approval"
+            await self._end_waiting(self._meta(cmd.command_id, cmd.interface, seq), why, cmd)
         meta = self._meta(cmd.command_id, cmd.interface, seq)
         meta |= {"state": target, "actor": cmd.actor}
         await self._append(
@@ -694,29 +806,54 @@ class SessionRunner:
     # -- turns ---------------------------------------------------------------------------
 
     async def _turn(
-        self, seq: int, command_id: str, interface: Interface | None, content: str | None
+        self,
+        seq: int,
+        command_id: str,
+        interface: Interface | None,
+        content: str | None,
+        *,
+        origin: int | None = None,
     ) -> None:
-        """Run (or finish) the turn answering command ``seq``."""
+        """Run (or finish) the turn answering command ``origin`` (``seq``, unless the turn
+        goes on after an approval), its events caused by command ``seq``."""
         meta = self._meta(command_id, interface, seq)
+        origin = origin or seq
         turn = self.state.turn
         attempt = 1
-        if turn is not None and turn.input_seq == seq:
+        if turn is not None and turn.input_seq == origin:
             if turn.replied:  # the reply is stored: only the end of the turn is missing
                 await self._append(
                     TurnCompleted(**meta, final=True, turn_id=turn.turn_id, duration_ms=0)
                 )
                 return
-            attempt = turn.attempt + 1
+            # Taken over from a worker that died in it: one more attempt. Going on after
+            # an approval is not a new attempt.
+            attempt = 1 if turn.waiting else turn.attempt + 1
         if attempt > self.bus.settings.turn_attempts:
             raise GaveUpError(attempt - 1)
-        await self._compact(meta)
+        if turn is None or turn.input_seq != origin:
+            await self._compact(meta)
         turn_id = new_id("turn")
         await self._append(
-            TurnStarted(**meta, turn_id=turn_id, attempt=attempt, worker_id=self.ctx.worker_id)
+            TurnStarted(
+                **meta,
+                turn_id=turn_id,
+                attempt=attempt,
+                worker_id=self.ctx.worker_id,
+                origin_seq=origin if origin != seq else None,
+            )
         )
         began = time.perf_counter()
-        text, error, spent = await self._run_agent(turn_id, content, attempt)
+        text, error, spent = await self._run_agent(turn_id, content, attempt, meta, origin)
         usage = Usage(**asdict(spent)) if spent else None
+        if self._waiting is not None:
+            calls, self._waiting = self._waiting, None
+            await self._append(
+                TurnWaiting(
+                    **meta, final=True, turn_id=turn_id, calls=calls, message=content, text=text
+                )
+            )
+            return
         if text:
             message = AgentMessage(
                 **meta, turn_id=turn_id, content=text, interrupted=error is not None
@@ -784,13 +921,13 @@ class SessionRunner:
         )
 
     async def _run_agent(
-        self, turn_id: str, content: str | None, attempt: int
+        self, turn_id: str, content: str | None, attempt: int, meta: dict[str, Any], origin: int
     ) -> tuple[str, str | None, TokenUsage]:
         agent = self.ctx.registry.get(self.state.session.agent)
         if agent is None:
             name = self.state.session.agent
             return "", f"agent {name!r} is not available on this worker", TokenUsage()
-        ctx = self._context(content, attempt, turn_id)
+        ctx = self._context(content, attempt, turn_id, self._journal(meta, turn_id), origin)
         text, error = await self._stream(turn_id, lambda: _pieces_for(agent, ctx))
         return text, error, ctx.usage
 
@@ -813,6 +950,9 @@ class SessionRunner:
         except AgentFailure as e:
             log.warning("session %s: turn failed: %s", self.sid, e)
             return live.text, str(e) or type(e).__name__
+        except AwaitingApproval as e:
+            self._waiting = e.calls
+            return live.text, None
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if live.cancelled_by is not None and (current is None or current.cancelling() == 0):
@@ -832,7 +972,42 @@ class SessionRunner:
                 delta = live.add(piece)
                 await self.bus.nc.publish(subject, delta.model_dump_json().encode())
 
-    def _context(self, message: str | None, attempt: int = 1, turn_id: str = "") -> TurnContext:
+    def _journal(self, meta: dict[str, Any], turn_id: str) -> TurnJournal:
+        """The turn's recorded steps, and the way to record more (one append at a time:
+        tools may run concurrently)."""
+        turn = self.state.turn
+        lock = asyncio.Lock()
+
+        async def record_response(step: int, calls: list[ToolCall], response: str) -> None:
+            event = ToolCallsRequested(
+                **meta, turn_id=turn_id, step=step, calls=calls, response=response
+            )
+            async with lock:
+                await self._append(event)
+
+        async def record_result(call_id: str, tool: str, content: Any, denied: bool) -> None:
+            event = ToolResult(
+                **meta, turn_id=turn_id, call_id=call_id, tool=tool, content=content, denied=denied
+            )
+            async with lock:
+                await self._append(event)
+
+        return TurnJournal(
+            responses=list(turn.responses) if turn else [],
+            results=dict(turn.results) if turn else {},
+            decisions=dict(turn.decisions) if turn else {},
+            record_response=record_response,
+            record_result=record_result,
+        )
+
+    def _context(
+        self,
+        message: str | None,
+        attempt: int = 1,
+        turn_id: str = "",
+        journal: TurnJournal | None = None,
+        origin: int = 0,
+    ) -> TurnContext:
         ck = self.state
         record = ck.session
         history = ck.context[:-1] if message is not None else ck.context
@@ -847,6 +1022,8 @@ class SessionRunner:
             attempt=attempt,
             summary=ck.summary,
             turn_id=turn_id,
+            journal=journal or TurnJournal(),
+            origin_seq=origin,
         )
 
     # -- live side channels --------------------------------------------------------------

@@ -9,11 +9,11 @@ need is in the context, built from the session's checkpoint.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas import ChatMessage
+from schemas import ChatMessage, ToolCall, ToolDecision, ToolOutcome
 
 
 @dataclass(slots=True)
@@ -42,6 +42,47 @@ class TokenUsage:
         return bool(self.input_tokens or self.output_tokens or self.requests or self.tool_calls)
 
 
+class AwaitingApproval(Exception):
+    """Raise from ``respond`` to pause the turn until a human approves or denies each of
+    ``calls``; the turn then runs again, replaying what its journal recorded."""
+
+    def __init__(self, calls: Sequence[ToolCall]) -> None:
+        super().__init__(", ".join(c.tool for c in calls))
+        self.calls = list(calls)
+
+
+RecordResponse = Callable[[int, list[ToolCall], str], Awaitable[None]]
+RecordResult = Callable[[str, str, Any, bool], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class TurnJournal:
+    """The steps this turn has already taken, recorded on the bus, and how to record the
+    next ones. A turn taken over by another worker, or going on after an approval, runs
+    again from the start: what is recorded is replayed, not done again."""
+
+    responses: list[str] = field(default_factory=list)
+    """The model's responses that asked for tools (pydantic-ai JSON), in order."""
+    results: dict[str, ToolOutcome] = field(default_factory=dict)
+    decisions: dict[str, ToolDecision] = field(default_factory=dict)
+    record_response: RecordResponse | None = None
+    """Record response number ``step`` and its calls; returns once it is stored."""
+    record_result: RecordResult | None = None
+    """Record ``(call_id, tool, content, denied)``; returns once it is stored."""
+
+    async def responded(self, step: int, calls: list[ToolCall], response: str) -> None:
+        if step == len(self.responses):
+            if self.record_response is not None:
+                await self.record_response(step, calls, response)
+            self.responses.append(response)
+
+    async def resulted(self, call_id: str, tool: str, content: Any, denied: bool) -> None:
+        if call_id not in self.results:
+            if self.record_result is not None:
+                await self.record_result(call_id, tool, content, denied)
+            self.results[call_id] = ToolOutcome(tool=tool, content=content, denied=denied)
+
+
 class AgentFailure(Exception):
     """Raise from ``respond`` to end the turn with ``turn.failed`` and this message as its
     reason (the reply so far is kept, marked interrupted)."""
@@ -66,6 +107,9 @@ class TurnContext:
     turn_id: str = ""
     usage: TokenUsage = field(default_factory=TokenUsage)
     """Add the model's token counts here; they are recorded with the turn's end."""
+    journal: TurnJournal = field(default_factory=TurnJournal)
+    origin_seq: int = 0
+    """The cursor of the command the turn answers: stable across takeovers and pauses."""
 
 
 class Agent(ABC):

@@ -11,7 +11,8 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import os
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,11 @@ from pydantic_ai import (
 )
 from pydantic_ai import (
     AgentRunResultEvent,
+    ApprovalRequired,
+    DeferredToolRequests,
+    FunctionToolset,
     ModelMessage,
+    ModelMessagesTypeAdapter,
     ModelRequest,
     ModelResponse,
     PartDeltaEvent,
@@ -29,16 +34,23 @@ from pydantic_ai import (
     TextPart,
     TextPartDelta,
     Tool,
-    ToolDefinition,
     UserPromptPart,
+    WrapperToolset,
 )
 from pydantic_ai.exceptions import AgentRunError, ModelAPIError, ModelHTTPError
-from pydantic_ai.models import Model
+from pydantic_ai.models import (
+    CompletedStreamedResponse,
+    Model,
+    ModelRequestParameters,
+    StreamedResponse,
+)
+from pydantic_ai.models.wrapper import WrapperModel
 from pydantic_ai.settings import ModelSettings
-from pydantic_ai.toolsets import AbstractToolset
+from pydantic_ai.toolsets import AbstractToolset, ToolsetTool
+from pydantic_core import to_jsonable_python
 
-from schemas import ChatMessage
-from workers.agents.base import Agent, AgentFailure, TurnContext
+from schemas import ChatMessage, ToolCall
+from workers.agents.base import Agent, AgentFailure, AwaitingApproval, TurnContext, TurnJournal
 from workers.agents.spec import AgentDefinition, DefinitionError
 
 EXTRAS = {"openai": "openai", "anthropic": "anthropic", "mcp": "mcp"}
@@ -111,7 +123,7 @@ def build_tools(defn: AgentDefinition) -> list[Tool[ToolContext]]:
             fn = _function(t.function)
         except Exception as e:
             raise DefinitionError(f"tools.{i}.function", [f"cannot load {t.function}: {e}"]) from e
-        tools.append(Tool(fn, name=t.name, requires_approval=t.requires_approval))
+        tools.append(Tool(fn, name=t.name))  # approval: see JournalToolset
     return tools
 
 
@@ -139,17 +151,137 @@ def build_toolsets(defn: AgentDefinition) -> list[AbstractToolset[ToolContext]]:
             )
         if s.tool_prefix:
             toolset = toolset.prefixed(s.tool_prefix)
-        if s.requires_approval:
-            toolset = toolset.approval_required(_matching(list(s.requires_approval)))
         out.append(toolset)
     return out
 
 
-def _matching(patterns: list[str]) -> Callable[[Any, ToolDefinition, dict[str, Any]], bool]:
-    def needs_approval(_ctx: Any, tool: ToolDefinition, _args: dict[str, Any]) -> bool:
-        return any(fnmatch.fnmatchcase(tool.name, p) for p in patterns)
+def approval_rule(defn: AgentDefinition) -> Callable[[str], bool]:
+    """Whether a call of the tool named so (as the model sees it) waits for a human."""
+    named = {t.name or t.function.rpartition(":")[2] for t in defn.tools if t.requires_approval}
+    patterns = [p for s in defn.mcp for p in s.requires_approval]
+
+    def needs_approval(tool: str) -> bool:
+        return tool in named or any(fnmatch.fnmatchcase(tool, p) for p in patterns)
 
     return needs_approval
+
+
+def _calls(response: ModelResponse, needs_approval: Callable[[str], bool]) -> list[ToolCall]:
+    out = []
+    for part in response.tool_calls:
+        args: dict[str, Any] | str
+        try:
+            args = part.args_as_dict()
+        except ValueError:
+            args = part.args if isinstance(part.args, str) else str(part.args)
+        out.append(
+            ToolCall(
+                call_id=part.tool_call_id,
+                tool=part.tool_name,
+                args=args,
+                needs_approval=needs_approval(part.tool_name),
+            )
+        )
+    return out
+
+
+class JournalModel(WrapperModel):
+    """The model, for one turn: responses the journal holds are replayed; a new response
+    that asks for tools is recorded before any of them runs."""
+
+    def __init__(
+        self, wrapped: Model, journal: TurnJournal, needs_approval: Callable[[str], bool]
+    ) -> None:
+        super().__init__(wrapped)
+        self.journal = journal
+        self.needs_approval = needs_approval
+        self.step = 0
+
+    def _recorded(self) -> ModelResponse | None:
+        if self.step < len(self.journal.responses):
+            return ModelMessagesTypeAdapter.validate_json(self.journal.responses[self.step])[0]  # type: ignore[return-value]
+        return None
+
+    async def _record(self, step: int, response: ModelResponse) -> None:
+        if response.tool_calls:
+            data = ModelMessagesTypeAdapter.dump_json([response]).decode()
+            await self.journal.responded(step, _calls(response, self.needs_approval), data)
+
+    async def request(
+        self,
+        messages: list[ModelMessage],
+        model_settings: ModelSettings | None,
+        model_request_parameters: ModelRequestParameters,
+    ) -> ModelResponse:
+        step, recorded = self.step, self._recorded()
+        self.step += 1
+        if recorded is not None:
+            return recorded
+        response = await super().request(messages, model_settings, model_request_parameters)
+        await self._record(step, response)
+        return response
+
+    @asynccontextmanager
+    async def request_stream(
+        self,
+        messages: list[ModelMessage],
+        model_settings: ModelSettings | None,
+        model_request_parameters: ModelRequestParameters,
+        run_context: RunContext[Any] | None = None,
+    ) -> AsyncGenerator[StreamedResponse]:
+        step, recorded = self.step, self._recorded()
+        self.step += 1
+        if recorded is not None:
+            # Its text is streamed again: it is part of the reply this turn ends with.
+            yield CompletedStreamedResponse(
+                recorded, model_request_parameters=model_request_parameters, replay_events=True
+            )
+            return
+        async with super().request_stream(
+            messages, model_settings, model_request_parameters, run_context
+        ) as stream:
+            yield stream
+        await self._record(step, stream.get())
+
+
+class JournalToolset(WrapperToolset[ToolContext]):
+    """Tools, for one turn: a call whose result the journal holds returns it without
+    running; a call that needs approval pauses the turn until a human decides; every new
+    result is recorded before the model sees it."""
+
+    def __init__(
+        self,
+        wrapped: AbstractToolset[ToolContext],
+        journal: TurnJournal,
+        needs_approval: Callable[[str], bool],
+    ) -> None:
+        super().__init__(wrapped)
+        self.journal = journal
+        self.needs_approval = needs_approval
+
+    async def call_tool(
+        self,
+        name: str,
+        tool_args: dict[str, Any],
+        ctx: RunContext[ToolContext],
+        tool: ToolsetTool[ToolContext],
+    ) -> Any:
+        call_id = ctx.tool_call_id or ""
+        done = self.journal.results.get(call_id)
+        if done is not None:
+            return done.content
+        if self.needs_approval(name):
+            decision = self.journal.decisions.get(call_id)
+            if decision is None:
+                raise ApprovalRequired()
+            if not decision.approved:
+                why = f": {decision.reason}" if decision.reason else "."
+                text = f"The user denied this call of {name}{why}"
+                await self.journal.resulted(call_id, name, text, True)
+                return text
+        value = await super().call_tool(name, tool_args, ctx, tool)
+        await self.journal.resulted(call_id, name, to_jsonable_python(value), False)
+        return value
 
 
 def to_messages(history: Sequence[ChatMessage]) -> list[ModelMessage]:
@@ -190,13 +322,19 @@ class ModelAgent(Agent):
         settings["timeout"] = definition.provider.timeout
         settings["max_retries"] = definition.provider.max_retries
         self.model_settings = ModelSettings(**settings)  # type: ignore[typeddict-item]
-        self.runner: ModelRunner[ToolContext, str] = ModelRunner(
-            build_model(definition),
+        self.model = build_model(definition)
+        tools = build_tools(definition)
+        self.toolsets: list[AbstractToolset[ToolContext]] = [
+            *([FunctionToolset(tools)] if tools else []),
+            *build_toolsets(definition),
+        ]
+        self.needs_approval = approval_rule(definition)
+        self.runner: ModelRunner[ToolContext, str | DeferredToolRequests] = ModelRunner(
+            self.model,
             instructions=definition.system_prompt or None,
             deps_type=ToolContext,
             model_settings=self.model_settings,
-            tools=build_tools(definition),
-            toolsets=build_toolsets(definition),
+            output_type=[str, DeferredToolRequests],
             name=self.name,
         )
 
@@ -212,14 +350,17 @@ class ModelAgent(Agent):
             + "\n".join(lines)
         )
         summarizer: ModelRunner[None, str] = ModelRunner(
-            self.runner.model, model_settings=self.model_settings
+            self.model, model_settings=self.model_settings
         )
         result = await summarizer.run(prompt)
         return result.output
 
     async def respond(self, ctx: TurnContext) -> AsyncIterator[str]:
-        deps = ToolContext(ctx.session_id, ctx.task_id, ctx.turn_id)
+        deps = ToolContext(ctx.session_id, ctx.task_id, str(ctx.origin_seq or ctx.turn_id))
         extra = f"Summary of the earlier conversation:\n{ctx.summary}" if ctx.summary else None
+        journal = ctx.journal
+        model = JournalModel(self.model, journal, self.needs_approval)
+        toolsets = [JournalToolset(t, journal, self.needs_approval) for t in self.toolsets]
         said = False
         try:
             async with self.runner.run_stream_events(
@@ -227,6 +368,8 @@ class ModelAgent(Agent):
                 message_history=to_messages(ctx.history),
                 deps=deps,
                 instructions=extra,
+                model=model,
+                toolsets=toolsets,
             ) as events:
                 async for ev in events:
                     piece = ""
@@ -244,6 +387,10 @@ class ModelAgent(Agent):
                             requests=u.requests,
                             tool_calls=u.tool_calls,
                         )
+                        output = ev.result.output
+                        if isinstance(output, DeferredToolRequests):
+                            pending = ModelResponse(parts=list(output.approvals))
+                            raise AwaitingApproval(_calls(pending, self.needs_approval))
                     if piece:
                         said = True
                         yield piece
