@@ -22,6 +22,7 @@ from bus.errors import (
     PublishError,
     SessionExistsError,
     SessionNotFoundError,
+    ToolCallNotWaitingError,
     UnknownAgentError,
 )
 from bus.follow import Follower
@@ -53,6 +54,7 @@ __all__ = [
     "SessionExistsError",
     "SessionNotFoundError",
     "Settings",
+    "ToolCallNotWaitingError",
     "UnknownAgentError",
     "commit",
     "connect",

@@ -29,6 +29,7 @@ from bus.errors import (
     PublishError,
     SessionExistsError,
     SessionNotFoundError,
+    ToolCallNotWaitingError,
     UnknownAgentError,
     check_size,
 )
@@ -46,6 +47,7 @@ from schemas import (
     Complete,
     CreateSession,
     DeadLetter,
+    DecideToolCall,
     Delivery,
     DoubleTexting,
     Event,
@@ -394,6 +396,40 @@ class SessionClient:
         )
         await self._publish(cmd)
         return Receipt(session_id, cmd.command_id, tail)
+
+    # -- human in the loop ---------------------------------------------------------------
+
+    async def decide(
+        self, session_id: str, call_id: str, *, approve: bool, reason: str | None = None
+    ) -> Receipt:
+        """Approve or deny a tool call the session's turn waits on (``waiting_for``). Once
+        every call it waits on is decided the turn goes on: follow the receipt for the rest
+        of it (its reply, ``turn.completed``)."""
+        ck, tail = await self._checkpoint(session_id)
+        state = ck.session.state
+        if state is not SessionState.ACTIVE:
+            verb = "approve" if approve else "deny"
+            raise IllegalTransitionError(session_id, f"{verb} a tool call of", state)
+        waiting = [c.call_id for c in ck.session.waiting_for]
+        if call_id not in waiting:
+            raise ToolCallNotWaitingError(session_id, call_id, waiting)
+        cmd = DecideToolCall(
+            session_id=session_id,
+            task_id=ck.session.task_id,
+            interface=self.interface,
+            actor=self.actor,
+            call_id=call_id,
+            approve=approve,
+            reason=reason,
+        )
+        await self._publish(cmd)
+        return Receipt(session_id, cmd.command_id, tail)
+
+    async def approve(self, session_id: str, call_id: str, reason: str | None = None) -> Receipt:
+        return await self.decide(session_id, call_id, approve=True, reason=reason)
+
+    async def deny(self, session_id: str, call_id: str, reason: str | None = None) -> Receipt:
+        return await self.decide(session_id, call_id, approve=False, reason=reason)
 
     # -- reading -------------------------------------------------------------------------
 

@@ -67,6 +67,20 @@ class IllegalTransitionError(BusError):
         self.state = state
 
 
+class ToolCallNotWaitingError(BusError):
+    """An approval or denial for a tool call the session is not waiting on."""
+
+    def __init__(self, session_id: str, call_id: str, waiting: list[str]) -> None:
+        listed = ", ".join(waiting) if waiting else "none"
+        super().__init__(
+            f"session {session_id!r} has no tool call {call_id!r} waiting for approval "
+            f"(waiting: {listed})"
+        )
+        self.session_id = session_id
+        self.call_id = call_id
+        self.waiting = waiting
+
+
 class CommandTimeoutError(BusError):
     def __init__(self, session_id: str, command_id: str, seconds: float) -> None:
         super().__init__(

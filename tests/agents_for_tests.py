@@ -113,6 +113,20 @@ def lookup_order(ctx: RunContext[ToolContext], order: str) -> str:
     return f"order {order}: shipped on Monday"
 
 
+def refund(ctx: RunContext[ToolContext], order: str) -> str:
+    """Refund an order (needs a human's approval in the tests' definitions)."""
+    _note({"tool": "refund", "order": order, "key": idempotency_key(ctx)})
+    return f"order {order} refunded"
+
+
+def tool_calls_logged(path: str) -> list[dict[str, str]]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return [json.loads(line) for line in fh if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
 TEST_AGENTS = ",".join(
     f"tests.agents_for_tests:{name}" for name in ("Slow", "Boom", "Hang", "Crash", "Recall")
 )

@@ -1,0 +1,265 @@
+"""Issue 8: tool calls as events, a crash after a tool ran does not run it again, and
+human approval: the turn pauses holding no worker, survives worker restarts, and goes on
+when approved or denied."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from bus import (
+    IllegalTransitionError,
+    SessionClient,
+    Settings,
+    ToolCallNotWaitingError,
+    direct,
+    subjects,
+)
+from schemas import (
+    Event,
+    MessageQueued,
+    ToolCallsRequested,
+    ToolDecided,
+    ToolResult,
+    TurnCompleted,
+    TurnFailed,
+    TurnStarted,
+    TurnWaiting,
+    UserMessageAccepted,
+    decode_event,
+)
+from tests.agents_for_tests import tool_calls_logged
+from tests.conftest import (
+    InProcessWorker,
+    WorkerProcess,
+    eventually,
+    live_workers,
+    settled_session,
+)
+from tests.fake_models import Call, FakeModelServer, Text
+from tests.test_model_agents import define, openai_agent
+
+REFUND = '\n[[tools]]\nfunction = "tests.agents_for_tests:refund"\nrequires_approval = true\n'
+LOOKUP = '\n[[tools]]\nfunction = "tests.agents_for_tests:lookup_order"\n'
+
+
+@pytest.fixture(scope="module")
+def models() -> Iterator[FakeModelServer]:
+    server = FakeModelServer().start()
+    yield server
+    server.stop()
+
+
+async def stored(client: SessionClient, sid: str) -> list[Event]:
+    msgs = await direct.read_subject(
+        client.bus.nc, client.bus.stream, subjects.events(sid), after=0, timeout=5
+    )
+    return [decode_event(m.data) for m in msgs]
+
+
+async def _types(client: SessionClient, sid: str) -> list[str]:
+    return [e.type for e in await stored(client, sid)]
+
+
+async def test_tool_calls_and_results_are_events_of_the_history(
+    client: SessionClient,
+    settings: Settings,
+    start_worker: Callable[[], Awaitable[InProcessWorker]],
+    models: FakeModelServer,
+) -> None:
+    define(settings, "shop", openai_agent(models, LOOKUP))
+    await start_worker()
+    models.reset(Call("lookup_order", {"order": "42"}, call_id="c42"), Text("It shipped."))
+    sid = await settled_session(client, "shop")
+    await client.wait(await client.send(sid, "Where is 42?"))
+    events = await stored(client, sid)
+    turn = [e.type for e in events][-6:]
+    assert turn == [
+        "user.message",
+        "turn.started",
+        "tool.calls",
+        "tool.result",
+        "agent.message",
+        "turn.completed",
+    ]
+    calls = next(e for e in events if isinstance(e, ToolCallsRequested))
+    assert [(c.call_id, c.tool, c.args, c.needs_approval) for c in calls.calls] == [
+        ("c42", "lookup_order", {"order": "42"}, False)
+    ]
+    result = next(e for e in events if isinstance(e, ToolResult))
+    assert (result.call_id, result.content) == ("c42", "order 42: shipped on Monday")
+
+
+async def test_a_crash_after_a_tool_ran_does_not_run_it_again(
+    client: SessionClient,
+    settings: Settings,
+    worker_processes: Callable[..., list[WorkerProcess]],
+    models: FakeModelServer,
+    tmp_path: Path,
+) -> None:
+    """The worker dies while the model answers after the tool's result was recorded. The
+    next worker replays the model's first response and the tool's result, and asks the
+    model only what it had not answered: the tool ran once."""
+    define(settings, "shop", openai_agent(models, LOOKUP))
+    log = str(tmp_path / "tools.jsonl")
+    [first] = worker_processes(1, PRAXIS_TEST_TOOL_LOG=log)
+    await live_workers(client, 1)
+    script = models.reset(
+        Call("lookup_order", {"order": "9"}, call_id="c9", text="Looking."),
+        Text("never finished", delay=20),
+        Text("Order 9 shipped."),
+    )
+    sid = await settled_session(client, "shop")
+    receipt = await client.send(sid, "Where is 9?")
+
+    async def tool_done() -> bool:
+        return "tool.result" in await _types(client, sid) and len(script.requests) == 2
+
+    await eventually(tool_done, what="the tool's result, and the model asked again")
+    first.proc.kill()
+    first.proc.wait()
+    worker_processes(1, PRAXIS_TEST_TOOL_LOG=log)
+    events = await client.wait(receipt)
+    assert any(isinstance(e, TurnCompleted) for e in events), events
+    assert [c["order"] for c in tool_calls_logged(log)] == ["9"]
+    assert len(script.requests) == 3  # the first response was replayed, not asked again
+    assert "order 9: shipped on Monday" in str(script.requests[2]["messages"])
+    history = await client.history(sid)
+    assert history[-1].content == "Looking.\n\nOrder 9 shipped."
+    starts = [e for e in await stored(client, sid) if isinstance(e, TurnStarted)]
+    assert [s.attempt for s in starts][-2:] == [1, 2]
+
+
+async def test_approval_survives_a_worker_restart_then_the_turn_goes_on(
+    client: SessionClient,
+    settings: Settings,
+    worker_processes: Callable[..., list[WorkerProcess]],
+    models: FakeModelServer,
+    tmp_path: Path,
+) -> None:
+    define(settings, "shop", openai_agent(models, REFUND))
+    log = str(tmp_path / "tools.jsonl")
+    [first] = worker_processes(1, PRAXIS_TEST_TOOL_LOG=log)
+    await live_workers(client, 1)
+    script = models.reset(
+        Call("refund", {"order": "7"}, call_id="r7", text="I can refund that."),
+        Text("Refunded order 7."),
+    )
+    sid = await settled_session(client, "shop")
+    events = await client.wait(await client.send(sid, "Refund order 7"))
+    waiting = events[-1]
+    assert isinstance(waiting, TurnWaiting) and waiting.final
+    assert [(c.call_id, c.tool, c.needs_approval) for c in waiting.calls] == [
+        ("r7", "refund", True)
+    ]
+    assert waiting.text == "I can refund that."
+    record = await client.get(sid)
+    assert [c.call_id for c in record.waiting_for] == ["r7"]
+    assert tool_calls_logged(log) == []  # not run before the approval
+
+    # The wait holds no worker: restart it.
+    first.proc.terminate()
+    first.proc.wait()
+    worker_processes(1, PRAXIS_TEST_TOOL_LOG=log)
+    await live_workers(client, 1)
+    with pytest.raises(ToolCallNotWaitingError, match="no tool call 'nope'"):
+        await client.approve(sid, "nope")
+    events = await client.wait(await client.approve(sid, "r7"))
+    decided = next(e for e in events if isinstance(e, ToolDecided))
+    assert decided.approved and decided.tool == "refund"
+    assert isinstance(events[-1], TurnCompleted)
+    assert [c["order"] for c in tool_calls_logged(log)] == ["7"]
+    assert len(script.requests) == 2
+    assert (await client.history(sid))[-1].content == "I can refund that.\n\nRefunded order 7."
+    assert (await client.get(sid)).waiting_for == []
+    with pytest.raises(ToolCallNotWaitingError):
+        await client.approve(sid, "r7")
+
+
+async def test_a_denied_call_is_not_run_and_the_model_is_told_why(
+    client: SessionClient,
+    settings: Settings,
+    start_worker: Callable[[], Awaitable[InProcessWorker]],
+    models: FakeModelServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log = str(tmp_path / "tools.jsonl")
+    monkeypatch.setenv("PRAXIS_TEST_TOOL_LOG", log)
+    define(settings, "shop", openai_agent(models, REFUND))
+    await start_worker()
+    script = models.reset(Call("refund", {"order": "8"}, call_id="r8"), Text("Understood."))
+    sid = await settled_session(client, "shop")
+    await client.wait(await client.send(sid, "Refund order 8"))
+    events = await client.wait(await client.deny(sid, "r8", "not without a receipt"))
+    assert isinstance(events[-1], TurnCompleted)
+    result = next(e for e in await stored(client, sid) if isinstance(e, ToolResult))
+    assert result.denied
+    assert result.content == "The user denied this call of refund: not without a receipt"
+    assert "not without a receipt" in str(script.requests[-1]["messages"])
+    assert tool_calls_logged(log) == []
+
+
+async def test_messages_while_waiting_follow_double_texting(
+    client: SessionClient,
+    settings: Settings,
+    start_worker: Callable[[], Awaitable[InProcessWorker]],
+    models: FakeModelServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PRAXIS_TEST_TOOL_LOG", str(tmp_path / "tools.jsonl"))
+    define(settings, "shop", openai_agent(models, REFUND))
+    await start_worker()
+
+    async def waiting_session() -> str:
+        models.reset(Call("refund", {"order": "1"}, call_id="r1", text="Let me."))
+        sid = await settled_session(client, "shop")
+        await client.wait(await client.send(sid, "Refund order 1"))
+        return sid
+
+    # enqueue (default): kept, answered once the waiting turn has ended.
+    sid = await waiting_session()
+    queued = await client.wait(await client.send(sid, "and my other order?"))
+    assert isinstance(queued[-1], MessageQueued)
+    models.reset(Text("Refunded."))  # then the queued message: "model heard: ..."
+    await client.wait(await client.approve(sid, "r1"))
+
+    async def answered() -> bool:
+        return (await client.history(sid))[-1].content == "model heard: and my other order?"
+
+    await eventually(answered, what="the queued message to be answered")
+    contents = [h.content for h in await client.history(sid)]
+    assert contents[-3:] == ["Let me.\n\nRefunded.", "and my other order?", contents[-1]]
+
+    # reject: refused, the turn still waits.
+    sid = await waiting_session()
+    refused = await client.wait(await client.send(sid, "hello?", on_busy="reject"))
+    assert refused[-1].type == "command.rejected"
+    assert "waiting for approval of refund" in getattr(refused[-1], "reason", "")
+    assert [c.call_id for c in (await client.get(sid)).waiting_for] == ["r1"]
+
+    # interrupt: the waiting turn ends (its words kept, interrupted), the message is answered.
+    models.reset()
+    events = await client.wait(await client.send(sid, "forget it", on_busy="interrupt"))
+    failed = next(e for e in events if isinstance(e, TurnFailed))
+    assert failed.cancelled and failed.reason.startswith("interrupted: a newer message")
+    assert any(isinstance(e, UserMessageAccepted) for e in events)
+    assert isinstance(events[-1], TurnCompleted)
+    history = await client.history(sid)
+    assert history[-3].content == "Let me." and history[-3].interrupted
+    assert (await client.get(sid)).waiting_for == []
+    with pytest.raises(ToolCallNotWaitingError):
+        await client.approve(sid, "r1")
+
+    # Suspended: no decisions; completing ends the waiting turn.
+    sid = await waiting_session()
+    await client.suspend(sid)
+    with pytest.raises(IllegalTransitionError, match="SUSPENDED"):
+        await client.approve(sid, "r1")
+    await client.complete(sid)
+    kinds = await _types(client, sid)
+    assert kinds[-2:] == ["turn.failed", "session.state_changed"]
+    assert (await client.get(sid)).waiting_for == []
