@@ -336,13 +336,20 @@ class SessionClient:
 
         ``deltas=False``: no need for the text of a turn already in flight (no snapshot is
         asked of the owner, which may be just finishing a run and not answer)."""
+        async for item in self.follow_updates(receipt, deltas=deltas):
+            if item is not None:
+                yield item
+
+    async def follow_updates(
+        self, receipt: Receipt, *, deltas: bool = True, keepalive: float | None = None
+    ) -> AsyncGenerator[Delivery | None, None]:
+        """:meth:`follow`, and ``None`` after each ``keepalive`` seconds of quiet."""
         follower = Follower(self.bus, receipt.session_id)
         try:
             _, tail = await follower.open()
             await follower.start(receipt.cursor, tail, join_turn=deltas)
-            async for item in self._until_final(follower, receipt):
-                if item is not None:
-                    yield item
+            async for item in self._until_final(follower, receipt, keepalive):
+                yield item
         finally:
             await follower.close()
 

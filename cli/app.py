@@ -26,7 +26,17 @@ from bus import (
 from bus.embedded import EmbeddedServerError
 from bus.retention import ENDED, sweep
 from bus.transfer import LineError, dumps_line, export_session, import_conversation, parse_lines
-from cli.chat import TurnError, chat, one_turn, show_greeting, show_recent
+from cli.chat import (
+    WAITING,
+    TurnError,
+    WaitingForApproval,
+    chat,
+    check,
+    decide_calls,
+    one_turn,
+    show_greeting,
+    show_recent,
+)
 from cli.dead_letters import dead_app
 from cli.render import session_rows, table, worker_rows
 from cli.runtime import bus_connection, resolve_url, runtime
@@ -158,6 +168,35 @@ def agent_resume(
                 await one_turn(rt.client, session_id, message)
             else:
                 await chat(rt.client, session_id)
+
+    return _run(main())
+
+
+@agent_app.command(name="approve")
+def agent_approve(
+    session_id: Annotated[str, Parameter(name="ID", help="Session id.")],
+    call_ids: Annotated[
+        list[str] | None,
+        Parameter(name="CALL", help="Tool call id(s) (default: every call waiting)."),
+    ] = None,
+    /,
+    *,
+    deny: Annotated[bool, Parameter(help="Refuse instead: the tool does not run.")] = False,
+    reason: Annotated[
+        str | None, Parameter(help="Why (a denial's reason is told to the model).")
+    ] = None,
+) -> int:
+    """Approve (or --deny) tool calls the agent waits on; print the rest of the turn.
+
+    Exits 0 when the turn completes, 1 when it fails, 3 when it waits again."""
+    _logging("WARNING")
+
+    async def main() -> None:
+        async with runtime(_settings()) as rt:
+            outcome = await decide_calls(
+                rt.client, session_id, list(call_ids or []), approve=not deny, reason=reason
+            )
+            check(outcome, session_id)
 
     return _run(main())
 
@@ -587,6 +626,9 @@ def main() -> None:
     except KeyboardInterrupt:
         print(file=sys.stderr)
         sys.exit(130)
+    except WaitingForApproval as e:
+        print(f"praxis: {e}", file=sys.stderr)
+        sys.exit(WAITING)
     except (ValidationError, *USER_ERRORS) as e:
         sys.exit(_report(e))
     sys.exit(result if isinstance(result, int) else 0)

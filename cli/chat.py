@@ -6,22 +6,82 @@ import asyncio
 import sys
 
 from bus import Receipt, SessionClient
-from cli.render import history_lines, print_turn
-from schemas import SessionState
+from cli.render import TurnOutcome, call_text, history_lines, print_turn
+from schemas import SessionState, ToolCall
 
 PROMPT = "You: "
 QUIT = {"/exit", "/quit"}
+
+
+WAITING = 3
+"""Exit status of a one-message command whose turn waits for a human's approval."""
 
 
 class TurnError(Exception):
     """The agent's turn failed or the command was refused (message for the user)."""
 
 
-async def one_turn(client: SessionClient, session_id: str, message: str) -> None:
-    """Send ``message`` and print the reply on stdout."""
-    outcome = await print_turn(client.turn(session_id, message), sys.stdout, "")
+class WaitingForApproval(Exception):
+    def __init__(self, session_id: str, calls: list[ToolCall]) -> None:
+        listed = ", ".join(f"{call_text(c)} (call {c.call_id})" for c in calls)
+        first = calls[0].call_id if calls else "CALL"
+        super().__init__(
+            f"the agent waits for approval of {listed}: "
+            f"praxis agent approve {session_id} {first} (add --deny to refuse)"
+        )
+
+
+def check(outcome: TurnOutcome, session_id: str) -> TurnOutcome:
     if outcome.failure:
         raise TurnError(outcome.failure)
+    if outcome.waiting:
+        raise WaitingForApproval(session_id, outcome.waiting)
+    return outcome
+
+
+async def one_turn(client: SessionClient, session_id: str, message: str) -> None:
+    """Send ``message`` and print the reply on stdout."""
+    check(await print_turn(client.turn(session_id, message), sys.stdout, ""), session_id)
+
+
+async def decide_calls(
+    client: SessionClient,
+    session_id: str,
+    call_ids: list[str],
+    *,
+    approve: bool,
+    reason: str | None,
+    prefix: str = "",
+) -> TurnOutcome:
+    """Decide the calls (all those waiting, if none are named); print the rest of the turn
+    once the last one is decided."""
+    if not call_ids:
+        call_ids = [c.call_id for c in (await client.get(session_id)).waiting_for]
+        if not call_ids:
+            raise ValueError(f"session {session_id} has no tool call waiting for approval")
+    receipt = None
+    for call_id in call_ids:
+        receipt = await client.decide(session_id, call_id, approve=approve, reason=reason)
+    assert receipt is not None
+    return await print_turn(client.follow(receipt), sys.stdout, prefix)
+
+
+async def ask_approvals(
+    client: SessionClient, session_id: str, outcome: TurnOutcome
+) -> TurnOutcome:
+    """In a chat: ask about each call the turn waits on, then show the rest of the turn
+    (which may wait again)."""
+    while outcome.waiting and not outcome.failure:
+        receipt = None
+        for call in outcome.waiting:
+            answer = await asyncio.to_thread(input, f"Allow {call_text(call)}? [y/N] ")
+            text = answer.strip()
+            approve = text.lower() in ("y", "yes")
+            reason = None if approve or text.lower() in ("", "n", "no") else text
+            receipt = await client.decide(session_id, call.call_id, approve=approve, reason=reason)
+        assert receipt is not None
+        outcome = await print_turn(client.follow(receipt), sys.stdout, "Agent: ")
+    return outcome
 
 
 async def show_greeting(client: SessionClient, receipt: Receipt) -> None:
@@ -32,6 +92,11 @@ async def show_greeting(client: SessionClient, receipt: Receipt) -> None:
 
 async def chat(client: SessionClient, session_id: str) -> None:
     """Read lines from the terminal until end of input, /exit or Ctrl-C."""
+    waiting = (await client.get(session_id)).waiting_for
+    if waiting:  # a turn left waiting for approval: ask first
+        outcome = await ask_approvals(client, session_id, TurnOutcome(waiting=waiting))
+        if outcome.failure:
+            print(f"praxis: {outcome.failure}", file=sys.stderr)
     while True:
         try:
             line = await asyncio.to_thread(input, PROMPT)
@@ -44,6 +109,7 @@ async def chat(client: SessionClient, session_id: str) -> None:
         if text in QUIT:
             break
         outcome = await print_turn(client.turn(session_id, text), sys.stdout, "Agent: ")
+        outcome = await ask_approvals(client, session_id, outcome)
         if outcome.failure:
             print(f"praxis: {outcome.failure}", file=sys.stderr)
     record = await client.get(session_id)

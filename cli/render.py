@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -18,7 +19,9 @@ from schemas import (
     SessionRecord,
     StateChanged,
     TokenDelta,
+    ToolCall,
     TurnFailed,
+    TurnWaiting,
     WorkerInfo,
 )
 
@@ -27,6 +30,8 @@ from schemas import (
 class TurnOutcome:
     reply: str = ""
     failure: str | None = None
+    waiting: list[ToolCall] = field(default_factory=list)
+    """The turn paused: these calls wait for a human's approval."""
 
 
 async def print_turn(items: AsyncIterator[Delivery], out: TextIO, prefix: str) -> TurnOutcome:
@@ -46,6 +51,8 @@ async def print_turn(items: AsyncIterator[Delivery], out: TextIO, prefix: str) -
             if not started:  # nothing streamed to us (joined late): print it whole
                 out.write(prefix + ev.content)
                 started = True
+        elif isinstance(ev, TurnWaiting):
+            outcome.waiting = [c for c in ev.calls if c.needs_approval] or list(ev.calls)
         elif (failure := _failure(ev)) is not None:
             outcome.failure = failure
     if started:
@@ -68,6 +75,11 @@ def _failure(ev: object) -> str | None:
     if isinstance(ev, StateChanged) and ev.final and ev.to_state.value == "FAILED":
         return f"session failed: {ev.reason}"
     return None
+
+
+def call_text(call: ToolCall) -> str:
+    args = call.args if isinstance(call.args, str) else json.dumps(call.args, ensure_ascii=False)
+    return f"{call.tool}({args})"
 
 
 def history_lines(items: list[HistoryItem]) -> list[str]:

@@ -145,6 +145,14 @@ class Message:
         )
 
 
+@strawberry.type(description="A tool call the agent's turn waits on until a human decides.")
+class PendingToolCall:
+    call_id: str = strawberry.field(description="Pass it to approveToolCall or denyToolCall.")
+    tool: str
+    args: JSON = strawberry.field(description="The arguments the model gave.")
+    needs_approval: bool
+
+
 @strawberry.type(description="A session with an agent.")
 class AgentSession:
     session_id: str
@@ -168,10 +176,15 @@ class AgentSession:
     expires_at: datetime | None = strawberry.field(
         description="When it expires unless there is activity first; null: never, or ended."
     )
+    waiting_for: list[PendingToolCall] = strawberry.field(
+        description="Tool calls the agent's turn waits on: approve or deny each to go on."
+    )
 
     @classmethod
     def of(cls, view: SessionView) -> AgentSession:
-        return cls(**view.model_dump())
+        data = view.model_dump()
+        data["waiting_for"] = [PendingToolCall(**c) for c in data["waiting_for"]]
+        return cls(**data)
 
     @strawberry.field(description="Messages oldest first: the last `first` before `before`.")
     async def history(
@@ -409,6 +422,32 @@ class Mutation:
         sid = _token(session_id, "session id")
         return AgentSession.of(SessionView.of(await _call(_client(info).complete(sid, reason))))
 
+    @strawberry.mutation(
+        description="Approve a tool call the agent waits on (see waitingFor): the tool runs "
+        "and the turn goes on once every call it waits on is decided."
+    )
+    async def approve_tool_call(
+        self,
+        info: Info[dict[str, Any], None],
+        session_id: str,
+        call_id: str,
+        reason: str | None = None,
+    ) -> CommandReceipt:
+        return await _decide(info, session_id, call_id, True, reason)
+
+    @strawberry.mutation(
+        description="Deny a tool call the agent waits on: it does not run, and the model is "
+        "told it was denied (with the reason)."
+    )
+    async def deny_tool_call(
+        self,
+        info: Info[dict[str, Any], None],
+        session_id: str,
+        call_id: str,
+        reason: str | None = None,
+    ) -> CommandReceipt:
+        return await _decide(info, session_id, call_id, False, reason)
+
     @strawberry.mutation(description="Stop the turn in flight (it ends with turn.failed).")
     async def cancel_turn(
         self, info: Info[dict[str, Any], None], session_id: str
@@ -416,6 +455,18 @@ class Mutation:
         sid = _token(session_id, "session id")
         receipt = await _call(_client(info).cancel(sid))
         return CommandReceipt(session_id=sid, command_id=receipt.command_id, cursor=receipt.cursor)
+
+
+async def _decide(
+    info: Info[dict[str, Any], None],
+    session_id: str,
+    call_id: str,
+    approve: bool,
+    reason: str | None,
+) -> CommandReceipt:
+    sid = _token(session_id, "session id")
+    receipt = await _call(_client(info).decide(sid, call_id, approve=approve, reason=reason))
+    return CommandReceipt(session_id=sid, command_id=receipt.command_id, cursor=receipt.cursor)
 
 
 @strawberry.type

@@ -33,6 +33,7 @@ from bus.errors import (
     PublishError,
     SessionExistsError,
     SessionNotFoundError,
+    ToolCallNotWaitingError,
     UnknownAgentError,
 )
 from schemas import InvalidIdError
@@ -104,6 +105,8 @@ def problem_for(exc: BaseException) -> Problem:  # noqa: C901 - one flat table o
         return problem(500, str(exc), "command-dead-lettered")
     if isinstance(exc, DeadLetterNotFoundError):
         return problem(404, str(exc), "dead-letter-not-found")
+    if isinstance(exc, ToolCallNotWaitingError):
+        return problem(409, str(exc), "tool-call-not-waiting", waiting=exc.waiting)
     if isinstance(exc, AlreadyReplayedError):
         return problem(409, str(exc), "already-replayed")
     if isinstance(exc, NotConnectedError | PublishError | ProvisioningError):

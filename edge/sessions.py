@@ -19,6 +19,7 @@ from schemas.api import (
     Accepted,
     CreatedSession,
     CreateSessionRequest,
+    DecisionRequest,
     EventEnvelope,
     HistoryPage,
     ListSessionsRequest,
@@ -241,6 +242,50 @@ class AgentSessions(Controller):
             session_id=receipt.session_id, command_id=receipt.command_id, cursor=receipt.cursor
         )
 
+    @post(
+        "/{session_id:str}/tool-calls/{call_id:str}/approve",
+        status_code=202,
+        summary="Approve a tool call the agent waits on",
+        description="The tool runs and the turn goes on once every call it waits on is "
+        "decided. Without `stream`: 202 and the cursor to follow; with `stream: true`: an "
+        "SSE stream of the rest of the turn.",
+        responses={
+            202: ResponseSpec(Accepted, description="Stored; the turn goes on as events."),
+            200: _SSE,
+            **_problems(400, 404, 409, 422),
+        },
+    )
+    async def approve(
+        self,
+        session_id: SessionIdPath,
+        call_id: str,
+        client: SessionClient,
+        settings: Settings,
+        data: DecisionRequest | None = None,
+    ) -> Response[Accepted] | sse.EventStream:
+        return await _decide(client, session_id, call_id, True, data, settings.sse_keepalive)
+
+    @post(
+        "/{session_id:str}/tool-calls/{call_id:str}/deny",
+        status_code=202,
+        summary="Deny a tool call the agent waits on",
+        description="The tool does not run; the model is told it was denied (and why).",
+        responses={
+            202: ResponseSpec(Accepted, description="Stored; the turn goes on as events."),
+            200: _SSE,
+            **_problems(400, 404, 409, 422),
+        },
+    )
+    async def deny(
+        self,
+        session_id: SessionIdPath,
+        call_id: str,
+        client: SessionClient,
+        settings: Settings,
+        data: DecisionRequest | None = None,
+    ) -> Response[Accepted] | sse.EventStream:
+        return await _decide(client, session_id, call_id, False, data, settings.sse_keepalive)
+
     @delete(
         "/{session_id:str}",
         status_code=204,
@@ -304,6 +349,23 @@ class AgentSessions(Controller):
             after = _cursor(last_event_id)
         items = await client.watch(sid, after, keepalive=settings.sse_keepalive)
         return sse.response(sse.relay(items))
+
+
+async def _decide(
+    client: SessionClient,
+    session_id: str,
+    call_id: str,
+    approve: bool,
+    data: DecisionRequest | None,
+    keepalive: float,
+) -> Response[Accepted] | sse.EventStream:
+    sid = check_token(session_id, "session id")
+    reason = data.reason if data else None
+    receipt = await client.decide(sid, call_id, approve=approve, reason=reason)
+    if data is not None and data.stream:
+        return sse.response(sse.relay(client.follow_updates(receipt, keepalive=keepalive)))
+    accepted = Accepted(session_id=sid, command_id=receipt.command_id, cursor=receipt.cursor)
+    return Response(accepted, status_code=202)
 
 
 def _cursor(text: str) -> int:

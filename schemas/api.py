@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny
 
 from schemas.commands import MAX_MESSAGE_CHARS, DoubleTexting
-from schemas.events import Delivery
+from schemas.events import Delivery, ToolCall
 from schemas.ids import AgentName, CommandId, SessionId, TaskId
 from schemas.lifecycle import SessionState
 from schemas.records import HistoryItem, SessionRecord
@@ -92,6 +92,10 @@ class SessionView(BaseModel):
     expires_at: datetime | None = Field(
         description="When it expires unless there is activity first; null: never, or ended."
     )
+    waiting_for: list[ToolCall] = Field(
+        default_factory=list,
+        description="Tool calls the agent's turn waits on: approve or deny each to go on.",
+    )
 
     @classmethod
     def of(cls, record: SessionRecord) -> SessionView:
@@ -113,6 +117,7 @@ class SessionView(BaseModel):
             max_lifetime=record.max_lifetime,
             active_at=record.active_at,
             expires_at=record.expires_at,
+            waiting_for=record.waiting_for,
         )
 
 
@@ -188,6 +193,20 @@ class SendMessageRequest(_Request):
         default=False,
         description="If the session is suspended, keep the message (`message.queued`) and "
         "answer it when the session is resumed, instead of answering 409.",
+    )
+
+
+class DecisionRequest(_Request):
+    """A human's answer to a tool call the agent waits on."""
+
+    reason: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="Why (kept in tool.decided; a denial's reason is told to the model).",
+    )
+    stream: bool = Field(
+        default=False,
+        description="Answer with a Server-Sent Events stream of the rest of the turn.",
     )
 
 
@@ -271,6 +290,9 @@ class Problem(BaseModel):
         default=None, description="The session's current state (for a 409)."
     )
     errors: list[FieldError] | None = Field(default=None, description="The fields at fault.")
+    waiting: list[str] | None = Field(
+        default=None, description="The tool calls the session does wait on (for a 409)."
+    )
 
 
 class Health(BaseModel):

@@ -4,13 +4,16 @@ when approved or denied."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from bus import (
     IllegalTransitionError,
+    Receipt,
     SessionClient,
     Settings,
     ToolCallNotWaitingError,
@@ -32,10 +35,13 @@ from schemas import (
 )
 from tests.agents_for_tests import tool_calls_logged
 from tests.conftest import (
+    EdgeProcess,
     InProcessWorker,
     WorkerProcess,
+    env_for,
     eventually,
     live_workers,
+    praxis,
     settled_session,
 )
 from tests.fake_models import Call, FakeModelServer, Text
@@ -134,6 +140,7 @@ async def test_a_crash_after_a_tool_ran_does_not_run_it_again(
 
 async def test_approval_survives_a_worker_restart_then_the_turn_goes_on(
     client: SessionClient,
+    edge: EdgeProcess,
     settings: Settings,
     worker_processes: Callable[..., list[WorkerProcess]],
     models: FakeModelServer,
@@ -166,9 +173,26 @@ async def test_approval_survives_a_worker_restart_then_the_turn_goes_on(
     await live_workers(client, 1)
     with pytest.raises(ToolCallNotWaitingError, match="no tool call 'nope'"):
         await client.approve(sid, "nope")
-    events = await client.wait(await client.approve(sid, "r7"))
+    # Approved over REST.
+    async with httpx.AsyncClient(base_url=edge.url, timeout=30) as http:
+        view = (await http.get(f"/agent-sessions/{sid}")).json()
+        assert [c["call_id"] for c in view["waiting_for"]] == ["r7"]
+        assert view["waiting_for"][0]["args"] == {"order": "7"}
+        wrong = await http.post(f"/agent-sessions/{sid}/tool-calls/nope/approve")
+        assert wrong.status_code == 409 and wrong.json()["waiting"] == ["r7"]
+        missing = await http.post("/agent-sessions/nobody/tool-calls/r7/approve")
+        assert missing.status_code == 404
+        bad = await http.post(f"/agent-sessions/{sid}/tool-calls/r7/approve", json={"x": 1})
+        assert bad.status_code == 422
+        ok = await http.post(
+            f"/agent-sessions/{sid}/tool-calls/r7/approve", json={"reason": "receipt seen"}
+        )
+        assert ok.status_code == 202, ok.text
+        body = ok.json()
+    events = await client.wait(Receipt(sid, body["command_id"], body["cursor"]))
     decided = next(e for e in events if isinstance(e, ToolDecided))
-    assert decided.approved and decided.tool == "refund"
+    assert decided.approved and decided.tool == "refund" and decided.reason == "receipt seen"
+    assert decided.interface is not None and decided.interface.value == "api"
     assert isinstance(events[-1], TurnCompleted)
     assert [c["order"] for c in tool_calls_logged(log)] == ["7"]
     assert len(script.requests) == 2
@@ -180,6 +204,7 @@ async def test_approval_survives_a_worker_restart_then_the_turn_goes_on(
 
 async def test_a_denied_call_is_not_run_and_the_model_is_told_why(
     client: SessionClient,
+    edge: EdgeProcess,
     settings: Settings,
     start_worker: Callable[[], Awaitable[InProcessWorker]],
     models: FakeModelServer,
@@ -193,7 +218,27 @@ async def test_a_denied_call_is_not_run_and_the_model_is_told_why(
     script = models.reset(Call("refund", {"order": "8"}, call_id="r8"), Text("Understood."))
     sid = await settled_session(client, "shop")
     await client.wait(await client.send(sid, "Refund order 8"))
-    events = await client.wait(await client.deny(sid, "r8", "not without a receipt"))
+    # Denied over GraphQL.
+    query = (
+        "query($id: String!) { agentSession(sessionId: $id) "
+        "{ waitingFor { callId tool args needsApproval } } }"
+    )
+    mutation = (
+        "mutation($id: String!, $call: String!, $why: String) "
+        "{ denyToolCall(sessionId: $id, callId: $call, reason: $why) { commandId cursor } }"
+    )
+    async with httpx.AsyncClient(base_url=edge.url, timeout=30) as http:
+        shown = await http.post("/graphql", json={"query": query, "variables": {"id": sid}})
+        assert shown.json()["data"]["agentSession"]["waitingFor"] == [
+            {"callId": "r8", "tool": "refund", "args": {"order": "8"}, "needsApproval": True}
+        ]
+        variables = {"id": sid, "call": "nope", "why": None}
+        wrong = await http.post("/graphql", json={"query": mutation, "variables": variables})
+        assert wrong.json()["errors"][0]["extensions"]["code"] == "CONFLICT"
+        variables = {"id": sid, "call": "r8", "why": "not without a receipt"}
+        denied = await http.post("/graphql", json={"query": mutation, "variables": variables})
+        receipt = denied.json()["data"]["denyToolCall"]
+    events = await client.wait(Receipt(sid, receipt["commandId"], receipt["cursor"]))
     assert isinstance(events[-1], TurnCompleted)
     result = next(e for e in await stored(client, sid) if isinstance(e, ToolResult))
     assert result.denied
@@ -263,3 +308,48 @@ async def test_messages_while_waiting_follow_double_texting(
     kinds = await _types(client, sid)
     assert kinds[-2:] == ["turn.failed", "session.state_changed"]
     assert (await client.get(sid)).waiting_for == []
+
+
+async def test_approve_in_the_cli(
+    client: SessionClient,
+    settings: Settings,
+    models: FakeModelServer,
+    tmp_path: Path,
+) -> None:
+    """One message: exit 3 and how to approve; 'praxis agent approve' goes on; in a chat the
+    CLI asks."""
+    log = str(tmp_path / "tools.jsonl")
+    define(settings, "shop", openai_agent(models, REFUND))
+    env = env_for(settings, PRAXIS_INPROCESS_WORKER="always", PRAXIS_TEST_TOOL_LOG=log)
+
+    def cli(*args: str, stdin: str = ""):  # type: ignore[no-untyped-def]
+        return asyncio.to_thread(praxis, env, *args, stdin=stdin)
+
+    models.reset(Call("refund", {"order": "5"}, call_id="r5", text="Sure."), Text("Done: 5."))
+    ran = await cli("agent", "run", "shop", "--message", "Refund order 5")
+    assert ran.returncode == 3, ran.stderr
+    sid = ran.stderr.split("Session created: ")[1].split()[0]
+    assert 'waits for approval of refund({"order": "5"}) (call r5)' in ran.stderr
+    assert f"praxis agent approve {sid} r5" in ran.stderr
+    assert ran.stdout.strip() == "Sure."
+    unknown = await cli("agent", "approve", sid, "r9")
+    assert unknown.returncode == 1 and "no tool call 'r9'" in unknown.stderr
+    approved = await cli("agent", "approve", sid)
+    assert approved.returncode == 0, approved.stderr
+    assert approved.stdout.strip() == "Sure.\n\nDone: 5."
+    assert [c["order"] for c in tool_calls_logged(log)] == ["5"]
+    nothing = await cli("agent", "approve", sid)
+    assert nothing.returncode == 1 and "no tool call waiting" in nothing.stderr
+
+    # In a chat, the CLI asks; an answer other than yes or no is the denial's reason.
+    models.reset(Call("refund", {"order": "6"}, call_id="r6"), Text("As you wish."))
+    chat = await cli("agent", "run", "shop", stdin="Refund order 6\nnot this one\n")
+    assert chat.returncode == 0, chat.stderr
+    assert 'Allow refund({"order": "6"})? [y/N]' in chat.stdout
+    assert "Agent: As you wish." in chat.stdout
+    sid = chat.stderr.split("Session created: ")[1].split()[0]
+    decided = [e for e in await stored(client, sid) if isinstance(e, ToolDecided)]
+    assert [(d.approved, d.reason, d.interface and d.interface.value) for d in decided] == [
+        (False, "not this one", "cli")
+    ]
+    assert [c["order"] for c in tool_calls_logged(log)] == ["5"]
