@@ -214,8 +214,36 @@ async def anthropic_messages(request: Request) -> Response:
 # -- the server ----------------------------------------------------------------------------------
 
 
-class FakeModelServer:
-    """Both protocols on one loopback port, in a thread of its own."""
+class LoopbackServer:
+    """An ASGI app served by uvicorn on a free loopback port, in a thread of its own."""
+
+    def __init__(self, app: Any) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(128)  # connections wait in the backlog until uvicorn serves
+        self.port = self._sock.getsockname()[1]
+        config = uvicorn.Config(app, log_level="warning", lifespan="on")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> LoopbackServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+        self._sock.close()
+
+
+class FakeModelServer(LoopbackServer):
+    """Both protocols on one loopback port."""
 
     def __init__(self) -> None:
         self.script = Script()
@@ -226,26 +254,18 @@ class FakeModelServer:
             ]
         )
         app.state.script = self.script
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(128)  # connections wait in the backlog until uvicorn serves
-        self.port = self._sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
-        )
+        super().__init__(app)
 
     @property
     def openai_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"{self.url}/v1"
 
     @property
     def anthropic_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.url
 
     def start(self) -> FakeModelServer:
-        self._thread.start()
+        super().start()
         return self
 
     def reset(self, *replies: Reply, always: Reply | None = None) -> Script:
@@ -253,8 +273,3 @@ class FakeModelServer:
         self.script.requests.clear()
         self.script.always = always
         return self.script
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(10)
-        self._sock.close()

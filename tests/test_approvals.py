@@ -5,6 +5,7 @@ when approved or denied."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -33,8 +34,10 @@ from schemas import (
     UserMessageAccepted,
     decode_event,
 )
+from tests import mcp_server
 from tests.agents_for_tests import tool_calls_logged
 from tests.conftest import (
+    ROOT,
     EdgeProcess,
     InProcessWorker,
     WorkerProcess,
@@ -44,7 +47,7 @@ from tests.conftest import (
     praxis,
     settled_session,
 )
-from tests.fake_models import Call, FakeModelServer, Text
+from tests.fake_models import Call, FakeModelServer, LoopbackServer, Text
 from tests.test_model_agents import define, openai_agent
 
 REFUND = '\n[[tools]]\nfunction = "tests.agents_for_tests:refund"\nrequires_approval = true\n'
@@ -353,3 +356,80 @@ async def test_approve_in_the_cli(
         (False, "not this one", "cli")
     ]
     assert [c["order"] for c in tool_calls_logged(log)] == ["5"]
+
+
+def mcp_agent(models: FakeModelServer, log: str) -> str:
+    return openai_agent(
+        models,
+        "\n[[mcp]]\n"
+        f'command = "{sys.executable}"\n'
+        'args = ["-m", "tests.mcp_server"]\n'
+        f'cwd = "{ROOT}"\n'
+        'tool_prefix = "ext"\n'
+        'requires_approval = ["ext_delete_*"]\n'
+        f'env = {{ PRAXIS_TEST_TOOL_LOG = "{log}", PYTHONPATH = "{ROOT}" }}\n',
+    )
+
+
+async def test_mcp_stdio_tools_with_events_and_approval(
+    client: SessionClient,
+    settings: Settings,
+    start_worker: Callable[[], Awaitable[InProcessWorker]],
+    models: FakeModelServer,
+    tmp_path: Path,
+) -> None:
+    """A real MCP server (the mcp package, over stdio) gives the agent its tools; its calls
+    are events like any tool's, and its tools can need approval."""
+    log = str(tmp_path / "mcp.jsonl")
+    define(settings, "mcpbot", mcp_agent(models, log))
+    await start_worker()
+    script = models.reset(
+        Call("ext_weather", {"city": "Oslo"}, call_id="w1"), Text("Sunny in Oslo.")
+    )
+    sid = await settled_session(client, "mcpbot")
+    events = await client.wait(await client.send(sid, "Weather in Oslo?"))
+    assert isinstance(events[-1], TurnCompleted), events
+    tools = {t["function"]["name"] for t in script.requests[0]["tools"]}
+    assert tools == {"ext_weather", "ext_delete_account"}
+    result = next(e for e in events if isinstance(e, ToolResult))
+    assert (result.tool, result.content) == ("ext_weather", "sunny in Oslo, 21 C")
+    assert tool_calls_logged(log) == [{"tool": "weather", "city": "Oslo"}]
+
+    models.reset(Call("ext_delete_account", {"user": "bob"}, call_id="d1"), Text("Deleted."))
+    events = await client.wait(await client.send(sid, "Delete bob"))
+    assert isinstance(events[-1], TurnWaiting)
+    assert [(c.tool, c.needs_approval) for c in events[-1].calls] == [("ext_delete_account", True)]
+    assert len(tool_calls_logged(log)) == 1
+    events = await client.wait(await client.approve(sid, "d1"))
+    assert isinstance(events[-1], TurnCompleted)
+    assert tool_calls_logged(log)[-1] == {"tool": "delete_account", "user": "bob"}
+
+
+async def test_mcp_streamable_http_tools(
+    client: SessionClient,
+    settings: Settings,
+    start_worker: Callable[[], Awaitable[InProcessWorker]],
+    models: FakeModelServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same server over streamable HTTP on a loopback port."""
+    log = str(tmp_path / "mcp.jsonl")
+    monkeypatch.setenv("PRAXIS_TEST_TOOL_LOG", log)  # the server runs in this process
+    server = LoopbackServer(mcp_server.server.streamable_http_app()).start()
+    try:
+        define(
+            settings,
+            "webbot",
+            openai_agent(models, f'\n[[mcp]]\nurl = "{server.url}/mcp"\n'),
+        )
+        await start_worker()
+        models.reset(Call("weather", {"city": "Rome"}, call_id="w2"), Text("Sunny in Rome."))
+        sid = await settled_session(client, "webbot")
+        events = await client.wait(await client.send(sid, "Weather in Rome?"))
+        assert isinstance(events[-1], TurnCompleted), events
+        result = next(e for e in events if isinstance(e, ToolResult))
+        assert result.content == "sunny in Rome, 21 C"
+        assert tool_calls_logged(log) == [{"tool": "weather", "city": "Rome"}]
+    finally:
+        server.stop()
