@@ -32,6 +32,14 @@ class Interface(StrEnum):
 
 
 Actor = Annotated[str, Field(min_length=1, max_length=200)]
+ReplySubject = Annotated[
+    str,
+    Field(
+        max_length=256,
+        pattern=r"^[A-Za-z0-9_$-]+(\.[A-Za-z0-9_$-]+)*$",
+        description="A NATS subject without wildcards, e.g. an inbox (_INBOX.abc).",
+    ),
+]
 
 
 def _now() -> datetime:
@@ -53,6 +61,10 @@ class CommandBase(BaseModel):
     actor: Actor | None = None
     """Who sent it, as the sender says (the CLI: the user's login name); recorded in the
     events it causes. Until the edge authenticates callers, a claim, not a proof."""
+    reply_to: ReplySubject | None = None
+    """A NATS subject on which the worker publishes the command's outcome (a
+    ``CommandOutcome``: completed, failed, waiting, ...) once it is done. Best effort (core
+    NATS): the session's events are the durable record."""
     issued_at: datetime = Field(default_factory=_now)
 
 
@@ -71,6 +83,9 @@ class CreateSession(CommandBase):
     max_lifetime: Seconds | None = None
     """Seconds after creation at which the session expires, active or not (0: never; None:
     the worker's ``PRAXIS_SESSION_MAX_LIFETIME``)."""
+    message: str | None = Field(default=None, min_length=1, max_length=MAX_MESSAGE_CHARS)
+    """A first user message, answered as soon as the session starts (instead of the
+    agent's greeting): one command runs a whole turn, for pipelines on the bus."""
 
 
 class UserMessage(CommandBase):

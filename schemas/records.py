@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from schemas.commands import DoubleTexting, Interface
-from schemas.events import Event, TokenDelta, ToolCall
+from schemas.events import Event, TokenDelta, ToolCall, Usage
 from schemas.ids import AgentName, SessionId, TaskId
 from schemas.lifecycle import SessionState
 
@@ -221,6 +221,32 @@ LIVE_ADAPTER: TypeAdapter[LiveMessage] = TypeAdapter(LiveMessage)
 def decode_live(data: bytes) -> CommitNotice | TailNotice | TokenDelta:
     """Parse one message of ``live.<id>`` (one pass, whatever its type)."""
     return LIVE_ADAPTER.validate_json(data)
+
+
+OutcomeKind = Literal[
+    "completed", "failed", "waiting", "rejected", "queued", "dead_lettered", "done"
+]
+
+
+class CommandOutcome(BaseModel):
+    """What a command came to, published on its ``reply_to`` subject once it is done."""
+
+    session_id: SessionId
+    task_id: TaskId
+    command_id: str | None
+    outcome: OutcomeKind
+    """completed: the turn ended with the agent's reply; failed: the turn failed (``reason``);
+    waiting: tool calls wait for approval (``waiting_for``); rejected: not allowed
+    (``reason``); queued: kept until the session is resumed; dead_lettered: parked after
+    failing repeatedly; done: any other command that took effect."""
+    reply: str | None = None
+    """The agent's reply (for waiting: what it said before pausing)."""
+    reason: str | None = None
+    waiting_for: list[ToolCall] = Field(default_factory=list)
+    usage: Usage | None = None
+    state: SessionState
+    cursor: int
+    """The stream sequence of the command's last event."""
 
 
 class AgentInfo(BaseModel):

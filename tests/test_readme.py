@@ -88,3 +88,17 @@ async def test_graphql_example_runs(edge: EdgeProcess, worker: InProcessWorker) 
         "Hello! How can I help you today?",
         'You said: "Help me with coding". That is your first message in this session.',
     ]
+
+
+async def test_pipeline_example_runs_with_plain_nats_py(
+    settings: Settings,
+    client: SessionClient,
+    worker_processes: Callable[[int], list[WorkerProcess]],
+) -> None:
+    """A service with nothing of Praxis but the README publishes a run and gets its result."""
+    worker_processes(1)
+    await live_workers(client, 1)
+    env = env_for(settings)
+    env.pop("PYTHONPATH")  # plain nats-py, not our packages
+    done = await run_example('"kind": "create_session"', env)
+    assert done.stdout.strip() == "completed Summarise invoice 42"

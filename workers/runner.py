@@ -38,6 +38,7 @@ from schemas import (
     Command,
     CommandDeadLettered,
     CommandFailed,
+    CommandOutcome,
     CommandRejected,
     CommandSkipped,
     Complete,
@@ -75,6 +76,7 @@ from schemas import (
     new_id,
 )
 from schemas.events import created_by
+from schemas.records import OutcomeKind
 from workers.agents import Agent, AgentRegistry, TurnContext
 from workers.agents.base import (
     SUMMARY_CHARS,
@@ -206,6 +208,7 @@ class SessionRunner:
         self._retry_delay = RETRY_DELAY
         self._stopped_by: str | None = None
         self._waiting: list[ToolCall] | None = None
+        self._replying: Replying | None = None
         self.accepting = True
         """New triggers for the session may join this run (until its last input check)."""
         self.done = asyncio.Event()
@@ -457,6 +460,7 @@ class SessionRunner:
             await self._reject_invalid(seq, cmd.command_id, "session_id differs from the subject")
             return
         resuming = self.state.progress == seq
+        self._replying = Replying(cmd.command_id, cmd.reply_to) if cmd.reply_to else None
         if not resuming and cmd.command_id in self.state.recent_commands:
             await self._skip(seq, cmd, "repeat of a command already handled")
             return
@@ -542,6 +546,8 @@ class SessionRunner:
         }
 
     async def _on_create(self, seq: int, cmd: CreateSession, resuming: bool) -> None:
+        """Start the session: the agent's greeting, if it has one, or the answer to the
+        create's own first message (a whole turn in one command, for pipelines)."""
         agent = self.ctx.registry.get(self.state.session.agent)
         if not resuming:
             if self.state.session.state is not SessionState.CREATED:
@@ -551,11 +557,25 @@ class SessionRunner:
                 reason = f"agent {self.state.session.agent!r} is not available here"
                 await self._transition(seq, cmd, SessionState.FAILED, True, reason)
                 return
-            greets = _greets(agent, self._context(None))
-            await self._transition(seq, cmd, SessionState.ACTIVE, not greets, "started")
-            if not greets:
+            turn = cmd.message is not None or _greets(agent, self._context(None))
+            await self._transition(seq, cmd, SessionState.ACTIVE, not turn, "started")
+            if not turn:
                 return
-        await self._turn(seq, cmd.command_id, cmd.interface, None)
+        if cmd.message is None:
+            await self._turn(seq, cmd.command_id, cmd.interface, None)
+            return
+        if self.state.last_user is None or self.state.last_user[0] != seq:
+            accepted = UserMessageAccepted(
+                **self._meta(cmd.command_id, cmd.interface, seq),
+                actor=cmd.actor,
+                content=cmd.message,
+            )
+            try:
+                await self._append(accepted)
+            except MessageTooLargeError as e:
+                await self._reject(seq, cmd, f"the message is too large to store ({e})")
+                return
+        await self._turn(seq, cmd.command_id, cmd.interface, cmd.message)
 
     async def _on_message(self, seq: int, cmd: UserMessage, resuming: bool) -> None:
         if not resuming and self._is_waiting() and not await self._while_waiting(seq, cmd):
@@ -1104,9 +1124,36 @@ class SessionRunner:
         self.tail = seq
         self.ck = apply(self.ck, seq, event, self.bus.settings.context_cap)
         await self.bus.nc.publish(subjects.live(self.sid), notice)
+        replying = self._replying
+        if replying is not None and event.command_id == replying.command_id:
+            await self._reply(replying, seq, event)
         if event.final or isinstance(event, SessionCreated):
             self._save(ended=isinstance(event, StateChanged) and event.to_state in TERMINAL)
             await self._ack_done()
+
+    async def _reply(self, replying: Replying, seq: int, event: Event) -> None:
+        """Tell the command's ``reply_to`` subject how it ended (best effort, core NATS)."""
+        if isinstance(event, AgentMessage):
+            replying.text = event.content
+        if not event.final:
+            return
+        self._replying = None
+        outcome = CommandOutcome(
+            session_id=self.sid,
+            task_id=self.state.session.task_id,
+            command_id=event.command_id,
+            outcome=_outcome_of(event),
+            reply=event.text if isinstance(event, TurnWaiting) else replying.text,
+            reason=getattr(event, "reason", None),
+            waiting_for=event.calls if isinstance(event, TurnWaiting) else [],
+            usage=getattr(event, "usage", None),
+            state=self.state.session.state,
+            cursor=seq,
+        )
+        try:
+            await self.bus.nc.publish(replying.subject, outcome.model_dump_json().encode())
+        except Exception as e:  # the events hold the outcome whatever happens here
+            log.warning("session %s: reply to %s failed: %s", self.sid, replying.subject, e)
 
     def _save(self, ended: bool = False) -> None:
         """Snapshot, record and expiry timer, in the background (the events are already
@@ -1219,6 +1266,35 @@ def _greets(agent: Agent, ctx: TurnContext) -> bool:
         return agent.greet(ctx) is not None
     except Exception:
         return True
+
+
+@dataclass(slots=True)
+class Replying:
+    """A command whose outcome goes to a reply subject, and its reply so far."""
+
+    command_id: str
+    subject: str
+    text: str | None = None
+
+
+def _outcome_of(event: Event) -> OutcomeKind:
+    match event:
+        case TurnCompleted():
+            return "completed"
+        case TurnFailed():
+            return "failed"
+        case StateChanged(to_state=SessionState.FAILED):
+            return "failed"
+        case TurnWaiting():
+            return "waiting"
+        case CommandRejected():
+            return "rejected"
+        case MessageQueued():
+            return "queued"
+        case CommandDeadLettered():
+            return "dead_lettered"
+        case _:
+            return "done"
 
 
 def _pieces_for(agent: Agent, ctx: TurnContext) -> AsyncIterator[str]:

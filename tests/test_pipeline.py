@@ -1,0 +1,119 @@
+"""Issue 8: pipeline use. A plain nats-py client (no Praxis code) runs agents by publishing
+commands on the bus and reads the outcome on a reply subject."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+
+from bus import SessionClient, direct, subjects
+from schemas import decode_event
+from tests.conftest import InProcessWorker, NatsServer
+
+
+async def _publish(nc: Client, session_id: str, command: dict[str, Any]) -> None:
+    command.setdefault("command_id", f"cmd_{uuid.uuid4().hex}")
+    await nc.jetstream().publish(
+        f"sess.{session_id}.in",
+        json.dumps(command).encode(),
+        headers={"Nats-Msg-Id": command["command_id"]},
+    )
+
+
+async def _run(nc: Client, session_id: str, command: dict[str, Any]) -> dict[str, Any]:
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    await _publish(nc, session_id, {**command, "reply_to": inbox})
+    outcome: dict[str, Any] = json.loads((await sub.next_msg(timeout=20)).data)
+    await sub.unsubscribe()
+    return outcome
+
+
+async def test_runs_and_turns_with_a_plain_nats_client(
+    nats: NatsServer, client: SessionClient, worker: InProcessWorker
+) -> None:
+    nc = await nats_connect(nats)
+    try:
+        sid = f"ses_{uuid.uuid4().hex}"
+        base = {"session_id": sid, "task_id": "batch-7"}
+        first = await _run(
+            nc, sid, {**base, "kind": "create_session", "agent": "echo", "message": "step one"}
+        )
+        assert (first["outcome"], first["reply"], first["state"]) == (
+            "completed",
+            "step one",
+            "ACTIVE",
+        )
+        assert first["task_id"] == "batch-7" and first["cursor"] > 0
+        second = await _run(nc, sid, {**base, "kind": "user_message", "content": "step two"})
+        assert (second["outcome"], second["reply"]) == ("completed", "step two")
+        # The same session, from the Python client: the history and the task.
+        assert [h.content for h in await client.history(sid)] == [
+            "step one",
+            "step one",
+            "step two",
+            "step two",
+        ]
+        assert [r.session_id for r in (await client.list(task_id="batch-7")).items] == [sid]
+
+        # Refused commands say why.
+        again = await _run(nc, sid, {**base, "kind": "create_session", "agent": "echo"})
+        assert (again["outcome"], again["reason"]) == ("rejected", "session already exists")
+        await client.complete(sid)
+        late = await _run(nc, sid, {**base, "kind": "user_message", "content": "more"})
+        assert late["outcome"] == "rejected" and "COMPLETED" in late["reason"]
+
+        other = f"ses_{uuid.uuid4().hex}"
+        unknown = await _run(
+            nc,
+            other,
+            {
+                "session_id": other,
+                "task_id": "t",
+                "kind": "create_session",
+                "agent": "nobody",
+                "message": "hi",
+            },
+        )
+        assert unknown["outcome"] == "failed" and "nobody" in unknown["reason"]
+        assert unknown["state"] == "FAILED"
+    finally:
+        await nc.close()
+
+
+async def test_a_bad_command_on_the_bus_is_rejected_and_changes_nothing(
+    nats: NatsServer, client: SessionClient, worker: InProcessWorker
+) -> None:
+    nc = await nats_connect(nats)
+    try:
+        sid = f"ses_{uuid.uuid4().hex}"
+        base = {"session_id": sid, "task_id": "t"}
+        made = await _run(nc, sid, {**base, "kind": "create_session", "agent": "echo"})
+        assert made["outcome"] == "done" and made["state"] == "ACTIVE"
+        await _publish(
+            nc, sid, {**base, "kind": "user_message", "content": "x", "reply_to": "results.>"}
+        )  # a wildcard: not a reply subject
+        await nc.jetstream().publish(f"sess.{sid}.in", b"{not json", headers={"Nats-Msg-Id": "b"})
+        good = await _run(nc, sid, {**base, "kind": "user_message", "content": "still here"})
+        assert good["reply"] == "still here"
+        msgs = await direct.read_subject(
+            client.bus.nc, client.bus.stream, subjects.events(sid), after=0, timeout=5
+        )
+        rejected = [
+            e.reason
+            for e in map(decode_event, (m.data for m in msgs))
+            if e.type == "command.rejected"
+        ]
+        assert len(rejected) == 2 and all(r.startswith("invalid command") for r in rejected)
+        assert "reply_to" in rejected[0]
+        assert [h.content for h in await client.history(sid)] == ["still here", "still here"]
+    finally:
+        await nc.close()
+
+
+async def nats_connect(server: NatsServer) -> Client:
+    return await nats.connect(server.url)
