@@ -101,10 +101,16 @@ class TurnStarted(EventBase):
 
 
 class ToolCall(BaseModel):
-    call_id: str
-    tool: str
-    args: dict[str, Any] | str
-    needs_approval: bool = False
+    """A tool call the model asked for."""
+
+    call_id: str = Field(description="The call's id (approve or deny it by this id).")
+    tool: str = Field(description="The tool's name, as the model sees it.")
+    args: dict[str, Any] | str = Field(
+        description="The arguments the model gave (a string if they were not valid JSON)."
+    )
+    needs_approval: bool = Field(
+        default=False, description="Whether the call waits for a human's approval."
+    )
 
 
 class ToolCallsRequested(EventBase):
