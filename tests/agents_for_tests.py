@@ -119,6 +119,11 @@ def refund(ctx: RunContext[ToolContext], order: str) -> str:
     return f"order {order} refunded"
 
 
+def big_report(size: int) -> str:
+    """A report of ``size`` characters."""
+    return "x" * size
+
+
 def tool_calls_logged(path: str) -> list[dict[str, str]]:
     try:
         with open(path, encoding="utf-8") as fh:

@@ -150,7 +150,34 @@ async def openai_chat(request: Request) -> Response:
     if isinstance(reply, Fail):
         kind = "rate_limit_error" if reply.status == 429 else "server_error"
         return _failure(reply, {"error": {"message": reply.message, "type": kind, "code": None}})
+    if not body.get("stream"):
+        return JSONResponse(_openai_whole(reply))
     return StreamingResponse(_openai_stream(reply), media_type="text/event-stream")
+
+
+def _openai_whole(reply: Text | Call) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
+    if isinstance(reply, Call):
+        message["tool_calls"] = [
+            {
+                "id": reply.call_id,
+                "type": "function",
+                "function": {"name": reply.name, "arguments": json.dumps(reply.args)},
+            }
+        ]
+    finish = "tool_calls" if isinstance(reply, Call) else "stop"
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 1700000000,
+        "model": "fake",
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": {
+            "prompt_tokens": reply.input_tokens,
+            "completion_tokens": reply.output_tokens,
+            "total_tokens": reply.input_tokens + reply.output_tokens,
+        },
+    }
 
 
 # -- Anthropic messages ------------------------------------------------------------------------
@@ -208,7 +235,27 @@ async def anthropic_messages(request: Request) -> Response:
         kind = "rate_limit_error" if reply.status == 429 else "api_error"
         error = {"type": "error", "error": {"type": kind, "message": reply.message}}
         return _failure(reply, error)
+    if not body.get("stream"):
+        return JSONResponse(_anthropic_whole(reply))
     return StreamingResponse(_anthropic_stream(reply), media_type="text/event-stream")
+
+
+def _anthropic_whole(reply: Text | Call) -> dict[str, Any]:
+    content: list[dict[str, Any]] = [{"type": "text", "text": reply.text}] if reply.text else []
+    if isinstance(reply, Call):
+        content.append(
+            {"type": "tool_use", "id": reply.call_id, "name": reply.name, "input": reply.args}
+        )
+    return {
+        "id": "msg_fake",
+        "type": "message",
+        "role": "assistant",
+        "model": "fake",
+        "content": content,
+        "stop_reason": "tool_use" if isinstance(reply, Call) else "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens},
+    }
 
 
 # -- the server ----------------------------------------------------------------------------------

@@ -9,8 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from bus import SessionClient, Settings
-from schemas import AgentMessage, TokenDelta, TurnCompleted, TurnFailed
+from bus import SessionClient, Settings, direct, subjects
+from schemas import (
+    AgentMessage,
+    ContextCompacted,
+    Event,
+    TokenDelta,
+    ToolResult,
+    TurnCompleted,
+    TurnFailed,
+    decode_event,
+)
 from tests import agents_for_tests
 from tests.conftest import InProcessWorker, env_for, praxis, settled_session
 from tests.fake_models import Call, Fail, FakeModelServer, Text
@@ -238,3 +247,55 @@ async def test_cli_one_turn_exits_non_zero_when_the_turn_fails(
     assert bad.returncode != 0
     assert "model error" in bad.stderr and "unwell" in bad.stderr, bad.stderr
     models.reset()
+
+
+async def test_a_huge_tool_result_is_cut_to_fit_the_bus(
+    client: SessionClient,
+    settings: Settings,
+    start_worker: Callable[[], Awaitable[InProcessWorker]],
+    models: FakeModelServer,
+) -> None:
+    tool = '\n[[tools]]\nfunction = "tests.agents_for_tests:big_report"\n'
+    define(settings, "reports", openai_agent(models, tool))
+    await start_worker()
+    script = models.reset(Call("big_report", {"size": 3_000_000}, call_id="b1"), Text("Done."))
+    sid = await settled_session(client, "reports")
+    events = await client.wait(await client.send(sid, "Report, please"))
+    assert isinstance(events[-1], TurnCompleted), events
+    [result] = [e for e in events if isinstance(e, ToolResult)]
+    limit = settings.max_message_bytes // 8
+    assert result.content.endswith("[cut: the result had 3000000 characters]")
+    assert len(result.content) < limit + 100
+    assert "[cut: the result had 3000000 characters]" in str(script.requests[1]["messages"])
+
+
+async def test_the_model_writes_the_running_summary_when_asked_to(
+    client: SessionClient,
+    settings: Settings,
+    start_worker: Callable[[], Awaitable[InProcessWorker]],
+    models: FakeModelServer,
+) -> None:
+    define(
+        settings, "brief", openai_agent(models, '[context]\nmessages = 4\nsummarize = "model"\n')
+    )
+    await start_worker()
+    script = models.reset()
+    sid = await settled_session(client, "brief")
+    for text in ("one", "two", "three"):
+        await client.wait(await client.send(sid, text))
+    [compacted] = [e for e in await _stored(client, sid) if isinstance(e, ContextCompacted)]
+    asked = [r for r in script.requests if not r.get("stream")]  # turns stream; this does not
+    assert len(asked) == 1 and "User: one" in str(asked[0]["messages"])
+    assert "Write a short summary" in str(asked[0]["messages"])
+    assert compacted.summary.startswith("model heard: Write a short summary")
+    # The next request carries the summary and only the recent messages.
+    last = script.requests[-1]
+    assert "Summary of the earlier conversation" in str(last["messages"])
+    assert [m["content"] for m in last["messages"] if m["role"] == "user"][-1] == "three"
+
+
+async def _stored(client: SessionClient, sid: str) -> list[Event]:
+    msgs = await direct.read_subject(
+        client.bus.nc, client.bus.stream, subjects.events(sid), after=0, timeout=5
+    )
+    return [decode_event(m.data) for m in msgs]

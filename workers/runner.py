@@ -1018,6 +1018,8 @@ class SessionRunner:
             decisions=dict(turn.decisions) if turn else {},
             record_response=record_response,
             record_result=record_result,
+            # A result must fit in one event with room for the envelope (and wide chars).
+            max_result_chars=self.bus.settings.max_message_bytes // 8,
         )
 
     def _context(

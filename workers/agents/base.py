@@ -69,6 +69,9 @@ class TurnJournal:
     """Record response number ``step`` and its calls; returns once it is stored."""
     record_result: RecordResult | None = None
     """Record ``(call_id, tool, content, denied)``; returns once it is stored."""
+    max_result_chars: int = 256 * 1024
+    """A tool's result is cut to this many characters (of its JSON) before it is recorded
+    and shown to the model: every recorded step must fit in one message on the bus."""
 
     async def responded(self, step: int, calls: list[ToolCall], response: str) -> None:
         if step == len(self.responses):

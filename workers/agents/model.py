@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import json
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -280,7 +281,12 @@ class JournalToolset(WrapperToolset[ToolContext]):
                 await self.journal.resulted(call_id, name, text, True)
                 return text
         value = await super().call_tool(name, tool_args, ctx, tool)
-        await self.journal.resulted(call_id, name, to_jsonable_python(value), False)
+        content = to_jsonable_python(value)
+        text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
+        limit = self.journal.max_result_chars
+        if len(text) > limit:  # the model sees what is recorded: the same after a replay
+            value = content = f"{text[:limit]} [cut: the result had {len(text)} characters]"
+        await self.journal.resulted(call_id, name, content, False)
         return value
 
 
