@@ -38,7 +38,7 @@ from cli.chat import (
     show_recent,
 )
 from cli.dead_letters import dead_app
-from cli.render import session_rows, table, worker_rows
+from cli.render import call_text, session_rows, table, worker_rows
 from cli.runtime import bus_connection, resolve_url, runtime
 from cli.runtime import load_settings as _settings
 from cli.runtime import run_coro as _run
@@ -261,6 +261,8 @@ def agent_show_session(
                 print(f"Expires:  {record.expires_at.isoformat()} unless there is activity")
             if record.metadata:
                 print(f"Metadata: {json.dumps(record.metadata)}")
+            for call in record.waiting_for:
+                print(f"Waiting:  {call_text(call)} (call {call.call_id}) for approval")
             print()
             for h in history:
                 print(f"{'You' if h.role == 'user' else 'Agent'}: {h.content}")

@@ -80,7 +80,7 @@ async def ask_approvals(
             reason = None if approve or text.lower() in ("", "n", "no") else text
             receipt = await client.decide(session_id, call.call_id, approve=approve, reason=reason)
         assert receipt is not None
-        outcome = await print_turn(client.follow(receipt), sys.stdout, "Agent: ")
+        outcome = await print_turn(client.follow(receipt), sys.stdout, "Agent: ", sys.stderr)
     return outcome
 
 
@@ -108,7 +108,8 @@ async def chat(client: SessionClient, session_id: str) -> None:
             continue
         if text in QUIT:
             break
-        outcome = await print_turn(client.turn(session_id, text), sys.stdout, "Agent: ")
+        turn = client.turn(session_id, text)
+        outcome = await print_turn(turn, sys.stdout, "Agent: ", sys.stderr)
         outcome = await ask_approvals(client, session_id, outcome)
         if outcome.failure:
             print(f"praxis: {outcome.failure}", file=sys.stderr)

@@ -20,6 +20,8 @@ from schemas import (
     StateChanged,
     TokenDelta,
     ToolCall,
+    ToolCallsRequested,
+    ToolResult,
     TurnFailed,
     TurnWaiting,
     WorkerInfo,
@@ -34,12 +36,17 @@ class TurnOutcome:
     """The turn paused: these calls wait for a human's approval."""
 
 
-async def print_turn(items: AsyncIterator[Delivery], out: TextIO, prefix: str) -> TurnOutcome:
-    """Stream a turn's reply to ``out`` as it is generated; report how it ended."""
+async def print_turn(
+    items: AsyncIterator[Delivery], out: TextIO, prefix: str, notes: TextIO | None = None
+) -> TurnOutcome:
+    """Stream a turn's reply to ``out`` as it is generated; report how it ended. Tool calls
+    and their results are shown on ``notes``, if given."""
     outcome = TurnOutcome()
     started = False
     async for item in items:
         ev = item.event
+        if notes is not None and isinstance(ev, ToolCallsRequested | ToolResult):
+            started = _show_note(ev, out, notes, started)
         if isinstance(ev, TokenDelta):
             if not started:
                 out.write(prefix)
@@ -75,6 +82,29 @@ def _failure(ev: object) -> str | None:
     if isinstance(ev, StateChanged) and ev.final and ev.to_state.value == "FAILED":
         return f"session failed: {ev.reason}"
     return None
+
+
+def _show_note(
+    ev: ToolCallsRequested | ToolResult, out: TextIO, notes: TextIO, started: bool
+) -> bool:
+    """Show a tool step between lines of the reply; the reply then starts a new line."""
+    if started:
+        out.write("\n")
+        out.flush()
+    notes.write(_note(ev) + "\n")
+    notes.flush()
+    return False
+
+
+def _note(ev: ToolCallsRequested | ToolResult) -> str:
+    if isinstance(ev, ToolCallsRequested):
+        return "\n".join(
+            f"  [tool] {call_text(c)}" + (" (needs approval)" if c.needs_approval else "")
+            for c in ev.calls
+        )
+    content = ev.content if isinstance(ev.content, str) else json.dumps(ev.content)
+    short = content if len(content) <= 200 else content[:199] + "…"
+    return f"  [{'denied' if ev.denied else 'result'}] {short}"
 
 
 def call_text(call: ToolCall) -> str:

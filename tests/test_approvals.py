@@ -350,6 +350,8 @@ async def test_approve_in_the_cli(
     assert chat.returncode == 0, chat.stderr
     assert 'Allow refund({"order": "6"})? [y/N]' in chat.stdout
     assert "Agent: As you wish." in chat.stdout
+    assert '[tool] refund({"order": "6"}) (needs approval)' in chat.stderr
+    assert "[denied] The user denied this call of refund: not this one" in chat.stderr
     sid = chat.stderr.split("Session created: ")[1].split()[0]
     decided = [e for e in await stored(client, sid) if isinstance(e, ToolDecided)]
     assert [(d.approved, d.reason, d.interface and d.interface.value) for d in decided] == [
