@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from pydantic_ai import RunContext
 
-from workers.agents import Agent, TurnContext
+from workers.agents import Agent, AgentDefinition, TurnContext
 from workers.agents.model import ToolContext, idempotency_key
 
 
@@ -130,6 +130,12 @@ def tool_calls_logged(path: str) -> list[dict[str, str]]:
             return [json.loads(line) for line in fh if line.strip()]
     except FileNotFoundError:
         return []
+
+
+OFFLINE = AgentDefinition(
+    name="offline", description="a definition in Python", model="test:any", system_prompt="Hi."
+)
+"""An agent defined as data from Python (as an entry point would give it)."""
 
 
 TEST_AGENTS = ",".join(

@@ -23,7 +23,7 @@ from schemas import (
 from tests import agents_for_tests
 from tests.conftest import InProcessWorker, env_for, praxis, settled_session
 from tests.fake_models import Call, Fail, FakeModelServer, Text
-from workers.agents import load_agents
+from workers.agents import TurnContext, load_agents
 from workers.agents.model import ModelAgent
 
 
@@ -95,6 +95,17 @@ def test_definitions_load_and_each_broken_one_is_reported(tmp_path: Path) -> Non
     }
     for fragment in expected:
         assert fragment in errors, (fragment, errors)
+
+
+async def test_a_definition_from_python_is_an_agent() -> None:
+    registry = load_agents(["tests.agents_for_tests:OFFLINE"])
+    agent = registry.get("offline")
+    assert isinstance(agent, ModelAgent) and agent.description == "a definition in Python"
+    sources = {i.name: i.source for i in registry.infos()}
+    assert sources["offline"] == "PRAXIS_AGENTS tests.agents_for_tests:OFFLINE"
+    ctx = TurnContext("s", "t", "offline", {}, (), 1, "hello")
+    assert "".join([p async for p in agent.respond(ctx)]) == "success (no tool calls)"
+    assert ctx.usage.requests == 1
 
 
 def test_praxis_agents_lists_definitions_and_fails_on_a_broken_one(
