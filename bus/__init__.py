@@ -3,7 +3,7 @@ append, leases and the :class:`SessionClient` that the CLI, the edge and other s
 """
 
 from bus import commit, direct, leases, subjects
-from bus.client import Page, Receipt, SessionClient
+from bus.client import Page, Receipt, Scope, SessionClient
 from bus.connection import Bus, connect, open_connection, with_retry
 from bus.errors import (
     AlreadyReplayedError,
@@ -50,6 +50,7 @@ __all__ = [
     "PublishError",
     "PullLoop",
     "Receipt",
+    "Scope",
     "SessionClient",
     "SessionExistsError",
     "SessionNotFoundError",

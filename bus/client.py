@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import hashlib
 import json
 import time
@@ -53,6 +54,7 @@ from schemas import (
     Event,
     HistoryItem,
     Interface,
+    Owner,
     Resume,
     SessionCreated,
     SessionRecord,
@@ -69,6 +71,15 @@ from schemas import (
 )
 from schemas.events import created_by
 from schemas.fold import start as fold_start
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """A caller as the edge authenticated it: the owner of the sessions it creates, and
+    whether it may see every session (``admin``)."""
+
+    owner: Owner
+    admin: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +126,41 @@ class SessionClient:
         self.interface = interface
         self.actor = actor
         """Who drives the sessions through this client, recorded in the events it causes."""
+        self.scope: Scope | None = None
+        """Whose sessions this client may see (None: everyone's, as the CLI and workers)."""
         self._agents_cache: tuple[float, dict[str, AgentInfo]] | None = None
         self._task_ids: dict[str, str] = {}  # sessions' task ids never change
+        self._owners: dict[str, Owner | None] = {}  # nor do their owners
+
+    def scoped(self, scope: Scope | None, actor: str | None = None) -> SessionClient:
+        """A client for one caller: it creates sessions owned by ``scope.owner`` and, unless
+        ``scope.admin``, sees no other owner's session (they are 'unknown', never
+        'forbidden', so ids cannot be probed). Shares this client's caches."""
+        other = copy.copy(self)
+        other.scope = scope
+        other.actor = actor or self.actor
+        return other
+
+    async def _guard(self, session_id: str) -> None:
+        """Raise :class:`SessionNotFoundError` for a session the scope may not see."""
+        check_token(session_id, "session id")
+        scope = self.scope
+        if scope is None or scope.admin:
+            return
+        if session_id in self._owners:
+            owner = self._owners[session_id]
+        else:
+            checkpoint, _ = await self._checkpoint(session_id)
+            owner = checkpoint.session.owner
+            if len(self._owners) >= _TASK_IDS_KEPT:
+                del self._owners[next(iter(self._owners))]
+            self._owners[session_id] = owner
+        if owner != scope.owner:
+            raise SessionNotFoundError(session_id)
+
+    def _sees(self, record: SessionRecord) -> bool:
+        scope = self.scope
+        return scope is None or scope.admin or record.owner == scope.owner
 
     # -- creating and talking ------------------------------------------------------------
 
@@ -153,6 +197,7 @@ class SessionClient:
             idle_timeout=idle_timeout,
             max_lifetime=max_lifetime,
             double_texting=double_texting,
+            owner=self.scope.owner if self.scope else None,
             **_command_id(command_id),
         )
         created, seq = await self._first_commit(cmd)
@@ -199,6 +244,7 @@ class SessionClient:
         answer it when the session is resumed, instead of refusing it. ``on_busy``: what
         the message does if the session is busy with an earlier one (default: the
         session's ``double_texting``)."""
+        await self._guard(session_id)
         head, tail = await self._head(session_id)
         return await self._send(head, tail, message, command_id, queue, on_busy)
 
@@ -247,6 +293,7 @@ class SessionClient:
     ) -> AsyncGenerator[Delivery | None, None]:
         """:meth:`turn`, and ``None`` after each ``keepalive`` seconds of quiet (for relays
         that must show an idle connection is alive while an agent thinks)."""
+        await self._guard(session_id)
         follower = Follower(self.bus, session_id)
         try:
             task_id = self._task_ids.get(session_id)
@@ -376,6 +423,7 @@ class SessionClient:
         self, session_id: str, kind: type[Suspend | Resume | Complete], **fields: Any
     ) -> SessionRecord:
         action, target = _ACTIONS[kind]
+        await self._guard(session_id)
         head, tail = await self._head(session_id)
         if not can_transition(head.state, target):
             raise IllegalTransitionError(session_id, action, head.state)
@@ -397,6 +445,7 @@ class SessionClient:
 
     async def cancel(self, session_id: str) -> Receipt:
         """Ask the owner to stop the turn in flight (the turn ends with ``turn.failed``)."""
+        await self._guard(session_id)
         head, tail = await self._head(session_id)
         cmd = CancelTurn(
             session_id=session_id, task_id=head.task_id, interface=self.interface, actor=self.actor
@@ -412,6 +461,7 @@ class SessionClient:
         """Approve or deny a tool call the session's turn waits on (``waiting_for``). Once
         every call it waits on is decided the turn goes on: follow the receipt for the rest
         of it (its reply, ``turn.completed``)."""
+        await self._guard(session_id)
         ck, tail = await self._checkpoint(session_id)
         state = ck.session.state
         if state is not SessionState.ACTIVE:
@@ -442,6 +492,8 @@ class SessionClient:
 
     async def get(self, session_id: str) -> SessionRecord:
         checkpoint, _ = await self._checkpoint(session_id)
+        if not self._sees(checkpoint.session):
+            raise SessionNotFoundError(session_id)
         return checkpoint.session
 
     async def list(
@@ -465,7 +517,8 @@ class SessionClient:
         records = [
             r
             for r in await self.records()
-            if (state is None or r.state == state)
+            if self._sees(r)
+            and (state is None or r.state == state)
             and (agent is None or r.agent == agent)
             and (task_id is None or r.task_id == task_id)
             and (created_after is None or r.created_at >= created_after)
@@ -496,6 +549,8 @@ class SessionClient:
         """The last ``limit`` messages before the cursor ``before``, and whether there are
         older ones."""
         ck, tail = await self._checkpoint(session_id)
+        if not self._sees(ck.session):
+            raise SessionNotFoundError(session_id)
         ranges = ck.rolled_back
         if before is None and limit:
             # The end of the history is in the session's state (its recent context): one
@@ -526,6 +581,7 @@ class SessionClient:
 
     async def events(self, session_id: str, after: int | None = None) -> AsyncIterator[Delivery]:
         """Durable events after ``after`` (``None``: from now) then live ones, with deltas."""
+        await self._guard(session_id)
         follower = Follower(self.bus, session_id)
         try:
             _, tail = await follower.open()
@@ -540,6 +596,7 @@ class SessionClient:
     ) -> AsyncGenerator[Delivery | None, None]:
         """Like :meth:`events`, but the session is looked up (and ``after`` checked) before
         this returns, and ``None`` comes after each ``keepalive`` seconds of quiet."""
+        await self._guard(session_id)
         follower = Follower(self.bus, session_id)
         try:
             _, tail = await follower.open()
@@ -567,6 +624,8 @@ class SessionClient:
         """Remove everything of a session from the bus: its commands, events, snapshot and
         timer, its record, lease and dead letters, with no marker left behind."""
         check_token(session_id, "session id")
+        if self.scope is not None and not self.scope.admin:
+            await self._guard(session_id)  # an unknown one is not found, whatever missing_ok
         if not missing_ok:
             await self._head(session_id)
         self._task_ids.pop(session_id, None)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 from platformdirs import user_config_dir, user_data_dir
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     workers_bucket: str = "praxis_workers"
     dead_letters_bucket: str = "praxis_dead_letters"
     janitor_bucket: str = "praxis_janitor"
+    keys_bucket: str = "praxis_keys"
     consumer: str = "praxis-workers"
     replicas: int = Field(default=1, ge=1, le=5)
     duplicate_window: float = Field(default=600.0, gt=0, description="Seconds a command id dedups.")
@@ -132,6 +133,23 @@ class Settings(BaseSettings):
         description="Agent definitions, one *.toml file per agent.",
     )
     inprocess_worker: Literal["auto", "always", "never"] = "auto"
+    auth: Literal["on", "off"] = Field(
+        default="off",
+        description="'on': every edge request needs an API key or a JWT, and sees only its "
+        "owner's sessions. 'off' is refused on a non-loopback address.",
+    )
+    jwt_secret: SecretStr | None = Field(
+        default=None, description="HS256: the shared secret JWTs are signed with."
+    )
+    jwt_jwks_file: Path | None = Field(
+        default=None, description="RS256/ES256: a JWKS file with the keys JWTs are signed with."
+    )
+    jwt_issuer: str | None = Field(default=None, description="The JWTs' required 'iss'.")
+    jwt_audience: str | None = Field(default=None, description="The JWTs' required 'aud'.")
+    jwt_tenant_claim: str = Field(default="tenant", description="The claim naming the tenant.")
+    jwt_admin_scope: str = Field(
+        default="praxis:admin", description="A scope (in 'scope' or 'scp') that makes an admin."
+    )
     edge_host: str = Field(default="127.0.0.1", description="Address the edge listens on.")
     edge_port: int = Field(default=8000, ge=0, le=65535, description="Port of the edge (0: any).")
     edge_max_body: int = Field(

@@ -27,6 +27,7 @@ import schemas
 import schemas.api
 from bus import Bus, NotConnectedError, SessionClient, Settings, connect
 from edge import graphql, problems
+from edge.auth import Authenticator
 from edge.sessions import AgentSessions
 from schemas import Interface
 from schemas.api import Health, Problem
@@ -77,6 +78,7 @@ def create_app(settings: Settings, bus: Bus | None = None) -> Litestar:
                 )
             app.state.bus = used
             app.state.client = SessionClient(used, Interface.API)
+            app.state.auth = Authenticator(settings, used)
             yield
 
     return Litestar(

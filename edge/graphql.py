@@ -18,19 +18,24 @@ from typing import Annotated, Any, TypeVar, cast
 import strawberry
 from graphql import GraphQLError, GraphQLSyntaxError
 from litestar.datastructures import State
+from litestar.types import Scope as AsgiScope
 from pydantic import ValidationError
 from strawberry.dataloader import DataLoader
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
 from strawberry.litestar import make_graphql_controller
 from strawberry.scalars import JSON
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionContext, Info
+from strawberry.types.unset import UNSET, UnsetType
 
 from bus import BusError, SessionClient, Settings
+from bus import Scope as BusScope
 from bus.client import list_cursor
 from edge import problems
-from edge.sessions import list_page
-from schemas import DoubleTexting, HistoryItem, InvalidIdError, SessionState, check_token
+from edge.auth import UnauthenticatedError, token_from_payload
+from edge.sessions import list_page, scoped_client
+from schemas import DoubleTexting, HistoryItem, InvalidIdError, Owner, SessionState, check_token
 from schemas.api import (
     MAX_PAGE,
     CreatedSession,
@@ -522,9 +527,41 @@ def _histories(client: SessionClient) -> DataLoader[HistoryKey, list[HistoryItem
     return DataLoader(load_fn=load)
 
 
-async def _context(state: State) -> dict[str, Any]:
-    client: SessionClient = state.client
+async def _context(state: State, scope: AsgiScope) -> dict[str, Any]:
+    """Per operation: the caller's client, from its headers over HTTP. A WebSocket
+    authenticates in its connection_init payload instead (see ``on_ws_connect``)."""
+    if str(scope["type"]) == "websocket":
+        client: SessionClient = state.client
+        if state.auth.on:
+            client = client.scoped(_NOBODY)  # until connection_init says who it is
+    else:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        client = await scoped_client(state, headers)
     return {"client": client, "settings": state.settings, "histories": _histories(client)}
+
+
+_ACK = cast(UnsetType, UNSET)  # connection_ack without a payload
+_NOBODY = BusScope(Owner(principal="-", tenant="-"))
+"""A WebSocket that has not authenticated yet sees nothing."""
+
+
+async def _on_ws_connect(context: dict[str, Any]) -> UnsetType | dict[str, object] | None:
+    """A subscription's credentials, from its connection_init payload (``Authorization``:
+    ``Bearer <key or JWT>``, or ``api_key``)."""
+    state: State = context["socket"].app.state
+    if not state.auth.on:
+        return _ACK
+    token = token_from_payload(context.get("connection_params"))
+    if token is None:
+        raise ConnectionRejectionError({"message": "credentials needed in connection_init"})
+    try:
+        scope = await state.auth.scope_of(token)
+    except UnauthenticatedError as e:
+        raise ConnectionRejectionError({"message": str(e)}) from None
+    client = state.client.scoped(scope, actor=scope.owner.principal)
+    context["client"] = client
+    context["histories"] = _histories(client)
+    return _ACK
 
 
 def controller(keep_alive: float) -> type:
@@ -536,8 +573,15 @@ def controller(keep_alive: float) -> type:
         keep_alive=True,
         keep_alive_interval=keep_alive,
     )
-    served.include_in_schema = False  # GraphQL documents itself (introspection, the SDL)
-    return served
+
+    class GraphQL(served):  # type: ignore[valid-type,misc]
+        async def on_ws_connect(
+            self, context: dict[str, Any]
+        ) -> UnsetType | dict[str, object] | None:
+            return await _on_ws_connect(context)
+
+    GraphQL.include_in_schema = False  # GraphQL documents itself (introspection, the SDL)
+    return GraphQL
 
 
 if __name__ == "__main__":

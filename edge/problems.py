@@ -36,6 +36,7 @@ from bus.errors import (
     ToolCallNotWaitingError,
     UnknownAgentError,
 )
+from edge.auth import UnauthenticatedError
 from schemas import InvalidIdError
 from schemas.api import FieldError, Problem
 
@@ -44,6 +45,7 @@ log = logging.getLogger("praxis.edge")
 MEDIA_TYPE = "application/problem+json"
 _TITLES = {
     400: "Bad request",
+    401: "Unauthenticated",
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
@@ -55,6 +57,7 @@ _TITLES = {
 }
 _CODES = {
     400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
     404: "NOT_FOUND",
     405: "BAD_REQUEST",
     409: "CONFLICT",
@@ -79,6 +82,8 @@ def problem(status: int, detail: str, kind: str, **extra: Any) -> Problem:
 
 def problem_for(exc: BaseException) -> Problem:  # noqa: C901 - one flat table of cases
     """The problem an error is answered with (500 for anything not known here)."""
+    if isinstance(exc, UnauthenticatedError):
+        return problem(401, str(exc), "unauthenticated")
     if isinstance(exc, SessionNotFoundError):
         return problem(404, str(exc), "session-not-found")
     if isinstance(exc, IllegalTransitionError):
@@ -158,10 +163,12 @@ def _http_problem(exc: HTTPException) -> Problem:
 
 def respond(request: Request[Any, Any, Any], found: Problem) -> Response[Any]:
     found.instance = request.url.path
+    headers = {"WWW-Authenticate": 'Bearer realm="praxis"'} if found.status == 401 else None
     return Response(
         content=found.model_dump(mode="json", exclude_none=True),
         status_code=found.status,
         media_type=MEDIA_TYPE,
+        headers=headers,
     )
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Any
 
-from litestar import Controller, Response, delete, get, post
+from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import ResponseSpec
@@ -88,9 +89,15 @@ async def list_page(client: SessionClient, request: ListSessionsRequest) -> Page
     )
 
 
-def _client(state: State) -> SessionClient:
+async def _client(request: Request[Any, Any, Any]) -> SessionClient:
+    """The client for this request's caller (see :mod:`edge.auth`)."""
+    return await scoped_client(request.app.state, request.headers)
+
+
+async def scoped_client(state: State, headers: Mapping[str, str]) -> SessionClient:
     client: SessionClient = state.client
-    return client
+    scope = await state.auth.scope(headers)
+    return client if scope is None else client.scoped(scope, actor=scope.owner.principal)
 
 
 def _settings(state: State) -> Settings:
@@ -102,7 +109,7 @@ class AgentSessions(Controller):
     path = "/agent-sessions"
     tags = ["agent sessions"]
     dependencies = {
-        "client": Provide(_client, sync_to_thread=False),
+        "client": Provide(_client),
         "settings": Provide(_settings, sync_to_thread=False),
     }
 

@@ -50,6 +50,16 @@ def _command_id() -> str:
     return new_id("cmd")
 
 
+class Owner(BaseModel):
+    """Who a session belongs to: a principal within a tenant (set by the edge from the
+    caller's credentials; a session without one belongs to nobody but admins)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    principal: str = Field(min_length=1, max_length=200)
+    tenant: str = Field(min_length=1, max_length=200)
+
+
 class CommandBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -86,6 +96,8 @@ class CreateSession(CommandBase):
     message: str | None = Field(default=None, min_length=1, max_length=MAX_MESSAGE_CHARS)
     """A first user message, answered as soon as the session starts (instead of the
     agent's greeting): one command runs a whole turn, for pipelines on the bus."""
+    owner: Owner | None = None
+    """Who the session belongs to (see ``Owner``)."""
 
 
 class UserMessage(CommandBase):

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from schemas.commands import CreateSession, DoubleTexting, Interface
+from schemas.commands import CreateSession, DoubleTexting, Interface, Owner
 from schemas.ids import AgentName, SessionId, TaskId
 from schemas.lifecycle import SessionState
 
@@ -52,6 +52,7 @@ class SessionCreated(EventBase):
     max_lifetime: float = 0.0
     """Seconds after creation at which the session expires (0: never)."""
     double_texting: DoubleTexting = "enqueue"
+    owner: Owner | None = None
 
 
 def created_by(cmd: CreateSession, idle_timeout: float, max_lifetime: float) -> SessionCreated:
@@ -66,6 +67,7 @@ def created_by(cmd: CreateSession, idle_timeout: float, max_lifetime: float) -> 
         agent=cmd.agent,
         metadata=cmd.metadata,
         double_texting=cmd.double_texting,
+        owner=cmd.owner,
         idle_timeout=idle_timeout if cmd.idle_timeout is None else cmd.idle_timeout,
         max_lifetime=max_lifetime if cmd.max_lifetime is None else cmd.max_lifetime,
     )

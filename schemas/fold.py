@@ -76,6 +76,7 @@ def start(event: SessionCreated, seq: int) -> Checkpoint:
         idle_timeout=event.idle_timeout,
         max_lifetime=event.max_lifetime,
         double_texting=event.double_texting,
+        owner=event.owner,
     )
     record.counters.events = 1
     _active(record, event.ts)

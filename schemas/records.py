@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from schemas.commands import DoubleTexting, Interface
+from schemas.commands import DoubleTexting, Interface, Owner
 from schemas.events import Event, TokenDelta, ToolCall, Usage
 from schemas.ids import AgentName, SessionId, TaskId
 from schemas.lifecycle import SessionState
@@ -46,6 +46,8 @@ class SessionRecord(BaseModel):
     """When the session expires unless there is activity first (None: never, or ended)."""
     waiting_for: list[ToolCall] = Field(default_factory=list)
     """Tool calls waiting for a human's approval (approve or deny each to go on)."""
+    owner: Owner | None = None
+    """Who the session belongs to (None: created without credentials)."""
 
 
 class ChatMessage(BaseModel):

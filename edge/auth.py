@@ -1,0 +1,153 @@
+"""Who is calling: API keys (``praxis keys``) and JWT bearer tokens (HS256 with a shared
+secret, or RS256/ES256 with a JWKS file; issuer and audience checked when set).
+
+With ``PRAXIS_AUTH=on`` every REST, SSE and GraphQL request (a subscription: in its
+``connection_init`` payload) must carry ``Authorization: Bearer <key or JWT>`` (or
+``X-API-Key: <key>``); the caller then sees its own sessions only (an admin: all).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import jwt
+from nats.js.kv import KeyValue
+
+from bus import Bus, Scope, Settings
+from bus import keys as api_keys
+from schemas import Owner
+
+KEY_CACHE_SECONDS = 5.0
+"""A key's check is reused this long: a revoked key stops working within it."""
+
+
+class UnauthenticatedError(Exception):
+    """No credentials, or credentials that do not hold: answered 401."""
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class Authenticator:
+    def __init__(self, settings: Settings, bus: Bus) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.on = settings.auth == "on"
+        self._kv: KeyValue | None = None
+        self._cache: dict[str, tuple[float, Scope | None]] = {}
+        self._jwks: jwt.PyJWKSet | None = None
+        if settings.jwt_jwks_file is not None:
+            self._jwks = jwt.PyJWKSet.from_json(settings.jwt_jwks_file.read_text())
+
+    async def scope(self, headers: Mapping[str, str]) -> Scope | None:
+        """The caller's scope (``None`` while auth is off); raises
+        :class:`UnauthenticatedError`."""
+        if not self.on:
+            return None
+        token = _token(headers)
+        if token is None:
+            raise UnauthenticatedError(
+                "credentials needed: send 'Authorization: Bearer <API key or JWT>'"
+            )
+        return await self.scope_of(token)
+
+    async def scope_of(self, token: str) -> Scope:
+        if token.startswith(f"{api_keys.PREFIX}_"):
+            return await self._key(token)
+        return self._jwt(token)
+
+    async def _key(self, token: str) -> Scope:
+        now = time.monotonic()
+        cached = self._cache.get(token)
+        if cached is not None and cached[0] > now:
+            found = cached[1]
+        else:
+            if self._kv is None:
+                self._kv = await api_keys.bucket(self.bus)
+            record = await api_keys.verify(self._kv, token)
+            found = (
+                Scope(Owner(principal=record.principal, tenant=record.tenant), record.admin)
+                if record is not None
+                else None
+            )
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[token] = (now + KEY_CACHE_SECONDS, found)
+        if found is None:
+            raise UnauthenticatedError("invalid or revoked API key")
+        return found
+
+    def _jwt(self, token: str) -> Scope:
+        s = self.settings
+        if s.jwt_secret is None and self._jwks is None:
+            raise UnauthenticatedError("not an API key, and JWTs are not configured")
+        try:
+            header = jwt.get_unverified_header(token)
+            key: Any
+            if self._jwks is not None and header.get("alg", "").startswith(("RS", "ES", "PS")):
+                key = self._jwks[header["kid"]].key if "kid" in header else None
+                if key is None:
+                    raise UnauthenticatedError("the token names no key ('kid') of the JWKS")
+                algorithms = ["RS256", "ES256", "PS256"]
+            elif s.jwt_secret is not None:
+                key, algorithms = s.jwt_secret.get_secret_value(), ["HS256"]
+            else:
+                raise UnauthenticatedError("token signed with an algorithm not accepted here")
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=algorithms,
+                audience=s.jwt_audience,
+                issuer=s.jwt_issuer,
+                options={
+                    "require": ["exp", "sub"],
+                    "verify_aud": s.jwt_audience is not None,
+                },
+            )
+        except jwt.ExpiredSignatureError:
+            raise UnauthenticatedError("token expired") from None
+        except (jwt.InvalidTokenError, KeyError) as e:
+            raise UnauthenticatedError(f"invalid token: {e}") from None
+        tenant = claims.get(s.jwt_tenant_claim)
+        if not isinstance(tenant, str) or not tenant:
+            raise UnauthenticatedError(f"the token has no '{s.jwt_tenant_claim}' claim")
+        scopes = claims.get("scope", "")
+        granted = set(scopes.split() if isinstance(scopes, str) else [])
+        scp = claims.get("scp", [])
+        granted |= set(scp if isinstance(scp, list) else str(scp).split())
+        owner = Owner(principal=str(claims["sub"]), tenant=tenant)
+        return Scope(owner, admin=s.jwt_admin_scope in granted)
+
+
+def _token(headers: Mapping[str, str]) -> str | None:
+    auth = headers.get("authorization") or headers.get("Authorization")
+    if auth:
+        kind, _, value = auth.partition(" ")
+        if kind.lower() == "bearer" and value.strip():
+            return value.strip()
+        return None
+    key = headers.get("x-api-key") or headers.get("X-API-Key")
+    return key.strip() if key else None
+
+
+def token_from_payload(payload: Mapping[str, Any] | None) -> str | None:
+    """The credentials a GraphQL WebSocket client sends in ``connection_init``."""
+    if not payload:
+        return None
+    headers = {str(k).lower(): str(v) for k, v in payload.items() if isinstance(v, str)}
+    for name in ("authorization", "x-api-key", "api_key", "token"):
+        if name in headers:
+            value = headers[name]
+            if name == "authorization":
+                return _token({"authorization": value})
+            return value
+    return None
