@@ -38,12 +38,14 @@ from cli.chat import (
     show_recent,
 )
 from cli.dead_letters import dead_app
+from cli.keys import keys_app
 from cli.render import call_text, session_rows, table, worker_rows
 from cli.runtime import bus_connection, resolve_url, runtime
 from cli.runtime import load_settings as _settings
 from cli.runtime import run_coro as _run
 from cli.runtime import setup_logging as _logging
 from edge.app import create_app
+from edge.auth import is_loopback
 from edge.server import serve
 from schemas import TERMINAL, DoubleTexting, InvalidIdError, SessionState
 from workers import Worker, install_signal_handlers, registry_for
@@ -56,6 +58,7 @@ app = App(
 agent_app = App(name="agent", help="Start, resume, inspect and clean up agent sessions.")
 app.command(agent_app)
 app.command(dead_app)
+app.command(keys_app)
 
 USER_ERRORS = (BusError, InvalidIdError, TurnError, EmbeddedServerError, ValueError, OSError)
 
@@ -523,18 +526,27 @@ def edge_cmd(*, host: HostOption = None, port: PortOption = None) -> int:
 
     async def main() -> None:
         settings = _settings()
+        bind = host or settings.edge_host
+        if settings.auth == "off":
+            if not is_loopback(bind):
+                raise ValueError(
+                    f"refusing to serve the edge on {bind} without authentication: set "
+                    "PRAXIS_AUTH=on (with keys from 'praxis keys create', or PRAXIS_JWT_*), "
+                    "or bind to 127.0.0.1"
+                )
+            print(
+                "praxis: warning: the edge runs without authentication (PRAXIS_AUTH=off): "
+                "anyone who can reach this machine's loopback address can use every session",
+                file=sys.stderr,
+                flush=True,
+            )
         stop = asyncio.Event()
         install_signal_handlers(stop)
         async with runtime(settings, name="praxis-edge") as rt:
             if rt.worker is not None:
                 print("No dedicated worker is running: this edge runs one itself.", flush=True)
             app = create_app(settings, rt.bus)
-            await serve(
-                app,
-                host or settings.edge_host,
-                settings.edge_port if port is None else port,
-                stop,
-            )
+            await serve(app, bind, settings.edge_port if port is None else port, stop)
 
     return _run(main(), fast_loop=True)
 
