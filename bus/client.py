@@ -28,6 +28,7 @@ from bus.errors import (
     InvalidCursorError,
     MessageTooLargeError,
     PublishError,
+    QuotaExceededError,
     SessionExistsError,
     SessionNotFoundError,
     ToolCallNotWaitingError,
@@ -38,6 +39,7 @@ from bus.follow import Follower
 from bus.state import load_head, load_state
 from schemas import (
     ACCEPTS_MESSAGES,
+    TERMINAL,
     AgentInfo,
     CancelTurn,
     ChatMessage,
@@ -158,6 +160,16 @@ class SessionClient:
         if owner != scope.owner:
             raise SessionNotFoundError(session_id)
 
+    async def _check_quota(self) -> None:
+        scope, limit = self.scope, self.bus.settings.max_sessions_per_owner
+        if scope is None or scope.admin or limit <= 0:
+            return
+        live = sum(
+            1 for r in await self.records() if r.owner == scope.owner and r.state not in TERMINAL
+        )
+        if live >= limit:
+            raise QuotaExceededError(f"{scope.owner.principal} ({scope.owner.tenant})", limit)
+
     def _sees(self, record: SessionRecord) -> bool:
         scope = self.scope
         return scope is None or scope.admin or record.owner == scope.owner
@@ -187,6 +199,7 @@ class SessionClient:
         known = await self.known_agents()
         if known and agent not in known:
             raise UnknownAgentError(agent, list(known))
+        await self._check_quota()
         cmd = CreateSession(
             session_id=sid,
             task_id=tid,

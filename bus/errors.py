@@ -81,6 +81,17 @@ class ToolCallNotWaitingError(BusError):
         self.waiting = waiting
 
 
+class QuotaExceededError(BusError):
+    """An owner has as many live sessions as it may (``PRAXIS_MAX_SESSIONS_PER_OWNER``)."""
+
+    def __init__(self, owner: str, limit: int) -> None:
+        super().__init__(
+            f"{owner} has {limit} sessions that have not ended, the most allowed: complete "
+            "some first"
+        )
+        self.limit = limit
+
+
 class CommandTimeoutError(BusError):
     def __init__(self, session_id: str, command_id: str, seconds: float) -> None:
         super().__init__(

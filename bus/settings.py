@@ -150,6 +150,24 @@ class Settings(BaseSettings):
     jwt_admin_scope: str = Field(
         default="praxis:admin", description="A scope (in 'scope' or 'scp') that makes an admin."
     )
+    rate_limit: int = Field(
+        default=100,
+        ge=0,
+        description="Requests per second the edge takes from one caller (one credential, or "
+        "one address without); over it: 429 with Retry-After. 0: no limit.",
+    )
+    max_streams: int = Field(
+        default=100,
+        ge=0,
+        description="Event streams (SSE, GraphQL subscriptions) one caller may hold open at "
+        "once; over it: 429. 0: no limit.",
+    )
+    max_sessions_per_owner: int = Field(
+        default=10_000,
+        ge=0,
+        description="Sessions one owner may have that have not ended; creating one more: "
+        "429. 0: no limit. (Admins and callers without an owner are not counted.)",
+    )
     edge_host: str = Field(default="127.0.0.1", description="Address the edge listens on.")
     edge_port: int = Field(default=8000, ge=0, le=65535, description="Port of the edge (0: any).")
     edge_max_body: int = Field(

@@ -17,6 +17,7 @@ from typing import Any
 
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.datastructures import State
+from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Schema
@@ -27,7 +28,7 @@ import schemas
 import schemas.api
 from bus import Bus, NotConnectedError, SessionClient, Settings, connect
 from edge import graphql, problems
-from edge.auth import Authenticator
+from edge.auth import Authenticator, caller_key
 from edge.sessions import AgentSessions
 from schemas import Interface
 from schemas.api import Health, Problem
@@ -81,8 +82,18 @@ def create_app(settings: Settings, bus: Bus | None = None) -> Litestar:
             app.state.auth = Authenticator(settings, used)
             yield
 
+    middleware = []
+    if settings.auth == "on" and settings.rate_limit > 0:
+        # Per caller (credential, or address without one); health and docs are not counted.
+        limit = RateLimitConfig(
+            rate_limit=("second", settings.rate_limit),
+            identifier_for_request=_caller,
+            exclude=["/healthz", "/readyz", "/schema"],
+        )
+        middleware.append(limit.middleware)
     return Litestar(
         route_handlers=[AgentSessions, healthz, readyz, graphql.controller(settings.sse_keepalive)],
+        middleware=middleware,
         lifespan=[lifespan],
         on_startup=[_describe_models],
         state=State({"settings": settings}),
@@ -98,6 +109,10 @@ def create_app(settings: Settings, bus: Bus | None = None) -> Litestar:
         ),
         debug=False,
     )
+
+
+def _caller(request: Request[Any, Any, Any]) -> str:
+    return caller_key(request.headers, request.client.host if request.client else "?")
 
 
 def _describe_models(app: Litestar) -> None:

@@ -8,9 +8,11 @@ With ``PRAXIS_AUTH=on`` every REST, SSE and GraphQL request (a subscription: in 
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import ipaddress
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jwt
@@ -28,6 +30,50 @@ class UnauthenticatedError(Exception):
     """No credentials, or credentials that do not hold: answered 401."""
 
 
+class LimitError(Exception):
+    """A caller over one of its limits: answered 429 with ``Retry-After``."""
+
+    def __init__(self, message: str, kind: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.retry_after = retry_after
+
+
+def caller_key(headers: Mapping[str, str], address: str) -> str:
+    """Who to count a request against: its credential (hashed), or its address without
+    one. A credential's owner cannot be read before it is checked, and counting forged
+    tokens against the principal they name would let anyone exhaust anyone's limit."""
+    token = _token(headers)
+    if token is None:
+        return f"addr:{address}"
+    return "cred:" + hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
+class StreamCounter:
+    """Event streams each caller holds open (SSE and GraphQL subscriptions)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._open: dict[str, int] = {}
+
+    def acquire(self, key: str) -> None:
+        n = self._open.get(key, 0)
+        if self.limit and n >= self.limit:
+            raise LimitError(
+                f"too many open event streams ({n}, at most {self.limit}): close one first",
+                "too-many-streams",
+                retry_after=5,
+            )
+        self._open[key] = n + 1
+
+    def release(self, key: str) -> None:
+        n = self._open.get(key, 0) - 1
+        if n > 0:
+            self._open[key] = n
+        else:
+            self._open.pop(key, None)
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -42,6 +88,7 @@ class Authenticator:
         self.settings = settings
         self.bus = bus
         self.on = settings.auth == "on"
+        self.streams = StreamCounter(settings.max_streams if self.on else 0)
         self._kv: KeyValue | None = None
         self._cache: dict[str, tuple[float, Scope | None]] = {}
         self._jwks: jwt.PyJWKSet | None = None
@@ -126,6 +173,15 @@ class Authenticator:
         granted |= set(scp if isinstance(scp, list) else str(scp).split())
         owner = Owner(principal=str(claims["sub"]), tenant=tenant)
         return Scope(owner, admin=s.jwt_admin_scope in granted)
+
+
+def open_stream(auth: Authenticator, key: str) -> Callable[[], None]:
+    """Count an event stream against its caller (429 over the limit); call what this
+    returns when it closes."""
+    if not auth.on:
+        return lambda: None
+    auth.streams.acquire(key)
+    return functools.partial(auth.streams.release, key)
 
 
 def _token(headers: Mapping[str, str]) -> str | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar, cast
 
@@ -33,7 +33,7 @@ from bus import BusError, SessionClient, Settings
 from bus import Scope as BusScope
 from bus.client import list_cursor
 from edge import problems
-from edge.auth import UnauthenticatedError, token_from_payload
+from edge.auth import UnauthenticatedError, caller_key, open_stream, token_from_payload
 from edge.sessions import list_page, scoped_client
 from schemas import DoubleTexting, HistoryItem, InvalidIdError, Owner, SessionState, check_token
 from schemas.api import (
@@ -489,13 +489,19 @@ class Subscription:
             raise GraphQLError(
                 "after must be 0 or more", extensions={"code": "BAD_USER_INPUT", "field": "after"}
             )
-        items = await _call(_client(info).watch(sid, after))
+        closed = await _call(_open(info.context["state"], info.context))
+        try:
+            items = await _call(_client(info).watch(sid, after))
+        except BaseException:
+            closed()
+            raise
         try:
             async for item in items:
                 if item is not None:
                     yield AgentSessionEvent.of(EventEnvelope.of(item))
         finally:
             await items.aclose()
+            closed()
 
 
 schema = _Schema(
@@ -537,7 +543,18 @@ async def _context(state: State, scope: AsgiScope) -> dict[str, Any]:
     else:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         client = await scoped_client(state, headers)
-    return {"client": client, "settings": state.settings, "histories": _histories(client)}
+    return {
+        "client": client,
+        "settings": state.settings,
+        "histories": _histories(client),
+        "state": state,
+    }
+
+
+async def _open(state: State, context: dict[str, Any]) -> Callable[[], None]:
+    """Count a subscription against its caller (by the credentials it connected with)."""
+    key = context.get("stream_key") or "ws"
+    return open_stream(state.auth, key)
 
 
 _ACK = cast(UnsetType, UNSET)  # connection_ack without a payload
@@ -561,6 +578,7 @@ async def _on_ws_connect(context: dict[str, Any]) -> UnsetType | dict[str, objec
     client = state.client.scoped(scope, actor=scope.owner.principal)
     context["client"] = client
     context["histories"] = _histories(client)
+    context["stream_key"] = caller_key({"authorization": f"Bearer {token}"}, "")
     return _ACK
 
 

@@ -31,12 +31,13 @@ from bus.errors import (
     NotConnectedError,
     ProvisioningError,
     PublishError,
+    QuotaExceededError,
     SessionExistsError,
     SessionNotFoundError,
     ToolCallNotWaitingError,
     UnknownAgentError,
 )
-from edge.auth import UnauthenticatedError
+from edge.auth import LimitError, UnauthenticatedError
 from schemas import InvalidIdError
 from schemas.api import FieldError, Problem
 
@@ -49,6 +50,7 @@ _TITLES = {
     404: "Not found",
     405: "Method not allowed",
     409: "Conflict",
+    429: "Too many requests",
     413: "Payload too large",
     422: "Invalid input",
     500: "Internal error",
@@ -61,6 +63,7 @@ _CODES = {
     404: "NOT_FOUND",
     405: "BAD_REQUEST",
     409: "CONFLICT",
+    429: "RATE_LIMITED",
     413: "PAYLOAD_TOO_LARGE",
     422: "BAD_USER_INPUT",
     500: "INTERNAL",
@@ -84,6 +87,10 @@ def problem_for(exc: BaseException) -> Problem:  # noqa: C901 - one flat table o
     """The problem an error is answered with (500 for anything not known here)."""
     if isinstance(exc, UnauthenticatedError):
         return problem(401, str(exc), "unauthenticated")
+    if isinstance(exc, LimitError):
+        return problem(429, str(exc), exc.kind)
+    if isinstance(exc, QuotaExceededError):
+        return problem(429, str(exc), "quota-exceeded")
     if isinstance(exc, SessionNotFoundError):
         return problem(404, str(exc), "session-not-found")
     if isinstance(exc, IllegalTransitionError):
@@ -151,6 +158,8 @@ def _http_problem(exc: HTTPException) -> Problem:
     if isinstance(exc, NotFoundException):
         return problem(404, "no such resource", "no-route")
     status = exc.status_code
+    if status == 429:
+        return problem(429, "too many requests: slow down (see Retry-After)", "rate-limited")
     if status == 413:
         return problem(413, "request body too large", "too-large")
     if isinstance(exc, ClientException) and status == 400:
@@ -161,19 +170,30 @@ def _http_problem(exc: HTTPException) -> Problem:
     return problem(status, str(exc.detail), "http")
 
 
-def respond(request: Request[Any, Any, Any], found: Problem) -> Response[Any]:
+def respond(
+    request: Request[Any, Any, Any], found: Problem, extra: dict[str, str] | None = None
+) -> Response[Any]:
     found.instance = request.url.path
-    headers = {"WWW-Authenticate": 'Bearer realm="praxis"'} if found.status == 401 else None
+    headers = dict(extra or {})
+    if found.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="praxis"'
+    if found.status == 429 and "Retry-After" not in headers:
+        reset = headers.get("RateLimit-Reset", "1")
+        headers["Retry-After"] = str(max(1, int(reset) if reset.isdigit() else 1))
     return Response(
         content=found.model_dump(mode="json", exclude_none=True),
         status_code=found.status,
         media_type=MEDIA_TYPE,
-        headers=headers,
+        headers=headers or None,
     )
 
 
 def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """The one exception handler of the edge."""
     if isinstance(exc, HTTPException):
-        return respond(request, _http_problem(exc))
+        return respond(request, _http_problem(exc), dict(exc.headers or {}))
+    if isinstance(exc, LimitError):
+        return respond(request, problem_for(exc), {"Retry-After": str(exc.retry_after)})
+    if isinstance(exc, QuotaExceededError):
+        return respond(request, problem_for(exc), {"Retry-After": "60"})
     return respond(request, problem_for(exc))

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bus import IllegalTransitionError, InvalidCursorError, Page, SessionClient, Settings
 from edge import sse
+from edge.auth import caller_key, open_stream
 from schemas import CommandRejected, check_token
 from schemas.api import (
     MAX_PAGE,
@@ -333,6 +334,7 @@ class AgentSessions(Controller):
     )
     async def events(
         self,
+        request: Request[Any, Any, Any],
         session_id: SessionIdPath,
         client: SessionClient,
         settings: Settings,
@@ -354,8 +356,14 @@ class AgentSessions(Controller):
         sid = check_token(session_id, "session id")
         if last_event_id:
             after = _cursor(last_event_id)
-        items = await client.watch(sid, after, keepalive=settings.sse_keepalive)
-        return sse.response(sse.relay(items))
+        address = request.client.host if request.client else "?"
+        closed = open_stream(request.app.state.auth, caller_key(request.headers, address))
+        try:
+            items = await client.watch(sid, after, keepalive=settings.sse_keepalive)
+        except BaseException:
+            closed()
+            raise
+        return sse.response(sse.relay(items, on_close=closed))
 
 
 async def _decide(

@@ -7,7 +7,7 @@ Token deltas have no ``id:``, so a reconnecting client resumes from the last dur
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from litestar.response import ServerSentEvent, ServerSentEventMessage
@@ -32,7 +32,9 @@ def error(exc: BusError) -> ServerSentEventMessage:
 
 
 async def relay(
-    items: AsyncGenerator[Delivery | None, None], first: Delivery | None = None
+    items: AsyncGenerator[Delivery | None, None],
+    first: Delivery | None = None,
+    on_close: Callable[[], None] | None = None,
 ) -> AsyncGenerator[ServerSentEventMessage, None]:
     """``first`` (if any), then every item; ``None`` becomes a keep-alive comment."""
     try:
@@ -43,6 +45,8 @@ async def relay(
         yield error(e)
     finally:
         await items.aclose()
+        if on_close is not None:
+            on_close()
 
 
 class EventStream(ServerSentEvent):

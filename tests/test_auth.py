@@ -20,7 +20,14 @@ from gql.transport.websockets import WebsocketsTransport
 
 from bus import Bus, Settings
 from bus import keys as api_keys
-from tests.conftest import EdgeProcess, InProcessWorker, edge_env, make_settings, praxis
+from tests.conftest import (
+    EdgeProcess,
+    InProcessWorker,
+    edge_env,
+    eventually,
+    make_settings,
+    praxis,
+)
 from tests.conftest import NatsServer as _NatsServer
 
 SECRET = "a-test-secret-of-enough-length-for-hs256"
@@ -243,3 +250,97 @@ def test_keys_cli(settings: Settings) -> None:
     assert revoked.returncode == 0 and "revoked" in revoked.stdout
     missing = praxis(env, "keys", "revoke", "key_nope")
     assert missing.returncode == 1 and "unknown API key" in missing.stderr
+
+
+@pytest.fixture(scope="module")
+def limited(nats: _NatsServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeProcess]:
+    home = tmp_path_factory.mktemp("limited")
+    env = edge_env(
+        make_settings(nats.url, home),
+        PRAXIS_AUTH="on",
+        PRAXIS_RATE_LIMIT="8",
+        PRAXIS_MAX_STREAMS="2",
+        PRAXIS_MAX_SESSIONS_PER_OWNER="3",
+    )
+    proc = EdgeProcess(env, home / "edge.log").start()
+    yield proc
+    proc.stop()
+
+
+async def test_rate_limit_per_caller_triggers_and_recovers(limited: EdgeProcess, bus: Bus) -> None:
+    _, mine = await api_keys.create_key(bus, "rate", "acme")
+    _, theirs = await api_keys.create_key(bus, "other", "acme")
+    async with httpx.AsyncClient(base_url=limited.url, timeout=30) as http:
+        answers = [
+            await http.post("/agent-sessions/list", json={}, headers={"X-API-Key": mine})
+            for _ in range(20)
+        ]
+        limited_ = [r for r in answers if r.status_code == 429]
+        assert limited_, [r.status_code for r in answers]
+        r = limited_[0]
+        assert r.json()["code"] == "RATE_LIMITED" and int(r.headers["retry-after"]) >= 1
+        other = await http.post("/agent-sessions/list", json={}, headers={"X-API-Key": theirs})
+        assert other.status_code == 200  # another caller is not slowed down
+
+        async def recovered() -> bool:
+            again = await http.post("/agent-sessions/list", json={}, headers={"X-API-Key": mine})
+            return again.status_code == 200
+
+        await eventually(recovered, timeout=5, what="the limit to let the caller in again")
+
+
+async def test_streams_and_sessions_per_owner_are_bounded(
+    limited: EdgeProcess, bus: Bus, worker: InProcessWorker
+) -> None:
+    _, key = await api_keys.create_key(bus, "quota", "acme")
+    auth = {"X-API-Key": key}
+    async with httpx.AsyncClient(base_url=limited.url, timeout=30) as http:
+
+        async def unthrottled(method: str, url: str, **kw: Any) -> httpx.Response:
+            """The answer once past the rate limit (this test is about the other limits)."""
+
+            async def answered() -> httpx.Response | None:
+                r = await http.send(http.build_request(method, url, **kw), stream=True)
+                if r.status_code == 429 and b"rate-limited" in await r.aread():
+                    await r.aclose()
+                    return None
+                return r
+
+            result: httpx.Response = await eventually(answered, what="a request past the limit")
+            return result
+
+        body = {"agent_name": "echo"}
+
+        async def create() -> httpx.Response:
+            r = await unthrottled("POST", "/agent-sessions/create", json=body, headers=auth)
+            await r.aread()
+            return r
+
+        made = [await create() for _ in range(3)]
+        assert [r.status_code for r in made] == [201, 201, 201]
+        over = await create()
+        assert over.status_code == 429 and over.json()["type"].endswith("quota-exceeded")
+        assert "3 sessions" in over.json()["detail"] and over.headers["retry-after"] == "60"
+        sid = made[0].json()["session_id"]
+        done = await unthrottled("POST", f"/agent-sessions/{sid}/complete", headers=auth)
+        assert done.status_code == 200
+        assert (await create()).status_code == 201  # an ended session frees its place
+
+        # Two event streams at once, not three; closing one makes room.
+        url = f"/agent-sessions/{made[1].json()['session_id']}/events"
+        one = await unthrottled("GET", url, headers=auth)
+        two = await unthrottled("GET", url, headers=auth)
+        assert (one.status_code, two.status_code) == (200, 200)
+        three = await unthrottled("GET", url, headers=auth)
+        assert three.status_code == 429
+        assert json.loads(await three.aread())["type"].endswith("too-many-streams")
+        assert three.headers["retry-after"] == "5"
+        await one.aclose()
+
+        async def room() -> bool:
+            again = await unthrottled("GET", url, headers=auth)
+            await again.aclose()
+            return again.status_code == 200
+
+        await eventually(room, what="a closed stream to free its place")
+        await two.aclose()
