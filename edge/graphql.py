@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Annotated, Any, TypeVar, cast
 
 import strawberry
+from cross_web import HTTPException as StrawberryHTTPException
 from graphql import GraphQLError, GraphQLSyntaxError
 from litestar.datastructures import State
 from litestar.types import Scope as AsgiScope
@@ -593,6 +594,18 @@ def controller(keep_alive: float) -> type:
     )
 
     class GraphQL(served):  # type: ignore[valid-type,misc]
+        def parse_json(self, data: str | bytes) -> Any:
+            """Strawberry takes any JSON value and fails (500) on one that is not an
+            object: refuse those, and JSON nested too deeply to parse, with a 400."""
+            try:
+                parsed = super().parse_json(data)
+            except RecursionError:
+                raise StrawberryHTTPException(400, "JSON nested too deeply") from None
+            items = parsed if isinstance(parsed, list) else [parsed]
+            if not all(isinstance(item, dict) for item in items):
+                raise StrawberryHTTPException(400, "the request body must be a JSON object")
+            return parsed
+
         async def on_ws_connect(
             self, context: dict[str, Any]
         ) -> UnsetType | dict[str, object] | None:

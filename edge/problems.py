@@ -87,6 +87,8 @@ def problem_for(exc: BaseException) -> Problem:  # noqa: C901 - one flat table o
     """The problem an error is answered with (500 for anything not known here)."""
     if isinstance(exc, UnauthenticatedError):
         return problem(401, str(exc), "unauthenticated")
+    if isinstance(exc, RecursionError):  # the JSON decoders' answer to deep nesting
+        return problem(400, "malformed request: JSON nested too deeply", "too-deep")
     if isinstance(exc, LimitError):
         return problem(429, str(exc), exc.kind)
     if isinstance(exc, QuotaExceededError):

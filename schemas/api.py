@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny
 
-from schemas.commands import MAX_MESSAGE_CHARS, DoubleTexting
+from schemas.commands import MAX_MESSAGE_CHARS, DoubleTexting, Metadata
 from schemas.events import Delivery, ToolCall
 from schemas.ids import AgentName, CommandId, SessionId, TaskId
 from schemas.lifecycle import SessionState
@@ -42,8 +42,10 @@ class CreateSessionRequest(_Request):
         default=None,
         description="Your own id for the session (a repeat answers 409); made if absent.",
     )
-    metadata: dict[str, Any] = Field(
-        default_factory=dict, description="Free-form data kept with the session."
+    metadata: Metadata = Field(
+        default_factory=dict,
+        description="Free-form data kept with the session (JSON nested at most 16 deep, "
+        "at most 16 KiB).",
     )
     double_texting: DoubleTexting = Field(
         default="enqueue",

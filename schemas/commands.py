@@ -6,11 +6,12 @@ the ``task_id`` it serves and the ``interface`` it came from.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
 from schemas.ids import AgentName, CommandId, SessionId, TaskId, new_id
 
@@ -31,6 +32,29 @@ class Interface(StrEnum):
     """Praxis itself: a timer (expiry) or a worker's own decision."""
 
 
+MAX_METADATA_DEPTH = 16
+MAX_METADATA_BYTES = 16 * 1024
+
+
+def _bounded(value: dict[str, Any]) -> dict[str, Any]:
+    """Metadata is free-form JSON, within bounds: nested at most ``MAX_METADATA_DEPTH``
+    deep and ``MAX_METADATA_BYTES`` long."""
+
+    def depth(v: Any, level: int) -> None:
+        if level > MAX_METADATA_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_METADATA_DEPTH} levels")
+        children = v.values() if isinstance(v, dict) else v if isinstance(v, list) else ()
+        for child in children:
+            depth(child, level + 1)
+
+    depth(value, 1)
+    size = len(json.dumps(value, ensure_ascii=False).encode())
+    if size > MAX_METADATA_BYTES:
+        raise ValueError(f"{size} bytes as JSON, more than {MAX_METADATA_BYTES}")
+    return value
+
+
+Metadata = Annotated[dict[str, Any], AfterValidator(_bounded)]
 Actor = Annotated[str, Field(min_length=1, max_length=200)]
 ReplySubject = Annotated[
     str,
@@ -84,7 +108,7 @@ Seconds = Annotated[float, Field(ge=0, le=10 * 365 * 86400)]
 class CreateSession(CommandBase):
     kind: Literal["create_session"] = "create_session"
     agent: AgentName
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
     double_texting: DoubleTexting = "enqueue"
     """The session's way with a message sent while it is busy (a message may say its own)."""
     idle_timeout: Seconds | None = None

@@ -669,3 +669,33 @@ async def test_a_closed_sse_stream_leaves_nothing_on_the_bus(
     await eventually(
         live_count_is(nats, sid, 0), 10, "the edge to drop the session's live subscription"
     )
+
+
+async def test_deep_or_huge_json_is_refused_clearly(
+    edge: EdgeProcess, http: httpx.AsyncClient, worker: InProcessWorker
+) -> None:
+    """Nesting and size are bounded: a clear 4xx, never a 5xx, nothing stored."""
+    base = f"{edge.url}/agent-sessions"
+    deep: Any = "leaf"
+    for _ in range(20):
+        deep = {"d": deep}
+    r = await http.post(f"{base}/create", json={"agent_name": "echo", "metadata": deep})
+    body = assert_problem(r, 422, "BAD_USER_INPUT")
+    assert body["errors"][0]["field"].endswith("metadata")
+    assert "deeper than 16" in body["errors"][0]["message"]
+    wide = {"k": "x" * 20_000}
+    r = await http.post(f"{base}/create", json={"agent_name": "echo", "metadata": wide})
+    assert "more than 16384" in assert_problem(r, 422, "BAD_USER_INPUT")["errors"][0]["message"]
+    for raw in ("[" * 60_000, '{"a":' * 30_000, '"\\ud800"'):
+        r = await http.post(
+            f"{base}/create", content=raw, headers={"content-type": "application/json"}
+        )
+        assert 400 <= r.status_code < 500, (raw[:20], r.status_code, r.text[:200])
+        g = await http.post(
+            f"{edge.url}/graphql", content=raw, headers={"content-type": "application/json"}
+        )
+        assert 400 <= g.status_code < 500, (raw[:20], g.status_code, g.text[:200])
+    ok = await http.post(
+        f"{base}/create", json={"agent_name": "echo", "metadata": {"emoji": "🚀", "n": [1, 2]}}
+    )
+    assert ok.status_code == 201 and ok.json()["session_id"]
