@@ -47,15 +47,17 @@ class TransitionRequest(BaseModel):
 def _problems(*statuses: int) -> dict[int, ResponseSpec]:
     what = {
         400: "Malformed JSON, an invalid id or cursor.",
+        401: "No credentials, or ones that do not hold (with PRAXIS_AUTH=on).",
+        429: "Over a limit (requests per second, open streams, sessions): see Retry-After.",
         404: "Unknown session.",
         409: "Not allowed in the session's current state (`state` says which it is).",
         413: "Request body over the limit (PRAXIS_EDGE_MAX_BODY).",
         422: "A field is invalid (`errors` names it).",
         504: "The command is stored but no worker handled it in time.",
     }
-    return {
+    return {  # with auth on, any operation may answer 401 or 429
         s: ResponseSpec(Problem, description=what[s], media_type="application/problem+json")
-        for s in statuses
+        for s in (*statuses, 401, 429)
     }
 
 

@@ -4,6 +4,7 @@ same tenant, no credentials, a bad token, an expired token, a revoked key, an ad
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -13,6 +14,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+import schemathesis
 from cryptography.hazmat.primitives.asymmetric import rsa
 from gql import Client, GraphQLRequest, gql
 from gql.transport.exceptions import TransportQueryError
@@ -29,6 +31,7 @@ from tests.conftest import (
     praxis,
 )
 from tests.conftest import NatsServer as _NatsServer
+from tests.test_edge_fuzz import fuzz
 
 SECRET = "a-test-secret-of-enough-length-for-hs256"
 ISSUER, AUDIENCE = "praxis-tests", "praxis"
@@ -344,3 +347,15 @@ async def test_streams_and_sessions_per_owner_are_bounded(
 
         await eventually(room, what="a closed stream to free its place")
         await two.aclose()
+
+
+async def test_generated_requests_with_auth_on_get_documented_answers(
+    secured: EdgeProcess, worker: InProcessWorker, bus: Bus
+) -> None:
+    """The schemathesis run of tests/test_edge_fuzz.py, against an edge with auth on and a
+    caller's key: still documented answers, never a 5xx."""
+    _, key = await api_keys.create_key(bus, "fuzzer", "acme")
+    schema = schemathesis.openapi.from_url(f"{secured.url}/schema/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    for operation in operations:
+        await asyncio.to_thread(fuzz, operation, {"X-API-Key": key})

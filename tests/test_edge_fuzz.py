@@ -26,7 +26,7 @@ EXAMPLES = 40  # per operation: about 500 requests in all
 DYNAMIC = ("/agent-sessions/list", "/agent-sessions/create")
 
 
-def fuzz(operation: Any) -> None:
+def fuzz(operation: Any, headers: dict[str, str] | None = None) -> None:
     excluded = [positive_data_acceptance] if operation.path in DYNAMIC else []
 
     @given(case=operation.as_strategy())
@@ -37,7 +37,7 @@ def fuzz(operation: Any) -> None:
         suppress_health_check=list(HealthCheck),
     )
     def check(case: schemathesis.Case) -> None:
-        case.call_and_validate(timeout=10, excluded_checks=excluded)
+        case.call_and_validate(timeout=10, excluded_checks=excluded, headers=headers)
 
     check()
 
