@@ -159,6 +159,12 @@ class PendingToolCall:
     needs_approval: bool
 
 
+@strawberry.type(description="Who a session belongs to.")
+class SessionOwner:
+    principal: str
+    tenant: str
+
+
 @strawberry.type(description="A session with an agent.")
 class AgentSession:
     session_id: str
@@ -185,11 +191,15 @@ class AgentSession:
     waiting_for: list[PendingToolCall] = strawberry.field(
         description="Tool calls the agent's turn waits on: approve or deny each to go on."
     )
+    owner: SessionOwner | None = strawberry.field(
+        description="Who the session belongs to; null: made without credentials."
+    )
 
     @classmethod
     def of(cls, view: SessionView) -> AgentSession:
         data = view.model_dump()
         data["waiting_for"] = [PendingToolCall(**c) for c in data["waiting_for"]]
+        data["owner"] = SessionOwner(**data["owner"]) if data["owner"] else None
         return cls(**data)
 
     @strawberry.field(description="Messages oldest first: the last `first` before `before`.")

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny
 
-from schemas.commands import MAX_MESSAGE_CHARS, DoubleTexting, Metadata
+from schemas.commands import MAX_MESSAGE_CHARS, DoubleTexting, Metadata, Owner
 from schemas.events import Delivery, ToolCall
 from schemas.ids import AgentName, CommandId, SessionId, TaskId
 from schemas.lifecycle import SessionState
@@ -98,6 +98,11 @@ class SessionView(BaseModel):
         default_factory=list,
         description="Tool calls the agent's turn waits on: approve or deny each to go on.",
     )
+    owner: Owner | None = Field(
+        default=None,
+        description="Who the session belongs to (principal and tenant); null: made without "
+        "credentials.",
+    )
 
     @classmethod
     def of(cls, record: SessionRecord) -> SessionView:
@@ -120,6 +125,7 @@ class SessionView(BaseModel):
             active_at=record.active_at,
             expires_at=record.expires_at,
             waiting_for=record.waiting_for,
+            owner=record.owner,
         )
 
 

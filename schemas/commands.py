@@ -80,8 +80,8 @@ class Owner(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    principal: str = Field(min_length=1, max_length=200)
-    tenant: str = Field(min_length=1, max_length=200)
+    principal: str = Field(min_length=1, max_length=200, description="Who (a user, a service).")
+    tenant: str = Field(min_length=1, max_length=200, description="The principal's tenant.")
 
 
 class CommandBase(BaseModel):

@@ -180,6 +180,7 @@ async def test_rest_authorization_matrix(
         sid = mine.json()["session_id"]
         seen = await http.get(f"/agent-sessions/{sid}", headers=identities["other-tenant"])
         assert seen.status_code == 200
+        assert seen.json()["owner"] == {"principal": "alice", "tenant": "globex"}
         assert (await http.get(f"/agent-sessions/{sid}", headers=owner)).status_code == 404
     assert crossed == []
     assert tried == len(identities) * (len(_rest_ops()) + 1)
