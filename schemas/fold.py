@@ -156,6 +156,7 @@ def _bookkeeping(ck: Checkpoint, seq: int, event: Event) -> None:
             command_id=event.command_id,
             interface=event.interface,
             content=event.content,
+            actor=event.actor,
         )
         ck.queued = [*ck.queued, item]
     elif ck.queued:

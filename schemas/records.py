@@ -121,6 +121,7 @@ class QueuedMessage(BaseModel):
     command_id: str | None
     interface: Interface | None
     content: str
+    actor: str | None = None
     accepted: bool = False
     """Its ``user.message`` is stored: only its turn is left."""
 

@@ -406,5 +406,15 @@ async def test_every_transition_names_its_command_interface_and_actor(
     ]
     created = await anext(_events(client, sid))
     assert created.type == "session.created" and created.actor == "svc-billing"
+    receipt = await billing.send(sid, "audit me")
+    await billing.wait(receipt)
+    caused = [e async for e in _events(client, sid) if e.command_id == receipt.command_id]
+    assert [e.type for e in caused] == [
+        "user.message",
+        "turn.started",
+        "agent.message",
+        "turn.completed",
+    ]
+    assert {e.actor for e in caused} == {"svc-billing"}  # every event the command caused
     with pytest.raises(ValidationError):
         await SessionClient(client.bus, actor="x" * 201).create("echo")

@@ -209,6 +209,7 @@ class SessionRunner:
         self._stopped_by: str | None = None
         self._waiting: list[ToolCall] | None = None
         self._replying: Replying | None = None
+        self._actor: tuple[str | None, str | None] = (None, None)
         self.accepting = True
         """New triggers for the session may join this run (until its last input check)."""
         self.done = asyncio.Event()
@@ -425,6 +426,7 @@ class SessionRunner:
             and not self._is_waiting()
         ):
             item = self.state.queued[0]
+            self._actor = (item.command_id, item.actor)
             if not item.accepted:
                 meta = self._meta(item.command_id, item.interface, item.seq)
                 await self._append(UserMessageAccepted(**meta, content=item.content))
@@ -461,6 +463,7 @@ class SessionRunner:
             return
         resuming = self.state.progress == seq
         self._replying = Replying(cmd.command_id, cmd.reply_to) if cmd.reply_to else None
+        self._actor = (cmd.command_id, cmd.actor)
         if not resuming and cmd.command_id in self.state.recent_commands:
             await self._skip(seq, cmd, "repeat of a command already handled")
             return
@@ -567,7 +570,6 @@ class SessionRunner:
         if self.state.last_user is None or self.state.last_user[0] != seq:
             accepted = UserMessageAccepted(
                 **self._meta(cmd.command_id, cmd.interface, seq),
-                actor=cmd.actor,
                 content=cmd.message,
             )
             try:
@@ -606,7 +608,6 @@ class SessionRunner:
                 await self._transition(seq, cmd, SessionState.ACTIVE, False, None)
             accepted = UserMessageAccepted(
                 **self._meta(cmd.command_id, cmd.interface, seq),
-                actor=cmd.actor,
                 content=cmd.content,
             )
             try:
@@ -684,7 +685,6 @@ class SessionRunner:
             await self._append(
                 ToolDecided(
                     **self._meta(cmd.command_id, cmd.interface, seq),
-                    actor=cmd.actor,
                     final=not last,
                     call_id=cmd.call_id,
                     tool=call.tool,
@@ -757,7 +757,7 @@ class SessionRunner:
             why = f"the session ended ({target.value}) while waiting for approval"
             await self._end_waiting(self._meta(cmd.command_id, cmd.interface, seq), why, cmd)
         meta = self._meta(cmd.command_id, cmd.interface, seq)
-        meta |= {"state": target, "actor": cmd.actor}
+        meta |= {"state": target}
         await self._append(
             StateChanged(
                 **meta,
@@ -1215,11 +1215,13 @@ class SessionRunner:
     def _meta(
         self, command_id: str | None, interface: Interface | None, seq: int | None
     ) -> dict[str, Any]:
+        actor = self._actor[1] if command_id and self._actor[0] == command_id else None
         return {
             "session_id": self.sid,
             "task_id": self.state.session.task_id,
             "command_id": command_id,
             "interface": interface,
+            "actor": actor,  # who sent the command: every event it causes says so
             "input_seq": seq,
             "state": self.state.session.state,
         }
