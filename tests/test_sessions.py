@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from bus import (
     Bus,
     IllegalTransitionError,
+    MessageTooLargeError,
     Receipt,
     SessionClient,
     SessionExistsError,
@@ -326,6 +327,11 @@ async def test_a_message_whose_event_would_be_too_large_is_rejected_not_retried(
             assert "too large to store" in events[-1].reason
             after = await client.wait(await client.send(sid, "small one"))
             assert [e.content for e in after if isinstance(e, AgentMessage)] == ["small one"]
+            # A command over the limit is refused by the client before it is published.
+            stored = await _stored(client, subjects.inputs(sid))
+            with pytest.raises(MessageTooLargeError, match="exceeds the limit of 2048 bytes"):
+                await client.send(sid, "x" * 3000)
+            assert await _stored(client, subjects.inputs(sid)) == stored
             stop.set()
             await running
     finally:
