@@ -6,6 +6,7 @@ Existing objects are compared with what Praxis needs; a difference is reported w
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -19,6 +20,7 @@ from nats.js.api import (
     RetentionPolicy,
     StorageType,
     StreamConfig,
+    StreamInfo,
 )
 from nats.js.errors import BadRequestError, NotFoundError
 from nats.js.kv import KeyValue
@@ -28,6 +30,7 @@ from bus.settings import Settings
 from bus.subjects import INPUT_WILDCARD, OUTPUT_WILDCARD
 
 SUBJECTS_OVERLAP = 10065
+NO_SUITABLE_PEERS = 10005
 log = logging.getLogger("praxis.bus")
 
 
@@ -133,22 +136,11 @@ _STREAM_FIELDS = [
 _ADDITIVE = {"allow_msg_schedules"}
 
 
-async def ensure_stream(js: JetStreamContext, want: StreamConfig) -> None:
+async def ensure_stream(js: JetStreamContext, want: StreamConfig, wait: float = 15.0) -> None:
     assert want.name is not None
-    try:
-        info = await js.stream_info(want.name)
-    except NotFoundError:
-        try:
-            await js.add_stream(want)
-            return
-        except BadRequestError as e:
-            if e.err_code == SUBJECTS_OVERLAP:
-                raise ProvisioningError(
-                    f"cannot create stream {want.name!r}: another stream already holds "
-                    f"subjects {want.subjects} ({e.description}); remove it or use a "
-                    "separate NATS account or server"
-                ) from e
-            info = await js.stream_info(want.name)  # created meanwhile by another process
+    info = await _existing_or_created(js, want, wait)
+    if info is None:
+        return
     diff = _diff(info.config, want, _STREAM_FIELDS)
     if diff and set(diff) <= _ADDITIVE:
         config = info.config
@@ -159,6 +151,46 @@ async def ensure_stream(js: JetStreamContext, want: StreamConfig) -> None:
         return
     if diff:
         raise ProvisioningMismatchError("stream", want.name, diff)
+
+
+async def _existing_or_created(
+    js: JetStreamContext, want: StreamConfig, wait: float
+) -> StreamInfo | None:
+    """The stream's info if it exists; ``None`` once this call has created it. A cluster
+    still forming (not enough peers for the replicas) is waited for, up to ``wait``."""
+    assert want.name is not None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while True:
+        try:
+            return await js.stream_info(want.name)
+        except NotFoundError:
+            pass
+        try:
+            await js.add_stream(want)
+            return None
+        except BadRequestError as e:
+            if e.err_code == SUBJECTS_OVERLAP:
+                raise ProvisioningError(
+                    f"cannot create stream {want.name!r}: another stream already holds "
+                    f"subjects {want.subjects} ({e.description}); remove it or use a "
+                    "separate NATS account or server"
+                ) from e
+            if e.err_code == NO_SUITABLE_PEERS and loop.time() < deadline:
+                await asyncio.sleep(0.25)
+                continue
+            if e.err_code == NO_SUITABLE_PEERS:
+                raise ProvisioningError(
+                    f"cannot create stream {want.name!r} with {want.num_replicas} replicas: "
+                    f"{e.description} (are {want.num_replicas} JetStream servers up? "
+                    "PRAXIS_REPLICAS sets the replicas)"
+                ) from e
+            try:  # created meanwhile by another process?
+                return await js.stream_info(want.name)
+            except NotFoundError:
+                raise ProvisioningError(
+                    f"cannot create stream {want.name!r}: {e.description}"
+                ) from e
 
 
 async def ensure_consumer(js: JetStreamContext, stream: str, want: ConsumerConfig) -> None:
