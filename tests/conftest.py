@@ -17,9 +17,9 @@ import httpx
 import pytest
 from nats.errors import NoRespondersError
 
-from bus import Bus, Receipt, SessionClient, Settings, connect, subjects
+from bus import Bus, Receipt, SessionClient, Settings, connect, direct, subjects
 from bus.embedded import NatsServer
-from schemas import Interface, SessionRecord
+from schemas import Event, Interface, SessionRecord, decode_event
 from tests.agents_for_tests import TEST_AGENTS
 from workers import Worker, registry_for
 
@@ -358,3 +358,11 @@ async def remnants(client: SessionClient, session_id: str) -> dict[str, list[str
         if named:
             found[name] = sorted(named)
     return found
+
+
+async def stored_events(client: SessionClient, session_id: str) -> list[Event]:
+    """Every stored event of the session, in order (read from the stream)."""
+    msgs = await direct.read_subject(
+        client.bus.nc, client.bus.stream, subjects.events(session_id), after=0, timeout=5
+    )
+    return [decode_event(m.data) for m in msgs]

@@ -18,11 +18,8 @@ from bus import (
     SessionClient,
     Settings,
     ToolCallNotWaitingError,
-    direct,
-    subjects,
 )
 from schemas import (
-    Event,
     MessageQueued,
     ToolCallsRequested,
     ToolDecided,
@@ -32,7 +29,6 @@ from schemas import (
     TurnStarted,
     TurnWaiting,
     UserMessageAccepted,
-    decode_event,
 )
 from tests import mcp_server
 from tests.agents_for_tests import tool_calls_logged
@@ -46,6 +42,7 @@ from tests.conftest import (
     live_workers,
     praxis,
     settled_session,
+    stored_events,
 )
 from tests.fake_models import Call, FakeModelServer, LoopbackServer, Text
 from tests.test_model_agents import define, openai_agent
@@ -61,15 +58,8 @@ def models() -> Iterator[FakeModelServer]:
     server.stop()
 
 
-async def stored(client: SessionClient, sid: str) -> list[Event]:
-    msgs = await direct.read_subject(
-        client.bus.nc, client.bus.stream, subjects.events(sid), after=0, timeout=5
-    )
-    return [decode_event(m.data) for m in msgs]
-
-
 async def _types(client: SessionClient, sid: str) -> list[str]:
-    return [e.type for e in await stored(client, sid)]
+    return [e.type for e in await stored_events(client, sid)]
 
 
 async def test_tool_calls_and_results_are_events_of_the_history(
@@ -83,7 +73,7 @@ async def test_tool_calls_and_results_are_events_of_the_history(
     models.reset(Call("lookup_order", {"order": "42"}, call_id="c42"), Text("It shipped."))
     sid = await settled_session(client, "shop")
     await client.wait(await client.send(sid, "Where is 42?"))
-    events = await stored(client, sid)
+    events = await stored_events(client, sid)
     turn = [e.type for e in events][-6:]
     assert turn == [
         "user.message",
@@ -137,7 +127,7 @@ async def test_a_crash_after_a_tool_ran_does_not_run_it_again(
     assert "order 9: shipped on Monday" in str(script.requests[2]["messages"])
     history = await client.history(sid)
     assert history[-1].content == "Looking.\n\nOrder 9 shipped."
-    starts = [e for e in await stored(client, sid) if isinstance(e, TurnStarted)]
+    starts = [e for e in await stored_events(client, sid) if isinstance(e, TurnStarted)]
     assert [s.attempt for s in starts][-2:] == [1, 2]
 
 
@@ -243,7 +233,7 @@ async def test_a_denied_call_is_not_run_and_the_model_is_told_why(
         receipt = denied.json()["data"]["denyToolCall"]
     events = await client.wait(Receipt(sid, receipt["commandId"], receipt["cursor"]))
     assert isinstance(events[-1], TurnCompleted)
-    result = next(e for e in await stored(client, sid) if isinstance(e, ToolResult))
+    result = next(e for e in await stored_events(client, sid) if isinstance(e, ToolResult))
     assert result.denied
     assert result.content == "The user denied this call of refund: not without a receipt"
     assert "not without a receipt" in str(script.requests[-1]["messages"])
@@ -353,7 +343,7 @@ async def test_approve_in_the_cli(
     assert '[tool] refund({"order": "6"}) (needs approval)' in chat.stderr
     assert "[denied] The user denied this call of refund: not this one" in chat.stderr
     sid = chat.stderr.split("Session created: ")[1].split()[0]
-    decided = [e for e in await stored(client, sid) if isinstance(e, ToolDecided)]
+    decided = [e for e in await stored_events(client, sid) if isinstance(e, ToolDecided)]
     assert [(d.approved, d.reason, d.interface and d.interface.value) for d in decided] == [
         (False, "not this one", "cli")
     ]

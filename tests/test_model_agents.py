@@ -9,19 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from bus import SessionClient, Settings, direct, subjects
+from bus import SessionClient, Settings
 from schemas import (
     AgentMessage,
     ContextCompacted,
-    Event,
     TokenDelta,
     ToolResult,
     TurnCompleted,
     TurnFailed,
-    decode_event,
 )
 from tests import agents_for_tests
-from tests.conftest import InProcessWorker, env_for, praxis, settled_session
+from tests.conftest import InProcessWorker, env_for, praxis, settled_session, stored_events
 from tests.fake_models import Call, Fail, FakeModelServer, Text
 from workers.agents import TurnContext, load_agents
 from workers.agents.model import ModelAgent
@@ -294,7 +292,7 @@ async def test_the_model_writes_the_running_summary_when_asked_to(
     sid = await settled_session(client, "brief")
     for text in ("one", "two", "three"):
         await client.wait(await client.send(sid, text))
-    [compacted] = [e for e in await _stored(client, sid) if isinstance(e, ContextCompacted)]
+    [compacted] = [e for e in await stored_events(client, sid) if isinstance(e, ContextCompacted)]
     asked = [r for r in script.requests if not r.get("stream")]  # turns stream; this does not
     assert len(asked) == 1 and "User: one" in str(asked[0]["messages"])
     assert "Write a short summary" in str(asked[0]["messages"])
@@ -303,10 +301,3 @@ async def test_the_model_writes_the_running_summary_when_asked_to(
     last = script.requests[-1]
     assert "Summary of the earlier conversation" in str(last["messages"])
     assert [m["content"] for m in last["messages"] if m["role"] == "user"][-1] == "three"
-
-
-async def _stored(client: SessionClient, sid: str) -> list[Event]:
-    msgs = await direct.read_subject(
-        client.bus.nc, client.bus.stream, subjects.events(sid), after=0, timeout=5
-    )
-    return [decode_event(m.data) for m in msgs]
