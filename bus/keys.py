@@ -13,14 +13,13 @@ import hmac
 import secrets
 from datetime import UTC, datetime
 
-from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
 from bus.connection import Bus
 from bus.errors import BusError
-from bus.provision import ensure_bucket
+from bus.provision import ensure_bucket, kv_config
 from schemas import new_id
 
 PREFIX = "prx"
@@ -51,17 +50,7 @@ def _digest(secret: str) -> str:
 
 async def bucket(bus: Bus) -> KeyValue:
     s = bus.settings
-    return await ensure_bucket(
-        bus.js,
-        KeyValueConfig(
-            bucket=s.keys_bucket,
-            description="Praxis API keys (hashed)",
-            history=1,
-            storage=StorageType.FILE,
-            replicas=s.replicas,
-            direct=True,
-        ),
-    )
+    return await ensure_bucket(bus.js, kv_config(s, s.keys_bucket, "Praxis API keys (hashed)"))
 
 
 async def create_key(

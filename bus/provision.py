@@ -66,42 +66,47 @@ def consumer_config(s: Settings) -> ConsumerConfig:
     )
 
 
+def kv_config(
+    s: Settings,
+    bucket: str,
+    description: str,
+    *,
+    ttl: float | None = None,
+    storage: StorageType = StorageType.FILE,
+) -> KeyValueConfig:
+    """A Praxis bucket: one value per key, replicated as the stream, read directly."""
+    return KeyValueConfig(
+        bucket=bucket,
+        description=description,
+        history=1,
+        ttl=ttl,
+        storage=storage,
+        replicas=s.replicas,
+        direct=True,
+    )
+
+
 def bucket_configs(s: Settings) -> list[KeyValueConfig]:
     return [
-        KeyValueConfig(
-            bucket=s.sessions_bucket,
-            description="Praxis session records",
-            history=1,
-            storage=StorageType.FILE,
-            replicas=s.replicas,
-            direct=True,
-        ),
+        kv_config(s, s.sessions_bucket, "Praxis session records"),
         # No limit_marker_ttl here: nats-py would see marker messages on get/create.
-        KeyValueConfig(
-            bucket=s.leases_bucket,
-            description="Praxis session leases (single writer per session)",
-            history=1,
+        kv_config(
+            s,
+            s.leases_bucket,
+            "Praxis session leases (single writer per session)",
             ttl=s.lease_ttl,
-            storage=StorageType.FILE,
-            replicas=s.replicas,
-            direct=True,
         ),
-        KeyValueConfig(
-            bucket=s.dead_letters_bucket,
-            description="Praxis dead letters: commands parked after failing repeatedly",
-            history=1,
-            storage=StorageType.FILE,
-            replicas=s.replicas,
-            direct=True,
+        kv_config(
+            s,
+            s.dead_letters_bucket,
+            "Praxis dead letters: commands parked after failing repeatedly",
         ),
-        KeyValueConfig(
-            bucket=s.workers_bucket,
-            description="Praxis worker heartbeats",
-            history=1,
+        kv_config(
+            s,
+            s.workers_bucket,
+            "Praxis worker heartbeats",
             ttl=max(3 * s.heartbeat_interval, 1.0),
             storage=StorageType.MEMORY,
-            replicas=s.replicas,
-            direct=True,
         ),
     ]
 

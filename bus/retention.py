@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import Literal
 
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
+from nats.js.api import KeyValueConfig
 from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
 from bus import leases
 from bus.client import SessionClient
 from bus.errors import SessionNotFoundError
-from bus.provision import ensure_bucket
+from bus.provision import ensure_bucket, kv_config
 from bus.settings import Settings
 from bus.transfer import dumps_line, export_session
 from schemas import TERMINAL, SessionRecord, SessionState
@@ -114,13 +114,8 @@ SWEEP_KEY = "sweep"
 
 
 def janitor_bucket(s: Settings) -> KeyValueConfig:
-    return KeyValueConfig(
-        bucket=s.janitor_bucket,
-        description="Praxis retention: who sweeps old sessions, and when it last did",
-        history=1,
-        storage=StorageType.FILE,
-        replicas=s.replicas,
-        direct=True,
+    return kv_config(
+        s, s.janitor_bucket, "Praxis retention: who sweeps old sessions, and when it last did"
     )
 
 
