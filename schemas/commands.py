@@ -56,12 +56,16 @@ def _bounded(value: dict[str, Any]) -> dict[str, Any]:
 
 Metadata = Annotated[dict[str, Any], AfterValidator(_bounded)]
 Actor = Annotated[str, Field(min_length=1, max_length=200)]
+# A reply subject must be an inbox: the worker publishes there with its own rights, so any
+# other subject would let whoever sends a command write wherever the worker may (another
+# session's events, or a JetStream API request such as a purge of the whole stream).
 ReplySubject = Annotated[
     str,
     Field(
         max_length=256,
-        pattern=r"^[A-Za-z0-9_$-]+(\.[A-Za-z0-9_$-]+)*$",
-        description="A NATS subject without wildcards, e.g. an inbox (_INBOX.abc).",
+        pattern=r"^_INBOX(\.[A-Za-z0-9_-]+)+$",
+        description="An inbox subject (_INBOX. followed by tokens of A-Z a-z 0-9 _ -, no "
+        "wildcards), as a NATS client's new_inbox() makes.",
     ),
 ]
 

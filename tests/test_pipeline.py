@@ -12,7 +12,7 @@ from nats.aio.client import Client
 
 from bus import SessionClient, direct, subjects
 from schemas import decode_event
-from tests.conftest import InProcessWorker, NatsServer
+from tests.conftest import InProcessWorker, NatsServer, stored_events
 
 
 async def _publish(nc: Client, session_id: str, command: dict[str, Any]) -> None:
@@ -111,6 +111,54 @@ async def test_a_bad_command_on_the_bus_is_rejected_and_changes_nothing(
         assert len(rejected) == 2 and all(r.startswith("invalid command") for r in rejected)
         assert "reply_to" in rejected[0]
         assert [h.content for h in await client.history(sid)] == ["still here", "still here"]
+    finally:
+        await nc.close()
+
+
+async def test_a_reply_subject_must_be_an_inbox(
+    nats: NatsServer, client: SessionClient, worker: InProcessWorker
+) -> None:
+    """The worker publishes outcomes with its own rights: a reply subject that names the
+    JetStream API (a purge of the whole stream) or another session's events is refused,
+    and neither is touched."""
+    nc = await nats_connect(nats)
+    try:
+        victim, _ = await client.create("echo", initial_message="keep me")
+        await client.wait(_)
+        before = await client.bus.js.stream_info(client.bus.stream)
+        victim_events = await stored_events(client, victim.session_id)
+        sid = f"ses_{uuid.uuid4().hex}"
+        base = {"session_id": sid, "task_id": "t"}
+        assert (await _run(nc, sid, {**base, "kind": "create_session", "agent": "echo"}))[
+            "outcome"
+        ] == "done"
+        for target in (
+            f"$JS.API.STREAM.PURGE.{client.bus.stream}",
+            subjects.events(victim.session_id),
+            subjects.inputs(victim.session_id),
+            "_INBOX_edge.abc",
+        ):
+            await _publish(
+                nc, sid, {**base, "kind": "user_message", "content": "x", "reply_to": target}
+            )
+        good = await _run(nc, sid, {**base, "kind": "user_message", "content": "after"})
+        assert good["reply"] == "after"
+        msgs = await direct.read_subject(
+            client.bus.nc, client.bus.stream, subjects.events(sid), after=0, timeout=5
+        )
+        reasons = [
+            e.reason
+            for e in map(decode_event, (m.data for m in msgs))
+            if e.type == "command.rejected"
+        ]
+        assert len(reasons) == 4 and all("reply_to" in r for r in reasons)
+        after = await client.bus.js.stream_info(client.bus.stream)
+        assert after.state.messages > before.state.messages  # nothing was purged
+        assert [h.content for h in await client.history(victim.session_id)] == [
+            "keep me",
+            "keep me",
+        ]
+        assert await stored_events(client, victim.session_id) == victim_events
     finally:
         await nc.close()
 
