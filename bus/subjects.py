@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from schemas import check_token
 
 INPUT_WILDCARD = "sess.*.in"
@@ -46,6 +48,17 @@ def live(session_id: str) -> str:
 def snapshot(session_id: str) -> str:
     """Request/reply: the owner answers with the text of the turn in flight."""
     return f"snap.{check_token(session_id, 'session id')}"
+
+
+_INBOX = re.compile(r"_INBOX[A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)+")
+
+
+def is_inbox(subject: str | None) -> bool:
+    """Whether a request's reply subject is an inbox (``_INBOX.…``, or a role's own prefix
+    such as ``_INBOX_edge.…``). A worker answers only those: it would publish the answer
+    with its own rights, so a reply subject naming the JetStream API or a session's
+    events would make it do what the requester may not."""
+    return subject is not None and _INBOX.fullmatch(subject) is not None
 
 
 def session_of(subject: str) -> str:

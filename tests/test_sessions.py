@@ -43,6 +43,7 @@ from tests.conftest import (
     make_settings,
     settled_session,
     slow_turn_streaming,
+    stored_events,
     streaming,
 )
 from workers import Worker, load_agents
@@ -174,6 +175,28 @@ async def test_joining_mid_turn_gets_text_so_far_then_the_rest(
     assert text == final[0].content, "text so far, then the rest: no gap, nothing twice"
     first_delta = next(d.event for d in collected if isinstance(d.event, TokenDelta))
     assert first_delta.index > 1, "the join happened mid-turn"
+
+
+async def test_a_snapshot_request_is_answered_only_to_an_inbox(
+    client: SessionClient, worker: InProcessWorker
+) -> None:
+    """The owner answers 'the text so far' with its own rights: a request whose reply
+    subject is another session's events (stored by the stream, past its fence) or the
+    JetStream API gets no answer."""
+    victim, made = await client.create("echo")
+    await client.wait(made)
+    kept = await stored_events(client, victim.session_id)
+    record, _ = await slow_turn_streaming(client, pieces=30, delay=0.03, at_least=2)
+    stream = client.bus.stream
+    for target in (subjects.events(victim.session_id), f"$JS.API.STREAM.PURGE.{stream}"):
+        await client.bus.nc.publish(subjects.snapshot(record.session_id), b"", reply=target)
+    # The owner's subscription handles requests in order: this answer comes after them.
+    assert await streaming(client, record.session_id)
+    assert await stored_events(client, victim.session_id) == kept
+    assert subjects.is_inbox("_INBOX.abc.def") and subjects.is_inbox("_INBOX_edge.x")
+    assert not subjects.is_inbox(f"$JS.API.STREAM.PURGE.{stream}")
+    assert not subjects.is_inbox(subjects.events(record.session_id))
+    assert not subjects.is_inbox("_INBOX.>") and not subjects.is_inbox(None)
 
 
 async def test_same_command_id_twice_is_one_message(

@@ -1056,6 +1056,8 @@ class SessionRunner:
         self._subs.append(await nc.subscribe(subjects.inputs(self.sid), cb=self._on_control))
 
     async def _on_snapshot(self, msg: Msg) -> None:
+        if not subjects.is_inbox(msg.reply):
+            return
         live = self._live
         body = live.snapshot().model_dump_json().encode() if live else b""
         with contextlib.suppress(Exception):
