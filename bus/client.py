@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import copy
 import hashlib
 import json
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from nats.js.errors import APIError, KeyNotFoundError
+from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
 
 from bus import commit, direct, subjects
 from bus.connection import Bus, with_retry
@@ -23,7 +24,6 @@ from bus.errors import (
     CommandDeadLetteredError,
     CommandTimeoutError,
     DeadLetterNotFoundError,
-    FenceRejectedError,
     IllegalTransitionError,
     InvalidCursorError,
     MessageTooLargeError,
@@ -213,34 +213,25 @@ class SessionClient:
             owner=self.scope.owner if self.scope else None,
             **_command_id(command_id),
         )
-        created, seq = await self._first_commit(cmd)
+        # The command is the session: stored only if nothing was ever sent to this id
+        # (fenced on the input subject), it is what a worker makes the session from. The
+        # worker writes every event; until it has, readers see the session from this
+        # command (bus.state), so the create is over once the command is stored.
+        await self._publish(cmd, new_session=True)
         self._remember(sid, tid)
-        record = fold_start(created, seq).session
-        await asyncio.gather(
-            self.bus.sessions.create(sid, record.model_dump_json().encode()),
-            self._publish(cmd),
-        )
-        receipt = Receipt(sid, cmd.command_id, seq)
+        created = self._created(cmd)
+        record = fold_start(created, 0).session
+        # The index that listings read; the worker's own write wins a race.
+        with contextlib.suppress(KeyWrongLastSequenceError):
+            await self.bus.sessions.create(sid, record.model_dump_json().encode())
+        receipt = Receipt(sid, cmd.command_id, 0)
         if initial_message is not None:
-            receipt = await self._send(created, seq, initial_message, None)
+            receipt = await self._send(created, 0, initial_message, None)
         return record, receipt
 
-    async def _first_commit(self, cmd: CreateSession) -> tuple[SessionCreated, int]:
+    def _created(self, cmd: CreateSession) -> SessionCreated:
         settings = self.bus.settings
-        event = created_by(cmd, settings.session_idle_timeout, settings.session_max_lifetime)
-        try:
-            seq = await commit.append(
-                self.bus.nc,
-                self.bus.stream,
-                cmd.session_id,
-                event.model_dump_json().encode(),
-                expected_seq=0,
-                max_bytes=self.bus.settings.max_message_bytes,
-                timeout=self.bus.timeout,
-            )
-        except FenceRejectedError as e:
-            raise SessionExistsError(cmd.session_id) from e
-        return event, seq
+        return created_by(cmd, settings.session_idle_timeout, settings.session_max_lifetime)
 
     async def send(
         self,
@@ -770,11 +761,16 @@ class SessionClient:
             raise SessionNotFoundError(session_id)
         return found
 
-    async def _publish(self, cmd: Command) -> int:
-        """Store a command (retried through leader changes); return its stream sequence."""
+    async def _publish(self, cmd: Command, *, new_session: bool = False) -> int:
+        """Store a command (retried through leader changes); return its stream sequence.
+
+        ``new_session``: only if no command was ever stored for the session (else
+        :class:`SessionExistsError`)."""
         payload = cmd.model_dump_json().encode()
         subject = subjects.inputs(cmd.session_id)
         headers = {"Nats-Msg-Id": cmd.command_id}
+        if new_session:
+            headers[commit.EXPECTED_LAST_SUBJECT_SEQ] = "0"
         check_size(payload, headers, self.bus.settings.max_message_bytes)
         try:
             ack = await with_retry(
@@ -785,6 +781,8 @@ class SessionClient:
             cause = e.__cause__
             if isinstance(cause, APIError) and cause.err_code == MESSAGE_TOO_LARGE:
                 raise MessageTooLargeError(len(payload), None) from e  # the stream's own limit
+            if isinstance(cause, APIError) and cause.err_code == commit.WRONG_LAST_SEQUENCE:
+                raise SessionExistsError(cmd.session_id) from e
             raise
         return int(ack.seq)
 

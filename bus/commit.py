@@ -33,6 +33,7 @@ from bus.errors import (
 )
 
 WRONG_LAST_SEQUENCE = 10071
+EXPECTED_LAST_SUBJECT_SEQ = "Nats-Expected-Last-Subject-Sequence"
 APPEND_ID_HEADER = "Praxis-Append-Id"
 
 
@@ -55,7 +56,7 @@ async def append(
     subject = subjects.events(session_id)
     append_id = uuid.uuid4().hex
     headers = {
-        "Nats-Expected-Last-Subject-Sequence": str(expected_seq),
+        EXPECTED_LAST_SUBJECT_SEQ: str(expected_seq),
         APPEND_ID_HEADER: append_id,
     }
     check_size(payload, headers, max_bytes)

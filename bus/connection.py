@@ -18,7 +18,9 @@ from nats.js import JetStreamContext
 from nats.js.errors import APIError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 
+from bus.credentials import Credentials
 from bus.errors import NotConnectedError, PublishError
+from bus.permissions import Role, inbox_prefix
 from bus.settings import Settings
 
 log = logging.getLogger("praxis.bus")
@@ -54,13 +56,26 @@ class Bus:
         return self.settings.request_timeout
 
 
-async def open_connection(url: str, name: str, timeout: float) -> Client:
-    """Connect with endless reconnects; fail fast if the first connect cannot be made."""
+async def open_connection(
+    url: str,
+    name: str,
+    timeout: float,
+    credentials: Credentials | None = None,
+    inbox: str = "_INBOX",
+) -> Client:
+    """Connect; give up soon if the first connect cannot be made, then reconnect for ever.
 
-    async def _on_error(e: Exception) -> None:
-        log.warning("nats: %s", e)
+    ``inbox``: the prefix of this connection's reply subjects (a role's own, so that its
+    permissions can keep other users off its replies)."""
 
     holder: list[Client] = []
+    first_errors: list[str] = []  # why the first connect fails, before it gives up
+
+    async def _on_error(e: Exception) -> None:
+        if not holder:
+            first_errors.append(str(e) or type(e).__name__)
+            return
+        log.warning("nats: %s", e)
 
     async def _on_disconnect() -> None:
         if holder and (holder[0].is_closed or holder[0].is_draining):
@@ -76,28 +91,57 @@ async def open_connection(url: str, name: str, timeout: float) -> Client:
             name=name,
             connect_timeout=timeout,
             allow_reconnect=True,
-            max_reconnect_attempts=-1,
+            max_reconnect_attempts=FIRST_CONNECT_ATTEMPTS,
             reconnect_time_wait=0.5,
             max_outstanding_pings=3,
             error_cb=_on_error,
             disconnected_cb=_on_disconnect,
             reconnected_cb=_on_reconnect,
+            inbox_prefix=inbox,
+            **(credentials.options() if credentials else {}),
         )
     except Exception as e:  # nats raises several unrelated types for a failed first connect
-        raise NotConnectedError(url, str(e) or type(e).__name__) from e
+        raise NotConnectedError(url, _why(first_errors, e, credentials)) from e
+    nc.options["max_reconnect_attempts"] = -1  # once connected: reconnect for ever
     holder.append(nc)
     return nc
 
 
+FIRST_CONNECT_ATTEMPTS = 2
+"""Tries of each server before the first connect gives up (half a second apart)."""
+
+
+def _why(seen: list[str], e: Exception, credentials: Credentials | None) -> str:
+    why = seen[-1] if seen else str(e) or type(e).__name__
+    if "authorization violation" in why.lower():
+        hint = "set PRAXIS_NATS_NKEY_SEED, PRAXIS_NATS_CREDS or PRAXIS_NATS_USER and PASSWORD"
+        if credentials and credentials.given:
+            return f"the server refused these credentials ({hint})"
+        return f"the server requires credentials ({hint})"
+    return why
+
+
 @asynccontextmanager
-async def connect(settings: Settings, url: str, name: str) -> AsyncIterator[Bus]:
-    """Connect, provision (idempotently) and yield a :class:`Bus`; drain on exit."""
+async def connect(
+    settings: Settings,
+    url: str,
+    name: str,
+    role: Role = Role.ADMIN,
+    credentials: Credentials | None = None,
+) -> AsyncIterator[Bus]:
+    """Connect, provision (idempotently) and yield a :class:`Bus`; drain on exit.
+
+    ``role``: what the process is (its reply subjects' prefix; whether it may create the
+    stream and buckets). ``credentials``: default, those of ``settings``. A process that
+    connects without credentials creates what is missing, as an admin would; one with
+    credentials of a role other than admin only checks that it is there."""
     from bus.provision import provision  # local: provision imports Bus for typing
 
-    nc = await open_connection(url, name, settings.request_timeout)
+    creds = credentials if credentials is not None else Credentials.from_settings(settings)
+    nc = await open_connection(url, name, settings.request_timeout, creds, inbox_prefix(role))
     try:
         js = nc.jetstream(timeout=settings.request_timeout)
-        handles = await provision(js, settings)
+        handles = await provision(js, settings, create=role is Role.ADMIN or not creds.given)
         yield Bus(settings, nc, js, *handles)
     finally:
         if not nc.is_closed:

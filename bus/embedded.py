@@ -22,7 +22,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from bus.credentials import Credentials, seed_file, write_server_config
 from bus.errors import BusError
+from bus.permissions import Role
+from bus.settings import Settings
 
 STATE_FILE = "server.json"
 
@@ -64,6 +67,8 @@ class NatsServer:
     port: int = 0
     monitor_port: int = 0
     log_file: Path | None = None
+    config: Path | None = None
+    """A nats-server config file (users and their permissions, see :mod:`bus.credentials`)."""
     extra_args: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
 
@@ -82,6 +87,7 @@ class NatsServer:
             "-m", str(self.monitor_port),
             "-js",
             "-sd", str(self.store_dir),
+            *(("-c", str(self.config)) if self.config else ()),
             *self.extra_args,
         ]  # fmt: skip
         log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
@@ -151,6 +157,15 @@ class Embedded:
     pid: int
     state_file: Path
     keep: bool
+    auth_dir: Path | None = None
+    """Where the seeds of the server's users are (None: a server started without users by
+    an older Praxis)."""
+
+    def credentials(self, role: Role) -> Credentials:
+        """The credentials of a process of ``role`` on this server."""
+        if self.auth_dir is None:
+            return Credentials()
+        return Credentials(nkey_seed=seed_file(self.auth_dir, role))
 
     def release(self, own: frozenset[int] = frozenset(), force: bool = False) -> None:
         """Stop the server if nobody else uses it and it was not started to stay up.
@@ -169,9 +184,11 @@ class Embedded:
             self.state_file.unlink(missing_ok=True)
 
 
-def ensure_server(data_dir: Path, keep: bool = False) -> Embedded:
-    """Reuse the server running for ``data_dir``, or start one there."""
-    home = data_dir / "nats"
+def ensure_server(settings: Settings, keep: bool = False) -> Embedded:
+    """Reuse the server running for ``settings.data_dir``, or start one there: with a user
+    per role (nkeys made once under ``nats/auth``, readable by their owner only), each
+    allowed its own job on the bus (:mod:`bus.permissions`)."""
+    home = settings.data_dir / "nats"
     home.mkdir(parents=True, exist_ok=True)
     state_file = home / STATE_FILE
     with _locked(home):
@@ -181,10 +198,14 @@ def ensure_server(data_dir: Path, keep: bool = False) -> Embedded:
                 found.keep = True
                 _write(found)
             return found
-        server = NatsServer(home / "jetstream", log_file=home / "nats-server.log")
+        auth_dir = home / "auth"
+        config = write_server_config(auth_dir, settings)
+        server = NatsServer(home / "jetstream", log_file=home / "nats-server.log", config=config)
         server.start(detach=True)
         assert server.process is not None
-        embedded = Embedded(server.url, server.monitor_port, server.process.pid, state_file, keep)
+        embedded = Embedded(
+            server.url, server.monitor_port, server.process.pid, state_file, keep, auth_dir
+        )
         _write(embedded)
         return embedded
 
@@ -193,7 +214,12 @@ def _running(state_file: Path) -> Embedded | None:
     try:
         raw = json.loads(state_file.read_text())
         found = Embedded(
-            raw["url"], int(raw["monitor_port"]), int(raw["pid"]), state_file, bool(raw["keep"])
+            raw["url"],
+            int(raw["monitor_port"]),
+            int(raw["pid"]),
+            state_file,
+            bool(raw["keep"]),
+            Path(raw["auth_dir"]) if raw.get("auth_dir") else None,
         )
     except (OSError, ValueError, KeyError):
         return None
@@ -207,7 +233,13 @@ def _running(state_file: Path) -> Embedded | None:
 
 
 def _write(e: Embedded) -> None:
-    data = {"url": e.url, "monitor_port": e.monitor_port, "pid": e.pid, "keep": e.keep}
+    data = {
+        "url": e.url,
+        "monitor_port": e.monitor_port,
+        "pid": e.pid,
+        "keep": e.keep,
+        "auth_dir": str(e.auth_dir) if e.auth_dir else None,
+    }
     e.state_file.write_text(json.dumps(data))
 
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from bus.connection import Bus
 from bus.errors import BusError
-from bus.provision import ensure_bucket, kv_config
+from bus.provision import ensure_bucket, keys_bucket
 from schemas import new_id
 
 PREFIX = "prx"
@@ -49,8 +49,7 @@ def _digest(secret: str) -> str:
 
 
 async def bucket(bus: Bus) -> KeyValue:
-    s = bus.settings
-    return await ensure_bucket(bus.js, kv_config(s, s.keys_bucket, "Praxis API keys (hashed)"))
+    return await ensure_bucket(bus.js, keys_bucket(bus.settings))
 
 
 async def create_key(

@@ -108,7 +108,19 @@ def bucket_configs(s: Settings) -> list[KeyValueConfig]:
             ttl=max(3 * s.heartbeat_interval, 1.0),
             storage=StorageType.MEMORY,
         ),
+        janitor_bucket(s),
+        keys_bucket(s),
     ]
+
+
+def janitor_bucket(s: Settings) -> KeyValueConfig:
+    return kv_config(
+        s, s.janitor_bucket, "Praxis retention: who sweeps old sessions, and when it last did"
+    )
+
+
+def keys_bucket(s: Settings) -> KeyValueConfig:
+    return kv_config(s, s.keys_bucket, "Praxis API keys (hashed)")
 
 
 def _diff(have: Any, want: Any, fields: list[str]) -> dict[str, tuple[object, object]]:
@@ -141,13 +153,28 @@ _STREAM_FIELDS = [
 _ADDITIVE = {"allow_msg_schedules"}
 
 
-async def ensure_stream(js: JetStreamContext, want: StreamConfig, wait: float = 15.0) -> None:
+def _missing(kind: str, name: str) -> ProvisioningError:
+    return ProvisioningError(
+        f"{kind} {name!r} does not exist and this process may not create it: provision the "
+        "bus once with admin credentials ('praxis bus provision')"
+    )
+
+
+async def ensure_stream(
+    js: JetStreamContext, want: StreamConfig, wait: float = 15.0, *, create: bool = True
+) -> None:
     assert want.name is not None
-    info = await _existing_or_created(js, want, wait)
+    if create:
+        info = await _existing_or_created(js, want, wait)
+    else:
+        try:
+            info = await js.stream_info(want.name)
+        except NotFoundError:
+            raise _missing("stream", want.name) from None
     if info is None:
         return
     diff = _diff(info.config, want, _STREAM_FIELDS)
-    if diff and set(diff) <= _ADDITIVE:
+    if diff and set(diff) <= _ADDITIVE and create:
         config = info.config
         for flag in diff:
             setattr(config, flag, True)
@@ -198,11 +225,15 @@ async def _existing_or_created(
                 ) from e
 
 
-async def ensure_consumer(js: JetStreamContext, stream: str, want: ConsumerConfig) -> None:
+async def ensure_consumer(
+    js: JetStreamContext, stream: str, want: ConsumerConfig, *, create: bool = True
+) -> None:
     assert want.durable_name is not None
     try:
         info = await js.consumer_info(stream, want.durable_name)
     except NotFoundError:
+        if not create:
+            raise _missing("consumer", want.durable_name) from None
         try:
             await js.add_consumer(stream, want)
             return
@@ -213,10 +244,14 @@ async def ensure_consumer(js: JetStreamContext, stream: str, want: ConsumerConfi
         raise ProvisioningMismatchError("consumer", want.durable_name, diff)
 
 
-async def ensure_bucket(js: JetStreamContext, want: KeyValueConfig) -> KeyValue:
+async def ensure_bucket(
+    js: JetStreamContext, want: KeyValueConfig, *, create: bool = True
+) -> KeyValue:
     try:
         kv = await js.key_value(want.bucket)
     except (NotFoundError, BadRequestError):
+        if not create:
+            raise _missing("key-value bucket", want.bucket) from None
         return await js.create_key_value(want)
     info = await js.stream_info(f"KV_{want.bucket}")
     have = info.config
@@ -233,11 +268,13 @@ async def ensure_bucket(js: JetStreamContext, want: KeyValueConfig) -> KeyValue:
 
 
 async def provision(
-    js: JetStreamContext, settings: Settings
+    js: JetStreamContext, settings: Settings, *, create: bool = True
 ) -> tuple[KeyValue, KeyValue, KeyValue, KeyValue]:
-    """Create what is missing; return the sessions, leases, dead letters and workers
-    buckets."""
-    await ensure_stream(js, stream_config(settings))
-    await ensure_consumer(js, settings.stream, consumer_config(settings))
-    sessions, leases, dead, workers = [await ensure_bucket(js, c) for c in bucket_configs(settings)]
+    """Create what is missing (``create``; else only check that it is there and as
+    needed); return the sessions, leases, dead letters and workers buckets."""
+    await ensure_stream(js, stream_config(settings), create=create)
+    await ensure_consumer(js, settings.stream, consumer_config(settings), create=create)
+    sessions, leases, dead, workers, *_ = [
+        await ensure_bucket(js, c, create=create) for c in bucket_configs(settings)
+    ]
     return sessions, leases, dead, workers

@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Literal
 
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig
 from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
 from bus import leases
 from bus.client import SessionClient
 from bus.errors import SessionNotFoundError
-from bus.provision import ensure_bucket, kv_config
+from bus.provision import ensure_bucket, janitor_bucket
 from bus.settings import Settings
 from bus.transfer import dumps_line, export_session
 from schemas import TERMINAL, SessionRecord, SessionState
@@ -111,12 +110,6 @@ def _write_durably(path: Path, text: str) -> None:
 # -- one sweeper at a time ---------------------------------------------------------------
 
 SWEEP_KEY = "sweep"
-
-
-def janitor_bucket(s: Settings) -> KeyValueConfig:
-    return kv_config(
-        s, s.janitor_bucket, "Praxis retention: who sweeps old sessions, and when it last did"
-    )
 
 
 @dataclass(slots=True)

@@ -27,6 +27,17 @@ class Settings(BaseSettings):
         default=None,
         description="NATS server URL(s), comma separated. Unset: an embedded server is used.",
     )
+    nats_nkey_seed: Path | None = Field(
+        default=None,
+        description="A file holding this process's NATS nkey seed (SU...). Unset with the "
+        "embedded server: the seed of the process's role, made under the data directory.",
+    )
+    nats_creds: Path | None = Field(
+        default=None,
+        description="A NATS credentials file (JWT and seed), for servers in operator mode.",
+    )
+    nats_user: str | None = Field(default=None, description="A NATS user name (with a password).")
+    nats_password: SecretStr | None = Field(default=None, description="The NATS user's password.")
     data_dir: Path = Field(
         default_factory=_default_data_dir,
         description="Where the embedded server keeps JetStream data.",

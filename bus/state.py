@@ -1,32 +1,65 @@
-"""Loading a session's state: the latest snapshot plus the events stored after it."""
+"""Loading a session's state: the latest snapshot plus the events stored after it.
+
+A session exists from the moment its ``create_session`` command is stored; until a worker
+has written its first event, readers see it as that command makes it (``CREATED``, no
+events: cursor 0). Workers, who write that first event, ask without (``include_pending=False``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 
+from pydantic import ValidationError
+
 from bus import direct, subjects
 from bus.connection import Bus
-from schemas import Checkpoint, Event, decode_event, fold
+from schemas import Checkpoint, CreateSession, Event, decode_command, decode_event, fold
+from schemas.events import SessionCreated, created_by
+from schemas.fold import start
 
 
-async def load_head(bus: Bus, session_id: str) -> tuple[Event, int] | None:
+async def load_head(
+    bus: Bus, session_id: str, *, include_pending: bool = True
+) -> tuple[Event, int] | None:
     """The session's latest event and its sequence (one read), or ``None`` if unknown."""
     last = await direct.last_by_subject(
         bus.nc, bus.stream, subjects.events(session_id), bus.timeout
     )
     if last is None:
-        return None
+        created = await pending_create(bus, session_id) if include_pending else None
+        return None if created is None else (created, 0)
     return decode_event(last.data), last.seq
 
 
-async def load_state(bus: Bus, session_id: str) -> tuple[Checkpoint, int] | None:
+async def pending_create(bus: Bus, session_id: str) -> SessionCreated | None:
+    """The first event a worker will write for a session that has none yet: from its
+    first command, if that creates it (``None``: no such session)."""
+    first = await direct.next_by_subject(
+        bus.nc, bus.stream, subjects.inputs(session_id), 1, bus.timeout
+    )
+    if first is None:
+        return None
+    try:
+        cmd = decode_command(first.data)
+    except ValidationError:
+        return None
+    if not isinstance(cmd, CreateSession) or cmd.session_id != session_id:
+        return None
+    s = bus.settings
+    return created_by(cmd, s.session_idle_timeout, s.session_max_lifetime)
+
+
+async def load_state(
+    bus: Bus, session_id: str, *, include_pending: bool = True
+) -> tuple[Checkpoint, int] | None:
     """The session's state and the sequence of its latest event, or ``None`` if unknown."""
     snap, last = await asyncio.gather(
         direct.last_by_subject(bus.nc, bus.stream, subjects.checkpoint(session_id), bus.timeout),
         direct.last_by_subject(bus.nc, bus.stream, subjects.events(session_id), bus.timeout),
     )
     if last is None:
-        return None
+        created = await pending_create(bus, session_id) if include_pending else None
+        return None if created is None else (start(created, 0), 0)
     ck = Checkpoint.model_validate_json(snap.data) if snap is not None else None
     as_of = ck.as_of if ck is not None else 0
     if last.seq > as_of:

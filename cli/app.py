@@ -24,8 +24,10 @@ from bus import (
     connect,
 )
 from bus.embedded import EmbeddedServerError
+from bus.permissions import Role
 from bus.retention import ENDED, sweep
 from bus.transfer import LineError, dumps_line, export_session, import_conversation, parse_lines
+from cli.bus_admin import bus_app
 from cli.chat import (
     WAITING,
     TurnError,
@@ -59,6 +61,7 @@ agent_app = App(name="agent", help="Start, resume, inspect and clean up agent se
 app.command(agent_app)
 app.command(dead_app)
 app.command(keys_app)
+app.command(bus_app)
 
 USER_ERRORS = (BusError, InvalidIdError, TurnError, EmbeddedServerError, ValueError, OSError)
 
@@ -499,7 +502,7 @@ def worker_cmd() -> int:
 
     async def main() -> None:
         settings = _settings()
-        async with bus_connection(settings, "praxis-worker") as (bus, _):
+        async with bus_connection(settings, "praxis-worker", Role.WORKER) as (bus, _):
             stop = asyncio.Event()
             install_signal_handlers(stop)
             await Worker(bus, registry_for(settings)).run(stop)
@@ -542,7 +545,7 @@ def edge_cmd(*, host: HostOption = None, port: PortOption = None) -> int:
             )
         stop = asyncio.Event()
         install_signal_handlers(stop)
-        async with runtime(settings, name="praxis-edge") as rt:
+        async with runtime(settings, name="praxis-edge", role=Role.EDGE) as rt:
             if rt.worker is not None:
                 print("No dedicated worker is running: this edge runs one itself.", flush=True)
             app = create_app(settings, rt.bus)
@@ -565,15 +568,27 @@ def up_cmd(
 
     async def main() -> None:
         settings = _settings()
-        url, embedded = await resolve_url(settings, keep=True)
-        env = {**os.environ, "PRAXIS_NATS_URL": url, "PRAXIS_INPROCESS_WORKER": "never"}
+        endpoint = await resolve_url(settings, keep=True)
+        url, embedded = endpoint.url, endpoint.embedded
+
+        def env(role: Role) -> dict[str, str]:
+            """Each child process logs in as its role (with the embedded server)."""
+            out = {**os.environ, "PRAXIS_NATS_URL": url, "PRAXIS_INPROCESS_WORKER": "never"}
+            seed = endpoint.credentials(role).nkey_seed
+            if seed is not None:
+                out["PRAXIS_NATS_NKEY_SEED"] = str(seed)
+            return out
+
         stop = asyncio.Event()
         install_signal_handlers(stop)
         procs: list[subprocess.Popen[bytes]] = []
         try:
-            async with connect(settings, url, "praxis-up") as bus:  # provisions once
+            admin = endpoint.credentials(Role.ADMIN)
+            async with connect(settings, url, "praxis-up", Role.ADMIN, admin) as bus:
                 procs = [
-                    subprocess.Popen([sys.executable, "-m", "cli", "worker"], env=env)  # noqa: ASYNC220
+                    subprocess.Popen(  # noqa: ASYNC220
+                        [sys.executable, "-m", "cli", "worker"], env=env(Role.WORKER)
+                    )
                     for _ in range(max(workers, 0))
                 ]
                 await _wait_for_workers(SessionClient(bus), {p.pid for p in procs}, procs)
@@ -581,7 +596,9 @@ def up_cmd(
                 if edge:
                     edge_args = ["--host", host or settings.edge_host]
                     edge_args += ["--port", str(settings.edge_port if port is None else port)]
-                    edge_proc, edge_url = await asyncio.to_thread(_start_edge, edge_args, env)
+                    edge_proc, edge_url = await asyncio.to_thread(
+                        _start_edge, edge_args, env(Role.EDGE)
+                    )
                     procs.append(edge_proc)
                 where = f"embedded NATS at {url} (data in {settings.data_dir})" if embedded else url
                 print(

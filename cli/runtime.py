@@ -14,7 +14,9 @@ from typing import Any
 import uvloop
 
 from bus import Bus, SessionClient, Settings, connect
+from bus.credentials import Credentials
 from bus.embedded import Embedded, ensure_server
+from bus.permissions import Role
 from schemas import Interface
 from workers import Worker, registry_for
 
@@ -54,12 +56,29 @@ class Runtime:
     worker: Worker | None
 
 
-async def resolve_url(settings: Settings, keep: bool = False) -> tuple[str, Embedded | None]:
+@dataclass(frozen=True)
+class Endpoint:
+    """The NATS server a command uses, and how each kind of process logs in to it."""
+
+    url: str
+    embedded: Embedded | None
+    given: Credentials
+    """The credentials of the settings (``PRAXIS_NATS_*``), if any."""
+
+    def credentials(self, role: Role) -> Credentials:
+        """The settings' credentials, or with the embedded server, those of ``role``."""
+        if self.given.given or self.embedded is None:
+            return self.given
+        return self.embedded.credentials(role)
+
+
+async def resolve_url(settings: Settings, keep: bool = False) -> Endpoint:
     """``PRAXIS_NATS_URL``, or the embedded server under ``PRAXIS_DATA_DIR``."""
+    given = Credentials.from_settings(settings)
     if settings.nats_url:
-        return settings.nats_url, None
-    embedded = await asyncio.to_thread(ensure_server, settings.data_dir, keep)
-    return embedded.url, embedded
+        return Endpoint(settings.nats_url, None, given)
+    embedded = await asyncio.to_thread(ensure_server, settings, keep)
+    return Endpoint(embedded.url, embedded, given)
 
 
 async def _dedicated(client: SessionClient) -> bool:
@@ -74,38 +93,69 @@ def _wants_worker(settings: Settings, embedded: Embedded | None) -> bool:
 
 @contextlib.asynccontextmanager
 async def bus_connection(
-    settings: Settings, name: str
+    settings: Settings,
+    name: str,
+    role: Role = Role.ADMIN,
+    endpoint: Endpoint | None = None,
+    own: set[int] | None = None,
 ) -> AsyncIterator[tuple[Bus, Embedded | None]]:
-    """Connect (to the embedded server without a URL); release that server at the end."""
-    url, embedded = await resolve_url(settings)
-    own: set[int] = set()
+    """Connect as ``role`` (to the embedded server without a URL). Without ``endpoint``,
+    release that server at the end; with one, the caller does, knowing its connections'
+    ids (``own``, filled in here)."""
+    where = endpoint or await resolve_url(settings)
+    ids: set[int] = set() if own is None else own
     try:
-        async with connect(settings, url, name) as bus:
+        if where.embedded is not None and role is not Role.ADMIN:
+            # Only an admin may create the stream and buckets of a new data directory.
+            admin = where.credentials(Role.ADMIN)
+            async with connect(settings, where.url, f"{name}-provision", Role.ADMIN, admin):
+                pass
+        async with connect(settings, where.url, name, role, where.credentials(role)) as bus:
             if bus.nc.client_id is not None:
-                own.add(int(bus.nc.client_id))
-            yield bus, embedded
+                ids.add(int(bus.nc.client_id))
+            yield bus, where.embedded
     finally:
-        if embedded is not None:
-            await asyncio.to_thread(embedded.release, frozenset(own))
+        if endpoint is None and where.embedded is not None:
+            await asyncio.to_thread(where.embedded.release, frozenset(ids))
 
 
 @contextlib.asynccontextmanager
 async def runtime(
-    settings: Settings, *, with_worker: bool = True, name: str = "praxis-cli"
+    settings: Settings,
+    *,
+    with_worker: bool = True,
+    name: str = "praxis-cli",
+    role: Role = Role.ADMIN,
 ) -> AsyncIterator[Runtime]:
-    async with bus_connection(settings, name) as (bus, embedded):
-        client = SessionClient(bus, Interface.CLI, actor=login_name())
-        worker: Worker | None = None
-        if with_worker and _wants_worker(settings, embedded) and not await _dedicated(client):
-            # Any number of stateless workers may serve a session, so each CLI command
-            # runs its own unless a dedicated one ('praxis worker', 'praxis up') is live.
-            worker = Worker(bus, registry_for(settings), dedicated=False)
-            await worker.heartbeat()
-        stop = asyncio.Event()
-        task = asyncio.create_task(worker.run(stop)) if worker else None
-        try:
-            yield Runtime(bus, client, embedded, worker)
-        finally:
-            if task is not None:
-                stop.set()
-                await task
+    """A connection as ``role`` and, when no dedicated worker is live, a worker in this
+    process (on a connection of its own unless ``role`` may do a worker's job)."""
+    endpoint = await resolve_url(settings)
+    own: set[int] = set()
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            bus, embedded = await stack.enter_async_context(
+                bus_connection(settings, name, role, endpoint, own)
+            )
+            client = SessionClient(bus, Interface.CLI, actor=login_name())
+            worker: Worker | None = None
+            if with_worker and _wants_worker(settings, embedded) and not await _dedicated(client):
+                # Any number of stateless workers may serve a session, so each CLI command
+                # runs its own unless a dedicated one ('praxis worker', 'praxis up') is live.
+                worker_bus = bus
+                if role is not Role.ADMIN:
+                    worker_bus, _ = await stack.enter_async_context(
+                        bus_connection(settings, f"{name}-worker", Role.WORKER, endpoint, own)
+                    )
+                worker = Worker(worker_bus, registry_for(settings), dedicated=False)
+                await worker.heartbeat()
+            stop = asyncio.Event()
+            task = asyncio.create_task(worker.run(stop)) if worker else None
+            try:
+                yield Runtime(bus, client, embedded, worker)
+            finally:
+                if task is not None:
+                    stop.set()
+                    await task
+    finally:
+        if endpoint.embedded is not None:
+            await asyncio.to_thread(endpoint.embedded.release, frozenset(own))

@@ -59,6 +59,7 @@ def created_by(cmd: CreateSession, idle_timeout: float, max_lifetime: float) -> 
     """The first event of a session, made by the command that creates it (the expiry
     defaults of whoever writes it fill what the command leaves open)."""
     return SessionCreated(
+        ts=cmd.issued_at,  # the same whoever makes it (a reader before the worker has)
         session_id=cmd.session_id,
         task_id=cmd.task_id,
         command_id=cmd.command_id,

@@ -18,7 +18,9 @@ import pytest
 from nats.errors import NoRespondersError
 
 from bus import Bus, Receipt, SessionClient, Settings, connect, direct, subjects
+from bus.credentials import Credentials, seed_file, write_server_config
 from bus.embedded import NatsServer
+from bus.permissions import Role
 from schemas import Event, Interface, SessionRecord, decode_event
 from tests.agents_for_tests import TEST_AGENTS
 from workers import Worker, registry_for
@@ -50,12 +52,41 @@ async def eventually(
         await asyncio.sleep(0.02)
 
 
+# The users of each test server (url -> the folder of their seeds): components log in as
+# their role, so every test also shows that each role's permissions are enough for its job.
+AUTH_DIRS: dict[str, Path] = {}
+
+
+def start_nats(home: Path, *, provision: bool = True) -> NatsServer:
+    """A nats-server with a user per role, as the embedded one has; clients that give no
+    credentials are admins (tests and raw nats-py clients). ``provision``: as 'praxis bus
+    provision' would (the other roles only check)."""
+    auth = home / "auth"
+    config = write_server_config(auth, make_settings("", home), default=Role.ADMIN)
+    server = NatsServer(home / "jetstream", log_file=home / "nats.log", config=config).start()
+    AUTH_DIRS[server.url] = auth
+
+    async def provisioned() -> None:
+        async with connect(make_settings(server.url, home), server.url, "test-provision"):
+            pass
+
+    if provision:
+        asyncio.run(provisioned())
+    return server
+
+
+def credentials(url: str | None, role: Role) -> Credentials:
+    """How a component of ``role`` logs in to the test server at ``url``."""
+    auth = AUTH_DIRS.get(url or "")
+    return Credentials(nkey_seed=seed_file(auth, role)) if auth else Credentials()
+
+
 @pytest.fixture(scope="module")
 def nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    home = tmp_path_factory.mktemp("nats")
-    server = NatsServer(home / "jetstream", log_file=home / "nats.log").start()
+    server = start_nats(tmp_path_factory.mktemp("nats"))
     yield server
     server.stop()
+    AUTH_DIRS.pop(server.url, None)
 
 
 def make_settings(url: str, data_dir: Path, **over: Any) -> Settings:
@@ -99,7 +130,8 @@ async def start_worker(
 
     async def start() -> InProcessWorker:
         assert settings.nats_url
-        cm = connect(settings, settings.nats_url, "test-worker")
+        creds = credentials(settings.nats_url, Role.WORKER)
+        cm = connect(settings, settings.nats_url, "test-worker", Role.WORKER, creds)
         bus = await cm.__aenter__()
         worker = Worker(bus, registry_for(settings))
         await worker.heartbeat()
@@ -120,8 +152,13 @@ async def worker(start_worker: Callable[[], Awaitable[InProcessWorker]]) -> InPr
     return await start_worker()
 
 
-def env_for(settings: Settings, **extra: str) -> dict[str, str]:
+def env_for(settings: Settings, role: Role | None = None, **extra: str) -> dict[str, str]:
+    """The environment of a Praxis process on the test server, logged in as ``role``
+    (``None``: without credentials, an admin)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRAXIS_")}
+    seed = credentials(settings.nats_url, role).nkey_seed if role else None
+    if seed is not None:
+        env["PRAXIS_NATS_NKEY_SEED"] = str(seed)
     env.update(
         {
             "PRAXIS_NATS_URL": settings.nats_url or "",
@@ -167,7 +204,7 @@ def worker_processes(
             with open(log, "wb") as fh:
                 proc = subprocess.Popen(
                     [sys.executable, "-m", "cli", "worker"],
-                    env=env_for(settings, **env),
+                    env=env_for(settings, Role.WORKER, **env),
                     cwd=ROOT,
                     stdout=fh,
                     stderr=subprocess.STDOUT,
@@ -261,7 +298,7 @@ class EdgeProcess:
 
 def edge_env(settings: Settings, **extra: str) -> dict[str, str]:
     defaults = {"PRAXIS_INPROCESS_WORKER": "never", "PRAXIS_SSE_KEEPALIVE": "0.5"}
-    return env_for(settings, **{**defaults, **extra})
+    return env_for(settings, Role.EDGE, **{**defaults, **extra})
 
 
 @pytest.fixture(scope="module")

@@ -63,6 +63,7 @@ async def test_create_message_events_history(
     assert record.task_id == "task-42"
     greeting = await client.wait(receipt)
     assert [e.type for e in greeting] == [
+        "session.created",
         "session.state_changed",
         "turn.started",
         "agent.message",

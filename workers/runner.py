@@ -324,7 +324,7 @@ class SessionRunner:
             self._loaded = (cached.state, cached.tail)
             self._optimistic = True
         else:
-            self._loaded = await load_state(self.bus, self.sid)
+            self._loaded = await load_state(self.bus, self.sid, include_pending=False)
         if self._loaded is not None:
             ck = self._loaded[0]
             if ck.progress <= ck.input_cursor:
@@ -359,7 +359,7 @@ class SessionRunner:
     async def _reload(self) -> None:
         self._optimistic = False
         self._first = None
-        found = await load_state(self.bus, self.sid)
+        found = await load_state(self.bus, self.sid, include_pending=False)
         if found is None:
             raise BusError(f"session {self.sid} vanished")
         self.ck, self.tail = found

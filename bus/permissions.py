@@ -1,0 +1,161 @@
+"""Who may do what on the bus: one NATS user per kind of Praxis component, each allowed the
+subjects of its job and nothing else.
+
+- ``worker``: takes work from the work queue, reads commands, writes events, snapshots and
+  timers, leases, records, dead letters and heartbeats, streams live text, answers
+  snapshot requests, purges old sessions (retention).
+- ``edge``: publishes commands, reads events, records and workers, follows live text, checks
+  API keys, writes the record of a session it creates (the index that listings read; never
+  trusted for access) and purges a session on DELETE.
+- ``service``: another service driving sessions on the bus (a pipeline): publishes
+  commands, reads events and records, follows live text, gets outcomes on its inboxes.
+- ``admin``: everything (provisioning, API keys, clean-up, dead letters, import).
+
+Inbox prefixes keep the components' replies apart: the worker and the edge get their answers
+on ``_INBOX_worker.>`` and ``_INBOX_edge.>``, which no other user may read or write; admins and
+services use the usual ``_INBOX.>``, where workers publish command outcomes (``reply_to``).
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Any
+
+from bus.settings import Settings
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    WORKER = "worker"
+    EDGE = "edge"
+    SERVICE = "service"
+
+
+INBOX_PREFIXES = {
+    Role.ADMIN: "_INBOX",
+    Role.WORKER: "_INBOX_worker",
+    Role.EDGE: "_INBOX_edge",
+    Role.SERVICE: "_INBOX",
+}
+
+
+def inbox_prefix(role: Role) -> str:
+    return INBOX_PREFIXES[role]
+
+
+def _reads(stream: str) -> list[str]:
+    """Direct gets (one message, or a batch) and the stream's description."""
+    direct = f"$JS.API.DIRECT.GET.{stream}"
+    return [direct, f"{direct}.>", f"$JS.API.STREAM.INFO.{stream}"]
+
+
+def _buckets(s: Settings, names: list[str], *, write: bool) -> list[str]:
+    out: list[str] = []
+    for name in names:
+        out += _reads(f"KV_{name}")
+        if write:
+            out.append(f"$KV.{name}.>")
+    return out
+
+
+def _all_buckets(s: Settings) -> list[str]:
+    return [
+        s.sessions_bucket,
+        s.leases_bucket,
+        s.dead_letters_bucket,
+        s.workers_bucket,
+        s.janitor_bucket,
+        s.keys_bucket,
+    ]
+
+
+def _checks(s: Settings) -> list[str]:
+    """What every component reads at connect to check that the bus is provisioned."""
+    return (
+        _reads(s.stream)
+        + [f"$JS.API.CONSUMER.INFO.{s.stream}.{s.consumer}"]
+        + [f"$JS.API.STREAM.INFO.KV_{b}" for b in _all_buckets(s)]
+    )
+
+
+def _purges(s: Settings) -> list[str]:
+    """Removing a session: its subjects in the stream, its record, lease and dead letters."""
+    streams = [s.stream, *(f"KV_{b}" for b in (s.sessions_bucket, s.leases_bucket))]
+    streams.append(f"KV_{s.dead_letters_bucket}")
+    return [f"$JS.API.STREAM.PURGE.{x}" for x in streams]
+
+
+def _worker_buckets(s: Settings) -> list[str]:
+    return [b for b in _all_buckets(s) if b != s.keys_bucket]
+
+
+def permissions(role: Role, s: Settings) -> dict[str, Any] | None:
+    """The NATS permissions of a role (``None``: no limits)."""
+    if role is Role.ADMIN:
+        return None
+    inbox = f"{inbox_prefix(role)}.>"
+    if role is Role.WORKER:
+        publish = [
+            "sess.*.out.>",  # events, snapshots, expiry timers (fenced, single writer)
+            "live.*",
+            "_INBOX.>",  # command outcomes on the sender's inbox (reply_to)
+            f"$JS.API.CONSUMER.MSG.NEXT.{s.stream}.{s.consumer}",
+            f"$JS.ACK.{s.stream}.{s.consumer}.>",
+            *_checks(s),
+            *_buckets(s, _worker_buckets(s), write=True),
+            *_purges(s),  # retention
+        ]
+        subscribe = ["sess.*.in", "snap.*", inbox]
+        # Snapshot answers go to the requester's inbox, whatever its prefix.
+        return _perm(publish, subscribe, responses=True)
+    readers = [
+        "sess.*.in",  # commands
+        "snap.*",  # the text of a turn in flight
+        *_checks(s),
+        *_buckets(s, [s.sessions_bucket, s.workers_bucket], write=False),
+    ]
+    if role is Role.EDGE:
+        publish = [
+            *readers,
+            f"$KV.{s.sessions_bucket}.>",  # the record of a session it creates
+            *_reads(f"KV_{s.keys_bucket}"),  # API keys (hashed)
+            *_purges(s),  # DELETE /agent-sessions/{id}
+        ]
+        return _perm(publish, ["live.*", inbox])
+    publish = [*readers, f"$KV.{s.sessions_bucket}.>"]
+    return _perm(publish, ["live.*", inbox])
+
+
+def _perm(publish: list[str], subscribe: list[str], responses: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "publish": {"allow": sorted(set(publish))},
+        "subscribe": {"allow": sorted(set(subscribe))},
+    }
+    if responses:
+        out["allow_responses"] = True
+    return out
+
+
+def authorization(
+    users: dict[Role, str], s: Settings, *, default: Role | None = None
+) -> dict[str, Any]:
+    """The ``authorization`` block of a nats-server config: one nkey user per role
+    (``users`` maps a role to its public key). ``default``: the role of clients that
+    connect without credentials (for tests; never in a deployment)."""
+    entries = []
+    for role, public_key in users.items():
+        entry: dict[str, Any] = {"nkey": public_key}
+        perms = permissions(role, s)
+        if perms is not None:
+            entry["permissions"] = perms
+        entries.append(entry)
+    config: dict[str, Any] = {"authorization": {"users": entries}}
+    if default is not None:
+        config["no_auth_user"] = users[default]
+    return config
+
+
+def server_config(users: dict[Role, str], s: Settings, *, default: Role | None = None) -> str:
+    """A nats-server config file (JSON is valid nats-server config syntax)."""
+    return json.dumps(authorization(users, s, default=default), indent=2) + "\n"

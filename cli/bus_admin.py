@@ -1,0 +1,49 @@
+"""``praxis bus``: the bus's users and permissions, and its provisioning."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+from cyclopts import App, Parameter
+
+from bus.credentials import seed_file, write_server_config
+from bus.permissions import Role
+from cli.runtime import bus_connection, load_settings, run_coro, setup_logging
+
+bus_app = App(name="bus", help="The NATS side: users and permissions, provisioning.")
+
+
+@bus_app.command(name="credentials")
+def bus_credentials(
+    folder: Annotated[Path, Parameter(name="DIR", help="Where to write seeds and auth.conf.")],
+    /,
+) -> int:
+    """Make an nkey per role (admin, worker, edge, service) in DIR, and DIR/auth.conf: the
+    users and permissions to include in your nats-server configuration. Seeds that exist
+    are kept; give each process its own (PRAXIS_NATS_NKEY_SEED=DIR/worker.nk, ...)."""
+    config = write_server_config(folder, load_settings())
+    print(config)
+    for role in Role:
+        print(f"  {role.value}: PRAXIS_NATS_NKEY_SEED={seed_file(folder, role)}", file=sys.stderr)
+    print(
+        f"Add 'include {config.name}' to the server's configuration (beside it) and give each "
+        "component its seed; admin provisions the bus ('praxis bus provision').",
+        file=sys.stderr,
+    )
+    return 0
+
+
+@bus_app.command(name="provision")
+def bus_provision() -> int:
+    """Create the stream, the work consumer and the buckets if missing (admin credentials);
+    report a difference from what this Praxis needs. Other components only check."""
+    setup_logging("WARNING")
+
+    async def main() -> None:
+        settings = load_settings()
+        async with bus_connection(settings, "praxis-provision", Role.ADMIN) as (bus, _):
+            print(f"stream {bus.stream}, consumer {settings.consumer} and buckets are ready")
+
+    return run_coro(main())
