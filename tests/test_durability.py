@@ -23,6 +23,7 @@ from bus import (
     subjects,
 )
 from bus.embedded import NatsServer
+from bus.state import pending_create
 from schemas import AgentMessage, SessionClaimed, TokenDelta, TurnCompleted, TurnStarted
 from tests.conftest import InProcessWorker, WorkerProcess, eventually, live_workers, make_settings
 
@@ -160,8 +161,13 @@ async def test_stale_owner_cannot_append(client: SessionClient, settings: Settin
     sid = record.session_id
     bus = client.bus
     found = await load_state(bus, sid)
-    assert found is not None
-    _, tail = found
+    assert found is not None and found[1] == 0  # no worker here: seen from its command
+    created = await pending_create(bus, sid)
+    assert created is not None  # its first event, as a worker writes it
+    tail = await commit.append(
+        bus.nc, bus.stream, sid, created.model_dump_json().encode(),
+        expected_seq=0, max_bytes=settings.max_message_bytes, timeout=5,
+    )  # fmt: skip
 
     stale = await leases.claim(bus.leases, sid, "worker-a")
     assert stale is not None
