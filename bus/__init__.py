@@ -5,6 +5,7 @@ append, leases and the :class:`SessionClient` that the CLI, the edge and other s
 from bus import commit, direct, leases, subjects
 from bus.client import Page, Receipt, Scope, SessionClient
 from bus.connection import Bus, connect, open_connection, with_retry
+from bus.credentials import Credentials
 from bus.errors import (
     AlreadyReplayedError,
     BusError,
@@ -27,6 +28,7 @@ from bus.errors import (
     UnknownAgentError,
 )
 from bus.follow import Follower
+from bus.permissions import Role
 from bus.pull import PullLoop
 from bus.settings import Settings
 from bus.state import load_state
@@ -37,6 +39,7 @@ __all__ = [
     "BusError",
     "CommandDeadLetteredError",
     "CommandTimeoutError",
+    "Credentials",
     "DeadLetterNotFoundError",
     "FenceRejectedError",
     "Follower",
@@ -52,6 +55,7 @@ __all__ = [
     "PullLoop",
     "QuotaExceededError",
     "Receipt",
+    "Role",
     "Scope",
     "SessionClient",
     "SessionExistsError",
