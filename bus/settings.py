@@ -179,6 +179,14 @@ class Settings(BaseSettings):
         description="Sessions one owner may have that have not ended; creating one more: "
         "429. 0: no limit. (Admins and callers without an owner are not counted.)",
     )
+    edge_url: str | None = Field(
+        default=None,
+        description="A remote edge (http://host:port) the CLI's session commands go through, "
+        "with PRAXIS_API_KEY, instead of the bus.",
+    )
+    api_key: SecretStr | None = Field(
+        default=None, description="The API key (or a JWT) the CLI gives a remote edge."
+    )
     edge_host: str = Field(default="127.0.0.1", description="Address the edge listens on.")
     edge_port: int = Field(default=8000, ge=0, le=65535, description="Port of the edge (0: any).")
     edge_max_body: int = Field(

@@ -42,7 +42,7 @@ from cli.chat import (
 from cli.dead_letters import dead_app
 from cli.keys import keys_app
 from cli.render import call_text, session_rows, table, worker_rows
-from cli.runtime import bus_connection, resolve_url, runtime
+from cli.runtime import bus_connection, resolve_url, runtime, sessions
 from cli.runtime import load_settings as _settings
 from cli.runtime import run_coro as _run
 from cli.runtime import setup_logging as _logging
@@ -122,8 +122,8 @@ def agent_run(
     async def main() -> None:
         idle = parse_duration(idle_timeout).total_seconds() if idle_timeout else None
         life = parse_duration(max_lifetime).total_seconds() if max_lifetime else None
-        async with runtime(_settings()) as rt:
-            record, receipt = await rt.client.create(
+        async with sessions(_settings()) as client:
+            record, receipt = await client.create(
                 agent,
                 task_id=task_id,
                 idle_timeout=idle,
@@ -133,11 +133,11 @@ def agent_run(
             print(f"Session created: {record.session_id}", file=sys.stderr)
             print(f"Task: {record.task_id}", file=sys.stderr)
             if message is not None:
-                await rt.client.wait(receipt)
-                await one_turn(rt.client, record.session_id, message)
+                await client.wait(receipt)
+                await one_turn(client, record.session_id, message)
                 return
-            await show_greeting(rt.client, receipt)
-            await chat(rt.client, record.session_id)
+            await show_greeting(client, receipt)
+            await chat(client, record.session_id)
 
     return _run(main())
 
@@ -156,24 +156,24 @@ def agent_resume(
     _logging("WARNING")
 
     async def main() -> None:
-        async with runtime(_settings()) as rt:
-            record = await rt.client.get(session_id)
+        async with sessions(_settings()) as client:
+            record = await client.get(session_id)
             if record.state in TERMINAL:
                 raise ValueError(
                     f"session {session_id} is {record.state.value} and cannot be resumed"
                 )
             if record.state is SessionState.SUSPENDED:
                 try:
-                    await rt.client.resume(session_id)
+                    await client.resume(session_id)
                 except IllegalTransitionError as e:
                     if e.state is not SessionState.ACTIVE:  # resumed meanwhile: fine
                         raise
             print(f"Resuming session {session_id} ({record.agent})", file=sys.stderr)
-            await show_recent(rt.client, session_id, last, err=message is not None)
+            await show_recent(client, session_id, last, err=message is not None)
             if message is not None:
-                await one_turn(rt.client, session_id, message)
+                await one_turn(client, session_id, message)
             else:
-                await chat(rt.client, session_id)
+                await chat(client, session_id)
 
     return _run(main())
 
@@ -198,9 +198,9 @@ def agent_approve(
     _logging("WARNING")
 
     async def main() -> None:
-        async with runtime(_settings()) as rt:
+        async with sessions(_settings()) as client:
             outcome = await decide_calls(
-                rt.client, session_id, list(call_ids or []), approve=not deny, reason=reason
+                client, session_id, list(call_ids or []), approve=not deny, reason=reason
             )
             check(outcome, session_id)
 
@@ -222,10 +222,8 @@ def agent_list_sessions(
     _logging("WARNING")
 
     async def main() -> None:
-        async with runtime(_settings(), with_worker=False) as rt:
-            page = await rt.client.list(
-                state=_state(state), agent=agent, task_id=task_id, limit=limit
-            )
+        async with sessions(_settings(), with_worker=False) as client:
+            page = await client.list(state=_state(state), agent=agent, task_id=task_id, limit=limit)
             if json_:
                 print(json.dumps([r.model_dump(mode="json") for r in page.items], indent=2))
             elif page.items:
@@ -247,9 +245,9 @@ def agent_show_session(
     _logging("WARNING")
 
     async def main() -> None:
-        async with runtime(_settings(), with_worker=False) as rt:
-            record = await rt.client.get(session_id)
-            history = await rt.client.history(session_id)
+        async with sessions(_settings(), with_worker=False) as client:
+            record = await client.get(session_id)
+            history = await client.history(session_id)
             if json_:
                 data = record.model_dump(mode="json")
                 data["history"] = [h.model_dump(mode="json") for h in history]
@@ -280,8 +278,8 @@ def _lifecycle(session_id: str, action: str) -> int:
     _logging("WARNING")
 
     async def main() -> None:
-        async with runtime(_settings()) as rt:
-            method = getattr(rt.client, action)
+        async with sessions(_settings()) as client:
+            method = getattr(client, action)
             record = await method(session_id)
             print(f"Session {session_id} is {record.state.value}")
 

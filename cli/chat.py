@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from bus import Receipt, SessionClient
+from bus import Receipt
+from cli.remote import Sessions
 from cli.render import TurnOutcome, call_text, history_lines, print_turn
 from schemas import SessionState, ToolCall
 
@@ -39,13 +40,13 @@ def check(outcome: TurnOutcome, session_id: str) -> TurnOutcome:
     return outcome
 
 
-async def one_turn(client: SessionClient, session_id: str, message: str) -> None:
+async def one_turn(client: Sessions, session_id: str, message: str) -> None:
     """Send ``message`` and print the reply on stdout."""
     check(await print_turn(client.turn(session_id, message), sys.stdout, ""), session_id)
 
 
 async def decide_calls(
-    client: SessionClient,
+    client: Sessions,
     session_id: str,
     call_ids: list[str],
     *,
@@ -66,9 +67,7 @@ async def decide_calls(
     return await print_turn(client.follow(receipt), sys.stdout, prefix)
 
 
-async def ask_approvals(
-    client: SessionClient, session_id: str, outcome: TurnOutcome
-) -> TurnOutcome:
+async def ask_approvals(client: Sessions, session_id: str, outcome: TurnOutcome) -> TurnOutcome:
     """In a chat: ask about each call the turn waits on, then show the rest of the turn
     (which may wait again)."""
     while outcome.waiting and not outcome.failure:
@@ -84,13 +83,13 @@ async def ask_approvals(
     return outcome
 
 
-async def show_greeting(client: SessionClient, receipt: Receipt) -> None:
+async def show_greeting(client: Sessions, receipt: Receipt) -> None:
     outcome = await print_turn(client.follow(receipt), sys.stdout, "Agent: ")
     if outcome.failure:
         raise TurnError(outcome.failure)
 
 
-async def chat(client: SessionClient, session_id: str) -> None:
+async def chat(client: Sessions, session_id: str) -> None:
     """Read lines from the terminal until end of input, /exit or Ctrl-C."""
     waiting = (await client.get(session_id)).waiting_for
     if waiting:  # a turn left waiting for approval: ask first
@@ -121,7 +120,7 @@ async def chat(client: SessionClient, session_id: str) -> None:
         )
 
 
-async def show_recent(client: SessionClient, session_id: str, limit: int, err: bool) -> None:
+async def show_recent(client: Sessions, session_id: str, limit: int, err: bool) -> None:
     """The last ``limit`` messages (read from the end: as fast for a long history)."""
     shown, more = await client.history_page(session_id, limit=max(limit, 1))
     out = sys.stderr if err else sys.stdout

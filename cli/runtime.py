@@ -17,6 +17,7 @@ from bus import Bus, SessionClient, Settings, connect
 from bus.credentials import Credentials
 from bus.embedded import Embedded, ensure_server
 from bus.permissions import Role
+from cli.remote import EdgeClient, Sessions
 from schemas import Interface
 from workers import Worker, registry_for
 
@@ -159,3 +160,19 @@ async def runtime(
     finally:
         if endpoint.embedded is not None:
             await asyncio.to_thread(endpoint.embedded.release, frozenset(own))
+
+
+@contextlib.asynccontextmanager
+async def sessions(settings: Settings, *, with_worker: bool = True) -> AsyncIterator[Sessions]:
+    """What the session commands drive: a remote edge (``PRAXIS_EDGE_URL``, with
+    ``PRAXIS_API_KEY``), or the bus (see :func:`runtime`)."""
+    if settings.edge_url:
+        key = settings.api_key.get_secret_value() if settings.api_key else None
+        remote = EdgeClient(settings.edge_url, key, settings.request_timeout)
+        try:
+            yield remote
+        finally:
+            await remote.aclose()
+        return
+    async with runtime(settings, with_worker=with_worker) as rt:
+        yield rt.client

@@ -83,6 +83,8 @@ class SessionView(BaseModel):
     )
     created_by: str = Field(description="The interface the session was created from.")
     message_count: int = Field(description="User and agent messages in the history.")
+    user_messages: int = Field(default=0, description="The user's messages in the history.")
+    agent_messages: int = Field(default=0, description="The agent's messages in the history.")
     turns: int = Field(description="Turns the agent has finished.")
     failed_turns: int = Field(description="Turns that ended with turn.failed.")
     double_texting: DoubleTexting = Field(
@@ -117,6 +119,8 @@ class SessionView(BaseModel):
             metadata=record.metadata,
             created_by=record.created_by.value,
             message_count=c.user_messages + c.agent_messages,
+            user_messages=c.user_messages,
+            agent_messages=c.agent_messages,
             turns=c.turns,
             failed_turns=c.failed_turns,
             double_texting=record.double_texting,

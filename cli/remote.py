@@ -1,0 +1,333 @@
+"""The CLI's session commands over a remote edge (``PRAXIS_EDGE_URL``, ``PRAXIS_API_KEY``):
+for users who hold an API key rather than bus credentials.
+
+:class:`EdgeClient` offers the part of :class:`bus.SessionClient` that the commands use,
+with the same types, over the REST API and its Server-Sent Events; the commands do not know
+which one they drive. Problems the edge answers become the same errors the bus raises.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, Protocol
+
+import httpx
+from httpx_sse import EventSource
+
+from bus import (
+    BusError,
+    IllegalTransitionError,
+    Page,
+    Receipt,
+    SessionNotFoundError,
+)
+from schemas import (
+    Delivery,
+    DoubleTexting,
+    Event,
+    HistoryItem,
+    SessionRecord,
+    SessionState,
+    TokenDelta,
+    TurnStarted,
+)
+from schemas.api import (
+    Accepted,
+    CreatedSession,
+    HistoryPage,
+    Problem,
+    SessionPage,
+    SessionView,
+)
+from schemas.records import Counters
+
+History = list[HistoryItem]  # EdgeClient has a method named list
+Events = list[Event]
+
+STREAM_READ_TIMEOUT = 60.0
+"""Seconds a stream may stay silent (the edge sends a keep-alive every 15 by default)."""
+
+
+class Sessions(Protocol):
+    """What the CLI's session commands need: :class:`bus.SessionClient` or :class:`EdgeClient`."""
+
+    async def create(
+        self,
+        agent: str,
+        *,
+        task_id: str | None = ...,
+        idle_timeout: float | None = ...,
+        max_lifetime: float | None = ...,
+        double_texting: DoubleTexting = ...,
+    ) -> tuple[SessionRecord, Receipt]: ...
+
+    async def get(self, session_id: str) -> SessionRecord: ...
+
+    async def list(
+        self,
+        *,
+        state: SessionState | None = ...,
+        agent: str | None = ...,
+        task_id: str | None = ...,
+        limit: int = ...,
+    ) -> Page: ...
+
+    async def history(self, session_id: str) -> History: ...
+
+    async def history_page(
+        self, session_id: str, *, limit: int | None = ...
+    ) -> tuple[History, bool]: ...
+
+    def turn(self, session_id: str, message: str) -> AsyncGenerator[Delivery, None]: ...
+
+    def follow(self, receipt: Receipt) -> AsyncIterator[Delivery]: ...
+
+    async def wait(self, receipt: Receipt) -> Events: ...
+
+    async def decide(
+        self, session_id: str, call_id: str, *, approve: bool, reason: str | None = ...
+    ) -> Receipt: ...
+
+    async def suspend(self, session_id: str) -> SessionRecord: ...
+
+    async def resume(self, session_id: str) -> SessionRecord: ...
+
+    async def complete(self, session_id: str) -> SessionRecord: ...
+
+
+class EdgeError(BusError):
+    """What the edge answered instead (its problem's detail, or why it could not be asked)."""
+
+
+class EdgeClient:
+    """Sessions through a Praxis edge's REST API, with an API key or a JWT."""
+
+    def __init__(self, url: str, token: str | None, timeout: float) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.url = url.rstrip("/")
+        self.http = httpx.AsyncClient(
+            base_url=self.url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, read=STREAM_READ_TIMEOUT),
+        )
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    # -- requests ------------------------------------------------------------------------
+
+    async def _call(
+        self, method: str, path: str, body: dict[str, Any] | None = None, **params: Any
+    ) -> Any:
+        try:
+            r = await self.http.request(method, path, json=body, params=params or None)
+        except httpx.HTTPError as e:
+            raise EdgeError(f"cannot reach the edge at {self.url}: {e or type(e).__name__}") from e
+        if r.status_code >= 400:
+            raise _error(r.status_code, r.content, path)
+        return r.json()
+
+    async def _stream(
+        self, method: str, path: str, body: dict[str, Any] | None = None, **params: Any
+    ) -> AsyncGenerator[Delivery, None]:
+        """The deliveries of an SSE response, until the edge ends it."""
+        headers = {"Accept": "text/event-stream"}
+        try:
+            async with self.http.stream(
+                method, path, json=body, params=params or None, headers=headers
+            ) as r:
+                if r.status_code >= 400:
+                    raise _error(r.status_code, await r.aread(), path)
+                async for sse in EventSource(r).aiter_sse():
+                    if sse.event == "error":
+                        raise _error(0, sse.data.encode(), path)
+                    if not sse.data:
+                        continue  # a comment: opened, keep-alive
+                    envelope = json.loads(sse.data)
+                    yield Delivery.model_validate(
+                        {"cursor": envelope["cursor"], "event": envelope["data"]}
+                    )
+        except httpx.HTTPError as e:
+            raise EdgeError(f"the edge at {self.url} broke off: {e or type(e).__name__}") from e
+
+    # -- sessions ------------------------------------------------------------------------
+
+    async def create(
+        self,
+        agent: str,
+        *,
+        task_id: str | None = None,
+        idle_timeout: float | None = None,
+        max_lifetime: float | None = None,
+        double_texting: DoubleTexting = "enqueue",
+    ) -> tuple[SessionRecord, Receipt]:
+        body = {
+            "agent_name": agent,
+            "task_id": task_id,
+            "idle_timeout": idle_timeout,
+            "max_lifetime": max_lifetime,
+            "double_texting": double_texting,
+        }
+        made = CreatedSession.model_validate(
+            await self._call("POST", "/agent-sessions/create", _present(body))
+        )
+        record = SessionRecord(
+            session_id=made.session_id,
+            task_id=made.task_id,
+            agent=made.agent_name,
+            state=made.state,
+            created_at=made.created_at,
+            updated_at=made.created_at,
+        )
+        return record, Receipt(made.session_id, made.command_id, made.cursor)
+
+    async def get(self, session_id: str) -> SessionRecord:
+        return _record(await self._call("GET", f"/agent-sessions/{session_id}"))
+
+    async def list(
+        self,
+        *,
+        state: SessionState | None = None,
+        agent: str | None = None,
+        task_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        body = {"state": state, "agent_name": agent, "task_id": task_id, "cursor": cursor}
+        page = SessionPage.model_validate(
+            await self._call(
+                "POST", "/agent-sessions/list", {**_present(body), "limit": min(limit, 1000)}
+            )
+        )
+        return Page([_record(v.model_dump()) for v in page.items], page.next_cursor)
+
+    async def history_page(
+        self, session_id: str, *, before: int | None = None, limit: int | None = None
+    ) -> tuple[History, bool]:
+        params = _present({"before": before, "limit": min(limit or 1000, 1000)})
+        page = HistoryPage.model_validate(
+            await self._call("GET", f"/agent-sessions/{session_id}/history", **params)
+        )
+        return page.items, page.next_before is not None
+
+    async def history(self, session_id: str) -> History:
+        """The whole conversation, oldest first (paged backwards from the end)."""
+        items: History = []
+        before: int | None = None
+        while True:
+            params = _present({"before": before, "limit": 1000})
+            page = HistoryPage.model_validate(
+                await self._call("GET", f"/agent-sessions/{session_id}/history", **params)
+            )
+            items[:0] = page.items
+            if page.next_before is None:
+                return items
+            before = page.next_before
+
+    def turn(self, session_id: str, message: str) -> AsyncGenerator[Delivery, None]:
+        body = {"message": message, "stream": True}
+        return self._stream("POST", f"/agent-sessions/{session_id}/messages", body)
+
+    async def follow(self, receipt: Receipt) -> AsyncIterator[Delivery]:
+        """What a stored command causes (its turns' text included) until it is done."""
+        turns: set[str] = set()
+        events = self._stream(
+            "GET", f"/agent-sessions/{receipt.session_id}/events", after=receipt.cursor
+        )
+        try:
+            async for item in events:
+                ev = item.event
+                if isinstance(ev, TokenDelta):
+                    if ev.turn_id in turns:
+                        yield item
+                    continue
+                if ev.command_id != receipt.command_id:
+                    continue
+                if isinstance(ev, TurnStarted):
+                    turns.add(ev.turn_id)
+                yield item
+                if ev.final:
+                    return
+        finally:
+            await events.aclose()
+
+    async def wait(self, receipt: Receipt) -> Events:
+        return [
+            item.event
+            async for item in self.follow(receipt)
+            if not isinstance(item.event, TokenDelta)
+        ]
+
+    async def decide(
+        self, session_id: str, call_id: str, *, approve: bool, reason: str | None = None
+    ) -> Receipt:
+        verb = "approve" if approve else "deny"
+        path = f"/agent-sessions/{session_id}/tool-calls/{call_id}/{verb}"
+        done = Accepted.model_validate(await self._call("POST", path, _present({"reason": reason})))
+        return Receipt(done.session_id, done.command_id, done.cursor)
+
+    async def _transition(self, session_id: str, action: str) -> SessionRecord:
+        return _record(await self._call("POST", f"/agent-sessions/{session_id}/{action}", {}))
+
+    async def suspend(self, session_id: str) -> SessionRecord:
+        return await self._transition(session_id, "suspend")
+
+    async def resume(self, session_id: str) -> SessionRecord:
+        return await self._transition(session_id, "resume")
+
+    async def complete(self, session_id: str) -> SessionRecord:
+        return await self._transition(session_id, "complete")
+
+
+def _present(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _record(data: dict[str, Any]) -> SessionRecord:
+    """A session as the edge shows it, in the shape the bus keeps it."""
+    view = SessionView.model_validate(data)
+    return SessionRecord(
+        session_id=view.session_id,
+        task_id=view.task_id,
+        agent=view.agent_name,
+        state=view.state,
+        created_at=view.created_at,
+        updated_at=view.updated_at,
+        metadata=view.metadata,
+        created_by=view.created_by,
+        counters=Counters(
+            user_messages=view.user_messages,
+            agent_messages=view.agent_messages,
+            turns=view.turns,
+            failed_turns=view.failed_turns,
+        ),
+        double_texting=view.double_texting,
+        idle_timeout=view.idle_timeout,
+        max_lifetime=view.max_lifetime,
+        active_at=view.active_at,
+        expires_at=view.expires_at,
+        waiting_for=view.waiting_for,
+        owner=view.owner,
+    )
+
+
+def _error(status: int, body: bytes, path: str) -> BusError:
+    """The error a problem answer stands for."""
+    try:
+        problem = Problem.model_validate_json(body)
+    except ValueError:
+        return EdgeError(f"the edge answered {status} to {path}: {body[:200]!r}")
+    detail = problem.detail or problem.title
+    if problem.errors:
+        detail += " (" + "; ".join(f"{e.field}: {e.message}" for e in problem.errors) + ")"
+    if problem.status == 401:
+        return EdgeError(f"{detail}: set PRAXIS_API_KEY to a key from 'praxis keys create'")
+    if problem.status == 404 and problem.code == "NOT_FOUND" and "/agent-sessions/" in path:
+        return SessionNotFoundError(path.split("/")[2])
+    if problem.status == 409 and problem.state is not None:
+        sid = path.split("/")[2] if path.count("/") >= 2 else "?"
+        return IllegalTransitionError(sid, "change", problem.state, detail)
+    if problem.status == 429:
+        return EdgeError(f"{detail} (too many requests: try again shortly)")
+    return EdgeError(detail)
