@@ -36,7 +36,7 @@ from bus.errors import (
     check_size,
 )
 from bus.follow import Follower
-from bus.state import load_head, load_state
+from bus.state import first_command, load_head, load_state
 from schemas import (
     ACCEPTS_MESSAGES,
     TERMINAL,
@@ -217,7 +217,15 @@ class SessionClient:
         # (fenced on the input subject), it is what a worker makes the session from. The
         # worker writes every event; until it has, readers see the session from this
         # command (bus.state), so the create is over once the command is stored.
-        await self._publish(cmd, new_session=True)
+        try:
+            await self._publish(cmd, new_session=True)
+        except SessionExistsError:
+            # Ours, if its first command has our id: a retry whose first try had landed
+            # (the server checks the fence before it spots the repeated command id).
+            stored = await first_command(self.bus, sid)
+            if not isinstance(stored, CreateSession) or stored.command_id != cmd.command_id:
+                raise
+            cmd, tid = stored, stored.task_id
         self._remember(sid, tid)
         created = self._created(cmd)
         record = fold_start(created, 0).session

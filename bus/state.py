@@ -13,7 +13,15 @@ from pydantic import ValidationError
 
 from bus import direct, subjects
 from bus.connection import Bus
-from schemas import Checkpoint, CreateSession, Event, decode_command, decode_event, fold
+from schemas import (
+    Checkpoint,
+    Command,
+    CreateSession,
+    Event,
+    decode_command,
+    decode_event,
+    fold,
+)
 from schemas.events import SessionCreated, created_by
 from schemas.fold import start
 
@@ -31,18 +39,21 @@ async def load_head(
     return decode_event(last.data), last.seq
 
 
-async def pending_create(bus: Bus, session_id: str) -> SessionCreated | None:
-    """The first event a worker will write for a session that has none yet: from its
-    first command, if that creates it (``None``: no such session)."""
+async def first_command(bus: Bus, session_id: str) -> Command | None:
+    """The first command stored for a session (``None``: none, or not a command)."""
     first = await direct.next_by_subject(
         bus.nc, bus.stream, subjects.inputs(session_id), 1, bus.timeout
     )
-    if first is None:
-        return None
     try:
-        cmd = decode_command(first.data)
+        return decode_command(first.data) if first is not None else None
     except ValidationError:
         return None
+
+
+async def pending_create(bus: Bus, session_id: str) -> SessionCreated | None:
+    """The first event a worker will write for a session that has none yet: from its
+    first command, if that creates it (``None``: no such session)."""
+    cmd = await first_command(bus, session_id)
     if not isinstance(cmd, CreateSession) or cmd.session_id != session_id:
         return None
     s = bus.settings

@@ -293,6 +293,14 @@ async def test_session_id_given_twice(client: SessionClient, worker: InProcessWo
     await client.create("echo", session_id="fixed-id-1")
     with pytest.raises(SessionExistsError):
         await client.create("echo", session_id="fixed-id-1")
+    # The same create again (a retry whose first try landed) is the same session, once.
+    first, _ = await client.create("echo", session_id="fixed-id-2", command_id="cmd-once")
+    again, _ = await client.create("echo", session_id="fixed-id-2", command_id="cmd-once")
+    assert again.session_id == first.session_id and again.created_at == first.created_at
+    inputs = await direct.read_subject(
+        client.bus.nc, client.bus.stream, subjects.inputs("fixed-id-2"), after=0, timeout=5
+    )
+    assert len(inputs) == 1
 
 
 async def test_malformed_command_on_the_bus_is_rejected_and_session_goes_on(
