@@ -26,7 +26,7 @@ from pydantic import BaseModel
 import edge.sessions
 import schemas
 import schemas.api
-from bus import Bus, NotConnectedError, SessionClient, Settings, connect
+from bus import Bus, NotConnectedError, Role, SessionClient, Settings, connect
 from edge import graphql, problems
 from edge.auth import Authenticator, caller_key
 from edge.sessions import AgentSessions
@@ -75,7 +75,7 @@ def create_app(settings: Settings, bus: Bus | None = None) -> Litestar:
                         "set PRAXIS_NATS_URL, or run 'praxis edge' to use the embedded server",
                     )
                 used = await stack.enter_async_context(
-                    connect(settings, settings.nats_url, "praxis-edge")
+                    connect(settings, settings.nats_url, "praxis-edge", Role.EDGE)
                 )
             app.state.bus = used
             app.state.client = SessionClient(used, Interface.API)
