@@ -71,7 +71,7 @@ from schemas import (
     decode_command,
     new_id,
 )
-from schemas.events import created_by
+from schemas.events import CommandEffects, created_by
 from schemas.fold import start as fold_start
 
 
@@ -356,7 +356,7 @@ class SessionClient:
         """
         settings = self.bus.settings
         timeout = settings.command_timeout
-        turns: set[str] = set()
+        effects = CommandEffects(receipt.command_id)
         stream = follower.updates(keepalive)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -373,15 +373,13 @@ class SessionClient:
                     yield None  # quiet for keepalive seconds; the deadline stands
                     continue
                 deadline = loop.time() + timeout
+                if not effects.takes(item):
+                    continue
                 ev = item.event
                 if isinstance(ev, TokenDelta):
-                    if ev.turn_id in turns:
-                        yield item
-                    continue
-                if ev.command_id != receipt.command_id:
+                    yield item
                     continue
                 if isinstance(ev, TurnStarted):
-                    turns.add(ev.turn_id)
                     timeout = settings.turn_timeout + settings.command_timeout
                     deadline = loop.time() + timeout
                 yield item

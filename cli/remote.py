@@ -30,7 +30,6 @@ from schemas import (
     SessionRecord,
     SessionState,
     TokenDelta,
-    TurnStarted,
 )
 from schemas.api import (
     Accepted,
@@ -40,7 +39,7 @@ from schemas.api import (
     SessionPage,
     SessionView,
 )
-from schemas.records import Counters
+from schemas.events import CommandEffects
 
 History = list[HistoryItem]  # EdgeClient has a method named list
 Events = list[Event]
@@ -200,7 +199,7 @@ class EdgeClient:
                 "POST", "/agent-sessions/list", {**_present(body), "limit": min(limit, 1000)}
             )
         )
-        return Page([_record(v.model_dump()) for v in page.items], page.next_cursor)
+        return Page([v.record() for v in page.items], page.next_cursor)
 
     async def history_page(
         self, session_id: str, *, before: int | None = None, limit: int | None = None
@@ -231,23 +230,16 @@ class EdgeClient:
 
     async def follow(self, receipt: Receipt) -> AsyncIterator[Delivery]:
         """What a stored command causes (its turns' text included) until it is done."""
-        turns: set[str] = set()
+        effects = CommandEffects(receipt.command_id)
         events = self._stream(
             "GET", f"/agent-sessions/{receipt.session_id}/events", after=receipt.cursor
         )
         try:
             async for item in events:
-                ev = item.event
-                if isinstance(ev, TokenDelta):
-                    if ev.turn_id in turns:
-                        yield item
+                if not effects.takes(item):
                     continue
-                if ev.command_id != receipt.command_id:
-                    continue
-                if isinstance(ev, TurnStarted):
-                    turns.add(ev.turn_id)
                 yield item
-                if ev.final:
+                if not isinstance(item.event, TokenDelta) and item.event.final:
                     return
         finally:
             await events.aclose()
@@ -286,30 +278,7 @@ def _present(values: dict[str, Any]) -> dict[str, Any]:
 
 def _record(data: dict[str, Any]) -> SessionRecord:
     """A session as the edge shows it, in the shape the bus keeps it."""
-    view = SessionView.model_validate(data)
-    return SessionRecord(
-        session_id=view.session_id,
-        task_id=view.task_id,
-        agent=view.agent_name,
-        state=view.state,
-        created_at=view.created_at,
-        updated_at=view.updated_at,
-        metadata=view.metadata,
-        created_by=view.created_by,
-        counters=Counters(
-            user_messages=view.user_messages,
-            agent_messages=view.agent_messages,
-            turns=view.turns,
-            failed_turns=view.failed_turns,
-        ),
-        double_texting=view.double_texting,
-        idle_timeout=view.idle_timeout,
-        max_lifetime=view.max_lifetime,
-        active_at=view.active_at,
-        expires_at=view.expires_at,
-        waiting_for=view.waiting_for,
-        owner=view.owner,
-    )
+    return SessionView.model_validate(data).record()
 
 
 def _error(status: int, body: bytes, path: str) -> BusError:

@@ -11,11 +11,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny
 
-from schemas.commands import MAX_MESSAGE_CHARS, DoubleTexting, Metadata, Owner
+from schemas.commands import MAX_MESSAGE_CHARS, DoubleTexting, Interface, Metadata, Owner
 from schemas.events import Delivery, ToolCall
 from schemas.ids import AgentName, CommandId, SessionId, TaskId
 from schemas.lifecycle import SessionState
-from schemas.records import HistoryItem, SessionRecord
+from schemas.records import Counters, HistoryItem, SessionRecord
 
 MAX_PAGE = 1000
 """The largest page a list or history request may ask for."""
@@ -130,6 +130,32 @@ class SessionView(BaseModel):
             expires_at=record.expires_at,
             waiting_for=record.waiting_for,
             owner=record.owner,
+        )
+
+    def record(self) -> SessionRecord:
+        """The session in the shape the bus keeps it (the inverse of :meth:`of`)."""
+        return SessionRecord(
+            session_id=self.session_id,
+            task_id=self.task_id,
+            agent=self.agent_name,
+            state=self.state,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+            metadata=self.metadata,
+            created_by=Interface(self.created_by),
+            counters=Counters(
+                user_messages=self.user_messages,
+                agent_messages=self.agent_messages,
+                turns=self.turns,
+                failed_turns=self.failed_turns,
+            ),
+            double_texting=self.double_texting,
+            idle_timeout=self.idle_timeout,
+            max_lifetime=self.max_lifetime,
+            active_at=self.active_at,
+            expires_at=self.expires_at,
+            waiting_for=self.waiting_for,
+            owner=self.owner,
         )
 
 

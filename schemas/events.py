@@ -322,6 +322,25 @@ class Delivery(BaseModel):
     event: Annotated[Event | TokenDelta, Field(discriminator="type")]
 
 
+class CommandEffects:
+    """Which deliveries a command causes: its own events, and the token deltas of the turns
+    it started (seen in order, so that a turn's start comes before its deltas)."""
+
+    def __init__(self, command_id: str) -> None:
+        self.command_id = command_id
+        self.turns: set[str] = set()
+
+    def takes(self, item: Delivery) -> bool:
+        ev = item.event
+        if isinstance(ev, TokenDelta):
+            return ev.turn_id in self.turns
+        if ev.command_id != self.command_id:
+            return False
+        if isinstance(ev, TurnStarted):
+            self.turns.add(ev.turn_id)
+        return True
+
+
 def decode_event(data: bytes | str) -> Event:
     return EVENT_ADAPTER.validate_json(data)
 

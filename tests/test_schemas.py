@@ -178,3 +178,56 @@ def test_durations() -> None:
         with pytest.raises(ValueError, match="invalid duration"):
             parse_duration(bad)
     assert datetime.now(UTC) - parse_duration("0s") <= datetime.now(UTC)
+
+
+def test_command_effects_are_its_events_and_its_turns_text() -> None:
+    """What a client following one command passes on: its events, and the deltas of the
+    turns it started; not another command's events or turns."""
+    from schemas import CommandEffects, Delivery, TokenDelta
+
+    base = {"session_id": "s", "task_id": "t"}
+    mine = TurnStarted(**base, command_id="c1", turn_id="u1", worker_id="w")
+    other = TurnStarted(**base, command_id="c2", turn_id="u2", worker_id="w")
+    effects = CommandEffects("c1")
+    stream = [
+        (
+            Delivery(
+                cursor=None, event=TokenDelta(session_id="s", turn_id="u1", index=1, text="early")
+            ),
+            False,
+        ),
+        (Delivery(cursor=5, event=other), False),
+        (
+            Delivery(
+                cursor=None, event=TokenDelta(session_id="s", turn_id="u2", index=1, text="x")
+            ),
+            False,
+        ),
+        (Delivery(cursor=6, event=mine), True),
+        (
+            Delivery(
+                cursor=None, event=TokenDelta(session_id="s", turn_id="u1", index=1, text="y")
+            ),
+            True,
+        ),
+        (
+            Delivery(
+                cursor=7, event=TurnCompleted(**base, command_id="c1", turn_id="u1", duration_ms=1)
+            ),
+            True,
+        ),
+    ]
+    assert [effects.takes(item) for item, _ in stream] == [want for _, want in stream]
+
+
+def test_a_session_as_the_api_shows_it_comes_back_whole() -> None:
+    from schemas.api import SessionView
+    from schemas.fold import start
+
+    created = SessionCreated(
+        session_id="s", task_id="t", agent="echo", metadata={"k": [1]}, interface="api"
+    )
+    record = start(created, 1).session
+    hidden = {"counters": {"events"}}  # not shown by the API
+    back = SessionView.of(record).record()
+    assert back.model_dump(exclude=hidden) == record.model_dump(exclude=hidden)
