@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from nats.js.errors import APIError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 
 from bus.credentials import Credentials
-from bus.errors import NotConnectedError, PublishError
+from bus.errors import NotConnectedError, ProvisioningError, PublishError
 from bus.permissions import Role, inbox_prefix
 from bus.settings import Settings
 
@@ -75,6 +76,10 @@ async def open_connection(
         if not holder:
             first_errors.append(str(e) or type(e).__name__)
             return
+        text = str(e)
+        if "permissions violation" in text.lower():
+            refusals = REFUSED.setdefault(holder[0], [])
+            refusals[:] = [*refusals[-9:], text]
         log.warning("nats: %s", e)
 
     async def _on_disconnect() -> None:
@@ -107,13 +112,25 @@ async def open_connection(
     return nc
 
 
+REFUSED: weakref.WeakKeyDictionary[Client, list[str]] = weakref.WeakKeyDictionary()
+"""The last permission violations the server reported to each connection (it refuses a
+request by saying so, not by answering it: the request itself times out)."""
+
+
+def refused(nc: Client) -> str | None:
+    """The last permission violation the server reported on this connection, if any."""
+    found = REFUSED.get(nc)
+    return found[-1] if found else None
+
+
 FIRST_CONNECT_ATTEMPTS = 2
 """Tries of each server before the first connect gives up (half a second apart)."""
 
 
 def _why(seen: list[str], e: Exception, credentials: Credentials | None) -> str:
-    why = seen[-1] if seen else str(e) or type(e).__name__
-    if "authorization violation" in why.lower():
+    auth = [x for x in seen if "authorization violation" in x.lower()]
+    why = auth[-1] if auth else seen[-1] if seen else str(e) or type(e).__name__
+    if auth:
         hint = "set PRAXIS_NATS_NKEY_SEED, PRAXIS_NATS_CREDS or PRAXIS_NATS_USER and PASSWORD"
         if credentials and credentials.given:
             return f"the server refused these credentials ({hint})"
@@ -141,7 +158,16 @@ async def connect(
     nc = await open_connection(url, name, settings.request_timeout, creds, inbox_prefix(role))
     try:
         js = nc.jetstream(timeout=settings.request_timeout)
-        handles = await provision(js, settings, create=role is Role.ADMIN or not creds.given)
+        try:
+            handles = await provision(js, settings, create=role is Role.ADMIN or not creds.given)
+        except RETRYABLE as e:
+            why = refused(nc)
+            if why is None:
+                raise
+            raise ProvisioningError(
+                f"these credentials may not provision the bus ({why}): provision it once "
+                "with admin credentials ('praxis bus provision')"
+            ) from e
         yield Bus(settings, nc, js, *handles)
     finally:
         if not nc.is_closed:

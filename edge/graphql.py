@@ -176,6 +176,8 @@ class AgentSession:
     metadata: JSON
     created_by: str = strawberry.field(description="The interface it was created from.")
     message_count: int = strawberry.field(description="User and agent messages.")
+    user_messages: int = strawberry.field(description="The user's messages.")
+    agent_messages: int = strawberry.field(description="The agent's messages.")
     turns: int
     failed_turns: int
     double_texting: str = strawberry.field(

@@ -15,10 +15,10 @@ import pytest
 from nats.aio.client import Client
 from nats.js.errors import KeyNotFoundError
 
-from bus import NotConnectedError, SessionClient, connect
+from bus import NotConnectedError, SessionClient, Settings, connect
 from bus import keys as api_keys
 from bus.credentials import Credentials, new_seed
-from bus.embedded import NatsServer, ensure_server
+from bus.embedded import NatsServer, ensure_server, free_port
 from bus.permissions import Role, inbox_prefix
 from schemas import SessionState, TokenDelta
 from tests.conftest import (
@@ -214,3 +214,35 @@ async def test_the_embedded_server_takes_no_client_without_credentials(tmp_path:
                 pass
     finally:
         await asyncio.to_thread(embedded.release, frozenset(), True)
+
+
+async def test_your_own_server_with_the_credentials_praxis_writes(tmp_path: Path) -> None:
+    """The README's way for a server of your own: 'praxis bus credentials DIR', include
+    DIR/auth.conf, 'praxis bus provision' with the admin seed; then a worker logs in with
+    its seed and works, and nobody gets in without one."""
+    env = fresh_env(tmp_path)
+    made = await asyncio.to_thread(praxis, env, "bus", "credentials", str(tmp_path / "creds"))
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.strip() == str(tmp_path / "creds" / "auth.conf")
+    port = free_port()
+    main = tmp_path / "server.conf"
+    main.write_text(f"host: 127.0.0.1\nport: {port}\ninclude creds/auth.conf\n")
+    server = NatsServer(tmp_path / "js", log_file=tmp_path / "nats.log", config=main)
+    server.port = port
+    await asyncio.to_thread(server.start)
+    try:
+        env["PRAXIS_NATS_URL"] = server.url
+        as_worker = {**env, "PRAXIS_NATS_NKEY_SEED": str(tmp_path / "creds" / "worker.nk")}
+        early = await asyncio.to_thread(praxis, as_worker, "bus", "provision")
+        assert early.returncode == 1 and "praxis bus provision" in early.stderr
+        as_admin = {**env, "PRAXIS_NATS_NKEY_SEED": str(tmp_path / "creds" / "admin.nk")}
+        done = await asyncio.to_thread(praxis, as_admin, "bus", "provision")
+        assert done.returncode == 0, done.stderr
+        anonymous = await asyncio.to_thread(praxis, env, "workers")
+        assert anonymous.returncode == 1 and "requires credentials" in anonymous.stderr
+        settings = Settings(nats_url=server.url, data_dir=tmp_path)  # as provisioned
+        worker_seed = Credentials(nkey_seed=tmp_path / "creds" / "worker.nk")
+        async with connect(settings, server.url, "w", Role.WORKER, worker_seed) as bus:
+            assert (await bus.js.stream_info(bus.stream)).config.name == "PRAXIS"
+    finally:
+        server.stop()
