@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
 
 from bus import commit, direct, subjects
@@ -648,6 +650,23 @@ class SessionClient:
         ):
             # The bucket's own stream, not KV purge: that would leave a marker naming the key.
             await js.purge_stream(f"KV_{bucket}", subject=f"$KV.{bucket}.{key}")
+
+    async def request_purge(self, session_id: str) -> None:
+        """:meth:`purge` done by a worker (``subjects.PURGE_REQUESTS``): for callers whose
+        bus user may drive sessions but not purge the stream (the edge). An unknown
+        session, or one the scope may not see, is :class:`SessionNotFoundError`."""
+        await self._guard(session_id)
+        await self._head(session_id)
+        request = json.dumps({"session_id": session_id}).encode()
+        timeout = self.bus.settings.command_timeout
+        try:
+            resp = await self.bus.nc.request(subjects.PURGE_REQUESTS, request, timeout=timeout)
+        except (NoRespondersError, NatsTimeoutError) as e:
+            raise CommandTimeoutError(session_id, "purge", timeout) from e
+        error = json.loads(resp.data or b"{}").get("error")
+        if error:
+            raise PublishError(f"purge of session {session_id!r} failed: {error}")
+        self._task_ids.pop(session_id, None)
 
     # -- dead letters --------------------------------------------------------------------
 

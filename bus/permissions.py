@@ -6,7 +6,8 @@ subjects of its job and nothing else.
   snapshot requests, purges old sessions (retention).
 - ``edge``: publishes commands, reads events, records and workers, follows live text, checks
   API keys, writes the record of a session it creates (the index that listings read; never
-  trusted for access) and purges a session on DELETE.
+  trusted for access) and asks a worker to purge a session on DELETE (it may not purge the
+  stream itself: a purge permission cannot be limited to one session).
 - ``service``: another service driving sessions on the bus (a pipeline): publishes
   commands, reads events and records, follows live text, gets outcomes on its inboxes.
 - ``admin``: everything (provisioning, API keys, clean-up, dead letters, import).
@@ -23,6 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 from bus.settings import Settings
+from bus.subjects import PURGE_REQUESTS
 
 
 class Role(StrEnum):
@@ -106,7 +108,7 @@ def permissions(role: Role, s: Settings) -> dict[str, Any] | None:
             *_buckets(s, _worker_buckets(s), write=True),
             *_purges(s),  # retention
         ]
-        subscribe = ["sess.*.in", "snap.*", inbox]
+        subscribe = ["sess.*.in", "snap.*", PURGE_REQUESTS, inbox]
         # Snapshot answers go to the requester's inbox, whatever its prefix.
         return _perm(publish, subscribe, responses=True)
     readers = [
@@ -120,7 +122,7 @@ def permissions(role: Role, s: Settings) -> dict[str, Any] | None:
             *readers,
             f"$KV.{s.sessions_bucket}.>",  # the record of a session it creates
             *_reads(f"KV_{s.keys_bucket}"),  # API keys (hashed)
-            *_purges(s),  # DELETE /agent-sessions/{id}
+            PURGE_REQUESTS,  # DELETE /agent-sessions/{id}: a worker purges
         ]
         return _perm(publish, ["live.*", inbox])
     publish = [*readers, f"$KV.{s.sessions_bucket}.>"]

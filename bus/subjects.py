@@ -8,6 +8,9 @@ from schemas import check_token
 
 INPUT_WILDCARD = "sess.*.in"
 OUTPUT_WILDCARD = "sess.*.out.>"
+PURGE_REQUESTS = "praxis.purge"
+"""Request/reply, answered by one worker (a queue group): remove a session. For callers
+that may drive sessions but not purge the stream themselves (the edge, on DELETE)."""
 
 
 def inputs(session_id: str) -> str:

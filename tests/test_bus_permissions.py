@@ -70,6 +70,7 @@ FORBIDDEN_PUBLISH = {
         "$KV.praxis_leases.{sid}",  # take a session's lease
         "$JS.API.CONSUMER.MSG.NEXT.PRAXIS.praxis-workers",  # take work
         "$JS.API.STREAM.DELETE.PRAXIS",
+        "$JS.API.STREAM.PURGE.PRAXIS",  # a worker purges a session for it (DELETE)
         "$JS.API.STREAM.UPDATE.PRAXIS",
         "$JS.API.CONSUMER.DELETE.PRAXIS.praxis-workers",
         SECRET_KEY,  # mint an API key
@@ -90,6 +91,7 @@ FORBIDDEN_PUBLISH = {
         "live.{sid}",
         "$KV.praxis_leases.{sid}",
         "$JS.API.STREAM.PURGE.PRAXIS",
+        "praxis.purge",  # nor ask a worker to
         "$JS.API.STREAM.DELETE.PRAXIS",
         SECRET_KEY,
         "$JS.API.DIRECT.GET.KV_praxis_keys",

@@ -699,3 +699,20 @@ async def test_deep_or_huge_json_is_refused_clearly(
         f"{base}/create", json={"agent_name": "echo", "metadata": {"emoji": "🚀", "n": [1, 2]}}
     )
     assert ok.status_code == 201 and ok.json()["session_id"]
+
+
+async def test_delete_without_a_worker_is_a_timeout_and_keeps_the_session(
+    settings: Settings, http: httpx.AsyncClient, client: SessionClient, tmp_path: Path
+) -> None:
+    """A worker purges for the edge (its bus user may not): with none running, DELETE is a
+    504 that says so, and the session is still there."""
+    edge = EdgeProcess(edge_env(settings, PRAXIS_COMMAND_TIMEOUT="1"), tmp_path / "edge.log")
+    await asyncio.to_thread(edge.start)
+    try:
+        record, _ = await client.create("echo")
+        r = await http.delete(f"{edge.url}/agent-sessions/{record.session_id}")
+        assert r.status_code == 504 and r.json()["code"] == "TIMEOUT", r.text
+        assert "worker" in r.json()["detail"]
+        assert (await client.get(record.session_id)).session_id == record.session_id
+    finally:
+        await asyncio.to_thread(edge.stop)

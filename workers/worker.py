@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import random
@@ -16,7 +17,7 @@ from nats.aio.msg import Msg
 from bus import Bus, PullLoop, SessionClient, subjects
 from bus.retention import Outcome, SweepLock, sweep
 from bus.tasks import cancel_and_wait
-from schemas import WorkerInfo, new_id
+from schemas import Interface, WorkerInfo, check_token, new_id
 from workers.agents import AgentRegistry
 from workers.runner import RunContext, SessionRunner
 
@@ -58,12 +59,17 @@ class Worker:
         beat = asyncio.create_task(self._heartbeat_loop())
         pulling = asyncio.create_task(self._pull.run())
         janitor = asyncio.create_task(self._janitor_loop())
+        purges = await self.bus.nc.subscribe(
+            subjects.PURGE_REQUESTS, queue=self.bus.settings.consumer, cb=self._on_purge
+        )
         try:
             await self.heartbeat()
             stopper = asyncio.create_task(stop.wait())
             await asyncio.wait({stopper, pulling}, return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()
         finally:
+            with contextlib.suppress(Exception):
+                await purges.unsubscribe()
             await cancel_and_wait(janitor)
             await self.stop(pulling, beat)
 
@@ -101,6 +107,21 @@ class Worker:
         finally:
             if self._runners.get(sid) is runner:
                 del self._runners[sid]
+
+    async def _on_purge(self, msg: Msg) -> None:
+        """Remove a session for a caller that may not purge the stream itself (the edge);
+        the caller has checked that it may see the session."""
+        if not subjects.is_inbox(msg.reply):
+            return  # the answer would be published with this worker's rights
+        try:
+            sid = check_token(json.loads(msg.data)["session_id"], "session id")
+            await SessionClient(self.bus, Interface.SYSTEM).purge(sid)
+            answer: dict[str, str] = {}
+        except Exception as e:  # told to the caller; nothing to retry here
+            log.warning("purge request %r failed: %s", msg.data[:200], e)
+            answer = {"error": str(e) or type(e).__name__}
+        with contextlib.suppress(Exception):
+            await msg.respond(json.dumps(answer).encode())
 
     async def _janitor_loop(self) -> None:
         """Automatic retention: now and then, if no other worker is at it and nobody swept
