@@ -27,6 +27,7 @@ from bus.embedded import EmbeddedServerError
 from bus.permissions import Role
 from bus.retention import ENDED, sweep
 from bus.transfer import LineError, dumps_line, export_session, import_conversation, parse_lines
+from cli.bench import bench_app
 from cli.bus_admin import bus_app
 from cli.chat import (
     WAITING,
@@ -62,6 +63,7 @@ app.command(agent_app)
 app.command(dead_app)
 app.command(keys_app)
 app.command(bus_app)
+app.command(bench_app)
 
 USER_ERRORS = (BusError, InvalidIdError, TurnError, EmbeddedServerError, ValueError, OSError)
 

@@ -1,0 +1,280 @@
+"""``praxis bench``: measure a deployment against the raw JetStream floor, in one run."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+import httpx
+from cyclopts import App, Parameter
+
+from bus import Settings
+from bus.credentials import Credentials
+from cli.bench import fanout, floor, graphql, latency, load, render, resume
+from cli.bench.stack import BenchError, Stack, deployment
+from cli.bench.stats import Series
+from cli.runtime import load_settings, run_coro, setup_logging
+
+Scenario = Literal["create", "turn", "resume", "load", "scale", "fanout"]
+
+bench_app = App(name="bench", help="Measure Praxis against the raw JetStream floor, in one run.")
+
+
+@dataclass
+class Options:
+    rounds: int
+    turns: int
+    creates: int
+    sessions: list[int]
+    seconds: float
+    workers: list[int]
+    subscribers: int
+    history: list[int]
+
+
+@dataclass
+class Report:
+    """What a run measured, as a table for people and JSON for machines."""
+
+    latency: list[Series] = field(default_factory=list)
+    floor: Series = field(default_factory=lambda: Series("raw JetStream loop (floor)"))
+    load: list[dict[str, Any]] = field(default_factory=list)
+    scale: list[dict[str, Any]] = field(default_factory=list)
+    fanout: dict[str, Any] = field(default_factory=dict)
+    resume: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "floor_ms": self.floor.summary(),
+            "latency_ms": {s.name: s.summary() for s in self.latency if s.values},
+            "over_floor_p50": {
+                s.name: s.p50 / self.floor.p50
+                for s in self.latency
+                if s.values and self.floor.values
+            },
+            "load": self.load,
+            "scale": self.scale,
+            "fanout": self.fanout,
+            "resume": self.resume,
+            "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        }
+
+    def text(self) -> str:
+        return render.text(self)
+
+
+def progress(text: str) -> None:
+    print(f"  {text}", file=sys.stderr, flush=True)
+
+
+async def run_latency(stack: Stack, scenarios: set[str], o: Options, report: Report) -> None:
+    """Alternating rounds of the floor and each measurement, so all see the same machine."""
+    client, creds = stack.client, Credentials.from_settings(stack.settings).options()
+    base = await stack.start_edge() if stack.edge_url or stack.own else None
+    names = {
+        "create": ["create (bus)", "create (REST)", "create (GraphQL)"],
+        "turn": [
+            "turn: first token (bus)",
+            "turn: agent message (bus)",
+            "turn: completed (bus)",
+            "turn: first token (REST SSE)",
+            "turn: completed (REST SSE)",
+        ],
+    }
+    series = {n: Series(n) for kind in ("create", "turn") if kind in scenarios for n in names[kind]}
+    record, receipt = await client.create("echo")
+    await client.wait(receipt)
+    sid = record.session_id
+    async with httpx.AsyncClient(timeout=60) as http:
+        # Warm every path up before measuring.
+        await floor.raw_loop(stack.url, creds, 50)
+        if "turn" in scenarios:
+            await latency.bus_turns(client, sid, 20)
+            if base:
+                await latency.http_turns(http, base, sid, 20)
+        per_turn, per_create = max(1, o.turns // o.rounds), max(1, o.creates // o.rounds)
+        for n in range(o.rounds):
+            report.floor.add_round(await floor.raw_loop(stack.url, creds, per_turn))
+            if "turn" in scenarios:
+                t = await latency.bus_turns(client, sid, per_turn)
+                series["turn: first token (bus)"].add_round(t["first"])
+                series["turn: agent message (bus)"].add_round(t["reply"])
+                series["turn: completed (bus)"].add_round(t["done"])
+                if base:
+                    h = await latency.http_turns(http, base, sid, per_turn)
+                    series["turn: first token (REST SSE)"].add_round(h["first"])
+                    series["turn: completed (REST SSE)"].add_round(h["done"])
+            if "create" in scenarios:
+                series["create (bus)"].add_round(await latency.bus_creates(client, per_create))
+                if base:
+                    rest = await latency.http_creates(http, base, per_create)
+                    series["create (REST)"].add_round(rest)
+                    gql = await latency.graphql_creates(http, base, per_create)
+                    series["create (GraphQL)"].add_round(gql)
+            floor_p50 = report.floor.round_p50s[-1]
+            progress(
+                f"round {n + 1}/{o.rounds}: floor p50 {floor_p50:.3f} ms"
+                + "".join(
+                    f", {s.name} {s.round_p50s[-1]:.3f}"
+                    for s in series.values()
+                    if s.rounds and len(s.rounds) == n + 1
+                )
+            )
+    report.latency = list(series.values())
+
+
+async def run_load(stack: Stack, o: Options, report: Report) -> None:
+    """Closed loops at each concurrency, beside the floor's at the same concurrency."""
+    creds = Credentials.from_settings(stack.settings).options()
+    if stack.own:
+        await stack.set_workers(max(1, min(o.workers)))
+    for n in o.sessions:
+        progress(f"load: {n} sessions, {o.seconds:g} s (floor first)")
+        raw, took = await floor.raw_load(stack.url, creds, sessions=n, duration=o.seconds)
+        raw_series = Series("floor")
+        raw_series.add_round(raw)
+        sids = await load.new_sessions(stack.client, n)
+        found = await load.closed_loops(stack.client, sids, o.seconds, "praxis")
+        floor_rate = len(raw) / took
+        report.load.append(
+            {
+                "name": "floor",
+                "sessions": n,
+                "seconds": took,
+                "turns": len(raw),
+                "turns_per_s": floor_rate,
+                "errors": 0,
+                "turn_ms": raw_series.summary(),
+            }
+        )
+        report.load.append(
+            {"name": "praxis", **found.summary(), "of_floor": found.per_second / floor_rate}
+        )
+        progress(
+            f"load: {n} sessions: {found.per_second:.0f} turns/s "
+            f"({found.per_second / floor_rate:.0%} of the floor's {floor_rate:.0f}), "
+            f"{found.errors} errors"
+        )
+
+
+async def run_scale(stack: Stack, o: Options, report: Report) -> None:
+    n = max(o.sessions)
+    sids = await load.new_sessions(stack.client, n)
+    one: float | None = None
+    for workers in o.workers:
+        await stack.set_workers(workers)
+        progress(f"scale: {workers} worker process(es), {n} sessions, {o.seconds:g} s")
+        found = await load.closed_loops(stack.client, sids, o.seconds, "praxis")
+        one = one or found.per_second
+        report.scale.append(
+            {"workers": workers, **found.summary(), "vs_one": found.per_second / one}
+        )
+        progress(f"scale: {workers} worker(s): {found.per_second:.0f} turns/s")
+
+
+async def run_fanout(stack: Stack, o: Options, report: Report) -> None:
+    base = await stack.start_edge()
+    progress(f"fan-out: {o.subscribers} SSE subscribers")
+    report.fanout["SSE"] = await fanout.sse_fanout(stack.client, base, o.subscribers)
+    progress(f"fan-out: {o.subscribers} GraphQL subscriptions")
+    report.fanout["GraphQL"] = await graphql.graphql_fanout(stack.client, base, o.subscribers)
+
+
+async def run(
+    settings: Settings,
+    scenarios: set[str],
+    o: Options,
+    nats_url: str | None,
+    edge_url: str | None,
+) -> Report:
+    report = Report()
+    async with deployment(settings, nats_url, edge_url) as stack:
+        if "scale" in scenarios and not stack.own:
+            raise BenchError("'scale' starts and stops workers: run it without --nats-url")
+        if stack.own:
+            await stack.set_workers(min(o.workers) if o.workers else 1)
+        else:
+            await stack.wait_workers(1)
+        await stack.start_responder()
+        if scenarios & {"create", "turn"}:
+            await run_latency(stack, scenarios, o, report)
+        if "load" in scenarios:
+            await run_load(stack, o, report)
+        if "scale" in scenarios:
+            await run_scale(stack, o, report)
+        if "fanout" in scenarios:
+            await run_fanout(stack, o, report)
+        if "resume" in scenarios:  # last: it restarts our worker with its cache off
+            per_round = max(1, o.turns // (o.rounds * len(o.history)))
+            report.resume = await resume.by_history(
+                stack, o.history, o.rounds, min(per_round, 20), progress
+            )
+    return report
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"expected numbers separated by commas, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise ValueError(f"expected positive numbers separated by commas, got {text!r}")
+    return values
+
+
+@bench_app.default
+def bench(
+    scenarios: Annotated[
+        list[Scenario] | None,
+        Parameter(
+            help="What to measure (default: create turn): create, turn, load, scale, fanout."
+        ),
+    ] = None,
+    /,
+    *,
+    nats_url: Annotated[
+        str | None, Parameter(help="A running deployment's NATS (default: start one).")
+    ] = None,
+    edge_url: Annotated[str | None, Parameter(help="Its edge (with --nats-url).")] = None,
+    rounds: Annotated[int, Parameter(help="Alternating rounds of each latency.")] = 5,
+    turns: Annotated[int, Parameter(help="Turns measured in all (and floor loops).")] = 1000,
+    creates: Annotated[int, Parameter(help="Creates measured per interface.")] = 500,
+    sessions: Annotated[
+        str, Parameter(help="Concurrent sessions for load, e.g. 1,100,1000.")
+    ] = "1,100",
+    seconds: Annotated[float, Parameter(help="How long each load runs.")] = 10.0,
+    workers: Annotated[str, Parameter(help="Worker processes for scale, e.g. 1,2,4.")] = "1,2",
+    subscribers: Annotated[int, Parameter(help="Subscribers for fanout.")] = 1000,
+    history: Annotated[
+        str, Parameter(help="History lengths for resume, e.g. 10,1000,100000.")
+    ] = "10,1000,10000",
+    json_: Annotated[bool, Parameter(name="--json", help="Print JSON instead of tables.")] = False,
+) -> int:
+    """Measure Praxis and, in the same run, the raw JetStream loop it is compared with (the
+    floor: publish, consume in another process, publish the reply, receive; no Praxis code).
+
+    Without --nats-url it starts its own nats-server on a free loopback port, worker
+    processes and an edge process, and stops them at the end. Progress goes to stderr."""
+    setup_logging("WARNING")
+    if min(rounds, turns, creates, subscribers) < 1 or seconds <= 0:
+        raise ValueError("rounds, turns, creates, subscribers and seconds must be positive")
+    chosen: set[str] = set(scenarios or ("create", "turn"))
+    o = Options(
+        rounds,
+        turns,
+        creates,
+        _ints(sessions),
+        seconds,
+        _ints(workers),
+        subscribers,
+        _ints(history),
+    )
+
+    async def main() -> None:
+        report = await run(load_settings(), chosen, o, nats_url, edge_url)
+        print(json.dumps(report.as_json(), indent=2) if json_ else report.text())
+
+    return run_coro(main())

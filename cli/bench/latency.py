@@ -1,0 +1,89 @@
+"""One operation at a time: session create and a turn's round trip, through the bus client,
+REST and GraphQL."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from bus import SessionClient
+from schemas import AgentMessage, TokenDelta, TurnCompleted
+
+Timings = dict[str, list[float]]
+"""Latencies in seconds: to the first token, to the agent's message, to the turn's end."""
+
+CREATE_MUTATION = 'mutation { createAgentSession(agentName: "echo") { sessionId } }'
+
+
+def timings() -> Timings:
+    return {"first": [], "reply": [], "done": []}
+
+
+async def bus_creates(client: SessionClient, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        await client.create("echo")
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+async def http_creates(http: httpx.AsyncClient, base: str, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        r = await http.post(f"{base}/agent-sessions/create", json={"agent_name": "echo"})
+        r.raise_for_status()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+async def graphql_creates(http: httpx.AsyncClient, base: str, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        r = await http.post(f"{base}/graphql", json={"query": CREATE_MUTATION})
+        r.raise_for_status()
+        if "errors" in r.json():
+            raise RuntimeError(f"createAgentSession failed: {r.json()['errors']}")
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+async def bus_turns(client: SessionClient, session_id: str, n: int) -> Timings:
+    """``SessionClient.turn``: to the first token, the agent message, the turn's end."""
+    out = timings()
+    for i in range(n):
+        t0 = time.perf_counter()
+        first = True
+        async for item in client.turn(session_id, f"ping pong {i}"):
+            ev = item.event
+            if isinstance(ev, TokenDelta) and first:
+                out["first"].append(time.perf_counter() - t0)
+                first = False
+            elif isinstance(ev, AgentMessage):
+                out["reply"].append(time.perf_counter() - t0)
+            elif isinstance(ev, TurnCompleted):
+                out["done"].append(time.perf_counter() - t0)
+    return out
+
+
+async def http_turns(http: httpx.AsyncClient, base: str, session_id: str, n: int) -> Timings:
+    """``POST /messages`` with ``stream: true``, the SSE read line by line."""
+    out = timings()
+    url = f"{base}/agent-sessions/{session_id}/messages"
+    for i in range(n):
+        t0 = time.perf_counter()
+        first = True
+        body = {"message": f"ping pong {i}", "stream": True}
+        async with http.stream("POST", url, json=body) as r:
+            async for line in r.aiter_lines():
+                if line == "event: token.delta" and first:
+                    out["first"].append(time.perf_counter() - t0)
+                    first = False
+                elif line == "event: agent.message":
+                    out["reply"].append(time.perf_counter() - t0)
+                elif line == "event: turn.completed":
+                    out["done"].append(time.perf_counter() - t0)
+    return out

@@ -1,0 +1,90 @@
+"""Load: many sessions at once, each sending its next message as soon as its last turn is
+over (a closed loop), for a fixed time: turns per second and turn latency."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from bus import SessionClient
+from cli.bench.stats import Series
+from schemas import TurnCompleted, TurnFailed
+
+CREATE_CONCURRENCY = 200
+
+
+@dataclass
+class LoadResult:
+    name: str
+    sessions: int
+    seconds: float
+    latencies: Series
+    errors: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def turns(self) -> int:
+        return len(self.latencies.values)
+
+    @property
+    def per_second(self) -> float:
+        return self.turns / self.seconds if self.seconds else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "sessions": self.sessions,
+            "seconds": self.seconds,
+            "turns": self.turns,
+            "turns_per_s": self.per_second,
+            "errors": self.errors,
+            "turn_ms": self.latencies.summary(),
+            **self.extra,
+        }
+
+
+async def new_sessions(client: SessionClient, n: int) -> list[str]:
+    """``n`` sessions of the echo agent, started (their first turn done)."""
+    gate = asyncio.Semaphore(CREATE_CONCURRENCY)
+
+    async def one() -> str:
+        async with gate:
+            record, receipt = await client.create("echo")
+            await client.wait(receipt)
+            return record.session_id
+
+    return list(await asyncio.gather(*(one() for _ in range(n))))
+
+
+async def closed_loops(
+    client: SessionClient, session_ids: list[str], seconds: float, name: str = "load"
+) -> LoadResult:
+    """Every session sends, waits for its turn to end, sends again, until time is up."""
+    latencies: list[float] = []
+    errors = 0
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    end = start + seconds
+
+    async def one(sid: str) -> None:
+        nonlocal errors
+        i = 0
+        while loop.time() < end:
+            i += 1
+            t0 = time.perf_counter()
+            try:
+                async for item in client.turn(sid, f"load {i}"):
+                    if isinstance(item.event, TurnFailed):
+                        errors += 1
+                    if isinstance(item.event, TurnCompleted | TurnFailed):
+                        break
+            except Exception:
+                errors += 1
+                continue
+            latencies.append(time.perf_counter() - t0)
+
+    await asyncio.gather(*(one(sid) for sid in session_ids))
+    series = Series(name)
+    series.add_round(latencies)
+    return LoadResult(name, len(session_ids), loop.time() - start, series, errors)

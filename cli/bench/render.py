@@ -1,0 +1,86 @@
+"""The tables of a benchmark run, for people (``--json`` gives the same for machines)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from cli.bench.stats import latency_rows, table
+
+if TYPE_CHECKING:
+    from cli.bench.command import Report
+
+
+def text(report: Report) -> str:
+    parts = []
+    if report.latency:
+        parts.append(table(latency_rows([report.floor, *report.latency], report.floor)))
+    if report.load:
+        parts.append(table(_load_rows(report.load)))
+    if report.scale:
+        parts.append(table(_scale_rows(report.scale)))
+    if report.resume:
+        parts.append(table(_resume_rows(report.resume)))
+    parts += [_fanout_line(kind, found) for kind, found in report.fanout.items()]
+    return "\n\n".join(parts)
+
+
+def _load_rows(load: list[dict[str, Any]]) -> list[list[str]]:
+    rows = [["load", "sessions", "turns/s", "p50 ms", "p99 ms", "errors", "of floor"]]
+    for r in load:
+        rows.append(
+            [
+                r["name"],
+                str(r["sessions"]),
+                f"{r['turns_per_s']:.0f}",
+                f"{r['turn_ms'].get('p50', 0):.2f}",
+                f"{r['turn_ms'].get('p99', 0):.2f}",
+                str(r["errors"]),
+                f"{r.get('of_floor', 1.0):.0%}",
+            ]
+        )
+    return rows
+
+
+def _scale_rows(scale: list[dict[str, Any]]) -> list[list[str]]:
+    rows = [["scale", "workers", "sessions", "turns/s", "p50 ms", "vs 1 worker"]]
+    for r in scale:
+        rows.append(
+            [
+                "praxis",
+                str(r["workers"]),
+                str(r["sessions"]),
+                f"{r['turns_per_s']:.0f}",
+                f"{r['turn_ms'].get('p50', 0):.2f}",
+                f"{r['vs_one']:.2f}x",
+            ]
+        )
+    return rows
+
+
+def _resume_rows(resume: list[dict[str, Any]]) -> list[list[str]]:
+    head = ["messages", "resume p50", "p99", "vs smallest", "turn p50", "p99", "vs smallest"]
+    rows = [[*head, "worker MB"]]
+    for r in resume:
+        mem = r["worker_rss_mb"]
+        rows.append(
+            [
+                f"{r['messages']:,}",
+                f"{r['resume_ms']['p50']:.2f}",
+                f"{r['resume_ms']['p99']:.2f}",
+                f"{r['resume_vs_smallest']:.2f}x",
+                f"{r['turn_ms']['p50']:.2f}",
+                f"{r['turn_ms']['p99']:.2f}",
+                f"{r['turn_vs_smallest']:.2f}x",
+                f"{mem:.1f}" if mem is not None else "-",
+            ]
+        )
+    return rows
+
+
+def _fanout_line(kind: str, found: dict[str, Any]) -> str:
+    return (
+        f"{kind} fan-out: {found['subscribers_with_every_event']} of {found['subscribers']} "
+        f"subscribers got every event; connected in {found['connect_all_s']:.1f} s, all "
+        f"turns delivered in {found['all_turns_delivered_s']:.1f} s (delivery p50 "
+        f"{found['delivery_ms'].get('p50', 0):.0f} ms)"
+    )

@@ -1,0 +1,164 @@
+"""What a benchmark runs against: a deployment given by URL, or one it starts itself (its
+own nats-server on a free loopback port, worker processes, an edge process), and the raw
+JetStream responder that measures the floor."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bus import Bus, SessionClient, Settings, connect
+from bus.credentials import Credentials
+from bus.embedded import NatsServer
+from bus.errors import BusError
+
+RAW_STREAM = "PRAXIS_BENCH_RAW"
+RAW_IN, RAW_OUT = "praxis_bench_raw.in", "praxis_bench_raw.out"
+
+# The floor: a JetStream publish consumed by one durable consumer in another process, which
+# publishes the reply to JetStream and acks; no Praxis code. Started as its own process.
+RESPONDER = f"""
+import asyncio, json, os, sys, nats
+async def main(url, options):
+    nc = await nats.connect(url, **json.loads(options))
+    js = nc.jetstream()
+    async def on(msg):
+        await js.publish("{RAW_OUT}." + msg.subject.split(".")[-1], msg.data)
+        await msg.ack()
+    await js.subscribe("{RAW_IN}.*", durable="raw", manual_ack=True, cb=on, stream="{RAW_STREAM}")
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+class BenchError(BusError):
+    """A benchmark that cannot run as asked."""
+
+
+@dataclass
+class Stack:
+    """A running deployment and handles on it."""
+
+    url: str
+    settings: Settings
+    bus: Bus
+    client: SessionClient
+    env: dict[str, str]
+    own: bool
+    """Started by the benchmark (so it may start and stop workers)."""
+    edge_url: str | None = None
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    others: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    async def set_workers(self, n: int) -> None:
+        """Run exactly ``n`` worker processes of our own, all live before this returns."""
+        if not self.own:
+            raise BenchError("only a deployment the benchmark starts can change its workers")
+        while len(self.workers) > n:
+            proc = self.workers.pop()
+            proc.terminate()
+            await asyncio.to_thread(proc.wait, 30)
+        while len(self.workers) < n:
+            self.workers.append(
+                subprocess.Popen(  # noqa: ASYNC220 - started between measurements
+                    [sys.executable, "-m", "cli", "worker"],
+                    env=self.env,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        await self.wait_workers(n)
+
+    async def wait_workers(self, n: int, timeout: float = 60) -> None:
+        pids = {p.pid for p in self.workers}
+        async with asyncio.timeout(timeout):
+            while True:
+                live = await self.client.workers()
+                if len(live) >= n and (not pids or pids <= {w.pid for w in live}):
+                    return
+                await asyncio.sleep(0.05)
+
+    async def start_edge(self) -> str:
+        if self.edge_url is None:
+            proc = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
+                [sys.executable, "-m", "cli", "edge", "--port", "0"],
+                env={**self.env, "PRAXIS_INPROCESS_WORKER": "never"},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
+            self.others.append(proc)
+            assert proc.stdout is not None
+            line = (await asyncio.to_thread(proc.stdout.readline)).decode().strip()
+            if not line.startswith("Praxis edge on "):
+                raise BenchError(f"the edge did not start: {line!r}")
+            self.edge_url = line.removeprefix("Praxis edge on ")
+        return self.edge_url
+
+    async def start_responder(self) -> None:
+        """The raw loop's other side (and its stream, made anew)."""
+        from nats.js.api import StorageType, StreamConfig
+
+        with contextlib.suppress(Exception):
+            await self.bus.js.delete_stream(RAW_STREAM)
+        await self.bus.js.add_stream(
+            StreamConfig(
+                name=RAW_STREAM, subjects=[f"{RAW_IN}.*", f"{RAW_OUT}.*"], storage=StorageType.FILE
+            )
+        )
+        import json
+
+        options = json.dumps(Credentials.from_settings(self.settings).options())
+        proc = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
+            [sys.executable, "-c", RESPONDER, self.url, options],
+            stdout=subprocess.PIPE,
+            env=self.env,
+        )
+        self.others.append(proc)
+        assert proc.stdout is not None
+        await asyncio.to_thread(proc.stdout.readline)
+
+    async def close(self) -> None:
+        for proc in [*self.others, *self.workers]:
+            proc.terminate()
+        for proc in [*self.others, *self.workers]:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                await asyncio.to_thread(proc.wait, 30)
+        if not self.own:
+            with contextlib.suppress(Exception):
+                await self.bus.js.delete_stream(RAW_STREAM)
+
+
+@contextlib.asynccontextmanager
+async def deployment(
+    settings: Settings, nats_url: str | None, edge_url: str | None
+) -> AsyncIterator[Stack]:
+    """The deployment at ``nats_url`` (and ``edge_url``), or one of our own."""
+    server: NatsServer | None = None
+    home = Path(tempfile.mkdtemp(prefix="praxis-bench-"))
+    env = dict(os.environ)
+    if nats_url is None:
+        server = NatsServer(home / "js", log_file=home / "nats.log")
+        await asyncio.to_thread(server.start)
+        nats_url = server.url
+        env = {k: v for k, v in env.items() if not k.startswith("PRAXIS_")}
+        settings = Settings(nats_url=nats_url, data_dir=home)
+    env |= {"PRAXIS_NATS_URL": nats_url, "PRAXIS_DATA_DIR": str(home)}
+    try:
+        async with connect(settings, nats_url, "praxis-bench") as bus:
+            stack = Stack(
+                nats_url, settings, bus, SessionClient(bus), env, server is not None, edge_url
+            )
+            try:
+                yield stack
+            finally:
+                await stack.close()
+    finally:
+        if server is not None:
+            await asyncio.to_thread(server.stop)

@@ -1,0 +1,59 @@
+"""Issue 10: 'praxis bench' runs every scenario against a deployment it starts itself (kept
+tiny here: its figures are for the README, not for a test), with tables or JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from tests.conftest import fresh_env, praxis
+
+
+async def test_bench_runs_every_scenario_and_reports_against_the_floor(tmp_path: Path) -> None:
+    args = [
+        *("bench", "create", "turn", "resume", "load", "scale", "fanout"),
+        *("--rounds", "2", "--turns", "20", "--creates", "6", "--sessions", "1,4"),
+        *("--seconds", "0.5", "--workers", "1,2", "--subscribers", "4", "--history", "10,200"),
+        "--json",
+    ]
+    ran = await asyncio.to_thread(praxis, fresh_env(tmp_path), *args, timeout=240)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    data = json.loads(ran.stdout)
+    assert data["floor_ms"]["n"] == 20 and len(data["floor_ms"]["p50_by_round"]) == 2
+    for name in ("create (bus)", "create (REST)", "create (GraphQL)"):
+        assert data["latency_ms"][name]["n"] == 6
+    assert data["latency_ms"]["turn: completed (bus)"]["n"] == 20
+    assert data["over_floor_p50"]["turn: completed (bus)"] > 1  # Praxis does more than the floor
+    assert [(r["name"], r["sessions"]) for r in data["load"]] == [
+        ("floor", 1),
+        ("praxis", 1),
+        ("floor", 4),
+        ("praxis", 4),
+    ]
+    assert all(r["turns"] > 0 and r["errors"] == 0 for r in data["load"])
+    assert [r["workers"] for r in data["scale"]] == [1, 2] and data["scale"][0]["vs_one"] == 1
+    for kind in ("SSE", "GraphQL"):
+        assert data["fanout"][kind]["subscribers_with_every_event"] == 4
+    assert [r["messages"] for r in data["resume"]] == [10, 200]
+    assert "round 2/2" in ran.stderr  # progress while it runs
+
+
+async def test_bench_prints_a_table_and_refuses_bad_options(tmp_path: Path) -> None:
+    env = fresh_env(tmp_path)
+    ran = await asyncio.to_thread(
+        praxis, env, "bench", "--rounds", "1", "--turns", "5", "--creates", "3", timeout=120
+    )
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    lines = ran.stdout.splitlines()
+    assert lines[0].split()[:4] == ["(ms)", "p10", "p50", "p90"]
+    assert any(line.startswith("raw JetStream loop (floor)") for line in lines)
+    assert any(line.startswith("create (REST)") for line in lines)
+    bad = await asyncio.to_thread(praxis, env, "bench", "load", "--sessions", "1,x")
+    assert bad.returncode == 1 and "expected numbers separated by commas" in bad.stderr
+    unknown = await asyncio.to_thread(praxis, env, "bench", "everything")
+    assert unknown.returncode != 0 and "Traceback" not in unknown.stderr
+    remote = await asyncio.to_thread(
+        praxis, env, "bench", "scale", "--nats-url", "nats://127.0.0.1:1", timeout=60
+    )
+    assert remote.returncode == 1 and "cannot reach NATS" in remote.stderr
