@@ -57,3 +57,16 @@ async def test_bench_prints_a_table_and_refuses_bad_options(tmp_path: Path) -> N
         praxis, env, "bench", "scale", "--nats-url", "nats://127.0.0.1:1", timeout=60
     )
     assert remote.returncode == 1 and "cannot reach NATS" in remote.stderr
+
+
+async def test_bench_turns_with_a_synthetic_model(tmp_path: Path) -> None:
+    """--model-latency, --tokens and --token-rate: the 'synthetic' agent instead of echo."""
+    args = ["bench", "turn", "--rounds", "1", "--turns", "6", "--model-latency", "40"]
+    args += ["--tokens", "3", "--token-rate", "50", "--json"]
+    ran = await asyncio.to_thread(praxis, fresh_env(tmp_path), *args, timeout=120)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    found = json.loads(ran.stdout)["latency_ms"]
+    first = found["turn: first token (bus)"]
+    done = found["turn: completed (bus)"]
+    assert first["p10"] >= 40  # waits for its first token
+    assert done["p10"] >= 40 + 2 * 20  # then 3 tokens at 50 a second

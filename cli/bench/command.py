@@ -33,6 +33,9 @@ class Options:
     workers: list[int]
     subscribers: int
     history: list[int]
+    agent: str = "echo"
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """The agent of the turn and load sessions: echo, or the synthetic model."""
 
 
 @dataclass
@@ -85,7 +88,7 @@ async def run_latency(stack: Stack, scenarios: set[str], o: Options, report: Rep
         ],
     }
     series = {n: Series(n) for kind in ("create", "turn") if kind in scenarios for n in names[kind]}
-    record, receipt = await client.create("echo")
+    record, receipt = await client.create(o.agent, metadata=o.metadata)
     await client.wait(receipt)
     sid = record.session_id
     async with httpx.AsyncClient(timeout=60) as http:
@@ -136,7 +139,7 @@ async def run_load(stack: Stack, o: Options, report: Report) -> None:
         raw, took = await floor.raw_load(stack.url, creds, sessions=n, duration=o.seconds)
         raw_series = Series("floor")
         raw_series.add_round(raw)
-        sids = await load.new_sessions(stack.client, n)
+        sids = await load.new_sessions(stack.client, n, o.agent, o.metadata)
         found = await load.closed_loops(stack.client, sids, o.seconds, "praxis")
         floor_rate = len(raw) / took
         report.load.append(
@@ -162,7 +165,7 @@ async def run_load(stack: Stack, o: Options, report: Report) -> None:
 
 async def run_scale(stack: Stack, o: Options, report: Report) -> None:
     n = max(o.sessions)
-    sids = await load.new_sessions(stack.client, n)
+    sids = await load.new_sessions(stack.client, n, o.agent, o.metadata)
     one: float | None = None
     for workers in o.workers:
         await stack.set_workers(workers)
@@ -251,6 +254,16 @@ def bench(
     history: Annotated[
         str, Parameter(help="History lengths for resume, e.g. 10,1000,100000.")
     ] = "10,1000,10000",
+    model_latency: Annotated[
+        float | None,
+        Parameter(
+            help="A synthetic model instead of echo for turn and load: ms to its first token."
+        ),
+    ] = None,
+    tokens: Annotated[int, Parameter(help="The synthetic model's tokens per reply.")] = 20,
+    token_rate: Annotated[
+        float, Parameter(help="The synthetic model's tokens per second (0: at once).")
+    ] = 0,
     json_: Annotated[bool, Parameter(name="--json", help="Print JSON instead of tables.")] = False,
 ) -> int:
     """Measure Praxis and, in the same run, the raw JetStream loop it is compared with (the
@@ -272,6 +285,13 @@ def bench(
         subscribers,
         _ints(history),
     )
+    if model_latency is not None or token_rate:
+        o.agent = "synthetic"
+        o.metadata = {
+            "latency_ms": model_latency or 0,
+            "tokens": tokens,
+            "tokens_per_s": token_rate,
+        }
 
     async def main() -> None:
         report = await run(load_settings(), chosen, o, nats_url, edge_url)

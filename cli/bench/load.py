@@ -44,13 +44,15 @@ class LoadResult:
         }
 
 
-async def new_sessions(client: SessionClient, n: int) -> list[str]:
-    """``n`` sessions of the echo agent, started (their first turn done)."""
+async def new_sessions(
+    client: SessionClient, n: int, agent: str = "echo", metadata: dict[str, Any] | None = None
+) -> list[str]:
+    """``n`` sessions of ``agent``, started (their first turn done)."""
     gate = asyncio.Semaphore(CREATE_CONCURRENCY)
 
     async def one() -> str:
         async with gate:
-            record, receipt = await client.create("echo")
+            record, receipt = await client.create(agent, metadata=metadata)
             await client.wait(receipt)
             return record.session_id
 

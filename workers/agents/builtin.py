@@ -1,9 +1,11 @@
-"""The built-in agents: ``hello-world`` and ``echo``."""
+"""The built-in agents: ``hello-world``, ``echo`` and ``synthetic`` (for benchmarks)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from workers.agents.base import Agent, TurnContext
 
@@ -51,3 +53,39 @@ class Echo(Agent):
 
     def respond(self, ctx: TurnContext) -> AsyncIterator[str]:
         return stream_words(ctx.message or "")
+
+
+def _bounded(metadata: Mapping[str, Any], key: str, default: float, top: float) -> float:
+    value = metadata.get(key, default)
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= top:
+        raise ValueError(f"metadata {key!r} must be a number from 0 to {top:g}, not {value!r}")
+    return float(value)
+
+
+class Synthetic(Agent):
+    """A stand-in for a language model, for benchmarks: it waits ``latency_ms`` before its
+    first token, then streams ``tokens`` tokens at ``tokens_per_s`` (0: all at once), as
+    the session's metadata says."""
+
+    name = "synthetic"
+    description = (
+        "A model stand-in for benchmarks: metadata latency_ms, tokens, tokens_per_s "
+        "(default 0, 20, 0)."
+    )
+
+    def respond(self, ctx: TurnContext) -> AsyncIterator[str]:
+        latency = _bounded(ctx.metadata, "latency_ms", 0, 60_000) / 1000
+        tokens = int(_bounded(ctx.metadata, "tokens", 20, 10_000))
+        rate = _bounded(ctx.metadata, "tokens_per_s", 0, 1_000_000)
+        return _synthetic(latency, tokens, rate)
+
+
+async def _synthetic(latency: float, tokens: int, rate: float) -> AsyncIterator[str]:
+    if latency:
+        await asyncio.sleep(latency)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for i in range(tokens):
+        if rate and i:
+            await asyncio.sleep(max(0.0, start + i / rate - loop.time()))
+        yield f"t{i} "
