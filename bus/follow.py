@@ -197,7 +197,7 @@ class Follower:
             await self._on_commit(live)
         elif isinstance(live, TailNotice):
             if live.seq > self.known:
-                await self._poll()
+                await self._catch_up(live.seq)
         else:
             await self._on_delta(live)
 
@@ -205,7 +205,10 @@ class Follower:
         if notice.seq <= self.known:
             return  # already read back from the stream
         if notice.prev != self.known:
-            await self._poll()  # a notice was missed: read the gap back
+            # A notice was missed: read the gap back, up to this notice and no further.
+            # Reading on to the stream's end could pass the end of a turn whose deltas
+            # are still queued behind this notice, and they would then be dropped.
+            await self._catch_up(notice.seq)
             return
         for stored in notice.events:
             self._deliver_event(stored.seq, stored.event)

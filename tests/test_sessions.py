@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -487,3 +488,75 @@ async def test_a_reader_that_does_not_read_is_resynchronised_not_buffered_withou
     assert [i.cursor for i in got if i.cursor is not None] == [m.seq for m in stored]
     reply = next(i.event for i in got if isinstance(i.event, AgentMessage))
     assert reply.content == "".join(f"w{i} " for i in range(60))
+
+
+async def test_a_follower_that_missed_a_notice_keeps_the_deltas_queued_behind_the_next(
+    client: SessionClient, settings: Settings
+) -> None:
+    """A follower that finds a gap reads the stream back up to the notice that showed it,
+    no further: reading on to the end of a turn already stored would drop its deltas, still
+    queued behind that notice. (Seen as subscribers missing a turn's text in fan-out.)"""
+    from bus import commit
+    from bus.state import pending_create
+    from schemas import CommitNotice, TokenDelta, TurnStarted, UserMessageAccepted
+    from schemas.records import StoredEvent
+
+    record, _ = await client.create("echo")  # no worker here: this test is its owner
+    sid, bus = record.session_id, client.bus
+    created = await pending_create(bus, sid)
+    assert created is not None
+    base = {"session_id": sid, "task_id": record.task_id, "command_id": "cmd_x"}
+
+    async def append(event: Any, after: int) -> int:
+        return await commit.append(
+            bus.nc, bus.stream, sid, event.model_dump_json().encode(),
+            expected_seq=after, max_bytes=settings.max_message_bytes, timeout=5,
+        )  # fmt: skip
+
+    first = await append(created, 0)
+    follower = Follower(bus, sid)
+    _, tail = await follower.open()
+    await follower.start(None, tail, join_turn=False)
+    turn = {"turn_id": "turn_1"}
+    events = [
+        UserMessageAccepted(**base, content="hi"),
+        TurnStarted(**base, **turn, worker_id="w"),
+        AgentMessage(**base, **turn, content="a b"),
+        TurnCompleted(**base, **turn, duration_ms=1, final=True),
+    ]
+    seqs = [first]
+    for event in events:  # the whole turn is stored before any notice is read
+        seqs.append(await append(event, seqs[-1]))
+    live = subjects.live(sid)
+
+    def notice(i: int) -> bytes:  # events[i] was appended after seqs[i]
+        stored = StoredEvent(seq=seqs[i + 1], event=events[i])
+        return (
+            CommitNotice(prev=seqs[i], seq=seqs[i + 1], events=[stored]).model_dump_json().encode()
+        )
+
+    # The notice of user.message is lost; turn.started's shows the gap.
+    await bus.nc.publish(live, notice(1))
+    for index, text in ((1, "a "), (2, "b")):
+        delta = TokenDelta(session_id=sid, turn_id="turn_1", index=index, text=text)
+        await bus.nc.publish(live, delta.model_dump_json().encode())
+    await bus.nc.publish(live, notice(2))
+    await bus.nc.publish(live, notice(3))
+    got: list[str] = []
+    try:
+        async with asyncio.timeout(10):
+            async for item in follower.deliveries():
+                ev = item.event
+                got.append(f"delta {ev.text!r}" if isinstance(ev, TokenDelta) else ev.type)
+                if isinstance(ev, TurnCompleted):
+                    break
+    finally:
+        await follower.close()
+    assert got == [
+        "user.message",
+        "turn.started",
+        "delta 'a '",
+        "delta 'b'",
+        "agent.message",
+        "turn.completed",
+    ]
