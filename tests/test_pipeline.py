@@ -10,8 +10,8 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 
-from bus import SessionClient, direct, subjects
-from schemas import decode_event
+from bus import SessionClient, subjects
+from schemas import CommandRejected
 from tests.conftest import InProcessWorker, NatsServer, stored_events
 
 
@@ -100,14 +100,7 @@ async def test_a_bad_command_on_the_bus_is_rejected_and_changes_nothing(
         await nc.jetstream().publish(f"sess.{sid}.in", b"{not json", headers={"Nats-Msg-Id": "b"})
         good = await _run(nc, sid, {**base, "kind": "user_message", "content": "still here"})
         assert good["reply"] == "still here"
-        msgs = await direct.read_subject(
-            client.bus.nc, client.bus.stream, subjects.events(sid), after=0, timeout=5
-        )
-        rejected = [
-            e.reason
-            for e in map(decode_event, (m.data for m in msgs))
-            if e.type == "command.rejected"
-        ]
+        rejected = await rejections(client, sid)
         assert len(rejected) == 2 and all(r.startswith("invalid command") for r in rejected)
         assert "reply_to" in rejected[0]
         assert [h.content for h in await client.history(sid)] == ["still here", "still here"]
@@ -143,14 +136,7 @@ async def test_a_reply_subject_must_be_an_inbox(
             )
         good = await _run(nc, sid, {**base, "kind": "user_message", "content": "after"})
         assert good["reply"] == "after"
-        msgs = await direct.read_subject(
-            client.bus.nc, client.bus.stream, subjects.events(sid), after=0, timeout=5
-        )
-        reasons = [
-            e.reason
-            for e in map(decode_event, (m.data for m in msgs))
-            if e.type == "command.rejected"
-        ]
+        reasons = await rejections(client, sid)
         assert len(reasons) == 4 and all("reply_to" in r for r in reasons)
         after = await client.bus.js.stream_info(client.bus.stream)
         assert after.state.messages > before.state.messages  # nothing was purged
@@ -161,6 +147,13 @@ async def test_a_reply_subject_must_be_an_inbox(
         assert await stored_events(client, victim.session_id) == victim_events
     finally:
         await nc.close()
+
+
+async def rejections(client: SessionClient, session_id: str) -> list[str]:
+    """The reasons of the session's command.rejected events, in order."""
+    return [
+        e.reason for e in await stored_events(client, session_id) if isinstance(e, CommandRejected)
+    ]
 
 
 async def nats_connect(server: NatsServer) -> Client:
