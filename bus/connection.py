@@ -128,14 +128,14 @@ FIRST_CONNECT_ATTEMPTS = 2
 
 
 def _why(seen: list[str], e: Exception, credentials: Credentials | None) -> str:
-    auth = [x for x in seen if "authorization violation" in x.lower()]
-    why = auth[-1] if auth else seen[-1] if seen else str(e) or type(e).__name__
-    if auth:
+    """Why the first connect failed: a refusal of credentials wins over the resets the
+    server sends after it."""
+    if any("authorization violation" in x.lower() for x in seen):
         hint = "set PRAXIS_NATS_NKEY_SEED, PRAXIS_NATS_CREDS or PRAXIS_NATS_USER and PASSWORD"
         if credentials and credentials.given:
             return f"the server refused these credentials ({hint})"
         return f"the server requires credentials ({hint})"
-    return why
+    return seen[-1] if seen else str(e) or type(e).__name__
 
 
 @asynccontextmanager

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,8 @@ import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from nats.js.api import StorageType, StreamConfig
 
 from bus import Bus, SessionClient, Settings, connect
 from bus.credentials import Credentials
@@ -103,8 +106,6 @@ class Stack:
 
     async def start_responder(self) -> None:
         """The raw loop's other side (and its stream, made anew)."""
-        from nats.js.api import StorageType, StreamConfig
-
         with contextlib.suppress(Exception):
             await self.bus.js.delete_stream(RAW_STREAM)
         await self.bus.js.add_stream(
@@ -112,8 +113,6 @@ class Stack:
                 name=RAW_STREAM, subjects=[f"{RAW_IN}.*", f"{RAW_OUT}.*"], storage=StorageType.FILE
             )
         )
-        import json
-
         options = json.dumps(Credentials.from_settings(self.settings).options())
         proc = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
             [sys.executable, "-c", RESPONDER, self.url, options],
