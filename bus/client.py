@@ -352,8 +352,9 @@ class SessionClient:
     ) -> AsyncGenerator[Delivery | None, None]:
         """What ``receipt``'s command causes (its turns' deltas included) until it is done.
 
-        No event for ``command_timeout`` seconds means no worker took the command; once a
-        turn has started, the worker's own ``turn_timeout`` bounds it (it then ends the
+        No event for ``command_timeout`` seconds means no worker took the command, unless
+        live workers say they are busy: then it waits its turn, up to ``queue_timeout`` in
+        all. Once a turn has started, the worker's own ``turn_timeout`` bounds it (it then ends the
         turn with ``turn.failed``), so the wait allows for that instead.
         """
         settings = self.bus.settings
@@ -361,22 +362,36 @@ class SessionClient:
         effects = CommandEffects(receipt.command_id)
         stream = follower.updates(keepalive)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        started = loop.time()
+        deadline = started + timeout
+        queued_until = started + max(settings.queue_timeout, timeout)
+        taken = False
         try:
             while True:
                 try:  # asyncio.timeout, not wait_for: no task per item on this hot path
                     async with asyncio.timeout_at(deadline):
                         item = await anext(stream)
                 except TimeoutError:
-                    raise CommandTimeoutError(
-                        receipt.session_id, receipt.command_id, timeout
-                    ) from None
+                    now = loop.time()
+                    if taken or now >= queued_until or not await self._workers_busy():
+                        raise CommandTimeoutError(
+                            receipt.session_id,
+                            receipt.command_id,
+                            timeout if taken else now - started,
+                            queued=not taken and now >= queued_until,
+                        ) from None
+                    # Not taken yet, but live workers are busy: it waits its turn. The
+                    # follower keeps its place; only this iteration of it was cancelled.
+                    stream = follower.updates(keepalive)
+                    deadline = min(loop.time() + timeout, queued_until)
+                    continue
                 if item is None:
                     yield None  # quiet for keepalive seconds; the deadline stands
                     continue
                 deadline = loop.time() + timeout
                 if not effects.takes(item):
                     continue
+                taken = True
                 ev = item.event
                 if isinstance(ev, TokenDelta):
                     yield item
@@ -746,6 +761,14 @@ class SessionClient:
         horizon = 3 * self.bus.settings.heartbeat_interval
         now = datetime.now(UTC)
         return [w for w in infos if (now - w.seen_at).total_seconds() <= horizon]
+
+    async def _workers_busy(self) -> bool:
+        """Whether a live worker says work waits for it (best effort: ``False`` if the
+        workers cannot be read)."""
+        try:
+            return any(w.busy for w in await self.workers())
+        except Exception:
+            return False
 
     async def known_agents(self) -> dict[str, AgentInfo]:
         """Agents offered by live workers (cached for two seconds)."""

@@ -93,10 +93,18 @@ class QuotaExceededError(BusError):
 
 
 class CommandTimeoutError(BusError):
-    def __init__(self, session_id: str, command_id: str, seconds: float) -> None:
+    def __init__(
+        self, session_id: str, command_id: str, seconds: float, *, queued: bool = False
+    ) -> None:
+        why = (
+            "the workers are busy and it is still queued (more workers, or a higher "
+            "PRAXIS_WORKER_CONCURRENCY, take more at once)"
+            if queued
+            else "is a worker running? (praxis workers)"
+        )
         super().__init__(
             f"no worker handled command {command_id} for session {session_id!r} within "
-            f"{seconds:g}s: is a worker running? (praxis workers)"
+            f"{seconds:g}s: {why}"
         )
         self.session_id = session_id
         self.command_id = command_id

@@ -9,6 +9,7 @@ waits at most one expiry, handing back (nak) whatever the last pull still delive
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -35,6 +36,7 @@ class PullLoop:
         *,
         capacity: int,
         expires: float = 1.0,
+        full: asyncio.Event | None = None,
     ) -> None:
         self._nc = nc
         self._api = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
@@ -46,6 +48,12 @@ class PullLoop:
         self._tasks: set[asyncio.Task[None]] = set()
         self._free = asyncio.Event()
         self._free.set()
+        self.full = full or asyncio.Event()
+        """Set while every slot is taken, or more messages wait on the server (the last
+        one delivered said so): work is waiting for this loop."""
+        self._backlog = 0
+        self.saturations = 0
+        """How many times the loop became full (work waiting) so far."""
         self._stopping = asyncio.Event()
 
     @property
@@ -104,8 +112,13 @@ class PullLoop:
                 if status == "100":
                     continue
                 if status is not None:
+                    if status in ("404", "408"):  # nothing (more) to deliver
+                        self._backlog = 0
+                        self._update()
                     return  # 408 expired, 409 leadership change, ...: issue a new pull
                 received += 1
+                with contextlib.suppress(Exception):  # metadata of a well-formed delivery
+                    self._backlog = msg.metadata.num_pending
                 self._spawn(msg)
         finally:
             stop.cancel()
@@ -114,10 +127,20 @@ class PullLoop:
         task = asyncio.create_task(self._run_one(msg))
         self._tasks.add(task)
         task.add_done_callback(self._done)
+        self._update()
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._free.set()
+        self._update()
+
+    def _update(self) -> None:
+        if self.in_flight >= self._capacity or self._backlog > 0:
+            if not self.full.is_set():
+                self.saturations += 1
+            self.full.set()
+        else:
+            self.full.clear()
 
     async def _run_one(self, msg: Msg) -> None:
         try:

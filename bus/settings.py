@@ -109,6 +109,13 @@ class Settings(BaseSettings):
     command_timeout: float = Field(
         default=15.0, gt=0, description="Seconds a client waits for a command's outcome."
     )
+    queue_timeout: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds a client waits in all for a command no worker has taken yet "
+        "while live workers say they are busy (past command_timeout, which applies when "
+        "none is).",
+    )
     context_messages: int = Field(
         default=200,
         ge=2,
@@ -134,6 +141,12 @@ class Settings(BaseSettings):
     )
     state_cache: int = Field(
         default=1000, ge=0, description="Sessions whose state a worker keeps between runs."
+    )
+    checkpoint_every: int = Field(
+        default=16,
+        ge=1,
+        description="Events between a session's snapshots while a worker runs it (one is "
+        "also taken when the run ends): a reader folds at most about twice this many.",
     )
     agents: list[str] = Field(
         default_factory=list,

@@ -551,7 +551,7 @@ def edge_cmd(*, host: HostOption = None, port: PortOption = None) -> int:
             app = create_app(settings, rt.bus)
             await serve(app, bind, settings.edge_port if port is None else port, stop)
 
-    return _run(main(), fast_loop=True)
+    return _run(main())
 
 
 @app.command(name="up")

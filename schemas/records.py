@@ -271,6 +271,9 @@ class WorkerInfo(BaseModel):
     capacity: int = 0
     dedicated: bool = True
     """False for the worker a CLI command runs in its own process while it lasts."""
+    busy: bool = False
+    """Since its last heartbeat the worker had work waiting for a free slot: commands may
+    wait their turn (clients then wait longer than ``command_timeout`` for them)."""
 
 
 class DeadLetter(BaseModel):

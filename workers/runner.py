@@ -128,6 +128,8 @@ class Cached:
     state: Checkpoint
     tail: int
     lease_hint: int | None
+    unsaved: int = 0
+    """Events in ``state`` after the latest snapshot stored."""
 
 
 class StateCache:
@@ -184,6 +186,10 @@ class RunContext:
         """The due time of the expiry timer this worker last set, per session."""
         self.stopping = asyncio.Event()
         """Set when the worker drains: runners stop lingering."""
+        self.crowded = asyncio.Event()
+        """Set while the worker runs as many sessions as it may, or more work waits on the
+        server: runners stop lingering, so that waiting sessions get their turn (a session
+        in a fast loop of messages would otherwise keep its slot while the loop lasts)."""
 
 
 def stream_seq(msg: Msg) -> int:
@@ -205,6 +211,7 @@ class SessionRunner:
         self._subs: list[Subscription] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._optimistic = False
+        self._unsaved = 0  # events appended since the latest snapshot
         self._retry_delay = RETRY_DELAY
         self._stopped_by: str | None = None
         self._waiting: list[ToolCall] | None = None
@@ -275,6 +282,8 @@ class SessionRunner:
             for sub in self._subs:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
+            if ok and self.ck is not None and self._unsaved:
+                self._snapshot()  # the next run, here or elsewhere, reads no events
             if self._background:
                 await asyncio.gather(*self._background, return_exceptions=True)
             hint: int | None = None
@@ -283,7 +292,7 @@ class SessionRunner:
                     self.bus.nc, self.bus.settings.leases_bucket, lease, self.bus.timeout
                 )
             if ok and self.ck is not None:
-                self.ctx.cache.put(self.sid, Cached(self.ck, self.tail, hint))
+                self.ctx.cache.put(self.sid, Cached(self.ck, self.tail, hint, self._unsaved))
             await self._settle_triggers(retry_delay=None if ok else self._retry_delay)
         finally:
             self.done.set()
@@ -322,6 +331,7 @@ class SessionRunner:
         and the first pending input."""
         if cached is not None:
             self._loaded = (cached.state, cached.tail)
+            self._unsaved = cached.unsaved
             self._optimistic = True
         else:
             self._loaded = await load_state(self.bus, self.sid, include_pending=False)
@@ -369,21 +379,34 @@ class SessionRunner:
         """Handle every pending input; new triggers may join until the last check."""
         if self.state.progress > self.state.input_cursor:
             await self._handle_seq(self.state.progress)  # finish what a dead owner left
+        read = True  # the first time round: the triggers that started this run
         while True:
             await self._answer_queued()
-            self._wake.clear()  # before the read: an input arriving after it wakes the linger
+            # Before the read: an input arriving after it wakes the linger. Every command
+            # sent while this run subscribes wakes it, and every stored one has a trigger:
+            # with neither since the last read there is nothing new to read (an input the
+            # subscription missed is still taken, by its trigger, in this run or the next).
+            read = read or self._wake.is_set() or self._trigger_after_cursor()
+            self._wake.clear()
             nxt, self._first = self._first, None
-            if nxt is None or nxt.seq <= self.state.input_cursor:
+            if (nxt is None or nxt.seq <= self.state.input_cursor) and read:
                 nxt = await self._next_input(self.state.input_cursor + 1)
+            elif nxt is not None and nxt.seq <= self.state.input_cursor:
+                nxt = None
+            read = False
             if nxt is None:
                 nxt = await self._linger()
             if nxt is None:
                 self.accepting = False
-                if not any(stream_seq(m) > self.state.input_cursor for m in self.triggers):
+                if not self._trigger_after_cursor():
                     return
                 self.accepting = True  # a trigger joined after the last read: go on
+                read = True
                 continue
             await self._handle(nxt.seq, nxt.data, nxt.headers.get("Nats-Msg-Id"))
+
+    def _trigger_after_cursor(self) -> bool:
+        return any(stream_seq(m) > self.state.input_cursor for m in self.triggers)
 
     async def _linger(self) -> direct.StoredMsg | None:
         """Keep the session a moment after its last input: the next one, if it comes soon,
@@ -395,16 +418,20 @@ class SessionRunner:
         loop = asyncio.get_running_loop()
         end = loop.time() + self.bus.settings.linger
         recheck: float | None = None  # set once woken: read again after this long
-        while not self.ctx.stopping.is_set():
+        ctx = self.ctx
+        while not ctx.stopping.is_set() and not ctx.crowded.is_set():
             remaining = end - loop.time()
             if remaining <= 0:
                 return None
             woken = asyncio.ensure_future(self._wake.wait())
-            stopping = asyncio.ensure_future(self.ctx.stopping.wait())
+            stopping = asyncio.ensure_future(ctx.stopping.wait())
+            crowded = asyncio.ensure_future(ctx.crowded.wait())
             wait = remaining if recheck is None else min(remaining, recheck)
-            await asyncio.wait({woken, stopping}, timeout=wait, return_when="FIRST_COMPLETED")
-            woken.cancel()
-            stopping.cancel()
+            await asyncio.wait(
+                {woken, stopping, crowded}, timeout=wait, return_when="FIRST_COMPLETED"
+            )
+            for waiter in (woken, stopping, crowded):
+                waiter.cancel()
             if self._wake.is_set():
                 self._wake.clear()
                 recheck = 0.001
@@ -1126,6 +1153,7 @@ class SessionRunner:
             payload,
         )
         self.tail = seq
+        self._unsaved += 1
         self.ck = apply(self.ck, seq, event, self.bus.settings.context_cap)
         await self.bus.nc.publish(subjects.live(self.sid), notice)
         replying = self._replying
@@ -1160,22 +1188,27 @@ class SessionRunner:
             log.warning("session %s: reply to %s failed: %s", self.sid, replying.subject, e)
 
     def _save(self, ended: bool = False) -> None:
-        """Snapshot, record and expiry timer, in the background (the events are already
-        the truth)."""
-        ck = self.state
-        snapshot = ck.model_dump_json().encode()
-        record = ck.session.model_dump_json().encode()
-        jobs = [
-            commit.save_checkpoint(self.bus.nc, self.sid, snapshot, self.bus.timeout),
-            self.bus.sessions.put(self.sid, record),
-        ]
+        """Record and expiry timer, and every ``checkpoint_every`` events a snapshot, in the
+        background (the events are already the truth; a snapshot only saves folding)."""
+        record = self.state.session.model_dump_json().encode()
+        self._in_background(self.bus.sessions.put(self.sid, record))
+        if ended or self._unsaved >= self.bus.settings.checkpoint_every:
+            self._snapshot()
         timer = self._timer_job(ended)
         if timer is not None:
-            jobs.append(timer)
-        for job in jobs:
-            task: asyncio.Task[Any] = asyncio.create_task(job)
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._in_background(timer)
+
+    def _snapshot(self) -> None:
+        snapshot = self.state.model_dump_json().encode()
+        self._unsaved = 0
+        self._in_background(
+            commit.save_checkpoint(self.bus.nc, self.sid, snapshot, self.bus.timeout)
+        )
+
+    def _in_background(self, job: Coroutine[Any, Any, Any]) -> None:
+        task: asyncio.Task[Any] = asyncio.create_task(job)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _timer_job(self, ended: bool) -> Coroutine[Any, Any, Any] | None:
         """Set, move or cancel the expiry timer if its due time changed (much): a timer

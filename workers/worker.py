@@ -49,9 +49,11 @@ class Worker:
             capacity=bus.settings.worker_concurrency,
             # A CLI's own worker stops when the command ends: keep that wait short.
             expires=1.0 if dedicated else 0.2,
+            full=self.ctx.crowded,
         )
         self._started = datetime.now(UTC)
         self._stopped = False
+        self._saturations_seen = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then drain: stop taking work, finish or hand back."""
@@ -180,6 +182,9 @@ class Worker:
 
     async def heartbeat(self) -> None:
         """Tell the bus this worker is alive and what it offers."""
+        saturations = self._pull.saturations
+        busy = self.ctx.crowded.is_set() or saturations != self._saturations_seen
+        self._saturations_seen = saturations
         info = WorkerInfo(
             worker_id=self.worker_id,
             host=socket.gethostname(),
@@ -190,6 +195,7 @@ class Worker:
             active_sessions=len(self._runners),
             capacity=self.bus.settings.worker_concurrency,
             dedicated=self.dedicated,
+            busy=busy,
         )
         await self.bus.workers.put(self.worker_id, info.model_dump_json().encode())
 

@@ -161,6 +161,8 @@ async def run_load(stack: Stack, o: Options, report: Report) -> None:
             f"({found.per_second / floor_rate:.0%} of the floor's {floor_rate:.0f}), "
             f"{found.errors} errors"
         )
+        for kind, count in found.extra.get("error_kinds", {}).items():
+            progress(f"  {count} x {kind}")
 
 
 async def run_scale(stack: Stack, o: Options, report: Report) -> None:

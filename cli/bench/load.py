@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,6 +66,7 @@ async def closed_loops(
     """Every session sends, waits for its turn to end, sends again, until time is up."""
     latencies: list[float] = []
     errors = 0
+    kinds: Counter[str] = Counter()
     loop = asyncio.get_running_loop()
     start = loop.time()
     end = start + seconds
@@ -79,14 +81,17 @@ async def closed_loops(
                 async for item in client.turn(sid, f"load {i}"):
                     if isinstance(item.event, TurnFailed):
                         errors += 1
+                        kinds[f"turn.failed: {item.event.reason[:80]}"] += 1
                     if isinstance(item.event, TurnCompleted | TurnFailed):
                         break
-            except Exception:
+            except Exception as e:
                 errors += 1
+                kinds[type(e).__name__] += 1
                 continue
             latencies.append(time.perf_counter() - t0)
 
     await asyncio.gather(*(one(sid) for sid in session_ids))
     series = Series(name)
     series.add_round(latencies)
-    return LoadResult(name, len(session_ids), loop.time() - start, series, errors)
+    extra = {"error_kinds": dict(kinds.most_common(10))} if kinds else {}
+    return LoadResult(name, len(session_ids), loop.time() - start, series, errors, extra)

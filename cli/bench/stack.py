@@ -28,7 +28,7 @@ RAW_IN, RAW_OUT = "praxis_bench_raw.in", "praxis_bench_raw.out"
 # The floor: a JetStream publish consumed by one durable consumer in another process, which
 # publishes the reply to JetStream and acks; no Praxis code. Started as its own process.
 RESPONDER = f"""
-import asyncio, json, os, sys, nats
+import asyncio, json, os, sys, nats, uvloop
 async def main(url, options):
     nc = await nats.connect(url, **json.loads(options))
     js = nc.jetstream()
@@ -38,7 +38,7 @@ async def main(url, options):
     await js.subscribe("{RAW_IN}.*", durable="raw", manual_ack=True, cb=on, stream="{RAW_STREAM}")
     print("ready", flush=True)
     await asyncio.Event().wait()
-asyncio.run(main(sys.argv[1], sys.argv[2]))
+uvloop.run(main(sys.argv[1], sys.argv[2]))
 """
 
 
