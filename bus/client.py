@@ -16,6 +16,7 @@ from typing import Any, cast
 
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import PubAck
 from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
 
 from bus import commit, direct, subjects
@@ -133,6 +134,7 @@ class SessionClient:
         self.scope: Scope | None = None
         """Whose sessions this client may see (None: everyone's, as the CLI and workers)."""
         self._agents_cache: tuple[float, dict[str, AgentInfo]] | None = None
+        self._busy_cache: list[tuple[float, asyncio.Future[bool]]] = []  # shared by copies
         self._task_ids: dict[str, str] = {}  # sessions' task ids never change
         self._owners: dict[str, Owner | None] = {}  # nor do their owners
 
@@ -314,14 +316,19 @@ class SessionClient:
             if task_id is None:
                 head, tail = await follower.open()
                 receipt = await self._send(head, tail, message, command_id, queue, on_busy)
+                await follower.start(receipt.cursor, tail, join_turn=False)
             else:
-                # A session's task never changes: publish while reading the tail. The
-                # worker refuses a message the state does not allow (command.rejected).
+                # A session's task never changes: no need to read its state first (the
+                # worker refuses a message the state does not allow: command.rejected).
                 cmd = self._message(session_id, task_id, message, command_id, queue, on_busy)
                 await follower.subscribe()
-                (_, tail), seq = await asyncio.gather(follower.head(), self._publish(cmd))
-                receipt = Receipt(session_id, cmd.command_id, seq)
-            await follower.start(receipt.cursor, tail, join_turn=False)
+                ack = await self._store(cmd)
+                receipt = Receipt(session_id, cmd.command_id, int(ack.seq))
+                if not ack.duplicate:
+                    follower.start_at(receipt.cursor)  # no read: all it causes is to come
+                else:  # a repeat: what it caused may be stored already
+                    _, tail = await follower.head()
+                    await follower.start(receipt.cursor, tail, join_turn=False)
             async for item in self._until_final(follower, receipt, keepalive):
                 yield item
         finally:
@@ -764,7 +771,14 @@ class SessionClient:
 
     async def _workers_busy(self) -> bool:
         """Whether a live worker says work waits for it (best effort: ``False`` if the
-        workers cannot be read)."""
+        workers cannot be read). One read a second at most, shared by every caller: when
+        the workers are busy, many commands time out together."""
+        now = time.monotonic()
+        if not self._busy_cache or now - self._busy_cache[0][0] >= 1.0:
+            self._busy_cache[:] = [(now, asyncio.ensure_future(self._read_busy()))]
+        return await asyncio.shield(self._busy_cache[0][1])
+
+    async def _read_busy(self) -> bool:
         try:
             return any(w.busy for w in await self.workers())
         except Exception:
@@ -814,6 +828,11 @@ class SessionClient:
 
         ``new_session``: only if no command was ever stored for the session (else
         :class:`SessionExistsError`)."""
+        return int((await self._store(cmd, new_session=new_session)).seq)
+
+    async def _store(self, cmd: Command, *, new_session: bool = False) -> PubAck:
+        """:meth:`_publish`, with the server's acknowledgement (``duplicate``: a repeat of a
+        command id already stored)."""
         payload = cmd.model_dump_json().encode()
         subject = subjects.inputs(cmd.session_id)
         headers = {"Nats-Msg-Id": cmd.command_id}
@@ -832,7 +851,7 @@ class SessionClient:
             if isinstance(cause, APIError) and cause.err_code == commit.WRONG_LAST_SEQUENCE:
                 raise SessionExistsError(cmd.session_id) from e
             raise
-        return int(ack.seq)
+        return ack
 
 
 def _command_id(command_id: str | None) -> dict[str, str]:

@@ -3,8 +3,8 @@
 No server-side consumer per follower. The follower subscribes to ``live.<id>`` first,
 then reads what it missed by direct get, then serves the live notices, dropping what it
 already delivered. Each notice names the event sequence its append was fenced on
-(``prev``): when that is not the last one the follower knows, a notice was missed and the
-gap is read back from the stream. Every durable event after the cursor is delivered
+(``prev``): when that is later than the last one the follower knows, a notice was missed
+and the gap is read back from the stream. Every durable event after the cursor is delivered
 exactly once, in order. Joining in the middle of a turn, the follower asks the owner for
 the text so far, then passes on only the deltas after it.
 """
@@ -60,6 +60,11 @@ class Follower:
     """An owner answers a snapshot request in milliseconds; one that died after taking the
     request never does, and nothing is delivered while we wait: so wait briefly (the
     durable agent message carries the whole text anyway)."""
+    gap_grace: float = 0.5
+    """A poll that finds events no notice has announced yet reads them only if they are
+    still unannounced at the next poll, this long after: their notices (and a turn's
+    deltas behind them) may be on their way, and reading the events first would end the
+    turn and drop those deltas."""
     max_pending: int = 10_000
     """Live messages kept while the reader is not reading; past that they are dropped and
     the reader resynchronises from the stream (and the owner's snapshot) when it reads."""
@@ -71,6 +76,7 @@ class Follower:
     _ended: set[str] = field(default_factory=set)
     _pending: list[Delivery] = field(default_factory=list)
     _overflowed: bool = False
+    _suspect: int | None = None  # the head a poll found unannounced
 
     async def open(self) -> tuple[Event, int]:
         """Subscribe to live notices, then read the latest event (order matters)."""
@@ -111,6 +117,14 @@ class Follower:
         if join_turn:
             await self._snapshot()
 
+    def start_at(self, seq: int) -> None:
+        """Deliver what is stored after ``seq``, a command this follower's caller stored
+        after :meth:`subscribe` (and not a repeat of an earlier one): nothing caused by it
+        can be stored yet, and every later event's notice comes after the subscription,
+        so there is nothing to read first (and a first notice fenced on an event before
+        ``seq`` leaves no gap after it)."""
+        self.cursor = self.known = seq
+
     def deliveries(self) -> AsyncGenerator[Delivery, None]:
         """Every delivery, for as long as the caller iterates."""
         return cast(AsyncGenerator[Delivery, None], self.updates(None))
@@ -141,7 +155,8 @@ class Follower:
                 except TimeoutError:
                     if loop.time() >= poll_at + self.poll_interval:
                         poll_at = loop.time()
-                        await self._poll()
+                        if await self._poll():
+                            poll_at -= self.poll_interval - self.gap_grace  # look again soon
                     continue
             else:
                 msg = self._queue.get_nowait()
@@ -154,13 +169,22 @@ class Follower:
         self._overflowed = False
         while not self._queue.empty():
             self._queue.get_nowait()
-        await self._poll()
-        await self._snapshot()
-
-    async def _poll(self) -> None:
         found = await load_head(self.bus, self.session_id)
         if found is not None and found[1] > self.known:
             await self._catch_up(found[1])
+        await self._snapshot()
+
+    async def _poll(self) -> bool:
+        """After a quiet while, look for events whose notices were missed: those that a
+        poll found unannounced and that still are (see ``gap_grace``). Whether the stream
+        holds events not yet announced (to look again soon)."""
+        found = await load_head(self.bus, self.session_id)
+        suspect, self._suspect = self._suspect, None
+        if suspect is not None and suspect > self.known:
+            await self._catch_up(suspect)
+        if found is not None and found[1] > self.known:
+            self._suspect = found[1]
+        return self._suspect is not None
 
     async def _catch_up(self, tail: int) -> None:
         """Deliver stored events in (cursor, tail]; then ``tail`` is the latest known event."""
@@ -204,7 +228,7 @@ class Follower:
     async def _on_commit(self, notice: CommitNotice) -> None:
         if notice.seq <= self.known:
             return  # already read back from the stream
-        if notice.prev != self.known:
+        if notice.prev > self.known:
             # A notice was missed: read the gap back, up to this notice and no further.
             # Reading on to the stream's end could pass the end of a turn whose deltas
             # are still queued behind this notice, and they would then be dropped.

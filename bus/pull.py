@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -50,15 +50,30 @@ class PullLoop:
         self._free.set()
         self.full = full or asyncio.Event()
         """Set while every slot is taken, or more messages wait on the server (the last
-        one delivered said so): work is waiting for this loop."""
+        one delivered said how many) than there are free slots: work waits for this loop."""
         self._backlog = 0
+        self._resting = 0
         self.saturations = 0
         """How many times the loop became full (work waiting) so far."""
         self._stopping = asyncio.Event()
 
     @property
     def in_flight(self) -> int:
-        return len(self._tasks)
+        """Handlers at work (those resting, see :meth:`resting`, take no slot)."""
+        return len(self._tasks) - self._resting
+
+    @contextlib.contextmanager
+    def resting(self) -> Iterator[None]:
+        """A handler that waits without working (a worker keeping a session a moment for
+        its next input) gives its slot back meanwhile."""
+        self._resting += 1
+        self._free.set()
+        self._update()
+        try:
+            yield
+        finally:
+            self._resting -= 1
+            self._update()
 
     async def run(self) -> None:
         inbox = self._nc.new_inbox()
@@ -135,7 +150,7 @@ class PullLoop:
         self._update()
 
     def _update(self) -> None:
-        if self.in_flight >= self._capacity or self._backlog > 0:
+        if self.in_flight >= self._capacity or self._backlog > self._capacity - self.in_flight:
             if not self.full.is_set():
                 self.saturations += 1
             self.full.set()

@@ -32,6 +32,10 @@ async def test_bench_runs_every_scenario_and_reports_against_the_floor(tmp_path:
         ("praxis", 4),
     ]
     assert all(r["turns"] > 0 and r["errors"] == 0 for r in data["load"])
+    for r in data["load"]:  # where each turn's CPU went, by process group
+        groups = {"floor": ("client", "responder"), "praxis": ("client", "workers")}[r["name"]]
+        assert all(r["cpu_ms_per_turn"][g] > 0 for g in groups), r
+    assert all(r["worker_rss_mb"]["after"] > 10 for r in data["load"] if r["name"] == "praxis")
     assert [r["workers"] for r in data["scale"]] == [1, 2] and data["scale"][0]["vs_one"] == 1
     for kind in ("SSE", "GraphQL"):
         assert data["fanout"][kind]["subscribers_with_every_event"] == 4

@@ -560,3 +560,95 @@ async def test_a_follower_that_missed_a_notice_keeps_the_deltas_queued_behind_th
         "agent.message",
         "turn.completed",
     ]
+
+
+async def test_a_poll_does_not_overtake_notices_on_their_way(
+    client: SessionClient, settings: Settings
+) -> None:
+    """A quiet follower polls the stream for missed notices. A turn stored while its
+    notices and deltas are still on their way must not be read from the stream at once:
+    that would end the turn and drop the deltas (seen as GraphQL fan-out subscribers
+    without a turn's text). Events still unannounced at the next poll were missed, and
+    are read back then."""
+    from bus import commit
+    from bus.state import pending_create
+    from schemas import CommitNotice, TokenDelta, TurnStarted, UserMessageAccepted
+    from schemas.records import StoredEvent
+
+    record, _ = await client.create("echo")  # no worker here: this test is its owner
+    sid, bus = record.session_id, client.bus
+    created = await pending_create(bus, sid)
+    assert created is not None
+    base = {"session_id": sid, "task_id": record.task_id, "command_id": "cmd_x"}
+
+    async def append(event: Any, after: int) -> int:
+        return await commit.append(
+            bus.nc, bus.stream, sid, event.model_dump_json().encode(),
+            expected_seq=after, max_bytes=settings.max_message_bytes, timeout=5,
+        )  # fmt: skip
+
+    def turn_events(n: int) -> list[Any]:
+        turn = {"turn_id": f"turn_{n}"}
+        return [
+            UserMessageAccepted(**base, content="hi"),
+            TurnStarted(**base, **turn, worker_id="w"),
+            AgentMessage(**base, **turn, content="a b"),
+            TurnCompleted(**base, **turn, duration_ms=1, final=True),
+        ]
+
+    seqs = [await append(created, 0)]
+    follower = Follower(bus, sid)
+    _, tail = await follower.open()
+    await follower.start(None, tail, join_turn=False)
+    live = subjects.live(sid)
+
+    async def store_turn(n: int) -> list[bytes]:
+        """Store a whole turn; return its live messages (notices and deltas), unsent."""
+        out = []
+        for event in turn_events(n):
+            seqs.append(await append(event, seqs[-1]))
+            stored = StoredEvent(seq=seqs[-1], event=event)
+            out.append(CommitNotice(prev=seqs[-2], seq=seqs[-1], events=[stored]))
+            if isinstance(event, TurnStarted):
+                out += [
+                    TokenDelta(session_id=sid, turn_id=f"turn_{n}", index=i, text=t)
+                    for i, t in ((1, "a "), (2, "b"))
+                ]
+        return [m.model_dump_json().encode() for m in out]
+
+    async def read_turn() -> list[str]:
+        got: list[str] = []
+        async with asyncio.timeout(10):
+            async for item in follower.deliveries():
+                ev = item.event
+                got.append(f"delta {ev.text!r}" if isinstance(ev, TokenDelta) else ev.type)
+                if isinstance(ev, TurnCompleted):
+                    return got
+        raise AssertionError("the follower ended")
+
+    whole = [
+        "user.message",
+        "turn.started",
+        "delta 'a '",
+        "delta 'b'",
+        "agent.message",
+        "turn.completed",
+    ]
+    try:
+        # A poll while the first turn's messages are on their way: nothing is read yet.
+        on_their_way = await store_turn(1)
+        assert await follower._poll(), "the poll sees events not announced yet"
+        assert follower.cursor == seqs[0] and not follower._pending
+        for message in on_their_way:
+            await bus.nc.publish(live, message)
+        assert await read_turn() == whole
+        # The second turn's messages are lost: the poll after next reads it back.
+        await store_turn(2)
+        assert await follower._poll()
+        assert follower.cursor == seqs[4] and not follower._pending
+        assert not await follower._poll(), "read back: nothing unannounced now"
+        assert follower.cursor == seqs[-1]
+        assert await read_turn() == ["user.message", "turn.started", "agent.message",
+                                     "turn.completed"]  # fmt: skip
+    finally:
+        await follower.close()

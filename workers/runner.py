@@ -186,6 +186,8 @@ class RunContext:
         """The due time of the expiry timer this worker last set, per session."""
         self.stopping = asyncio.Event()
         """Set when the worker drains: runners stop lingering."""
+        self.resting: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext
+        """Wrapped around a wait for input: the worker's slot is free meanwhile."""
         self.crowded = asyncio.Event()
         """Set while the worker runs as many sessions as it may, or more work waits on the
         server: runners stop lingering, so that waiting sessions get their turn (a session
@@ -353,18 +355,35 @@ class SessionRunner:
         else:
             self.ck, self.tail = found
         self._claimed = self.state.owner == self.ctx.worker_id
-        await self.bus.nc.publish(
-            subjects.live(self.sid), TailNotice(seq=self.tail).model_dump_json().encode()
-        )
+        await self._tell_tail()
         await self._subscribe()
         while True:
             try:
                 await self._drain()
-                return
+                break
             except FenceRejectedError:
                 if not self._optimistic:
                     raise
                 await self._reload()  # the cached state was stale: read it and go on
+        if self._optimistic:
+            # Nothing was appended, so nothing checked the cached state: if another worker
+            # moved the session on meanwhile (and died before telling its followers, say),
+            # the tail told above was old. Tell the real one; forget the stale state.
+            last = await direct.last_by_subject(
+                self.bus.nc, self.bus.stream, subjects.events(self.sid), self.bus.timeout
+            )
+            if last is not None and last.seq != self.tail:
+                self.ck = None
+                await self.bus.nc.publish(
+                    subjects.live(self.sid), TailNotice(seq=last.seq).model_dump_json().encode()
+                )
+
+    async def _tell_tail(self) -> None:
+        """Tell followers the latest event this run starts from (one they missed, a notice
+        lost with a worker that died, is then read back)."""
+        await self.bus.nc.publish(
+            subjects.live(self.sid), TailNotice(seq=self.tail).model_dump_json().encode()
+        )
 
     async def _reload(self) -> None:
         self._optimistic = False
@@ -374,6 +393,7 @@ class SessionRunner:
             raise BusError(f"session {self.sid} vanished")
         self.ck, self.tail = found
         self._claimed = self.state.owner == self.ctx.worker_id
+        await self._tell_tail()
 
     async def _drain(self) -> None:
         """Handle every pending input; new triggers may join until the last check."""
@@ -383,9 +403,10 @@ class SessionRunner:
         while True:
             await self._answer_queued()
             # Before the read: an input arriving after it wakes the linger. Every command
-            # sent while this run subscribes wakes it, and every stored one has a trigger:
-            # with neither since the last read there is nothing new to read (an input the
-            # subscription missed is still taken, by its trigger, in this run or the next).
+            # sent while this run lasts wakes it (the worker's subscription to commands),
+            # and every stored one has a trigger: with neither since the last read there
+            # is nothing new to read (one the subscription missed is still taken, by its
+            # trigger, in this run or the next).
             read = read or self._wake.is_set() or self._trigger_after_cursor()
             self._wake.clear()
             nxt, self._first = self._first, None
@@ -415,6 +436,10 @@ class SessionRunner:
         A command reaches subscribers a moment before the stream has stored it, so after a
         wake the input is read again, backing off, until it is there or the linger ends.
         """
+        with self.ctx.resting():
+            return await self._wait_for_input()
+
+    async def _wait_for_input(self) -> direct.StoredMsg | None:
         loop = asyncio.get_running_loop()
         end = loop.time() + self.bus.settings.linger
         recheck: float | None = None  # set once woken: read again after this long
@@ -750,7 +775,7 @@ class SessionRunner:
             meta = self._meta(cmd.command_id, cmd.interface, seq)
             await self._end_waiting(meta, f"cancelled by {cmd.command_id}", cmd, final=True)
             return
-        # A cancel acts on the turn in flight as it arrives (_on_control); taken in order,
+        # A cancel acts on the turn in flight as it arrives (on_command); taken in order,
         # after that turn, there is nothing left to cancel.
         await self._skip(seq, cmd, "no turn in flight when the cancel was taken in order")
 
@@ -1080,7 +1105,6 @@ class SessionRunner:
     async def _subscribe(self) -> None:
         nc = self.bus.nc
         self._subs.append(await nc.subscribe(subjects.snapshot(self.sid), cb=self._on_snapshot))
-        self._subs.append(await nc.subscribe(subjects.inputs(self.sid), cb=self._on_control))
 
     async def _on_snapshot(self, msg: Msg) -> None:
         if not subjects.is_inbox(msg.reply):
@@ -1090,7 +1114,8 @@ class SessionRunner:
         with contextlib.suppress(Exception):
             await msg.respond(body)
 
-    async def _on_control(self, msg: Msg) -> None:
+    async def on_command(self, msg: Msg) -> None:
+        """A command sent to this session (as sent: it may not be stored yet)."""
         self._wake.set()  # a new command for this session
         live = self._live
         if live is None or not any(k in msg.data for k in _CONTROL_KINDS):

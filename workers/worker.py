@@ -51,6 +51,7 @@ class Worker:
             expires=1.0 if dedicated else 0.2,
             full=self.ctx.crowded,
         )
+        self.ctx.resting = self._pull.resting
         self._started = datetime.now(UTC)
         self._stopped = False
         self._saturations_seen = 0
@@ -64,14 +65,18 @@ class Worker:
         purges = await self.bus.nc.subscribe(
             subjects.PURGE_REQUESTS, queue=self.bus.settings.consumer, cb=self._on_purge
         )
+        # Commands as they are sent, for the sessions running here (one subscription for
+        # all, not one per run): they wake a runner waiting for input, and cancel turns.
+        commands = await self.bus.nc.subscribe(subjects.INPUT_WILDCARD, cb=self._on_command)
         try:
             await self.heartbeat()
             stopper = asyncio.create_task(stop.wait())
             await asyncio.wait({stopper, pulling}, return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()
         finally:
-            with contextlib.suppress(Exception):
-                await purges.unsubscribe()
+            for sub in (purges, commands):
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
             await cancel_and_wait(janitor)
             await self.stop(pulling, beat)
 
@@ -109,6 +114,12 @@ class Worker:
         finally:
             if self._runners.get(sid) is runner:
                 del self._runners[sid]
+
+    async def _on_command(self, msg: Msg) -> None:
+        parts = msg.subject.split(".")
+        runner = self._runners.get(parts[1]) if len(parts) == 3 else None
+        if runner is not None and not runner.done.is_set():
+            await runner.on_command(msg)
 
     async def _on_purge(self, msg: Msg) -> None:
         """Remove a session for a caller that may not purge the stream itself (the edge);

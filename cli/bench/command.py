@@ -136,11 +136,20 @@ async def run_load(stack: Stack, o: Options, report: Report) -> None:
         await stack.set_workers(max(1, min(o.workers)))
     for n in o.sessions:
         progress(f"load: {n} sessions, {o.seconds:g} s (floor first)")
+        cpu_before = stack.cpu_seconds()
         raw, took = await floor.raw_load(stack.url, creds, sessions=n, duration=o.seconds)
+        cpu_after = stack.cpu_seconds()
         raw_series = Series("floor")
         raw_series.add_round(raw)
+        rss_before = stack.worker_rss()
         sids = await load.new_sessions(stack.client, n, o.agent, o.metadata)
-        found = await load.closed_loops(stack.client, sids, o.seconds, "praxis")
+        found = await load.closed_loops(stack.client, sids, o.seconds, "praxis", stack.cpu_seconds)
+        rss_after = stack.worker_rss()  # every session idle now, none forgotten
+        if rss_before is not None and rss_after is not None:
+            found.extra["worker_rss_mb"] = {
+                "before": rss_before / 2**20,
+                "after": rss_after / 2**20,
+            }
         floor_rate = len(raw) / took
         report.load.append(
             {
@@ -151,6 +160,15 @@ async def run_load(stack: Stack, o: Options, report: Report) -> None:
                 "turns_per_s": floor_rate,
                 "errors": 0,
                 "turn_ms": raw_series.summary(),
+                **(
+                    {
+                        "cpu_ms_per_turn": {
+                            k: (cpu_after[k] - cpu_before[k]) * 1000 / len(raw) for k in cpu_after
+                        }
+                    }
+                    if cpu_before and cpu_after and raw
+                    else {}
+                ),
             }
         )
         report.load.append(
@@ -172,7 +190,7 @@ async def run_scale(stack: Stack, o: Options, report: Report) -> None:
     for workers in o.workers:
         await stack.set_workers(workers)
         progress(f"scale: {workers} worker process(es), {n} sessions, {o.seconds:g} s")
-        found = await load.closed_loops(stack.client, sids, o.seconds, "praxis")
+        found = await load.closed_loops(stack.client, sids, o.seconds, "praxis", stack.cpu_seconds)
         one = one or found.per_second
         report.scale.append(
             {"workers": workers, **found.summary(), "vs_one": found.per_second / one}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,13 +62,18 @@ async def new_sessions(
 
 
 async def closed_loops(
-    client: SessionClient, session_ids: list[str], seconds: float, name: str = "load"
+    client: SessionClient,
+    session_ids: list[str],
+    seconds: float,
+    name: str = "load",
+    cpu: Callable[[], dict[str, float] | None] = lambda: None,
 ) -> LoadResult:
     """Every session sends, waits for its turn to end, sends again, until time is up."""
     latencies: list[float] = []
     errors = 0
     kinds: Counter[str] = Counter()
     loop = asyncio.get_running_loop()
+    cpu_before = cpu()
     start = loop.time()
     end = start + seconds
 
@@ -93,5 +99,12 @@ async def closed_loops(
     await asyncio.gather(*(one(sid) for sid in session_ids))
     series = Series(name)
     series.add_round(latencies)
-    extra = {"error_kinds": dict(kinds.most_common(10))} if kinds else {}
-    return LoadResult(name, len(session_ids), loop.time() - start, series, errors, extra)
+    took = loop.time() - start
+    extra: dict[str, Any] = {"error_kinds": dict(kinds.most_common(10))} if kinds else {}
+    cpu_after = cpu()
+    if cpu_before is not None and cpu_after is not None and latencies:
+        # CPU milliseconds per turn, by process group: what a turn costs where.
+        extra["cpu_ms_per_turn"] = {
+            k: (cpu_after[k] - cpu_before[k]) * 1000 / len(latencies) for k in cpu_after
+        }
+    return LoadResult(name, len(session_ids), took, series, errors, extra)

@@ -25,8 +25,21 @@ def text(report: Report) -> str:
 
 
 def _load_rows(load: list[dict[str, Any]]) -> list[list[str]]:
-    rows = [["load", "sessions", "turns/s", "p50 ms", "p99 ms", "errors", "of floor"]]
+    rows = [
+        [
+            "load",
+            "sessions",
+            "turns/s",
+            "p50 ms",
+            "p99 ms",
+            "errors",
+            "of floor",
+            "worker MB",
+            "CPU ms/turn",
+        ]
+    ]
     for r in load:
+        rss = r.get("worker_rss_mb")
         rows.append(
             [
                 r["name"],
@@ -36,13 +49,23 @@ def _load_rows(load: list[dict[str, Any]]) -> list[list[str]]:
                 f"{r['turn_ms'].get('p99', 0):.2f}",
                 str(r["errors"]),
                 f"{r.get('of_floor', 1.0):.0%}",
+                f"{rss['before']:.0f} -> {rss['after']:.0f}" if rss else "",
+                _cpu(r.get("cpu_ms_per_turn")),
             ]
         )
     return rows
 
 
+def _cpu(cpu: dict[str, float] | None) -> str:
+    """CPU milliseconds per turn: in all, then by process group (those that took any)."""
+    if not cpu:
+        return ""
+    parts = " ".join(f"{k} {v:.2f}" for k, v in cpu.items() if v >= 0.005)
+    return f"{sum(cpu.values()):.2f} ({parts})"
+
+
 def _scale_rows(scale: list[dict[str, Any]]) -> list[list[str]]:
-    rows = [["scale", "workers", "sessions", "turns/s", "p50 ms", "vs 1 worker"]]
+    rows = [["scale", "workers", "sessions", "turns/s", "p50 ms", "vs 1 worker", "CPU ms/turn"]]
     for r in scale:
         rows.append(
             [
@@ -52,6 +75,7 @@ def _scale_rows(scale: list[dict[str, Any]]) -> list[list[str]]:
                 f"{r['turns_per_s']:.0f}",
                 f"{r['turn_ms'].get('p50', 0):.2f}",
                 f"{r['vs_one']:.2f}x",
+                _cpu(r.get("cpu_ms_per_turn")),
             ]
         )
     return rows

@@ -79,6 +79,42 @@ class Stack:
             )
         await self.wait_workers(n)
 
+    server_pid: int | None = None
+    """Our own nats-server's process (``None``: a deployment given by URL)."""
+    responder_pid: int | None = None
+
+    def cpu_seconds(self) -> dict[str, float] | None:
+        """CPU time used so far by our workers, our nats-server and this process (``None``:
+        not ours, or not readable on this system): where a load's work goes."""
+        if not self.own:
+            return None
+        try:
+            return {
+                "workers": sum(_cpu_of(p.pid) for p in self.workers),
+                "server": _cpu_of(self.server_pid) if self.server_pid else 0.0,
+                "responder": _cpu_of(self.responder_pid) if self.responder_pid else 0.0,
+                "client": _cpu_of(os.getpid()),
+            }
+        except OSError:
+            return None
+
+    def worker_rss(self) -> int | None:
+        """The resident memory of our worker processes in bytes (``None``: not ours, or
+        not readable on this system)."""
+        total = 0
+        for proc in self.workers:
+            try:
+                status = Path(f"/proc/{proc.pid}/status").read_text()
+            except OSError:
+                return None
+            kb = next(
+                (ln.split()[1] for ln in status.splitlines() if ln.startswith("VmRSS:")), None
+            )
+            if kb is None:
+                return None
+            total += int(kb) * 1024
+        return total if self.workers else None
+
     async def wait_workers(self, n: int, timeout: float = 60) -> None:
         pids = {p.pid for p in self.workers}
         async with asyncio.timeout(timeout):
@@ -120,6 +156,7 @@ class Stack:
             env=self.env,
         )
         self.others.append(proc)
+        self.responder_pid = proc.pid
         assert proc.stdout is not None
         await asyncio.to_thread(proc.stdout.readline)
 
@@ -132,6 +169,12 @@ class Stack:
         if not self.own:
             with contextlib.suppress(Exception):
                 await self.bus.js.delete_stream(RAW_STREAM)
+
+
+def _cpu_of(pid: int) -> float:
+    """User and system CPU seconds of a process so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.asynccontextmanager
@@ -154,6 +197,8 @@ async def deployment(
             stack = Stack(
                 nats_url, settings, bus, SessionClient(bus), env, server is not None, edge_url
             )
+            if server is not None and server.process is not None:
+                stack.server_pid = server.process.pid
             try:
                 yield stack
             finally:
