@@ -15,7 +15,7 @@ async def test_bench_runs_every_scenario_and_reports_against_the_floor(tmp_path:
         *("bench", "create", "turn", "resume", "load", "scale", "fanout"),
         *("--rounds", "2", "--turns", "20", "--creates", "6", "--sessions", "1,4"),
         *("--seconds", "0.5", "--workers", "1,2", "--subscribers", "4", "--history", "10,200"),
-        "--json",
+        *("--json", "--plot", str(tmp_path / "bench.png")),
     ]
     ran = await asyncio.to_thread(praxis, fresh_env(tmp_path), *args, timeout=240)
     assert ran.returncode == 0, ran.stderr[-3000:]
@@ -41,6 +41,8 @@ async def test_bench_runs_every_scenario_and_reports_against_the_floor(tmp_path:
         assert data["fanout"][kind]["subscribers_with_every_event"] == 4
     assert [r["messages"] for r in data["resume"]] == [10, 200]
     assert "round 2/2" in ran.stderr  # progress while it runs
+    drawn = (tmp_path / "bench.png").read_bytes()
+    assert drawn.startswith(b"\x89PNG") and len(drawn) > 20_000  # three panels of figures
 
 
 async def test_bench_prints_a_table_and_refuses_bad_options(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import httpx
@@ -14,6 +15,7 @@ from cyclopts import App, Parameter
 from bus import Settings
 from bus.credentials import Credentials
 from cli.bench import fanout, floor, graphql, latency, load, render, resume
+from cli.bench import plot as plotting
 from cli.bench.stack import BenchError, Stack, deployment
 from cli.bench.stats import Series
 from cli.runtime import load_settings, run_coro, setup_logging
@@ -285,6 +287,10 @@ def bench(
         float, Parameter(help="The synthetic model's tokens per second (0: at once).")
     ] = 0,
     json_: Annotated[bool, Parameter(name="--json", help="Print JSON instead of tables.")] = False,
+    plot: Annotated[
+        Path | None,
+        Parameter(help="Also draw the figures into this PNG file (needs praxis[plot])."),
+    ] = None,
 ) -> int:
     """Measure Praxis and, in the same run, the raw JetStream loop it is compared with (the
     floor: publish, consume in another process, publish the reply, receive; no Praxis code).
@@ -294,6 +300,8 @@ def bench(
     setup_logging("WARNING")
     if min(rounds, turns, creates, subscribers) < 1 or seconds <= 0:
         raise ValueError("rounds, turns, creates, subscribers and seconds must be positive")
+    if plot is not None:
+        plotting.check_available()
     chosen: set[str] = set(scenarios or ("create", "turn"))
     o = Options(
         rounds,
@@ -316,5 +324,8 @@ def bench(
     async def main() -> None:
         report = await run(load_settings(), chosen, o, nats_url, edge_url)
         print(json.dumps(report.as_json(), indent=2) if json_ else report.text())
+        if plot is not None:
+            plotting.plot(report.as_json(), plot)
+            progress(f"figures drawn into {plot}")
 
     return run_coro(main())

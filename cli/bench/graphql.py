@@ -11,9 +11,10 @@ from typing import Any
 import httpx
 import websockets
 
-from bus import SessionClient
-from cli.bench.fanout import EXPECTED, report
+from bus import Receipt, SessionClient
+from cli.bench.fanout import CREATE_CONCURRENCY, EXPECTED, report
 from cli.bench.latency import Timings
+from schemas import SessionRecord
 
 SUBSCRIPTION = """subscription($id: String!, $after: Int) {
   agentSessionEvents(sessionId: $id, after: $after) { type cursor }
@@ -26,7 +27,7 @@ SEND_MUTATION = """mutation($id: String!, $m: String!) {
 async def subscribe(ws_url: str, session_id: str, after: int) -> websockets.ClientConnection:
     """An ``agentSessionEvents`` subscription over graphql-transport-ws (plain websockets)."""
     ws = await websockets.connect(
-        ws_url, subprotocols=[websockets.Subprotocol("graphql-transport-ws")]
+        ws_url, subprotocols=[websockets.Subprotocol("graphql-transport-ws")], open_timeout=60
     )
     await ws.send(json.dumps({"type": "connection_init"}))
     while json.loads(await ws.recv())["type"] != "connection_ack":
@@ -42,7 +43,10 @@ async def next_event(ws: websockets.ClientConnection) -> str:
     while True:
         msg = json.loads(await ws.recv())
         if msg["type"] == "next":
-            kind: str = msg["payload"]["data"]["agentSessionEvents"]["type"]
+            payload = msg["payload"]
+            if payload.get("errors") or not payload.get("data"):
+                raise RuntimeError(f"subscription error: {payload.get('errors')}")
+            kind: str = payload["data"]["agentSessionEvents"]["type"]
             return kind
         if msg["type"] == "ping":
             await ws.send(json.dumps({"type": "pong"}))
@@ -80,26 +84,49 @@ async def graphql_turns(
     return out
 
 
-async def graphql_fanout(client: SessionClient, base: str, n: int) -> dict[str, Any]:
-    """N GraphQL subscriptions on one edge, one per session; one message to every session."""
-    created = [await client.create("echo") for _ in range(n)]
-    for _, receipt in created:
-        await client.wait(receipt)
+async def _subscriptions(
+    client: SessionClient, base: str, n: int
+) -> tuple[list[tuple[SessionRecord, Receipt]], list[websockets.ClientConnection], float]:
+    """``n`` new sessions, a subscription to each, and the seconds the subscribing took."""
+    gate = asyncio.Semaphore(CREATE_CONCURRENCY)
+
+    async def create() -> tuple[SessionRecord, Receipt]:
+        async with gate:
+            record, receipt = await client.create("echo")
+            await client.wait(receipt)
+            return record, receipt
+
+    created = await asyncio.gather(*(create() for _ in range(n)))
     ws_url = base.replace("http://", "ws://") + "/graphql"
     t0 = time.perf_counter()
-    sockets = await asyncio.gather(
-        *(subscribe(ws_url, r.session_id, receipt.cursor) for r, receipt in created)
-    )
-    connected = time.perf_counter() - t0
+    opening = asyncio.Semaphore(CREATE_CONCURRENCY)  # an edge takes handshakes in turn
+
+    async def open_one(record: SessionRecord, receipt: Receipt) -> websockets.ClientConnection:
+        async with opening:
+            return await subscribe(ws_url, record.session_id, receipt.cursor)
+
+    sockets = await asyncio.gather(*(open_one(r, receipt) for r, receipt in created))
+    return created, sockets, time.perf_counter() - t0
+
+
+async def graphql_fanout(client: SessionClient, base: str, n: int) -> dict[str, Any]:
+    """N GraphQL subscriptions on one edge, one per session; one message to every session."""
+    created, sockets, connected = await _subscriptions(client, base, n)
     sent_at: dict[str, float] = {}
     delivered: list[float] = []
     complete = 0
+
+    failures: list[str] = []
 
     async def watch(sid: str, ws: websockets.ClientConnection) -> None:
         nonlocal complete
         seen: list[str] = []
         while True:
-            kind = await next_event(ws)
+            try:
+                kind = await next_event(ws)
+            except Exception as e:  # counted and shown: a bench reports, it does not stop
+                failures.append(str(e))
+                return
             seen.append(kind)
             if kind == "turn.completed":
                 delivered.append(time.perf_counter() - sent_at[sid])
@@ -115,8 +142,11 @@ async def graphql_fanout(client: SessionClient, base: str, n: int) -> dict[str, 
         # GraphQL does not say when the server has set a subscription up: a first turn
         # seen through it shows that it has (token deltas are live only).
         await client.send(sid, "warm up")
-        while await next_event(ws) != "turn.completed":
-            pass
+        try:
+            while await next_event(ws) != "turn.completed":
+                pass
+        except Exception as e:
+            failures.append(f"warm-up: {e}")
 
     await asyncio.gather(
         *(warm(r.session_id, ws) for (r, _), ws in zip(created, sockets, strict=True))
@@ -128,4 +158,8 @@ async def graphql_fanout(client: SessionClient, base: str, n: int) -> dict[str, 
     t1 = time.perf_counter()
     await asyncio.gather(*(send(r.session_id) for r, _ in created))
     await asyncio.wait_for(asyncio.gather(*watchers), 300)
-    return report(n, connected, time.perf_counter() - t1, complete, delivered)
+    found = report(n, connected, time.perf_counter() - t1, complete, delivered)
+    if failures:
+        found["failed"] = len(failures)
+        found["first_failure"] = failures[0][:500]
+    return found

@@ -107,4 +107,9 @@ def _fanout_line(kind: str, found: dict[str, Any]) -> str:
         f"subscribers got every event; connected in {found['connect_all_s']:.1f} s, all "
         f"turns delivered in {found['all_turns_delivered_s']:.1f} s (delivery p50 "
         f"{found['delivery_ms'].get('p50', 0):.0f} ms)"
+        + (
+            f"; {found['failed']} failed, the first: {found['first_failure']}"
+            if found.get("failed")
+            else ""
+        )
     )
