@@ -63,8 +63,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
             ax.plot(
                 [r["sessions"] for r in rows], [r["turns_per_s"] for r in rows], "o-", label=label
             )
-        ax.set_xscale("log")
-        ax.set_xlabel("concurrent sessions (closed loops)")
+        _sessions_axis(ax, praxis)
         ax.set_ylabel("turns/s")
         ax.set_title("Throughput against load")
         ax.legend()
@@ -75,12 +74,19 @@ def plot(report: dict[str, Any], path: Path) -> None:
                 ax.plot(
                     sessions, [r["turn_ms"].get(q, 0) for r in rows], style, label=f"{label} {q}"
                 )
-        ax.set_xscale("log")
+        _sessions_axis(ax, praxis)
         ax.set_yscale("log")
-        ax.set_xlabel("concurrent sessions (closed loops)")
         ax.set_ylabel("turn latency, ms")
         ax.set_title("Latency against load")
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _sessions_axis(ax: Any, rows: list[dict[str, Any]]) -> None:
+    sessions = sorted({r["sessions"] for r in rows})
+    ax.set_xscale("log")
+    ax.set_xticks(sessions, [f"{n:,}" for n in sessions])
+    ax.minorticks_off()
+    ax.set_xlabel("concurrent sessions (closed loops)")
