@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -60,6 +61,7 @@ class Stack:
     edge_url: str | None = None
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     others: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    _logs: list[int] = field(default_factory=list)
 
     async def set_workers(self, n: int) -> None:
         """Run exactly ``n`` worker processes of our own, all live before this returns."""
@@ -74,7 +76,7 @@ class Stack:
                 subprocess.Popen(  # noqa: ASYNC220 - started between measurements
                     [sys.executable, "-m", "cli", "worker"],
                     env=self.env,
-                    stderr=subprocess.DEVNULL,
+                    stderr=self.log(f"worker-{len(self.workers) + 1}"),
                 )
             )
         await self.wait_workers(n)
@@ -97,6 +99,14 @@ class Stack:
             }
         except OSError:
             return None
+
+    def log(self, name: str) -> int:
+        """A log file for one of our processes (kept with the run's data; errors only)."""
+        folder = Path(self.env["PRAXIS_DATA_DIR"]) / "logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._logs.append(fd)
+        return fd
 
     def worker_rss(self) -> int | None:
         """The resident memory of our worker processes in bytes (``None``: not ours, or
@@ -130,7 +140,7 @@ class Stack:
                 [sys.executable, "-m", "cli", "edge", "--port", "0"],
                 env={**self.env, "PRAXIS_INPROCESS_WORKER": "never"},
                 stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
+                stderr=self.log("edge"),
             )
             self.others.append(proc)
             assert proc.stdout is not None
@@ -166,6 +176,8 @@ class Stack:
         for proc in [*self.others, *self.workers]:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 await asyncio.to_thread(proc.wait, 30)
+        for fd in self._logs:
+            os.close(fd)
         if not self.own:
             with contextlib.suppress(Exception):
                 await self.bus.js.delete_stream(RAW_STREAM)
@@ -183,6 +195,7 @@ async def deployment(
 ) -> AsyncIterator[Stack]:
     """The deployment at ``nats_url`` (and ``edge_url``), or one of our own."""
     server: NatsServer | None = None
+    clean = False
     home = Path(tempfile.mkdtemp(prefix="praxis-bench-"))
     env = dict(os.environ)
     if nats_url is None:
@@ -192,6 +205,7 @@ async def deployment(
         env = {k: v for k, v in env.items() if not k.startswith("PRAXIS_")}
         settings = Settings(nats_url=nats_url, data_dir=home)
     env |= {"PRAXIS_NATS_URL": nats_url, "PRAXIS_DATA_DIR": str(home)}
+    print(f"  logs of the processes it starts: {home / 'logs'}", file=sys.stderr, flush=True)
     try:
         async with connect(settings, nats_url, "praxis-bench") as bus:
             stack = Stack(
@@ -203,6 +217,13 @@ async def deployment(
                 yield stack
             finally:
                 await stack.close()
+    except BaseException:
+        print(f"  the run's data and logs are kept in {home}", file=sys.stderr, flush=True)
+        raise
+    else:
+        clean = True
     finally:
         if server is not None:
             await asyncio.to_thread(server.stop)
+    if clean:  # the stream of a large run takes room; the logs (errors only) are kept
+        await asyncio.to_thread(shutil.rmtree, home / "js", True)
