@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator
+import logging
+import random
+from collections.abc import AsyncGenerator, Awaitable
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -25,7 +27,7 @@ from pydantic import ValidationError
 
 from bus import direct, subjects
 from bus.connection import Bus
-from bus.errors import SessionNotFoundError
+from bus.errors import BusError, SessionNotFoundError
 from bus.state import load_head
 from schemas import (
     CommitNotice,
@@ -40,6 +42,13 @@ from schemas import (
     decode_event,
     decode_live,
 )
+
+log = logging.getLogger("praxis.bus.follow")
+
+
+def _spread(seconds: float) -> float:
+    """``seconds``, give or take a quarter (at random)."""
+    return seconds * random.uniform(0.75, 1.25)
 
 
 @dataclass
@@ -60,6 +69,7 @@ class Follower:
     """An owner answers a snapshot request in milliseconds; one that died after taking the
     request never does, and nothing is delivered while we wait: so wait briefly (the
     durable agent message carries the whole text anyway)."""
+    max_poll_interval: float = 60.0
     gap_grace: float = 0.5
     """A poll that finds events no notice has announced yet reads them only if they are
     still unannounced at the next poll, this long after: their notices (and a turn's
@@ -131,9 +141,17 @@ class Follower:
 
     async def updates(self, keepalive: float | None) -> AsyncGenerator[Delivery | None, None]:
         """Deliveries, and ``None`` after each ``keepalive`` seconds with nothing to deliver
-        (for relays that must show an idle connection is alive)."""
+        (for relays that must show an idle connection is alive).
+
+        After ``poll_interval`` without a live message the stream is polled for notices
+        that were missed; the interval doubles while the session stays quiet (up to
+        ``max_poll_interval``) and is spread at random, so that thousands of idle followers
+        in one process neither poll in step nor keep the server busy. A poll or a read back
+        that fails (a server too busy to answer in time) is tried again later."""
         loop = asyncio.get_running_loop()
-        quiet_since = poll_at = loop.time()
+        quiet_since = loop.time()
+        interval = self.poll_interval
+        next_poll = quiet_since + _spread(interval)
         while True:
             while self._pending:
                 yield self._pending.pop(0)
@@ -146,22 +164,39 @@ class Follower:
                 if keepalive is not None and now - quiet_since >= keepalive:
                     yield None
                     quiet_since = now
-                wake = poll_at + self.poll_interval
+                wake = next_poll
                 if keepalive is not None:
                     wake = min(wake, quiet_since + keepalive)
                 try:
                     async with asyncio.timeout_at(wake):
                         msg = await self._queue.get()
                 except TimeoutError:
-                    if loop.time() >= poll_at + self.poll_interval:
-                        poll_at = loop.time()
-                        if await self._poll():
-                            poll_at -= self.poll_interval - self.gap_grace  # look again soon
+                    if loop.time() >= next_poll:
+                        interval, next_poll = await self._poll_step(interval)
                     continue
             else:
                 msg = self._queue.get_nowait()
-            poll_at = loop.time()  # poll only after poll_interval without a notice
-            await self._on_live(msg)
+            interval = self.poll_interval  # poll only after poll_interval without a notice
+            next_poll = loop.time() + _spread(interval)
+            if not await self._try(self._on_live(msg), ok=True):
+                next_poll = loop.time() + self.gap_grace  # a read back failed: poll soon
+
+    async def _poll_step(self, interval: float) -> tuple[float, float]:
+        """Poll; the interval after it and when the next poll is due."""
+        now = asyncio.get_running_loop().time()
+        if await self._try(self._poll()):
+            return self.poll_interval, now + self.gap_grace  # look again soon
+        interval = min(2 * interval, self.max_poll_interval)
+        return interval, now + _spread(interval)
+
+    async def _try(self, step: Awaitable[bool | None], *, ok: bool | None = None) -> bool:
+        """Await ``step``; ``False`` if the bus failed it (a later poll recovers)."""
+        try:
+            done = await step
+        except (BusError, NatsTimeoutError, NoRespondersError, TimeoutError) as e:
+            log.info("follower of %s: a read failed, tried again later: %r", self.session_id, e)
+            return False
+        return bool(done) if ok is None else ok
 
     async def _resync(self) -> None:
         """After live messages were dropped: what is queued is older than the stream's

@@ -652,3 +652,38 @@ async def test_a_poll_does_not_overtake_notices_on_their_way(
                                      "turn.completed"]  # fmt: skip
     finally:
         await follower.close()
+
+
+async def test_a_follower_outlives_a_poll_the_server_had_no_time_for(
+    client: SessionClient, worker: InProcessWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """10,000 GraphQL subscribers on one edge once polled in step and the polls timed out:
+    every subscription ended with an internal error. A failed poll is now tried again later
+    (quiet followers also poll less and less often, and not in step)."""
+    from nats.errors import TimeoutError as NatsTimeoutError
+
+    import bus.follow
+
+    record, receipt = await client.create("echo")
+    await client.wait(receipt)
+    sid = record.session_id
+    follower = Follower(client.bus, sid)
+    try:
+        _, tail = await follower.open()
+        await follower.start(None, tail)
+
+        async def too_busy(*_: Any, **__: Any) -> None:
+            raise NatsTimeoutError
+
+        monkeypatch.setattr(bus.follow, "load_head", too_busy)
+        assert (await follower._poll_step(5.0))[0] == 10.0, "failed: as if it found nothing"
+        assert (await follower._poll_step(40.0))[0] == follower.max_poll_interval
+        monkeypatch.undo()
+        await client.send(sid, "still here")
+        async with asyncio.timeout(10):
+            async for item in follower.deliveries():
+                if isinstance(item.event, AgentMessage):
+                    assert item.event.content == "still here"
+                    break
+    finally:
+        await follower.close()
