@@ -1,0 +1,100 @@
+"""A worker with more sessions than slots: sessions are taken in turn (none keeps its slot
+while it waits for its next message), and clients whose commands wait for a slot wait
+their turn instead of giving up after the command timeout."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bus import SessionClient, Settings, connect
+from bus.embedded import NatsServer
+from bus.permissions import Role
+from schemas import AgentMessage, Interface, TurnCompleted
+from tests.conftest import credentials, make_settings
+from workers import Worker, registry_for
+
+
+@pytest.fixture
+async def one_slot(nats: NatsServer, tmp_path: Path) -> AsyncIterator[tuple[SessionClient, Worker]]:
+    """A client and a worker with one slot; the client gives up on a command no worker has
+    taken within a second, unless the workers say they are busy. A session lingers 30 s
+    after its last input (before, that kept the slot: a session in a loop kept it)."""
+    s: Settings = make_settings(
+        nats.url,
+        tmp_path,
+        worker_concurrency=1,
+        command_timeout=1.0,
+        linger=30.0,
+    )
+    assert s.nats_url
+    creds = credentials(s.nats_url, Role.WORKER)
+    async with (
+        connect(s, s.nats_url, "test-client") as bus,
+        connect(s, s.nats_url, "test-worker", Role.WORKER, creds) as worker_bus,
+    ):
+        worker = Worker(worker_bus, registry_for(s))
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run(stop))
+        try:
+            yield SessionClient(bus, Interface.API), worker
+        finally:
+            stop.set()
+            await running
+
+
+async def _turn(client: SessionClient, sid: str, message: str) -> str:
+    reply = ""
+    async for item in client.turn(sid, message):
+        if isinstance(item.event, AgentMessage):
+            reply = item.event.content
+        if isinstance(item.event, TurnCompleted):
+            return reply
+    raise AssertionError(f"the turn of {sid} did not complete")
+
+
+async def _session(client: SessionClient, agent: str, **metadata: float) -> str:
+    record, receipt = await client.create(agent, metadata=metadata)
+    await client.wait(receipt)
+    return record.session_id
+
+
+async def test_a_session_in_a_fast_loop_does_not_keep_the_only_slot(
+    one_slot: tuple[SessionClient, Worker],
+) -> None:
+    client, _ = one_slot
+    hog, other = await _session(client, "echo"), await _session(client, "echo")
+    other_done = asyncio.Event()
+
+    async def fast_loop() -> int:
+        turns = 0
+        while not other_done.is_set() and turns < 5000:
+            await _turn(client, hog, f"again {turns}")
+            turns += 1
+        return turns
+
+    looping = asyncio.create_task(fast_loop())
+    try:
+        await _turn(client, hog, "warm")  # the loop's session is in the worker by now
+        assert await _turn(client, other, "my turn") == "my turn"
+        assert not looping.done(), "answered while the other session kept sending"
+    finally:
+        other_done.set()
+        assert await looping > 0
+
+
+async def test_a_command_waiting_for_a_busy_worker_waits_past_the_command_timeout(
+    one_slot: tuple[SessionClient, Worker],
+) -> None:
+    client, worker = one_slot
+    slow = await _session(client, "slow", pieces=20, delay=0.1)  # a 2 s turn
+    waiting = await _session(client, "echo")
+    busy = asyncio.create_task(_turn(client, slow, "take your time"))
+    await asyncio.wait_for(worker.ctx.crowded.wait(), 10)  # the slow turn has the only slot
+    # Not taken for about 2 s, twice the command timeout: the heartbeats say why.
+    assert await _turn(client, waiting, "after you") == "after you"
+    assert (await busy).startswith("w0 w1")
+    assert any(w.busy for w in await client.workers())
