@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import fresh_env, praxis
 
@@ -76,3 +79,13 @@ async def test_bench_turns_with_a_synthetic_model(tmp_path: Path) -> None:
     done = found["turn: completed (bus)"]
     assert first["p10"] >= 40  # waits for its first token
     assert done["p10"] >= 40 + 2 * 20  # then 3 tokens at 50 a second
+
+
+def test_bench_plot_says_what_to_install_without_matplotlib(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from cli.bench.plot import PlotUnavailableError, check_available
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
+    with pytest.raises(PlotUnavailableError, match=r"pip install 'praxis\[plot\]'"):
+        check_available()
