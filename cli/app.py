@@ -27,6 +27,7 @@ from bus.embedded import EmbeddedServerError
 from bus.permissions import Role
 from bus.retention import ENDED, sweep
 from bus.transfer import LineError, dumps_line, export_session, import_conversation, parse_lines
+from cli import status
 from cli.bench import bench_app
 from cli.bus_admin import bus_app
 from cli.chat import (
@@ -491,6 +492,21 @@ def workers_cmd(
                 table(worker_rows(found))
             else:
                 print("No live workers.", file=sys.stderr)
+
+    return _run(main())
+
+
+@app.command(name="status")
+def status_cmd(
+    *, json_: Annotated[bool, Parameter(name="--json", help="Print JSON.")] = False
+) -> int:
+    """The NATS server, the stream and its work queue (commands waiting for a worker), the
+    buckets, the live workers and the sessions by state."""
+    _logging("WARNING")
+
+    async def main() -> None:
+        async with runtime(_settings(), with_worker=False) as rt:
+            status.show(await status.gather(rt.bus, rt.client), json_)
 
     return _run(main())
 

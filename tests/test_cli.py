@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -9,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bus import Settings
+from bus import SessionClient, Settings
 from bus.embedded import connections
-from tests.conftest import env_for, fresh_env, praxis, spawn_praxis
+from tests.conftest import InProcessWorker, env_for, fresh_env, praxis, spawn_praxis
 
 
 @pytest.fixture
@@ -137,6 +138,34 @@ def test_agents_and_workers(env: dict[str, str]) -> None:
     assert {"hello-world", "echo", "slow", "boom"} <= names
     workers = praxis(env, "workers")
     assert workers.returncode == 0
+
+
+async def test_status_shows_the_bus_the_work_the_workers_and_the_sessions(
+    env: dict[str, str], client: SessionClient, worker: InProcessWorker
+) -> None:
+    # The module's server is shared: count what this test adds.
+    before = json.loads((await asyncio.to_thread(praxis, env, "status", "--json")).stdout)
+    record, receipt = await client.create("echo", task_id="task-status")
+    await client.wait(receipt)
+    await client.wait(await client.send(record.session_id, "hello"))
+    ended, receipt = await client.create("echo", task_id="task-status")
+    await client.wait(receipt)
+    await client.complete(ended.session_id)
+    ran = await asyncio.to_thread(praxis, env, "status", "--json")
+    assert ran.returncode == 0, ran.stderr
+    now = json.loads(ran.stdout)
+    was, after = before["sessions"]["by_state"], now["sessions"]["by_state"]
+    assert after["ACTIVE"] - was["ACTIVE"] == 1 and after["COMPLETED"] - was["COMPLETED"] == 1
+    assert now["sessions"]["total"] - before["sessions"]["total"] == 2
+    assert now["stream"]["messages"] > before["stream"]["messages"]
+    assert now["nats"]["server_version"].startswith("2.")
+    assert now["work_queue"]["waiting"] == 0
+    assert worker.worker.worker_id in {w["worker_id"] for w in now["workers"]}
+    assert set(now["buckets"]) >= {"praxis_sessions", "praxis_leases", "praxis_workers"}
+    text = await asyncio.to_thread(praxis, env, "status")
+    assert text.returncode == 0, text.stderr
+    assert "commands waiting for a worker" in text.stdout
+    assert worker.worker.worker_id in text.stdout
 
 
 def test_fresh_machine_embedded_nats(tmp_path: Path) -> None:

@@ -1,0 +1,114 @@
+"""``praxis status``: the NATS server(s), the stream and its work queue, the buckets, the
+live workers and the sessions by state, in one look."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from typing import Any
+
+from bus import Bus, SessionClient
+from cli.render import table, worker_rows
+from schemas import SessionState, WorkerInfo
+
+
+async def gather(bus: Bus, client: SessionClient) -> dict[str, Any]:
+    """What ``praxis status`` shows (its ``--json`` document)."""
+    s = bus.settings
+    nc, js = bus.nc, bus.js
+    stream, consumer, account, workers, records = await asyncio.gather(
+        js.stream_info(s.stream),
+        js.consumer_info(s.stream, s.consumer),
+        js.account_info(),
+        client.workers(),
+        client.records(),
+    )
+    buckets = {}
+    for bucket in (
+        s.sessions_bucket,
+        s.leases_bucket,
+        s.workers_bucket,
+        s.dead_letters_bucket,
+    ):
+        info = await js.stream_info(f"KV_{bucket}")
+        buckets[bucket] = {"entries": info.state.messages, "bytes": info.state.bytes}
+    cluster = stream.cluster
+    by_state = Counter(r.state.value for r in records)
+    return {
+        "nats": {
+            "connected_to": nc.connected_url.netloc if nc.connected_url else None,
+            "server_version": _version(nc.connected_server_version),
+            "servers_known": [u.netloc for u in nc.servers],
+            "jetstream": {
+                "storage_bytes": account.storage,
+                "memory_bytes": account.memory,
+                "streams": account.streams,
+                "consumers": account.consumers,
+            },
+        },
+        "stream": {
+            "name": s.stream,
+            "messages": stream.state.messages,
+            "bytes": stream.state.bytes,
+            "replicas": stream.config.num_replicas,
+            "leader": cluster.leader if cluster and (stream.config.num_replicas or 1) > 1 else None,
+            "replicas_current": (
+                [r.name for r in cluster.replicas or [] if r.current] if cluster else []
+            ),
+        },
+        "work_queue": {
+            "consumer": s.consumer,
+            "waiting": consumer.num_pending,  # commands no worker has taken yet
+            "in_progress": consumer.num_ack_pending,
+            "redelivered": consumer.num_redelivered,
+        },
+        "buckets": buckets,
+        "workers": [w.model_dump(mode="json") for w in workers],
+        "sessions": {
+            "total": len(records),
+            "by_state": {state.value: by_state.get(state.value, 0) for state in SessionState},
+        },
+    }
+
+
+def show(found: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(found, indent=2))
+        return
+    n, st, q = found["nats"], found["stream"], found["work_queue"]
+    print(f"NATS      {n['connected_to']} (nats-server {n['server_version']})")
+    if len(n["servers_known"]) > 1:
+        print(f"          cluster: {', '.join(n['servers_known'])}")
+    leader = f", leader {st['leader']}" if st["leader"] else ""
+    print(
+        f"Stream    {st['name']}: {st['messages']:,} messages, {_size(st['bytes'])}, "
+        f"{st['replicas']} replica(s){leader}"
+    )
+    print(
+        f"Work      {q['waiting']:,} commands waiting for a worker, {q['in_progress']:,} in "
+        f"progress, {q['redelivered']:,} redelivered"
+    )
+    buckets = ", ".join(f"{k} {v['entries']:,}" for k, v in found["buckets"].items())
+    print(f"Buckets   {buckets} (entries, deletion markers included)")
+    states = found["sessions"]["by_state"]
+    shown = ", ".join(f"{count:,} {state}" for state, count in states.items() if count)
+    print(f"Sessions  {found['sessions']['total']:,}" + (f": {shown}" if shown else ""))
+    if found["workers"]:
+        print()
+        table(worker_rows([WorkerInfo.model_validate(w) for w in found["workers"]]))
+    else:
+        print("Workers   none live")
+
+
+def _version(v: Any) -> str:
+    return f"{v.major}.{v.minor}.{v.patch}" + (f"-{v.prerelease}" if v.prerelease else "")
+
+
+def _size(n: int) -> str:
+    size, unit = float(n), "B"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            break
+        size /= 1024
+    return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
