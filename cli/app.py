@@ -11,7 +11,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from cyclopts import App, Parameter
 from pydantic import ValidationError
@@ -65,6 +65,7 @@ app.command(dead_app)
 app.command(keys_app)
 app.command(bus_app)
 app.command(bench_app)
+app.register_install_completion_command(help="Install shell completion for praxis.")
 
 USER_ERRORS = (BusError, InvalidIdError, TurnError, EmbeddedServerError, ValueError, OSError)
 
@@ -494,6 +495,21 @@ def workers_cmd(
                 print("No live workers.", file=sys.stderr)
 
     return _run(main())
+
+
+@app.command(name="completion")
+def completion_cmd(
+    shell: Annotated[
+        Literal["bash", "zsh", "fish"],
+        Parameter(help="The shell to complete in."),
+    ] = "bash",
+    /,
+) -> int:
+    """Print a shell completion script for praxis: for example
+    'eval "$(praxis completion bash)"' in ~/.bashrc ('praxis --install-completion' installs
+    it for the current shell)."""
+    print(app.generate_completion(prog_name="praxis", shell=shell))
+    return 0
 
 
 @app.command(name="status")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -166,6 +167,40 @@ async def test_status_shows_the_bus_the_work_the_workers_and_the_sessions(
     assert text.returncode == 0, text.stderr
     assert "commands waiting for a worker" in text.stdout
     assert worker.worker.worker_id in text.stdout
+
+
+def test_shell_completion(tmp_path: Path) -> None:
+    """The bash script completes commands and options when sourced in a real bash."""
+    env = fresh_env(tmp_path)
+    script = praxis(env, "completion", "bash")
+    assert script.returncode == 0, script.stderr
+    (tmp_path / "praxis.bash").write_text(script.stdout)
+
+    def complete(*words: str) -> set[str]:
+        line = " ".join(words)
+        ran = subprocess.run(
+            [
+                "bash",
+                "-c",
+                f'source "{tmp_path / "praxis.bash"}"; COMP_WORDS=({line}); '
+                f"COMP_CWORD={len(words) - 1}; COMP_LINE='{line}'; COMP_POINT=${{#COMP_LINE}}; "
+                '_praxis; printf "%s\\n" "${COMPREPLY[@]}"',
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert ran.returncode == 0, ran.stderr
+        return set(ran.stdout.split())
+
+    assert "status" in complete("praxis", "sta")
+    assert {"run", "resume"} <= complete("praxis", "agent", "r")
+    assert "--json" in complete("praxis", "status", "--j")
+    for shell, first in (("zsh", "#compdef praxis"), ("fish", "# Fish completion for praxis")):
+        other = praxis(env, "completion", shell)
+        assert other.returncode == 0 and other.stdout.startswith(first), other.stderr
+    bad = praxis(env, "completion", "tcsh")
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
 
 
 def test_fresh_machine_embedded_nats(tmp_path: Path) -> None:
