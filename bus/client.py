@@ -19,7 +19,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import PubAck
 from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
 
-from bus import commit, direct, subjects
+from bus import commit, direct, logs, subjects
 from bus.connection import Bus, with_retry
 from bus.errors import (
     MESSAGE_TOO_LARGE,
@@ -150,6 +150,7 @@ class SessionClient:
     async def _guard(self, session_id: str) -> None:
         """Raise :class:`SessionNotFoundError` for a session the scope may not see."""
         check_token(session_id, "session id")
+        logs.about(session_id, self._task_ids.get(session_id))  # for this task's log lines
         scope = self.scope
         if scope is None or scope.admin:
             return
@@ -200,6 +201,7 @@ class SessionClient:
         check_token(agent, "agent name")
         sid = check_token(session_id, "session id") if session_id is not None else new_id("ses")
         tid = check_token(task_id, "task id") if task_id is not None else new_id("task")
+        logs.about(sid, tid)
         known = await self.known_agents()
         if known and agent not in known:
             raise UnknownAgentError(agent, list(known))

@@ -142,6 +142,11 @@ class Settings(BaseSettings):
     state_cache: int = Field(
         default=1000, ge=0, description="Sessions whose state a worker keeps between runs."
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="Log lines as text, or one JSON object per line; both carry the session "
+        "and task ids (read from PRAXIS_LOG_FORMAT when logging starts).",
+    )
     checkpoint_every: int = Field(
         default=16,
         ge=1,

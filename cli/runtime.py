@@ -13,7 +13,7 @@ from typing import Any
 
 import uvloop
 
-from bus import Bus, SessionClient, Settings, connect
+from bus import Bus, SessionClient, Settings, connect, logs
 from bus.credentials import Credentials
 from bus.embedded import Embedded, ensure_server
 from bus.permissions import Role
@@ -29,8 +29,10 @@ def load_settings() -> Settings:
 
 
 def setup_logging(default: str) -> None:
+    """Log at ``PRAXIS_LOG_LEVEL`` (else ``default``) in ``PRAXIS_LOG_FORMAT`` (text or
+    json), every line with the session and task it is about (see :mod:`bus.logs`)."""
     level = os.environ.get("PRAXIS_LOG_LEVEL", default).upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(level, os.environ.get("PRAXIS_LOG_FORMAT", "text").strip().lower())
 
 
 def login_name() -> str | None:

@@ -92,6 +92,7 @@ def create_app(settings: Settings, bus: Bus | None = None) -> Litestar:
         )
         middleware.append(limit.middleware)
     return Litestar(
+        logging_config=None,  # logging is the process's (PRAXIS_LOG_FORMAT, the ids)
         route_handlers=[AgentSessions, healthz, readyz, graphql.controller(settings.sse_keepalive)],
         middleware=middleware,
         lifespan=[lifespan],

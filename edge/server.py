@@ -27,6 +27,7 @@ async def serve(app: Litestar, host: str, port: int, stop: asyncio.Event) -> Non
         lifespan="on",
         access_log=False,
         log_level="warning",
+        log_config=None,  # uvicorn's lines go through ours (PRAXIS_LOG_FORMAT, the ids)
         timeout_graceful_shutdown=2,
         server_header=False,
     )

@@ -25,7 +25,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 
-from bus import Bus, commit, direct, leases, subjects, with_retry
+from bus import Bus, commit, direct, leases, logs, subjects, with_retry
 from bus.errors import BusError, FenceRejectedError, MessageTooLargeError
 from bus.state import load_state
 from bus.tasks import cancel_and_wait
@@ -236,6 +236,7 @@ class SessionRunner:
         self._wake.set()
 
     async def run(self) -> None:
+        logs.about(self.sid)  # every log line of this run (its own task) names the session
         # Read while claiming: what is read is only used if the claim succeeds, and the
         # fence rejects anything written from a state that was stale.
         cached = self.ctx.cache.take(self.sid)
@@ -354,6 +355,7 @@ class SessionRunner:
                 return
         else:
             self.ck, self.tail = found
+        logs.about(self.sid, self.state.session.task_id)
         self._claimed = self.state.owner == self.ctx.worker_id
         await self._tell_tail()
         await self._subscribe()
