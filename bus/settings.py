@@ -142,6 +142,14 @@ class Settings(BaseSettings):
     state_cache: int = Field(
         default=1000, ge=0, description="Sessions whose state a worker keeps between runs."
     )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="A worker serves Prometheus metrics at http://METRICS_HOST:PORT/metrics "
+        "(0: any free port, shown in its heartbeat); unset: none (the edge has /metrics).",
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="Where workers serve metrics.")
     log_format: Literal["text", "json"] = Field(
         default="text",
         description="Log lines as text, or one JSON object per line; both carry the session "

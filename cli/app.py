@@ -20,6 +20,7 @@ from bus import (
     BusError,
     IllegalTransitionError,
     SessionClient,
+    Settings,
     UnknownAgentError,
     connect,
 )
@@ -586,6 +587,12 @@ def edge_cmd(*, host: HostOption = None, port: PortOption = None) -> int:
     return _run(main())
 
 
+def _metrics_port(settings: Settings, i: int) -> dict[str, str]:
+    """Worker ``i`` of several serves its metrics on the port after worker ``i - 1``'s."""
+    port = settings.metrics_port
+    return {"PRAXIS_METRICS_PORT": str(port + i)} if port else {}
+
+
 @app.command(name="up")
 def up_cmd(
     *,
@@ -619,9 +626,10 @@ def up_cmd(
             async with connect(settings, url, "praxis-up", Role.ADMIN, admin) as bus:
                 procs = [
                     subprocess.Popen(  # noqa: ASYNC220
-                        [sys.executable, "-m", "cli", "worker"], env=env(Role.WORKER)
+                        [sys.executable, "-m", "cli", "worker"],
+                        env=env(Role.WORKER) | _metrics_port(settings, i),
                     )
-                    for _ in range(max(workers, 0))
+                    for i in range(max(workers, 0))
                 ]
                 await _wait_for_workers(SessionClient(bus), {p.pid for p in procs}, procs)
                 edge_url = None

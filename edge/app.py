@@ -26,7 +26,7 @@ from pydantic import BaseModel
 import edge.sessions
 import schemas
 import schemas.api
-from bus import Bus, NotConnectedError, Role, SessionClient, Settings, connect
+from bus import Bus, NotConnectedError, Role, SessionClient, Settings, connect, metrics
 from edge import graphql, problems
 from edge.auth import Authenticator, caller_key
 from edge.sessions import AgentSessions
@@ -40,6 +40,16 @@ VERSION = "0.1.0"
 @get("/healthz", tags=["health"], summary="The process is up")
 async def healthz() -> Health:
     return Health(status="ok")
+
+
+@get(
+    "/metrics",
+    tags=["health"],
+    summary="Prometheus metrics of this edge",
+    media_type=metrics.CONTENT_TYPE,
+)
+async def metrics_handler() -> Response[bytes]:
+    return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
 
 
 @get(
@@ -88,12 +98,18 @@ def create_app(settings: Settings, bus: Bus | None = None) -> Litestar:
         limit = RateLimitConfig(
             rate_limit=("second", settings.rate_limit),
             identifier_for_request=_caller,
-            exclude=["/healthz", "/readyz", "/schema"],
+            exclude=["/healthz", "/readyz", "/metrics", "/schema"],
         )
         middleware.append(limit.middleware)
     return Litestar(
         logging_config=None,  # logging is the process's (PRAXIS_LOG_FORMAT, the ids)
-        route_handlers=[AgentSessions, healthz, readyz, graphql.controller(settings.sse_keepalive)],
+        route_handlers=[
+            AgentSessions,
+            healthz,
+            readyz,
+            metrics_handler,
+            graphql.controller(settings.sse_keepalive),
+        ],
         middleware=middleware,
         lifespan=[lifespan],
         on_startup=[_describe_models],

@@ -30,7 +30,7 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionContext, Info
 from strawberry.types.unset import UNSET, UnsetType
 
-from bus import BusError, SessionClient, Settings
+from bus import BusError, SessionClient, Settings, metrics
 from bus import Scope as BusScope
 from bus.client import list_cursor
 from edge import problems
@@ -508,11 +508,14 @@ class Subscription:
         except BaseException:
             closed()
             raise
+        subscribers = metrics.SUBSCRIBERS.labels("graphql")
+        subscribers.inc()
         try:
             async for item in items:
                 if item is not None:
                     yield AgentSessionEvent.of(EventEnvelope.of(item))
         finally:
+            subscribers.dec()
             await items.aclose()
             closed()
 

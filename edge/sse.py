@@ -13,7 +13,7 @@ from typing import Any
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.response.base import ASGIResponse
 
-from bus import BusError
+from bus import BusError, metrics
 from edge.problems import problem_for
 from schemas import Delivery
 from schemas.api import envelope_json
@@ -37,6 +37,8 @@ async def relay(
     on_close: Callable[[], None] | None = None,
 ) -> AsyncGenerator[ServerSentEventMessage, None]:
     """``first`` (if any), then every item; ``None`` becomes a keep-alive comment."""
+    subscribers = metrics.SUBSCRIBERS.labels("sse")
+    subscribers.inc()
     try:
         yield OPENED if first is None else message(first)
         async for item in items:
@@ -44,6 +46,7 @@ async def relay(
     except BusError as e:
         yield error(e)
     finally:
+        subscribers.dec()
         await items.aclose()
         if on_close is not None:
             on_close()

@@ -274,6 +274,8 @@ class WorkerInfo(BaseModel):
     busy: bool = False
     """Since its last heartbeat the worker had work waiting for a free slot: commands may
     wait their turn (clients then wait longer than ``command_timeout`` for them)."""
+    metrics_url: str | None = None
+    """Where the worker serves its Prometheus metrics (``PRAXIS_METRICS_PORT``)."""
 
 
 class DeadLetter(BaseModel):

@@ -25,7 +25,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 
-from bus import Bus, commit, direct, leases, logs, subjects, with_retry
+from bus import Bus, commit, direct, leases, logs, metrics, subjects, with_retry
 from bus.errors import BusError, FenceRejectedError, MessageTooLargeError
 from bus.state import load_state
 from bus.tasks import cancel_and_wait
@@ -515,6 +515,7 @@ class SessionRunner:
         if cmd.session_id != self.sid:
             await self._reject_invalid(seq, cmd.command_id, "session_id differs from the subject")
             return
+        metrics.COMMANDS.labels(cmd.kind).inc()
         resuming = self.state.progress == seq
         self._replying = Replying(cmd.command_id, cmd.reply_to) if cmd.reply_to else None
         self._actor = (cmd.command_id, cmd.actor)
@@ -556,6 +557,7 @@ class SessionRunner:
     async def _park(self, seq: int, cmd: Command, data: bytes, attempts: int, reason: str) -> None:
         """Store the command in the dead-letter bucket, then end it with
         ``command.dead_lettered`` (a turn in flight for it fails first)."""
+        metrics.DEAD_LETTERS.inc()
         letter_id = dead_letter_id(self.sid, seq)
         letter = DeadLetter(
             id=letter_id,
@@ -920,7 +922,9 @@ class SessionRunner:
         began = time.perf_counter()
         text, error, spent = await self._run_agent(turn_id, content, attempt, meta, origin)
         usage = Usage(**asdict(spent)) if spent else None
+        metrics.TURN_SECONDS.observe(time.perf_counter() - began)
         if self._waiting is not None:
+            metrics.TURNS.labels("waiting").inc()
             calls, self._waiting = self._waiting, None
             await self._append(
                 TurnWaiting(
@@ -936,6 +940,7 @@ class SessionRunner:
                 await self._append(message)
             except MessageTooLargeError as e:
                 error = f"the reply is too large to store ({e})"
+        metrics.TURNS.labels("completed" if error is None else "failed").inc()
         if error is None:
             ms = (time.perf_counter() - began) * 1000
             await self._append(
@@ -1154,13 +1159,16 @@ class SessionRunner:
         """Store ``event`` (fenced), fold it, tell followers; after a final one, snapshot."""
         if not self._claimed and not isinstance(event, SessionCreated):
             self._claimed = True
+            previous = self.state.owner
             await self._append(
                 SessionClaimed(
                     **self._meta(None, None, None),
                     worker_id=self.ctx.worker_id,
-                    previous_owner=self.state.owner,
+                    previous_owner=previous,
                 )
             )
+            if previous is not None:
+                metrics.TAKEOVERS.inc()
         payload = event.model_dump_json().encode()
         seq = await commit.append(
             self.bus.nc,

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from nats.aio.msg import Msg
 
-from bus import Bus, PullLoop, SessionClient, subjects
+from bus import Bus, PullLoop, SessionClient, metrics, subjects
 from bus.retention import Outcome, SweepLock, sweep
 from bus.tasks import cancel_and_wait
 from schemas import Interface, WorkerInfo, check_token, new_id
@@ -55,10 +55,14 @@ class Worker:
         self._started = datetime.now(UTC)
         self._stopped = False
         self._saturations_seen = 0
+        self.metrics_url: str | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then drain: stop taking work, finish or hand back."""
         log.info("worker %s started with agents %s", self.worker_id, self.registry.names())
+        port = self.bus.settings.metrics_port
+        if port is not None and self.dedicated:
+            self.metrics_url = metrics.serve(port, self.bus.settings.metrics_host)
         beat = asyncio.create_task(self._heartbeat_loop())
         pulling = asyncio.create_task(self._pull.run())
         janitor = asyncio.create_task(self._janitor_loop())
@@ -96,6 +100,9 @@ class Worker:
         log.info("worker %s stopped", self.worker_id)
 
     async def _on_trigger(self, msg: Msg) -> None:
+        with contextlib.suppress(Exception):  # the metadata of a well-formed delivery
+            if msg.metadata.num_delivered > 1:
+                metrics.REDELIVERIES.inc()
         try:
             sid = subjects.session_of(msg.subject)
         except ValueError:
@@ -109,9 +116,11 @@ class Worker:
         runner = SessionRunner(self.ctx, sid)
         runner.add_trigger(msg)
         self._runners[sid] = runner
+        metrics.ACTIVE_SESSIONS.inc()
         try:
             await runner.run()
         finally:
+            metrics.ACTIVE_SESSIONS.dec()
             if self._runners.get(sid) is runner:
                 del self._runners[sid]
 
@@ -207,6 +216,7 @@ class Worker:
             capacity=self.bus.settings.worker_concurrency,
             dedicated=self.dedicated,
             busy=busy,
+            metrics_url=self.metrics_url,
         )
         await self.bus.workers.put(self.worker_id, info.model_dump_json().encode())
 
