@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
 
 from cyclopts import App, Parameter
 
+from bus import asyncapi
 from bus.credentials import seed_file, write_server_config
 from bus.permissions import Role
 from cli.runtime import bus_connection, load_settings, run_coro, setup_logging
 
-bus_app = App(name="bus", help="The NATS side: users and permissions, provisioning.")
+bus_app = App(
+    name="bus", help="The NATS side: users and permissions, provisioning, the bus contract."
+)
+
+
+@bus_app.command(name="docs")
+def bus_docs() -> int:
+    """Print the bus contract as an AsyncAPI 3.0 document (JSON): every subject, what
+    travels on it and who sends it, for services that publish on the bus themselves. The
+    edge serves the same at /asyncapi.json."""
+    print(json.dumps(asyncapi.document(load_settings()), indent=2))
+    return 0
 
 
 @bus_app.command(name="credentials")

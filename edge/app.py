@@ -26,7 +26,7 @@ from pydantic import BaseModel
 import edge.sessions
 import schemas
 import schemas.api
-from bus import Bus, NotConnectedError, Role, SessionClient, Settings, connect, metrics
+from bus import Bus, NotConnectedError, Role, SessionClient, Settings, asyncapi, connect, metrics
 from edge import graphql, problems
 from edge.auth import Authenticator, caller_key
 from edge.sessions import AgentSessions
@@ -50,6 +50,16 @@ async def healthz() -> Health:
 )
 async def metrics_handler() -> Response[bytes]:
     return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
+
+
+@get("/asyncapi.json", tags=["health"], summary="The bus contract (AsyncAPI 3.0)")
+async def asyncapi_handler(state: State) -> dict[str, Any]:
+    """Every subject Praxis uses on NATS, what travels on it and who sends it: for services
+    that publish commands or follow sessions on the bus themselves."""
+    doc: dict[str, Any] | None = state.get("asyncapi")
+    if doc is None:
+        doc = state["asyncapi"] = asyncapi.document(state["settings"])
+    return doc
 
 
 @get(
@@ -98,7 +108,7 @@ def create_app(settings: Settings, bus: Bus | None = None) -> Litestar:
         limit = RateLimitConfig(
             rate_limit=("second", settings.rate_limit),
             identifier_for_request=_caller,
-            exclude=["/healthz", "/readyz", "/metrics", "/schema"],
+            exclude=["/healthz", "/readyz", "/metrics", "/asyncapi.json", "/schema"],
         )
         middleware.append(limit.middleware)
     return Litestar(
@@ -108,6 +118,7 @@ def create_app(settings: Settings, bus: Bus | None = None) -> Litestar:
             healthz,
             readyz,
             metrics_handler,
+            asyncapi_handler,
             graphql.controller(settings.sse_keepalive),
         ],
         middleware=middleware,

@@ -1,0 +1,208 @@
+"""The bus contract as an AsyncAPI 3.0 document, made by faststream from the wire models:
+every subject Praxis uses, what travels on it, and who sends it. Other services can publish
+commands and follow sessions from it without reading Praxis's code. Served by the edge at
+``GET /asyncapi.json`` and printed by ``praxis bus docs``."""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib.metadata import version
+from typing import Any
+
+from faststream.nats import NatsBroker
+from faststream.specification import AsyncAPI
+from pydantic import BaseModel
+
+from bus import subjects
+from bus.settings import Settings
+from schemas import (
+    Checkpoint,
+    Command,
+    CommandOutcome,
+    DeadLetter,
+    Event,
+    Expire,
+    SessionRecord,
+    Snapshot,
+    WorkerInfo,
+)
+from schemas.records import LiveMessage
+
+SESSION = "{session_id}"
+
+
+class PurgeRequest(BaseModel):
+    """Remove a session (every command, event and snapshot of it, and its record)."""
+
+    session_id: str
+
+
+class PurgeAnswer(BaseModel):
+    """Empty when the session is gone; ``error`` says why not."""
+
+    error: str | None = None
+
+
+class Empty(BaseModel):
+    """No payload."""
+
+
+# (channel name, subject, payload, who sends it, description); "praxis" sends, or others do.
+_CHANNELS: list[tuple[str, str, Any, bool, str]] = [
+    (
+        "commands",
+        subjects.INPUT_WILDCARD.replace("*", SESSION),
+        Command,
+        False,
+        "Commands for a session, stored in the stream: `create_session` first (publish it "
+        "with `Nats-Expected-Last-Subject-Sequence: 0` so that it is stored only for a new "
+        "id), then messages, decisions on tool calls, suspend, resume, complete, cancel. Set "
+        "`Nats-Msg-Id` to the command id: a repeat within the duplicate window is dropped. "
+        "Give `reply_to` (an `_INBOX.` subject) to get the outcome there.",
+    ),
+    (
+        "events",
+        "sess.{session_id}.out.evt",
+        Event,
+        True,
+        "The session's durable events, written by its owner only, each fenced on the one "
+        "before (`Nats-Expected-Last-Subject-Sequence`). The stream sequence is the event's "
+        "id and the cursor to follow from (read by direct get).",
+    ),
+    (
+        "checkpoints",
+        "sess.{session_id}.out.ckpt",
+        Checkpoint,
+        True,
+        "The latest snapshot of the session's state (rolled up): the fold of its events up "
+        "to `as_of`.",
+    ),
+    (
+        "expiry-timers",
+        "sess.{session_id}.out.timer",
+        Expire,
+        True,
+        "The session's expiry timer: a JetStream message schedule (`Nats-Schedule: @at …`) "
+        "that publishes this `expire` command to the session's commands when due.",
+    ),
+    (
+        "live",
+        "live.{session_id}",
+        LiveMessage,
+        True,
+        "Core NATS, not stored: a notice after each stored event (`commit`: the event and "
+        "the sequence it was fenced on, so a follower sees a gap), the latest event when a "
+        "worker takes the session up (`tail`), and the token deltas of the turn in flight.",
+    ),
+    (
+        "snapshots",
+        "snap.{session_id}",
+        Empty,
+        False,
+        "Request/reply: the owner answers with the text so far of the turn in flight "
+        "(a `Snapshot`; empty when there is none). Answered to `_INBOX.` subjects only.",
+    ),
+    (
+        "snapshot-answers",
+        "_INBOX.{inbox}",
+        Snapshot,
+        True,
+        "The owner's answer to a snapshot request.",
+    ),
+    (
+        "purge-requests",
+        subjects.PURGE_REQUESTS,
+        PurgeRequest,
+        False,
+        "Request/reply, answered by one worker (a queue group): remove a session, for "
+        "callers that may not purge the stream themselves. Answered to `_INBOX.` subjects.",
+    ),
+    (
+        "purge-answers",
+        "_INBOX.{inbox}",
+        PurgeAnswer,
+        True,
+        "A worker's answer to a purge request.",
+    ),
+    (
+        "command-outcomes",
+        "_INBOX.{inbox}",
+        CommandOutcome,
+        True,
+        "How a command that named a `reply_to` ended (core NATS, best effort: the events "
+        "are the truth).",
+    ),
+]
+
+
+def _buckets(s: Settings) -> list[tuple[str, str, Any, bool, str]]:
+    return [
+        (
+            "session-records",
+            f"$KV.{s.sessions_bucket}.{SESSION}",
+            SessionRecord,
+            True,
+            "Key-value bucket: each session's record, the index that listings read.",
+        ),
+        (
+            "worker-heartbeats",
+            f"$KV.{s.workers_bucket}.{{worker_id}}",
+            WorkerInfo,
+            True,
+            "Key-value bucket: each live worker's heartbeat (with a time to live).",
+        ),
+        (
+            "dead-letters",
+            f"$KV.{s.dead_letters_bucket}.{{letter_id}}",
+            DeadLetter,
+            True,
+            "Key-value bucket: commands parked after their handling kept failing.",
+        ),
+    ]
+
+
+def document(settings: Settings | None = None) -> dict[str, Any]:
+    """The AsyncAPI 3.0 document of the bus (``settings``: its names and servers)."""
+    s = settings or Settings()
+    servers = (s.nats_url or "nats://127.0.0.1:4222").split(",")
+    broker = NatsBroker(servers)
+    for name, subject, payload, praxis_sends, description in [*_CHANNELS, *_buckets(s)]:
+        if praxis_sends:
+            broker.publisher(subject, title=name, description=description, schema=payload)
+        else:
+            _receiver(broker, name, subject, payload, description)
+    spec = AsyncAPI(
+        broker,
+        title="Praxis bus",
+        version=version("praxis"),
+        description="Conversational agent sessions on NATS JetStream: the subjects, what "
+        f"travels on them, and who sends it. Stream `{s.stream}` holds `sess.>`; the "
+        f"workers' durable pull consumer `{s.consumer}` takes `{subjects.INPUT_WILDCARD}`.",
+    )
+    doc: dict[str, Any] = json.loads(spec.to_specification().to_json())
+    for channel in doc.get("channels", {}).values():  # AsyncAPI 3: name the parameters
+        names = re.findall(r"\{(\w+)\}", channel.get("address", ""))
+        if names:
+            channel["parameters"] = {n: {"description": _PARAMETERS[n]} for n in names}
+    return doc
+
+
+_PARAMETERS = {
+    "session_id": "A session id: 1-128 characters from A-Z, a-z, 0-9, '_' and '-'.",
+    "worker_id": "A worker id.",
+    "letter_id": "A dead letter's id.",
+    "inbox": "The rest of the requester's inbox subject.",
+}
+
+
+def _receiver(broker: NatsBroker, name: str, subject: str, payload: Any, description: str) -> None:
+    """A channel Praxis receives on, with ``payload`` as its message."""
+
+    async def handler(message: Any) -> None:
+        """Documentation only: never subscribed."""
+
+    # The message's type, from which faststream makes the schema (set here: annotations in
+    # this module are strings, not evaluated).
+    handler.__annotations__ = {"message": payload, "return": None}
+    broker.subscriber(subject, title=name, description=description)(handler)
