@@ -18,8 +18,9 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import PubAck
 from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
+from opentelemetry.trace import SpanKind
 
-from bus import commit, direct, logs, subjects
+from bus import commit, direct, logs, subjects, tracing
 from bus.connection import Bus, with_retry
 from bus.errors import (
     MESSAGE_TOO_LARGE,
@@ -841,11 +842,17 @@ class SessionClient:
         if new_session:
             headers[commit.EXPECTED_LAST_SUBJECT_SEQ] = "0"
         check_size(payload, headers, self.bus.settings.max_message_bytes)
+        attributes = {
+            **tracing.session_attributes(cmd.session_id, cmd.task_id),
+            "praxis.command_id": cmd.command_id,
+        }
         try:
-            ack = await with_retry(
-                lambda: self.bus.js.publish(subject, payload, headers=headers),
-                what=f"publish {cmd.kind} to {cmd.session_id}",
-            )
+            with tracing.span(f"send {cmd.kind}", kind=SpanKind.PRODUCER, attributes=attributes):
+                tracing.inject(headers)  # the worker continues this trace
+                ack = await with_retry(
+                    lambda: self.bus.js.publish(subject, payload, headers=headers),
+                    what=f"publish {cmd.kind} to {cmd.session_id}",
+                )
         except PublishError as e:
             cause = e.__cause__
             if isinstance(cause, APIError) and cause.err_code == MESSAGE_TOO_LARGE:

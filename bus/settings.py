@@ -150,6 +150,11 @@ class Settings(BaseSettings):
         "(0: any free port, shown in its heartbeat); unset: none (the edge has /metrics).",
     )
     metrics_host: str = Field(default="127.0.0.1", description="Where workers serve metrics.")
+    tracing: Literal["off", "console", "otlp"] = Field(
+        default="off",
+        description="OpenTelemetry spans: off, printed to stderr (console), or sent to "
+        "OTEL_EXPORTER_OTLP_ENDPOINT (otlp, with opentelemetry-exporter-otlp installed).",
+    )
     log_format: Literal["text", "json"] = Field(
         default="text",
         description="Log lines as text, or one JSON object per line; both carry the session "

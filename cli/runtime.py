@@ -13,7 +13,7 @@ from typing import Any
 
 import uvloop
 
-from bus import Bus, SessionClient, Settings, connect, logs
+from bus import Bus, SessionClient, Settings, connect, logs, tracing
 from bus.credentials import Credentials
 from bus.embedded import Embedded, ensure_server
 from bus.permissions import Role
@@ -103,6 +103,7 @@ async def bus_connection(
     """Connect as ``role`` (to the embedded server without a URL). Without ``endpoint``,
     release that server at the end; with one, the caller does, knowing its connections'
     ids (``own``, filled in here)."""
+    tracing.configure(settings.tracing, name)
     where = endpoint or await resolve_url(settings)
     ids: set[int] = set() if own is None else own
     try:

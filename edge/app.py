@@ -21,12 +21,24 @@ from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Schema
+from litestar.types import ASGIApp, Receive, Send
+from litestar.types import Scope as ASGIScope
 from pydantic import BaseModel
 
 import edge.sessions
 import schemas
 import schemas.api
-from bus import Bus, NotConnectedError, Role, SessionClient, Settings, asyncapi, connect, metrics
+from bus import (
+    Bus,
+    NotConnectedError,
+    Role,
+    SessionClient,
+    Settings,
+    asyncapi,
+    connect,
+    metrics,
+    tracing,
+)
 from edge import graphql, problems
 from edge.auth import Authenticator, caller_key
 from edge.sessions import AgentSessions
@@ -81,6 +93,21 @@ async def readyz(state: State, request: Request[Any, Any, Any]) -> Response[Any]
     return Response(Health(status="ready"), media_type=MediaType.JSON)
 
 
+def _traced(app: ASGIApp) -> ASGIApp:
+    """Each request in the trace its caller sent (W3C ``traceparent``), when tracing is on:
+    the commands it sends, and the worker's handling of them, join that trace."""
+
+    async def middleware(scope: ASGIScope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or not tracing.enabled():
+            await app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        with tracing.continued(headers):
+            await app(scope, receive, send)
+
+    return middleware
+
+
 def create_app(settings: Settings, bus: Bus | None = None) -> Litestar:
     """The edge app; without ``bus`` it connects to ``settings.nats_url`` while it runs."""
 
@@ -102,7 +129,7 @@ def create_app(settings: Settings, bus: Bus | None = None) -> Litestar:
             app.state.auth = Authenticator(settings, used)
             yield
 
-    middleware = []
+    middleware: list[Any] = [_traced]
     if settings.auth == "on" and settings.rate_limit > 0:
         # Per caller (credential, or address without one); health and docs are not counted.
         limit = RateLimitConfig(

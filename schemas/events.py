@@ -41,6 +41,9 @@ class EventBase(BaseModel):
     """The last event the command causes: the command is done."""
     state: SessionState = SessionState.CREATED
     """The session's state after this event: the latest event tells a reader the state."""
+    trace_id: str | None = None
+    """The OpenTelemetry trace of the command that caused it (its ``traceparent``), where
+    the sender traced it."""
 
 
 class SessionCreated(EventBase):

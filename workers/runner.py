@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -23,9 +23,10 @@ from typing import Any, Generic, TypeVar
 import nats.errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
-from bus import Bus, commit, direct, leases, logs, metrics, subjects, with_retry
+from bus import Bus, commit, direct, leases, logs, metrics, subjects, tracing, with_retry
 from bus.errors import BusError, FenceRejectedError, MessageTooLargeError
 from bus.state import load_state
 from bus.tasks import cancel_and_wait
@@ -219,6 +220,7 @@ class SessionRunner:
         self._waiting: list[ToolCall] | None = None
         self._replying: Replying | None = None
         self._actor: tuple[str | None, str | None] = (None, None)
+        self._trace_id: str | None = None  # of the command being handled
         self.accepting = True
         """New triggers for the session may join this run (until its last input check)."""
         self.done = asyncio.Event()
@@ -426,7 +428,7 @@ class SessionRunner:
                 self.accepting = True  # a trigger joined after the last read: go on
                 read = True
                 continue
-            await self._handle(nxt.seq, nxt.data, nxt.headers.get("Nats-Msg-Id"))
+            await self._handle(nxt.seq, nxt.data, nxt.headers)
 
     def _trigger_after_cursor(self) -> bool:
         return any(stream_seq(m) > self.state.input_cursor for m in self.triggers)
@@ -502,20 +504,35 @@ class SessionRunner:
         )
         if msg is None or msg.seq != seq:
             raise BusError(f"command {seq} of session {self.sid} is missing from the stream")
-        await self._handle(msg.seq, msg.data, msg.headers.get("Nats-Msg-Id"))
+        await self._handle(msg.seq, msg.data, msg.headers)
 
     # -- commands ------------------------------------------------------------------------
 
-    async def _handle(self, seq: int, data: bytes, msg_id: str | None) -> None:
+    async def _handle(self, seq: int, data: bytes, headers: Mapping[str, str]) -> None:
         try:
             cmd = decode_command(data)
         except ValidationError as e:
-            await self._reject_invalid(seq, msg_id, _short(e))
+            await self._reject_invalid(seq, headers.get("Nats-Msg-Id"), _short(e))
             return
         if cmd.session_id != self.sid:
             await self._reject_invalid(seq, cmd.command_id, "session_id differs from the subject")
             return
         metrics.COMMANDS.labels(cmd.kind).inc()
+        attributes = {
+            **tracing.session_attributes(self.sid, self.state.session.task_id),
+            "praxis.command_id": cmd.command_id,
+        }
+        # The sender's trace goes on here, and into every event this command causes.
+        self._trace_id = tracing.trace_id_of(headers)
+        try:
+            with tracing.span(
+                f"handle {cmd.kind}", headers=headers, kind=SpanKind.CONSUMER, attributes=attributes
+            ):
+                await self._handle_command(seq, cmd, data)
+        finally:
+            self._trace_id = None
+
+    async def _handle_command(self, seq: int, cmd: Command, data: bytes) -> None:
         resuming = self.state.progress == seq
         self._replying = Replying(cmd.command_id, cmd.reply_to) if cmd.reply_to else None
         self._actor = (cmd.command_id, cmd.actor)
@@ -864,9 +881,10 @@ class SessionRunner:
             return False
         try:
             settings = self.bus.settings
-            await self._append(
-                created_by(cmd, settings.session_idle_timeout, settings.session_max_lifetime)
-            )
+            created = created_by(cmd, settings.session_idle_timeout, settings.session_max_lifetime)
+            assert first is not None
+            trace_id = tracing.trace_id_of(first.headers)
+            await self._append(created.model_copy(update={"trace_id": trace_id}))
         except MessageTooLargeError as e:  # its metadata: the edge bounds it, the bus may not
             log.warning("session %s: not created, its first event is too large: %s", self.sid, e)
             await self._drop_triggers()
@@ -1294,6 +1312,7 @@ class SessionRunner:
             "actor": actor,  # who sent the command: every event it causes says so
             "input_seq": seq,
             "state": self.state.session.state,
+            "trace_id": self._trace_id,
         }
 
     # -- triggers ------------------------------------------------------------------------
