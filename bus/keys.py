@@ -13,7 +13,7 @@ import hmac
 import secrets
 from datetime import UTC, datetime
 
-from nats.js.errors import NotFoundError
+from nats.js.errors import NoKeysError, NotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
@@ -75,7 +75,7 @@ async def list_keys(bus: Bus) -> list[ApiKey]:
     kv = await bucket(bus)
     try:
         ids = await kv.keys()
-    except NotFoundError:  # an empty bucket
+    except (NotFoundError, NoKeysError):  # an empty bucket
         return []
     out = []
     for key_id in ids:

@@ -169,6 +169,31 @@ async def test_status_shows_the_bus_the_work_the_workers_and_the_sessions(
     assert worker.worker.worker_id in text.stdout
 
 
+async def test_every_listing_prints_json_that_parses(
+    env: dict[str, str], client: SessionClient, worker: InProcessWorker
+) -> None:
+    record, receipt = await client.create("echo", task_id="task-json")
+    await client.wait(receipt)
+    sid = record.session_id
+    listings = {
+        ("agent", "list-sessions", "--task-id", "task-json"): list,
+        ("agent", "show-session", sid): dict,
+        ("agents",): list,
+        ("workers",): list,
+        ("dead-letters",): list,
+        ("keys", "list"): list,
+        ("status",): dict,
+    }
+    for args, kind in listings.items():
+        ran = await asyncio.to_thread(praxis, env, *args, "--json")
+        assert ran.returncode == 0, (args, ran.stderr)
+        assert isinstance(json.loads(ran.stdout), kind), args
+    shown = json.loads(
+        (await asyncio.to_thread(praxis, env, "agent", "show-session", sid, "--json")).stdout
+    )
+    assert shown["session_id"] == sid and shown["task_id"] == "task-json"
+
+
 def test_shell_completion(tmp_path: Path) -> None:
     """The bash script completes commands and options when sourced in a real bash."""
     env = fresh_env(tmp_path)
