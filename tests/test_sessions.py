@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -490,22 +491,22 @@ async def test_a_reader_that_does_not_read_is_resynchronised_not_buffered_withou
     assert reply.content == "".join(f"w{i} " for i in range(60))
 
 
-async def test_a_follower_that_missed_a_notice_keeps_the_deltas_queued_behind_the_next(
+Append = Callable[[Any, int], Awaitable[int]]
+
+
+async def _as_owner(
     client: SessionClient, settings: Settings
-) -> None:
-    """A follower that finds a gap reads the stream back up to the notice that showed it,
-    no further: reading on to the end of a turn already stored would drop its deltas, still
-    queued behind that notice. (Seen as subscribers missing a turn's text in fan-out.)"""
+) -> tuple[str, dict[str, Any], Append, int]:
+    """A new session whose events this test writes itself, as its owner would (no worker
+    runs here): its id, the fields every event needs, a fenced append (an event, the
+    sequence it follows), and the sequence of its ``session.created``."""
     from bus import commit
     from bus.state import pending_create
-    from schemas import CommitNotice, TokenDelta, TurnStarted, UserMessageAccepted
-    from schemas.records import StoredEvent
 
-    record, _ = await client.create("echo")  # no worker here: this test is its owner
+    record, _ = await client.create("echo")
     sid, bus = record.session_id, client.bus
     created = await pending_create(bus, sid)
     assert created is not None
-    base = {"session_id": sid, "task_id": record.task_id, "command_id": "cmd_x"}
 
     async def append(event: Any, after: int) -> int:
         return await commit.append(
@@ -513,7 +514,21 @@ async def test_a_follower_that_missed_a_notice_keeps_the_deltas_queued_behind_th
             expected_seq=after, max_bytes=settings.max_message_bytes, timeout=5,
         )  # fmt: skip
 
-    first = await append(created, 0)
+    base = {"session_id": sid, "task_id": record.task_id, "command_id": "cmd_x"}
+    return sid, base, append, await append(created, 0)
+
+
+async def test_a_follower_that_missed_a_notice_keeps_the_deltas_queued_behind_the_next(
+    client: SessionClient, settings: Settings
+) -> None:
+    """A follower that finds a gap reads the stream back up to the notice that showed it,
+    no further: reading on to the end of a turn already stored would drop its deltas, still
+    queued behind that notice. (Seen as subscribers missing a turn's text in fan-out.)"""
+    from schemas import CommitNotice, TokenDelta, TurnStarted, UserMessageAccepted
+    from schemas.records import StoredEvent
+
+    sid, base, append, first = await _as_owner(client, settings)
+    bus = client.bus
     follower = Follower(bus, sid)
     _, tail = await follower.open()
     await follower.start(None, tail, join_turn=False)
@@ -570,22 +585,11 @@ async def test_a_poll_does_not_overtake_notices_on_their_way(
     that would end the turn and drop the deltas (seen as GraphQL fan-out subscribers
     without a turn's text). Events still unannounced at the next poll were missed, and
     are read back then."""
-    from bus import commit
-    from bus.state import pending_create
     from schemas import CommitNotice, TokenDelta, TurnStarted, UserMessageAccepted
     from schemas.records import StoredEvent
 
-    record, _ = await client.create("echo")  # no worker here: this test is its owner
-    sid, bus = record.session_id, client.bus
-    created = await pending_create(bus, sid)
-    assert created is not None
-    base = {"session_id": sid, "task_id": record.task_id, "command_id": "cmd_x"}
-
-    async def append(event: Any, after: int) -> int:
-        return await commit.append(
-            bus.nc, bus.stream, sid, event.model_dump_json().encode(),
-            expected_seq=after, max_bytes=settings.max_message_bytes, timeout=5,
-        )  # fmt: skip
+    sid, base, append, first = await _as_owner(client, settings)
+    bus = client.bus
 
     def turn_events(n: int) -> list[Any]:
         turn = {"turn_id": f"turn_{n}"}
@@ -596,7 +600,7 @@ async def test_a_poll_does_not_overtake_notices_on_their_way(
             TurnCompleted(**base, **turn, duration_ms=1, final=True),
         ]
 
-    seqs = [await append(created, 0)]
+    seqs = [first]
     follower = Follower(bus, sid)
     _, tail = await follower.open()
     await follower.start(None, tail, join_turn=False)
