@@ -492,6 +492,15 @@ async def test_a_reader_that_does_not_read_is_resynchronised_not_buffered_withou
 
 
 Append = Callable[[Any, int], Awaitable[int]]
+WHOLE_TURN = [
+    "user.message",
+    "turn.started",
+    "delta 'a '",
+    "delta 'b'",
+    "agent.message",
+    "turn.completed",
+]
+"""What a follower delivers of a turn of two deltas, in order."""
 
 
 async def _as_owner(
@@ -567,14 +576,7 @@ async def test_a_follower_that_missed_a_notice_keeps_the_deltas_queued_behind_th
                     break
     finally:
         await follower.close()
-    assert got == [
-        "user.message",
-        "turn.started",
-        "delta 'a '",
-        "delta 'b'",
-        "agent.message",
-        "turn.completed",
-    ]
+    assert got == WHOLE_TURN
 
 
 async def test_a_poll_does_not_overtake_notices_on_their_way(
@@ -630,14 +632,6 @@ async def test_a_poll_does_not_overtake_notices_on_their_way(
                     return got
         raise AssertionError("the follower ended")
 
-    whole = [
-        "user.message",
-        "turn.started",
-        "delta 'a '",
-        "delta 'b'",
-        "agent.message",
-        "turn.completed",
-    ]
     try:
         # A poll while the first turn's messages are on their way: nothing is read yet.
         on_their_way = await store_turn(1)
@@ -645,7 +639,7 @@ async def test_a_poll_does_not_overtake_notices_on_their_way(
         assert follower.cursor == seqs[0] and not follower._pending
         for message in on_their_way:
             await bus.nc.publish(live, message)
-        assert await read_turn() == whole
+        assert await read_turn() == WHOLE_TURN
         # The second turn's messages are lost: the poll after next reads it back.
         await store_turn(2)
         assert await follower._poll()
