@@ -34,7 +34,8 @@ COMMANDS = Counter("praxis_commands", "Commands a worker handled, by kind.", ["k
 ACTIVE_SESSIONS = Gauge("praxis_active_sessions", "Sessions this worker is running now.")
 TAKEOVERS = Counter(
     "praxis_leases_taken_over",
-    "Sessions this worker claimed from another owner (one that died, or lost its lease).",
+    "Sessions this worker took over from another worker (one that released them, died, "
+    "or lost its lease).",
 )
 REDELIVERIES = Counter(
     "praxis_redeliveries", "Work messages delivered again (not handled at the first delivery)."
