@@ -178,25 +178,25 @@ class Follower:
                 msg = self._queue.get_nowait()
             interval = self.poll_interval  # poll only after poll_interval without a notice
             next_poll = loop.time() + _spread(interval)
-            if not await self._try(self._on_live(msg), ok=True):
+            if not await self._try(self._on_live(msg)):
                 next_poll = loop.time() + self.gap_grace  # a read back failed: poll soon
 
     async def _poll_step(self, interval: float) -> tuple[float, float]:
         """Poll; the interval after it and when the next poll is due."""
         now = asyncio.get_running_loop().time()
-        if await self._try(self._poll()):
+        if await self._try(self._poll()) and self._suspect is not None:
             return self.poll_interval, now + self.gap_grace  # look again soon
         interval = min(2 * interval, self.max_poll_interval)
         return interval, now + _spread(interval)
 
-    async def _try(self, step: Awaitable[bool | None], *, ok: bool | None = None) -> bool:
+    async def _try(self, step: Awaitable[object]) -> bool:
         """Await ``step``; ``False`` if the bus failed it (a later poll recovers)."""
         try:
-            done = await step
+            await step
         except (BusError, NatsTimeoutError, NoRespondersError, TimeoutError) as e:
             log.info("follower of %s: a read failed, tried again later: %r", self.session_id, e)
             return False
-        return bool(done) if ok is None else ok
+        return True
 
     async def _resync(self) -> None:
         """After live messages were dropped: what is queued is older than the stream's

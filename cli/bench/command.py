@@ -16,7 +16,7 @@ from bus import Settings
 from bus.credentials import Credentials
 from cli.bench import fanout, floor, graphql, latency, load, render, resume
 from cli.bench import plot as plotting
-from cli.bench.stack import BenchError, Stack, deployment
+from cli.bench.stack import BenchError, Stack, cpu_ms_per_turn, deployment
 from cli.bench.stats import Series
 from cli.runtime import load_settings, run_coro, setup_logging
 
@@ -162,15 +162,7 @@ async def run_load(stack: Stack, o: Options, report: Report) -> None:
                 "turns_per_s": floor_rate,
                 "errors": 0,
                 "turn_ms": raw_series.summary(),
-                **(
-                    {
-                        "cpu_ms_per_turn": {
-                            k: (cpu_after[k] - cpu_before[k]) * 1000 / len(raw) for k in cpu_after
-                        }
-                    }
-                    if cpu_before and cpu_after and raw
-                    else {}
-                ),
+                **cpu_ms_per_turn(cpu_before, cpu_after, len(raw)),
             }
         )
         report.load.append(

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bus import SessionClient
+from cli.bench.stack import CpuSeconds, cpu_ms_per_turn
 from cli.bench.stats import Series
 from schemas import TurnCompleted, TurnFailed
 
@@ -66,7 +67,7 @@ async def closed_loops(
     session_ids: list[str],
     seconds: float,
     name: str = "load",
-    cpu: Callable[[], dict[str, float] | None] = lambda: None,
+    cpu: Callable[[], CpuSeconds | None] = lambda: None,
 ) -> LoadResult:
     """Every session sends, waits for its turn to end, sends again, until time is up."""
     latencies: list[float] = []
@@ -101,10 +102,5 @@ async def closed_loops(
     series.add_round(latencies)
     took = loop.time() - start
     extra: dict[str, Any] = {"error_kinds": dict(kinds.most_common(10))} if kinds else {}
-    cpu_after = cpu()
-    if cpu_before is not None and cpu_after is not None and latencies:
-        # CPU milliseconds per turn, by process group: what a turn costs where.
-        extra["cpu_ms_per_turn"] = {
-            k: (cpu_after[k] - cpu_before[k]) * 1000 / len(latencies) for k in cpu_after
-        }
+    extra |= cpu_ms_per_turn(cpu_before, cpu(), len(latencies))
     return LoadResult(name, len(session_ids), took, series, errors, extra)

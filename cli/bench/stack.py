@@ -85,7 +85,7 @@ class Stack:
     """Our own nats-server's process (``None``: a deployment given by URL)."""
     responder_pid: int | None = None
 
-    def cpu_seconds(self) -> dict[str, float] | None:
+    def cpu_seconds(self) -> CpuSeconds | None:
         """CPU time used so far by our workers, our nats-server and this process (``None``:
         not ours, or not readable on this system): where a load's work goes."""
         if not self.own:
@@ -181,6 +181,19 @@ class Stack:
         if not self.own:
             with contextlib.suppress(Exception):
                 await self.bus.js.delete_stream(RAW_STREAM)
+
+
+CpuSeconds = dict[str, float]
+
+
+def cpu_ms_per_turn(
+    before: CpuSeconds | None, after: CpuSeconds | None, turns: int
+) -> dict[str, dict[str, float]]:
+    """``{"cpu_ms_per_turn": {group: ms}}``: what a turn cost where, between two readings
+    of :meth:`Stack.cpu_seconds` (nothing if either is missing or there were no turns)."""
+    if not before or not after or not turns:
+        return {}
+    return {"cpu_ms_per_turn": {k: (after[k] - before[k]) * 1000 / turns for k in after}}
 
 
 def _cpu_of(pid: int) -> float:
