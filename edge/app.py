@@ -13,10 +13,12 @@ import asyncio
 import contextlib
 import inspect
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from litestar import Litestar, MediaType, Request, Response, get
 from litestar.datastructures import State
+from litestar.exceptions import NotFoundException
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
@@ -41,12 +43,45 @@ from bus import (
 )
 from edge import graphql, problems
 from edge.auth import Authenticator, caller_key
-from edge.sessions import AgentSessions
+from edge.sessions import AgentSessions, list_agents
 from schemas import Interface
 from schemas.api import Health, Problem
 from schemas.ids import TOKEN_PATTERN, is_token_type
 
 VERSION = "0.1.0"
+STATIC = Path(__file__).parent / "static"
+PAGE_HEADERS = {
+    # The page's script and style are files of this origin; nothing inline, no frames.
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+PAGE_FILES = {
+    "index.html": "text/html; charset=utf-8",
+    "chat.js": "text/javascript; charset=utf-8",
+    "chat.css": "text/css; charset=utf-8",
+}
+
+
+def _page(name: str) -> Response[bytes]:
+    media = PAGE_FILES.get(name)
+    if media is None:
+        raise NotFoundException(f"no file {name[:40]!r} here")
+    return Response((STATIC / name).read_bytes(), media_type=media, headers=PAGE_HEADERS)
+
+
+@get("/", include_in_schema=False)
+async def chat_page() -> Response[bytes]:
+    """The chat page (edge/static): sessions, live replies, approvals, in a browser."""
+    return _page("index.html")
+
+
+@get("/ui/{name:str}", include_in_schema=False)
+async def page_file(name: str) -> Response[bytes]:
+    """The chat page's script and style (only those: nothing else is served from disk)."""
+    return _page(name)
 
 
 @get("/healthz", tags=["health"], summary="The process is up")
@@ -135,13 +170,16 @@ def create_app(settings: Settings, bus: Bus | None = None) -> Litestar:
         limit = RateLimitConfig(
             rate_limit=("second", settings.rate_limit),
             identifier_for_request=_caller,
-            exclude=["/healthz", "/readyz", "/metrics", "/asyncapi.json", "/schema"],
+            exclude=["/healthz", "/readyz", "/metrics", "/asyncapi.json", "/schema", "^/$", "/ui/"],
         )
         middleware.append(limit.middleware)
     return Litestar(
         logging_config=None,  # logging is the process's (PRAXIS_LOG_FORMAT, the ids)
         route_handlers=[
             AgentSessions,
+            list_agents,
+            chat_page,
+            page_file,
             healthz,
             readyz,
             metrics_handler,

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bus import IllegalTransitionError, InvalidCursorError, Page, SessionClient, Settings
 from edge import sse
 from edge.auth import caller_key, open_stream
-from schemas import CommandRejected, check_token
+from schemas import AgentInfo, CommandRejected, check_token
 from schemas.api import (
     MAX_PAGE,
     Accepted,
@@ -106,6 +106,19 @@ async def scoped_client(state: State, headers: Mapping[str, str]) -> SessionClie
 def _settings(state: State) -> Settings:
     settings: Settings = state.settings
     return settings
+
+
+@get(
+    "/agents",
+    tags=["agents"],
+    summary="The agents the live workers offer",
+    dependencies={"client": Provide(_client)},
+    responses=_problems(),
+)
+async def list_agents(client: SessionClient) -> list[AgentInfo]:
+    """Each agent a live worker runs (from the workers' heartbeats), by name: what a
+    session can be created with."""
+    return sorted((await client.known_agents()).values(), key=lambda a: a.name)
 
 
 class AgentSessions(Controller):

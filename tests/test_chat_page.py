@@ -1,0 +1,216 @@
+"""The chat page the edge serves at ``/``, driven end to end in headless Chromium (Debian's
+``chromium`` package, through Playwright with ``executable_path``): a session started in the
+CLI continued in the page, a session started in the page, live replies, a tool call approved
+with a click, suspend and resume, and the page asking for a key when the edge needs one.
+
+Without Chromium these tests are skipped, unless ``PRAXIS_REQUIRE_BROWSER=1`` (as in
+``.ci/run``, which installs it), where its absence fails them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from bus import SessionClient, Settings
+from tests.conftest import (
+    EdgeProcess,
+    InProcessWorker,
+    WorkerProcess,
+    edge_env,
+    env_for,
+    live_workers,
+    praxis,
+    stored_events,
+)
+from tests.fake_models import Call, FakeModelServer, Text
+from tests.test_approvals import REFUND
+from tests.test_cli import session_of
+from tests.test_model_agents import define, openai_agent
+
+CHROMIUM = os.environ.get("PRAXIS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    if os.environ.get("PRAXIS_REQUIRE_BROWSER") == "1":
+        raise RuntimeError(f"PRAXIS_REQUIRE_BROWSER=1 but there is no Chromium at {CHROMIUM}")
+    pytest.skip(
+        "no Chromium: apt install chromium (or set PRAXIS_CHROMIUM)", allow_module_level=True
+    )
+
+WAIT = 20_000  # ms: Playwright's expectations retry until then
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        found = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield found
+        await found.close()
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    context = await browser.new_context()
+    opened = await context.new_page()
+    errors: list[str] = []
+    opened.on("pageerror", lambda e: errors.append(str(e)))
+    yield opened
+    await context.close()
+    assert errors == [], f"the page's script failed: {errors}"
+
+
+@pytest.fixture(scope="module")
+def models() -> Iterator[FakeModelServer]:
+    server = FakeModelServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def stack(
+    settings: Settings,
+    client: SessionClient,
+    worker_processes: Callable[..., list[WorkerProcess]],
+    start_edge: Callable[[], EdgeProcess],
+    models: FakeModelServer,
+) -> EdgeProcess:
+    """A worker (with a 'shop' agent whose refund tool needs approval) and an edge."""
+    define(settings, "shop", openai_agent(models, REFUND))
+    worker_processes(1)
+    await live_workers(client, 1)
+    return start_edge()
+
+
+async def test_a_session_started_in_the_cli_continues_in_the_page(
+    stack: EdgeProcess, settings: Settings, client: SessionClient, page: Page
+) -> None:
+    run = praxis(
+        env_for(settings),
+        "agent",
+        "run",
+        "echo",
+        "--task-id",
+        "task-web",
+        "--message",
+        "from the terminal",
+    )
+    assert run.returncode == 0, run.stderr
+    sid = session_of(run.stderr)
+
+    await page.goto(stack.url)
+    listed = page.locator(f'#sessions button[data-session-id="{sid}"]')
+    await expect(listed).to_contain_text("echo", timeout=WAIT)
+    await page.fill("#filter-task", "task-web")
+    await page.click("#filter button")
+    await expect(page.locator("#sessions li")).to_have_count(1, timeout=WAIT)
+    await listed.click()
+
+    messages = page.locator("#messages li")
+    await expect(messages).to_have_text(["from the terminal", "from the terminal"], timeout=WAIT)
+    await expect(page.locator("#chat-ids")).to_contain_text("task-web")
+    await page.fill("#message", "and now from the browser")
+    await page.press("#message", "Enter")
+    await expect(messages.nth(3)).to_have_text("and now from the browser", timeout=WAIT)
+    await expect(page.locator("#messages li.streaming")).to_have_count(0, timeout=WAIT)
+
+    history = await client.history(sid)
+    assert [h.content for h in history][-2:] == ["and now from the browser"] * 2
+    sent = [e for e in await stored_events(client, sid) if e.type == "user.message"]
+    assert [e.interface.value if e.interface else None for e in sent] == ["cli", "api"]
+
+    # Back in the terminal, the same session goes on with what the page said.
+    shown = praxis(env_for(settings), "agent", "resume", sid, "--message", "and the terminal again")
+    assert shown.returncode == 0, shown.stderr
+    # The page, still open, shows what the terminal said, live.
+    await expect(messages.nth(5)).to_have_text("and the terminal again", timeout=WAIT)
+
+
+async def test_start_in_the_page_approve_a_tool_call_suspend_and_resume(
+    stack: EdgeProcess, client: SessionClient, models: FakeModelServer, page: Page
+) -> None:
+    models.reset(
+        Call("refund", {"order": "7"}, call_id="r7", text="I can refund that."),
+        Text("Refunded order 7."),
+    )
+    await page.goto(stack.url)
+    await page.select_option("#agent", "shop")
+    await page.fill("#task-id", "task-refund")
+    await page.fill("#first-message", "Refund order 7")
+    await page.click("#new-session button[type=submit]")
+
+    approval = page.locator('.approval[data-call-id="r7"]')
+    await expect(approval).to_contain_text('refund({"order":"7"})', timeout=WAIT)
+    sid = page.url.split("#", 1)[1]
+    assert [c.call_id for c in (await client.get(sid)).waiting_for] == ["r7"]
+    await approval.locator("button.approve").click()
+    await expect(approval).to_have_count(0, timeout=WAIT)
+    last = page.locator("#messages li.agent").last
+    await expect(last).to_have_text("I can refund that.\n\nRefunded order 7.", timeout=WAIT)
+    decided = [e for e in await stored_events(client, sid) if e.type == "tool.decided"]
+    assert len(decided) == 1 and decided[0].approved  # type: ignore[attr-defined]
+
+    await page.click("#suspend")
+    await expect(page.locator("#chat-state")).to_have_text("SUSPENDED", timeout=WAIT)
+    assert (await client.get(sid)).state.value == "SUSPENDED"
+    await expect(page.locator("#resume")).to_be_visible()
+    await page.click("#resume")
+    await expect(page.locator("#chat-state")).to_have_text("ACTIVE", timeout=WAIT)
+
+    # A reload (or another browser) resumes it from the link, with its whole history.
+    await page.reload()
+    await expect(page.locator("#messages li.user").first).to_have_text(
+        "Refund order 7", timeout=WAIT
+    )
+    await expect(page.locator("#messages li.agent").last).to_have_text(
+        "I can refund that.\n\nRefunded order 7."
+    )
+
+
+async def test_the_page_asks_for_a_key_when_the_edge_needs_one(
+    settings: Settings,
+    worker_processes: Callable[..., list[WorkerProcess]],
+    client: SessionClient,
+    tmp_path: Path,
+    page: Page,
+) -> None:
+    worker_processes(1)
+    await live_workers(client, 1)
+    secured = EdgeProcess(edge_env(settings, PRAXIS_AUTH="on"), tmp_path / "edge.log").start()
+    try:
+        made = praxis(env_for(settings), "keys", "create", "--principal", "ada")
+        assert made.returncode == 0, made.stderr
+        key = made.stdout.strip()
+        await page.goto(secured.url)
+        await expect(page.locator("#status")).to_contain_text("API key", timeout=WAIT)
+        await page.fill("#api-key", key)
+        await page.click("#key-form button")
+        await expect(page.locator("#agent option[value=echo]")).to_have_count(1, timeout=WAIT)
+        await page.select_option("#agent", "echo")
+        await page.fill("#first-message", "with a key")
+        await page.click("#new-session button[type=submit]")
+        await expect(page.locator("#messages li.agent")).to_have_text("with a key", timeout=WAIT)
+        sid = page.url.split("#", 1)[1]
+        owner = (await client.get(sid)).owner
+        assert owner is not None and owner.principal == "ada"
+    finally:
+        secured.stop()
+
+
+async def test_the_page_and_its_files(edge: EdgeProcess, worker: InProcessWorker) -> None:
+    async with httpx.AsyncClient(base_url=edge.url, timeout=10) as http:
+        index = await http.get("/")
+        assert index.status_code == 200 and index.headers["content-type"].startswith("text/html")
+        assert "default-src 'self'" in index.headers["content-security-policy"]
+        assert "<script" in index.text and "/ui/chat.js" in index.text
+        script = await http.get("/ui/chat.js")
+        assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+        assert (await http.get("/ui/../app.py")).status_code == 404
+        assert (await http.get("/ui/app.py")).status_code == 404
+        agents = (await http.get("/agents")).json()
+        assert {"echo", "hello-world"} <= {a["name"] for a in agents}
+        schema = (await http.get("/schema/openapi.json")).json()
+        assert "/agents" in schema["paths"] and "/" not in schema["paths"]
