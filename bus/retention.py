@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -55,19 +55,25 @@ def chosen(
     return sorted(picked, key=lambda r: (r.updated_at, r.session_id))
 
 
+async def candidates(
+    client: SessionClient, *, before: datetime, states: Collection[SessionState] = ENDED
+) -> list[SessionRecord]:
+    """The sessions :func:`chosen` picks among all of them (for :func:`sweep`)."""
+    return list(chosen(await client.records(), before=before, states=states))
+
+
 async def sweep(
     client: SessionClient,
+    records: Iterable[SessionRecord],
     *,
-    before: datetime,
-    states: Collection[SessionState] = ENDED,
     export_dir: Path | None = None,
     dry_run: bool = False,
 ) -> AsyncIterator[Outcome]:
-    """Purge the sessions :func:`chosen` picks, each after its export if ``export_dir``
-    is given; yield what happened to each."""
+    """Purge ``records`` (from :func:`candidates`), each after its export if
+    ``export_dir`` is given; yield what happened to each."""
     if export_dir is not None and not dry_run:
         await asyncio.to_thread(export_dir.mkdir, parents=True, exist_ok=True)
-    for record in chosen(await client.records(), before=before, states=states):
+    for record in records:
         sid = record.session_id
         holder = await leases.holder(client.bus.leases, sid)
         if holder is not None:

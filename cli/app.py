@@ -26,7 +26,7 @@ from bus import (
 )
 from bus.embedded import EmbeddedServerError
 from bus.permissions import Role
-from bus.retention import ENDED, sweep
+from bus.retention import ENDED, Outcome, candidates, sweep
 from bus.transfer import LineError, dumps_line, export_session, import_conversation, parse_lines
 from cli import status
 from cli.bench import bench_app
@@ -44,11 +44,12 @@ from cli.chat import (
 )
 from cli.dead_letters import dead_app
 from cli.keys import keys_app
-from cli.render import call_text, session_rows, table, worker_rows
+from cli.render import call_text, history_lines, session_rows, worker_rows
 from cli.runtime import bus_connection, resolve_url, runtime, sessions
 from cli.runtime import load_settings as _settings
 from cli.runtime import run_coro as _run
 from cli.runtime import setup_logging as _logging
+from cli.term import ERROR, WARN, paint, progress, table
 from edge.app import create_app
 from edge.auth import is_loopback
 from edge.server import serve
@@ -76,9 +77,10 @@ def _report(e: BaseException) -> int:
     if isinstance(e, ValidationError):
         first = e.errors()[0] if e.errors() else {"msg": str(e)}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        print(f"praxis: error: {where + ': ' if where else ''}{first.get('msg')}", file=sys.stderr)
+        text = f"{where + ': ' if where else ''}{first.get('msg')}"
     else:
-        print(f"praxis: error: {e}", file=sys.stderr)
+        text = str(e)
+    print(paint("praxis: error:", ERROR, sys.stderr), text, file=sys.stderr)
     return 1
 
 
@@ -271,10 +273,11 @@ def agent_show_session(
             if record.metadata:
                 print(f"Metadata: {json.dumps(record.metadata)}")
             for call in record.waiting_for:
-                print(f"Waiting:  {call_text(call)} (call {call.call_id}) for approval")
+                waiting = f"{call_text(call)} (call {call.call_id}) for approval"
+                print(f"Waiting:  {paint(waiting, WARN, sys.stdout)}")
             print()
-            for h in history:
-                print(f"{'You' if h.role == 'user' else 'Agent'}: {h.content}")
+            for line in history_lines(history, sys.stdout):
+                print(line)
 
     return _run(main())
 
@@ -356,36 +359,46 @@ def agent_cleanup(
             before = datetime.now(UTC) - age
             out: list[dict[str, Any]] = []
             done = 0
-            async for o in sweep(
-                rt.client, before=before, states=states, export_dir=export, dry_run=dry_run
-            ):
-                r = o.record
-                done += o.action != "skipped"
-                if json_:
-                    out.append(
-                        {
-                            "session_id": r.session_id,
-                            "task_id": r.task_id,
-                            "state": r.state.value,
-                            "updated_at": r.updated_at.isoformat(),
-                            "action": o.action,
-                            "reason": o.reason or None,
-                            "exported": str(o.exported) if o.exported else None,
-                        }
-                    )
-                elif o.action == "skipped":
-                    print(f"skipped {r.session_id}: {o.reason}", file=sys.stderr)
-                else:
-                    print(
-                        f"{o.action} {r.session_id} ({r.state.value}, updated "
-                        f"{r.updated_at.isoformat()})" + (f" -> {o.exported}" if o.exported else "")
-                    )
+            chosen = await candidates(rt.client, before=before, states=states)
+            verb = "Checking" if dry_run else "Purging"
+            with progress(f"{verb} {len(chosen)} session(s)", len(chosen)) as advance:
+                async for o in sweep(rt.client, chosen, export_dir=export, dry_run=dry_run):
+                    advance(1)
+                    done += o.action != "skipped"
+                    if json_:
+                        out.append(_cleanup_row(o))
+                    else:
+                        _print_cleanup(o)
             if json_:
                 print(json.dumps(out, indent=2))
             verb = "would be purged" if dry_run else "purged"
             print(f"{done} session(s) {verb}", file=sys.stderr)
 
     return _run(main())
+
+
+def _cleanup_row(o: Outcome) -> dict[str, Any]:
+    r = o.record
+    return {
+        "session_id": r.session_id,
+        "task_id": r.task_id,
+        "state": r.state.value,
+        "updated_at": r.updated_at.isoformat(),
+        "action": o.action,
+        "reason": o.reason or None,
+        "exported": str(o.exported) if o.exported else None,
+    }
+
+
+def _print_cleanup(o: Outcome) -> None:
+    r = o.record
+    if o.action == "skipped":
+        print(f"skipped {r.session_id}: {o.reason}", file=sys.stderr)
+        return
+    print(
+        f"{o.action} {r.session_id} ({r.state.value}, updated {r.updated_at.isoformat()})"
+        + (f" -> {o.exported}" if o.exported else "")
+    )
 
 
 @agent_app.command(name="import")
@@ -430,10 +443,14 @@ def agent_import(
                     raise LineError(number, "no agent: give --agent or an 'agent' in the line")
                 if name not in known:
                     raise LineError(number, str(UnknownAgentError(name, sorted(known))))
-            for _, conv in good:
-                record = await import_conversation(rt.client, conv, agent=agent, task_id=task_id)
-                messages = record.counters.user_messages + record.counters.agent_messages
-                print(f"{record.session_id}\t{record.task_id}\t{messages} messages")
+            with progress(f"Importing {len(good)} conversation(s)", len(good)) as advance:
+                for _, conv in good:
+                    record = await import_conversation(
+                        rt.client, conv, agent=agent, task_id=task_id
+                    )
+                    messages = record.counters.user_messages + record.counters.agent_messages
+                    print(f"{record.session_id}\t{record.task_id}\t{messages} messages")
+                    advance(1)
             print(f"{len(good)} conversation(s) imported", file=sys.stderr)
 
     return _run(main())

@@ -8,6 +8,7 @@ import sys
 from bus import Receipt
 from cli.remote import Sessions
 from cli.render import TurnOutcome, call_text, history_lines, print_turn
+from cli.term import ERROR, USER, WARN, paint
 from schemas import SessionState, ToolCall
 
 PROMPT = "You: "
@@ -73,7 +74,8 @@ async def ask_approvals(client: Sessions, session_id: str, outcome: TurnOutcome)
     while outcome.waiting and not outcome.failure:
         receipt = None
         for call in outcome.waiting:
-            answer = await asyncio.to_thread(input, f"Allow {call_text(call)}? [y/N] ")
+            question = paint(f"Allow {call_text(call)}? [y/N]", WARN, sys.stdout)
+            answer = await asyncio.to_thread(input, question + " ")
             text = answer.strip()
             approve = text.lower() in ("y", "yes")
             reason = None if approve or text.lower() in ("", "n", "no") else text
@@ -95,10 +97,10 @@ async def chat(client: Sessions, session_id: str) -> None:
     if waiting:  # a turn left waiting for approval: ask first
         outcome = await ask_approvals(client, session_id, TurnOutcome(waiting=waiting))
         if outcome.failure:
-            print(f"praxis: {outcome.failure}", file=sys.stderr)
+            print(paint(f"praxis: {outcome.failure}", ERROR, sys.stderr), file=sys.stderr)
     while True:
         try:
-            line = await asyncio.to_thread(input, PROMPT)
+            line = await asyncio.to_thread(input, paint(PROMPT, USER, sys.stdout))
         except EOFError:
             print(file=sys.stderr)
             break
@@ -111,7 +113,7 @@ async def chat(client: Sessions, session_id: str) -> None:
         outcome = await print_turn(turn, sys.stdout, "Agent: ", sys.stderr)
         outcome = await ask_approvals(client, session_id, outcome)
         if outcome.failure:
-            print(f"praxis: {outcome.failure}", file=sys.stderr)
+            print(paint(f"praxis: {outcome.failure}", ERROR, sys.stderr), file=sys.stderr)
     record = await client.get(session_id)
     if record.state is SessionState.ACTIVE:
         print(
@@ -128,5 +130,5 @@ async def show_recent(client: Sessions, session_id: str, limit: int, err: bool) 
         return
     if more:
         print("... earlier messages: praxis agent show-session", session_id, file=out)
-    for line in history_lines(shown):
+    for line in history_lines(shown, out):
         print(line, file=out)

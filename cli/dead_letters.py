@@ -9,8 +9,9 @@ from typing import Annotated
 from cyclopts import App, Parameter
 
 from cli.chat import TurnError
-from cli.render import dead_letter_rows, print_turn, table
+from cli.render import dead_letter_rows, print_turn
 from cli.runtime import load_settings, run_coro, runtime, setup_logging
+from cli.term import table
 
 dead_app = App(
     name="dead-letters",

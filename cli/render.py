@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TextIO
 
+from cli.term import AGENT, NOTE, USER, paint
 from schemas import (
     AgentMessage,
     CommandDeadLettered,
@@ -49,14 +49,14 @@ async def print_turn(
             started = _show_note(ev, out, notes, started)
         if isinstance(ev, TokenDelta):
             if not started:
-                out.write(prefix)
+                out.write(paint(prefix, AGENT, out))
                 started = True
             out.write(ev.text)
             out.flush()
         elif isinstance(ev, AgentMessage):
             outcome.reply = ev.content
             if not started:  # nothing streamed to us (joined late): print it whole
-                out.write(prefix + ev.content)
+                out.write(paint(prefix, AGENT, out) + ev.content)
                 started = True
         elif isinstance(ev, TurnWaiting):
             outcome.waiting = [c for c in ev.calls if c.needs_approval] or list(ev.calls)
@@ -91,7 +91,7 @@ def _show_note(
     if started:
         out.write("\n")
         out.flush()
-    notes.write(_note(ev) + "\n")
+    notes.write(paint(_note(ev), NOTE, notes) + "\n")
     notes.flush()
     return False
 
@@ -112,8 +112,14 @@ def call_text(call: ToolCall) -> str:
     return f"{call.tool}({args})"
 
 
-def history_lines(items: list[HistoryItem]) -> list[str]:
-    return [f"{'You' if h.role == 'user' else 'Agent'}: {h.content}" for h in items]
+def history_lines(items: list[HistoryItem], out: TextIO | None = None) -> list[str]:
+    """``You: ...`` and ``Agent: ...`` lines (the labels in colour if ``out`` is styled)."""
+
+    def label(role: str) -> str:
+        text = "You:" if role == "user" else "Agent:"
+        return paint(text, USER if role == "user" else AGENT, out) if out else text
+
+    return [f"{label(h.role)} {h.content}" for h in items]
 
 
 def _ago(ts: datetime) -> str:
@@ -122,15 +128,6 @@ def _ago(ts: datetime) -> str:
         if secs >= size:
             return f"{secs // size}{unit} ago"
     return f"{max(secs, 0)}s ago"
-
-
-def table(rows: list[list[str]], out: TextIO = sys.stdout) -> None:
-    if not rows:
-        return
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-        out.write("\n")
 
 
 def session_rows(records: list[SessionRecord]) -> list[list[str]]:

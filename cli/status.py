@@ -9,7 +9,8 @@ from collections import Counter
 from typing import Any
 
 from bus import Bus, SessionClient
-from cli.render import table, worker_rows
+from cli.render import worker_rows
+from cli.term import table
 from schemas import SessionState, WorkerInfo
 
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from nats.aio.msg import Msg
 
 from bus import Bus, PullLoop, SessionClient, metrics, subjects
-from bus.retention import Outcome, SweepLock, sweep
+from bus.retention import Outcome, SweepLock, candidates, sweep
 from bus.tasks import cancel_and_wait
 from schemas import Interface, WorkerInfo, check_token, new_id
 from workers.agents import AgentRegistry
@@ -171,9 +171,9 @@ class Worker:
         finished = False
         try:
             before = datetime.now(UTC) - timedelta(seconds=s.session_retention)
-            async for outcome in sweep(
-                SessionClient(self.bus), before=before, export_dir=s.export_dir
-            ):
+            client = SessionClient(self.bus)
+            picked = await candidates(client, before=before)
+            async for outcome in sweep(client, picked, export_dir=s.export_dir):
                 done.append(outcome)
                 r = outcome.record
                 log.info(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -14,6 +15,7 @@ from cyclopts import App, Parameter
 
 from bus import Settings
 from bus.credentials import Credentials
+from cli import term
 from cli.bench import fanout, floor, graphql, latency, load, render, resume
 from cli.bench import plot as plotting
 from cli.bench.stack import BenchError, Stack, cpu_ms_per_turn, deployment
@@ -75,7 +77,34 @@ def progress(text: str) -> None:
     print(f"  {text}", file=sys.stderr, flush=True)
 
 
-async def run_latency(stack: Stack, scenarios: set[str], o: Options, report: Report) -> None:
+@dataclass
+class Steps:
+    """What the run is doing, as lines on stderr, and how far it is, as a bar of its steps
+    (rounds, loads, worker counts, fan-outs) below them on a terminal."""
+
+    advance: Callable[[int], None]
+
+    def note(self, text: str) -> None:
+        progress(text)
+
+    def done(self, text: str) -> None:
+        progress(text)
+        self.advance(1)
+
+
+def step_count(scenarios: set[str], o: Options) -> int:
+    return (
+        (o.rounds if scenarios & {"create", "turn"} else 0)
+        + (len(o.sessions) if "load" in scenarios else 0)
+        + (len(o.workers) if "scale" in scenarios else 0)
+        + (2 if "fanout" in scenarios else 0)
+        + (o.rounds if "resume" in scenarios else 0)
+    )
+
+
+async def run_latency(
+    stack: Stack, scenarios: set[str], o: Options, report: Report, steps: Steps
+) -> None:
     """Alternating rounds of the floor and each measurement, so all see the same machine."""
     client, creds = stack.client, Credentials.from_settings(stack.settings).options()
     base = await stack.start_edge() if stack.edge_url or stack.own else None
@@ -120,7 +149,7 @@ async def run_latency(stack: Stack, scenarios: set[str], o: Options, report: Rep
                     gql = await latency.graphql_creates(http, base, per_create)
                     series["create (GraphQL)"].add_round(gql)
             floor_p50 = report.floor.round_p50s[-1]
-            progress(
+            steps.done(
                 f"round {n + 1}/{o.rounds}: floor p50 {floor_p50:.3f} ms"
                 + "".join(
                     f", {s.name} {s.round_p50s[-1]:.3f}"
@@ -131,13 +160,13 @@ async def run_latency(stack: Stack, scenarios: set[str], o: Options, report: Rep
     report.latency = list(series.values())
 
 
-async def run_load(stack: Stack, o: Options, report: Report) -> None:
+async def run_load(stack: Stack, o: Options, report: Report, steps: Steps) -> None:
     """Closed loops at each concurrency, beside the floor's at the same concurrency."""
     creds = Credentials.from_settings(stack.settings).options()
     if stack.own:
         await stack.set_workers(max(1, min(o.workers)))
     for n in o.sessions:
-        progress(f"load: {n} sessions, {o.seconds:g} s (floor first)")
+        steps.note(f"load: {n} sessions, {o.seconds:g} s (floor first)")
         cpu_before = stack.cpu_seconds()
         raw, took = await floor.raw_load(stack.url, creds, sessions=n, duration=o.seconds)
         cpu_after = stack.cpu_seconds()
@@ -168,36 +197,37 @@ async def run_load(stack: Stack, o: Options, report: Report) -> None:
         report.load.append(
             {"name": "praxis", **found.summary(), "of_floor": found.per_second / floor_rate}
         )
-        progress(
+        steps.done(
             f"load: {n} sessions: {found.per_second:.0f} turns/s "
             f"({found.per_second / floor_rate:.0%} of the floor's {floor_rate:.0f}), "
             f"{found.errors} errors"
         )
         for kind, count in found.extra.get("error_kinds", {}).items():
-            progress(f"  {count} x {kind}")
+            steps.note(f"  {count} x {kind}")
 
 
-async def run_scale(stack: Stack, o: Options, report: Report) -> None:
+async def run_scale(stack: Stack, o: Options, report: Report, steps: Steps) -> None:
     n = max(o.sessions)
     sids = await load.new_sessions(stack.client, n, o.agent, o.metadata)
     one: float | None = None
     for workers in o.workers:
         await stack.set_workers(workers)
-        progress(f"scale: {workers} worker process(es), {n} sessions, {o.seconds:g} s")
+        steps.note(f"scale: {workers} worker process(es), {n} sessions, {o.seconds:g} s")
         found = await load.closed_loops(stack.client, sids, o.seconds, "praxis", stack.cpu_seconds)
         one = one or found.per_second
         report.scale.append(
             {"workers": workers, **found.summary(), "vs_one": found.per_second / one}
         )
-        progress(f"scale: {workers} worker(s): {found.per_second:.0f} turns/s")
+        steps.done(f"scale: {workers} worker(s): {found.per_second:.0f} turns/s")
 
 
-async def run_fanout(stack: Stack, o: Options, report: Report) -> None:
+async def run_fanout(stack: Stack, o: Options, report: Report, steps: Steps) -> None:
     base = await stack.start_edge()
-    progress(f"fan-out: {o.subscribers} SSE subscribers")
+    steps.note(f"fan-out: {o.subscribers} SSE subscribers")
     report.fanout["SSE"] = await fanout.sse_fanout(stack.client, base, o.subscribers)
-    progress(f"fan-out: {o.subscribers} GraphQL subscriptions")
+    steps.done(f"fan-out: SSE done; {o.subscribers} GraphQL subscriptions")
     report.fanout["GraphQL"] = await graphql.graphql_fanout(stack.client, base, o.subscribers)
+    steps.done("fan-out: GraphQL done")
 
 
 async def run(
@@ -208,27 +238,30 @@ async def run(
     edge_url: str | None,
 ) -> Report:
     report = Report()
-    async with deployment(settings, nats_url, edge_url) as stack:
-        if "scale" in scenarios and not stack.own:
-            raise BenchError("'scale' starts and stops workers: run it without --nats-url")
-        if stack.own:
-            await stack.set_workers(min(o.workers) if o.workers else 1)
-        else:
-            await stack.wait_workers(1)
-        await stack.start_responder()
-        if scenarios & {"create", "turn"}:
-            await run_latency(stack, scenarios, o, report)
-        if "load" in scenarios:
-            await run_load(stack, o, report)
-        if "scale" in scenarios:
-            await run_scale(stack, o, report)
-        if "fanout" in scenarios:
-            await run_fanout(stack, o, report)
-        if "resume" in scenarios:  # last: it restarts our worker with its cache off
-            per_round = max(1, o.turns // (o.rounds * len(o.history)))
-            report.resume = await resume.by_history(
-                stack, o.history, o.rounds, min(per_round, 20), progress
-            )
+    total = step_count(scenarios, o)
+    with term.progress("bench", total) as advance:
+        steps = Steps(advance)
+        async with deployment(settings, nats_url, edge_url) as stack:
+            if "scale" in scenarios and not stack.own:
+                raise BenchError("'scale' starts and stops workers: run it without --nats-url")
+            if stack.own:
+                await stack.set_workers(min(o.workers) if o.workers else 1)
+            else:
+                await stack.wait_workers(1)
+            await stack.start_responder()
+            if scenarios & {"create", "turn"}:
+                await run_latency(stack, scenarios, o, report, steps)
+            if "load" in scenarios:
+                await run_load(stack, o, report, steps)
+            if "scale" in scenarios:
+                await run_scale(stack, o, report, steps)
+            if "fanout" in scenarios:
+                await run_fanout(stack, o, report, steps)
+            if "resume" in scenarios:  # last: it restarts our worker with its cache off
+                per_round = max(1, o.turns // (o.rounds * len(o.history)))
+                report.resume = await resume.by_history(
+                    stack, o.history, o.rounds, min(per_round, 20), steps.note, steps.done
+                )
     return report
 
 

@@ -10,6 +10,7 @@ every resume loads the session from the bus, as after days away.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +60,15 @@ async def turn_once(client: SessionClient, sid: str, text: str) -> float:
 
 
 async def by_history(
-    stack: Stack, sizes: list[int], rounds: int, per_round: int, progress: Any
+    stack: Stack,
+    sizes: list[int],
+    rounds: int,
+    per_round: int,
+    note: Callable[[str], None],
+    done: Callable[[str], None],
 ) -> list[dict[str, Any]]:
-    """Per size: resume and turn latencies (by round), and the worker's memory."""
+    """Per size: resume and turn latencies (by round), and the worker's memory. ``note``
+    says what it does; ``done`` ends each round."""
     if stack.own:  # every resume loads the session from the bus
         await stack.set_workers(0)
         stack.env |= COLD
@@ -71,7 +78,7 @@ async def by_history(
     for size in sizes:
         t0 = time.perf_counter()
         sessions[size] = await build(client, size)
-        progress(f"resume: built a {size:,}-message session in {time.perf_counter() - t0:.1f} s")
+        note(f"resume: built a {size:,}-message session in {time.perf_counter() - t0:.1f} s")
     for size in sizes:  # warm every path once
         await resume_once(client, sessions[size])
         await turn_once(client, sessions[size], "warm")
@@ -89,7 +96,7 @@ async def by_history(
             turn[size].add_round(tur)
             if stack.workers:
                 memory.setdefault(size, rss_mb(stack.workers[0].pid))
-        progress(f"resume: round {r + 1}/{rounds}")
+        done(f"resume: round {r + 1}/{rounds}")
     base = sizes[0]
     return [
         {
