@@ -6,7 +6,11 @@ CLI service reading it back, and a turn after losing a NATS node."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
+import subprocess
+import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -118,3 +122,39 @@ def test_volumes_hold_the_credentials_and_each_node_its_data(stack: LocalCompose
         assert (volumes / "credentials" / f"{role}.nk").is_file()
     for i in (1, 2, 3):
         assert (volumes / f"nats{i}-data" / "jetstream").is_dir()
+
+
+def test_the_image_build_context_installs_everything(tmp_path: Path) -> None:
+    """What the Dockerfile copies is enough to install Praxis with its chat page: the COPY
+    lines are followed into a folder, and a wheel is built from it as ``pip install .``
+    would."""
+    context = tmp_path / "src"
+    context.mkdir()
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY "):
+            *sources, dest = line.split()[1:]
+            for source in sources:
+                target = context / (source if dest.endswith("/") else dest)
+                if (ROOT / source).is_dir():
+                    shutil.copytree(
+                        ROOT / source, target, ignore=shutil.ignore_patterns("__pycache__")
+                    )
+                else:
+                    shutil.copy(ROOT / source, target)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), "."],
+        cwd=context,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert built.returncode == 0, built.stderr[-2000:]
+    [wheel] = tmp_path.glob("praxis-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+        assert "praxis = cli.app:main" in z.read(entry_points).decode()
+    for name in ("index.html", "chat.js", "chat.css"):
+        assert f"edge/static/{name}" in names
+    for package in ("schemas", "bus", "workers", "edge", "cli"):
+        assert f"{package}/__init__.py" in names
