@@ -151,6 +151,13 @@ class Message:
         )
 
 
+@strawberry.type(description="An agent a live worker runs: what a session can be created with.")
+class Agent:
+    name: str
+    description: str
+    source: str = strawberry.field(description="Where the agent comes from (entry point, file).")
+
+
 @strawberry.type(description="A tool call the agent's turn waits on until a human decides.")
 class PendingToolCall:
     call_id: str = strawberry.field(description="Pass it to approveToolCall or denyToolCall.")
@@ -299,6 +306,14 @@ def _client(info: Info[dict[str, Any], None]) -> SessionClient:
 
 @strawberry.type
 class Query:
+    @strawberry.field(description="The agents the live workers offer, by name.")
+    async def agents(self, info: Info[dict[str, Any], None]) -> list[Agent]:
+        known = await _call(_client(info).known_agents())
+        return [
+            Agent(name=a.name, description=a.description, source=a.source)
+            for a in sorted(known.values(), key=lambda a: a.name)
+        ]
+
     @strawberry.field(description="One session (error NOT_FOUND if there is none).")
     async def agent_session(
         self, info: Info[dict[str, Any], None], session_id: str

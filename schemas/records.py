@@ -253,9 +253,13 @@ class CommandOutcome(BaseModel):
 
 
 class AgentInfo(BaseModel):
-    name: AgentName
-    description: str = ""
-    source: str = ""
+    """An agent a worker runs: what a session can be created with."""
+
+    name: AgentName = Field(description="The agent's name (give it as `agent_name`).")
+    description: str = Field(default="", description="What the agent does.")
+    source: str = Field(
+        default="", description="Where it comes from: an entry point, PRAXIS_AGENTS or a file."
+    )
 
 
 class WorkerInfo(BaseModel):

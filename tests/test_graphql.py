@@ -219,6 +219,17 @@ async def test_queries_lists_and_lifecycle_mutations(
 # -- handoff and resume -------------------------------------------------------------------
 
 
+async def test_agents_are_listed_as_over_rest(
+    edge: EdgeProcess, worker: InProcessWorker, gql_http: Any
+) -> None:
+    got = await gql_http.execute(gql("{ agents { name description source } }"))
+    names = [a["name"] for a in got["agents"]]
+    assert names == sorted(names) and {"echo", "hello-world"} <= set(names)
+    async with httpx.AsyncClient(timeout=10) as http:
+        rest = (await http.get(f"{edge.url}/agents")).json()
+    assert got["agents"] == rest
+
+
 async def test_handoff_cli_create_rest_send_graphql_watch(
     edge: EdgeProcess, worker: InProcessWorker, settings: Settings, client: SessionClient
 ) -> None:
