@@ -852,6 +852,7 @@ class SessionClient:
                 ack = await with_retry(
                     lambda: self.bus.js.publish(subject, payload, headers=headers),
                     what=f"publish {cmd.kind} to {cmd.session_id}",
+                    deadline=self.bus.settings.retry_window,
                 )
         except PublishError as e:
             cause = e.__cause__

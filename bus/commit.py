@@ -51,7 +51,7 @@ async def append(
     expected_seq: int,
     max_bytes: int,
     timeout: float,
-    deadline: float = 10.0,
+    deadline: float,
 ) -> int:
     """Store one event after ``expected_seq``; return its sequence (the event id).
 

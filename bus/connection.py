@@ -16,7 +16,7 @@ from nats.aio.client import Client
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.errors import APIError, ServiceUnavailableError
+from nats.js.errors import APIError, NoStreamResponseError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 
 from bus.credentials import Credentials
@@ -27,7 +27,13 @@ from bus.settings import Settings
 log = logging.getLogger("praxis.bus")
 T = TypeVar("T")
 
-RETRYABLE = (NoRespondersError, NatsTimeoutError, ServiceUnavailableError, asyncio.TimeoutError)
+RETRYABLE = (
+    NoRespondersError,
+    NoStreamResponseError,  # no responders, as JetStream's publish reports it
+    NatsTimeoutError,
+    ServiceUnavailableError,
+    asyncio.TimeoutError,
+)
 
 
 class RetryCount:
@@ -173,13 +179,17 @@ async def connect(
         if not nc.is_closed:
             try:
                 await nc.drain()
-            except Exception as e:
+            except Exception as e:  # e.g. reconnecting: the server went away first
                 log.debug("drain on close: %s", e)
-                await nc.close()
+                try:
+                    await nc.close()
+                except Exception as closing:  # nats-py writes its buffer to a dead socket
+                    log.debug("close after a failed drain: %s", closing)
 
 
-async def with_retry(op: Callable[[], Awaitable[T]], *, what: str, deadline: float = 10.0) -> T:
-    """Run ``op`` again with backoff while JetStream is briefly unavailable (leader change).
+async def with_retry(op: Callable[[], Awaitable[T]], *, what: str, deadline: float) -> T:
+    """Run ``op`` again with backoff while JetStream is briefly unavailable (leader change),
+    for up to ``deadline`` seconds (``Settings.retry_window``).
 
     Only for operations that are safe to repeat (publishes carry ``Nats-Msg-Id``).
     """

@@ -106,6 +106,13 @@ class Settings(BaseSettings):
         "letter (its workers kept dying during it).",
     )
     request_timeout: float = Field(default=5.0, gt=0)
+    retry_window: float = Field(
+        default=20.0,
+        gt=0,
+        description="Seconds a write keeps being tried while JetStream cannot answer it: "
+        "after a server is lost, a replicated stream's followers wait 4-9 s before electing "
+        "a new leader (sometimes two rounds), and writes go unanswered meanwhile.",
+    )
     command_timeout: float = Field(
         default=15.0, gt=0, description="Seconds a client waits for a command's outcome."
     )

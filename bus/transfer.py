@@ -157,6 +157,7 @@ async def import_conversation(
                 expected_seq=0,
                 max_bytes=settings.max_message_bytes,
                 timeout=bus.timeout,
+                deadline=settings.retry_window,
             )
         except FenceRejectedError as e:
             raise SessionExistsError(sid) from e
@@ -189,7 +190,9 @@ async def _pipeline(
     async def publish(index: int, payload: bytes) -> int:
         headers = {"Nats-Msg-Id": f"{sid}.import.{index}"}
         ack = await with_retry(
-            lambda: bus.js.publish(subject, payload, headers=headers), what=f"import into {sid}"
+            lambda: bus.js.publish(subject, payload, headers=headers),
+            what=f"import into {sid}",
+            deadline=bus.settings.retry_window,
         )
         return int(ack.seq)
 

@@ -270,16 +270,18 @@ class LocalCompose:
         return path.read_text(errors="replace")[-3000:] if path.exists() else "(no log)"
 
     def down(self) -> None:
-        reps = [r for name in reversed(self.order()) for r in self.replicas[name]]
-        for rep in reps:
-            if rep.process is not None and rep.process.poll() is None:
-                rep.process.send_signal(signal.SIGTERM)
-        for rep in reps:
-            if rep.process is None:
-                continue
-            grace = seconds(rep.spec.get("stop_grace_period"), 10)
-            try:
-                rep.process.wait(grace)
-            except subprocess.TimeoutExpired:
-                rep.process.kill()
-                rep.process.wait()
+        """Stop the services in the reverse of their start order, as compose does: the
+        replicas of one service together (SIGTERM, then SIGKILL after its grace period),
+        before those it depends on."""
+        for name in reversed(self.order()):
+            running = [r for r in self.replicas[name] if r.process is not None]
+            for rep in running:
+                if rep.process is not None and rep.process.poll() is None:
+                    rep.process.send_signal(signal.SIGTERM)
+            for rep in running:
+                assert rep.process is not None
+                try:
+                    rep.process.wait(seconds(rep.spec.get("stop_grace_period"), 10))
+                except subprocess.TimeoutExpired:
+                    rep.process.kill()
+                    rep.process.wait()

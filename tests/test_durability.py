@@ -166,7 +166,7 @@ async def test_stale_owner_cannot_append(client: SessionClient, settings: Settin
     assert created is not None  # its first event, as a worker writes it
     tail = await commit.append(
         bus.nc, bus.stream, sid, created.model_dump_json().encode(),
-        expected_seq=0, max_bytes=settings.max_message_bytes, timeout=5,
+        expected_seq=0, max_bytes=settings.max_message_bytes, timeout=5, deadline=10,
     )  # fmt: skip
 
     stale = await leases.claim(bus.leases, sid, "worker-a")
@@ -179,7 +179,7 @@ async def test_stale_owner_cannot_append(client: SessionClient, settings: Settin
     claimed = SessionClaimed(session_id=sid, task_id=record.task_id, worker_id="worker-b")
     new_tail = await commit.append(
         bus.nc, bus.stream, sid, claimed.model_dump_json().encode(),
-        expected_seq=tail, max_bytes=settings.max_message_bytes, timeout=5,
+        expected_seq=tail, max_bytes=settings.max_message_bytes, timeout=5, deadline=10,
     )  # fmt: skip
     assert new_tail > tail
 
@@ -187,7 +187,7 @@ async def test_stale_owner_cannot_append(client: SessionClient, settings: Settin
     with pytest.raises(FenceRejectedError, match=f"wrong last sequence: {new_tail}"):
         await commit.append(
             bus.nc, bus.stream, sid, late.model_dump_json().encode(),
-            expected_seq=tail, max_bytes=settings.max_message_bytes, timeout=5,
+            expected_seq=tail, max_bytes=settings.max_message_bytes, timeout=5, deadline=10,
         )  # fmt: skip
     after = await load_state(bus, sid)
     assert after is not None and after[1] == new_tail and after[0].owner == "worker-b"

@@ -520,7 +520,7 @@ async def _as_owner(
     async def append(event: Any, after: int) -> int:
         return await commit.append(
             bus.nc, bus.stream, sid, event.model_dump_json().encode(),
-            expected_seq=after, max_bytes=settings.max_message_bytes, timeout=5,
+            expected_seq=after, max_bytes=settings.max_message_bytes, timeout=5, deadline=10,
         )  # fmt: skip
 
     base = {"session_id": sid, "task_id": record.task_id, "command_id": "cmd_x"}

@@ -1196,6 +1196,7 @@ class SessionRunner:
             expected_seq=self.tail,
             max_bytes=self.bus.settings.max_message_bytes,
             timeout=self.bus.timeout,
+            deadline=self.bus.settings.retry_window,
         )
         self._optimistic = False  # the fence confirmed the state this run works from
         # A CommitNotice, written around the event's JSON rather than serialising it again.
@@ -1289,6 +1290,7 @@ class SessionRunner:
                     subjects.timer(self.sid), cmd.model_dump_json().encode(), headers=headers
                 ),
                 what=f"expiry timer of {self.sid}",
+                deadline=self.bus.settings.retry_window,
             )
         except Exception as e:
             self.ctx.timers.pop(self.sid)  # set it again after the next command
