@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from nats.js.errors import NoStreamResponseError
 
 from bus import (
     FenceRejectedError,
@@ -22,7 +23,9 @@ from bus import (
     load_state,
     subjects,
 )
+from bus.connection import with_retry
 from bus.embedded import NatsServer
+from bus.errors import PublishError
 from bus.state import pending_create
 from schemas import AgentMessage, SessionClaimed, TokenDelta, TurnCompleted, TurnStarted
 from tests.conftest import InProcessWorker, WorkerProcess, eventually, live_workers, make_settings
@@ -273,3 +276,24 @@ async def _durable_events(client: SessionClient, session_id: str):  # type: igno
             yield item
             if item.cursor >= found[1]:
                 return
+
+
+async def test_a_write_nobody_answers_is_tried_again_within_the_retry_window() -> None:
+    """JetStream's publish reports "no responders" (no stream leader yet, after a server is
+    lost) as NoStreamResponseError: tried again, as a timeout is, until the window ends."""
+    calls: list[int] = []
+
+    async def elected_on_the_third_try() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise NoStreamResponseError
+        return "stored"
+
+    assert await with_retry(elected_on_the_third_try, what="x", deadline=5) == "stored"
+    assert len(calls) == 3
+
+    async def never() -> str:
+        raise NoStreamResponseError
+
+    with pytest.raises(PublishError, match=r"JetStream unavailable for 0\.3s"):
+        await with_retry(never, what="x", deadline=0.3)
