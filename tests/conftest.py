@@ -23,6 +23,7 @@ from bus.embedded import NatsServer
 from bus.permissions import Role
 from schemas import Event, Interface, SessionRecord, decode_event
 from tests.agents_for_tests import TEST_AGENTS
+from tests.fake_models import FakeModelServer
 from workers import Worker, registry_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -322,6 +323,22 @@ def start_edge(settings: Settings, tmp_path: Path) -> Iterator[Callable[[], Edge
     yield start
     for e in started:
         e.stop()
+
+
+@pytest.fixture
+def secured_edge(settings: Settings, tmp_path: Path) -> Iterator[EdgeProcess]:
+    """An edge process of the test's own with authentication on (PRAXIS_AUTH=on)."""
+    proc = EdgeProcess(edge_env(settings, PRAXIS_AUTH="on"), tmp_path / "edge.log").start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def models() -> Iterator[FakeModelServer]:
+    """Fake OpenAI and Anthropic servers on loopback ports, one per test module."""
+    server = FakeModelServer().start()
+    yield server
+    server.stop()
 
 
 def praxis(

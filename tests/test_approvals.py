@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -49,13 +49,6 @@ from tests.test_model_agents import define, openai_agent
 
 REFUND = '\n[[tools]]\nfunction = "tests.agents_for_tests:refund"\nrequires_approval = true\n'
 LOOKUP = '\n[[tools]]\nfunction = "tests.agents_for_tests:lookup_order"\n'
-
-
-@pytest.fixture(scope="module")
-def models() -> Iterator[FakeModelServer]:
-    server = FakeModelServer().start()
-    yield server
-    server.stop()
 
 
 async def _types(client: SessionClient, sid: str) -> list[str]:

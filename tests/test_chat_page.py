@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -22,7 +22,6 @@ from tests.conftest import (
     EdgeProcess,
     InProcessWorker,
     WorkerProcess,
-    edge_env,
     env_for,
     live_workers,
     praxis,
@@ -61,13 +60,6 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
     yield opened
     await context.close()
     assert errors == [], f"the page's script failed: {errors}"
-
-
-@pytest.fixture(scope="module")
-def models() -> Iterator[FakeModelServer]:
-    server = FakeModelServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -174,30 +166,26 @@ async def test_the_page_asks_for_a_key_when_the_edge_needs_one(
     settings: Settings,
     worker_processes: Callable[..., list[WorkerProcess]],
     client: SessionClient,
-    tmp_path: Path,
+    secured_edge: EdgeProcess,
     page: Page,
 ) -> None:
     worker_processes(1)
     await live_workers(client, 1)
-    secured = EdgeProcess(edge_env(settings, PRAXIS_AUTH="on"), tmp_path / "edge.log").start()
-    try:
-        made = praxis(env_for(settings), "keys", "create", "--principal", "ada")
-        assert made.returncode == 0, made.stderr
-        key = made.stdout.strip()
-        await page.goto(secured.url)
-        await expect(page.locator("#status")).to_contain_text("API key", timeout=WAIT)
-        await page.fill("#api-key", key)
-        await page.click("#key-form button")
-        await expect(page.locator("#agent option[value=echo]")).to_have_count(1, timeout=WAIT)
-        await page.select_option("#agent", "echo")
-        await page.fill("#first-message", "with a key")
-        await page.click("#new-session button[type=submit]")
-        await expect(page.locator("#messages li.agent")).to_have_text("with a key", timeout=WAIT)
-        sid = page.url.split("#", 1)[1]
-        owner = (await client.get(sid)).owner
-        assert owner is not None and owner.principal == "ada"
-    finally:
-        secured.stop()
+    made = praxis(env_for(settings), "keys", "create", "--principal", "ada")
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
+    await page.goto(secured_edge.url)
+    await expect(page.locator("#status")).to_contain_text("API key", timeout=WAIT)
+    await page.fill("#api-key", key)
+    await page.click("#key-form button")
+    await expect(page.locator("#agent option[value=echo]")).to_have_count(1, timeout=WAIT)
+    await page.select_option("#agent", "echo")
+    await page.fill("#first-message", "with a key")
+    await page.click("#new-session button[type=submit]")
+    await expect(page.locator("#messages li.agent")).to_have_text("with a key", timeout=WAIT)
+    sid = page.url.split("#", 1)[1]
+    owner = (await client.get(sid)).owner
+    assert owner is not None and owner.principal == "ada"
 
 
 async def test_the_page_and_its_files(edge: EdgeProcess, worker: InProcessWorker) -> None:

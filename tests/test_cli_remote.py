@@ -7,11 +7,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from subprocess import CompletedProcess
-
-import pytest
 
 from bus import SessionClient, Settings
 from bus import keys as api_keys
@@ -22,21 +20,6 @@ from tests.test_approvals import REFUND
 from tests.test_model_agents import define, openai_agent
 
 Cli = Callable[..., Awaitable[CompletedProcess[str]]]
-
-
-@pytest.fixture(scope="module")
-def models() -> Iterator[FakeModelServer]:
-    server = FakeModelServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def secured_edge(settings: Settings, tmp_path: Path) -> Iterator[EdgeProcess]:
-    env = edge_env(settings, PRAXIS_AUTH="on")
-    proc = EdgeProcess(env, tmp_path / "edge.log").start()
-    yield proc
-    proc.stop()
 
 
 def remote(tmp_path: Path, edge: EdgeProcess, key: str | None) -> Cli:

@@ -4,7 +4,7 @@ against servers on loopback ports that speak the OpenAI and Anthropic streaming 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -23,13 +23,6 @@ from tests.conftest import InProcessWorker, env_for, praxis, settled_session, st
 from tests.fake_models import Call, Fail, FakeModelServer, Text
 from workers.agents import TurnContext, load_agents
 from workers.agents.model import ModelAgent
-
-
-@pytest.fixture(scope="module")
-def models() -> Iterator[FakeModelServer]:
-    server = FakeModelServer().start()
-    yield server
-    server.stop()
 
 
 def define(settings: Settings, name: str, text: str) -> Path:
