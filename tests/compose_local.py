@@ -93,6 +93,8 @@ class LocalCompose:
     def __init__(self, home: Path, compose: dict[str, Any] | None = None) -> None:
         self.home = home
         self.compose = compose if compose is not None else load()
+        top = {k for k in self.compose if not k.startswith("x-")} - {"name", "services", "volumes"}
+        assert not top, f"top-level keys this runner does not understand: {top}"
         self.services: dict[str, dict[str, Any]] = self.compose["services"]
         self.replicas: dict[str, list[Replica]] = {}
         for name, spec in self.services.items():
@@ -145,6 +147,7 @@ class LocalCompose:
     def argv(self, rep: Replica, args: list[str]) -> list[str]:
         out: list[str] = []
         for i, arg in enumerate(args):
+            assert "${" not in arg, f"{rep.name}: interpolation is not supported ({arg})"
             if i and args[i - 1] in PORT_FLAGS and arg.isdigit():
                 out.append(str(self._port(rep, "localhost", int(arg))))
             else:
