@@ -1,7 +1,8 @@
 """The chat page the edge serves at ``/``, driven end to end in headless Chromium (Debian's
 ``chromium`` package, through Playwright with ``executable_path``): a session started in the
 CLI continued in the page, a session started in the page, live replies, a tool call approved
-with a click, suspend and resume, and the page asking for a key when the edge needs one.
+with a click, a reply stopped, suspend and resume, and the page asking for a key when the
+edge needs one.
 
 Without Chromium these tests are skipped, unless ``PRAXIS_REQUIRE_BROWSER=1`` (as in
 ``.ci/run``, which installs it), where its absence fails them."""
@@ -160,6 +161,29 @@ async def test_start_in_the_page_approve_a_tool_call_suspend_and_resume(
     await expect(page.locator("#messages li.agent").last).to_have_text(
         "I can refund that.\n\nRefunded order 7."
     )
+
+
+async def test_stop_cancels_the_reply_in_flight(
+    stack: EdgeProcess, client: SessionClient, page: Page
+) -> None:
+    record, receipt = await client.create(
+        "slow", task_id="task-stop", metadata={"pieces": 400, "delay": 0.05}
+    )
+    await client.wait(receipt)
+    sid = record.session_id
+    await page.goto(f"{stack.url}/#{sid}")
+    await expect(page.locator("#stop")).to_be_hidden(timeout=WAIT)
+    await page.fill("#message", "take your time")
+    await page.press("#message", "Enter")
+    await expect(page.locator("#messages li.streaming")).to_contain_text("w3", timeout=WAIT)
+    await page.click("#stop")
+    await expect(page.locator("#messages li.note").last).to_have_text(
+        "Turn cancelled.", timeout=WAIT
+    )
+    await expect(page.locator("#stop")).to_be_hidden()
+    ended = [e for e in await stored_events(client, sid) if e.type == "turn.failed"]
+    assert len(ended) == 1 and ended[0].cancelled  # type: ignore[attr-defined]
+    assert not [e for e in await stored_events(client, sid) if e.type == "turn.completed"]
 
 
 async def test_the_page_asks_for_a_key_when_the_edge_needs_one(

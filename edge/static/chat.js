@@ -153,6 +153,11 @@ function dropApproval(callId) {
   if (row) row.remove();
 }
 
+// While the agent replies: a Stop button (cancels the turn in flight).
+function replying(on) {
+  $("stop").hidden = !on;
+}
+
 function handle(s, type, cursor, e) {
   if (s !== open) return;
   if (cursor !== null && cursor <= s.shown) return; // already on screen from the history
@@ -165,6 +170,7 @@ function handle(s, type, cursor, e) {
       break;
     case "turn.started":
       if (!s.bubble) s.bubble = addMessage("agent", "", "streaming");
+      replying(true);
       break;
     case "token.delta":
       if (!s.bubble) s.bubble = addMessage("agent", "", "streaming");
@@ -178,6 +184,7 @@ function handle(s, type, cursor, e) {
       s.bubble = null;
       break;
     case "turn.waiting":
+      replying(false);
       if (s.bubble && e.text) s.bubble.textContent = e.text;
       showApprovals(e.calls);
       say("The agent waits for your approval.");
@@ -187,11 +194,13 @@ function handle(s, type, cursor, e) {
       addMessage("note", `${e.tool}: ${e.approved ? "approved" : "denied"}${e.reason ? ` (${e.reason})` : ""}`);
       break;
     case "turn.failed":
+      replying(false);
       if (s.bubble) s.bubble.classList.replace("streaming", "interrupted");
       s.bubble = null;
       addMessage("note", e.cancelled ? "Turn cancelled." : `Turn failed: ${e.reason}`);
       break;
     case "turn.completed":
+      replying(false);
       if (s.bubble) s.bubble.classList.remove("streaming");
       s.bubble = null;
       break;
@@ -264,6 +273,7 @@ async function openSession(id) {
   open = s;
   $("messages").replaceChildren();
   $("approvals").replaceChildren();
+  replying(false);
   try {
     const view = await api("GET", `/agent-sessions/${encodeURIComponent(id)}`);
     const history = await api("GET", `/agent-sessions/${encodeURIComponent(id)}/history?limit=200`);
@@ -294,6 +304,14 @@ async function send(event) {
   try {
     await api("POST", `/agent-sessions/${open.id}/messages`, { message: text });
     $("message").value = "";
+  } catch (e) {
+    failed(e);
+  }
+}
+
+async function cancel() {
+  try {
+    await api("POST", `/agent-sessions/${open.id}/cancel`);
   } catch (e) {
     failed(e);
   }
@@ -339,6 +357,7 @@ document.addEventListener("DOMContentLoaded", () => {
       $("send").requestSubmit();
     }
   });
+  $("stop").addEventListener("click", cancel);
   $("suspend").addEventListener("click", () => transition("suspend"));
   $("resume").addEventListener("click", () => transition("resume"));
   $("complete").addEventListener("click", () => transition("complete"));
