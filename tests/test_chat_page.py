@@ -143,6 +143,10 @@ async def test_start_in_the_page_approve_a_tool_call_suspend_and_resume(
     await expect(approval).to_have_count(0, timeout=WAIT)
     last = page.locator("#messages li.agent").last
     await expect(last).to_have_text("I can refund that.\n\nRefunded order 7.", timeout=WAIT)
+    steps = page.locator("#messages li.tool")  # the tool's call and its result, as notes
+    await expect(steps).to_have_text(
+        ['tool: refund({"order":"7"}) (needs approval)', "result: order 7 refunded"]
+    )
     decided = [e for e in await stored_events(client, sid) if e.type == "tool.decided"]
     assert len(decided) == 1 and decided[0].approved  # type: ignore[attr-defined]
 

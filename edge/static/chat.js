@@ -122,14 +122,18 @@ function addMessage(role, text, extra) {
   return li;
 }
 
+function callText(call) {
+  const args = typeof call.args === "string" ? call.args : JSON.stringify(call.args);
+  return `${call.tool}(${args})`;
+}
+
 function showApprovals(calls) {
   for (const call of calls) {
     if (!call.needs_approval && call.needs_approval !== undefined) continue;
     if (document.querySelector(`.approval[data-call-id="${CSS.escape(call.call_id)}"]`)) continue;
     const row = el("div", undefined, "approval");
     row.dataset.callId = call.call_id;
-    const args = typeof call.args === "string" ? call.args : JSON.stringify(call.args);
-    row.append(el("span", "The agent asks to run"), el("code", `${call.tool}(${args})`));
+    row.append(el("span", "The agent asks to run"), el("code", callText(call)));
     for (const [label, verb] of [["Approve", "approve"], ["Deny", "deny"]]) {
       const b = el("button", label, verb);
       b.type = "button";
@@ -183,6 +187,17 @@ function handle(s, type, cursor, e) {
       s.bubble.classList.remove("streaming");
       s.bubble = null;
       break;
+    case "tool.calls": // the reply goes on in its own bubble; the steps show below it
+      for (const call of e.calls) {
+        addMessage("note", `tool: ${callText(call)}${call.needs_approval ? " (needs approval)" : ""}`, "tool");
+      }
+      break;
+    case "tool.result": {
+      const content = typeof e.content === "string" ? e.content : JSON.stringify(e.content);
+      const short = content.length > 200 ? `${content.slice(0, 199)}…` : content;
+      addMessage("note", `${e.denied ? "denied" : "result"}: ${short}`, "tool");
+      break;
+    }
     case "turn.waiting":
       replying(false);
       if (s.bubble && e.text) s.bubble.textContent = e.text;
