@@ -15,7 +15,7 @@ Each service replica gets what a container would have given it, made local:
 - **its file system**: each mount (a named volume: a folder shared by the services that
   mount it; ``./path``: the repository's file) is linked at its container path under a root
   folder of the replica's own, and arguments and values that are container paths under a
-  mount are moved under that root;
+  mount are moved under that root (``:ro`` is read, not enforced);
 - **its order**: ``depends_on`` with ``service_completed_successfully`` (run to its end,
   exit 0), ``service_healthy`` (its ``healthcheck`` test, run locally the same way, passes)
   or ``service_started``; ``deploy.replicas`` copies; services with ``profiles`` are not
