@@ -360,8 +360,8 @@ def agent_cleanup(
             out: list[dict[str, Any]] = []
             done = 0
             chosen = await candidates(rt.client, before=before, states=states)
-            verb = "Checking" if dry_run else "Purging"
-            with progress(f"{verb} {len(chosen)} session(s)", len(chosen)) as advance:
+            doing = "Checking" if dry_run else "Purging"
+            with progress(f"{doing} {len(chosen)} session(s)", len(chosen)) as advance:
                 async for o in sweep(rt.client, chosen, export_dir=export, dry_run=dry_run):
                     advance(1)
                     done += o.action != "skipped"
