@@ -106,6 +106,7 @@ class Page:
 # SessionClient has a method named ``list``: name the types it returns out here.
 Records = list[SessionRecord]
 Workers = list[WorkerInfo]
+Agents = list[AgentInfo]
 Letters = list[DeadLetter]
 History = list[HistoryItem]
 Events = list[Event]
@@ -795,6 +796,10 @@ class SessionClient:
         agents = {a.name: a for w in await self.workers() for a in w.agents}
         self._agents_cache = (now, agents)
         return agents
+
+    async def agents(self) -> Agents:
+        """:meth:`known_agents`, by name (what REST and GraphQL list)."""
+        return sorted((await self.known_agents()).values(), key=lambda a: a.name)
 
     # -- internals -----------------------------------------------------------------------
 

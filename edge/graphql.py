@@ -308,11 +308,8 @@ def _client(info: Info[dict[str, Any], None]) -> SessionClient:
 class Query:
     @strawberry.field(description="The agents the live workers offer, by name.")
     async def agents(self, info: Info[dict[str, Any], None]) -> list[Agent]:
-        known = await _call(_client(info).known_agents())
-        return [
-            Agent(name=a.name, description=a.description, source=a.source)
-            for a in sorted(known.values(), key=lambda a: a.name)
-        ]
+        found = await _call(_client(info).agents())
+        return [Agent(name=a.name, description=a.description, source=a.source) for a in found]
 
     @strawberry.field(description="One session (error NOT_FOUND if there is none).")
     async def agent_session(

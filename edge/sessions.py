@@ -118,7 +118,7 @@ def _settings(state: State) -> Settings:
 async def list_agents(client: SessionClient) -> list[AgentInfo]:
     """Each agent a live worker runs (from the workers' heartbeats), by name: what a
     session can be created with."""
-    return sorted((await client.known_agents()).values(), key=lambda a: a.name)
+    return await client.agents()
 
 
 class AgentSessions(Controller):
