@@ -58,7 +58,8 @@ _CHANNELS: list[tuple[str, str, Any, bool, str]] = [
         "Commands for a session, stored in the stream: `create_session` first (publish it "
         "with `Nats-Expected-Last-Subject-Sequence: 0` so that it is stored only for a new "
         "id), then messages, decisions on tool calls, suspend, resume, complete, cancel. Set "
-        "`Nats-Msg-Id` to the command id: a repeat within the duplicate window is dropped. "
+        "`Nats-Msg-Id` to `<session_id>.<command_id>` (the window spans every session): a "
+        "repeat within the duplicate window is dropped. "
         "Give `reply_to` (an `_INBOX.` subject) to get the outcome there.",
     ),
     (

@@ -26,6 +26,7 @@ from bus.errors import (
     MESSAGE_TOO_LARGE,
     AlreadyReplayedError,
     CommandDeadLetteredError,
+    CommandIdReusedError,
     CommandTimeoutError,
     DeadLetterNotFoundError,
     IllegalTransitionError,
@@ -289,8 +290,10 @@ class SessionClient:
                 + (" (resume it first)" if head.state is SessionState.SUSPENDED else ""),
             )
         cmd = self._message(head.session_id, head.task_id, message, command_id, queue, on_busy)
-        await self._publish(cmd)
-        return Receipt(head.session_id, cmd.command_id, tail)
+        ack = await self._store(cmd)
+        # A repeat: what the first one caused may be stored already, after its own sequence.
+        cursor = min(tail, int(ack.seq)) if ack.duplicate else tail
+        return Receipt(head.session_id, cmd.command_id, cursor)
 
     def turn(
         self, session_id: str, message: str, *, command_id: str | None = None
@@ -843,7 +846,7 @@ class SessionClient:
         command id already stored)."""
         payload = cmd.model_dump_json().encode()
         subject = subjects.inputs(cmd.session_id)
-        headers = {"Nats-Msg-Id": cmd.command_id}
+        headers = {"Nats-Msg-Id": subjects.command_msg_id(cmd.session_id, cmd.command_id)}
         if new_session:
             headers[commit.EXPECTED_LAST_SUBJECT_SEQ] = "0"
         check_size(payload, headers, self.bus.settings.max_message_bytes)
@@ -866,7 +869,31 @@ class SessionClient:
             if isinstance(cause, APIError) and cause.err_code == commit.WRONG_LAST_SEQUENCE:
                 raise SessionExistsError(cmd.session_id) from e
             raise
+        if ack.duplicate:
+            await self._check_repeat(cmd, int(ack.seq))
         return ack
+
+    async def _check_repeat(self, cmd: Command, seq: int) -> None:
+        """A command id the session stored already (``seq``): a retry of the same command
+        is fine (it is stored once), a different command under that id is refused."""
+        stored = await direct.by_seq(self.bus.nc, self.bus.stream, seq, self.bus.timeout)
+        if stored is None:
+            return  # removed since (a purge): nothing left to differ from
+        try:
+            before = decode_command(stored.data)
+        except ValueError:
+            before = None
+        if before is None or _what(before) != _what(cmd):
+            raise CommandIdReusedError(cmd.session_id, cmd.command_id)
+
+
+_CIRCUMSTANCES = {"issued_at", "interface", "actor", "reply_to"}
+"""Fields that say when, where from and by whom a command was sent, not what it is: a
+retry of a command may differ in them."""
+
+
+def _what(cmd: Command) -> dict[str, Any]:
+    return cmd.model_dump(mode="json", exclude=_CIRCUMSTANCES)
 
 
 def _command_id(command_id: str | None) -> dict[str, str]:

@@ -56,6 +56,13 @@ async def next_by_subject(
     return _one(resp)
 
 
+async def by_seq(nc: Client, stream: str, seq: int, timeout: float) -> StoredMsg | None:
+    """The message stored at ``seq``, or ``None`` (never stored, or removed since)."""
+    req = json.dumps({"seq": seq}).encode()
+    resp = await nc.request(f"$JS.API.DIRECT.GET.{stream}", req, timeout=timeout)
+    return _one(resp)
+
+
 def _one(resp: Msg) -> StoredMsg | None:
     status = _status(resp)
     if status == "404":

@@ -110,6 +110,19 @@ class CommandTimeoutError(BusError):
         self.command_id = command_id
 
 
+class CommandIdReusedError(BusError):
+    """A command id this session has already stored for a different command: a command
+    id is an idempotency key, so the second command is not stored."""
+
+    def __init__(self, session_id: str, command_id: str) -> None:
+        super().__init__(
+            f"command id {command_id!r} was already used in session {session_id!r} for a "
+            "different command; a command id may only be repeated to retry the same command"
+        )
+        self.session_id = session_id
+        self.command_id = command_id
+
+
 class FenceRejectedError(BusError):
     """An append was refused because the session moved on: the writer is no longer its owner."""
 
@@ -181,6 +194,7 @@ __all__ = [
     "AlreadyReplayedError",
     "BusError",
     "CommandDeadLetteredError",
+    "CommandIdReusedError",
     "CommandTimeoutError",
     "DeadLetterNotFoundError",
     "FenceRejectedError",

@@ -18,6 +18,23 @@ def inputs(session_id: str) -> str:
     return f"sess.{check_token(session_id, 'session id')}.in"
 
 
+def command_msg_id(session_id: str, command_id: str) -> str:
+    """The ``Nats-Msg-Id`` of a command: its command id scoped by its session.
+
+    JetStream's duplicate window is stream-wide, while a command id is an idempotency key
+    within one session: the bare command id would make another session's command with the
+    same id a 'duplicate', dropped while its sender is told it was stored."""
+    return f"{check_token(session_id, 'session id')}.{check_token(command_id, 'command id')}"
+
+
+def import_msg_id(session_id: str, run_id: str, index: int) -> str:
+    """The ``Nats-Msg-Id`` of an imported event: scoped by the session and by the import
+    run, so that importing the same file again (after a purge, or a failed try) is stored
+    again rather than dropped as a repeat of the earlier run. Two dots: never a
+    :func:`command_msg_id`."""
+    return f"{check_token(session_id, 'session id')}.{run_id}.{index}"
+
+
 def events(session_id: str) -> str:
     """Durable events, written by the session's owner only, fenced."""
     return f"sess.{check_token(session_id, 'session id')}.out.evt"

@@ -23,6 +23,7 @@ from bus.errors import (
     AlreadyReplayedError,
     BusError,
     CommandDeadLetteredError,
+    CommandIdReusedError,
     CommandTimeoutError,
     DeadLetterNotFoundError,
     IllegalTransitionError,
@@ -99,6 +100,8 @@ def problem_for(exc: BaseException) -> Problem:  # noqa: C901 - one flat table o
         return problem(409, str(exc), "illegal-transition", state=exc.state)
     if isinstance(exc, SessionExistsError):
         return problem(409, str(exc), "session-exists")
+    if isinstance(exc, CommandIdReusedError):
+        return problem(409, str(exc), "command-id-reused")
     if isinstance(exc, UnknownAgentError):
         errors = [FieldError(field="agent_name", message=str(exc))]
         return problem(422, str(exc), "unknown-agent", errors=errors)

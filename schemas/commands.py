@@ -1,7 +1,8 @@
 """Commands: what callers publish on ``sess.<id>.in``.
 
-Every command carries ``command_id`` (the idempotency key, also sent as ``Nats-Msg-Id``),
-the ``task_id`` it serves and the ``interface`` it came from.
+Every command carries ``command_id`` (the idempotency key within its session, also sent,
+scoped by the session, as ``Nats-Msg-Id``), the ``task_id`` it serves and the
+``interface`` it came from.
 """
 
 from __future__ import annotations

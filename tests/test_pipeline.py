@@ -20,7 +20,7 @@ async def _publish(nc: Client, session_id: str, command: dict[str, Any]) -> None
     await nc.jetstream().publish(
         f"sess.{session_id}.in",
         json.dumps(command).encode(),
-        headers={"Nats-Msg-Id": command["command_id"]},
+        headers={"Nats-Msg-Id": f"{session_id}.{command['command_id']}"},
     )
 
 

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from bus import (
     Bus,
+    CommandIdReusedError,
     IllegalTransitionError,
     MessageTooLargeError,
     Receipt,
@@ -228,6 +229,36 @@ async def test_same_command_id_twice_is_one_message(
     assert [h.content for h in history if h.role == "user"] == ["only once", "after"]
     events = [d.event async for d in _durable(client, record.session_id)]
     assert any(isinstance(e, CommandSkipped) and e.command_id == "cmd-dup-1" for e in events)
+
+
+async def test_a_command_id_is_an_idempotency_key_within_one_session(
+    client: SessionClient, worker: InProcessWorker
+) -> None:
+    """The same command id on another session is another command: both are stored and
+    answered (JetStream's duplicate window is stream-wide, so the bare id as Nats-Msg-Id
+    dropped the second one while its sender was told it was stored)."""
+    a, made_a = await client.create("echo")
+    c, made_c = await client.create("echo")
+    await client.wait(made_a)
+    await client.wait(made_c)
+    to_a = await client.send(a.session_id, "to A", command_id="order-1")
+    to_c = await client.send(c.session_id, "to C", command_id="order-1")
+    for sent in (to_a, to_c):
+        events = await client.wait(sent)
+        assert isinstance(events[-1], TurnCompleted)
+    assert [h.content for h in await client.history(c.session_id)] == ["to C", "to C"]
+    # Streamed (the edge's stream: true), the same: a third session, the same id again.
+    d, made_d = await client.create("echo")
+    await client.wait(made_d)
+    items = [i async for i in client.turn(d.session_id, "to D", command_id="order-1")]
+    assert isinstance(items[-1].event, TurnCompleted)
+    # Within one session, a repeat of the same command is sent once; a different command
+    # under an id already used is refused, not silently dropped.
+    again = await client.send(c.session_id, "to C", command_id="order-1")
+    assert isinstance((await client.wait(again))[-1], TurnCompleted)  # its first answer
+    with pytest.raises(CommandIdReusedError, match="order-1"):
+        await client.send(c.session_id, "something else", command_id="order-1")
+    assert [h.content for h in await client.history(c.session_id)] == ["to C", "to C"]
 
 
 async def _durable(client: SessionClient, session_id: str):  # type: ignore[no-untyped-def]

@@ -512,7 +512,7 @@ class SessionRunner:
         try:
             cmd = decode_command(data)
         except ValidationError as e:
-            await self._reject_invalid(seq, headers.get("Nats-Msg-Id"), _short(e))
+            await self._reject_invalid(seq, _sent_id(self.sid, headers), _short(e))
             return
         if cmd.session_id != self.sid:
             await self._reject_invalid(seq, cmd.command_id, "session_id differs from the subject")
@@ -1346,6 +1346,13 @@ class SessionRunner:
                 else:
                     await msg.nak(delay=retry_delay)
         self.triggers.clear()
+
+
+def _sent_id(session_id: str, headers: Mapping[str, str]) -> str | None:
+    """The command id a command that cannot be read was sent under (its ``Nats-Msg-Id``,
+    without the session it is scoped by): the id its sender follows."""
+    msg_id = headers.get("Nats-Msg-Id")
+    return msg_id.removeprefix(f"{session_id}.") if msg_id else None
 
 
 def _span(seconds: float) -> str:
