@@ -9,13 +9,19 @@ Everything but ``messages`` is optional. An imported conversation becomes an ACT
 whose history is those messages, resumable like any other. The importer writes the events
 itself, as the session's owner (it holds the lease of a session nobody else knows yet), in
 pipelined publishes: a 100,000-message conversation takes seconds, not a turn per message.
+
+An export (``praxis agent export``, ``cleanup --export``) is a backup: besides the messages
+(each with its time, and whether it was cut short or rolled back) it carries what a
+restore needs of the session (its owner, state, times, expiry settings and turn counters),
+and importing it brings the session back as it was, under the same ids.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -25,20 +31,24 @@ from bus.client import SessionClient
 from bus.connection import with_retry
 from bus.errors import BusError, FenceRejectedError, SessionExistsError, check_size
 from schemas import (
+    TERMINAL,
     AgentMessage,
     AgentName,
+    Checkpoint,
     Event,
     Interface,
     SessionCreated,
     SessionId,
+    SessionImported,
     SessionRecord,
     SessionState,
-    StateChanged,
     TaskId,
+    TurnRolledBack,
     UserMessageAccepted,
     apply,
     new_id,
 )
+from schemas.commands import DoubleTexting, Owner, Seconds
 
 PIPELINE = 512
 """Publishes in flight at once while importing."""
@@ -51,6 +61,13 @@ class ChatLine(BaseModel):
 
     role: Literal["user", "assistant", "system"]
     content: str | list[dict[str, Any]]
+    ts: datetime | None = None
+    """When it was said (exports carry it; absent: the time of the import)."""
+    interrupted: bool = False
+    """An agent reply cut short (its turn failed or was cancelled)."""
+    rolled_back: bool = False
+    """Part of a turn discarded by a newer message: kept in the history, not in the
+    agent's context."""
 
     @field_validator("content")
     @classmethod
@@ -76,6 +93,25 @@ class Conversation(BaseModel):
     task_id: TaskId | None = None
     agent: AgentName | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    # What an export carries beyond the conversation, for a restore (all optional):
+    state: SessionState | None = None
+    """The state to restore (absent: ACTIVE)."""
+    owner: Owner | None = None
+    created_by: Interface | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    active_at: datetime | None = None
+    idle_timeout: Seconds | None = None
+    max_lifetime: Seconds | None = None
+    double_texting: DoubleTexting | None = None
+    turns: int = Field(default=0, ge=0)
+    failed_turns: int = Field(default=0, ge=0)
+
+    @property
+    def needs_agent(self) -> bool:
+        """Whether the restored session can still take messages (an ended one never asks
+        its agent for anything again)."""
+        return self.state is None or self.state not in TERMINAL
 
 
 class LineError(ValueError):
@@ -103,35 +139,90 @@ def parse_lines(lines: Iterable[str]) -> tuple[list[tuple[int, Conversation]], l
 
 def conversation_events(
     conv: Conversation, sid: str, task_id: str, agent: str, expiry: tuple[float, float]
-) -> Iterator[Event]:
-    """The events that make ``conv`` a session: created, active, then its messages."""
+) -> list[Event]:
+    """The events that make ``conv`` a session, up to its messages (its last events, the
+    rollbacks and :func:`closing_event`, name the sequences of these)."""
+    now = datetime.now(UTC)
     system = [m.text for m in conv.messages if m.role == "system"]
     metadata = dict(conv.metadata)
     if system and "system" not in metadata:
         metadata["system"] = "\n\n".join(system)
     base: dict[str, Any] = {"session_id": sid, "task_id": task_id, "interface": Interface.BUS}
-    yield SessionCreated(
-        **base,
-        agent=agent,
-        metadata=metadata,
-        idle_timeout=expiry[0],
-        max_lifetime=expiry[1],
-    )
-    active = base | {"state": SessionState.ACTIVE}
-    yield StateChanged(
-        **active, from_state=SessionState.CREATED, to_state=SessionState.ACTIVE, reason="imported"
-    )
+    events: list[Event] = [
+        SessionCreated(
+            **base | {"interface": conv.created_by or Interface.BUS},
+            ts=conv.created_at or now,
+            agent=agent,
+            metadata=metadata,
+            idle_timeout=expiry[0] if conv.idle_timeout is None else conv.idle_timeout,
+            max_lifetime=expiry[1] if conv.max_lifetime is None else conv.max_lifetime,
+            double_texting=conv.double_texting or "enqueue",
+            owner=conv.owner,
+        )
+    ]
     for i, m in enumerate(conv.messages):
+        ts = m.ts or now
         if m.role == "user":
-            yield UserMessageAccepted(**active, content=m.text)
+            events.append(UserMessageAccepted(**base, ts=ts, content=m.text))
         elif m.role == "assistant":
-            yield AgentMessage(**active, turn_id=f"imported_{i}", content=m.text)
+            events.append(
+                AgentMessage(
+                    **base,
+                    ts=ts,
+                    turn_id=f"imported_{i}",
+                    content=m.text,
+                    interrupted=m.interrupted,
+                )
+            )
+    return events
+
+
+def rollbacks(conv: Conversation, sid: str, task_id: str, seqs: list[int]) -> list[Event]:
+    """A ``turn.rolled_back`` for each run of messages exported as rolled back (``seqs``:
+    where the messages were stored, in order)."""
+    chat = [m for m in conv.messages if m.role != "system"]
+    runs: list[tuple[int, int]] = []
+    in_run = False
+    for m, seq in zip(chat, seqs, strict=True):
+        if m.rolled_back and in_run:
+            runs[-1] = (runs[-1][0], seq)
+        elif m.rolled_back:
+            runs.append((seq, seq))
+        in_run = m.rolled_back
+    return [
+        TurnRolledBack(
+            session_id=sid,
+            task_id=task_id,
+            interface=Interface.BUS,
+            turn_id=f"imported_rollback_{i}",
+            from_seq=a,
+            to_seq=b,
+        )
+        for i, (a, b) in enumerate(runs)
+    ]
+
+
+def closing_event(conv: Conversation, sid: str, task_id: str) -> SessionImported:
+    """The last event: the session's state, turns and times (as exported, or ACTIVE now)."""
+    return SessionImported(
+        session_id=sid,
+        task_id=task_id,
+        interface=Interface.BUS,
+        ts=conv.updated_at or datetime.now(UTC),
+        state=conv.state or SessionState.ACTIVE,
+        turns=conv.turns,
+        failed_turns=conv.failed_turns,
+        active_at=conv.active_at,
+    )
 
 
 async def import_conversation(
     client: SessionClient, conv: Conversation, *, agent: str | None, task_id: str | None
 ) -> SessionRecord:
-    """Write ``conv`` as a new session; on any failure nothing of it remains."""
+    """Write ``conv`` as a new session; on any failure nothing of it remains.
+
+    Each run has its own message ids (:func:`subjects.import_msg_id`): importing the same
+    file again, after a purge or a failed try, stores everything again."""
     bus = client.bus
     settings = bus.settings
     name = conv.agent or agent
@@ -140,29 +231,25 @@ async def import_conversation(
     sid = conv.session_id or new_id("ses")
     tid = conv.task_id or task_id or new_id("task")
     expiry = (settings.session_idle_timeout, settings.session_max_lifetime)
-    events = list(conversation_events(conv, sid, tid, name, expiry))
+    events = conversation_events(conv, sid, tid, name, expiry)
     payloads = [e.model_dump_json().encode() for e in events]
-    for p in payloads:  # before anything is written
+    last = closing_event(conv, sid, tid)
+    for p in [*payloads, last.model_dump_json().encode()]:  # before anything is written
         check_size(p, {"Nats-Expected-Last-Subject-Sequence": "0" * 12}, settings.max_message_bytes)
-    lease = await leases.claim(bus.leases, sid, f"import_{new_id('imp')}")
+    run = new_id("imp")
+    lease = await leases.claim(bus.leases, sid, f"import_{run}")
     if lease is None:
         raise SessionExistsError(sid)
     try:
         try:
-            first = await commit.append(
-                bus.nc,
-                bus.stream,
-                sid,
-                payloads[0],
-                expected_seq=0,
-                max_bytes=settings.max_message_bytes,
-                timeout=bus.timeout,
-                deadline=settings.retry_window,
-            )
+            first = await _append(client, sid, payloads[0], 0)
         except FenceRejectedError as e:
             raise SessionExistsError(sid) from e
-        seqs = [first, *await _pipeline(client, sid, payloads[1:], lease)]
-        ck = None
+        seqs = [first, *await _pipeline(client, sid, payloads[1:], lease, run)]
+        for event in [*rollbacks(conv, sid, tid, seqs[1:]), last]:
+            seqs.append(await _append(client, sid, event.model_dump_json().encode(), seqs[-1]))
+            events.append(event)
+        ck: Checkpoint | None = None
         for seq, event in zip(seqs, events, strict=True):
             ck = apply(ck, seq, event, settings.context_cap)
         assert ck is not None
@@ -176,19 +263,34 @@ async def import_conversation(
         await leases.release(bus.nc, settings.leases_bucket, lease, bus.timeout)
 
 
+async def _append(client: SessionClient, sid: str, payload: bytes, after: int) -> int:
+    settings = client.bus.settings
+    return await commit.append(
+        client.bus.nc,
+        client.bus.stream,
+        sid,
+        payload,
+        expected_seq=after,
+        max_bytes=settings.max_message_bytes,
+        timeout=client.bus.timeout,
+        deadline=settings.retry_window,
+    )
+
+
 async def _pipeline(
-    client: SessionClient, sid: str, payloads: list[bytes], lease: leases.Lease
+    client: SessionClient, sid: str, payloads: list[bytes], lease: leases.Lease, run: str
 ) -> list[int]:
     """Publish in order with up to PIPELINE in flight; return the sequences in order.
 
     One connection keeps the order of what it sends, so the events are stored in order;
     nobody else writes: the session is unknown to everyone but the lease holder. Each
-    event has a message id, so a publish retried through a leader change is stored once."""
+    event has a message id of this run, so a publish retried through a leader change is
+    stored once."""
     bus = client.bus
     subject = subjects.events(sid)
 
     async def publish(index: int, payload: bytes) -> int:
-        headers = {"Nats-Msg-Id": f"{sid}.import.{index}"}
+        headers = {"Nats-Msg-Id": subjects.import_msg_id(sid, run, index)}
         ack = await with_retry(
             lambda: bus.js.publish(subject, payload, headers=headers),
             what=f"import into {sid}",
@@ -209,7 +311,8 @@ async def _pipeline(
 
 
 async def export_session(client: SessionClient, session_id: str) -> dict[str, Any]:
-    """The session as one import line (agent replies are ``assistant`` messages)."""
+    """The session as one import line (agent replies are ``assistant`` messages), with
+    what a restore needs: importing it brings the session back as it was."""
     record = await client.get(session_id)
     history = await client.history(session_id)
     messages: list[dict[str, Any]] = []
@@ -220,9 +323,12 @@ async def export_session(client: SessionClient, session_id: str) -> dict[str, An
         item: dict[str, Any] = {
             "role": "user" if h.role == "user" else "assistant",
             "content": h.content,
+            "ts": h.ts.isoformat(),
         }
         if h.interrupted:
             item["interrupted"] = True
+        if h.rolled_back:
+            item["rolled_back"] = True
         messages.append(item)
     metadata = {k: v for k, v in record.metadata.items() if k != "system"}
     return {
@@ -230,6 +336,17 @@ async def export_session(client: SessionClient, session_id: str) -> dict[str, An
         "task_id": record.task_id,
         "agent": record.agent,
         "metadata": metadata,
+        "state": record.state.value,
+        "owner": record.owner.model_dump() if record.owner else None,
+        "created_by": record.created_by.value,
+        "created_at": record.created_at.isoformat(),
+        "updated_at": record.updated_at.isoformat(),
+        "active_at": record.active_at.isoformat() if record.active_at else None,
+        "idle_timeout": record.idle_timeout,
+        "max_lifetime": record.max_lifetime,
+        "double_texting": record.double_texting,
+        "turns": record.counters.turns,
+        "failed_turns": record.counters.failed_turns,
         "messages": messages,
     }
 

@@ -27,7 +27,14 @@ from bus import (
 from bus.embedded import EmbeddedServerError
 from bus.permissions import Role
 from bus.retention import ENDED, Outcome, candidates, sweep
-from bus.transfer import LineError, dumps_line, export_session, import_conversation, parse_lines
+from bus.transfer import (
+    Conversation,
+    LineError,
+    dumps_line,
+    export_session,
+    import_conversation,
+    parse_lines,
+)
 from cli import status
 from cli.bench import bench_app
 from cli.bus_admin import bus_app
@@ -415,11 +422,20 @@ def agent_import(
     *,
     agent: Annotated[str | None, Parameter(help="Agent for lines that name none.")] = None,
     task_id: Annotated[str | None, Parameter(help="Task for lines that name none.")] = None,
+    skip_unknown: Annotated[
+        bool,
+        Parameter(
+            help="Skip (and report) lines whose agent no worker offers, instead of importing "
+            "nothing."
+        ),
+    ] = False,
 ) -> int:
-    """Import conversations (OpenAI chat-format messages) as sessions that can be resumed.
+    """Import conversations (OpenAI chat-format messages) as sessions that can be resumed,
+    or restore sessions from their export (same ids, owner, state, times and counters).
 
     Every line is checked first: if any is bad, each bad one is reported with its line
-    number and nothing is imported."""
+    number and nothing is imported. A line whose session can still take messages must
+    name an agent a worker offers (ended sessions are restored whatever their agent)."""
     _logging("WARNING")
     if file == "-":
         text = sys.stdin.read()
@@ -437,23 +453,43 @@ def agent_import(
         async with runtime(_settings(), with_worker=False) as rt:
             known = set(await rt.client.known_agents())
             known = known or set(registry_for(_settings()).names())
-            for number, conv in good:
-                name = conv.agent or agent
-                if name is None:
-                    raise LineError(number, "no agent: give --agent or an 'agent' in the line")
-                if name not in known:
-                    raise LineError(number, str(UnknownAgentError(name, sorted(known))))
-            with progress(f"Importing {len(good)} conversation(s)", len(good)) as advance:
-                for _, conv in good:
+            chosen = _importable(good, agent, known, skip_unknown)
+            with progress(f"Importing {len(chosen)} conversation(s)", len(chosen)) as advance:
+                for _, conv in chosen:
                     record = await import_conversation(
                         rt.client, conv, agent=agent, task_id=task_id
                     )
                     messages = record.counters.user_messages + record.counters.agent_messages
                     print(f"{record.session_id}\t{record.task_id}\t{messages} messages")
                     advance(1)
-            print(f"{len(good)} conversation(s) imported", file=sys.stderr)
+            skipped = len(good) - len(chosen)
+            print(
+                f"{len(chosen)} conversation(s) imported"
+                + (f", {skipped} skipped" if skipped else ""),
+                file=sys.stderr,
+            )
 
     return _run(main())
+
+
+def _importable(
+    lines: list[tuple[int, Conversation]], agent: str | None, known: set[str], skip: bool
+) -> list[tuple[int, Conversation]]:
+    """The lines to import; raises for the first line that cannot be (unless ``skip``, for
+    an unknown agent: that line is reported on stderr and left out)."""
+    out: list[tuple[int, Conversation]] = []
+    for number, conv in lines:
+        name = conv.agent or agent
+        if name is None:
+            raise LineError(number, "no agent: give --agent or an 'agent' in the line")
+        if name in known or not conv.needs_agent:
+            out.append((number, conv))
+            continue
+        if not skip:
+            unknown = UnknownAgentError(name, sorted(known))
+            raise LineError(number, f"{unknown} (--skip-unknown skips the line)")
+        print(f"skipped line {number}: unknown agent {name!r}", file=sys.stderr)
+    return out
 
 
 @agent_app.command(name="export")

@@ -229,6 +229,18 @@ class StateChanged(EventBase):
     """More about the reason (an expiry says which limit it reached)."""
 
 
+class SessionImported(EventBase):
+    """The last event of an imported session (``praxis agent import``): it takes the
+    state in ``state`` (ACTIVE for a conversation from elsewhere; the exported state for
+    a session restored from its export), and what the export said of it beyond its
+    messages: its turns, and when it was last active (``ts`` is when it last changed)."""
+
+    type: Literal["session.imported"] = "session.imported"
+    turns: int = Field(default=0, ge=0)
+    failed_turns: int = Field(default=0, ge=0)
+    active_at: datetime | None = None
+
+
 class CommandRejected(EventBase):
     """A command the session's state does not allow (``state`` is the state it is in)."""
 
@@ -288,6 +300,7 @@ Event = Annotated[
     | ContextCompacted
     | TurnRolledBack
     | StateChanged
+    | SessionImported
     | CommandRejected
     | CommandSkipped
     | CommandFailed

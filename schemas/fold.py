@@ -20,6 +20,7 @@ from schemas.events import (
     MessageQueued,
     SessionClaimed,
     SessionCreated,
+    SessionImported,
     StateChanged,
     ToolCallsRequested,
     ToolDecided,
@@ -205,12 +206,22 @@ def _effect(ck: Checkpoint, seq: int, event: Event) -> None:
             counters.failed_turns += isinstance(event, TurnFailed)
             ck.turn = None
             ck.session.waiting_for = []
-        case StateChanged():
-            ck.session.state = event.to_state
-            if event.to_state in TERMINAL:
-                ck.session.waiting_for = []
+        case StateChanged() | SessionImported():
+            _new_state(ck, event)
         case _:
             pass
+
+
+def _new_state(ck: Checkpoint, event: StateChanged | SessionImported) -> None:
+    record = ck.session
+    if isinstance(event, SessionImported):  # as the export said, or ACTIVE
+        record.state = event.state
+        record.counters.turns, record.counters.failed_turns = event.turns, event.failed_turns
+        _active(record, event.active_at or event.ts)
+        return
+    record.state = event.to_state
+    if event.to_state in TERMINAL:
+        record.waiting_for = []
 
 
 def _started(ck: Checkpoint, seq: int, event: TurnStarted) -> None:

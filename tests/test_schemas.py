@@ -22,6 +22,7 @@ from schemas import (
     InvalidIdError,
     SessionClaimed,
     SessionCreated,
+    SessionImported,
     SessionState,
     StateChanged,
     TurnCompleted,
@@ -154,6 +155,35 @@ def test_fold_is_idempotent_and_needs_a_created_event() -> None:
     assert twice == once
     with pytest.raises(FoldError):
         apply(None, 5, SessionClaimed(session_id="s", task_id="t", worker_id="w"))
+
+
+def test_an_imported_session_takes_its_exported_state_counters_and_times() -> None:
+    t0 = datetime(2026, 1, 2, tzinfo=UTC)
+    created = SessionCreated(session_id="s", task_id="t", agent="echo", ts=t0, idle_timeout=60)
+    said = UserMessageAccepted(session_id="s", task_id="t", content="hi", ts=t0)
+    active, updated = t0 + timedelta(minutes=5), t0 + timedelta(minutes=9)
+    imported = SessionImported(
+        session_id="s",
+        task_id="t",
+        ts=updated,
+        state=SessionState.SUSPENDED,
+        turns=4,
+        failed_turns=1,
+        active_at=active,
+    )
+    ck = fold([(1, created), (2, said), (3, imported)])
+    assert ck is not None
+    record = ck.session
+    assert record.state is SessionState.SUSPENDED
+    assert (record.counters.turns, record.counters.failed_turns) == (4, 1)
+    assert record.counters.user_messages == 1
+    assert (record.created_at, record.updated_at, record.active_at) == (t0, updated, active)
+    assert record.expires_at == active + timedelta(seconds=60)
+    # Ended: it never expires; without times, it was active when imported.
+    done = imported.model_copy(update={"state": SessionState.COMPLETED, "active_at": None})
+    ck = fold([(1, created), (2, done)])
+    assert ck is not None and ck.session.expires_at is None
+    assert ck.session.active_at == updated
 
 
 def test_context_is_bounded() -> None:
