@@ -150,6 +150,13 @@ class SessionClient:
         other.actor = actor or self.actor
         return other
 
+    def via(self, interface: Interface) -> SessionClient:
+        """This client for another interface (recorded in the events it causes, and as a
+        session's ``created_by``). Shares this client's caches."""
+        other = copy.copy(self)
+        other.interface = interface
+        return other
+
     async def _guard(self, session_id: str) -> None:
         """Raise :class:`SessionNotFoundError` for a session the scope may not see."""
         check_token(session_id, "session id")

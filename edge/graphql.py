@@ -36,7 +36,15 @@ from bus.client import list_cursor
 from edge import problems
 from edge.auth import UnauthenticatedError, caller_key, open_stream, token_from_payload
 from edge.sessions import list_page, scoped_client
-from schemas import DoubleTexting, HistoryItem, InvalidIdError, Owner, SessionState, check_token
+from schemas import (
+    DoubleTexting,
+    HistoryItem,
+    Interface,
+    InvalidIdError,
+    Owner,
+    SessionState,
+    check_token,
+)
 from schemas.api import (
     MAX_PAGE,
     CreatedSession,
@@ -565,12 +573,12 @@ async def _context(state: State, scope: AsgiScope) -> dict[str, Any]:
     """Per operation: the caller's client, from its headers over HTTP. A WebSocket
     authenticates in its connection_init payload instead (see ``on_ws_connect``)."""
     if str(scope["type"]) == "websocket":
-        client: SessionClient = state.client
+        client: SessionClient = state.client.via(Interface.GRAPHQL)
         if state.auth.on:
             client = client.scoped(_NOBODY)  # until connection_init says who it is
     else:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        client = await scoped_client(state, headers)
+        client = (await scoped_client(state, headers)).via(Interface.GRAPHQL)
     return {
         "client": client,
         "settings": state.settings,
@@ -603,7 +611,7 @@ async def _on_ws_connect(context: dict[str, Any]) -> UnsetType | dict[str, objec
         scope = await state.auth.scope_of(token)
     except UnauthenticatedError as e:
         raise ConnectionRejectionError({"message": str(e)}) from None
-    client = state.client.scoped(scope, actor=scope.owner.principal)
+    client = state.client.via(Interface.GRAPHQL).scoped(scope, actor=scope.owner.principal)
     context["client"] = client
     context["histories"] = _histories(client)
     context["stream_key"] = caller_key({"authorization": f"Bearer {token}"}, "")

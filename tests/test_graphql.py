@@ -21,7 +21,7 @@ from graphql import (
     print_schema,
 )
 
-from bus import SessionClient, Settings, direct, subjects
+from bus import Receipt, SessionClient, Settings, direct, subjects
 from bus.embedded import NatsServer
 from schemas import decode_event
 from tests.conftest import (
@@ -230,30 +230,48 @@ async def test_agents_are_listed_as_over_rest(
     assert got["agents"] == rest
 
 
-async def test_handoff_cli_create_rest_send_graphql_watch(
-    edge: EdgeProcess, worker: InProcessWorker, settings: Settings, client: SessionClient
+async def test_handoff_cli_rest_graphql_cli_each_recorded_as_itself(
+    edge: EdgeProcess,
+    worker: InProcessWorker,
+    settings: Settings,
+    client: SessionClient,
+    gql_http: Any,
 ) -> None:
-    run = await asyncio.to_thread(
-        praxis, env_for(settings), "agent", "run", "echo", "--message", "from the CLI"
-    )
+    """One session through every interface: CLI, REST, GraphQL, CLI again, watched over a
+    GraphQL subscription; each message's events name the interface it came from."""
+    env = env_for(settings)
+    run = await asyncio.to_thread(praxis, env, "agent", "run", "echo", "--message", "from the CLI")
     assert run.returncode == 0, run.stderr
     sid = next(
         ln.split(": ", 1)[1] for ln in run.stderr.splitlines() if ln.startswith("Session created")
     )
     transport = WebsocketsTransport(url=ws_url(edge))
     async with Client(transport=transport, fetch_schema_from_transport=False) as session:
-        watching = asyncio.create_task(collect(session, sid, 0, turns_ended(2)))
+        watching = asyncio.create_task(collect(session, sid, 0, turns_ended(4)))
         async with httpx.AsyncClient(timeout=30) as http:
             r = await http.post(
                 f"{edge.url}/agent-sessions/{sid}/messages", json={"message": "from REST"}
             )
             assert r.status_code == 202
+        await client.wait(Receipt(sid, r.json()["command_id"], r.json()["cursor"]))
+        sent = await gql_http.execute(ask(SEND, id=sid, message="from GraphQL"))
+        receipt = sent["sendMessageToSession"]
+        await client.wait(Receipt(sid, receipt["commandId"], receipt["cursor"]))
+        again = await asyncio.to_thread(praxis, env, "agent", "resume", sid, "--message", "back")
+        assert again.returncode == 0, again.stderr
         events = await watching
     assert durable(events) == await stored(client, sid)  # every event, in order, once
     replies = [e["data"]["content"] for e in events if e["type"] == "agent.message"]
-    assert replies == ["from the CLI", "from REST"]
+    assert replies == ["from the CLI", "from REST", "from GraphQL", "back"]
     interfaces = [e["data"]["interface"] for e in events if e["type"] == "user.message"]
-    assert interfaces == ["cli", "api"]
+    assert interfaces == ["cli", "api", "graphql", "cli"]
+    # A session made over GraphQL was created by GraphQL.
+    created = (await gql_http.execute(ask(CREATE, agent="echo")))["createAgentSession"]
+    got = await gql_http.execute(
+        ask(gql("query Q($id: String!) { agentSession(sessionId: $id) { createdBy } }"),
+            id=created["sessionId"])
+    )  # fmt: skip
+    assert got["agentSession"]["createdBy"] == "graphql"
 
 
 async def test_subscription_resumes_from_a_cursor(
