@@ -6,13 +6,14 @@ with no logic of its own. Every field is described: the OpenAPI document shows t
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.commands import MAX_MESSAGE_CHARS, DoubleTexting, Interface, Metadata, Owner
-from schemas.events import Delivery, ToolCall
+from schemas.events import Delivery, TokenDelta, ToolCall
 from schemas.ids import AgentName, CommandId, SessionId, TaskId
 from schemas.lifecycle import SessionState
 from schemas.records import Counters, HistoryItem, SessionRecord
@@ -271,38 +272,51 @@ class EventEnvelope(BaseModel):
         description="The event's stream sequence (its SSE id); null for token deltas."
     )
     timestamp: datetime = Field(description="When the event happened.")
-    data: dict[str, Any] = Field(description="The event itself, all its fields.")
+    data: dict[str, Any] = Field(
+        description="The event itself, all its fields, and always `content`: the text the "
+        "event adds to the conversation (a user's or the agent's message, a token delta's "
+        "text; empty for events without text), so that a client can print "
+        '`data["content"]` of every event as the reply streams.'
+    )
 
     @classmethod
     def of(cls, item: Delivery) -> EventEnvelope:
         ev = item.event
+        data = ev.model_dump(mode="json")
+        if "content" not in type(ev).model_fields:
+            data["content"] = _text_of(ev)
         return cls(
             type=ev.type,
             cursor=item.cursor,
             timestamp=getattr(ev, "ts", None) or datetime.now(UTC),
-            data=ev.model_dump(mode="json"),
+            data=data,
         )
 
 
-class _EnvelopeOut(BaseModel):
-    """:class:`EventEnvelope` for writing only: the event serialised in the same pass."""
+def _text_of(ev: BaseModel) -> str:
+    """``content`` of an event that has none of its own: a token delta's text, or ''."""
+    return ev.text if isinstance(ev, TokenDelta) else ""
+
+
+class _EnvelopeHead(BaseModel):
+    """:class:`EventEnvelope` without its data, for writing only."""
 
     type: str
     cursor: int | None
     timestamp: datetime
-    data: SerializeAsAny[BaseModel]
 
 
 def envelope_json(item: Delivery) -> str:
-    """The JSON of ``EventEnvelope.of(item)``, made in one pass (the relay's hot path)."""
+    """The JSON of ``EventEnvelope.of(item)``, without building its dict (the relay's hot
+    path): the event's own JSON, with ``content`` added where it has none."""
     ev = item.event
-    out = _EnvelopeOut.model_construct(
-        type=ev.type,
-        cursor=item.cursor,
-        timestamp=getattr(ev, "ts", None) or datetime.now(UTC),
-        data=ev,
-    )
-    return out.model_dump_json()
+    data = ev.model_dump_json()
+    if "content" not in type(ev).model_fields:
+        data = f'{data[:-1]},"content":{json.dumps(_text_of(ev), ensure_ascii=False)}}}'
+    head = _EnvelopeHead.model_construct(
+        type=ev.type, cursor=item.cursor, timestamp=getattr(ev, "ts", None) or datetime.now(UTC)
+    ).model_dump_json()
+    return f'{head[:-1]},"data":{data}}}'
 
 
 class FieldError(BaseModel):

@@ -81,6 +81,22 @@ async def test_http_example_runs(
     ]
 
 
+async def test_the_roadmaps_requests_workflow_prints_the_reply_as_it_streams(
+    edge: EdgeProcess, client: SessionClient, worker_processes: Callable[[int], list[WorkerProcess]]
+) -> None:
+    """The roadmap's API workflow with python requests, reading every `data:` line's
+    `event["data"]["content"]` (it raised KeyError on turn.started and token.delta)."""
+    worker_processes(1)
+    await live_workers(client, 1)
+    env = {**env_for(client.bus.settings), "PRAXIS_EDGE_URL": edge.url}
+    done = await run_example("import requests", env)
+    lines = done.stdout.splitlines()
+    reply = next(ln for ln in lines if ln.startswith('You said: "How do I handle errors?"'))
+    assert lines[lines.index("How do I handle errors?") + 1 :].count(reply) == 1
+    streamed = "".join(lines[lines.index("How do I handle errors?") + 1 : lines.index(reply)])
+    assert streamed == reply  # the pieces, as they came, then the whole reply
+
+
 async def test_graphql_example_runs(edge: EdgeProcess, worker: InProcessWorker) -> None:
     env = {**env_for(worker.worker.bus.settings), "PRAXIS_EDGE_URL": edge.url}
     done = await run_example("WebsocketsTransport", env)
