@@ -137,7 +137,7 @@ class SessionClient:
         self.scope: Scope | None = None
         """Whose sessions this client may see (None: everyone's, as the CLI and workers)."""
         self._agents_cache: tuple[float, dict[str, AgentInfo]] | None = None
-        self._busy_cache: list[tuple[float, asyncio.Future[bool]]] = []  # shared by copies
+        self._live_cache: list[tuple[float, asyncio.Future[int | None]]] = []  # shared by copies
         self._task_ids: dict[str, str] = {}  # sessions' task ids never change
         self._owners: dict[str, Owner | None] = {}  # nor do their owners
 
@@ -320,13 +320,18 @@ class SessionClient:
         keepalive: float | None = None,
         queue: bool = False,
         on_busy: DoubleTexting | None = None,
-    ) -> AsyncGenerator[Delivery | None, None]:
+        accepted: bool = False,
+    ) -> AsyncGenerator[Receipt | Delivery | None, None]:
         """:meth:`turn`, and ``None`` after each ``keepalive`` seconds of quiet (for relays
-        that must show an idle connection is alive while an agent thinks)."""
+        that must show an idle connection is alive while an agent thinks).
+
+        ``accepted``: first yield the :class:`Receipt` as soon as the message is stored
+        (before a worker has answered anything); the session's state is then checked
+        before storing, so that a message it refuses raises instead."""
         await self._guard(session_id)
         follower = Follower(self.bus, session_id)
         try:
-            task_id = self._task_ids.get(session_id)
+            task_id = None if accepted else self._task_ids.get(session_id)
             if task_id is None:
                 head, tail = await follower.open()
                 receipt = await self._send(head, tail, message, command_id, queue, on_busy)
@@ -343,6 +348,8 @@ class SessionClient:
                 else:  # a repeat: what it caused may be stored already
                     _, tail = await follower.head()
                     await follower.start(receipt.cursor, tail, join_turn=False)
+            if accepted:
+                yield receipt
             async for item in self._until_final(follower, receipt, keepalive):
                 yield item
         finally:
@@ -373,53 +380,57 @@ class SessionClient:
     ) -> AsyncGenerator[Delivery | None, None]:
         """What ``receipt``'s command causes (its turns' deltas included) until it is done.
 
-        No event for ``command_timeout`` seconds means no worker took the command, unless
-        live workers say they are busy: then it waits its turn, up to ``queue_timeout`` in
-        all. Once a turn has started, the worker's own ``turn_timeout`` bounds it (it then ends the
-        turn with ``turn.failed``), so the wait allows for that instead.
+        The command is stored, so it will be answered: this waits as long as live workers
+        (by their heartbeats) can answer it, up to ``queue_timeout`` in all (a worker that
+        died holding the session is taken over one lease time later; busy workers take it
+        in turn). Once a turn has started, the worker's own ``turn_timeout`` bounds it (it
+        then ends the turn with ``turn.failed``), so the wait allows for that instead. It
+        gives up sooner, after ``command_timeout`` of quiet, only when no worker is live.
+        The error says what is true: stored, not yet answered, and the cursor to follow.
         """
         settings = self.bus.settings
-        timeout = settings.command_timeout
+        quiet = settings.command_timeout
         effects = CommandEffects(receipt.command_id)
         stream = follower.updates(keepalive)
         loop = asyncio.get_running_loop()
         started = loop.time()
-        deadline = started + timeout
-        queued_until = started + max(settings.queue_timeout, timeout)
-        taken = False
+        deadline = started + quiet
+        until = started + max(settings.queue_timeout, quiet)
         try:
             while True:
                 try:  # asyncio.timeout, not wait_for: no task per item on this hot path
-                    async with asyncio.timeout_at(deadline):
+                    async with asyncio.timeout_at(min(deadline, until)):
                         item = await anext(stream)
                 except TimeoutError:
                     now = loop.time()
-                    if taken or now >= queued_until or not await self._workers_busy():
+                    live = await self._live_workers()
+                    if now >= until or live == 0:
                         raise CommandTimeoutError(
                             receipt.session_id,
                             receipt.command_id,
-                            timeout if taken else now - started,
-                            queued=not taken and now >= queued_until,
+                            now - started,
+                            cursor=receipt.cursor,
+                            live_workers=live,
                         ) from None
-                    # Not taken yet, but live workers are busy: it waits its turn. The
-                    # follower keeps its place; only this iteration of it was cancelled.
+                    # Live workers will answer it: wait on. The follower keeps its place;
+                    # only this iteration of it was cancelled.
                     stream = follower.updates(keepalive)
-                    deadline = min(loop.time() + timeout, queued_until)
+                    deadline = now + quiet
                     continue
                 if item is None:
                     yield None  # quiet for keepalive seconds; the deadline stands
                     continue
-                deadline = loop.time() + timeout
+                deadline = loop.time() + quiet
                 if not effects.takes(item):
                     continue
-                taken = True
                 ev = item.event
                 if isinstance(ev, TokenDelta):
                     yield item
                     continue
                 if isinstance(ev, TurnStarted):
-                    timeout = settings.turn_timeout + settings.command_timeout
-                    deadline = loop.time() + timeout
+                    quiet = settings.turn_timeout + settings.command_timeout
+                    deadline = loop.time() + quiet
+                    until = max(until, deadline)
                 yield item
                 if ev.final:
                     return
@@ -783,20 +794,20 @@ class SessionClient:
         now = datetime.now(UTC)
         return [w for w in infos if (now - w.seen_at).total_seconds() <= horizon]
 
-    async def _workers_busy(self) -> bool:
-        """Whether a live worker says work waits for it (best effort: ``False`` if the
-        workers cannot be read). One read a second at most, shared by every caller: when
-        the workers are busy, many commands time out together."""
+    async def _live_workers(self) -> int | None:
+        """How many workers are live (``None`` if the workers cannot be read). One read a
+        second at most, shared by every caller: when no worker answers, many commands
+        time out together."""
         now = time.monotonic()
-        if not self._busy_cache or now - self._busy_cache[0][0] >= 1.0:
-            self._busy_cache[:] = [(now, asyncio.ensure_future(self._read_busy()))]
-        return await asyncio.shield(self._busy_cache[0][1])
+        if not self._live_cache or now - self._live_cache[0][0] >= 1.0:
+            self._live_cache[:] = [(now, asyncio.ensure_future(self._count_live()))]
+        return await asyncio.shield(self._live_cache[0][1])
 
-    async def _read_busy(self) -> bool:
+    async def _count_live(self) -> int | None:
         try:
-            return any(w.busy for w in await self.workers())
+            return len(await self.workers())
         except Exception:
-            return False
+            return None
 
     async def known_agents(self) -> dict[str, AgentInfo]:
         """Agents offered by live workers (cached for two seconds)."""

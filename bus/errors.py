@@ -93,21 +93,46 @@ class QuotaExceededError(BusError):
 
 
 class CommandTimeoutError(BusError):
+    """A command was not answered in time. With a ``cursor`` it is stored, and will be
+    answered once a worker takes it: follow the session's events after ``cursor``."""
+
     def __init__(
-        self, session_id: str, command_id: str, seconds: float, *, queued: bool = False
+        self,
+        session_id: str,
+        command_id: str,
+        seconds: float,
+        *,
+        cursor: int | None = None,
+        live_workers: int | None = None,
     ) -> None:
-        why = (
-            "the workers are busy and it is still queued (more workers, or a higher "
-            "PRAXIS_WORKER_CONCURRENCY, take more at once)"
-            if queued
-            else "is a worker running? (praxis workers)"
-        )
-        super().__init__(
-            f"no worker handled command {command_id} for session {session_id!r} within "
-            f"{seconds:g}s: {why}"
-        )
+        if cursor is None:  # a request that is not stored (a purge)
+            msg = (
+                f"no worker answered the {command_id} request for session {session_id!r} "
+                f"within {seconds:g}s: is a worker running? (praxis workers)"
+            )
+        else:
+            if live_workers == 0:
+                why = (
+                    "no worker is running (praxis workers lists none); it is answered once "
+                    "one starts"
+                )
+            elif live_workers is None:
+                why = "the workers could not be asked whether they are running"
+            else:
+                why = (
+                    f"{live_workers} live worker(s) have not taken it yet (more workers, or a "
+                    "higher PRAXIS_WORKER_CONCURRENCY, take more at once); it is still queued"
+                )
+            msg = (
+                f"command {command_id} for session {session_id!r} is stored but not answered "
+                f"after {seconds:.0f}s: {why}. Follow the session's events after cursor "
+                f"{cursor} for its outcome; do not send it again without its command id"
+            )
+        super().__init__(msg)
         self.session_id = session_id
         self.command_id = command_id
+        self.cursor = cursor
+        self.live_workers = live_workers
 
 
 class CommandIdReusedError(BusError):

@@ -114,14 +114,16 @@ class Settings(BaseSettings):
         "a new leader (sometimes two rounds), and writes go unanswered meanwhile.",
     )
     command_timeout: float = Field(
-        default=15.0, gt=0, description="Seconds a client waits for a command's outcome."
+        default=15.0,
+        gt=0,
+        description="Seconds of quiet after which a client waiting for a stored command's "
+        "outcome gives up, when no worker is live.",
     )
     queue_timeout: float = Field(
         default=300.0,
         gt=0,
-        description="Seconds a client waits in all for a command no worker has taken yet "
-        "while live workers say they are busy (past command_timeout, which applies when "
-        "none is).",
+        description="Seconds in all a client waits for a stored command's outcome while "
+        "live workers can answer it (a turn that has started may take turn_timeout more).",
     )
     context_messages: int = Field(
         default=200,

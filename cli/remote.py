@@ -141,8 +141,8 @@ class EdgeClient:
                 async for sse in EventSource(r).aiter_sse():
                     if sse.event == "error":
                         raise _error(0, sse.data.encode(), path)
-                    if not sse.data:
-                        continue  # a comment: opened, keep-alive
+                    if not sse.data or sse.event == "command.accepted":
+                        continue  # a comment (opened, keep-alive), or "it is stored"
                     envelope = json.loads(sse.data)
                     yield Delivery.model_validate(
                         {"cursor": envelope["cursor"], "event": envelope["data"]}

@@ -117,7 +117,10 @@ def problem_for(exc: BaseException) -> Problem:  # noqa: C901 - one flat table o
     if isinstance(exc, MessageTooLargeError):
         return problem(413, str(exc), "too-large")
     if isinstance(exc, CommandTimeoutError):
-        return problem(504, str(exc), "command-timeout")
+        if exc.cursor is None:
+            return problem(504, str(exc), "command-timeout")
+        stored = {"command_id": exc.command_id, "cursor": exc.cursor}
+        return problem(504, str(exc), "command-not-answered-yet", **stored)
     if isinstance(exc, CommandDeadLetteredError):
         return problem(500, str(exc), "command-dead-lettered")
     if isinstance(exc, DeadLetterNotFoundError):

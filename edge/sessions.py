@@ -12,10 +12,10 @@ from litestar.openapi import ResponseSpec
 from litestar.params import HeaderParameter, Parameter
 from pydantic import BaseModel, ConfigDict, Field
 
-from bus import IllegalTransitionError, InvalidCursorError, Page, SessionClient, Settings
+from bus import InvalidCursorError, Page, Receipt, SessionClient, Settings
 from edge import sse
 from edge.auth import caller_key, open_stream
-from schemas import AgentInfo, CommandRejected, check_token
+from schemas import AgentInfo, check_token
 from schemas.api import (
     MAX_PAGE,
     Accepted,
@@ -53,7 +53,8 @@ def _problems(*statuses: int) -> dict[int, ResponseSpec]:
         409: "Not allowed in the session's current state (`state` says which it is).",
         413: "Request body over the limit (PRAXIS_EDGE_MAX_BODY).",
         422: "A field is invalid (`errors` names it).",
-        504: "The command is stored but no worker handled it in time.",
+        504: "The command is stored but not answered yet (no live worker, or none took "
+        "it in time): `command_id` and `cursor` say what to follow for its outcome.",
     }
     return {  # with auth on, any operation may answer 401 or 429
         s: ResponseSpec(Problem, description=what[s], media_type="application/problem+json")
@@ -164,8 +165,13 @@ class AgentSessions(Controller):
         status_code=202,
         summary="Send a message",
         description="Without `stream`: 202 with the command id and the cursor to follow. "
-        "With `stream: true`: 200, an SSE stream of this turn (token deltas, the agent's "
-        "message, turn.completed or turn.failed) that ends with the turn.",
+        "With `stream: true`: 200, an SSE stream that starts with `command.accepted` (the "
+        "message is stored: its command id and the cursor to follow if the stream breaks), "
+        "then this turn (token deltas, the agent's message, turn.completed or turn.failed) "
+        "and ends with the turn; a message the worker refuses after it was stored (double "
+        "texting `reject`, a state that changed meanwhile) ends it with `command.rejected`. "
+        "While the message waits for a worker the stream gets keep-alive comments; if none "
+        "answers it in time, an `error` event says it is stored and not answered yet.",
         responses={
             202: ResponseSpec(Accepted, description="Stored; its effects follow as events."),
             200: _SSE,
@@ -199,18 +205,15 @@ class AgentSessions(Controller):
             keepalive=settings.sse_keepalive,
             queue=data.queue,
             on_busy=data.on_busy,
+            accepted=True,
         )
-        try:  # the first event tells whether the message was taken: errors answer as such
-            while (first := await anext(turn)) is None:
-                pass  # nothing sent yet: no keep-alive needed
+        try:  # stored, or refused before anything was stored (answered as an error)
+            stored = await anext(turn)
         except BaseException:
             await turn.aclose()
             raise
-        if isinstance(first.event, CommandRejected):
-            await turn.aclose()
-            ev = first.event
-            raise IllegalTransitionError(sid, "send a message to", ev.state, ev.reason)
-        return sse.response(sse.relay(turn, first))
+        assert isinstance(stored, Receipt)
+        return sse.response(sse.relay(turn, sse.accepted(stored)))
 
     @post(
         "/{session_id:str}/suspend",

@@ -3,20 +3,23 @@
 Each durable event is one SSE message: ``id:`` its stream sequence (what a client sends
 back as ``Last-Event-ID``), ``event:`` its type, ``data:`` its :class:`EventEnvelope`.
 Token deltas have no ``id:``, so a reconnecting client resumes from the last durable event.
+A streamed command's stream starts with ``command.accepted`` (no ``id:`` either): it is
+stored, and this is the cursor to follow its outcome from if the stream breaks.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.response.base import ASGIResponse
 
-from bus import BusError, metrics
+from bus import BusError, Receipt, metrics
 from edge.problems import problem_for
 from schemas import Delivery
-from schemas.api import envelope_json
+from schemas.api import CommandAccepted, EventEnvelope, envelope_json
 
 OPENED = ServerSentEventMessage(data=None, comment="stream open")
 KEEPALIVE = ServerSentEventMessage(data=None, comment="keep-alive")
@@ -26,23 +29,37 @@ def message(item: Delivery) -> ServerSentEventMessage:
     return ServerSentEventMessage(id=item.cursor, event=item.event.type, data=envelope_json(item))
 
 
+def accepted(receipt: Receipt) -> ServerSentEventMessage:
+    """The first message of a streamed command: it is stored (and will be answered)."""
+    data = CommandAccepted(
+        session_id=receipt.session_id, command_id=receipt.command_id, cursor=receipt.cursor
+    )
+    envelope = EventEnvelope(
+        type=data.type, cursor=None, timestamp=datetime.now(UTC), data=data.model_dump()
+    )
+    return ServerSentEventMessage(event=data.type, data=envelope.model_dump_json())
+
+
 def error(exc: BusError) -> ServerSentEventMessage:
     """The last message of a stream that could not go on (an ``error`` event)."""
     return ServerSentEventMessage(event="error", data=problem_for(exc).model_dump_json())
 
 
 async def relay(
-    items: AsyncGenerator[Delivery | None, None],
-    first: Delivery | None = None,
+    items: AsyncGenerator[Receipt | Delivery | None, None],
+    first: ServerSentEventMessage = OPENED,
     on_close: Callable[[], None] | None = None,
 ) -> AsyncGenerator[ServerSentEventMessage, None]:
-    """``first`` (if any), then every item; ``None`` becomes a keep-alive comment."""
+    """``first``, then every item; ``None`` becomes a keep-alive comment."""
     subscribers = metrics.SUBSCRIBERS.labels("sse")
     subscribers.inc()
     try:
-        yield OPENED if first is None else message(first)
+        yield first
         async for item in items:
-            yield KEEPALIVE if item is None else message(item)
+            if item is None:
+                yield KEEPALIVE
+            else:
+                yield accepted(item) if isinstance(item, Receipt) else message(item)
     except BusError as e:
         yield error(e)
     finally:

@@ -257,6 +257,20 @@ class Accepted(BaseModel):
     cursor: int = Field(description="Follow `/events?after=cursor` to see what it causes.")
 
 
+class CommandAccepted(BaseModel):
+    """The first message of a streamed command (``event: command.accepted``, no ``id:``):
+    JetStream has stored it, so it will be answered. If the stream breaks before its end,
+    follow ``/events?after=cursor`` for the rest; do not send it again without its id."""
+
+    type: Literal["command.accepted"] = Field(
+        default="command.accepted", description="Always `command.accepted`."
+    )
+    session_id: SessionId = Field(description="The session the command is for.")
+    command_id: str = Field(description="The command's id: its events carry it.")
+    cursor: int = Field(description="Its effects are the events after this cursor.")
+    content: str = Field(default="", description="Empty: it adds nothing to the conversation.")
+
+
 class HistoryPage(BaseModel):
     """Messages oldest first; ``next_before`` pages further back (null: the beginning)."""
 
@@ -344,6 +358,15 @@ class Problem(BaseModel):
     errors: list[FieldError] | None = Field(default=None, description="The fields at fault.")
     waiting: list[str] | None = Field(
         default=None, description="The tool calls the session does wait on (for a 409)."
+    )
+    command_id: str | None = Field(
+        default=None,
+        description="A command that is stored but not answered yet (for a 504): it will "
+        "be; do not send it again without this id.",
+    )
+    cursor: int | None = Field(
+        default=None,
+        description="Follow `/events?after=cursor` for that command's outcome (for a 504).",
     )
 
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from httpx_sse import ServerSentEvent, aconnect_sse
 
-from bus import Receipt, SessionClient, Settings, direct, subjects
+from bus import Receipt, SessionClient, Settings, direct, leases, subjects
 from bus.embedded import NatsServer
 from schemas import decode_event
 from tests.conftest import (
@@ -125,15 +125,21 @@ async def test_api_workflow_create_stream_history(
         http, "POST", url, json={"message": "How do I handle errors?", "stream": True}
     )
     types = [e.event for e in events]
-    assert types[0] == "user.message" and types[-1] == "turn.completed", types
-    assert "turn.started" in types and "agent.message" in types
+    assert types[:2] == ["command.accepted", "user.message"], types
+    assert types[-1] == "turn.completed" and "turn.started" in types and "agent.message" in types
+    # Stored before anything else: the command id and the cursor to follow it from.
+    accepted = data(events[0])
+    assert accepted["cursor"] is None and events[0].id == ""
+    assert accepted["data"]["command_id"] == data(events[1])["data"]["command_id"]
+    assert accepted["data"]["cursor"] < data(events[1])["cursor"]
     text = "".join(data(e)["data"]["text"] for e in events if e.event == "token.delta")
     reply = next(data(e)["data"]["content"] for e in events if e.event == "agent.message")
     assert text == reply == "How do I handle errors?"
     assert all(data(e)["cursor"] is None for e in events if e.event == "token.delta")
     cursors = [c for c, _ in durable(events)]
     assert cursors == sorted(cursors) and len(set(cursors)) == len(cursors)
-    assert all(data(e)["data"]["interface"] == "api" for e in events if e.event != "token.delta")
+    stored = [e for e in events if e.event not in ("token.delta", "command.accepted")]
+    assert all(data(e)["data"]["interface"] == "api" for e in stored)
 
     r = await http.get(f"{edge.url}/agent-sessions/{sid}/history")
     assert r.status_code == 200
@@ -716,3 +722,105 @@ async def test_delete_without_a_worker_is_a_timeout_and_keeps_the_session(
         assert (await client.get(record.session_id)).session_id == record.session_id
     finally:
         await asyncio.to_thread(edge.stop)
+
+
+async def _sse_lines(http: httpx.AsyncClient, url: str, body: dict[str, Any]) -> list[str]:
+    """Every line of a streamed POST (comments too), until the stream ends."""
+    lines: list[str] = []
+    async with asyncio.timeout(30), http.stream("POST", url, json=body) as r:
+        assert r.status_code == 200, await r.aread()
+        async for line in r.aiter_lines():
+            lines.append(line)
+    return lines
+
+
+def _events_of(lines: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    events = [ln.removeprefix("event: ") for ln in lines if ln.startswith("event: ")]
+    datas = [json.loads(ln.removeprefix("data: ")) for ln in lines if ln.startswith("data: ")]
+    return list(zip(events, datas, strict=True))
+
+
+async def test_a_streamed_message_waits_for_live_workers_past_the_command_timeout(
+    settings: Settings,
+    http: httpx.AsyncClient,
+    client: SessionClient,
+    worker: InProcessWorker,
+    tmp_path: Path,
+) -> None:
+    """A message that no worker can take for a while (its session's previous owner died
+    holding the lease, which lasts a lease time) is stored, said to be so at once, kept
+    alive while live workers can answer it, and answered: it was a 504 after the command
+    timeout ('is a worker running?') while the workers were live."""
+    edge = EdgeProcess(
+        edge_env(settings, PRAXIS_COMMAND_TIMEOUT="0.5", PRAXIS_SSE_KEEPALIVE="0.2"),
+        tmp_path / "edge.log",
+    )
+    await asyncio.to_thread(edge.start)
+    try:
+        sid = await settled_session(client, "echo")
+
+        async def free() -> bool:
+            return await leases.holder(client.bus.leases, sid) is None
+
+        await eventually(free, what="the worker to let the session go")
+        dead = await leases.claim(client.bus.leases, sid, "a-worker-that-died")
+        assert dead is not None  # held for a lease time (2 s) by nobody alive
+        url = f"{edge.url}/agent-sessions/{sid}/messages"
+        lines = await _sse_lines(http, url, {"message": "still there?", "stream": True})
+    finally:
+        await asyncio.to_thread(edge.stop)
+    events = _events_of(lines)
+    kinds = [k for k, _ in events]
+    assert kinds[0] == "command.accepted" and kinds[-1] == "turn.completed", kinds
+    accepted = events[0][1]["data"]
+    assert accepted["session_id"] == sid and accepted["command_id"].startswith("cmd_")
+    assert events[-1][1]["data"]["command_id"] == accepted["command_id"]
+    first_stored = lines.index(next(ln for ln in lines if ln == "event: user.message"))
+    assert ": keep-alive" in lines[:first_stored]  # quiet while it waited, not closed
+
+
+async def test_when_no_worker_answers_the_edge_says_it_is_stored_and_where_to_follow(
+    settings: Settings,
+    http: httpx.AsyncClient,
+    client: SessionClient,
+    start_worker: Callable[[], Any],
+    tmp_path: Path,
+) -> None:
+    """No live worker: the streamed message ends with an error that says it is stored and
+    not answered yet, with its command id and the cursor to follow; so does a suspend's
+    504. A worker started later answers both."""
+    first = await start_worker()
+    sid = await settled_session(client, "echo")
+    await first.stop()
+    await eventually(lambda: _no_workers(client), what="the workers to be gone")
+    edge = EdgeProcess(edge_env(settings, PRAXIS_COMMAND_TIMEOUT="1"), tmp_path / "edge.log")
+    await asyncio.to_thread(edge.start)
+    try:
+        url = f"{edge.url}/agent-sessions/{sid}/messages"
+        lines = await _sse_lines(http, url, {"message": "anyone?", "stream": True})
+        suspended = await http.post(f"{edge.url}/agent-sessions/{sid}/suspend")
+    finally:
+        await asyncio.to_thread(edge.stop)
+    events = _events_of(lines)
+    assert [k for k, _ in events] == ["command.accepted", "error"]
+    accepted, problem = events[0][1]["data"], events[1][1]
+    assert problem["code"] == "TIMEOUT" and problem["type"].endswith("command-not-answered-yet")
+    assert "stored but not answered" in problem["detail"]
+    assert "no worker is running" in problem["detail"]
+    assert "is a worker running" not in problem["detail"]
+    assert (problem["command_id"], problem["cursor"]) == (
+        accepted["command_id"],
+        accepted["cursor"],
+    )
+    assert suspended.status_code == 504, suspended.text
+    pending = suspended.json()
+    assert pending["command_id"] and pending["cursor"] >= 0
+    await start_worker()  # stored means answered: the message, then the suspend
+    events_after = await client.wait(Receipt(sid, accepted["command_id"], accepted["cursor"]))
+    assert events_after[-1].type == "turn.completed"
+    await client.wait(Receipt(sid, pending["command_id"], pending["cursor"]))
+    assert (await client.get(sid)).state.value == "SUSPENDED"
+
+
+async def _no_workers(client: SessionClient) -> bool:
+    return not await client.workers()
