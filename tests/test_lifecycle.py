@@ -37,6 +37,7 @@ from tests.conftest import (
     remnants,
     settled_session,
     slow_turn_streaming,
+    stored_events,
     streaming,
 )
 from workers.runner import EXPIRY_SLACK
@@ -208,6 +209,37 @@ async def test_suspending_mid_turn_stops_it_and_keeps_the_partial_reply(
     await client.resume(sid)
     after = await client.wait(await client.send(sid, "go on"))
     assert any(isinstance(e, AgentMessage) and not e.interrupted for e in after)
+
+
+async def test_a_suspend_takes_effect_after_the_cut_and_the_backlog_waits_for_resume(
+    client: SessionClient, worker: InProcessWorker
+) -> None:
+    """Four messages sent, then a suspend: the turn in flight is cut, and the three
+    messages waiting behind it are kept (message.queued) instead of each being answered
+    in full before the suspend (which took 6 s with three 2 s turns); after the resume
+    they are answered in order, each under its own command id."""
+    record, first = await slow_turn_streaming(client, pieces=40, delay=0.05, at_least=2)
+    sid = record.session_id
+    backlog = [await client.send(sid, f"message {n}") for n in (2, 3, 4)]
+    suspended = await client.suspend(sid, "hold on")
+    assert suspended.state is SessionState.SUSPENDED
+    events = await stored_events(client, sid)
+    cut = next(i for i, e in enumerate(events) if isinstance(e, TurnFailed))
+    assert events[cut].command_id == first.command_id and events[cut].cancelled
+    after_cut = [(type(e).__name__, e.command_id) for e in events[cut + 1 :]]
+    assert after_cut == [
+        *(("MessageQueued", r.command_id) for r in backlog),
+        ("StateChanged", after_cut[-1][1]),
+    ], after_cut  # no turn for 2-4 before the suspend
+    assert events[-1].state is SessionState.SUSPENDED
+    await client.resume(sid)
+    for receipt, n in zip(backlog, (2, 3, 4), strict=True):
+        answered = await _events_of(client, sid, receipt.command_id)
+        assert isinstance(answered[-1], TurnCompleted), answered
+        reply = next(e for e in answered if isinstance(e, AgentMessage))
+        assert reply.content.startswith("w0 w1") and not reply.interrupted, n
+    users = [h.content for h in await client.history(sid) if h.role == "user"]
+    assert users == ["go", "message 2", "message 3", "message 4"]
 
 
 async def test_messages_queued_while_suspended_are_answered_on_resume(

@@ -217,6 +217,9 @@ class SessionRunner:
         self._unsaved = 0  # events appended since the latest snapshot
         self._retry_delay = RETRY_DELAY
         self._stopped_by: str | None = None
+        self._suspending: str | None = None
+        """A suspend seen on its way to this session (its command id), not yet taken in
+        order: the messages stored before it are kept for after a resume, not answered."""
         self._waiting: list[ToolCall] | None = None
         self._replying: Replying | None = None
         self._actor: tuple[str | None, str | None] = (None, None)
@@ -480,6 +483,7 @@ class SessionRunner:
             self.state.queued
             and self.state.session.state is SessionState.ACTIVE
             and not self._is_waiting()
+            and self._suspending is None
         ):
             item = self.state.queued[0]
             self._actor = (item.command_id, item.actor)
@@ -653,6 +657,12 @@ class SessionRunner:
         await self._turn(seq, cmd.command_id, cmd.interface, cmd.message)
 
     async def _on_message(self, seq: int, cmd: UserMessage, resuming: bool) -> None:
+        if not resuming and await self._suspend_follows(seq):
+            # A suspend was sent after this message: it takes effect first, and this
+            # message waits for the resume (in order, under its own command id).
+            meta = self._meta(cmd.command_id, cmd.interface, seq)
+            await self._append(MessageQueued(**meta, final=True, content=cmd.content))
+            return
         if not resuming and self._is_waiting() and not await self._while_waiting(seq, cmd):
             return
         if not resuming:
@@ -689,6 +699,32 @@ class SessionRunner:
                 await self._reject(seq, cmd, f"the message is too large to store ({e})")
                 return
         await self._turn(seq, cmd.command_id, cmd.interface, cmd.content)
+
+    async def _suspend_follows(self, seq: int) -> bool:
+        """Whether the suspend seen on its way (if any) is stored after ``seq`` and will
+        suspend the session. A command reaches this worker a moment before the stream
+        stores it: it is looked for again, backing off, for up to a second."""
+        wanted = self._suspending
+        if wanted is None or self.state.session.state not in ACCEPTS_MESSAGES:
+            return False
+        needle = f'"command_id":"{wanted}"'.encode()
+        delay, waited = 0.005, 0.0
+        while True:
+            stored = await direct.read_subject(
+                self.bus.nc,
+                self.bus.stream,
+                subjects.inputs(self.sid),
+                after=seq,
+                timeout=self.bus.timeout,
+            )
+            if any(needle in m.data for m in stored):
+                return True
+            if waited >= 1.0:
+                self._suspending = None  # never stored: nothing to wait for
+                return False
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 0.2)
 
     def _is_waiting(self) -> bool:
         turn = self.state.turn
@@ -785,6 +821,8 @@ class SessionRunner:
             Resume: SessionState.ACTIVE,
             Complete: SessionState.COMPLETED,
         }[type(cmd)]
+        if cmd.command_id == self._suspending:
+            self._suspending = None  # taken: the messages kept before it wait for a resume
         current = self.state.session.state
         if not can_transition(current, target):
             await self._reject(seq, cmd, f"cannot {cmd.kind} a session that is {current.value}")
@@ -1142,22 +1180,36 @@ class SessionRunner:
     async def on_command(self, msg: Msg) -> None:
         """A command sent to this session (as sent: it may not be stored yet)."""
         self._wake.set()  # a new command for this session
-        live = self._live
-        if live is None or not any(k in msg.data for k in _CONTROL_KINDS):
+        cmd = self._control(msg)
+        if cmd is None:
             return
+        if isinstance(cmd, Suspend):
+            self._suspending = cmd.command_id
+        if self._live is not None:
+            self._act_on_turn(self._live, cmd)
+
+    def _control(self, msg: Msg) -> Command | None:
+        """``msg``'s command, if it is one acted on as it arrives: during a turn, a cancel,
+        a suspend or a message; at any time, a suspend."""
+        if self._live is None and b'"suspend"' not in msg.data:
+            return None
+        if not any(k in msg.data for k in _CONTROL_KINDS):
+            return None
         try:
             cmd = decode_command(msg.data)
         except ValidationError:
-            return
-        if cmd.session_id != self.sid:
-            return
+            return None
+        return cmd if cmd.session_id == self.sid else None
+
+    def _act_on_turn(self, live: LiveTurn, cmd: Command) -> None:
         if isinstance(cmd, CancelTurn):
             live.cancel(cmd.command_id)
         elif isinstance(cmd, Suspend) and can_transition(
             self.state.session.state, SessionState.SUSPENDED
         ):
             # Suspending stops the turn in flight now (at its next token); the partial
-            # reply is kept, marked interrupted, and the suspend is then taken in order.
+            # reply is kept, marked interrupted, and the suspend is then taken in order,
+            # the messages before it kept for after a resume (_suspend_follows).
             live.cancel(cmd.command_id, "interrupted: the session was suspended")
         elif isinstance(cmd, UserMessage) and not self._same_command(cmd.command_id):
             way = cmd.on_busy or self.state.session.double_texting
