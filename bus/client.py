@@ -402,6 +402,12 @@ class SessionClient:
                     async with asyncio.timeout_at(min(deadline, until)):
                         item = await anext(stream)
                 except TimeoutError:
+                    if await load_head(self.bus, receipt.session_id) is None:
+                        raise SessionNotFoundError(
+                            receipt.session_id,
+                            "it was removed while its command waited (purged, or its create "
+                            "refused: an agent no worker offers)",
+                        ) from None
                     now = loop.time()
                     live = await self._live_workers()
                     if now >= until or live == 0:

@@ -37,8 +37,8 @@ class ProvisioningMismatchError(ProvisioningError):
 
 
 class SessionNotFoundError(BusError):
-    def __init__(self, session_id: str) -> None:
-        super().__init__(f"unknown session {session_id!r}")
+    def __init__(self, session_id: str, why: str = "") -> None:
+        super().__init__(f"unknown session {session_id!r}" + (f": {why}" if why else ""))
         self.session_id = session_id
 
 

@@ -3,16 +3,27 @@ commands on the bus and reads the outcome on a reply subject."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import nats
+import pytest
 from nats.aio.client import Client
 
-from bus import SessionClient, subjects
+from bus import Receipt, SessionClient, SessionNotFoundError, Settings, subjects
 from schemas import CommandRejected
-from tests.conftest import InProcessWorker, NatsServer, stored_events
+from tests.conftest import (
+    InProcessWorker,
+    NatsServer,
+    eventually,
+    live_subscribers,
+    remnants,
+    stored_events,
+)
 
 
 async def _publish(nc: Client, session_id: str, command: dict[str, Any]) -> None:
@@ -79,10 +90,69 @@ async def test_runs_and_turns_with_a_plain_nats_client(
                 "message": "hi",
             },
         )
-        assert unknown["outcome"] == "failed" and "nobody" in unknown["reason"]
-        assert unknown["state"] == "FAILED"
+        assert unknown["outcome"] == "rejected"
+        assert unknown["reason"].startswith("unknown agent 'nobody'; known agents: ")
+        assert "echo" in unknown["reason"]
     finally:
         await nc.close()
+
+
+async def test_a_create_for_an_agent_no_worker_offers_leaves_no_session(
+    nats: NatsServer, client: SessionClient, worker: InProcessWorker
+) -> None:
+    """Refused with the reason, and nothing of it remains (it was a FAILED session): not
+    listed, not readable, its id free for a create that names a real agent; a follower of
+    the refused create learns that the session is gone instead of waiting on."""
+    nc = await nats_connect(nats)
+    try:
+        sid = f"ses_{uuid.uuid4().hex}"
+        base = {"session_id": sid, "task_id": "task-unknown-agent", "kind": "create_session"}
+        refused = await _run(nc, sid, {**base, "agent": "nobody", "message": "hi"})
+        assert refused["outcome"] == "rejected" and "'nobody'" in refused["reason"]
+        assert await remnants(client, sid) == {}
+        with pytest.raises(SessionNotFoundError):
+            await client.get(sid)
+        assert not (await client.list(task_id="task-unknown-agent")).items
+        made = await _run(nc, sid, {**base, "agent": "echo", "message": "hi"})
+        assert (made["outcome"], made["reply"]) == ("completed", "hi")
+    finally:
+        await nc.close()
+
+
+async def test_a_follower_of_a_refused_create_learns_the_session_is_gone(
+    nats: NatsServer, client: SessionClient, start_worker: Callable[[], Awaitable[Any]]
+) -> None:
+    """Following a create stored while no worker ran: the worker that then refuses it
+    removes the session, and the follower says so after a quiet command timeout (with a
+    live worker it would otherwise wait on)."""
+    quick = SessionClient(replace(client.bus, settings=_quick(client.bus.settings)))
+    nc = await nats_connect(nats)
+    try:
+        sid = f"ses_{uuid.uuid4().hex}"
+        command = {
+            "session_id": sid,
+            "task_id": "t",
+            "kind": "create_session",
+            "agent": "nobody",
+            "command_id": "cmd_refused",
+        }
+        await _publish(nc, sid, command)
+        following = asyncio.create_task(quick.wait(Receipt(sid, "cmd_refused", 0)))
+        await eventually(lambda: _subscribed(nats, sid), what="the follower to listen")
+        await start_worker()
+        with pytest.raises(SessionNotFoundError, match="removed while its command waited"):
+            await following
+        assert await remnants(client, sid) == {}
+    finally:
+        await nc.close()
+
+
+async def _subscribed(nats: NatsServer, sid: str) -> bool:
+    return await live_subscribers(nats, sid) >= 1
+
+
+def _quick(settings: Settings) -> Settings:
+    return settings.model_copy(update={"command_timeout": 1.0})
 
 
 async def test_a_bad_command_on_the_bus_is_rejected_and_changes_nothing(

@@ -27,7 +27,8 @@ from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from bus import Bus, commit, direct, leases, logs, metrics, subjects, tracing, with_retry
-from bus.errors import BusError, FenceRejectedError, MessageTooLargeError
+from bus.client import SessionClient
+from bus.errors import BusError, FenceRejectedError, MessageTooLargeError, UnknownAgentError
 from bus.state import load_state
 from bus.tasks import cancel_and_wait
 from schemas import (
@@ -917,6 +918,9 @@ class SessionRunner:
             log.warning("session %s: commands for an unknown session dropped", self.sid)
             await self._drop_triggers()
             return False
+        if self.ctx.registry.get(cmd.agent) is None:
+            await self._refuse_create(cmd, self.ctx.registry.names())
+            return False
         try:
             settings = self.bus.settings
             created = created_by(cmd, settings.session_idle_timeout, settings.session_max_lifetime)
@@ -928,6 +932,27 @@ class SessionRunner:
             await self._drop_triggers()
             return False
         return True
+
+    async def _refuse_create(self, cmd: CreateSession, known: list[str]) -> None:
+        """A create for an agent this worker does not offer: refused, and nothing of the
+        session is left (its commands, the record its sender wrote): the sender hears it
+        on its ``reply_to``, a follower finds the session gone."""
+        reason = str(UnknownAgentError(cmd.agent, known))
+        log.warning("session %s: create refused: %s", self.sid, reason)
+        if cmd.reply_to:
+            outcome = CommandOutcome(
+                session_id=self.sid,
+                task_id=cmd.task_id,
+                command_id=cmd.command_id,
+                outcome="rejected",
+                reason=reason,
+                state=SessionState.CREATED,
+                cursor=0,
+            )
+            with contextlib.suppress(Exception):
+                await self.bus.nc.publish(cmd.reply_to, outcome.model_dump_json().encode())
+        await SessionClient(self.bus, Interface.SYSTEM).purge(self.sid)
+        await self._drop_triggers()
 
     async def _drop_triggers(self) -> None:
         for msg in self.triggers:
