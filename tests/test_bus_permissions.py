@@ -96,6 +96,9 @@ FORBIDDEN_PUBLISH = {
         SECRET_KEY,
         "$JS.API.DIRECT.GET.KV_praxis_keys",
         "$JS.API.CONSUMER.MSG.NEXT.PRAXIS.praxis-workers",
+        # No consumer per follower: each costs the server memory and counts against the
+        # stream's cap on consumers. A service follows by live notices and direct get.
+        "$JS.API.CONSUMER.CREATE.PRAXIS",
     ],
 }
 FORBIDDEN_SUBSCRIBE = {

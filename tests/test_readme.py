@@ -9,7 +9,21 @@ import sys
 from collections.abc import Callable
 
 from bus import SessionClient, Settings
-from tests.conftest import ROOT, EdgeProcess, InProcessWorker, WorkerProcess, env_for, live_workers
+from bus.embedded import NatsServer
+from bus.permissions import Role
+from bus.state import load_head
+from tests.conftest import (
+    ROOT,
+    EdgeProcess,
+    InProcessWorker,
+    WorkerProcess,
+    credentials,
+    env_for,
+    eventually,
+    live_count_is,
+    live_workers,
+    settled_session,
+)
 from workers.agents import Agent, TurnContext
 
 README = (ROOT / "README.md").read_text()
@@ -118,3 +132,34 @@ async def test_pipeline_example_runs_with_plain_nats_py(
     env.pop("PYTHONPATH")  # plain nats-py, not our packages
     done = await run_example('"kind": "create_session"', env)
     assert done.stdout.strip() == "completed Summarise invoice 42"
+
+
+async def test_a_service_follows_events_with_nats_py_and_its_seed(
+    nats: NatsServer,
+    settings: Settings,
+    client: SessionClient,
+    worker_processes: Callable[[int], list[WorkerProcess]],
+) -> None:
+    """The README's follower: nothing but nats-py and the service user's seed (which may
+    not create a JetStream consumer: an ordered consumer was refused), live notices and
+    direct gets, through a whole turn."""
+    worker_processes(1)
+    await live_workers(client, 1)
+    sid = await settled_session(client, "echo")
+    _, cursor = await load_head(client.bus, sid)
+    env = env_for(settings)
+    env.pop("PYTHONPATH")  # plain nats-py, not our packages
+    seed = credentials(settings.nats_url, Role.SERVICE).nkey_seed
+    env.update(PRAXIS_NATS_NKEY_SEED=str(seed), SESSION_ID=sid, AFTER=str(cursor))
+    following = asyncio.create_task(run_example("STREAM = os.environ", env))
+    await eventually(live_count_is(nats, sid, 1), what="the follower to listen")
+    await client.send(sid, "followed")
+    lines = [ln.split(" ", 2) for ln in (await following).stdout.splitlines()]
+    assert [(kind, text) for _, kind, text in lines] == [
+        ("user.message", "followed"),
+        ("turn.started", ""),
+        ("agent.message", "followed"),
+        ("turn.completed", ""),
+    ]
+    seqs = [int(seq) for seq, _, _ in lines]
+    assert seqs == sorted(seqs) and seqs[0] > cursor
