@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from platformdirs import user_config_dir, user_data_dir
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def _default_data_dir() -> Path:
@@ -228,6 +229,12 @@ class Settings(BaseSettings):
         default=None, description="The API key (or a JWT) the CLI gives a remote edge."
     )
     edge_host: str = Field(default="127.0.0.1", description="Address the edge listens on.")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Web origins (scheme://host[:port], comma separated) whose pages may use "
+        "the edge from a browser, besides the edge's own chat page; any other page's "
+        "requests are refused (403).",
+    )
     edge_port: int = Field(default=8000, ge=0, le=65535, description="Port of the edge (0: any).")
     edge_max_body: int = Field(
         default=64 * 1024, ge=1024, description="Largest HTTP request body the edge takes (bytes)."
@@ -236,3 +243,14 @@ class Settings(BaseSettings):
         default=15.0, gt=0, description="Seconds of quiet after which an SSE stream gets a comment."
     )
     drain_grace: float = Field(default=10.0, ge=0)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> Any:
+        """A comma-separated list (or a JSON one) from the environment."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [o.strip() for o in text.split(",") if o.strip()]
+        return value

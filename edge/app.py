@@ -13,10 +13,12 @@ import asyncio
 import contextlib
 import inspect
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from litestar import Litestar, MediaType, Request, Response, get
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
 from litestar.middleware.rate_limit import RateLimitConfig
@@ -43,6 +45,7 @@ from bus import (
 )
 from edge import graphql, problems
 from edge.auth import Authenticator, caller_key
+from edge.guard import guarded
 from edge.sessions import AgentSessions, list_agents
 from schemas import Interface
 from schemas.api import Health, Problem
@@ -164,7 +167,17 @@ def create_app(settings: Settings, bus: Bus | None = None) -> Litestar:
             app.state.auth = Authenticator(settings, used)
             yield
 
-    middleware: list[Any] = [_traced]
+    # First the guard (the Host, the page a request comes from, JSON bodies), then the rest.
+    middleware: list[Any] = [partial(guarded, cors_origins=settings.cors_origins), _traced]
+    cors = (
+        CORSConfig(
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "traceparent"],
+        )
+        if settings.cors_origins
+        else None
+    )
     if settings.auth == "on" and settings.rate_limit > 0:
         # Per caller (credential, or address without one); health and docs are not counted.
         limit = RateLimitConfig(
@@ -187,6 +200,7 @@ def create_app(settings: Settings, bus: Bus | None = None) -> Litestar:
             graphql.controller(settings.sse_keepalive),
         ],
         middleware=middleware,
+        cors_config=cors,
         lifespan=[lifespan],
         on_startup=[_describe_models],
         state=State({"settings": settings}),

@@ -349,8 +349,9 @@ class Problem(BaseModel):
     detail: str = Field(default="", description="What went wrong, for a person to read.")
     instance: str | None = Field(default=None, description="The request path.")
     code: str = Field(
-        description="NOT_FOUND, CONFLICT, BAD_USER_INPUT, BAD_REQUEST, PAYLOAD_TOO_LARGE, "
-        "TIMEOUT, UNAVAILABLE or INTERNAL (the same codes GraphQL uses)."
+        description="NOT_FOUND, CONFLICT, BAD_USER_INPUT, BAD_REQUEST, UNAUTHENTICATED, "
+        "FORBIDDEN, RATE_LIMITED, PAYLOAD_TOO_LARGE, UNSUPPORTED_MEDIA_TYPE, TIMEOUT, "
+        "UNAVAILABLE or INTERNAL (the same codes GraphQL uses)."
     )
     state: SessionState | None = Field(
         default=None, description="The session's current state (for a 409)."

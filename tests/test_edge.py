@@ -12,7 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets
 from httpx_sse import ServerSentEvent, aconnect_sse
+from websockets.typing import Origin, Subprotocol
 
 from bus import Receipt, SessionClient, Settings, direct, leases, subjects
 from bus.embedded import NatsServer
@@ -824,3 +826,100 @@ async def test_when_no_worker_answers_the_edge_says_it_is_stored_and_where_to_fo
 
 async def _no_workers(client: SessionClient) -> bool:
     return not await client.workers()
+
+
+# -- a local edge and the web pages a browser shows ----------------------------------------
+
+
+async def test_state_changing_requests_must_be_json(
+    edge: EdgeProcess, http: httpx.AsyncClient, client: SessionClient
+) -> None:
+    """A form or text/plain body is what any page may send to another origin without a
+    CORS preflight: refused (415), and nothing is created."""
+    before = len(await client.records())
+    url = f"{edge.url}/agent-sessions/create"
+    body = json.dumps({"agent_name": "echo"})
+    for kind in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data"):
+        r = await http.post(url, content=body, headers={"content-type": kind})
+        assert_problem(r, 415, "UNSUPPORTED_MEDIA_TYPE")
+        assert kind in r.json()["detail"]
+    r = await http.post(url, content=body, headers={"content-type": ""})
+    assert_problem(r, 415, "UNSUPPORTED_MEDIA_TYPE")
+    assert len(await client.records()) == before
+    ok = await http.post(url, content=body, headers={"content-type": "application/json"})
+    assert ok.status_code == 201, ok.text
+    # A request without a body needs no type (curl -X POST .../suspend).
+    sid = ok.json()["session_id"]
+    bare = await http.post(f"{edge.url}/agent-sessions/{sid}/cancel")
+    assert bare.status_code == 202, bare.text
+
+
+async def test_pages_of_other_origins_are_refused(
+    edge: EdgeProcess, http: httpx.AsyncClient, client: SessionClient
+) -> None:
+    before = len(await client.records())
+    own = edge.url  # the chat page's origin: the edge's own
+    for method, path, body in (
+        ("POST", "/agent-sessions/create", {"agent_name": "echo"}),
+        ("POST", "/agent-sessions/list", {}),
+        ("GET", "/agents", None),
+    ):
+        for origin in ("http://evil.example", "null", own.replace("127.0.0.1", "localhost")):
+            r = await http.request(
+                method, f"{edge.url}{path}", json=body, headers={"origin": origin}
+            )
+            assert_problem(r, 403, "FORBIDDEN")
+        mine = await http.request(method, f"{edge.url}{path}", json=body, headers={"origin": own})
+        assert mine.status_code < 300, mine.text
+    assert len(await client.records()) == before + 1  # only the chat page's own
+    # A GraphQL subscription's WebSocket from another page is refused at the handshake.
+    ws = edge.url.replace("http", "ws") + "/graphql"
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        async with websockets.connect(
+            ws, origin=Origin("http://evil.example"), subprotocols=[Subprotocol("graphql-ws")]
+        ):
+            pass
+    assert refused.value.response.status_code == 403
+
+
+async def test_an_edge_on_loopback_answers_only_to_its_own_name(
+    edge: EdgeProcess, http: httpx.AsyncClient
+) -> None:
+    """A page whose name resolves to 127.0.0.1 (DNS rebinding) is same-origin for the
+    browser, but its requests carry its name in Host."""
+    port = edge.url.rsplit(":", 1)[1]
+    for host in (f"rebind.example:{port}", "127.0.0.1", f"127.0.0.1:{int(port) + 1}"):
+        r = await http.get(f"{edge.url}/agents", headers={"host": host})
+        assert_problem(r, 400, "BAD_REQUEST")
+        assert "not this edge's address" in r.json()["detail"]
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
+        r = await http.get(f"{edge.url}/agents", headers={"host": host})
+        assert r.status_code == 200, r.text
+
+
+async def test_origins_allowed_by_setting_get_cors_answers(
+    settings: Settings, http: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    app = "http://127.0.0.1:5173"
+    env = edge_env(settings, PRAXIS_CORS_ORIGINS=f"{app}, https://app.example.com")
+    edge = EdgeProcess(env, tmp_path / "edge.log")
+    await asyncio.to_thread(edge.start)
+    try:
+        pre = await http.options(
+            f"{edge.url}/agent-sessions/create",
+            headers={
+                "origin": app,
+                "access-control-request-method": "POST",
+                "access-control-request-headers": "content-type",
+            },
+        )
+        assert pre.status_code in (200, 204), pre.text
+        assert pre.headers["access-control-allow-origin"] == app
+        r = await http.post(f"{edge.url}/agent-sessions/list", json={}, headers={"origin": app})
+        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == app
+        other = await http.post(
+            f"{edge.url}/agent-sessions/list", json={}, headers={"origin": "http://x.example"}
+        )
+        assert_problem(other, 403, "FORBIDDEN")
+    finally:
+        await asyncio.to_thread(edge.stop)
