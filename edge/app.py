@@ -12,19 +12,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import re
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from litestar import Litestar, MediaType, Request, Response, get
+from litestar import HttpMethod, Litestar, MediaType, Request, Response, get
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
-from litestar.openapi.spec import Schema
+from litestar.openapi.spec import (
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    Reference,
+    RequestBody,
+    Schema,
+)
 from litestar.types import ASGIApp, Receive, Send
 from litestar.types import Scope as ASGIScope
 from pydantic import BaseModel
@@ -202,7 +211,7 @@ def create_app(settings: Settings, bus: Bus | None = None) -> Litestar:
         middleware=middleware,
         cors_config=cors,
         lifespan=[lifespan],
-        on_startup=[_describe_models],
+        on_startup=[_describe_models, _complete_operations],
         state=State({"settings": settings}),
         exception_handlers={Exception: problems.handle},
         request_max_body_size=settings.edge_max_body,
@@ -244,6 +253,77 @@ def _describe_models(app: Litestar) -> None:
             prop = (schema.properties or {}).get(info.alias or field_name)
             if isinstance(prop, Schema) and is_token_type(info.annotation, info.metadata):
                 prop.pattern = TOKEN_PATTERN
+
+
+_EVERYWHERE = {
+    "400": "A `Host` that is not the edge's own name, when it listens on loopback.",
+    "403": "A request from a web page of another origin (see PRAXIS_CORS_ORIGINS).",
+}
+_WITH_A_BODY = {
+    "413": "Request body over the limit (PRAXIS_EDGE_MAX_BODY).",
+    "415": "A body (or a Content-Type) that is not JSON.",
+}
+
+
+def _complete_operations(app: Litestar) -> None:
+    """What the edge answers that Litestar's document leaves out: the guard's refusals on
+    every operation (edge/guard.py), the size and type refusals where there is a body, a
+    body that may be left out (suspend's reason, say) as not required, and an SSE answer as
+    the text stream it is (its `data:` lines are EventEnvelopes)."""
+    for path, item in (app.openapi_schema.paths or {}).items():
+        for method in ("get", "post", "delete"):
+            op: Operation | None = getattr(item, method)
+            if op is None:
+                continue
+            responses = op.responses = op.responses or {}
+            extra = _EVERYWHERE | (_WITH_A_BODY if op.request_body is not None else {})
+            for status, why in extra.items():
+                responses.setdefault(status, _problem_response(why))
+            if isinstance(op.request_body, RequestBody) and _body_optional(app, path, method):
+                op.request_body.required = False
+            for answer in responses.values():
+                stream = getattr(answer, "content", None) or {}
+                if "text/event-stream" in stream:
+                    stream["text/event-stream"] = OpenAPIMediaType(schema=_SSE_EVENT)
+
+
+_SSE_EVENT = Schema(
+    type=OpenAPIType.OBJECT,
+    description="One message of the stream (as OpenAPI 3.2 describes a stream's items): "
+    "`data` is an EventEnvelope as JSON (a Problem for the `error` event a stream may end "
+    "with); `id` its cursor (none for token deltas and `command.accepted`); `event` its type.",
+    properties={
+        "event": Schema(type=OpenAPIType.STRING),
+        "id": Schema(type=OpenAPIType.STRING, pattern="^[0-9]+$"),
+        "data": Schema(
+            type=OpenAPIType.STRING,
+            content_media_type="application/json",
+            content_schema=Schema(
+                any_of=[
+                    Reference(ref="#/components/schemas/EventEnvelope"),
+                    Reference(ref="#/components/schemas/Problem"),
+                ]
+            ),
+        ),
+    },
+    required=["data"],
+)
+
+
+def _problem_response(description: str) -> OpenAPIResponse:
+    problem = Reference(ref="#/components/schemas/Problem")
+    return OpenAPIResponse(
+        description=description, content={problems.MEDIA_TYPE: OpenAPIMediaType(schema=problem)}
+    )
+
+
+def _body_optional(app: Litestar, path: str, method: str) -> bool:
+    for template, handlers in app.route_handler_method_map.items():
+        handler = handlers.get(cast(HttpMethod, method.upper()))
+        if re.sub(r":\w+}", "}", template) == path and handler is not None:
+            data = inspect.signature(handler.fn).parameters.get("data")
+            return data is not None and data.default is None
+    return False
 
 
 def from_env() -> Litestar:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from litestar import Controller, Request, Response, delete, get, post
+from litestar import Controller, HttpMethod, Request, Response, delete, get, post, route
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import ResponseSpec
@@ -65,7 +66,7 @@ def _problems(*statuses: int) -> dict[int, ResponseSpec]:
 _SSE = ResponseSpec(
     EventEnvelope,
     description="`text/event-stream`: one message per event, `id:` its cursor (none for "
-    "token deltas), `event:` its type, `data:` the EventEnvelope shown here.",
+    "token deltas), `event:` its type, `data:` an EventEnvelope (the schema of that name).",
     media_type="text/event-stream",
 )
 
@@ -155,6 +156,23 @@ class AgentSessions(Controller):
         return SessionPage(
             items=[SessionView.of(r) for r in page.items], next_cursor=page.next_cursor
         )
+
+    @route("/{session_id:str}", http_method=HttpMethod.OPTIONS, include_in_schema=False)
+    async def allow_on_a_session(self, request: Request[Any, Any, Any]) -> Response[None]:
+        """The methods of a session's path. Litestar 2 makes this answer itself for every
+        path, but lists only the first handler's method where a path has two (litestar#4169,
+        fixed in Litestar 3): here GET and DELETE. (Named to come first: a controller
+        registers its handlers in name order, and the first one's route keeps its OPTIONS.)"""
+        template = request.scope["path_template"]  # without the parameters' types
+        methods = next(
+            (
+                handlers
+                for path, handlers in request.app.route_handler_method_map.items()
+                if re.sub(r":\w+}", "}", path) == template
+            ),
+            {},
+        )
+        return Response(None, status_code=204, headers={"Allow": ", ".join(sorted(methods))})
 
     @get("/{session_id:str}", summary="Get a session", responses=_problems(400, 404))
     async def get_session(self, session_id: SessionIdPath, client: SessionClient) -> SessionView:

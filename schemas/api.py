@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from schemas.commands import MAX_MESSAGE_CHARS, DoubleTexting, Interface, Metadata, Owner
 from schemas.events import Delivery, TokenDelta, ToolCall
@@ -20,6 +20,24 @@ from schemas.records import Counters, HistoryItem, SessionRecord
 
 MAX_PAGE = 1000
 """The largest page a list or history request may ask for."""
+
+
+def _json(kinds: tuple[type, ...], name: str) -> BeforeValidator:
+    """Only values of the JSON type the schema gives. Litestar validates request bodies in
+    pydantic's lax mode, where "5", 5.0, true and 0 all pass for the integer 5 or false."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, bool) is (bool not in kinds) or not isinstance(value, kinds):
+            raise ValueError(f"must be {name}, not {type(value).__name__} {value!r:.40}")
+        return value
+
+    return BeforeValidator(check)
+
+
+JsonBool = Annotated[bool, _json((bool,), "a boolean")]
+JsonInt = Annotated[int, _json((int,), "an integer")]
+JsonNumber = Annotated[float, _json((int, float), "a number")]
+JsonDateTime = Annotated[datetime, _json((str, datetime), "a date-time string (RFC 3339)")]
 
 
 class _Request(BaseModel):
@@ -54,14 +72,14 @@ class CreateSessionRequest(_Request):
         "does: waits its turn (enqueue), is refused (reject), stops the turn in flight and "
         "is answered (interrupt), or also discards that turn (rollback).",
     )
-    idle_timeout: float | None = Field(
+    idle_timeout: JsonNumber | None = Field(
         default=None,
         ge=0,
         le=10 * 365 * 86400,
         description="Seconds without activity after which the session expires; 0: never. "
         "Absent: the server's default (PRAXIS_SESSION_IDLE_TIMEOUT, 30 days).",
     )
-    max_lifetime: float | None = Field(
+    max_lifetime: JsonNumber | None = Field(
         default=None,
         ge=0,
         le=10 * 365 * 86400,
@@ -194,9 +212,9 @@ class ListSessionsRequest(_Request):
         default=None, description="Only the sessions of this agent."
     )
     task_id: TaskId | None = Field(default=None, description="Only the sessions of this task.")
-    created_after: datetime | None = Field(default=None, description="Created at or after.")
-    created_before: datetime | None = Field(default=None, description="Created before.")
-    limit: int = Field(default=50, ge=1, le=MAX_PAGE, description="Page size.")
+    created_after: JsonDateTime | None = Field(default=None, description="Created at or after.")
+    created_before: JsonDateTime | None = Field(default=None, description="Created before.")
+    limit: JsonInt = Field(default=50, ge=1, le=MAX_PAGE, description="Page size.")
     cursor: str | None = Field(
         default=None, max_length=512, description="`next_cursor` of the previous page."
     )
@@ -215,7 +233,7 @@ class SendMessageRequest(_Request):
     message: str = Field(
         min_length=1, max_length=MAX_MESSAGE_CHARS, description="What the user says."
     )
-    stream: bool = Field(
+    stream: JsonBool = Field(
         default=False,
         description="Answer with a Server-Sent Events stream of this turn, ending with it.",
     )
@@ -228,7 +246,7 @@ class SendMessageRequest(_Request):
         description="If the session is busy with an earlier message, this message's way "
         "(enqueue, reject, interrupt, rollback); default: the session's double_texting.",
     )
-    queue: bool = Field(
+    queue: JsonBool = Field(
         default=False,
         description="If the session is suspended, keep the message (`message.queued`) and "
         "answer it when the session is resumed, instead of answering 409.",
@@ -243,7 +261,7 @@ class DecisionRequest(_Request):
         max_length=2000,
         description="Why (kept in tool.decided; a denial's reason is told to the model).",
     )
-    stream: bool = Field(
+    stream: JsonBool = Field(
         default=False,
         description="Answer with a Server-Sent Events stream of the rest of the turn.",
     )

@@ -923,3 +923,61 @@ async def test_origins_allowed_by_setting_get_cors_answers(
         assert_problem(other, 403, "FORBIDDEN")
     finally:
         await asyncio.to_thread(edge.stop)
+
+
+# -- the OpenAPI document against what the edge does ---------------------------------------
+
+
+async def test_the_document_says_what_the_edge_answers(
+    edge: EdgeProcess, http: httpx.AsyncClient
+) -> None:
+    """What schemathesis's checks found: OPTIONS listing one method of two, optional bodies
+    documented as required, 413 and 415 undocumented where a body can bring them, and a
+    turn's SSE answer described as one JSON object."""
+    spec = (await http.get(f"{edge.url}/schema/openapi.json")).json()
+    for path, item in spec["paths"].items():
+        documented = {m.upper() for m in item} | {"OPTIONS"}
+        url = edge.url + path.replace("{session_id}", "ses_x").replace("{call_id}", "c1")
+        allow = (await http.options(url)).headers["allow"]
+        assert set(allow.split(", ")) == documented, (path, allow)
+        for method, op in item.items():
+            assert {"400", "403"} <= set(op["responses"]), (method, path)
+            if "requestBody" in op:
+                assert {"413", "415"} <= set(op["responses"]), (method, path)
+    for action in ("suspend", "complete"):
+        body = spec["paths"][f"/agent-sessions/{{session_id}}/{action}"]["post"]["requestBody"]
+        assert body["required"] is False
+    create = spec["paths"]["/agent-sessions/create"]["post"]["requestBody"]
+    assert create["required"] is True
+    turn = spec["paths"]["/agent-sessions/{session_id}/messages"]["post"]["responses"]["200"]
+    event = turn["content"]["text/event-stream"]["schema"]
+    assert set(event["properties"]) == {"data", "event", "id"}
+    assert event["properties"]["data"]["contentMediaType"] == "application/json"
+
+
+async def test_values_must_have_their_json_types(
+    edge: EdgeProcess, http: httpx.AsyncClient, client: SessionClient, worker: InProcessWorker
+) -> None:
+    """Booleans are booleans, integers integers, times strings: lax coercion took `0` for
+    false, "5" for 5 and 0 for a time."""
+    sid = await settled_session(client, "echo")
+    for body in (
+        {"message": "x", "queue": 0},
+        {"message": "x", "stream": "true"},
+        {"message": "x", "stream": 1},
+    ):
+        r = await http.post(f"{edge.url}/agent-sessions/{sid}/messages", json=body)
+        assert_problem(r, 422, "BAD_USER_INPUT")
+    for body in ({"limit": "5"}, {"limit": 5.0}, {"limit": True}, {"created_before": 0}):
+        r = await http.post(f"{edge.url}/agent-sessions/list", json=body)
+        assert_problem(r, 422, "BAD_USER_INPUT")
+    r = await http.post(
+        f"{edge.url}/agent-sessions/create", json={"agent_name": "echo", "idle_timeout": "60"}
+    )
+    assert_problem(r, 422, "BAD_USER_INPUT")
+    ok = await http.post(
+        f"{edge.url}/agent-sessions/list",
+        json={"limit": 5, "created_after": "2020-01-01T00:00:00Z", "state": "ACTIVE"},
+    )
+    assert ok.status_code == 200, ok.text
+    assert len(await client.history(sid)) == 0  # none of the refused messages was sent
