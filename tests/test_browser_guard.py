@@ -9,6 +9,7 @@ Skipped without Chromium, as the chat page's tests are (failed with PRAXIS_REQUI
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -100,6 +101,16 @@ async def _count(client: SessionClient) -> int:
     return len(await client.records())
 
 
+@contextlib.asynccontextmanager
+async def _edge(settings: Settings, log: Path, **env: str) -> AsyncIterator[EdgeProcess]:
+    edge = EdgeProcess(edge_env(settings, **env), log)
+    await asyncio.to_thread(edge.start)
+    try:
+        yield edge
+    finally:
+        await asyncio.to_thread(edge.stop)
+
+
 async def test_a_page_of_another_origin_cannot_drive_the_edge(
     browser: Browser,
     other_site: str,
@@ -108,9 +119,7 @@ async def test_a_page_of_another_origin_cannot_drive_the_edge(
     worker: InProcessWorker,
     tmp_path: Path,
 ) -> None:
-    edge = EdgeProcess(edge_env(settings), tmp_path / "edge.log")
-    await asyncio.to_thread(edge.start)
-    try:
+    async with _edge(settings, tmp_path / "edge.log") as edge:
         before = await _count(client)
         got = await _attack(browser, other_site, edge.url)
         assert "error" in got["json"]  # the preflight was refused: nothing to read
@@ -118,8 +127,6 @@ async def test_a_page_of_another_origin_cannot_drive_the_edge(
         # refused: no session was created.
         assert got["form"] == "answered"
         assert await _count(client) == before
-    finally:
-        await asyncio.to_thread(edge.stop)
     log = (tmp_path / "edge.log").read_text()
     assert "Traceback" not in log
 
@@ -132,10 +139,7 @@ async def test_an_origin_allowed_by_setting_may(
     worker: InProcessWorker,
     tmp_path: Path,
 ) -> None:
-    env = edge_env(settings, PRAXIS_CORS_ORIGINS=other_site)
-    edge = EdgeProcess(env, tmp_path / "edge.log")
-    await asyncio.to_thread(edge.start)
-    try:
+    async with _edge(settings, tmp_path / "edge.log", PRAXIS_CORS_ORIGINS=other_site) as edge:
         before = await _count(client)
         got = await _attack(browser, other_site, edge.url)
         assert got["json"]["status"] == 201, got
@@ -143,8 +147,6 @@ async def test_an_origin_allowed_by_setting_may(
         assert (await client.get(made)).agent == "echo"
         # The JSON fetch only: the text/plain one and the form are refused all the same.
         assert await _count(client) == before + 1
-    finally:
-        await asyncio.to_thread(edge.stop)
 
 
 async def test_a_rebound_name_is_refused(
@@ -152,9 +154,7 @@ async def test_a_rebound_name_is_refused(
 ) -> None:
     """rebind.test resolves to 127.0.0.1 in this browser: its page is same-origin with
     itself, so the browser would let it read the edge; the edge refuses the name."""
-    edge = EdgeProcess(edge_env(settings), tmp_path / "edge.log")
-    await asyncio.to_thread(edge.start)
-    try:
+    async with _edge(settings, tmp_path / "edge.log") as edge:
         port = edge.url.rsplit(":", 1)[1]
         context = await browser.new_context()
         page = await context.new_page()
@@ -170,5 +170,3 @@ async def test_a_rebound_name_is_refused(
         assert status == 400
         assert await _count(client) == before
         await context.close()
-    finally:
-        await asyncio.to_thread(edge.stop)

@@ -140,7 +140,10 @@ async def test_a_model_agent_streams_remembers_and_records_usage(
     # The second turn sends the conversation so far, the system prompt and the parameters.
     [d async for d in client.turn(sid, "What is my name?")]
     first, second = script.requests
-    assert first["temperature"] == 0.3
+    if provider == "openai":
+        assert first["temperature"] == 0.3
+    else:  # Anthropic's API of 2026-10-21 takes no sampling parameters: pydantic-ai >= 2.78
+        assert first.get("temperature") in (None, 0.3)  # leaves them out, with a warning
     assert first.get("max_tokens", first.get("max_completion_tokens")) == 99
     assert first["stream"] is True
     if provider == "openai":
