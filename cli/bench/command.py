@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from bus.credentials import Credentials
 from cli import term
 from cli.bench import fanout, floor, graphql, latency, load, render, resume
 from cli.bench import plot as plotting
+from cli.bench.report import Report
 from cli.bench.stack import BenchError, Stack, cpu_ms_per_turn, deployment
 from cli.bench.stats import Series
 from cli.runtime import load_settings, run_coro, setup_logging
@@ -40,37 +40,6 @@ class Options:
     agent: str = "echo"
     metadata: dict[str, Any] = field(default_factory=dict)
     """The agent of the turn and load sessions: echo, or the synthetic model."""
-
-
-@dataclass
-class Report:
-    """What a run measured, as a table for people and JSON for machines."""
-
-    latency: list[Series] = field(default_factory=list)
-    floor: Series = field(default_factory=lambda: Series("raw JetStream loop (floor)"))
-    load: list[dict[str, Any]] = field(default_factory=list)
-    scale: list[dict[str, Any]] = field(default_factory=list)
-    fanout: dict[str, Any] = field(default_factory=dict)
-    resume: list[dict[str, Any]] = field(default_factory=list)
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "floor_ms": self.floor.summary(),
-            "latency_ms": {s.name: s.summary() for s in self.latency if s.values},
-            "over_floor_p50": {
-                s.name: s.p50 / self.floor.p50
-                for s in self.latency
-                if s.values and self.floor.values
-            },
-            "load": self.load,
-            "scale": self.scale,
-            "fanout": self.fanout,
-            "resume": self.resume,
-            "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-        }
-
-    def text(self) -> str:
-        return render.text(self)
 
 
 def progress(text: str) -> None:
@@ -348,7 +317,7 @@ def bench(
 
     async def main() -> None:
         report = await run(load_settings(), chosen, o, nats_url, edge_url)
-        print(json.dumps(report.as_json(), indent=2) if json_ else report.text())
+        print(json.dumps(report.as_json(), indent=2) if json_ else render.text(report))
         if plot is not None:
             plotting.plot(report.as_json(), plot)
             progress(f"figures drawn into {plot}")

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from cli.bench.report import Report
 from cli.bench.stats import latency_rows, table
-
-if TYPE_CHECKING:
-    from cli.bench.command import Report
 
 
 def text(report: Report) -> str:
