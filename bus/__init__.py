@@ -23,9 +23,11 @@ from bus.errors import (
     ProvisioningMismatchError,
     PublishError,
     QuotaExceededError,
+    RefusalError,
     SessionExistsError,
     SessionNotFoundError,
     ToolCallNotWaitingError,
+    TransientError,
     UnknownAgentError,
 )
 from bus.follow import Follower
@@ -57,6 +59,7 @@ __all__ = [
     "PullLoop",
     "QuotaExceededError",
     "Receipt",
+    "RefusalError",
     "Role",
     "Scope",
     "SessionClient",
@@ -64,6 +67,7 @@ __all__ = [
     "SessionNotFoundError",
     "Settings",
     "ToolCallNotWaitingError",
+    "TransientError",
     "UnknownAgentError",
     "commit",
     "connect",

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from bus.errors import BusError
+from bus.errors import TransientError
 
 MAX_BATCH = 1000
 T = TypeVar("T")
@@ -68,7 +68,7 @@ def _one(resp: Msg) -> StoredMsg | None:
     if status == "404":
         return None
     if status is not None:
-        raise BusError(f"direct get failed: {status} {resp.headers}")
+        raise TransientError(f"direct get failed: {status} {resp.headers}")
     return _lift(resp)
 
 
@@ -97,7 +97,7 @@ async def batch(
             if status == "404":
                 return out, 0
             if status is not None:
-                raise BusError(f"batched direct get failed: {status} {msg.headers}")
+                raise TransientError(f"batched direct get failed: {status} {msg.headers}")
             out.append(_lift(msg))
     finally:
         await sub.unsubscribe()

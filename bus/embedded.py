@@ -31,7 +31,10 @@ STATE_FILE = "server.json"
 
 
 class EmbeddedServerError(BusError):
-    pass
+    """The embedded nats-server cannot be found or started."""
+
+    http_status = 503
+    problem_type = "bus-unavailable"
 
 
 def server_binary() -> str:

@@ -1,6 +1,16 @@
-"""The errors of the bus package; the edge and the CLI map them in one place each."""
+"""The errors of the bus package, each carrying the decisions it drives.
+
+Two roots under :class:`BusError`: :class:`TransientError` (the bus could not do it now:
+tried again, never the command's fault) and :class:`RefusalError` (refused for what was
+asked: never tried again). Every error names its HTTP status and problem type
+(``http_status``, ``problem_type``), the extra fields of its problem
+(:meth:`BusError.problem_fields`) and the CLI's exit status: the edge and the CLI read
+them, with no table of cases of their own.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from schemas import InvalidIdError, SessionState
 
@@ -8,8 +18,34 @@ from schemas import InvalidIdError, SessionState
 class BusError(Exception):
     """Root of everything ``bus`` raises on purpose."""
 
+    http_status = 500
+    problem_type = "bus-error"
+    transient = False
+    """Whether the same thing may work if tried again (the worker retries it)."""
+    exit_code = 1
 
-class NotConnectedError(BusError):
+    def problem_fields(self) -> dict[str, Any]:
+        """What a problem answer says beside the message (the current state, say)."""
+        return {}
+
+
+class TransientError(BusError):
+    """The bus could not do it now (unreachable, a leader change, a lease or fence lost to
+    another owner): tried again, never counted against the command."""
+
+    http_status = 503
+    problem_type = "bus-unavailable"
+    transient = True
+
+
+class RefusalError(BusError):
+    """Refused for what was asked (an unknown session, a state that does not allow it, bad
+    input, a limit): asking again gets the same answer."""
+
+    http_status = 400
+
+
+class NotConnectedError(TransientError):
     def __init__(self, url: str, reason: str) -> None:
         super().__init__(f"cannot reach NATS at {url}: {reason}")
         self.url = url
@@ -17,6 +53,9 @@ class NotConnectedError(BusError):
 
 class ProvisioningError(BusError):
     """The stream, buckets or consumer Praxis needs cannot be set up as they are."""
+
+    http_status = 503
+    problem_type = "bus-unavailable"
 
 
 class ProvisioningMismatchError(ProvisioningError):
@@ -36,28 +75,43 @@ class ProvisioningMismatchError(ProvisioningError):
         self.differences = differences
 
 
-class SessionNotFoundError(BusError):
+class SessionNotFoundError(RefusalError):
+    http_status = 404
+    problem_type = "session-not-found"
+
     def __init__(self, session_id: str, why: str = "") -> None:
         super().__init__(f"unknown session {session_id!r}" + (f": {why}" if why else ""))
         self.session_id = session_id
 
 
-class SessionExistsError(BusError):
+class SessionExistsError(RefusalError):
+    http_status = 409
+    problem_type = "session-exists"
+
     def __init__(self, session_id: str) -> None:
         super().__init__(f"session {session_id!r} already exists")
         self.session_id = session_id
 
 
-class UnknownAgentError(BusError):
+class UnknownAgentError(RefusalError):
+    http_status = 422
+    problem_type = "unknown-agent"
+
     def __init__(self, agent: str, known: list[str]) -> None:
         names = ", ".join(sorted(known)) or "none"
         super().__init__(f"unknown agent {agent!r}; known agents: {names}")
         self.agent = agent
         self.known = sorted(known)
 
+    def problem_fields(self) -> dict[str, Any]:
+        return {"errors": [{"field": "agent_name", "message": str(self)}]}
 
-class IllegalTransitionError(BusError):
+
+class IllegalTransitionError(RefusalError):
     """The command is not allowed in the session's current state."""
+
+    http_status = 409
+    problem_type = "illegal-transition"
 
     def __init__(self, session_id: str, action: str, state: SessionState, reason: str = "") -> None:
         msg = reason or f"cannot {action} session {session_id!r}: it is {state.value}"
@@ -66,9 +120,15 @@ class IllegalTransitionError(BusError):
         self.action = action
         self.state = state
 
+    def problem_fields(self) -> dict[str, Any]:
+        return {"state": self.state}
 
-class ToolCallNotWaitingError(BusError):
+
+class ToolCallNotWaitingError(RefusalError):
     """An approval or denial for a tool call the session is not waiting on."""
+
+    http_status = 409
+    problem_type = "tool-call-not-waiting"
 
     def __init__(self, session_id: str, call_id: str, waiting: list[str]) -> None:
         listed = ", ".join(waiting) if waiting else "none"
@@ -80,9 +140,16 @@ class ToolCallNotWaitingError(BusError):
         self.call_id = call_id
         self.waiting = waiting
 
+    def problem_fields(self) -> dict[str, Any]:
+        return {"waiting": self.waiting}
 
-class QuotaExceededError(BusError):
+
+class QuotaExceededError(RefusalError):
     """An owner has as many live sessions as it may (``PRAXIS_MAX_SESSIONS_PER_OWNER``)."""
+
+    http_status = 429
+    problem_type = "quota-exceeded"
+    retry_after = 60
 
     def __init__(self, owner: str, limit: int) -> None:
         super().__init__(
@@ -95,6 +162,9 @@ class QuotaExceededError(BusError):
 class CommandTimeoutError(BusError):
     """A command was not answered in time. With a ``cursor`` it is stored, and will be
     answered once a worker takes it: follow the session's events after ``cursor``."""
+
+    http_status = 504
+    problem_type = "command-timeout"
 
     def __init__(
         self,
@@ -133,11 +203,21 @@ class CommandTimeoutError(BusError):
         self.command_id = command_id
         self.cursor = cursor
         self.live_workers = live_workers
+        if cursor is not None:
+            self.problem_type = "command-not-answered-yet"
+
+    def problem_fields(self) -> dict[str, Any]:
+        if self.cursor is None:
+            return {}
+        return {"command_id": self.command_id, "cursor": self.cursor}
 
 
-class CommandIdReusedError(BusError):
+class CommandIdReusedError(RefusalError):
     """A command id this session has already stored for a different command: a command
     id is an idempotency key, so the second command is not stored."""
+
+    http_status = 409
+    problem_type = "command-id-reused"
 
     def __init__(self, session_id: str, command_id: str) -> None:
         super().__init__(
@@ -148,8 +228,11 @@ class CommandIdReusedError(BusError):
         self.command_id = command_id
 
 
-class FenceRejectedError(BusError):
+class FenceRejectedError(TransientError):
     """An append was refused because the session moved on: the writer is no longer its owner."""
+
+    http_status = 409
+    problem_type = "fence-rejected"
 
     def __init__(self, session_id: str, expected: int, detail: str) -> None:
         super().__init__(
@@ -160,7 +243,10 @@ class FenceRejectedError(BusError):
         self.expected = expected
 
 
-class MessageTooLargeError(BusError):
+class MessageTooLargeError(RefusalError):
+    http_status = 413
+    problem_type = "too-large"
+
     def __init__(self, size: int, limit: int | None) -> None:
         bound = f"the limit of {limit} bytes" if limit else "the stream's message size limit"
         super().__init__(f"message of {size} bytes exceeds {bound}")
@@ -182,17 +268,25 @@ def check_size(payload: bytes, headers: dict[str, str], limit: int) -> None:
         raise MessageTooLargeError(size, limit)
 
 
-class InvalidCursorError(BusError, ValueError):
+class InvalidCursorError(RefusalError, ValueError):
     """A paging or event cursor that does not come from us or points past the end."""
 
+    problem_type = "invalid-cursor"
 
-class DeadLetterNotFoundError(BusError):
+
+class DeadLetterNotFoundError(RefusalError):
+    http_status = 404
+    problem_type = "dead-letter-not-found"
+
     def __init__(self, letter_id: str) -> None:
         super().__init__(f"no dead letter {letter_id!r} (see 'praxis dead-letters')")
         self.letter_id = letter_id
 
 
-class AlreadyReplayedError(BusError):
+class AlreadyReplayedError(RefusalError):
+    http_status = 409
+    problem_type = "already-replayed"
+
     def __init__(self, letter_id: str, command_id: str | None) -> None:
         super().__init__(f"dead letter {letter_id!r} was already replayed as {command_id}")
         self.letter_id = letter_id
@@ -201,6 +295,9 @@ class AlreadyReplayedError(BusError):
 
 class CommandDeadLetteredError(BusError):
     """The command kept failing on the workers and was parked as a dead letter."""
+
+    http_status = 500
+    problem_type = "command-dead-lettered"
 
     def __init__(self, session_id: str, letter_id: str, reason: str) -> None:
         super().__init__(
@@ -211,7 +308,7 @@ class CommandDeadLetteredError(BusError):
         self.letter_id = letter_id
 
 
-class PublishError(BusError):
+class PublishError(TransientError):
     """JetStream did not store a publish, after retries."""
 
 
@@ -231,7 +328,9 @@ __all__ = [
     "ProvisioningError",
     "ProvisioningMismatchError",
     "PublishError",
+    "RefusalError",
     "SessionExistsError",
     "SessionNotFoundError",
+    "TransientError",
     "UnknownAgentError",
 ]

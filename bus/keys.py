@@ -18,14 +18,17 @@ from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
 from bus.connection import Bus
-from bus.errors import BusError
+from bus.errors import RefusalError
 from bus.provision import ensure_bucket, keys_bucket
 from schemas import new_id
 
 PREFIX = "prx"
 
 
-class KeyNotFoundError(BusError):
+class KeyNotFoundError(RefusalError):
+    http_status = 404
+    problem_type = "key-not-found"
+
     def __init__(self, key_id: str) -> None:
         super().__init__(f"unknown API key {key_id!r}")
         self.key_id = key_id

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bus import commit, leases, subjects
 from bus.client import SessionClient
 from bus.connection import with_retry
-from bus.errors import BusError, FenceRejectedError, SessionExistsError, check_size
+from bus.errors import FenceRejectedError, SessionExistsError, TransientError, check_size
 from schemas import (
     TERMINAL,
     AgentMessage,
@@ -303,10 +303,10 @@ async def _pipeline(
         chunk = payloads[start : start + PIPELINE]
         seqs = list(await asyncio.gather(*(publish(start + i, p) for i, p in enumerate(chunk))))
         if seqs != sorted(seqs) or (out and seqs[0] < out[-1]):
-            raise BusError(f"import into {sid}: events were stored out of order")
+            raise TransientError(f"import into {sid}: events were stored out of order")
         out.extend(seqs)
         if not await leases.renew(bus.leases, lease):
-            raise BusError(f"import into {sid}: lost the session's lease")
+            raise TransientError(f"import into {sid}: lost the session's lease")
     return out
 
 

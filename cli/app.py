@@ -88,7 +88,8 @@ def _report(e: BaseException) -> int:
     else:
         text = str(e)
     print(paint("praxis: error:", ERROR, sys.stderr), text, file=sys.stderr)
-    return 1
+    code: int = getattr(e, "exit_code", 1)  # what the error says (bus.errors), else 1
+    return code
 
 
 def _state(value: str | None) -> SessionState | None:

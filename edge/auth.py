@@ -29,13 +29,19 @@ KEY_CACHE_SECONDS = 5.0
 class UnauthenticatedError(Exception):
     """No credentials, or credentials that do not hold: answered 401."""
 
+    http_status = 401
+    problem_type = "unauthenticated"
+
 
 class LimitError(Exception):
     """A caller over one of its limits: answered 429 with ``Retry-After``."""
 
+    http_status = 429
+
     def __init__(self, message: str, kind: str, retry_after: int = 1) -> None:
         super().__init__(message)
         self.kind = kind
+        self.problem_type = kind
         self.retry_after = retry_after
 
 

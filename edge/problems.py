@@ -1,14 +1,15 @@
 """Every error the edge answers with, in one place: ``application/problem+json`` (RFC 9457).
 
-:func:`problem_for` maps what ``bus`` and ``schemas`` raise to a :class:`Problem`; REST
-answers it as is and GraphQL takes its ``code`` (the same codes in both). Anything
-unexpected is logged here with its traceback and answered 500 without one.
+:func:`problem_for` answers an error with what it says of itself (``http_status``,
+``problem_type``, ``problem_fields()``: see ``bus.errors``); REST answers the problem as is
+and GraphQL takes its ``code`` (the same codes in both). Anything unexpected is logged here
+with its traceback and answered 500 without one.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from litestar import Request, Response
 from litestar.exceptions import (
@@ -19,27 +20,6 @@ from litestar.exceptions import (
 )
 from pydantic import ValidationError
 
-from bus.errors import (
-    AlreadyReplayedError,
-    BusError,
-    CommandDeadLetteredError,
-    CommandIdReusedError,
-    CommandTimeoutError,
-    DeadLetterNotFoundError,
-    IllegalTransitionError,
-    InvalidCursorError,
-    MessageTooLargeError,
-    NotConnectedError,
-    ProvisioningError,
-    PublishError,
-    QuotaExceededError,
-    SessionExistsError,
-    SessionNotFoundError,
-    ToolCallNotWaitingError,
-    UnknownAgentError,
-)
-from edge.auth import LimitError, UnauthenticatedError
-from schemas import InvalidIdError
 from schemas.api import FieldError, Problem
 
 log = logging.getLogger("praxis.edge")
@@ -88,57 +68,24 @@ def problem(status: int, detail: str, kind: str, **extra: Any) -> Problem:
     )
 
 
-def problem_for(exc: BaseException) -> Problem:  # noqa: C901 - one flat table of cases
-    """The problem an error is answered with (500 for anything not known here)."""
-    if isinstance(exc, UnauthenticatedError):
-        return problem(401, str(exc), "unauthenticated")
+@runtime_checkable
+class Answerable(Protocol):
+    """An error that says how it is answered (``bus`` errors, the edge's own, invalid ids)."""
+
+    http_status: int
+    problem_type: str
+
+
+def problem_for(exc: BaseException) -> Problem:
+    """The problem an error is answered with: what the error says of itself (its status,
+    type and fields); 500 for anything that says nothing."""
     if isinstance(exc, RecursionError):  # the JSON decoders' answer to deep nesting
         return problem(400, "malformed request: JSON nested too deeply", "too-deep")
-    if isinstance(exc, LimitError):
-        return problem(429, str(exc), exc.kind)
-    if isinstance(exc, QuotaExceededError):
-        return problem(429, str(exc), "quota-exceeded")
-    if isinstance(exc, SessionNotFoundError):
-        return problem(404, str(exc), "session-not-found")
-    if isinstance(exc, IllegalTransitionError):
-        return problem(409, str(exc), "illegal-transition", state=exc.state)
-    if isinstance(exc, SessionExistsError):
-        return problem(409, str(exc), "session-exists")
-    if isinstance(exc, CommandIdReusedError):
-        return problem(409, str(exc), "command-id-reused")
-    if isinstance(exc, UnknownAgentError):
-        errors = [FieldError(field="agent_name", message=str(exc))]
-        return problem(422, str(exc), "unknown-agent", errors=errors)
-    if isinstance(exc, InvalidIdError):
-        return problem(
-            400,
-            str(exc),
-            "invalid-id",
-            errors=[FieldError(field=exc.kind.replace(" ", "_"), message=str(exc))],
-        )
-    if isinstance(exc, InvalidCursorError):
-        return problem(400, str(exc), "invalid-cursor")
-    if isinstance(exc, MessageTooLargeError):
-        return problem(413, str(exc), "too-large")
-    if isinstance(exc, CommandTimeoutError):
-        if exc.cursor is None:
-            return problem(504, str(exc), "command-timeout")
-        stored = {"command_id": exc.command_id, "cursor": exc.cursor}
-        return problem(504, str(exc), "command-not-answered-yet", **stored)
-    if isinstance(exc, CommandDeadLetteredError):
-        return problem(500, str(exc), "command-dead-lettered")
-    if isinstance(exc, DeadLetterNotFoundError):
-        return problem(404, str(exc), "dead-letter-not-found")
-    if isinstance(exc, ToolCallNotWaitingError):
-        return problem(409, str(exc), "tool-call-not-waiting", waiting=exc.waiting)
-    if isinstance(exc, AlreadyReplayedError):
-        return problem(409, str(exc), "already-replayed")
-    if isinstance(exc, NotConnectedError | PublishError | ProvisioningError):
-        return problem(503, str(exc), "bus-unavailable")
     if isinstance(exc, ValidationError):
         return problem(422, "invalid input", "validation", errors=_field_errors(exc))
-    if isinstance(exc, BusError):
-        return problem(400, str(exc), "bus-error")
+    if isinstance(exc, Answerable):
+        fields: dict[str, Any] = getattr(exc, "problem_fields", dict)()
+        return problem(exc.http_status, str(exc), exc.problem_type, **fields)
     log.error("unexpected error", exc_info=exc)
     return problem(500, "an internal error occurred; it has been logged", "internal")
 
@@ -204,8 +151,6 @@ def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """The one exception handler of the edge."""
     if isinstance(exc, HTTPException):
         return respond(request, _http_problem(exc), dict(exc.headers or {}))
-    if isinstance(exc, LimitError):
-        return respond(request, problem_for(exc), {"Retry-After": str(exc.retry_after)})
-    if isinstance(exc, QuotaExceededError):
-        return respond(request, problem_for(exc), {"Retry-After": "60"})
-    return respond(request, problem_for(exc))
+    retry_after = getattr(exc, "retry_after", None)  # a limit says when to try again
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return respond(request, problem_for(exc), headers)

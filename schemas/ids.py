@@ -21,7 +21,10 @@ _TOKEN = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class InvalidIdError(ValueError):
-    """A value that must be a subject token is not one."""
+    """A value that must be a subject token is not one (answered 400, naming the field)."""
+
+    http_status = 400
+    problem_type = "invalid-id"
 
     def __init__(self, kind: str, value: object) -> None:
         shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "...'"
@@ -31,6 +34,9 @@ class InvalidIdError(ValueError):
         )
         self.kind = kind
         self.value = value
+
+    def problem_fields(self) -> dict[str, object]:
+        return {"errors": [{"field": self.kind.replace(" ", "_"), "message": str(self)}]}
 
 
 def is_token(value: object) -> bool:

@@ -28,7 +28,13 @@ from pydantic import ValidationError
 
 from bus import Bus, commit, direct, leases, logs, metrics, subjects, tracing, with_retry
 from bus.client import SessionClient
-from bus.errors import BusError, FenceRejectedError, MessageTooLargeError, UnknownAgentError
+from bus.errors import (
+    BusError,
+    FenceRejectedError,
+    MessageTooLargeError,
+    TransientError,
+    UnknownAgentError,
+)
 from bus.state import load_state
 from bus.tasks import cancel_and_wait
 from schemas import (
@@ -119,10 +125,11 @@ class GaveUpError(Exception):
 
 def is_transient(e: BaseException) -> bool:
     """Whether an error says nothing about the command: the bus was unavailable, or the
-    session moved to another owner. Such errors do not count as the command failing."""
-    if isinstance(e, MessageTooLargeError):
-        return False  # the same input fails the same way every time
-    return isinstance(e, BusError | nats.errors.Error | OSError | TimeoutError)
+    session moved to another owner. Such errors do not count as the command failing; a
+    refusal (a message too large to store, say) fails the same way every time, and does."""
+    if isinstance(e, BusError):
+        return e.transient
+    return isinstance(e, nats.errors.Error | OSError | TimeoutError)
 
 
 @dataclass(slots=True)
@@ -398,7 +405,7 @@ class SessionRunner:
         self._first = None
         found = await load_state(self.bus, self.sid, include_pending=False)
         if found is None:
-            raise BusError(f"session {self.sid} vanished")
+            raise TransientError(f"session {self.sid} vanished")
         self.ck, self.tail = found
         self._claimed = self.state.owner == self.ctx.worker_id
         await self._tell_tail()
@@ -508,7 +515,7 @@ class SessionRunner:
             self.bus.nc, self.bus.stream, subjects.inputs(self.sid), seq, self.bus.timeout
         )
         if msg is None or msg.seq != seq:
-            raise BusError(f"command {seq} of session {self.sid} is missing from the stream")
+            raise TransientError(f"command {seq} of session {self.sid} is missing from the stream")
         await self._handle(msg.seq, msg.data, msg.headers)
 
     # -- commands ------------------------------------------------------------------------
