@@ -14,6 +14,8 @@ COPY bus bus
 COPY workers workers
 COPY edge edge
 COPY cli cli
+# praxis/ links the folders above into one import package, praxis.
+COPY praxis praxis
 RUN pip install . \
     && useradd --system --uid 10001 --home-dir /var/lib/praxis praxis \
     && mkdir -p /var/lib/praxis/credentials \

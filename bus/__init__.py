@@ -2,11 +2,11 @@
 append, leases and the :class:`SessionClient` that the CLI, the edge and other services use.
 """
 
-from bus import commit, direct, leases, subjects
-from bus.client import Page, Receipt, Scope, SessionClient
-from bus.connection import Bus, connect, open_connection, with_retry
-from bus.credentials import Credentials
-from bus.errors import (
+from praxis.bus import commit, direct, leases, subjects
+from praxis.bus.client import Page, Receipt, Scope, SessionClient
+from praxis.bus.connection import Bus, connect, open_connection, with_retry
+from praxis.bus.credentials import Credentials
+from praxis.bus.errors import (
     AlreadyReplayedError,
     BusError,
     CommandDeadLetteredError,
@@ -30,11 +30,11 @@ from bus.errors import (
     TransientError,
     UnknownAgentError,
 )
-from bus.follow import Follower
-from bus.permissions import Role
-from bus.pull import PullLoop
-from bus.settings import Settings
-from bus.state import load_state
+from praxis.bus.follow import Follower
+from praxis.bus.permissions import Role
+from praxis.bus.pull import PullLoop
+from praxis.bus.settings import Settings
+from praxis.bus.state import load_state
 
 __all__ = [
     "AlreadyReplayedError",

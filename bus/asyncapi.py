@@ -14,9 +14,9 @@ from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI
 from pydantic import BaseModel
 
-from bus import subjects
-from bus.settings import Settings
-from schemas import (
+from praxis.bus import subjects
+from praxis.bus.settings import Settings
+from praxis.schemas import (
     Checkpoint,
     Command,
     CommandOutcome,
@@ -27,7 +27,7 @@ from schemas import (
     Snapshot,
     WorkerInfo,
 )
-from schemas.records import LiveMessage
+from praxis.schemas.records import LiveMessage
 
 SESSION = "{session_id}"
 

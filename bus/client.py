@@ -20,9 +20,9 @@ from nats.js.api import PubAck
 from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
 from opentelemetry.trace import SpanKind
 
-from bus import commit, direct, logs, subjects, tracing
-from bus.connection import Bus, with_retry
-from bus.errors import (
+from praxis.bus import commit, direct, logs, subjects, tracing
+from praxis.bus.connection import Bus, with_retry
+from praxis.bus.errors import (
     MESSAGE_TOO_LARGE,
     AlreadyReplayedError,
     CommandDeadLetteredError,
@@ -40,9 +40,9 @@ from bus.errors import (
     UnknownAgentError,
     check_size,
 )
-from bus.follow import Follower
-from bus.state import first_command, load_head, load_state
-from schemas import (
+from praxis.bus.follow import Follower
+from praxis.bus.state import first_command, load_head, load_state
+from praxis.schemas import (
     ACCEPTS_MESSAGES,
     TERMINAL,
     AgentInfo,
@@ -76,8 +76,8 @@ from schemas import (
     decode_command,
     new_id,
 )
-from schemas.events import CommandEffects, created_by
-from schemas.fold import start as fold_start
+from praxis.schemas.events import CommandEffects, created_by
+from praxis.schemas.fold import start as fold_start
 
 
 @dataclass(frozen=True, slots=True)

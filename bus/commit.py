@@ -3,7 +3,7 @@
 Every event is one JetStream publish on ``sess.<id>.out.evt`` carrying
 ``Nats-Expected-Last-Subject-Sequence``: the server stores it only if the writer knows the
 session's latest event, so a worker that lost its lease can never write. The checkpoint
-is a snapshot of the fold of the events (:mod:`schemas.fold`), rolled up on
+is a snapshot of the fold of the events (:mod:`praxis.schemas.fold`), rolled up on
 ``sess.<id>.out.ckpt``; it only saves readers the work of folding from the start.
 
 Why not an atomic batch of events plus checkpoint: on a single-replica file stream
@@ -24,8 +24,8 @@ from nats.aio.client import Client
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from bus import direct, subjects
-from bus.errors import (
+from praxis.bus import direct, subjects
+from praxis.bus.errors import (
     MESSAGE_TOO_LARGE,
     FenceRejectedError,
     MessageTooLargeError,

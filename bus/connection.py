@@ -19,10 +19,10 @@ from nats.js import JetStreamContext
 from nats.js.errors import APIError, NoStreamResponseError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 
-from bus.credentials import Credentials
-from bus.errors import NotConnectedError, ProvisioningError, PublishError
-from bus.permissions import Role, inbox_prefix
-from bus.settings import Settings
+from praxis.bus.credentials import Credentials
+from praxis.bus.errors import NotConnectedError, ProvisioningError, PublishError
+from praxis.bus.permissions import Role, inbox_prefix
+from praxis.bus.settings import Settings
 
 log = logging.getLogger("praxis.bus")
 T = TypeVar("T")
@@ -158,7 +158,7 @@ async def connect(
     stream and buckets). ``credentials``: default, those of ``settings``. A process that
     connects without credentials creates what is missing, as an admin would; one with
     credentials of a role other than admin only checks that it is there."""
-    from bus.provision import provision  # local: provision imports Bus for typing
+    from praxis.bus.provision import provision  # local: provision imports Bus for typing
 
     creds = credentials if credentials is not None else Credentials.from_settings(settings)
     nc = await open_connection(url, name, settings.request_timeout, creds, inbox_prefix(role))

@@ -16,8 +16,8 @@ from typing import Any
 
 import nkeys
 
-from bus.permissions import Role, server_config
-from bus.settings import Settings
+from praxis.bus.permissions import Role, server_config
+from praxis.bus.settings import Settings
 
 SEED_SUFFIX = ".nk"
 CONFIG_FILE = "auth.conf"

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from bus.errors import TransientError
+from praxis.bus.errors import TransientError
 
 MAX_BATCH = 1000
 T = TypeVar("T")

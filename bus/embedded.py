@@ -22,10 +22,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from bus.credentials import Credentials, seed_file, write_server_config
-from bus.errors import BusError
-from bus.permissions import Role
-from bus.settings import Settings
+from praxis.bus.credentials import Credentials, seed_file, write_server_config
+from praxis.bus.errors import BusError
+from praxis.bus.permissions import Role
+from praxis.bus.settings import Settings
 
 STATE_FILE = "server.json"
 

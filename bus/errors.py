@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas import InvalidIdError, SessionState
+from praxis.schemas import InvalidIdError, SessionState
 
 
 class BusError(Exception):

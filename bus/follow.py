@@ -25,11 +25,11 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from pydantic import ValidationError
 
-from bus import direct, subjects
-from bus.connection import Bus
-from bus.errors import BusError, SessionNotFoundError
-from bus.state import load_head
-from schemas import (
+from praxis.bus import direct, subjects
+from praxis.bus.connection import Bus
+from praxis.bus.errors import BusError, SessionNotFoundError
+from praxis.bus.state import load_head
+from praxis.schemas import (
     CommitNotice,
     Delivery,
     Event,

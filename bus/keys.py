@@ -17,10 +17,10 @@ from nats.js.errors import NoKeysError, NotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, Field
 
-from bus.connection import Bus
-from bus.errors import RefusalError
-from bus.provision import ensure_bucket, keys_bucket
-from schemas import new_id
+from praxis.bus.connection import Bus
+from praxis.bus.errors import RefusalError
+from praxis.bus.provision import ensure_bucket, keys_bucket
+from praxis.schemas import new_id
 
 PREFIX = "prx"
 

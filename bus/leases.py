@@ -15,7 +15,7 @@ from nats.aio.client import Client
 from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
-from schemas import check_token
+from praxis.schemas import check_token
 
 
 @dataclass(slots=True)

@@ -23,8 +23,8 @@ import json
 from enum import StrEnum
 from typing import Any
 
-from bus.settings import Settings
-from bus.subjects import PURGE_REQUESTS
+from praxis.bus.settings import Settings
+from praxis.bus.subjects import PURGE_REQUESTS
 
 
 class Role(StrEnum):

@@ -25,9 +25,9 @@ from nats.js.api import (
 from nats.js.errors import BadRequestError, NotFoundError
 from nats.js.kv import KeyValue
 
-from bus.errors import ProvisioningError, ProvisioningMismatchError
-from bus.settings import Settings
-from bus.subjects import INPUT_WILDCARD, OUTPUT_WILDCARD
+from praxis.bus.errors import ProvisioningError, ProvisioningMismatchError
+from praxis.bus.settings import Settings
+from praxis.bus.subjects import INPUT_WILDCARD, OUTPUT_WILDCARD
 
 SUBJECTS_OVERLAP = 10065
 NO_SUITABLE_PEERS = 10005

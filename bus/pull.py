@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from bus.tasks import cancel_and_wait
+from praxis.bus.tasks import cancel_and_wait
 
 log = logging.getLogger("praxis.bus.pull")
 

@@ -23,13 +23,13 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
-from bus import leases
-from bus.client import SessionClient
-from bus.errors import SessionNotFoundError
-from bus.provision import ensure_bucket, janitor_bucket
-from bus.settings import Settings
-from bus.transfer import dumps_line, export_session
-from schemas import TERMINAL, SessionRecord, SessionState
+from praxis.bus import leases
+from praxis.bus.client import SessionClient
+from praxis.bus.errors import SessionNotFoundError
+from praxis.bus.provision import ensure_bucket, janitor_bucket
+from praxis.bus.settings import Settings
+from praxis.bus.transfer import dumps_line, export_session
+from praxis.schemas import TERMINAL, SessionRecord, SessionState
 
 log = logging.getLogger("praxis.retention")
 

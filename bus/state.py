@@ -11,9 +11,9 @@ import asyncio
 
 from pydantic import ValidationError
 
-from bus import direct, subjects
-from bus.connection import Bus
-from schemas import (
+from praxis.bus import direct, subjects
+from praxis.bus.connection import Bus
+from praxis.schemas import (
     Checkpoint,
     Command,
     CreateSession,
@@ -22,8 +22,8 @@ from schemas import (
     decode_event,
     fold,
 )
-from schemas.events import SessionCreated, created_by
-from schemas.fold import start
+from praxis.schemas.events import SessionCreated, created_by
+from praxis.schemas.fold import start
 
 
 async def load_head(

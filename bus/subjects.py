@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from schemas import check_token
+from praxis.schemas import check_token
 
 INPUT_WILDCARD = "sess.*.in"
 OUTPUT_WILDCARD = "sess.*.out.>"

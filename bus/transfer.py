@@ -26,11 +26,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bus import commit, leases, subjects
-from bus.client import SessionClient
-from bus.connection import with_retry
-from bus.errors import FenceRejectedError, SessionExistsError, TransientError, check_size
-from schemas import (
+from praxis.bus import commit, leases, subjects
+from praxis.bus.client import SessionClient
+from praxis.bus.connection import with_retry
+from praxis.bus.errors import FenceRejectedError, SessionExistsError, TransientError, check_size
+from praxis.schemas import (
     TERMINAL,
     AgentMessage,
     AgentName,
@@ -48,7 +48,7 @@ from schemas import (
     apply,
     new_id,
 )
-from schemas.commands import DoubleTexting, Owner, Seconds
+from praxis.schemas.commands import DoubleTexting, Owner, Seconds
 
 PIPELINE = 512
 """Publishes in flight at once while importing."""

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from cyclopts import App, Parameter
 from pydantic import ValidationError
 
-from bus import (
+from praxis.bus import (
     BusError,
     IllegalTransitionError,
     SessionClient,
@@ -24,10 +24,10 @@ from bus import (
     UnknownAgentError,
     connect,
 )
-from bus.embedded import EmbeddedServerError
-from bus.permissions import Role
-from bus.retention import ENDED, Outcome, candidates, sweep
-from bus.transfer import (
+from praxis.bus.embedded import EmbeddedServerError
+from praxis.bus.permissions import Role
+from praxis.bus.retention import ENDED, Outcome, candidates, sweep
+from praxis.bus.transfer import (
     Conversation,
     LineError,
     dumps_line,
@@ -35,10 +35,10 @@ from bus.transfer import (
     import_conversation,
     parse_lines,
 )
-from cli import status
-from cli.bench import bench_app
-from cli.bus_admin import bus_app
-from cli.chat import (
+from praxis.cli import status
+from praxis.cli.bench import bench_app
+from praxis.cli.bus_admin import bus_app
+from praxis.cli.chat import (
     WAITING,
     TurnError,
     WaitingForApproval,
@@ -49,19 +49,19 @@ from cli.chat import (
     show_greeting,
     show_recent,
 )
-from cli.dead_letters import dead_app
-from cli.keys import keys_app
-from cli.render import call_text, history_lines, session_rows, worker_rows
-from cli.runtime import bus_connection, resolve_url, runtime, sessions
-from cli.runtime import load_settings as _settings
-from cli.runtime import run_coro as _run
-from cli.runtime import setup_logging as _logging
-from cli.term import ERROR, WARN, paint, progress, table
-from edge.app import create_app
-from edge.auth import is_loopback
-from edge.server import serve
-from schemas import TERMINAL, DoubleTexting, InvalidIdError, SessionState
-from workers import Worker, install_signal_handlers, registry_for
+from praxis.cli.dead_letters import dead_app
+from praxis.cli.keys import keys_app
+from praxis.cli.render import call_text, history_lines, session_rows, worker_rows
+from praxis.cli.runtime import bus_connection, resolve_url, runtime, sessions
+from praxis.cli.runtime import load_settings as _settings
+from praxis.cli.runtime import run_coro as _run
+from praxis.cli.runtime import setup_logging as _logging
+from praxis.cli.term import ERROR, WARN, paint, progress, table
+from praxis.edge.app import create_app
+from praxis.edge.auth import is_loopback
+from praxis.edge.server import serve
+from praxis.schemas import TERMINAL, DoubleTexting, InvalidIdError, SessionState
+from praxis.workers import Worker, install_signal_handlers, registry_for
 
 app = App(
     name="praxis",
@@ -88,7 +88,7 @@ def _report(e: BaseException) -> int:
     else:
         text = str(e)
     print(paint("praxis: error:", ERROR, sys.stderr), text, file=sys.stderr)
-    code: int = getattr(e, "exit_code", 1)  # what the error says (bus.errors), else 1
+    code: int = getattr(e, "exit_code", 1)  # what the error says (praxis.bus.errors), else 1
     return code
 
 
@@ -680,7 +680,7 @@ def up_cmd(
             async with connect(settings, url, "praxis-up", Role.ADMIN, admin) as bus:
                 procs = [
                     subprocess.Popen(  # noqa: ASYNC220
-                        [sys.executable, "-m", "cli", "worker"],
+                        [sys.executable, "-m", "praxis.cli", "worker"],
                         env=env(Role.WORKER) | _metrics_port(settings, i),
                     )
                     for i in range(max(workers, 0))
@@ -717,7 +717,7 @@ def up_cmd(
 def _start_edge(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     """Start ``praxis edge``; return it and its URL once it listens."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "edge", *args], env=env, stdout=subprocess.PIPE
+        [sys.executable, "-m", "praxis.cli", "edge", *args], env=env, stdout=subprocess.PIPE
     )
     assert proc.stdout is not None
     for raw in proc.stdout:  # it prints one line when it listens (logs go to stderr)

@@ -9,10 +9,10 @@ from typing import Annotated
 
 from cyclopts import App, Parameter
 
-from bus import asyncapi
-from bus.credentials import seed_file, write_server_config
-from bus.permissions import Role
-from cli.runtime import bus_connection, load_settings, run_coro, setup_logging
+from praxis.bus import asyncapi
+from praxis.bus.credentials import seed_file, write_server_config
+from praxis.bus.permissions import Role
+from praxis.cli.runtime import bus_connection, load_settings, run_coro, setup_logging
 
 bus_app = App(
     name="bus", help="The NATS side: users and permissions, provisioning, the bus contract."

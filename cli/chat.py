@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from bus import Receipt
-from cli.remote import Sessions
-from cli.render import TurnOutcome, call_text, history_lines, print_turn
-from cli.term import ERROR, USER, WARN, paint
-from schemas import SessionState, ToolCall
+from praxis.bus import Receipt
+from praxis.cli.remote import Sessions
+from praxis.cli.render import TurnOutcome, call_text, history_lines, print_turn
+from praxis.cli.term import ERROR, USER, WARN, paint
+from praxis.schemas import SessionState, ToolCall
 
 PROMPT = "You: "
 QUIT = {"/exit", "/quit"}

@@ -8,10 +8,10 @@ from typing import Annotated
 
 from cyclopts import App, Parameter
 
-from cli.chat import TurnError
-from cli.render import dead_letter_rows, print_turn
-from cli.runtime import load_settings, run_coro, runtime, setup_logging
-from cli.term import table
+from praxis.cli.chat import TurnError
+from praxis.cli.render import dead_letter_rows, print_turn
+from praxis.cli.runtime import load_settings, run_coro, runtime, setup_logging
+from praxis.cli.term import table
 
 dead_app = App(
     name="dead-letters",

@@ -15,14 +15,14 @@ from typing import Any, Protocol
 import httpx
 from httpx_sse import EventSource
 
-from bus import (
+from praxis.bus import (
     BusError,
     IllegalTransitionError,
     Page,
     Receipt,
     SessionNotFoundError,
 )
-from schemas import (
+from praxis.schemas import (
     Delivery,
     DoubleTexting,
     Event,
@@ -31,7 +31,7 @@ from schemas import (
     SessionState,
     TokenDelta,
 )
-from schemas.api import (
+from praxis.schemas.api import (
     Accepted,
     CreatedSession,
     HistoryPage,
@@ -39,7 +39,7 @@ from schemas.api import (
     SessionPage,
     SessionView,
 )
-from schemas.events import CommandEffects
+from praxis.schemas.events import CommandEffects
 
 History = list[HistoryItem]  # EdgeClient has a method named list
 Events = list[Event]

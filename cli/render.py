@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TextIO
 
-from cli.term import AGENT, NOTE, USER, paint
-from schemas import (
+from praxis.cli.term import AGENT, NOTE, USER, paint
+from praxis.schemas import (
     AgentMessage,
     CommandDeadLettered,
     CommandRejected,

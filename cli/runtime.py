@@ -13,13 +13,13 @@ from typing import Any
 
 import uvloop
 
-from bus import Bus, SessionClient, Settings, connect, logs, tracing
-from bus.credentials import Credentials
-from bus.embedded import Embedded, ensure_server
-from bus.permissions import Role
-from cli.remote import EdgeClient, Sessions
-from schemas import Interface
-from workers import Worker, registry_for
+from praxis.bus import Bus, SessionClient, Settings, connect, logs, tracing
+from praxis.bus.credentials import Credentials
+from praxis.bus.embedded import Embedded, ensure_server
+from praxis.bus.permissions import Role
+from praxis.cli.remote import EdgeClient, Sessions
+from praxis.schemas import Interface
+from praxis.workers import Worker, registry_for
 
 log = logging.getLogger("praxis.cli")
 
@@ -44,7 +44,7 @@ def login_name() -> str | None:
 
 
 def run_coro(coro: Coroutine[Any, Any, int | None]) -> int:
-    """Run a command's coroutine on uvloop (errors are reported by ``cli.app.main``)."""
+    """Run a command's coroutine on uvloop (errors are reported by ``praxis.cli.app.main``)."""
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(coro) or 0
 

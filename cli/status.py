@@ -8,10 +8,10 @@ import json
 from collections import Counter
 from typing import Any
 
-from bus import Bus, SessionClient
-from cli.render import worker_rows
-from cli.term import table
-from schemas import SessionState, WorkerInfo
+from praxis.bus import Bus, SessionClient
+from praxis.cli.render import worker_rows
+from praxis.cli.term import table
+from praxis.schemas import SessionState, WorkerInfo
 
 
 async def gather(bus: Bus, client: SessionClient) -> dict[str, Any]:

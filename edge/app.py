@@ -4,7 +4,7 @@ The edge keeps no session state: any number of edge processes can serve the same
 sessions. ``create_app(settings, bus)`` uses a connection the caller manages (``praxis
 edge`` does, with the embedded server when there is no ``PRAXIS_NATS_URL``);
 ``create_app(settings)`` connects to ``PRAXIS_NATS_URL`` itself, for ASGI servers run on
-their own: ``uvicorn --factory edge.app:from_env``.
+their own: ``uvicorn --factory praxis.edge.app:from_env``.
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ from litestar.types import ASGIApp, Receive, Send
 from litestar.types import Scope as ASGIScope
 from pydantic import BaseModel
 
-import edge.sessions
-import schemas
-import schemas.api
-from bus import (
+import praxis.edge.sessions
+import praxis.schemas
+import praxis.schemas.api
+from praxis.bus import (
     Bus,
     NotConnectedError,
     Role,
@@ -52,13 +52,13 @@ from bus import (
     metrics,
     tracing,
 )
-from edge import graphql, problems
-from edge.auth import Authenticator, caller_key
-from edge.guard import guarded
-from edge.sessions import AgentSessions, list_agents
-from schemas import Interface
-from schemas.api import Health, Problem
-from schemas.ids import TOKEN_PATTERN, is_token_type
+from praxis.edge import graphql, problems
+from praxis.edge.auth import Authenticator, caller_key
+from praxis.edge.guard import guarded
+from praxis.edge.sessions import AgentSessions, list_agents
+from praxis.schemas import Interface
+from praxis.schemas.api import Health, Problem
+from praxis.schemas.ids import TOKEN_PATTERN, is_token_type
 
 VERSION = "0.1.0"
 STATIC = Path(__file__).parent / "static"
@@ -236,7 +236,7 @@ def _describe_models(app: Litestar) -> None:
     fields than theirs (Litestar leaves both out)."""
     known = {
         name: cls
-        for module in (schemas, schemas.api, edge.sessions)
+        for module in (praxis.schemas, praxis.schemas.api, praxis.edge.sessions)
         for name, cls in vars(module).items()
         if inspect.isclass(cls) and issubclass(cls, BaseModel) and cls.__doc__
     }

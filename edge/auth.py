@@ -18,9 +18,9 @@ from typing import Any
 import jwt
 from nats.js.kv import KeyValue
 
-from bus import Bus, Scope, Settings
-from bus import keys as api_keys
-from schemas import Owner
+from praxis.bus import Bus, Scope, Settings
+from praxis.bus import keys as api_keys
+from praxis.schemas import Owner
 
 KEY_CACHE_SECONDS = 5.0
 """A key's check is reused this long: a revoked key stops working within it."""

@@ -1,9 +1,9 @@
 """GraphQL at ``/graphql``: the REST operations over the same ``SessionClient``.
 
 Queries, mutations and a live subscription (both WebSocket protocols), GraphiQL in the
-browser. Types are made from the API models of :mod:`schemas.api`; errors carry the same
-codes as REST problems (``extensions.code``), mapped in :mod:`edge.problems`. The SDL is
-kept in ``schemas/agent_session.graphql`` (``python -m edge.graphql`` prints it; a test
+browser. Types are made from the API models of :mod:`praxis.schemas.api`; errors carry the same
+codes as REST problems (``extensions.code``), mapped in :mod:`praxis.edge.problems`. The SDL is
+kept in ``schemas/agent_session.graphql`` (``python -m praxis.edge.graphql`` prints it; a test
 keeps the two equal).
 """
 
@@ -30,13 +30,13 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionContext, Info
 from strawberry.types.unset import UNSET, UnsetType
 
-from bus import BusError, SessionClient, Settings, metrics
-from bus import Scope as BusScope
-from bus.client import list_cursor
-from edge import problems
-from edge.auth import UnauthenticatedError, caller_key, open_stream, token_from_payload
-from edge.sessions import list_page, scoped_client
-from schemas import (
+from praxis.bus import BusError, SessionClient, Settings, metrics
+from praxis.bus import Scope as BusScope
+from praxis.bus.client import list_cursor
+from praxis.edge import problems
+from praxis.edge.auth import UnauthenticatedError, caller_key, open_stream, token_from_payload
+from praxis.edge.sessions import list_page, scoped_client
+from praxis.schemas import (
     DoubleTexting,
     HistoryItem,
     Interface,
@@ -45,7 +45,7 @@ from schemas import (
     SessionState,
     check_token,
 )
-from schemas.api import (
+from praxis.schemas.api import (
     MAX_PAGE,
     CreatedSession,
     EventEnvelope,

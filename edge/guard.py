@@ -25,8 +25,8 @@ from typing import Any, cast
 from litestar.types import ASGIApp, Receive, Send
 from litestar.types import Scope as ASGIScope
 
-from edge.problems import MEDIA_TYPE, problem
-from schemas.api import Problem
+from praxis.edge.problems import MEDIA_TYPE, problem
+from praxis.schemas.api import Problem
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 

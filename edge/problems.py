@@ -1,7 +1,7 @@
 """Every error the edge answers with, in one place: ``application/problem+json`` (RFC 9457).
 
 :func:`problem_for` answers an error with what it says of itself (``http_status``,
-``problem_type``, ``problem_fields()``: see ``bus.errors``); REST answers the problem as is
+``problem_type``, ``problem_fields()``: see ``praxis.bus.errors``); REST answers the problem as is
 and GraphQL takes its ``code`` (the same codes in both). Anything unexpected is logged here
 with its traceback and answered 500 without one.
 """
@@ -20,7 +20,7 @@ from litestar.exceptions import (
 )
 from pydantic import ValidationError
 
-from schemas.api import FieldError, Problem
+from praxis.schemas.api import FieldError, Problem
 
 log = logging.getLogger("praxis.edge")
 

@@ -13,11 +13,11 @@ from litestar.openapi import ResponseSpec
 from litestar.params import HeaderParameter, Parameter
 from pydantic import BaseModel, ConfigDict, Field
 
-from bus import InvalidCursorError, Page, Receipt, SessionClient, Settings
-from edge import sse
-from edge.auth import caller_key, open_stream
-from schemas import AgentInfo, check_token
-from schemas.api import (
+from praxis.bus import InvalidCursorError, Page, Receipt, SessionClient, Settings
+from praxis.edge import sse
+from praxis.edge.auth import caller_key, open_stream
+from praxis.schemas import AgentInfo, check_token
+from praxis.schemas.api import (
     MAX_PAGE,
     Accepted,
     CreatedSession,
@@ -31,8 +31,8 @@ from schemas.api import (
     SessionPage,
     SessionView,
 )
-from schemas.commands import MAX_MESSAGE_CHARS
-from schemas.ids import TOKEN_PATTERN
+from praxis.schemas.commands import MAX_MESSAGE_CHARS
+from praxis.schemas.ids import TOKEN_PATTERN
 
 
 class TransitionRequest(BaseModel):
@@ -95,7 +95,7 @@ async def list_page(client: SessionClient, request: ListSessionsRequest) -> Page
 
 
 async def _client(request: Request[Any, Any, Any]) -> SessionClient:
-    """The client for this request's caller (see :mod:`edge.auth`)."""
+    """The client for this request's caller (see :mod:`praxis.edge.auth`)."""
     return await scoped_client(request.app.state, request.headers)
 
 

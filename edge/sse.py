@@ -16,10 +16,10 @@ from typing import Any
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar.response.base import ASGIResponse
 
-from bus import BusError, Receipt, metrics
-from edge.problems import problem_for
-from schemas import Delivery
-from schemas.api import CommandAccepted, EventEnvelope, envelope_json
+from praxis.bus import BusError, Receipt, metrics
+from praxis.edge.problems import problem_for
+from praxis.schemas import Delivery
+from praxis.schemas.api import CommandAccepted, EventEnvelope, envelope_json
 
 OPENED = ServerSentEventMessage(data=None, comment="stream open")
 KEEPALIVE = ServerSentEventMessage(data=None, comment="keep-alive")

@@ -3,7 +3,7 @@
 No I/O here. ``bus``, ``workers``, ``edge`` and ``cli`` all speak these models.
 """
 
-from schemas.commands import (
+from praxis.schemas.commands import (
     COMMAND_ADAPTER,
     MAX_MESSAGE_CHARS,
     CancelTurn,
@@ -21,7 +21,7 @@ from schemas.commands import (
     UserMessage,
     decode_command,
 )
-from schemas.events import (
+from praxis.schemas.events import (
     EVENT_ADAPTER,
     AgentMessage,
     CommandDeadLettered,
@@ -52,8 +52,8 @@ from schemas.events import (
     decode_event,
     encode_event,
 )
-from schemas.fold import FoldError, apply, fold
-from schemas.ids import (
+from praxis.schemas.fold import FoldError, apply, fold
+from praxis.schemas.ids import (
     MAX_TOKEN_LENGTH,
     AgentName,
     CommandId,
@@ -64,8 +64,14 @@ from schemas.ids import (
     is_token,
     new_id,
 )
-from schemas.lifecycle import ACCEPTS_MESSAGES, TERMINAL, TRANSITIONS, SessionState, can_transition
-from schemas.records import (
+from praxis.schemas.lifecycle import (
+    ACCEPTS_MESSAGES,
+    TERMINAL,
+    TRANSITIONS,
+    SessionState,
+    can_transition,
+)
+from praxis.schemas.records import (
     AgentInfo,
     ChatMessage,
     Checkpoint,

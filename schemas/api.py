@@ -12,11 +12,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from schemas.commands import MAX_MESSAGE_CHARS, DoubleTexting, Interface, Metadata, Owner
-from schemas.events import Delivery, TokenDelta, ToolCall
-from schemas.ids import AgentName, CommandId, SessionId, TaskId
-from schemas.lifecycle import SessionState
-from schemas.records import Counters, HistoryItem, SessionRecord
+from praxis.schemas.commands import MAX_MESSAGE_CHARS, DoubleTexting, Interface, Metadata, Owner
+from praxis.schemas.events import Delivery, TokenDelta, ToolCall
+from praxis.schemas.ids import AgentName, CommandId, SessionId, TaskId
+from praxis.schemas.lifecycle import SessionState
+from praxis.schemas.records import Counters, HistoryItem, SessionRecord
 
 MAX_PAGE = 1000
 """The largest page a list or history request may ask for."""

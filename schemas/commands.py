@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
-from schemas.ids import AgentName, CommandId, SessionId, TaskId, new_id
+from praxis.schemas.ids import AgentName, CommandId, SessionId, TaskId, new_id
 
 MAX_MESSAGE_CHARS = 64_000
 

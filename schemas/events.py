@@ -3,7 +3,7 @@
 The stream sequence of an event is its id and the cursor clients resume from. An event
 caused by a command carries that ``command_id`` and the command's ``input_seq``; the last
 event a command causes has ``final=True``, so a caller can wait for the outcome of exactly
-its own command. The session's state is a fold of its events (:mod:`schemas.fold`).
+its own command. The session's state is a fold of its events (:mod:`praxis.schemas.fold`).
 Token deltas are not stored: they travel on ``live.<id>`` while a turn is in flight.
 """
 
@@ -14,9 +14,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from schemas.commands import CreateSession, DoubleTexting, Interface, Owner
-from schemas.ids import AgentName, SessionId, TaskId
-from schemas.lifecycle import SessionState
+from praxis.schemas.commands import CreateSession, DoubleTexting, Interface, Owner
+from praxis.schemas.ids import AgentName, SessionId, TaskId
+from praxis.schemas.lifecycle import SessionState
 
 
 def _now() -> datetime:

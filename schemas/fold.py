@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from schemas.commands import Interface
-from schemas.events import (
+from praxis.schemas.commands import Interface
+from praxis.schemas.events import (
     AgentMessage,
     CommandDeadLettered,
     CommandFailed,
@@ -32,8 +32,8 @@ from schemas.events import (
     TurnWaiting,
     UserMessageAccepted,
 )
-from schemas.lifecycle import TERMINAL, SessionState
-from schemas.records import (
+from praxis.schemas.lifecycle import TERMINAL, SessionState
+from praxis.schemas.records import (
     ChatMessage,
     Checkpoint,
     FailingCommand,

@@ -7,10 +7,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from schemas.commands import DoubleTexting, Interface, Owner
-from schemas.events import Event, TokenDelta, ToolCall, Usage
-from schemas.ids import AgentName, SessionId, TaskId
-from schemas.lifecycle import SessionState
+from praxis.schemas.commands import DoubleTexting, Interface, Owner
+from praxis.schemas.events import Event, TokenDelta, ToolCall, Usage
+from praxis.schemas.ids import AgentName, SessionId, TaskId
+from praxis.schemas.lifecycle import SessionState
 
 
 class Counters(BaseModel):
@@ -136,7 +136,7 @@ class FailingCommand(BaseModel):
 
 
 class Checkpoint(BaseModel):
-    """The session's state: a fold of its events up to ``as_of`` (see :mod:`schemas.fold`).
+    """The session's state: a fold of its events up to ``as_of`` (see :mod:`praxis.schemas.fold`).
 
     Written as a snapshot after commands end so that loading a session reads only the
     events after it. ``input_cursor`` is the stream sequence of the last command fully

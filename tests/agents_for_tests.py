@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 
 from pydantic_ai import RunContext
 
-from workers.agents import Agent, AgentDefinition, TurnContext
-from workers.agents.model import ToolContext, idempotency_key
+from praxis.workers.agents import Agent, AgentDefinition, TurnContext
+from praxis.workers.agents.model import ToolContext, idempotency_key
 
 
 class Slow(Agent):

@@ -40,7 +40,7 @@ from typing import Any
 
 import yaml
 
-from bus.embedded import free_port, server_binary
+from praxis.bus.embedded import free_port, server_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 PORT_FLAGS = {"--port", "-p", "--http_port", "-m"}
@@ -158,7 +158,7 @@ class LocalCompose:
         if spec.get("build") == ".":
             entry = dockerfile_entrypoint()
             assert entry == ["praxis"], f"an entrypoint this runner does not know: {entry}"
-            return [sys.executable, "-m", "cli"]
+            return [sys.executable, "-m", "praxis.cli"]
         image = str(spec.get("image", ""))
         assert image.startswith("nats:"), f"an image this runner does not know: {image}"
         return [server_binary()]

@@ -17,14 +17,14 @@ import httpx
 import pytest
 from nats.errors import NoRespondersError
 
-from bus import Bus, Receipt, SessionClient, Settings, connect, direct, subjects
-from bus.credentials import Credentials, seed_file, write_server_config
-from bus.embedded import NatsServer
-from bus.permissions import Role
-from schemas import Event, Interface, SessionRecord, decode_event
+from praxis.bus import Bus, Receipt, SessionClient, Settings, connect, direct, subjects
+from praxis.bus.credentials import Credentials, seed_file, write_server_config
+from praxis.bus.embedded import NatsServer
+from praxis.bus.permissions import Role
+from praxis.schemas import Event, Interface, SessionRecord, decode_event
+from praxis.workers import Worker, registry_for
 from tests.agents_for_tests import TEST_AGENTS
 from tests.fake_models import FakeModelServer
-from workers import Worker, registry_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -204,7 +204,7 @@ def worker_processes(
             log = tmp_path / f"worker-{len(procs)}.log"
             with open(log, "wb") as fh:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "cli", "worker"],
+                    [sys.executable, "-m", "praxis.cli", "worker"],
                     env=env_for(settings, Role.WORKER, **env),
                     cwd=ROOT,
                     stdout=fh,
@@ -265,7 +265,7 @@ class EdgeProcess:
     def start(self, timeout: float = 30.0) -> EdgeProcess:
         with open(self.log, "ab") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "cli", "edge", "--port", "0"],
+                [sys.executable, "-m", "praxis.cli", "edge", "--port", "0"],
                 env=self.env,
                 cwd=ROOT,
                 stdout=subprocess.PIPE,
@@ -346,7 +346,7 @@ def praxis(
 ) -> subprocess.CompletedProcess[str]:
     """Run the CLI as a user would, to its end."""
     return subprocess.run(
-        [sys.executable, "-m", "cli", *args],
+        [sys.executable, "-m", "praxis.cli", *args],
         env=env,
         cwd=ROOT,
         input=stdin,
@@ -359,7 +359,7 @@ def praxis(
 def spawn_praxis(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     """Start a long-running CLI command (edge, up) with its output piped."""
     return subprocess.Popen(
-        [sys.executable, "-m", "cli", *args],
+        [sys.executable, "-m", "praxis.cli", *args],
         env=env,
         cwd=ROOT,
         stdout=subprocess.PIPE,

@@ -43,7 +43,7 @@ def praxis_tty(
     env = {"TERM": "xterm-256color", **env}
     pipe = None if whole else subprocess.PIPE
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", *args],
+        [sys.executable, "-m", "praxis.cli", *args],
         env=env,
         cwd=ROOT,
         stdin=slave if whole else subprocess.PIPE,

@@ -12,14 +12,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bus import (
+from praxis.bus import (
     IllegalTransitionError,
     Receipt,
     SessionClient,
     Settings,
     ToolCallNotWaitingError,
 )
-from schemas import (
+from praxis.schemas import (
     MessageQueued,
     ToolCallsRequested,
     ToolDecided,

@@ -14,9 +14,9 @@ from typing import Any, get_args
 import httpx
 import jsonschema
 
-from bus import Settings, subjects
-from bus.asyncapi import document
-from schemas import Command, Event
+from praxis.bus import Settings, subjects
+from praxis.bus.asyncapi import document
+from praxis.schemas import Command, Event
 from tests.conftest import EdgeProcess, env_for, praxis
 
 SCHEMA = Path(__file__).parent / "data" / "asyncapi-3.0.0.schema.json"

@@ -18,8 +18,8 @@ from gql import Client, GraphQLRequest, gql
 from gql.transport.exceptions import TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
 
-from bus import Bus, Settings
-from bus import keys as api_keys
+from praxis.bus import Bus, Settings
+from praxis.bus import keys as api_keys
 from tests.conftest import (
     EdgeProcess,
     InProcessWorker,

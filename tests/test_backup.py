@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from bus import BusError, Scope, SessionClient, SessionNotFoundError, Settings, leases
-from bus import transfer as transfer_module
-from bus.transfer import Conversation, import_conversation
-from schemas import Owner, SessionState
+from praxis.bus import BusError, Scope, SessionClient, SessionNotFoundError, Settings, leases
+from praxis.bus import transfer as transfer_module
+from praxis.bus.transfer import Conversation, import_conversation
+from praxis.schemas import Owner, SessionState
 from tests.conftest import (
     InProcessWorker,
     env_for,

@@ -88,7 +88,7 @@ async def test_bench_turns_with_a_synthetic_model(tmp_path: Path) -> None:
 def test_bench_plot_says_what_to_install_without_matplotlib(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from cli.bench.plot import PlotUnavailableError, check_available
+    from praxis.cli.bench.plot import PlotUnavailableError, check_available
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
     with pytest.raises(PlotUnavailableError, match=r"pip install 'praxis\[plot\]'"):

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, async_playwright
 
-from bus import SessionClient, Settings
+from praxis.bus import SessionClient, Settings
 from tests.conftest import EdgeProcess, InProcessWorker, edge_env
 from tests.test_chat_page import CHROMIUM
 

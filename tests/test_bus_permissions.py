@@ -15,12 +15,12 @@ import pytest
 from nats.aio.client import Client
 from nats.js.errors import KeyNotFoundError
 
-from bus import NotConnectedError, SessionClient, Settings, connect
-from bus import keys as api_keys
-from bus.credentials import Credentials, new_seed
-from bus.embedded import NatsServer, ensure_server, free_port
-from bus.permissions import Role, inbox_prefix
-from schemas import SessionState, TokenDelta
+from praxis.bus import NotConnectedError, SessionClient, Settings, connect
+from praxis.bus import keys as api_keys
+from praxis.bus.credentials import Credentials, new_seed
+from praxis.bus.embedded import NatsServer, ensure_server, free_port
+from praxis.bus.permissions import Role, inbox_prefix
+from praxis.schemas import SessionState, TokenDelta
 from tests.conftest import (
     InProcessWorker,
     credentials,

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from bus import SessionClient, Settings, connect
-from bus.embedded import NatsServer
-from bus.permissions import Role
-from schemas import AgentMessage, Interface, TurnCompleted
+from praxis.bus import SessionClient, Settings, connect
+from praxis.bus.embedded import NatsServer
+from praxis.bus.permissions import Role
+from praxis.schemas import AgentMessage, Interface, TurnCompleted
+from praxis.workers import Worker, registry_for
 from tests.conftest import credentials, make_settings
-from workers import Worker, registry_for
 
 
 @pytest.fixture

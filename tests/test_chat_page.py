@@ -18,7 +18,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from bus import SessionClient, Settings
+from praxis.bus import SessionClient, Settings
 from tests.conftest import (
     EdgeProcess,
     InProcessWorker,

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bus import SessionClient, Settings
-from bus.embedded import connections
+from praxis.bus import SessionClient, Settings
+from praxis.bus.embedded import connections
 from tests.conftest import InProcessWorker, env_for, fresh_env, praxis, spawn_praxis
 
 

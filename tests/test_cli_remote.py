@@ -11,9 +11,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from subprocess import CompletedProcess
 
-from bus import SessionClient, Settings
-from bus import keys as api_keys
-from schemas import Interface, SessionState
+from praxis.bus import SessionClient, Settings
+from praxis.bus import keys as api_keys
+from praxis.schemas import Interface, SessionState
 from tests.conftest import ROOT, EdgeProcess, InProcessWorker, edge_env, praxis
 from tests.fake_models import Call, FakeModelServer, Text
 from tests.test_approvals import REFUND

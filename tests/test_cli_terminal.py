@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bus import Settings
+from praxis.bus import Settings
 from tests.conftest import env_for, praxis
 from tests.terminal import praxis_tty
 

@@ -6,6 +6,7 @@ CLI service reading it back, and a turn after losing a NATS node."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -142,8 +143,11 @@ def test_the_image_build_context_installs_everything(tmp_path: Path) -> None:
             for source in sources:
                 target = context / (source if dest.endswith("/") else dest)
                 if (ROOT / source).is_dir():
-                    shutil.copytree(
-                        ROOT / source, target, ignore=shutil.ignore_patterns("__pycache__")
+                    shutil.copytree(  # links stay links, as Docker copies them
+                        ROOT / source,
+                        target,
+                        symlinks=True,
+                        ignore=shutil.ignore_patterns("__pycache__"),
                     )
                 else:
                     shutil.copy(ROOT / source, target)
@@ -159,8 +163,34 @@ def test_the_image_build_context_installs_everything(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-        assert "praxis = cli.app:main" in z.read(entry_points).decode()
+        assert "praxis = praxis.cli.app:main" in z.read(entry_points).decode()
     for name in ("index.html", "chat.js", "chat.css"):
-        assert f"edge/static/{name}" in names
+        assert f"praxis/edge/static/{name}" in names
     for package in ("schemas", "bus", "workers", "edge", "cli"):
-        assert f"{package}/__init__.py" in names
+        assert f"praxis/{package}/__init__.py" in names
+    # One import name in site-packages: praxis (and its .dist-info), nothing generic.
+    assert {n.split("/")[0] for n in names} == {"praxis", "praxis-0.1.0.dist-info"}
+    # Installed from the wheel (its dependencies from this environment), outside the
+    # checkout: the parts import as praxis.<part>, the bare names do not.
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-t", str(site), str(wheel)],
+        check=True,
+        timeout=300,
+    )
+    probe = (
+        "import importlib.util as u, praxis.cli.app, praxis.edge.app, praxis.workers.worker;"
+        "print(praxis.cli.app.__file__);"
+        "print([n for n in ('schemas','bus','workers','edge','cli') if u.find_spec(n)])"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    where, bare = ran.stdout.splitlines()
+    assert where.startswith(str(site / "praxis" / "cli")) and bare == "[]"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from nats.js.errors import NoStreamResponseError
 
-from bus import (
+from praxis.bus import (
     FenceRejectedError,
     InvalidIdError,
     SessionClient,
@@ -23,11 +23,11 @@ from bus import (
     load_state,
     subjects,
 )
-from bus.connection import with_retry
-from bus.embedded import NatsServer
-from bus.errors import PublishError
-from bus.state import pending_create
-from schemas import AgentMessage, SessionClaimed, TokenDelta, TurnCompleted, TurnStarted
+from praxis.bus.connection import with_retry
+from praxis.bus.embedded import NatsServer
+from praxis.bus.errors import PublishError
+from praxis.bus.state import pending_create
+from praxis.schemas import AgentMessage, SessionClaimed, TokenDelta, TurnCompleted, TurnStarted
 from tests.conftest import InProcessWorker, WorkerProcess, eventually, live_workers, make_settings
 
 
@@ -38,7 +38,7 @@ async def test_history_survives_restart_of_worker_and_nats(tmp_path: Path) -> No
         async with connect(settings, server.url, "client") as bus:
             client = SessionClient(bus)
             async with connect(settings, server.url, "worker") as wbus:
-                from workers import Worker, load_agents
+                from praxis.workers import Worker, load_agents
 
                 stop = asyncio.Event()
                 task = asyncio.create_task(Worker(wbus, load_agents()).run(stop))
@@ -59,7 +59,7 @@ async def test_history_survives_restart_of_worker_and_nats(tmp_path: Path) -> No
 
             assert await client.history(record.session_id) == before
             async with connect(settings, server.url, "worker2") as wbus:
-                from workers import Worker, load_agents
+                from praxis.workers import Worker, load_agents
 
                 stop = asyncio.Event()
                 task = asyncio.create_task(Worker(wbus, load_agents()).run(stop))

@@ -16,9 +16,9 @@ import websockets
 from httpx_sse import ServerSentEvent, aconnect_sse
 from websockets.typing import Origin, Subprotocol
 
-from bus import Receipt, SessionClient, Settings, direct, leases, subjects
-from bus.embedded import NatsServer
-from schemas import decode_event
+from praxis.bus import Receipt, SessionClient, Settings, direct, leases, subjects
+from praxis.bus.embedded import NatsServer
+from praxis.schemas import decode_event
 from tests.conftest import (
     EdgeProcess,
     InProcessWorker,

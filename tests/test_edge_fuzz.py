@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 
-from bus import SessionClient
+from praxis.bus import SessionClient
 from tests.conftest import ROOT, EdgeProcess, InProcessWorker, settled_session
 
 CONFIG = ROOT / "tests" / "schemathesis.toml"

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from bus import Settings, direct, subjects
-from schemas import decode_event
+from praxis.bus import Settings, direct, subjects
+from praxis.schemas import decode_event
 from tests.conftest import WorkerProcess
 
 KINDS = [

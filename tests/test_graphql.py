@@ -21,9 +21,9 @@ from graphql import (
     print_schema,
 )
 
-from bus import Receipt, SessionClient, Settings, direct, subjects
-from bus.embedded import NatsServer
-from schemas import decode_event
+from praxis.bus import Receipt, SessionClient, Settings, direct, subjects
+from praxis.bus.embedded import NatsServer
+from praxis.schemas import decode_event
 from tests.conftest import (
     ROOT,
     EdgeProcess,
@@ -390,7 +390,7 @@ async def test_the_sdl_file_is_the_served_schema(edge: EdgeProcess) -> None:
         page = await http.get(f"{edge.url}/graphql", headers={"accept": "text/html"})
     sdl = (ROOT / "schemas" / "agent_session.graphql").read_text()
     assert served == print_schema(lexicographic_sort_schema(build_schema(sdl))), (
-        "run: python -m edge.graphql > schemas/agent_session.graphql"
+        "run: python -m praxis.edge.graphql > schemas/agent_session.graphql"
     )
     assert page.status_code == 200 and "graphiql" in page.text.lower()
 

@@ -13,8 +13,8 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from bus import IllegalTransitionError, Receipt, SessionClient, Settings, direct, subjects
-from schemas import (
+from praxis.bus import IllegalTransitionError, Receipt, SessionClient, Settings, direct, subjects
+from praxis.schemas import (
     AgentMessage,
     CommandRejected,
     DoubleTexting,
@@ -28,6 +28,7 @@ from schemas import (
     TurnRolledBack,
     UserMessageAccepted,
 )
+from praxis.workers.runner import EXPIRY_SLACK
 from tests.conftest import (
     EdgeProcess,
     InProcessWorker,
@@ -40,7 +41,6 @@ from tests.conftest import (
     stored_events,
     streaming,
 )
-from workers.runner import EXPIRY_SLACK
 
 
 async def expired_event(client: SessionClient, sid: str, within: float) -> StateChanged:
@@ -134,7 +134,7 @@ async def _events(client: SessionClient, sid: str):  # type: ignore[no-untyped-d
     msgs = await direct.read_subject(
         client.bus.nc, client.bus.stream, subjects.events(sid), after=0, timeout=5
     )
-    from schemas import decode_event
+    from praxis.schemas import decode_event
 
     for m in msgs:
         yield decode_event(m.data)

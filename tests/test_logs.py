@@ -10,8 +10,8 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from bus import SessionClient, logs
-from schemas import TurnFailed
+from praxis.bus import SessionClient, logs
+from praxis.schemas import TurnFailed
 from tests.conftest import WorkerProcess, fresh_env, live_workers, praxis
 
 

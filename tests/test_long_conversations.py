@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from bus import SessionClient, Settings, connect, direct, subjects
-from bus.embedded import NatsServer
-from bus.transfer import Conversation, import_conversation
-from schemas import AgentMessage, ContextCompacted, SessionState
+from praxis.bus import SessionClient, Settings, connect, direct, subjects
+from praxis.bus.embedded import NatsServer
+from praxis.bus.transfer import Conversation, import_conversation
+from praxis.schemas import AgentMessage, ContextCompacted, SessionState
+from praxis.workers import Worker, load_agents
 from tests.conftest import InProcessWorker, env_for, make_settings, praxis, settled_session
-from workers import Worker, load_agents
 
 
 @pytest.fixture

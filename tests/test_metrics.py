@@ -11,8 +11,8 @@ import httpx
 import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
-from bus import SessionClient
-from schemas import TurnCompleted
+from praxis.bus import SessionClient
+from praxis.schemas import TurnCompleted
 from tests.conftest import EdgeProcess, InProcessWorker, WorkerProcess, eventually, live_workers
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

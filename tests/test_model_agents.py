@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bus import SessionClient, Settings
-from schemas import (
+from praxis.bus import SessionClient, Settings
+from praxis.schemas import (
     AgentMessage,
     ContextCompacted,
     TokenDelta,
@@ -18,11 +18,11 @@ from schemas import (
     TurnCompleted,
     TurnFailed,
 )
+from praxis.workers.agents import TurnContext, load_agents
+from praxis.workers.agents.model import ModelAgent
 from tests import agents_for_tests
 from tests.conftest import InProcessWorker, env_for, praxis, settled_session, stored_events
 from tests.fake_models import Call, Fail, FakeModelServer, Text
-from workers.agents import TurnContext, load_agents
-from workers.agents.model import ModelAgent
 
 
 def define(settings: Settings, name: str, text: str) -> Path:

@@ -14,8 +14,8 @@ import nats
 import pytest
 from nats.aio.client import Client
 
-from bus import Receipt, SessionClient, SessionNotFoundError, Settings, subjects
-from schemas import CommandRejected
+from praxis.bus import Receipt, SessionClient, SessionNotFoundError, Settings, subjects
+from praxis.schemas import CommandRejected
 from tests.conftest import (
     InProcessWorker,
     NatsServer,

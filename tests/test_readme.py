@@ -8,10 +8,11 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from bus import SessionClient, Settings
-from bus.embedded import NatsServer
-from bus.permissions import Role
-from bus.state import load_head
+from praxis.bus import SessionClient, Settings
+from praxis.bus.embedded import NatsServer
+from praxis.bus.permissions import Role
+from praxis.bus.state import load_head
+from praxis.workers.agents import Agent, TurnContext
 from tests.conftest import (
     ROOT,
     EdgeProcess,
@@ -24,7 +25,6 @@ from tests.conftest import (
     live_workers,
     settled_session,
 )
-from workers.agents import Agent, TurnContext
 
 README = (ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"```python\n(.*?)```", README, re.S)

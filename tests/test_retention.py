@@ -9,10 +9,10 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from bus import SessionClient, SessionNotFoundError, Settings, leases
-from bus.retention import SweepLock
-from bus.transfer import Conversation
-from schemas import SessionState
+from praxis.bus import SessionClient, SessionNotFoundError, Settings, leases
+from praxis.bus.retention import SweepLock
+from praxis.bus.transfer import Conversation
+from praxis.schemas import SessionState
 from tests.conftest import (
     InProcessWorker,
     WorkerProcess,

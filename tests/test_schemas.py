@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from bus import subjects
-from cli.app import parse_duration
-from schemas import (
+from praxis.bus import subjects
+from praxis.cli.app import parse_duration
+from praxis.schemas import (
     COMMAND_ADAPTER,
     EVENT_ADAPTER,
     TRANSITIONS,
@@ -36,7 +36,7 @@ from schemas import (
     is_token,
     new_id,
 )
-from workers.agents import load_agents
+from praxis.workers.agents import load_agents
 
 tokens = st.text(alphabet=st.sampled_from("abcXYZ019_-"), min_size=1, max_size=40)
 texts = st.text(min_size=1, max_size=200)
@@ -213,7 +213,7 @@ def test_durations() -> None:
 def test_command_effects_are_its_events_and_its_turns_text() -> None:
     """What a client following one command passes on: its events, and the deltas of the
     turns it started; not another command's events or turns."""
-    from schemas import CommandEffects, Delivery, TokenDelta
+    from praxis.schemas import CommandEffects, Delivery, TokenDelta
 
     base = {"session_id": "s", "task_id": "t"}
     mine = TurnStarted(**base, command_id="c1", turn_id="u1", worker_id="w")
@@ -251,8 +251,8 @@ def test_command_effects_are_its_events_and_its_turns_text() -> None:
 
 
 def test_a_session_as_the_api_shows_it_comes_back_whole() -> None:
-    from schemas.api import SessionView
-    from schemas.fold import start
+    from praxis.schemas.api import SessionView
+    from praxis.schemas.fold import start
 
     created = SessionCreated(
         session_id="s", task_id="t", agent="echo", metadata={"k": [1]}, interface="api"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from bus import (
+from praxis.bus import (
     Bus,
     CommandIdReusedError,
     IllegalTransitionError,
@@ -26,9 +26,9 @@ from bus import (
     direct,
     subjects,
 )
-from bus.embedded import NatsServer
-from bus.follow import Follower
-from schemas import (
+from praxis.bus.embedded import NatsServer
+from praxis.bus.follow import Follower
+from praxis.schemas import (
     AgentMessage,
     CommandRejected,
     CommandSkipped,
@@ -40,6 +40,7 @@ from schemas import (
     TurnFailed,
     UserMessage,
 )
+from praxis.workers import Worker, load_agents
 from tests.conftest import (
     InProcessWorker,
     eventually,
@@ -49,7 +50,6 @@ from tests.conftest import (
     stored_events,
     streaming,
 )
-from workers import Worker, load_agents
 
 
 async def reply(client: SessionClient, session_id: str, text: str) -> tuple[str, list[Delivery]]:
@@ -541,8 +541,8 @@ async def _as_owner(
     """A new session whose events this test writes itself, as its owner would (no worker
     runs here): its id, the fields every event needs, a fenced append (an event, the
     sequence it follows), and the sequence of its ``session.created``."""
-    from bus import commit
-    from bus.state import pending_create
+    from praxis.bus import commit
+    from praxis.bus.state import pending_create
 
     record, _ = await client.create("echo")
     sid, bus = record.session_id, client.bus
@@ -565,8 +565,8 @@ async def test_a_follower_that_missed_a_notice_keeps_the_deltas_queued_behind_th
     """A follower that finds a gap reads the stream back up to the notice that showed it,
     no further: reading on to the end of a turn already stored would drop its deltas, still
     queued behind that notice. (Seen as subscribers missing a turn's text in fan-out.)"""
-    from schemas import CommitNotice, TokenDelta, TurnStarted, UserMessageAccepted
-    from schemas.records import StoredEvent
+    from praxis.schemas import CommitNotice, TokenDelta, TurnStarted, UserMessageAccepted
+    from praxis.schemas.records import StoredEvent
 
     sid, base, append, first = await _as_owner(client, settings)
     bus = client.bus
@@ -619,8 +619,8 @@ async def test_a_poll_does_not_overtake_notices_on_their_way(
     that would end the turn and drop the deltas (seen as GraphQL fan-out subscribers
     without a turn's text). Events still unannounced at the next poll were missed, and
     are read back then."""
-    from schemas import CommitNotice, TokenDelta, TurnStarted, UserMessageAccepted
-    from schemas.records import StoredEvent
+    from praxis.schemas import CommitNotice, TokenDelta, TurnStarted, UserMessageAccepted
+    from praxis.schemas.records import StoredEvent
 
     sid, base, append, first = await _as_owner(client, settings)
     bus = client.bus
@@ -692,7 +692,7 @@ async def test_a_follower_outlives_a_poll_the_server_had_no_time_for(
     (quiet followers also poll less and less often, and not in step)."""
     from nats.errors import TimeoutError as NatsTimeoutError
 
-    import bus.follow
+    import praxis.bus.follow
 
     record, receipt = await client.create("echo")
     await client.wait(receipt)
@@ -705,7 +705,7 @@ async def test_a_follower_outlives_a_poll_the_server_had_no_time_for(
         async def too_busy(*_: Any, **__: Any) -> None:
             raise NatsTimeoutError
 
-        monkeypatch.setattr(bus.follow, "load_head", too_busy)
+        monkeypatch.setattr(praxis.bus.follow, "load_head", too_busy)
         assert (await follower._poll_step(5.0))[0] == 10.0, "failed: as if it found nothing"
         assert (await follower._poll_step(40.0))[0] == follower.max_poll_interval
         monkeypatch.undo()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bus.tasks import cancel_and_wait
+from praxis.bus.tasks import cancel_and_wait
 
 
 async def test_a_task_that_swallows_the_first_cancel_still_ends() -> None:

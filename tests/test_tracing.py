@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bus import Receipt, SessionClient, direct, subjects
-from bus.embedded import NatsServer
-from schemas import Event, decode_event
+from praxis.bus import Receipt, SessionClient, direct, subjects
+from praxis.bus.embedded import NatsServer
+from praxis.schemas import Event, decode_event
 from tests.conftest import EdgeProcess, InProcessWorker, edge_env, make_settings
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from schemas import Snapshot, TokenDelta
+from praxis.schemas import Snapshot, TokenDelta
 
 
 @dataclass

@@ -26,18 +26,18 @@ from nats.aio.subscription import Subscription
 from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
-from bus import Bus, commit, direct, leases, logs, metrics, subjects, tracing, with_retry
-from bus.client import SessionClient
-from bus.errors import (
+from praxis.bus import Bus, commit, direct, leases, logs, metrics, subjects, tracing, with_retry
+from praxis.bus.client import SessionClient
+from praxis.bus.errors import (
     BusError,
     FenceRejectedError,
     MessageTooLargeError,
     TransientError,
     UnknownAgentError,
 )
-from bus.state import load_state
-from bus.tasks import cancel_and_wait
-from schemas import (
+from praxis.bus.state import load_state
+from praxis.bus.tasks import cancel_and_wait
+from praxis.schemas import (
     ACCEPTS_MESSAGES,
     TERMINAL,
     AgentMessage,
@@ -83,10 +83,10 @@ from schemas import (
     decode_command,
     new_id,
 )
-from schemas.events import created_by
-from schemas.records import OutcomeKind
-from workers.agents import Agent, AgentRegistry, TurnContext
-from workers.agents.base import (
+from praxis.schemas.events import created_by
+from praxis.schemas.records import OutcomeKind
+from praxis.workers.agents import Agent, AgentRegistry, TurnContext
+from praxis.workers.agents.base import (
     SUMMARY_CHARS,
     AgentFailure,
     AwaitingApproval,
@@ -94,7 +94,7 @@ from workers.agents.base import (
     TurnJournal,
     builtin_summary,
 )
-from workers.live import LiveTurn
+from praxis.workers.live import LiveTurn
 
 log = logging.getLogger("praxis.worker")
 V = TypeVar("V")

@@ -14,12 +14,12 @@ from datetime import UTC, datetime, timedelta
 
 from nats.aio.msg import Msg
 
-from bus import Bus, PullLoop, SessionClient, metrics, subjects
-from bus.retention import Outcome, SweepLock, candidates, sweep
-from bus.tasks import cancel_and_wait
-from schemas import Interface, WorkerInfo, check_token, new_id
-from workers.agents import AgentRegistry
-from workers.runner import RunContext, SessionRunner
+from praxis.bus import Bus, PullLoop, SessionClient, metrics, subjects
+from praxis.bus.retention import Outcome, SweepLock, candidates, sweep
+from praxis.bus.tasks import cancel_and_wait
+from praxis.schemas import Interface, WorkerInfo, check_token, new_id
+from praxis.workers.agents import AgentRegistry
+from praxis.workers.runner import RunContext, SessionRunner
 
 log = logging.getLogger("praxis.worker")
 
@@ -193,7 +193,7 @@ class Worker:
                 await lock.release(finished=finished)
 
     async def _heartbeat_loop(self) -> None:
-        while not self._stopped:  # as well as the cancel: see bus.tasks
+        while not self._stopped:  # as well as the cancel: see praxis.bus.tasks
             await asyncio.sleep(self.bus.settings.heartbeat_interval)
             try:
                 await self.heartbeat()

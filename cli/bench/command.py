@@ -12,15 +12,15 @@ from typing import Annotated, Any, Literal
 import httpx
 from cyclopts import App, Parameter
 
-from bus import Settings
-from bus.credentials import Credentials
-from cli import term
-from cli.bench import fanout, floor, graphql, latency, load, render, resume
-from cli.bench import plot as plotting
-from cli.bench.report import Report
-from cli.bench.stack import BenchError, Stack, cpu_ms_per_turn, deployment
-from cli.bench.stats import Series
-from cli.runtime import load_settings, run_coro, setup_logging
+from praxis.bus import Settings
+from praxis.bus.credentials import Credentials
+from praxis.cli import term
+from praxis.cli.bench import fanout, floor, graphql, latency, load, render, resume
+from praxis.cli.bench import plot as plotting
+from praxis.cli.bench.report import Report
+from praxis.cli.bench.stack import BenchError, Stack, cpu_ms_per_turn, deployment
+from praxis.cli.bench.stats import Series
+from praxis.cli.runtime import load_settings, run_coro, setup_logging
 
 Scenario = Literal["create", "turn", "resume", "load", "scale", "fanout"]
 

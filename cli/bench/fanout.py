@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
-from bus import SessionClient
-from cli.bench.stats import Series
+from praxis.bus import SessionClient
+from praxis.cli.bench.stats import Series
 
 EXPECTED = ["user.message", "turn.started", "token.delta", "agent.message", "turn.completed"]
 

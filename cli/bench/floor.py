@@ -11,7 +11,7 @@ from typing import Any
 import nats
 from nats.aio.msg import Msg
 
-from cli.bench.stack import RAW_IN, RAW_OUT
+from praxis.cli.bench.stack import RAW_IN, RAW_OUT
 
 
 async def raw_loop(url: str, options: dict[str, Any], n: int) -> list[float]:

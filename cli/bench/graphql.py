@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import websockets
 
-from bus import Receipt, SessionClient
-from cli.bench.fanout import CREATE_CONCURRENCY, EXPECTED, report
-from cli.bench.latency import Timings
-from schemas import SessionRecord
+from praxis.bus import Receipt, SessionClient
+from praxis.cli.bench.fanout import CREATE_CONCURRENCY, EXPECTED, report
+from praxis.cli.bench.latency import Timings
+from praxis.schemas import SessionRecord
 
 SUBSCRIPTION = """subscription($id: String!, $after: Int) {
   agentSessionEvents(sessionId: $id, after: $after) { type cursor }

@@ -7,8 +7,8 @@ import time
 
 import httpx
 
-from bus import SessionClient
-from schemas import AgentMessage, TokenDelta, TurnCompleted
+from praxis.bus import SessionClient
+from praxis.schemas import AgentMessage, TokenDelta, TurnCompleted
 
 Timings = dict[str, list[float]]
 """Latencies in seconds: to the first token, to the agent's message, to the turn's end."""

@@ -10,10 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bus import SessionClient
-from cli.bench.stack import CpuSeconds, cpu_ms_per_turn
-from cli.bench.stats import Series
-from schemas import TurnCompleted, TurnFailed
+from praxis.bus import SessionClient
+from praxis.cli.bench.stack import CpuSeconds, cpu_ms_per_turn
+from praxis.cli.bench.stats import Series
+from praxis.schemas import TurnCompleted, TurnFailed
 
 CREATE_CONCURRENCY = 200
 

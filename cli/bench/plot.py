@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bus.errors import BusError
+from praxis.bus.errors import BusError
 
 
 class PlotUnavailableError(BusError):

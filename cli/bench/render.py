@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from cli.bench.report import Report
-from cli.bench.stats import latency_rows, table
+from praxis.cli.bench.report import Report
+from praxis.cli.bench.stats import latency_rows, table
 
 
 def text(report: Report) -> str:

@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from cli.bench.stats import Series
+from praxis.cli.bench.stats import Series
 
 
 @dataclass

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bus import SessionClient
-from bus.transfer import Conversation, import_conversation
-from cli.bench.stack import Stack
-from cli.bench.stats import Series
-from schemas import TurnCompleted
+from praxis.bus import SessionClient
+from praxis.bus.transfer import Conversation, import_conversation
+from praxis.cli.bench.stack import Stack
+from praxis.cli.bench.stats import Series
+from praxis.schemas import TurnCompleted
 
 COLD = {"PRAXIS_STATE_CACHE": "0", "PRAXIS_LINGER": "0"}
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from nats.js.api import StorageType, StreamConfig
 
-from bus import Bus, SessionClient, Settings, connect
-from bus.credentials import Credentials
-from bus.embedded import NatsServer
-from bus.errors import BusError
+from praxis.bus import Bus, SessionClient, Settings, connect
+from praxis.bus.credentials import Credentials
+from praxis.bus.embedded import NatsServer
+from praxis.bus.errors import BusError
 
 RAW_STREAM = "PRAXIS_BENCH_RAW"
 RAW_IN, RAW_OUT = "praxis_bench_raw.in", "praxis_bench_raw.out"
@@ -74,7 +74,7 @@ class Stack:
         while len(self.workers) < n:
             self.workers.append(
                 subprocess.Popen(  # noqa: ASYNC220 - started between measurements
-                    [sys.executable, "-m", "cli", "worker"],
+                    [sys.executable, "-m", "praxis.cli", "worker"],
                     env=self.env,
                     stderr=self.log(f"worker-{len(self.workers) + 1}"),
                 )
@@ -137,7 +137,7 @@ class Stack:
     async def start_edge(self) -> str:
         if self.edge_url is None:
             proc = subprocess.Popen(  # noqa: ASYNC220 - started once, before measuring
-                [sys.executable, "-m", "cli", "edge", "--port", "0"],
+                [sys.executable, "-m", "praxis.cli", "edge", "--port", "0"],
                 env={**self.env, "PRAXIS_INPROCESS_WORKER": "never"},
                 stdout=subprocess.PIPE,
                 stderr=self.log("edge"),

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bus import SessionClient
-from bus.connection import RetryCount
-from schemas import HistoryItem, TurnFailed
+from praxis.bus import SessionClient
+from praxis.bus.connection import RetryCount
+from praxis.schemas import HistoryItem, TurnFailed
 
 # Where each scenario's figures go as JSON, when set (the README's table is made from them).
 _REPORTS = os.environ.get("PRAXIS_CHAOS_REPORT_DIR")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bus import SessionClient, Settings
-from bus.embedded import NatsServer
-from schemas import AgentMessage, CommandFailed, SessionState, TurnFailed
+from praxis.bus import SessionClient, Settings
+from praxis.bus.embedded import NatsServer
+from praxis.schemas import AgentMessage, CommandFailed, SessionState, TurnFailed
 from tests.conftest import InProcessWorker, make_settings, settled_session
 
 TURN_TIMEOUT = 1.5

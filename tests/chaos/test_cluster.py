@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bus import SessionClient, Settings
-from bus.embedded import NatsServer, free_port
+from praxis.bus import SessionClient, Settings
+from praxis.bus.embedded import NatsServer, free_port
 from tests.chaos.harness import Load, finish
 from tests.conftest import WorkerProcess, live_workers, make_settings
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from bus import AlreadyReplayedError, DeadLetterNotFoundError, SessionClient, Settings
-from bus.embedded import NatsServer
-from schemas import (
+from praxis.bus import AlreadyReplayedError, DeadLetterNotFoundError, SessionClient, Settings
+from praxis.bus.embedded import NatsServer
+from praxis.schemas import (
     AgentMessage,
     CommandDeadLettered,
     CommandFailed,
@@ -26,6 +26,7 @@ from schemas import (
     TurnStarted,
     UserMessage,
 )
+from praxis.workers.runner import SessionRunner
 from tests.conftest import (
     InProcessWorker,
     WorkerProcess,
@@ -36,7 +37,6 @@ from tests.conftest import (
     remnants,
     settled_session,
 )
-from workers.runner import SessionRunner
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from gql import Client, GraphQLRequest
 from gql.transport.websockets import WebsocketsTransport
 from httpx_sse import aconnect_sse
 
-from bus import SessionClient, direct, subjects
+from praxis.bus import SessionClient, direct, subjects
 from tests.chaos.harness import Load, finish
 from tests.conftest import EdgeProcess, WorkerProcess, eventually, live_workers
 

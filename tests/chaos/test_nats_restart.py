@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from bus import SessionClient
-from bus.embedded import NatsServer
+from praxis.bus import SessionClient
+from praxis.bus.embedded import NatsServer
 from tests.chaos.harness import Load, finish
 from tests.conftest import WorkerProcess, live_workers
 

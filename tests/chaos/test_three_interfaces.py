@@ -10,7 +10,7 @@ from itertools import pairwise
 import httpx
 import pytest
 
-from bus import Receipt, SessionClient, Settings
+from praxis.bus import Receipt, SessionClient, Settings
 from tests.conftest import (
     EdgeProcess,
     WorkerProcess,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from bus import SessionClient, Settings
+from praxis.bus import SessionClient, Settings
 from tests.chaos.harness import Load, finish
 from tests.conftest import WorkerProcess, live_workers
 

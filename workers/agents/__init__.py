@@ -1,9 +1,14 @@
 """Agents: the interface, the built-ins and the registry."""
 
-from workers.agents.base import Agent, TurnContext
-from workers.agents.builtin import Echo, HelloWorld, stream_words
-from workers.agents.registry import ENTRY_POINT_GROUP, AgentRegistry, load_agents, registry_for
-from workers.agents.spec import AgentDefinition
+from praxis.workers.agents.base import Agent, TurnContext
+from praxis.workers.agents.builtin import Echo, HelloWorld, stream_words
+from praxis.workers.agents.registry import (
+    ENTRY_POINT_GROUP,
+    AgentRegistry,
+    load_agents,
+    registry_for,
+)
+from praxis.workers.agents.spec import AgentDefinition
 
 __all__ = [
     "ENTRY_POINT_GROUP",

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas import ChatMessage, ToolCall, ToolDecision, ToolOutcome
+from praxis.schemas import ChatMessage, ToolCall, ToolDecision, ToolOutcome
 
 
 @dataclass(slots=True)

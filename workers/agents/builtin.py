@@ -7,7 +7,7 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from workers.agents.base import Agent, TurnContext
+from praxis.workers.agents.base import Agent, TurnContext
 
 _PIECES = re.compile(r"\S+\s*|\s+")
 

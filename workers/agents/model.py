@@ -50,9 +50,15 @@ from pydantic_ai.settings import ModelSettings
 from pydantic_ai.toolsets import AbstractToolset, ToolsetTool
 from pydantic_core import to_jsonable_python
 
-from schemas import ChatMessage, ToolCall
-from workers.agents.base import Agent, AgentFailure, AwaitingApproval, TurnContext, TurnJournal
-from workers.agents.spec import AgentDefinition, DefinitionError
+from praxis.schemas import ChatMessage, ToolCall
+from praxis.workers.agents.base import (
+    Agent,
+    AgentFailure,
+    AwaitingApproval,
+    TurnContext,
+    TurnJournal,
+)
+from praxis.workers.agents.spec import AgentDefinition, DefinitionError
 
 EXTRAS = {"openai": "openai", "anthropic": "anthropic", "mcp": "mcp"}
 
@@ -313,7 +319,7 @@ def describe(e: BaseException) -> str:
 
 
 class ModelAgent(Agent):
-    """An agent whose replies come from a language model (see :mod:`workers.agents.spec`)."""
+    """An agent whose replies come from a language model (see :mod:`praxis.workers.agents.spec`)."""
 
     def __init__(self, definition: AgentDefinition, *, name: str | None = None) -> None:
         self.definition = definition

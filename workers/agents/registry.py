@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from bus.settings import Settings
-from schemas import AgentInfo, is_token
-from workers.agents.base import Agent
-from workers.agents.spec import AgentDefinition, DefinitionError, read_definition
+from praxis.bus.settings import Settings
+from praxis.schemas import AgentInfo, is_token
+from praxis.workers.agents.base import Agent
+from praxis.workers.agents.spec import AgentDefinition, DefinitionError, read_definition
 
 log = logging.getLogger("praxis.agents")
 ENTRY_POINT_GROUP = "praxis.agents"
@@ -64,7 +64,7 @@ def _instantiate(target: object, source: str) -> Agent:
     if isinstance(target, type) and issubclass(target, Agent):
         target = target()
     if isinstance(target, AgentDefinition):
-        from workers.agents.model import from_definition  # pydantic-ai only when used
+        from praxis.workers.agents.model import from_definition  # pydantic-ai only when used
 
         return from_definition(target)
     if not isinstance(target, Agent):

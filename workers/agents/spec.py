@@ -2,7 +2,7 @@
 :class:`AgentDefinition` returned by a Python entry point.
 
 A definition names a model (``provider:model``), a system prompt, parameters, tools and a
-context policy; :mod:`workers.agents.model` turns it into an agent that runs on that
+context policy; :mod:`praxis.workers.agents.model` turns it into an agent that runs on that
 model. A file looks like::
 
     description = "Answers questions about orders"
@@ -42,7 +42,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from schemas import AgentName
+from praxis.schemas import AgentName
 
 PROVIDERS = ("openai", "anthropic", "test")
 """``openai``: OpenAI and any OpenAI-compatible server (Ollama, vLLM, llama.cpp server, LM
