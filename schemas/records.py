@@ -201,6 +201,18 @@ class CommitNotice(BaseModel):
     seq: int
     events: list[StoredEvent]
 
+    @staticmethod
+    def encode(prev: int, seq: int, event_json: bytes) -> bytes:
+        """The JSON of the notice of one event, around the event's stored JSON (not
+        serialised again: this is on every append's path). Equal to
+        ``CommitNotice(prev=prev, seq=seq, events=[StoredEvent(seq=seq, event=...)])``."""
+        return b'{"type":"commit","prev":%d,"seq":%d,"events":[{"seq":%d,"event":%s}]}' % (
+            prev,
+            seq,
+            seq,
+            event_json,
+        )
+
 
 class TailNotice(BaseModel):
     """Sent by a new owner when it takes a session: followers behind ``seq`` catch up."""

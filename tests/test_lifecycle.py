@@ -28,7 +28,7 @@ from praxis.schemas import (
     TurnRolledBack,
     UserMessageAccepted,
 )
-from praxis.workers.runner import EXPIRY_SLACK
+from praxis.workers.session.policy import EXPIRY_SLACK
 from tests.conftest import (
     EdgeProcess,
     InProcessWorker,

@@ -19,7 +19,7 @@ from praxis.bus.retention import Outcome, SweepLock, candidates, sweep
 from praxis.bus.tasks import cancel_and_wait
 from praxis.schemas import Interface, WorkerInfo, check_token, new_id
 from praxis.workers.agents import AgentRegistry
-from praxis.workers.runner import RunContext, SessionRunner
+from praxis.workers.session import RunContext, SessionRunner
 
 log = logging.getLogger("praxis.worker")
 

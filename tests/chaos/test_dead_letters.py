@@ -20,13 +20,15 @@ from praxis.bus import AlreadyReplayedError, DeadLetterNotFoundError, SessionCli
 from praxis.bus.embedded import NatsServer
 from praxis.schemas import (
     AgentMessage,
+    Checkpoint,
+    Command,
     CommandDeadLettered,
     CommandFailed,
     TurnFailed,
     TurnStarted,
     UserMessage,
 )
-from praxis.workers.runner import SessionRunner
+from praxis.workers.session import policy
 from tests.conftest import (
     InProcessWorker,
     WorkerProcess,
@@ -45,15 +47,17 @@ def settings(nats: NatsServer, tmp_path: Path) -> Settings:
 
 
 def inject_bug(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Handling a message that says "poison" raises, on every worker of this process."""
-    handle = SessionRunner._on_message
+    """Deciding on a message that says "poison" raises, on every worker of this process."""
+    decide = policy.decide
 
-    async def buggy(self: SessionRunner, seq: int, cmd: UserMessage, resuming: bool) -> None:
-        if "poison" in cmd.content:
+    def buggy(
+        state: Checkpoint, cmd: Command, ctx: policy.CommandContext, facts: policy.Facts
+    ) -> policy.Decision:
+        if isinstance(cmd, UserMessage) and "poison" in cmd.content:
             raise KeyError("injected bug")
-        await handle(self, seq, cmd, resuming)
+        return decide(state, cmd, ctx, facts)
 
-    monkeypatch.setattr(SessionRunner, "_on_message", buggy)
+    monkeypatch.setattr(policy, "decide", buggy)
 
 
 async def test_a_command_that_keeps_failing_is_parked_then_replayed_after_the_fix(
