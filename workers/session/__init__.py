@@ -11,12 +11,17 @@
                     expiry timer
 ``turn``            the agent's part of a turn: streaming, interrupting, the journal of
                     tool calls, compaction
+``handler``         one command: ask the policy, store its decision, carry it through
+                    (decide again, the turn, a failure's retry, parking)
+``recorder``        storing a decision's events, and what each commit sets off
 ``ownership``       the lease: claimed, renewed during the run, released
-``cache``           the states and timers a worker keeps between runs
+``shared``          what a worker's runners share: states and timers kept between
+                    runs, the signals to stop lingering
 ==================  ===============================================================
 """
 
 from praxis.workers.session.ownership import LeaseLostError
-from praxis.workers.session.runner import RunContext, SessionRunner
+from praxis.workers.session.runner import SessionRunner
+from praxis.workers.session.shared import RunContext
 
 __all__ = ["LeaseLostError", "RunContext", "SessionRunner"]
