@@ -141,21 +141,21 @@ def _buckets(s: Settings) -> list[tuple[str, str, Any, bool, str]]:
     return [
         (
             "session-records",
-            f"$KV.{s.sessions_bucket}.{SESSION}",
+            subjects.kv_key(s.sessions_bucket, SESSION),
             SessionRecord,
             True,
             "Key-value bucket: each session's record, the index that listings read.",
         ),
         (
             "worker-heartbeats",
-            f"$KV.{s.workers_bucket}.{{worker_id}}",
+            subjects.kv_key(s.workers_bucket, "{worker_id}"),
             WorkerInfo,
             True,
             "Key-value bucket: each live worker's heartbeat (with a time to live).",
         ),
         (
             "dead-letters",
-            f"$KV.{s.dead_letters_bucket}.{{letter_id}}",
+            subjects.kv_key(s.dead_letters_bucket, "{letter_id}"),
             DeadLetter,
             True,
             "Key-value bucket: commands parked after their handling kept failing.",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -29,6 +29,12 @@ class Bounded(Generic[K, V]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def __contains__(self, key: object) -> bool:
+        if key not in self._items:
+            return False
+        at, _ = self._items[cast(K, key)]
+        return self.ttl is None or self._clock() - at < self.ttl
 
     def get(self, key: K) -> V | None:
         found = self._items.get(key)

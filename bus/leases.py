@@ -15,6 +15,7 @@ from nats.aio.client import Client
 from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
+from praxis.bus import subjects
 from praxis.schemas import check_token
 
 
@@ -78,7 +79,7 @@ async def release(nc: Client, bucket: str, lease: Lease, timeout: float) -> int 
     """
     # kv.delete() does not return the marker's revision: write the marker ourselves.
     resp = await nc.request(
-        f"$KV.{bucket}.{lease.session_id}",
+        subjects.kv_key(bucket, lease.session_id),
         b"",
         headers={"KV-Operation": "DEL", "Nats-Expected-Last-Subject-Sequence": str(lease.revision)},
         timeout=timeout,

@@ -23,6 +23,7 @@ import json
 from enum import StrEnum
 from typing import Any
 
+from praxis.bus import subjects
 from praxis.bus.settings import Settings
 from praxis.bus.subjects import PURGE_REQUESTS
 
@@ -55,9 +56,9 @@ def _reads(stream: str) -> list[str]:
 def _buckets(s: Settings, names: list[str], *, write: bool) -> list[str]:
     out: list[str] = []
     for name in names:
-        out += _reads(f"KV_{name}")
+        out += _reads(subjects.kv_stream(name))
         if write:
-            out.append(f"$KV.{name}.>")
+            out.append(subjects.kv_key(name, ">"))
     return out
 
 
@@ -77,14 +78,14 @@ def _checks(s: Settings) -> list[str]:
     return (
         _reads(s.stream)
         + [f"$JS.API.CONSUMER.INFO.{s.stream}.{s.consumer}"]
-        + [f"$JS.API.STREAM.INFO.KV_{b}" for b in _all_buckets(s)]
+        + [f"$JS.API.STREAM.INFO.{subjects.kv_stream(b)}" for b in _all_buckets(s)]
     )
 
 
 def _purges(s: Settings) -> list[str]:
     """Removing a session: its subjects in the stream, its record, lease and dead letters."""
-    streams = [s.stream, *(f"KV_{b}" for b in (s.sessions_bucket, s.leases_bucket))]
-    streams.append(f"KV_{s.dead_letters_bucket}")
+    streams = [s.stream, *(subjects.kv_stream(b) for b in (s.sessions_bucket, s.leases_bucket))]
+    streams.append(subjects.kv_stream(s.dead_letters_bucket))
     return [f"$JS.API.STREAM.PURGE.{x}" for x in streams]
 
 
@@ -120,12 +121,12 @@ def permissions(role: Role, s: Settings) -> dict[str, Any] | None:
     if role is Role.EDGE:
         publish = [
             *readers,
-            f"$KV.{s.sessions_bucket}.>",  # the record of a session it creates
-            *_reads(f"KV_{s.keys_bucket}"),  # API keys (hashed)
+            subjects.kv_key(s.sessions_bucket, ">"),  # the record of a session it creates
+            *_reads(subjects.kv_stream(s.keys_bucket)),  # API keys (hashed)
             PURGE_REQUESTS,  # DELETE /agent-sessions/{id}: a worker purges
         ]
         return _perm(publish, ["live.*", inbox])
-    publish = [*readers, f"$KV.{s.sessions_bucket}.>"]
+    publish = [*readers, subjects.kv_key(s.sessions_bucket, ">")]
     return _perm(publish, ["live.*", inbox])
 
 

@@ -25,6 +25,7 @@ from nats.js.api import (
 from nats.js.errors import BadRequestError, NotFoundError
 from nats.js.kv import KeyValue
 
+from praxis.bus import subjects
 from praxis.bus.errors import ProvisioningError, ProvisioningMismatchError
 from praxis.bus.settings import Settings
 from praxis.bus.subjects import INPUT_WILDCARD, OUTPUT_WILDCARD
@@ -253,7 +254,7 @@ async def ensure_bucket(
         if not create:
             raise _missing("key-value bucket", want.bucket) from None
         return await js.create_key_value(want)
-    info = await js.stream_info(f"KV_{want.bucket}")
+    info = await js.stream_info(subjects.kv_stream(want.bucket))
     have = info.config
     expect = StreamConfig(
         max_age=want.ttl,

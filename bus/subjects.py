@@ -87,3 +87,16 @@ def session_of(subject: str) -> str:
     if len(parts) < 3 or parts[0] != "sess":
         raise ValueError(f"not a session subject: {subject!r}")
     return check_token(parts[1], "session id")
+
+
+# -- KV buckets: each is a JetStream stream; reading or purging it directly needs these ----
+
+
+def kv_stream(bucket: str) -> str:
+    """The stream that holds KV bucket ``bucket``."""
+    return f"KV_{bucket}"
+
+
+def kv_key(bucket: str, key: str) -> str:
+    """The subject of ``key`` (or a wildcard: ``*``, ``>``) in KV bucket ``bucket``."""
+    return f"$KV.{bucket}.{key}"

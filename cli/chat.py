@@ -124,7 +124,7 @@ async def chat(client: Sessions, session_id: str) -> None:
 
 async def show_recent(client: Sessions, session_id: str, limit: int, err: bool) -> None:
     """The last ``limit`` messages (read from the end: as fast for a long history)."""
-    shown, more = await client.history_page(session_id, limit=max(limit, 1))
+    shown, more = await client.history(session_id, limit=max(limit, 1), more=True)
     out = sys.stderr if err else sys.stdout
     if not shown:
         return

@@ -9,6 +9,7 @@ from typing import Annotated
 from cyclopts import App, Parameter
 
 from praxis.cli.chat import TurnError
+from praxis.cli.common import JsonFlag
 from praxis.cli.render import dead_letter_rows, print_turn
 from praxis.cli.runtime import load_settings, run_coro, runtime, setup_logging
 from praxis.cli.term import table
@@ -19,7 +20,6 @@ dead_app = App(
 )
 
 LetterId = Annotated[str, Parameter(name="ID", help="Dead letter id (SESSION.SEQ).")]
-JsonFlag = Annotated[bool, Parameter(name="--json", help="Print JSON.")]
 
 
 @dead_app.default

@@ -9,11 +9,11 @@ from typing import Annotated
 from cyclopts import App, Parameter
 
 from praxis.bus import keys as api_keys
+from praxis.cli.common import JsonFlag
 from praxis.cli.runtime import load_settings, run_coro, runtime, setup_logging
 from praxis.cli.term import table
 
 keys_app = App(name="keys", help="API keys for the edge (PRAXIS_AUTH=on): create, list, revoke.")
-JsonFlag = Annotated[bool, Parameter(name="--json", help="Print JSON.")]
 
 
 @keys_app.command(name="create")

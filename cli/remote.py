@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, overload
 
 import httpx
 from httpx_sse import EventSource
@@ -63,7 +63,7 @@ class Sessions(Protocol):
 
     async def get(self, session_id: str) -> SessionRecord: ...
 
-    async def list(
+    async def list_sessions(
         self,
         *,
         state: SessionState | None = ...,
@@ -72,10 +72,12 @@ class Sessions(Protocol):
         limit: int = ...,
     ) -> Page: ...
 
-    async def history(self, session_id: str) -> History: ...
+    @overload
+    async def history(self, session_id: str, *, limit: int | None = ...) -> History: ...
 
-    async def history_page(
-        self, session_id: str, *, limit: int | None = ...
+    @overload
+    async def history(
+        self, session_id: str, *, limit: int | None = ..., more: Literal[True]
     ) -> tuple[History, bool]: ...
 
     def turn(self, session_id: str, message: str) -> AsyncGenerator[Delivery, None]: ...
@@ -184,7 +186,7 @@ class EdgeClient:
     async def get(self, session_id: str) -> SessionRecord:
         return _record(await self._call("GET", f"/agent-sessions/{session_id}"))
 
-    async def list(
+    async def list_sessions(
         self,
         *,
         state: SessionState | None = None,
@@ -201,27 +203,41 @@ class EdgeClient:
         )
         return Page([v.record() for v in page.items], page.next_cursor)
 
-    async def history_page(
+    @overload
+    async def history(
         self, session_id: str, *, before: int | None = None, limit: int | None = None
-    ) -> tuple[History, bool]:
-        params = _present({"before": before, "limit": min(limit or 1000, 1000)})
-        page = HistoryPage.model_validate(
-            await self._call("GET", f"/agent-sessions/{session_id}/history", **params)
-        )
-        return page.items, page.next_before is not None
+    ) -> History: ...
 
-    async def history(self, session_id: str) -> History:
-        """The whole conversation, oldest first (paged backwards from the end)."""
+    @overload
+    async def history(
+        self,
+        session_id: str,
+        *,
+        before: int | None = None,
+        limit: int | None = None,
+        more: Literal[True],
+    ) -> tuple[History, bool]: ...
+
+    async def history(
+        self,
+        session_id: str,
+        *,
+        before: int | None = None,
+        limit: int | None = None,
+        more: bool = False,
+    ) -> History | tuple[History, bool]:
+        """The conversation, oldest first (the whole of it, paged backwards from the end,
+        unless ``before`` or ``limit`` asks for one page); ``more=True``: also whether
+        there are older messages."""
         items: History = []
-        before: int | None = None
         while True:
-            params = _present({"before": before, "limit": 1000})
+            params = _present({"before": before, "limit": min(limit or 1000, 1000)})
             page = HistoryPage.model_validate(
                 await self._call("GET", f"/agent-sessions/{session_id}/history", **params)
             )
             items[:0] = page.items
-            if page.next_before is None:
-                return items
+            if page.next_before is None or limit is not None:
+                return (items, page.next_before is not None) if more else items
             before = page.next_before
 
     def turn(self, session_id: str, message: str) -> AsyncGenerator[Delivery, None]:

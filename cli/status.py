@@ -8,7 +8,7 @@ import json
 from collections import Counter
 from typing import Any
 
-from praxis.bus import Bus, SessionClient
+from praxis.bus import Bus, SessionClient, subjects
 from praxis.cli.render import worker_rows
 from praxis.cli.term import table
 from praxis.schemas import SessionState, WorkerInfo
@@ -32,7 +32,7 @@ async def gather(bus: Bus, client: SessionClient) -> dict[str, Any]:
         s.workers_bucket,
         s.dead_letters_bucket,
     ):
-        info = await js.stream_info(f"KV_{bucket}")
+        info = await js.stream_info(subjects.kv_stream(bucket))
         buckets[bucket] = {"entries": info.state.messages, "bytes": info.state.bytes}
     cluster = stream.cluster
     by_state = Counter(r.state.value for r in records)

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from strawberry.dataloader import DataLoader
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.extensions import MaskErrors, ParserCache, ValidationCache
-from strawberry.litestar import make_graphql_controller
+from strawberry.litestar import BaseContext, make_graphql_controller
 from strawberry.scalars import JSON
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionContext, Info
@@ -35,7 +35,7 @@ from praxis.bus import Scope as BusScope
 from praxis.bus.client import list_cursor
 from praxis.edge import problems
 from praxis.edge.auth import UnauthenticatedError, caller_key, open_stream, token_from_payload
-from praxis.edge.sessions import list_page, scoped_client
+from praxis.edge.shared import list_page, scoped_client
 from praxis.schemas import (
     DoubleTexting,
     HistoryItem,
@@ -57,6 +57,22 @@ log = logging.getLogger("praxis.edge.graphql")
 
 T = TypeVar("T")
 HistoryKey = tuple[str, int, int | None]
+
+
+class Context(BaseContext, kw_only=True):
+    """What every resolver gets (``info.context``): the caller's client, the loader that
+    batches history reads, the settings, the app's state; for a WebSocket, what its
+    ``connection_init`` said."""
+
+    client: SessionClient
+    histories: DataLoader[HistoryKey, list[HistoryItem]]
+    settings: Settings
+    state: State
+    connection_params: Any = None
+    """A WebSocket's ``connection_init`` payload (Strawberry sets it)."""
+    stream_key: str | None = None
+    """Whose subscriptions a WebSocket's count against (its credentials)."""
+
 
 # Registers the enum with Strawberry (the same class, given a GraphQL definition).
 strawberry.enum(SessionState, description="Where a session is in its lifecycle.")
@@ -221,10 +237,10 @@ class AgentSession:
 
     @strawberry.field(description="Messages oldest first: the last `first` before `before`.")
     async def history(
-        self, info: Info[dict[str, Any], None], first: int = 50, before: int | None = None
+        self, info: Info[Context, None], first: int = 50, before: int | None = None
     ) -> list[Message]:
         _check_page(first)
-        loader: DataLoader[HistoryKey, list[HistoryItem]] = info.context["histories"]
+        loader: DataLoader[HistoryKey, list[HistoryItem]] = info.context.histories
         return [Message.of(i) for i in await loader.load((self.session_id, first, before))]
 
 
@@ -307,29 +323,27 @@ def _way(value: str) -> DoubleTexting:
     )
 
 
-def _client(info: Info[dict[str, Any], None]) -> SessionClient:
-    client: SessionClient = info.context["client"]
+def _client(info: Info[Context, None]) -> SessionClient:
+    client: SessionClient = info.context.client
     return client
 
 
 @strawberry.type
 class Query:
     @strawberry.field(description="The agents the live workers offer, by name.")
-    async def agents(self, info: Info[dict[str, Any], None]) -> list[Agent]:
+    async def agents(self, info: Info[Context, None]) -> list[Agent]:
         found = await _call(_client(info).agents())
         return [Agent(name=a.name, description=a.description, source=a.source) for a in found]
 
     @strawberry.field(description="One session (error NOT_FOUND if there is none).")
-    async def agent_session(
-        self, info: Info[dict[str, Any], None], session_id: str
-    ) -> AgentSession:
+    async def agent_session(self, info: Info[Context, None], session_id: str) -> AgentSession:
         sid = _token(session_id, "session id")
         return AgentSession.of(SessionView.of(await _call(_client(info).get(sid))))
 
     @strawberry.field(description="Sessions newest first, filtered, in pages.")
     async def agent_sessions(
         self,
-        info: Info[dict[str, Any], None],
+        info: Info[Context, None],
         filter: AgentSessionFilter | None = None,
         first: int = 50,
         after: str | None = None,
@@ -367,7 +381,7 @@ class Mutation:
     @strawberry.mutation(description="Start a session, optionally with a first message.")
     async def create_agent_session(
         self,
-        info: Info[dict[str, Any], None],
+        info: Info[Context, None],
         agent_name: str,
         initial_message: str | None = None,
         task_id: str | None = None,
@@ -407,7 +421,7 @@ class Mutation:
     @strawberry.mutation(description="Queue a user message; the reply follows as events.")
     async def send_message_to_session(
         self,
-        info: Info[dict[str, Any], None],
+        info: Info[Context, None],
         session_id: str,
         message: str,
         command_id: str | None = None,
@@ -427,7 +441,7 @@ class Mutation:
         ] = False,
     ) -> CommandReceipt:
         sid = _token(session_id, "session id")
-        settings: Settings = info.context["settings"]
+        settings: Settings = info.context.settings
         if not message or len(message.encode()) > settings.edge_max_body:
             raise GraphQLError(
                 f"message must be 1 to {settings.edge_max_body} bytes",
@@ -441,21 +455,21 @@ class Mutation:
 
     @strawberry.mutation
     async def suspend_agent_session(
-        self, info: Info[dict[str, Any], None], session_id: str, reason: str | None = None
+        self, info: Info[Context, None], session_id: str, reason: str | None = None
     ) -> AgentSession:
         sid = _token(session_id, "session id")
         return AgentSession.of(SessionView.of(await _call(_client(info).suspend(sid, reason))))
 
     @strawberry.mutation
     async def resume_agent_session(
-        self, info: Info[dict[str, Any], None], session_id: str
+        self, info: Info[Context, None], session_id: str
     ) -> AgentSession:
         sid = _token(session_id, "session id")
         return AgentSession.of(SessionView.of(await _call(_client(info).resume(sid))))
 
     @strawberry.mutation
     async def complete_agent_session(
-        self, info: Info[dict[str, Any], None], session_id: str, reason: str | None = None
+        self, info: Info[Context, None], session_id: str, reason: str | None = None
     ) -> AgentSession:
         sid = _token(session_id, "session id")
         return AgentSession.of(SessionView.of(await _call(_client(info).complete(sid, reason))))
@@ -466,7 +480,7 @@ class Mutation:
     )
     async def approve_tool_call(
         self,
-        info: Info[dict[str, Any], None],
+        info: Info[Context, None],
         session_id: str,
         call_id: str,
         reason: str | None = None,
@@ -479,7 +493,7 @@ class Mutation:
     )
     async def deny_tool_call(
         self,
-        info: Info[dict[str, Any], None],
+        info: Info[Context, None],
         session_id: str,
         call_id: str,
         reason: str | None = None,
@@ -487,16 +501,14 @@ class Mutation:
         return await _decide(info, session_id, call_id, False, reason)
 
     @strawberry.mutation(description="Stop the turn in flight (it ends with turn.failed).")
-    async def cancel_turn(
-        self, info: Info[dict[str, Any], None], session_id: str
-    ) -> CommandReceipt:
+    async def cancel_turn(self, info: Info[Context, None], session_id: str) -> CommandReceipt:
         sid = _token(session_id, "session id")
         receipt = await _call(_client(info).cancel(sid))
         return CommandReceipt(session_id=sid, command_id=receipt.command_id, cursor=receipt.cursor)
 
 
 async def _decide(
-    info: Info[dict[str, Any], None],
+    info: Info[Context, None],
     session_id: str,
     call_id: str,
     approve: bool,
@@ -515,16 +527,16 @@ class Subscription:
         "gives its text so far as one token.delta, then the rest."
     )
     async def agent_session_events(
-        self, info: Info[dict[str, Any], None], session_id: str, after: int | None = None
+        self, info: Info[Context, None], session_id: str, after: int | None = None
     ) -> AsyncGenerator[AgentSessionEvent, None]:
         sid = _token(session_id, "session id")
         if after is not None and after < 0:
             raise GraphQLError(
                 "after must be 0 or more", extensions={"code": "BAD_USER_INPUT", "field": "after"}
             )
-        closed = await _call(_open(info.context["state"], info.context))
+        closed = await _call(_open(info.context.state, info.context))
         try:
-            items = await _call(_client(info).watch(sid, after))
+            items = await _call(_client(info).events(sid, after))
         except BaseException:
             closed()
             raise
@@ -561,7 +573,10 @@ def _histories(client: SessionClient) -> DataLoader[HistoryKey, list[HistoryItem
 
     async def load(keys: list[HistoryKey]) -> list[list[HistoryItem] | BaseException]:
         pages = await asyncio.gather(
-            *(client.history_page(sid, before=before, limit=first) for sid, first, before in keys),
+            *(
+                client.history(sid, before=before, limit=first, more=True)
+                for sid, first, before in keys
+            ),
             return_exceptions=True,
         )
         return [graphql_error(p) if isinstance(p, BaseException) else p[0] for p in pages]
@@ -569,7 +584,7 @@ def _histories(client: SessionClient) -> DataLoader[HistoryKey, list[HistoryItem
     return DataLoader(load_fn=load)
 
 
-async def _context(state: State, scope: AsgiScope) -> dict[str, Any]:
+async def _context(state: State, scope: AsgiScope) -> Context:
     """Per operation: the caller's client, from its headers over HTTP. A WebSocket
     authenticates in its connection_init payload instead (see ``on_ws_connect``)."""
     if str(scope["type"]) == "websocket":
@@ -579,17 +594,14 @@ async def _context(state: State, scope: AsgiScope) -> dict[str, Any]:
     else:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         client = (await scoped_client(state, headers)).via(Interface.GRAPHQL)
-    return {
-        "client": client,
-        "settings": state.settings,
-        "histories": _histories(client),
-        "state": state,
-    }
+    return Context(
+        client=client, histories=_histories(client), settings=state.settings, state=state
+    )
 
 
-async def _open(state: State, context: dict[str, Any]) -> Callable[[], None]:
+async def _open(state: State, context: Context) -> Callable[[], None]:
     """Count a subscription against its caller (by the credentials it connected with)."""
-    key = context.get("stream_key") or "ws"
+    key = context.stream_key or "ws"
     return open_stream(state.auth, key)
 
 
@@ -598,13 +610,14 @@ _NOBODY = BusScope(Owner(principal="-", tenant="-"))
 """A WebSocket that has not authenticated yet sees nothing."""
 
 
-async def _on_ws_connect(context: dict[str, Any]) -> UnsetType | dict[str, object] | None:
+async def _on_ws_connect(context: Context) -> UnsetType | dict[str, object] | None:
     """A subscription's credentials, from its connection_init payload (``Authorization``:
     ``Bearer <key or JWT>``, or ``api_key``)."""
-    state: State = context["socket"].app.state
+    assert context.websocket is not None
+    state: State = context.websocket.app.state
     if not state.auth.on:
         return _ACK
-    token = token_from_payload(context.get("connection_params"))
+    token = token_from_payload(context.connection_params)
     if token is None:
         raise ConnectionRejectionError({"message": "credentials needed in connection_init"})
     try:
@@ -612,9 +625,9 @@ async def _on_ws_connect(context: dict[str, Any]) -> UnsetType | dict[str, objec
     except UnauthenticatedError as e:
         raise ConnectionRejectionError({"message": str(e)}) from None
     client = state.client.via(Interface.GRAPHQL).scoped(scope, actor=scope.owner.principal)
-    context["client"] = client
-    context["histories"] = _histories(client)
-    context["stream_key"] = caller_key({"authorization": f"Bearer {token}"}, "")
+    context.client = client
+    context.histories = _histories(client)
+    context.stream_key = caller_key({"authorization": f"Bearer {token}"}, "")
     return _ACK
 
 
@@ -641,9 +654,7 @@ def controller(keep_alive: float) -> type:
                 raise StrawberryHTTPException(400, "the request body must be a JSON object")
             return parsed
 
-        async def on_ws_connect(
-            self, context: dict[str, Any]
-        ) -> UnsetType | dict[str, object] | None:
+        async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
             return await _on_ws_connect(context)
 
     GraphQL.include_in_schema = False  # GraphQL documents itself (introspection, the SDL)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 from collections.abc import Generator
+from pathlib import Path
 
 import uvicorn
 from litestar import Litestar
@@ -18,8 +21,12 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def serve(app: Litestar, host: str, port: int, stop: asyncio.Event) -> None:
-    """Serve until ``stop`` is set; print the URL once listening (port 0: any free one)."""
+async def serve(
+    app: Litestar, host: str, port: int, stop: asyncio.Event, ready_file: Path | None = None
+) -> None:
+    """Serve until ``stop`` is set; print the URL once listening (port 0: any free one),
+    and write it to ``ready_file`` as ``{"url": ...}`` (whole or not at all), for a
+    process that started this one."""
     config = uvicorn.Config(
         app,
         host=host,
@@ -41,7 +48,12 @@ async def serve(app: Litestar, host: str, port: int, stop: asyncio.Event) -> Non
         await asyncio.sleep(0.01)
     bound = server.servers[0].sockets[0].getsockname()
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-    print(f"Praxis edge on http://{shown}:{bound[1]}", flush=True)
+    url = f"http://{shown}:{bound[1]}"
+    print(f"Praxis edge on {url}", flush=True)
+    if ready_file is not None:
+        partial = ready_file.with_name(ready_file.name + ".part")
+        partial.write_text(json.dumps({"url": url, "pid": os.getpid()}))
+        partial.replace(ready_file)
     stop_waiter = asyncio.create_task(stop.wait())
     await asyncio.wait({task, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
     server.should_exit = True

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Annotated, Any
 
 from litestar import Controller, HttpMethod, Request, Response, delete, get, post, route
@@ -13,9 +12,10 @@ from litestar.openapi import ResponseSpec
 from litestar.params import HeaderParameter, Parameter
 from pydantic import BaseModel, ConfigDict, Field
 
-from praxis.bus import InvalidCursorError, Page, Receipt, SessionClient, Settings
+from praxis.bus import InvalidCursorError, Receipt, SessionClient, Settings
 from praxis.edge import sse
 from praxis.edge.auth import caller_key, open_stream
+from praxis.edge.shared import list_page, scoped_client
 from praxis.schemas import AgentInfo, check_token
 from praxis.schemas.api import (
     MAX_PAGE,
@@ -81,28 +81,9 @@ SessionIdPath = Annotated[
 ]
 
 
-async def list_page(client: SessionClient, request: ListSessionsRequest) -> Page:
-    """One page of sessions for a list request (REST's body; GraphQL's filter and paging)."""
-    return await client.list(
-        state=request.state,
-        agent=request.agent_name,
-        task_id=request.task_id,
-        created_after=request.created_after,
-        created_before=request.created_before,
-        limit=request.limit,
-        cursor=request.cursor,
-    )
-
-
 async def _client(request: Request[Any, Any, Any]) -> SessionClient:
     """The client for this request's caller (see :mod:`praxis.edge.auth`)."""
     return await scoped_client(request.app.state, request.headers)
-
-
-async def scoped_client(state: State, headers: Mapping[str, str]) -> SessionClient:
-    client: SessionClient = state.client
-    scope = await state.auth.scope(headers)
-    return client if scope is None else client.scoped(scope, actor=scope.owner.principal)
 
 
 def _settings(state: State) -> Settings:
@@ -216,13 +197,14 @@ class AgentSessions(Controller):
                 session_id=sid, command_id=receipt.command_id, cursor=receipt.cursor
             )
             return Response(accepted, status_code=202)
-        turn = client.turn_updates(
+        turn = client.turn(
             sid,
             data.message,
             command_id=data.command_id,
             keepalive=settings.sse_keepalive,
             queue=data.queue,
             on_busy=data.on_busy,
+            updates=True,
             accepted=True,
         )
         try:  # stored, or refused before anything was stored (answered as an error)
@@ -355,8 +337,8 @@ class AgentSessions(Controller):
         ),
         limit: int = Parameter(default=50, ge=1, le=MAX_PAGE, description="Page size."),
     ) -> HistoryPage:
-        items, more = await client.history_page(
-            check_token(session_id, "session id"), before=before, limit=limit
+        items, more = await client.history(
+            check_token(session_id, "session id"), before=before, limit=limit, more=True
         )
         return HistoryPage(items=items, next_before=items[0].seq if more and items else None)
 
@@ -396,7 +378,7 @@ class AgentSessions(Controller):
         address = request.client.host if request.client else "?"
         closed = open_stream(request.app.state.auth, caller_key(request.headers, address))
         try:
-            items = await client.watch(sid, after, keepalive=settings.sse_keepalive)
+            items = await client.events(sid, after, keepalive=settings.sse_keepalive, updates=True)
         except BaseException:
             closed()
             raise
@@ -415,7 +397,7 @@ async def _decide(
     reason = data.reason if data else None
     receipt = await client.decide(sid, call_id, approve=approve, reason=reason)
     if data is not None and data.stream:
-        return sse.response(sse.relay(client.follow_updates(receipt, keepalive=keepalive)))
+        return sse.response(sse.relay(client.follow(receipt, keepalive=keepalive, updates=True)))
     accepted = Accepted(session_id=sid, command_id=receipt.command_id, cursor=receipt.cursor)
     return Response(accepted, status_code=202)
 

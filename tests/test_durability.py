@@ -132,7 +132,7 @@ async def test_kill_9_mid_turn_another_worker_finishes_with_one_reply(
     started: TurnStarted | None = None
     pieces = 0
     async with asyncio.timeout(60):
-        async for item in client.events(record.session_id, after=sent.cursor):
+        async for item in await client.events(record.session_id, after=sent.cursor):
             ev = item.event
             if isinstance(ev, TurnStarted) and started is None:
                 started = ev
@@ -223,7 +223,7 @@ async def test_invalid_ids_are_rejected_before_anything_is_published(
     with pytest.raises(InvalidIdError):
         subjects.inputs(bad)
     with pytest.raises(InvalidIdError):
-        [d async for d in client.events(bad)]
+        [d async for d in await client.events(bad)]
     assert (await client.bus.js.stream_info(client.bus.stream)).state.last_seq == before
 
 
@@ -271,7 +271,7 @@ async def test_follow_up_messages_stay_with_the_owner_while_it_lingers(
 async def _durable_events(client: SessionClient, session_id: str):  # type: ignore[no-untyped-def]
     found = await load_state(client.bus, session_id)
     assert found is not None
-    async for item in client.events(session_id, after=0):
+    async for item in await client.events(session_id, after=0):
         if item.cursor is not None:
             yield item
             if item.cursor >= found[1]:

@@ -46,7 +46,7 @@ from tests.conftest import (
 async def expired_event(client: SessionClient, sid: str, within: float) -> StateChanged:
     """Follow the session's events until it expires (nobody touches it meanwhile)."""
     async with asyncio.timeout(within):
-        async for item in client.events(sid, after=0):
+        async for item in await client.events(sid, after=0):
             ev = item.event
             if isinstance(ev, StateChanged) and ev.to_state is SessionState.EXPIRED:
                 return ev
@@ -298,7 +298,7 @@ async def _events_of(client: SessionClient, sid: str, command_id: str) -> list[E
     """The events of one command, up to its last one (following the session live)."""
     got: list[Event] = []
     async with asyncio.timeout(15):
-        async for item in client.events(sid, after=0):
+        async for item in await client.events(sid, after=0):
             ev = item.event
             if isinstance(ev, TokenDelta) or ev.command_id != command_id:
                 continue
@@ -376,7 +376,7 @@ async def test_double_texting_rollback_discards_the_turn_in_flight(
     assert rolled.from_seq == history[0].seq and rolled.to_seq > history[1].seq
     ck, _ = await client._checkpoint(sid)
     assert [m.content.split()[0] for m in ck.context] == ["scratch", "w0"]  # what the agent sees
-    page, _ = await client.history_page(sid, limit=4)
+    page, _ = await client.history(sid, limit=4, more=True)
     assert [h.rolled_back for h in page] == [True, True, False, False]
 
 

@@ -153,7 +153,7 @@ async def test_history_pages_backwards_through_interleaved_sessions(
             pages: list[list[int]] = []
             before = None
             while True:
-                items, more = await client.history_page(sid, before=before, limit=limit)
+                items, more = await client.history(sid, before=before, limit=limit, more=True)
                 pages.insert(0, [h.seq for h in items])
                 if not more:
                     break
@@ -174,7 +174,7 @@ async def test_a_100000_message_session_resumes_and_answers(
     record = await import_conversation(client, conv, agent="echo", task_id=None)
     sid = record.session_id
     assert record.counters.user_messages + record.counters.agent_messages == 100_000
-    items, more = await client.history_page(sid, limit=3)
+    items, more = await client.history(sid, limit=3, more=True)
     assert [h.content for h in items] == ["message 99997", "message 99998", "message 99999"]
     assert more
     events = await client.wait(await client.send(sid, "still there?"))

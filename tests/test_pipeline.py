@@ -69,7 +69,9 @@ async def test_runs_and_turns_with_a_plain_nats_client(
             "step two",
             "step two",
         ]
-        assert [r.session_id for r in (await client.list(task_id="batch-7")).items] == [sid]
+        assert [r.session_id for r in (await client.list_sessions(task_id="batch-7")).items] == [
+            sid
+        ]
 
         # Refused commands say why.
         again = await _run(nc, sid, {**base, "kind": "create_session", "agent": "echo"})
@@ -112,7 +114,7 @@ async def test_a_create_for_an_agent_no_worker_offers_leaves_no_session(
         assert await remnants(client, sid) == {}
         with pytest.raises(SessionNotFoundError):
             await client.get(sid)
-        assert not (await client.list(task_id="task-unknown-agent")).items
+        assert not (await client.list_sessions(task_id="task-unknown-agent")).items
         made = await _run(nc, sid, {**base, "agent": "echo", "message": "hi"})
         assert (made["outcome"], made["reply"]) == ("completed", "hi")
     finally:

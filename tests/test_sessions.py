@@ -94,7 +94,7 @@ async def test_create_message_events_history(
     assert got.counters.user_messages == 2 and got.counters.agent_messages == 3
     assert got.task_id == "task-42" and got.metadata == {"k": 1}
 
-    page = await client.list(task_id="task-42")
+    page = await client.list_sessions(task_id="task-42")
     assert [r.session_id for r in page.items] == [record.session_id]
 
 
@@ -108,7 +108,7 @@ async def test_events_resume_from_any_cursor(
 
     everything: list[Delivery] = []
     async with asyncio.timeout(10):
-        async for item in client.events(record.session_id, after=0):
+        async for item in await client.events(record.session_id, after=0):
             everything.append(item)
             if (
                 isinstance(item.event, TurnCompleted)
@@ -124,7 +124,7 @@ async def test_events_resume_from_any_cursor(
     middle = cursors[len(cursors) // 2]
     rest: list[int] = []
     async with asyncio.timeout(10):
-        async for item in client.events(record.session_id, after=middle):
+        async for item in await client.events(record.session_id, after=middle):
             assert item.cursor is not None
             rest.append(item.cursor)
             if item.cursor == cursors[-1]:
@@ -140,7 +140,7 @@ async def test_live_follower_sees_next_turn_and_deltas(
     seen: list[Delivery] = []
 
     async def follow() -> None:
-        async for item in client.events(record.session_id):
+        async for item in await client.events(record.session_id):
             seen.append(item)
             if isinstance(item.event, TurnCompleted):
                 return
@@ -169,7 +169,7 @@ async def test_joining_mid_turn_gets_text_so_far_then_the_rest(
     record, sent = await slow_turn_streaming(client, pieces=30, delay=0.03, at_least=5)
     collected: list[Delivery] = []
     async with asyncio.timeout(15):
-        async for item in client.events(record.session_id):
+        async for item in await client.events(record.session_id):
             collected.append(item)
             if isinstance(item.event, TurnCompleted):
                 break
@@ -263,7 +263,7 @@ async def test_a_command_id_is_an_idempotency_key_within_one_session(
 
 async def _durable(client: SessionClient, session_id: str):  # type: ignore[no-untyped-def]
     tail = (await client.bus.js.stream_info(client.bus.stream)).state.last_seq
-    async for item in client.events(session_id, after=0):
+    async for item in await client.events(session_id, after=0):
         if item.cursor is not None:
             yield item
             last = await client.bus.nc.request(
@@ -481,17 +481,19 @@ async def test_list_filters_and_pages(client: SessionClient) -> None:
     seen: list[str] = []
     cursor: str | None = None
     while True:
-        page = await client.list(task_id="task-paging", agent="echo", limit=3, cursor=cursor)
+        page = await client.list_sessions(
+            task_id="task-paging", agent="echo", limit=3, cursor=cursor
+        )
         seen += [r.session_id for r in page.items]
         assert len(page.items) <= 3
         if page.next_cursor is None:
             break
         cursor = page.next_cursor
     assert seen == list(reversed(made)), "newest first, each once"
-    created = await client.list(task_id="task-paging", state=SessionState.CREATED)
+    created = await client.list_sessions(task_id="task-paging", state=SessionState.CREATED)
     assert len(created.items) == 8
     with pytest.raises(ValueError, match="invalid list cursor"):
-        await client.list(cursor="not-a-cursor")
+        await client.list_sessions(cursor="not-a-cursor")
 
 
 async def test_a_reader_that_does_not_read_is_resynchronised_not_buffered_without_bound(

@@ -47,7 +47,7 @@ async def resume_once(client: SessionClient, sid: str) -> float:
     await client.suspend(sid)
     t0 = time.perf_counter()
     await client.resume(sid)
-    await client.history_page(sid, limit=20)
+    await client.history(sid, limit=20, more=True)
     return time.perf_counter() - t0
 
 

@@ -1,0 +1,371 @@
+"""``SessionClient``: what the CLI, the edge and any other service use to drive sessions.
+
+A thin façade: one method per operation, each a call into the module of its concern
+(:mod:`.commands`, :mod:`.lifecycle`, :mod:`.following`, :mod:`.reading`, :mod:`.scope`,
+:mod:`.dead_letters`, :mod:`.fleet`, :mod:`.admin`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from datetime import datetime
+from typing import Any, Literal, overload
+
+from praxis.bus.client import (
+    admin,
+    commands,
+    dead_letters,
+    fleet,
+    following,
+    lifecycle,
+    reading,
+)
+from praxis.bus.client.base import ClientState, Page, Receipt, Scope
+from praxis.schemas import (
+    AgentInfo,
+    Complete,
+    DeadLetter,
+    Delivery,
+    DoubleTexting,
+    Event,
+    HistoryItem,
+    Interface,
+    Resume,
+    SessionRecord,
+    SessionState,
+    Suspend,
+    WorkerInfo,
+)
+
+
+class SessionClient(ClientState):
+    """Drive sessions over the bus. Cheap to make; of sessions it only remembers their task
+    ids (which never change), so that a turn can publish without reading first."""
+
+    def scoped(self, scope: Scope | None, actor: str | None = None) -> SessionClient:
+        """A client for one caller: it creates sessions owned by ``scope.owner`` and, unless
+        ``scope.admin``, sees no other owner's session (they are 'unknown', never
+        'forbidden', so ids cannot be probed). Shares this client's caches."""
+        other = self._copy()
+        assert isinstance(other, SessionClient)
+        other.scope = scope
+        other.actor = actor or self.actor
+        return other
+
+    def via(self, interface: Interface) -> SessionClient:
+        """This client for another interface (recorded in the events it causes, and as a
+        session's ``created_by``). Shares this client's caches."""
+        other = self._copy()
+        assert isinstance(other, SessionClient)
+        other.interface = interface
+        return other
+
+    # -- creating and talking ------------------------------------------------------------
+
+    async def create(
+        self,
+        agent: str,
+        *,
+        task_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        initial_message: str | None = None,
+        session_id: str | None = None,
+        command_id: str | None = None,
+        idle_timeout: float | None = None,
+        max_lifetime: float | None = None,
+        double_texting: DoubleTexting = "enqueue",
+    ) -> tuple[SessionRecord, Receipt]:
+        """Create a session (stored once its first command is: a worker makes the session
+        from it).
+
+        ``idle_timeout`` and ``max_lifetime`` (seconds, 0 for never) default to
+        ``PRAXIS_SESSION_IDLE_TIMEOUT`` and ``PRAXIS_SESSION_MAX_LIFETIME``."""
+        return await commands.create(
+            self,
+            agent,
+            task_id=task_id,
+            metadata=metadata,
+            initial_message=initial_message,
+            session_id=session_id,
+            command_id=command_id,
+            idle_timeout=idle_timeout,
+            max_lifetime=max_lifetime,
+            double_texting=double_texting,
+        )
+
+    async def send(
+        self,
+        session_id: str,
+        message: str,
+        *,
+        command_id: str | None = None,
+        queue: bool = False,
+        on_busy: DoubleTexting | None = None,
+    ) -> Receipt:
+        """Queue a user message; the reply arrives as events after ``Receipt.cursor``.
+
+        ``queue``: if the session is suspended, keep the message (``message.queued``) and
+        answer it when the session is resumed, instead of refusing it. ``on_busy``: what
+        the message does if the session is busy with an earlier one (default: the
+        session's ``double_texting``)."""
+        return await commands.send(self, session_id, message, command_id, queue, on_busy)
+
+    @overload
+    def turn(
+        self,
+        session_id: str,
+        message: str,
+        *,
+        command_id: str | None = None,
+        queue: bool = False,
+        on_busy: DoubleTexting | None = None,
+    ) -> AsyncGenerator[Delivery, None]: ...
+
+    @overload
+    def turn(
+        self,
+        session_id: str,
+        message: str,
+        *,
+        command_id: str | None = None,
+        queue: bool = False,
+        on_busy: DoubleTexting | None = None,
+        updates: Literal[True],
+        keepalive: float | None = None,
+        accepted: bool = False,
+    ) -> AsyncGenerator[Receipt | Delivery | None, None]: ...
+
+    def turn(
+        self,
+        session_id: str,
+        message: str,
+        *,
+        command_id: str | None = None,
+        queue: bool = False,
+        on_busy: DoubleTexting | None = None,
+        updates: bool = False,
+        keepalive: float | None = None,
+        accepted: bool = False,
+    ) -> AsyncGenerator[Delivery, None] | AsyncGenerator[Receipt | Delivery | None, None]:
+        """Send a message and yield what it causes (deltas, reply) until the turn ends.
+
+        ``updates=True`` (for relays): also ``None`` after each ``keepalive`` seconds of
+        quiet, and with ``accepted``, first the :class:`Receipt` as soon as the message is
+        stored (the session's state is then checked first, so that a message it refuses
+        raises instead)."""
+        items = following.turn(
+            self,
+            session_id,
+            message,
+            command_id=command_id,
+            keepalive=keepalive,
+            queue=queue,
+            on_busy=on_busy,
+            accepted=accepted,
+        )
+        return items if updates else following.deliveries(items)
+
+    @overload
+    def follow(
+        self, receipt: Receipt, *, deltas: bool = True
+    ) -> AsyncGenerator[Delivery, None]: ...
+
+    @overload
+    def follow(
+        self,
+        receipt: Receipt,
+        *,
+        deltas: bool = True,
+        updates: Literal[True],
+        keepalive: float | None = None,
+    ) -> AsyncGenerator[Delivery | None, None]: ...
+
+    def follow(
+        self,
+        receipt: Receipt,
+        *,
+        deltas: bool = True,
+        updates: bool = False,
+        keepalive: float | None = None,
+    ) -> AsyncGenerator[Delivery, None] | AsyncGenerator[Delivery | None, None]:
+        """Yield what a stored command causes (its turns' deltas included) until it is done.
+
+        ``deltas=False``: no need for the text of a turn already in flight. ``updates=True``:
+        also ``None`` after each ``keepalive`` seconds of quiet."""
+        items = following.follow(self, receipt, deltas=deltas, keepalive=keepalive)
+        return items if updates else following.deliveries(items)
+
+    async def wait(self, receipt: Receipt) -> list[Event]:
+        """Wait for the outcome of a stored command; return the events it caused."""
+        return await lifecycle.wait(self, receipt)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def suspend(self, session_id: str, reason: str | None = None) -> SessionRecord:
+        return await lifecycle.transition(self, session_id, Suspend, reason)
+
+    async def resume(self, session_id: str) -> SessionRecord:
+        return await lifecycle.transition(self, session_id, Resume)
+
+    async def complete(self, session_id: str, reason: str | None = None) -> SessionRecord:
+        return await lifecycle.transition(self, session_id, Complete, reason)
+
+    async def cancel(self, session_id: str) -> Receipt:
+        """Ask the owner to stop the turn in flight (the turn ends with ``turn.failed``)."""
+        return await commands.cancel(self, session_id)
+
+    # -- human in the loop ---------------------------------------------------------------
+
+    async def decide(
+        self, session_id: str, call_id: str, *, approve: bool, reason: str | None = None
+    ) -> Receipt:
+        """Approve or deny a tool call the session's turn waits on (``waiting_for``). Once
+        every call it waits on is decided the turn goes on: follow the receipt for the rest
+        of it (its reply, ``turn.completed``)."""
+        return await commands.decide(self, session_id, call_id, approve, reason)
+
+    async def approve(self, session_id: str, call_id: str, reason: str | None = None) -> Receipt:
+        return await self.decide(session_id, call_id, approve=True, reason=reason)
+
+    async def deny(self, session_id: str, call_id: str, reason: str | None = None) -> Receipt:
+        return await self.decide(session_id, call_id, approve=False, reason=reason)
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def get(self, session_id: str) -> SessionRecord:
+        return await reading.get(self, session_id)
+
+    async def list_sessions(
+        self,
+        *,
+        state: SessionState | None = None,
+        agent: str | None = None,
+        task_id: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """Sessions newest first, filtered, ``limit`` a page; pass ``next_cursor`` on.
+
+        ``created_after`` is inclusive, ``created_before`` exclusive."""
+        return await reading.list_sessions(
+            self,
+            state=state,
+            agent=agent,
+            task_id=task_id,
+            created_after=created_after,
+            created_before=created_before,
+            limit=limit,
+            cursor=cursor,
+        )
+
+    async def records(self) -> list[SessionRecord]:
+        """Every session record (whoever owns it)."""
+        return await reading.records(self)
+
+    @overload
+    async def history(
+        self, session_id: str, *, before: int | None = None, limit: int | None = None
+    ) -> list[HistoryItem]: ...
+
+    @overload
+    async def history(
+        self,
+        session_id: str,
+        *,
+        before: int | None = None,
+        limit: int | None = None,
+        more: Literal[True],
+    ) -> tuple[list[HistoryItem], bool]: ...
+
+    async def history(
+        self,
+        session_id: str,
+        *,
+        before: int | None = None,
+        limit: int | None = None,
+        more: bool = False,
+    ) -> list[HistoryItem] | tuple[list[HistoryItem], bool]:
+        """The conversation, oldest first; ``before``/``limit`` page backwards by cursor.
+        ``more=True``: also whether there are older messages."""
+        items, older = await reading.history(self, session_id, before, limit)
+        return (items, older) if more else items
+
+    @overload
+    async def events(
+        self, session_id: str, after: int | None = None
+    ) -> AsyncGenerator[Delivery, None]: ...
+
+    @overload
+    async def events(
+        self,
+        session_id: str,
+        after: int | None = None,
+        *,
+        updates: Literal[True],
+        keepalive: float | None = None,
+    ) -> AsyncGenerator[Delivery | None, None]: ...
+
+    async def events(
+        self,
+        session_id: str,
+        after: int | None = None,
+        *,
+        updates: bool = False,
+        keepalive: float | None = None,
+    ) -> AsyncGenerator[Delivery, None] | AsyncGenerator[Delivery | None, None]:
+        """The session's durable events after ``after`` (``None``: from now), then live
+        ones, with deltas: ``async for item in await client.events(...)``. The session is
+        looked up and ``after`` checked before this returns. ``updates=True``: also
+        ``None`` after each ``keepalive`` seconds of quiet."""
+        items = await following.events(self, session_id, after, keepalive)
+        return items if updates else following.deliveries(items)
+
+    # -- removing ------------------------------------------------------------------------
+
+    async def purge(self, session_id: str, *, missing_ok: bool = True) -> None:
+        """Remove everything of a session from the bus: its commands, events, snapshot and
+        timer, its record, lease and dead letters, with no marker left behind."""
+        await admin.purge(self, session_id, missing_ok)
+
+    async def request_purge(self, session_id: str) -> None:
+        """:meth:`purge` done by a worker (``subjects.PURGE_REQUESTS``): for callers whose
+        bus user may drive sessions but not purge the stream (the edge). An unknown
+        session, or one the scope may not see, is :class:`SessionNotFoundError`."""
+        await admin.request_purge(self, session_id)
+
+    # -- dead letters --------------------------------------------------------------------
+
+    async def dead_letters(
+        self, session_id: str | None = None, *, include_replayed: bool = False
+    ) -> list[DeadLetter]:
+        """Commands parked after failing repeatedly, oldest first (replayed ones too, if
+        asked)."""
+        return await dead_letters.letters(self, session_id, include_replayed)
+
+    async def dead_letter(self, letter_id: str) -> DeadLetter:
+        return await dead_letters.letter(self, letter_id)
+
+    async def replay(self, letter_id: str) -> tuple[DeadLetter, Receipt]:
+        """Publish a parked command again (at the end of its session's queue) under a new
+        command id; return the updated letter and the receipt to follow the outcome."""
+        return await dead_letters.replay(self, letter_id)
+
+    async def drop_dead_letter(self, letter_id: str) -> DeadLetter:
+        """Forget a dead letter (the session's history keeps its ``command.dead_lettered``)."""
+        return await dead_letters.drop(self, letter_id)
+
+    # -- workers and agents --------------------------------------------------------------
+
+    async def workers(self) -> list[WorkerInfo]:
+        """Live workers: those whose last heartbeat is recent (killed ones age out)."""
+        return await fleet.workers(self)
+
+    async def known_agents(self) -> dict[str, AgentInfo]:
+        """Agents offered by live workers, by name (cached for two seconds)."""
+        return await fleet.known_agents(self)
+
+    async def agents(self) -> list[AgentInfo]:
+        """:meth:`known_agents`, sorted by name (what REST and GraphQL list)."""
+        return sorted((await self.known_agents()).values(), key=lambda a: a.name)

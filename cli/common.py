@@ -1,0 +1,62 @@
+"""What every command shares: how an error is reported (one line, the error's own exit
+code), the options declared once, and parsing durations and states."""
+
+from __future__ import annotations
+
+import re
+import sys
+from datetime import timedelta
+from typing import Annotated
+
+from cyclopts import Parameter
+from pydantic import ValidationError
+
+from praxis.bus import BusError
+from praxis.bus.embedded import EmbeddedServerError
+from praxis.cli.chat import TurnError
+from praxis.cli.term import ERROR, paint
+from praxis.schemas import InvalidIdError, SessionState
+
+JsonFlag = Annotated[bool, Parameter(name="--json", help="Print JSON.")]
+"""``--json``: print JSON instead of text (every command that prints data takes it)."""
+
+USER_ERRORS = (BusError, InvalidIdError, TurnError, EmbeddedServerError, ValueError, OSError)
+
+
+def report(e: BaseException) -> int:
+    """A user error is one line on stderr, never a traceback; the exit status is the
+    error's own ``exit_code`` (see :mod:`praxis.bus.errors`), 1 unless it says otherwise."""
+    if isinstance(e, ValidationError):
+        first = e.errors()[0] if e.errors() else {"msg": str(e)}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        text = f"{where + ': ' if where else ''}{first.get('msg')}"
+    else:
+        text = str(e)
+    print(paint("praxis: error:", ERROR, sys.stderr), text, file=sys.stderr)
+    code: int = getattr(e, "exit_code", 1)  # what the error says (praxis.bus.errors), else 1
+    return code
+
+
+def parse_state(value: str | None) -> SessionState | None:
+    if value is None:
+        return None
+    try:
+        return SessionState(value.upper())
+    except ValueError:
+        names = ", ".join(s.value for s in SessionState)
+        raise ValueError(f"unknown state {value!r}; use one of {names}") from None
+
+
+_DURATION = re.compile(r"^(\d+)([smhdw])$")
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> timedelta:
+    if text.strip() in ("0", "never"):
+        return timedelta(0)
+    found = _DURATION.match(text.strip())
+    if not found:
+        raise ValueError(f"invalid duration {text!r}: use a number and s, m, h, d or w (e.g. 7d)")
+    return timedelta(seconds=int(found.group(1)) * _UNITS[found.group(2)])
