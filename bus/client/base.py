@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import copy
 from dataclasses import dataclass, field
+from typing import Self
 
 from praxis.bus.cache import Bounded
 from praxis.bus.connection import Bus
@@ -75,8 +76,21 @@ class ClientState:
         """Whose sessions this client may see (None: everyone's, as the CLI and workers)."""
         self.caches = Caches()
 
-    def _copy(self) -> ClientState:
-        return copy.copy(self)  # the caches are shared
+    def scoped(self, scope: Scope | None, actor: str | None = None) -> Self:
+        """A client for one caller: it creates sessions owned by ``scope.owner`` and, unless
+        ``scope.admin``, sees no other owner's session (they are 'unknown', never
+        'forbidden', so ids cannot be probed). Shares this client's caches."""
+        other = copy.copy(self)
+        other.scope = scope
+        other.actor = actor or self.actor
+        return other
+
+    def via(self, interface: Interface) -> Self:
+        """This client for another interface (recorded in the events it causes, and as a
+        session's ``created_by``). Shares this client's caches."""
+        other = copy.copy(self)
+        other.interface = interface
+        return other
 
     def sees(self, record: SessionRecord) -> bool:
         scope = self.scope

@@ -20,7 +20,7 @@ from praxis.bus.client import (
     lifecycle,
     reading,
 )
-from praxis.bus.client.base import ClientState, Page, Receipt, Scope
+from praxis.bus.client.base import ClientState, Page, Receipt
 from praxis.schemas import (
     AgentInfo,
     Complete,
@@ -29,7 +29,6 @@ from praxis.schemas import (
     DoubleTexting,
     Event,
     HistoryItem,
-    Interface,
     Resume,
     SessionRecord,
     SessionState,
@@ -39,28 +38,7 @@ from praxis.schemas import (
 
 
 class SessionClient(ClientState):
-    """Drive sessions over the bus. Cheap to make; of sessions it only remembers their task
-    ids (which never change), so that a turn can publish without reading first."""
-
-    def scoped(self, scope: Scope | None, actor: str | None = None) -> SessionClient:
-        """A client for one caller: it creates sessions owned by ``scope.owner`` and, unless
-        ``scope.admin``, sees no other owner's session (they are 'unknown', never
-        'forbidden', so ids cannot be probed). Shares this client's caches."""
-        other = self._copy()
-        assert isinstance(other, SessionClient)
-        other.scope = scope
-        other.actor = actor or self.actor
-        return other
-
-    def via(self, interface: Interface) -> SessionClient:
-        """This client for another interface (recorded in the events it causes, and as a
-        session's ``created_by``). Shares this client's caches."""
-        other = self._copy()
-        assert isinstance(other, SessionClient)
-        other.interface = interface
-        return other
-
-    # -- creating and talking ------------------------------------------------------------
+    """Drive sessions over the bus (cheap to make; it remembers sessions' task ids)."""
 
     async def create(
         self,
@@ -75,11 +53,8 @@ class SessionClient(ClientState):
         max_lifetime: float | None = None,
         double_texting: DoubleTexting = "enqueue",
     ) -> tuple[SessionRecord, Receipt]:
-        """Create a session (stored once its first command is: a worker makes the session
-        from it).
-
-        ``idle_timeout`` and ``max_lifetime`` (seconds, 0 for never) default to
-        ``PRAXIS_SESSION_IDLE_TIMEOUT`` and ``PRAXIS_SESSION_MAX_LIFETIME``."""
+        """Create a session; ``idle_timeout`` and ``max_lifetime`` (seconds, 0: never)
+        default to ``PRAXIS_SESSION_IDLE_TIMEOUT`` and ``PRAXIS_SESSION_MAX_LIFETIME``."""
         return await commands.create(
             self,
             agent,
@@ -103,11 +78,8 @@ class SessionClient(ClientState):
         on_busy: DoubleTexting | None = None,
     ) -> Receipt:
         """Queue a user message; the reply arrives as events after ``Receipt.cursor``.
-
-        ``queue``: if the session is suspended, keep the message (``message.queued``) and
-        answer it when the session is resumed, instead of refusing it. ``on_busy``: what
-        the message does if the session is busy with an earlier one (default: the
-        session's ``double_texting``)."""
+        ``queue``: kept while the session is suspended (``message.queued``), not refused.
+        ``on_busy``: its way if the session is busy (default: its ``double_texting``)."""
         return await commands.send(self, session_id, message, command_id, queue, on_busy)
 
     @overload
@@ -188,10 +160,8 @@ class SessionClient(ClientState):
         updates: bool = False,
         keepalive: float | None = None,
     ) -> AsyncGenerator[Delivery, None] | AsyncGenerator[Delivery | None, None]:
-        """Yield what a stored command causes (its turns' deltas included) until it is done.
-
-        ``deltas=False``: no need for the text of a turn already in flight. ``updates=True``:
-        also ``None`` after each ``keepalive`` seconds of quiet."""
+        """Yield what a stored command causes (deltas included) until it is done;
+        ``updates=True``: also ``None`` after each ``keepalive`` seconds of quiet."""
         items = following.follow(self, receipt, deltas=deltas, keepalive=keepalive)
         return items if updates else following.deliveries(items)
 
@@ -219,9 +189,8 @@ class SessionClient(ClientState):
     async def decide(
         self, session_id: str, call_id: str, *, approve: bool, reason: str | None = None
     ) -> Receipt:
-        """Approve or deny a tool call the session's turn waits on (``waiting_for``). Once
-        every call it waits on is decided the turn goes on: follow the receipt for the rest
-        of it (its reply, ``turn.completed``)."""
+        """Approve or deny a tool call the turn waits on (``waiting_for``); once all are
+        decided the turn goes on: follow the receipt for the rest of it."""
         return await commands.decide(self, session_id, call_id, approve, reason)
 
     async def approve(self, session_id: str, call_id: str, reason: str | None = None) -> Receipt:
@@ -246,9 +215,8 @@ class SessionClient(ClientState):
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
-        """Sessions newest first, filtered, ``limit`` a page; pass ``next_cursor`` on.
-
-        ``created_after`` is inclusive, ``created_before`` exclusive."""
+        """Sessions newest first, filtered, ``limit`` a page; pass ``next_cursor`` on
+        (``created_after`` is inclusive, ``created_before`` exclusive)."""
         return await reading.list_sessions(
             self,
             state=state,
@@ -330,9 +298,8 @@ class SessionClient(ClientState):
         await admin.purge(self, session_id, missing_ok)
 
     async def request_purge(self, session_id: str) -> None:
-        """:meth:`purge` done by a worker (``subjects.PURGE_REQUESTS``): for callers whose
-        bus user may drive sessions but not purge the stream (the edge). An unknown
-        session, or one the scope may not see, is :class:`SessionNotFoundError`."""
+        """:meth:`purge` done by a worker, for callers whose bus user may not purge the
+        stream (the edge)."""
         await admin.request_purge(self, session_id)
 
     # -- dead letters --------------------------------------------------------------------
@@ -348,8 +315,7 @@ class SessionClient(ClientState):
         return await dead_letters.letter(self, letter_id)
 
     async def replay(self, letter_id: str) -> tuple[DeadLetter, Receipt]:
-        """Publish a parked command again (at the end of its session's queue) under a new
-        command id; return the updated letter and the receipt to follow the outcome."""
+        """Send a parked command again under a new id; the letter and a receipt."""
         return await dead_letters.replay(self, letter_id)
 
     async def drop_dead_letter(self, letter_id: str) -> DeadLetter:
