@@ -12,7 +12,7 @@ from cyclopts import App, Parameter
 from praxis.bus import asyncapi
 from praxis.bus.credentials import seed_file, write_server_config
 from praxis.bus.permissions import Role
-from praxis.cli.runtime import bus_connection, load_settings, run_coro, setup_logging
+from praxis.cli.runtime import bus_connection, load_settings, runs
 
 bus_app = App(
     name="bus", help="The NATS side: users and permissions, provisioning, the bus contract."
@@ -49,14 +49,10 @@ def bus_credentials(
 
 
 @bus_app.command(name="provision")
-def bus_provision() -> int:
+@runs("WARNING")
+async def bus_provision() -> None:
     """Create the stream, the work consumer and the buckets if missing (admin credentials);
     report a difference from what this Praxis needs. Other components only check."""
-    setup_logging("WARNING")
-
-    async def main() -> None:
-        settings = load_settings()
-        async with bus_connection(settings, "praxis-provision", Role.ADMIN) as (bus, _):
-            print(f"stream {bus.stream}, consumer {settings.consumer} and buckets are ready")
-
-    return run_coro(main())
+    settings = load_settings()
+    async with bus_connection(settings, "praxis-provision", Role.ADMIN) as (bus, _):
+        print(f"stream {bus.stream}, consumer {settings.consumer} and buckets are ready")

@@ -13,14 +13,13 @@ from cyclopts import Parameter
 from praxis.bus.retention import ENDED, Outcome, candidates, sweep
 from praxis.cli.common import JsonFlag, parse_duration, parse_state
 from praxis.cli.runtime import load_settings as _settings
-from praxis.cli.runtime import run_coro as _run
-from praxis.cli.runtime import runtime
-from praxis.cli.runtime import setup_logging as _logging
+from praxis.cli.runtime import runs, runtime
 from praxis.cli.term import progress
 from praxis.schemas import SessionState
 
 
-def agent_cleanup(
+@runs("WARNING")
+async def agent_cleanup(
     *,
     older_than: Annotated[
         str, Parameter(help="Unchanged for at least this long (30m, 12h, 7d, 2w; 0 for any).")
@@ -37,44 +36,39 @@ def agent_cleanup(
     ] = None,
     dry_run: Annotated[bool, Parameter(help="Only list what would be purged.")] = False,
     json_: JsonFlag = False,
-) -> int:
+) -> None:
     """Purge old sessions: their commands, events, snapshot, timer, record, lease and dead
     letters, so that nothing of them remains on the bus.
 
     By default only sessions that ended at least 7 days ago; sessions a worker is on are
     skipped. Workers do the same on their own (PRAXIS_SESSION_RETENTION)."""
-    _logging("WARNING")
-
-    async def main() -> None:
-        age = parse_duration(older_than)
-        if state.lower() == "ended":
-            states: frozenset[SessionState] = ENDED
-        elif state.lower() == "any":
-            states = frozenset(SessionState)
-        else:
-            picked = parse_state(state)
-            assert picked is not None
-            states = frozenset({picked})
-        async with runtime(_settings(), with_worker=False) as rt:
-            before = datetime.now(UTC) - age
-            out: list[dict[str, Any]] = []
-            done = 0
-            chosen = await candidates(rt.client, before=before, states=states)
-            doing = "Checking" if dry_run else "Purging"
-            with progress(f"{doing} {len(chosen)} session(s)", len(chosen)) as advance:
-                async for o in sweep(rt.client, chosen, export_dir=export, dry_run=dry_run):
-                    advance(1)
-                    done += o.action != "skipped"
-                    if json_:
-                        out.append(_cleanup_row(o))
-                    else:
-                        _print_cleanup(o)
-            if json_:
-                print(json.dumps(out, indent=2))
-            verb = "would be purged" if dry_run else "purged"
-            print(f"{done} session(s) {verb}", file=sys.stderr)
-
-    return _run(main())
+    age = parse_duration(older_than)
+    if state.lower() == "ended":
+        states: frozenset[SessionState] = ENDED
+    elif state.lower() == "any":
+        states = frozenset(SessionState)
+    else:
+        picked = parse_state(state)
+        assert picked is not None
+        states = frozenset({picked})
+    async with runtime(_settings(), with_worker=False) as rt:
+        before = datetime.now(UTC) - age
+        out: list[dict[str, Any]] = []
+        done = 0
+        chosen = await candidates(rt.client, before=before, states=states)
+        doing = "Checking" if dry_run else "Purging"
+        with progress(f"{doing} {len(chosen)} session(s)", len(chosen)) as advance:
+            async for o in sweep(rt.client, chosen, export_dir=export, dry_run=dry_run):
+                advance(1)
+                done += o.action != "skipped"
+                if json_:
+                    out.append(_cleanup_row(o))
+                else:
+                    _print_cleanup(o)
+        if json_:
+            print(json.dumps(out, indent=2))
+        verb = "would be purged" if dry_run else "purged"
+        print(f"{done} session(s) {verb}", file=sys.stderr)
 
 
 def _cleanup_row(o: Outcome) -> dict[str, Any]:

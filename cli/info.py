@@ -9,8 +9,7 @@ from praxis.cli import status
 from praxis.cli.common import JsonFlag
 from praxis.cli.render import worker_rows
 from praxis.cli.runtime import load_settings as _settings
-from praxis.cli.runtime import run_coro as _run
-from praxis.cli.runtime import runtime
+from praxis.cli.runtime import runs, runtime
 from praxis.cli.runtime import setup_logging as _logging
 from praxis.cli.term import table
 from praxis.workers import registry_for
@@ -33,30 +32,22 @@ def agents_cmd(*, json_: JsonFlag = False) -> int:
     return 1 if registry.errors else 0
 
 
-def workers_cmd(*, json_: JsonFlag = False) -> int:
+@runs("WARNING")
+async def workers_cmd(*, json_: JsonFlag = False) -> None:
     """List the live workers (by their heartbeats)."""
-    _logging("WARNING")
-
-    async def main() -> None:
-        async with runtime(_settings(), with_worker=False) as rt:
-            found = await rt.client.workers()
-            if json_:
-                print(json.dumps([w.model_dump(mode="json") for w in found], indent=2))
-            elif found:
-                table(worker_rows(found))
-            else:
-                print("No live workers.", file=sys.stderr)
-
-    return _run(main())
+    async with runtime(_settings(), with_worker=False) as rt:
+        found = await rt.client.workers()
+        if json_:
+            print(json.dumps([w.model_dump(mode="json") for w in found], indent=2))
+        elif found:
+            table(worker_rows(found))
+        else:
+            print("No live workers.", file=sys.stderr)
 
 
-def status_cmd(*, json_: JsonFlag = False) -> int:
+@runs("WARNING")
+async def status_cmd(*, json_: JsonFlag = False) -> None:
     """The NATS server, the stream and its work queue (commands waiting for a worker), the
     buckets, the live workers and the sessions by state."""
-    _logging("WARNING")
-
-    async def main() -> None:
-        async with runtime(_settings(), with_worker=False) as rt:
-            status.show(await status.gather(rt.bus, rt.client), json_)
-
-    return _run(main())
+    async with runtime(_settings(), with_worker=False) as rt:
+        status.show(await status.gather(rt.bus, rt.client), json_)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import getpass
 import logging
 import os
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec
 
 import uvloop
 
@@ -20,6 +21,8 @@ from praxis.bus.permissions import Role
 from praxis.cli.remote import EdgeClient, Sessions
 from praxis.schemas import Interface
 from praxis.workers import Worker, registry_for
+
+P = ParamSpec("P")
 
 log = logging.getLogger("praxis.cli")
 
@@ -41,6 +44,23 @@ def login_name() -> str | None:
         return getpass.getuser()[:200] or None
     except (KeyError, OSError):  # no such user in the passwords file, no variables set
         return None
+
+
+def runs(
+    log_level: str,
+) -> Callable[[Callable[P, Coroutine[Any, Any, int | None]]], Callable[P, int]]:
+    """A command written as a coroutine: logging set up (``PRAXIS_LOG_LEVEL``, else
+    ``log_level``), then run on uvloop; its exit status is what it returns (else 0)."""
+
+    def wrap(command: Callable[P, Coroutine[Any, Any, int | None]]) -> Callable[P, int]:
+        @functools.wraps(command)
+        def run(*args: P.args, **kwargs: P.kwargs) -> int:
+            setup_logging(log_level)
+            return run_coro(command(*args, **kwargs))
+
+        return run
+
+    return wrap
 
 
 def run_coro(coro: Coroutine[Any, Any, int | None]) -> int:

@@ -10,28 +10,22 @@ from typing import Annotated
 from cyclopts import Parameter
 
 from praxis.bus.permissions import Role
-from praxis.cli.runtime import bus_connection, runtime
+from praxis.cli.runtime import bus_connection, runs, runtime
 from praxis.cli.runtime import load_settings as _settings
-from praxis.cli.runtime import run_coro as _run
-from praxis.cli.runtime import setup_logging as _logging
 from praxis.edge.app import create_app
 from praxis.edge.auth import is_loopback
 from praxis.edge.server import serve
 from praxis.workers import Worker, install_signal_handlers, registry_for
 
 
-def worker_cmd() -> int:
+@runs("INFO")
+async def worker_cmd() -> None:
     """Run a stateless worker until SIGTERM or Ctrl-C (then drain)."""
-    _logging("INFO")
-
-    async def main() -> None:
-        settings = _settings()
-        async with bus_connection(settings, "praxis-worker", Role.WORKER) as (bus, _):
-            stop = asyncio.Event()
-            install_signal_handlers(stop)
-            await Worker(bus, registry_for(settings)).run(stop)
-
-    return _run(main())
+    settings = _settings()
+    async with bus_connection(settings, "praxis-worker", Role.WORKER) as (bus, _):
+        stop = asyncio.Event()
+        install_signal_handlers(stop)
+        await Worker(bus, registry_for(settings)).run(stop)
 
 
 HostOption = Annotated[
@@ -44,7 +38,8 @@ PortOption = Annotated[
 ]
 
 
-def edge_cmd(
+@runs("WARNING")
+async def edge_cmd(
     *,
     host: HostOption = None,
     port: PortOption = None,
@@ -52,36 +47,31 @@ def edge_cmd(
         Path | None,
         Parameter(help='Once listening, write {"url": ...} to this file (for supervisors).'),
     ] = None,
-) -> int:
+) -> None:
     """Serve the HTTP API (REST, SSE; OpenAPI at /schema) until SIGTERM or Ctrl-C.
 
     Without PRAXIS_NATS_URL it uses the embedded server and, unless a dedicated worker is
     running, a worker in its own process (PRAXIS_INPROCESS_WORKER=never to turn it off).
     """
-    _logging("WARNING")
-
-    async def main() -> None:
-        settings = _settings()
-        bind = host or settings.edge_host
-        if settings.auth == "off":
-            if not is_loopback(bind):
-                raise ValueError(
-                    f"refusing to serve the edge on {bind} without authentication: set "
-                    "PRAXIS_AUTH=on (with keys from 'praxis keys create', or PRAXIS_JWT_*), "
-                    "or bind to 127.0.0.1"
-                )
-            print(
-                "praxis: warning: the edge runs without authentication (PRAXIS_AUTH=off): "
-                "anyone who can reach this machine's loopback address can use every session",
-                file=sys.stderr,
-                flush=True,
+    settings = _settings()
+    bind = host or settings.edge_host
+    if settings.auth == "off":
+        if not is_loopback(bind):
+            raise ValueError(
+                f"refusing to serve the edge on {bind} without authentication: set "
+                "PRAXIS_AUTH=on (with keys from 'praxis keys create', or PRAXIS_JWT_*), "
+                "or bind to 127.0.0.1"
             )
-        stop = asyncio.Event()
-        install_signal_handlers(stop)
-        async with runtime(settings, name="praxis-edge", role=Role.EDGE) as rt:
-            if rt.worker is not None:
-                print("No dedicated worker is running: this edge runs one itself.", flush=True)
-            app = create_app(settings, rt.bus)
-            await serve(app, bind, settings.edge_port if port is None else port, stop, ready_file)
-
-    return _run(main())
+        print(
+            "praxis: warning: the edge runs without authentication (PRAXIS_AUTH=off): "
+            "anyone who can reach this machine's loopback address can use every session",
+            file=sys.stderr,
+            flush=True,
+        )
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+    async with runtime(settings, name="praxis-edge", role=Role.EDGE) as rt:
+        if rt.worker is not None:
+            print("No dedicated worker is running: this edge runs one itself.", flush=True)
+        app = create_app(settings, rt.bus)
+        await serve(app, bind, settings.edge_port if port is None else port, stop, ready_file)

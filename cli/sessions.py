@@ -20,14 +20,13 @@ from praxis.cli.chat import (
 from praxis.cli.common import JsonFlag, parse_duration, parse_state
 from praxis.cli.render import call_text, history_lines, session_rows
 from praxis.cli.runtime import load_settings as _settings
-from praxis.cli.runtime import run_coro as _run
-from praxis.cli.runtime import sessions
-from praxis.cli.runtime import setup_logging as _logging
+from praxis.cli.runtime import runs, sessions
 from praxis.cli.term import WARN, paint, table
 from praxis.schemas import TERMINAL, DoubleTexting, SessionState
 
 
-def agent_run(
+@runs("WARNING")
+async def agent_run(
     agent: Annotated[str, Parameter(help="Agent name (see 'praxis agents').")],
     /,
     *,
@@ -51,34 +50,30 @@ def agent_run(
             "refused (reject), stops the reply (interrupt) or also discards it (rollback)."
         ),
     ] = "enqueue",
-) -> int:
+) -> None:
     """Start a session with an agent and talk to it."""
-    _logging("WARNING")
-
-    async def main() -> None:
-        idle = parse_duration(idle_timeout).total_seconds() if idle_timeout else None
-        life = parse_duration(max_lifetime).total_seconds() if max_lifetime else None
-        async with sessions(_settings()) as client:
-            record, receipt = await client.create(
-                agent,
-                task_id=task_id,
-                idle_timeout=idle,
-                max_lifetime=life,
-                double_texting=double_texting,
-            )
-            print(f"Session created: {record.session_id}", file=sys.stderr)
-            print(f"Task: {record.task_id}", file=sys.stderr)
-            if message is not None:
-                await client.wait(receipt)
-                await one_turn(client, record.session_id, message)
-                return
-            await show_greeting(client, receipt)
-            await chat(client, record.session_id)
-
-    return _run(main())
+    idle = parse_duration(idle_timeout).total_seconds() if idle_timeout else None
+    life = parse_duration(max_lifetime).total_seconds() if max_lifetime else None
+    async with sessions(_settings()) as client:
+        record, receipt = await client.create(
+            agent,
+            task_id=task_id,
+            idle_timeout=idle,
+            max_lifetime=life,
+            double_texting=double_texting,
+        )
+        print(f"Session created: {record.session_id}", file=sys.stderr)
+        print(f"Task: {record.task_id}", file=sys.stderr)
+        if message is not None:
+            await client.wait(receipt)
+            await one_turn(client, record.session_id, message)
+            return
+        await show_greeting(client, receipt)
+        await chat(client, record.session_id)
 
 
-def agent_resume(
+@runs("WARNING")
+async def agent_resume(
     session_id: Annotated[str, Parameter(name="ID", help="Session id.")],
     /,
     *,
@@ -86,34 +81,28 @@ def agent_resume(
         str | None, Parameter(help="Send one message, print the reply, exit.")
     ] = None,
     last: Annotated[int, Parameter(help="How many earlier messages to show.")] = 10,
-) -> int:
+) -> None:
     """Continue a session: show its last messages, then talk on."""
-    _logging("WARNING")
-
-    async def main() -> None:
-        async with sessions(_settings()) as client:
-            record = await client.get(session_id)
-            if record.state in TERMINAL:
-                raise ValueError(
-                    f"session {session_id} is {record.state.value} and cannot be resumed"
-                )
-            if record.state is SessionState.SUSPENDED:
-                try:
-                    await client.resume(session_id)
-                except IllegalTransitionError as e:
-                    if e.state is not SessionState.ACTIVE:  # resumed meanwhile: fine
-                        raise
-            print(f"Resuming session {session_id} ({record.agent})", file=sys.stderr)
-            await show_recent(client, session_id, last, err=message is not None)
-            if message is not None:
-                await one_turn(client, session_id, message)
-            else:
-                await chat(client, session_id)
-
-    return _run(main())
+    async with sessions(_settings()) as client:
+        record = await client.get(session_id)
+        if record.state in TERMINAL:
+            raise ValueError(f"session {session_id} is {record.state.value} and cannot be resumed")
+        if record.state is SessionState.SUSPENDED:
+            try:
+                await client.resume(session_id)
+            except IllegalTransitionError as e:
+                if e.state is not SessionState.ACTIVE:  # resumed meanwhile: fine
+                    raise
+        print(f"Resuming session {session_id} ({record.agent})", file=sys.stderr)
+        await show_recent(client, session_id, last, err=message is not None)
+        if message is not None:
+            await one_turn(client, session_id, message)
+        else:
+            await chat(client, session_id)
 
 
-def agent_approve(
+@runs("WARNING")
+async def agent_approve(
     session_id: Annotated[str, Parameter(name="ID", help="Session id.")],
     call_ids: Annotated[
         list[str] | None,
@@ -125,23 +114,19 @@ def agent_approve(
     reason: Annotated[
         str | None, Parameter(help="Why (a denial's reason is told to the model).")
     ] = None,
-) -> int:
+) -> None:
     """Approve (or --deny) tool calls the agent waits on; print the rest of the turn.
 
     Exits 0 when the turn completes, 1 when it fails, 3 when it waits again."""
-    _logging("WARNING")
-
-    async def main() -> None:
-        async with sessions(_settings()) as client:
-            outcome = await decide_calls(
-                client, session_id, list(call_ids or []), approve=not deny, reason=reason
-            )
-            check(outcome, session_id)
-
-    return _run(main())
+    async with sessions(_settings()) as client:
+        outcome = await decide_calls(
+            client, session_id, list(call_ids or []), approve=not deny, reason=reason
+        )
+        check(outcome, session_id)
 
 
-def agent_list_sessions(
+@runs("WARNING")
+async def agent_list_sessions(
     *,
     state: Annotated[
         str | None, Parameter(help="CREATED, ACTIVE, SUSPENDED, COMPLETED, FAILED or EXPIRED.")
@@ -150,75 +135,62 @@ def agent_list_sessions(
     task_id: Annotated[str | None, Parameter(help="Only sessions of this task.")] = None,
     limit: Annotated[int, Parameter(help="At most this many (newest first).")] = 100,
     json_: JsonFlag = False,
-) -> int:
+) -> None:
     """List sessions, newest first."""
-    _logging("WARNING")
-
-    async def main() -> None:
-        async with sessions(_settings(), with_worker=False) as client:
-            page = await client.list_sessions(
-                state=parse_state(state), agent=agent, task_id=task_id, limit=limit
-            )
-            if json_:
-                print(json.dumps([r.model_dump(mode="json") for r in page.items], indent=2))
-            elif page.items:
-                table(session_rows(page.items))
-            else:
-                print("No sessions.", file=sys.stderr)
-
-    return _run(main())
+    async with sessions(_settings(), with_worker=False) as client:
+        page = await client.list_sessions(
+            state=parse_state(state), agent=agent, task_id=task_id, limit=limit
+        )
+        if json_:
+            print(json.dumps([r.model_dump(mode="json") for r in page.items], indent=2))
+        elif page.items:
+            table(session_rows(page.items))
+        else:
+            print("No sessions.", file=sys.stderr)
 
 
-def agent_show_session(
+@runs("WARNING")
+async def agent_show_session(
     session_id: Annotated[str, Parameter(name="ID", help="Session id.")],
     /,
     *,
     json_: JsonFlag = False,
-) -> int:
+) -> None:
     """Show a session's record and its whole history."""
-    _logging("WARNING")
-
-    async def main() -> None:
-        async with sessions(_settings(), with_worker=False) as client:
-            record = await client.get(session_id)
-            history = await client.history(session_id)
-            if json_:
-                data = record.model_dump(mode="json")
-                data["history"] = [h.model_dump(mode="json") for h in history]
-                print(json.dumps(data, indent=2))
-                return
-            c = record.counters
-            print(f"Session:  {record.session_id}")
-            print(f"Task:     {record.task_id}")
-            print(f"Agent:    {record.agent}")
-            print(f"State:    {record.state.value}")
-            print(f"Created:  {record.created_at.isoformat()} (from {record.created_by.value})")
-            print(f"Updated:  {record.updated_at.isoformat()}")
-            print(f"Turns:    {c.turns} completed, {c.failed_turns} failed")
-            if record.expires_at is not None:
-                print(f"Expires:  {record.expires_at.isoformat()} unless there is activity")
-            if record.metadata:
-                print(f"Metadata: {json.dumps(record.metadata)}")
-            for call in record.waiting_for:
-                waiting = f"{call_text(call)} (call {call.call_id}) for approval"
-                print(f"Waiting:  {paint(waiting, WARN, sys.stdout)}")
-            print()
-            for line in history_lines(history, sys.stdout):
-                print(line)
-
-    return _run(main())
+    async with sessions(_settings(), with_worker=False) as client:
+        record = await client.get(session_id)
+        history = await client.history(session_id)
+        if json_:
+            data = record.model_dump(mode="json")
+            data["history"] = [h.model_dump(mode="json") for h in history]
+            print(json.dumps(data, indent=2))
+            return
+        c = record.counters
+        print(f"Session:  {record.session_id}")
+        print(f"Task:     {record.task_id}")
+        print(f"Agent:    {record.agent}")
+        print(f"State:    {record.state.value}")
+        print(f"Created:  {record.created_at.isoformat()} (from {record.created_by.value})")
+        print(f"Updated:  {record.updated_at.isoformat()}")
+        print(f"Turns:    {c.turns} completed, {c.failed_turns} failed")
+        if record.expires_at is not None:
+            print(f"Expires:  {record.expires_at.isoformat()} unless there is activity")
+        if record.metadata:
+            print(f"Metadata: {json.dumps(record.metadata)}")
+        for call in record.waiting_for:
+            waiting = f"{call_text(call)} (call {call.call_id}) for approval"
+            print(f"Waiting:  {paint(waiting, WARN, sys.stdout)}")
+        print()
+        for line in history_lines(history, sys.stdout):
+            print(line)
 
 
-def _lifecycle(session_id: str, action: str) -> int:
-    _logging("WARNING")
-
-    async def main() -> None:
-        async with sessions(_settings()) as client:
-            method = getattr(client, action)
-            record = await method(session_id)
-            print(f"Session {session_id} is {record.state.value}")
-
-    return _run(main())
+@runs("WARNING")
+async def _lifecycle(session_id: str, action: str) -> None:
+    async with sessions(_settings()) as client:
+        method = getattr(client, action)
+        record = await method(session_id)
+        print(f"Session {session_id} is {record.state.value}")
 
 
 def agent_suspend(session_id: Annotated[str, Parameter(name="ID")], /) -> int:

@@ -25,9 +25,7 @@ from praxis.bus import (
 )
 from praxis.bus.permissions import Role
 from praxis.cli.runtime import load_settings as _settings
-from praxis.cli.runtime import resolve_url
-from praxis.cli.runtime import run_coro as _run
-from praxis.cli.runtime import setup_logging as _logging
+from praxis.cli.runtime import resolve_url, runs
 from praxis.cli.serve import HostOption, PortOption
 from praxis.workers import install_signal_handlers
 
@@ -38,70 +36,66 @@ def _metrics_port(settings: Settings, i: int) -> dict[str, str]:
     return {"PRAXIS_METRICS_PORT": str(port + i)} if port else {}
 
 
-def up_cmd(
+@runs("INFO")
+async def up_cmd(
     *,
     workers: Annotated[int, Parameter(help="Worker processes to run.")] = 1,
     host: HostOption = None,
     port: PortOption = None,
     edge: Annotated[bool, Parameter(help="Run the HTTP edge too.", negative="--no-edge")] = True,
-) -> int:
+) -> None:
     """Run the local stack in the foreground until Ctrl-C: NATS (unless PRAXIS_NATS_URL),
     workers and the HTTP edge."""
-    _logging("INFO")
+    settings = _settings()
+    endpoint = await resolve_url(settings, keep=True)
+    url, embedded = endpoint.url, endpoint.embedded
 
-    async def main() -> None:
-        settings = _settings()
-        endpoint = await resolve_url(settings, keep=True)
-        url, embedded = endpoint.url, endpoint.embedded
+    def env(role: Role) -> dict[str, str]:
+        """Each child process logs in as its role (with the embedded server)."""
+        out = {**os.environ, "PRAXIS_NATS_URL": url, "PRAXIS_INPROCESS_WORKER": "never"}
+        seed = endpoint.credentials(role).nkey_seed
+        if seed is not None:
+            out["PRAXIS_NATS_NKEY_SEED"] = str(seed)
+        return out
 
-        def env(role: Role) -> dict[str, str]:
-            """Each child process logs in as its role (with the embedded server)."""
-            out = {**os.environ, "PRAXIS_NATS_URL": url, "PRAXIS_INPROCESS_WORKER": "never"}
-            seed = endpoint.credentials(role).nkey_seed
-            if seed is not None:
-                out["PRAXIS_NATS_NKEY_SEED"] = str(seed)
-            return out
-
-        stop = asyncio.Event()
-        install_signal_handlers(stop)
-        procs: list[subprocess.Popen[bytes]] = []
-        try:
-            admin = endpoint.credentials(Role.ADMIN)
-            async with connect(settings, url, "praxis-up", Role.ADMIN, admin) as bus:
-                procs = [
-                    subprocess.Popen(  # noqa: ASYNC220
-                        [sys.executable, "-m", "praxis.cli", "worker"],
-                        env=env(Role.WORKER) | _metrics_port(settings, i),
-                    )
-                    for i in range(max(workers, 0))
-                ]
-                await _wait_for_workers(SessionClient(bus), {p.pid for p in procs}, procs)
-                edge_url = None
-                if edge:
-                    edge_args = ["--host", host or settings.edge_host]
-                    edge_args += ["--port", str(settings.edge_port if port is None else port)]
-                    edge_proc, edge_url = await asyncio.to_thread(
-                        _start_edge, edge_args, env(Role.EDGE)
-                    )
-                    procs.append(edge_proc)
-                where = f"embedded NATS at {url} (data in {settings.data_dir})" if embedded else url
-                print(
-                    f"Praxis is up: {where}; {workers} worker(s)"
-                    + (f"; HTTP API at {edge_url} (docs at {edge_url}/schema)" if edge_url else "")
-                    + ". Ctrl-C to stop.",
-                    flush=True,
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        admin = endpoint.credentials(Role.ADMIN)
+        async with connect(settings, url, "praxis-up", Role.ADMIN, admin) as bus:
+            procs = [
+                subprocess.Popen(  # noqa: ASYNC220
+                    [sys.executable, "-m", "praxis.cli", "worker"],
+                    env=env(Role.WORKER) | _metrics_port(settings, i),
                 )
-                await stop.wait()
-        finally:
-            for p in procs:
-                p.send_signal(signal.SIGTERM)
-            for p in procs:
-                await asyncio.to_thread(p.wait)
-            if embedded is not None:
-                await asyncio.to_thread(embedded.release, frozenset(), True)
-            print("Praxis stopped.", flush=True)
-
-    return _run(main())
+                for i in range(max(workers, 0))
+            ]
+            await _wait_for_workers(SessionClient(bus), {p.pid for p in procs}, procs)
+            edge_url = None
+            if edge:
+                edge_args = ["--host", host or settings.edge_host]
+                edge_args += ["--port", str(settings.edge_port if port is None else port)]
+                edge_proc, edge_url = await asyncio.to_thread(
+                    _start_edge, edge_args, env(Role.EDGE)
+                )
+                procs.append(edge_proc)
+            where = f"embedded NATS at {url} (data in {settings.data_dir})" if embedded else url
+            print(
+                f"Praxis is up: {where}; {workers} worker(s)"
+                + (f"; HTTP API at {edge_url} (docs at {edge_url}/schema)" if edge_url else "")
+                + ". Ctrl-C to stop.",
+                flush=True,
+            )
+            await stop.wait()
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            await asyncio.to_thread(p.wait)
+        if embedded is not None:
+            await asyncio.to_thread(embedded.release, frozenset(), True)
+        print("Praxis stopped.", flush=True)
 
 
 def _start_edge(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:

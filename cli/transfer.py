@@ -18,7 +18,7 @@ from praxis.bus.transfer import (
 )
 from praxis.cli.runtime import load_settings as _settings
 from praxis.cli.runtime import run_coro as _run
-from praxis.cli.runtime import runtime
+from praxis.cli.runtime import runs, runtime
 from praxis.cli.runtime import setup_logging as _logging
 from praxis.cli.term import progress
 from praxis.workers import registry_for
@@ -107,16 +107,12 @@ def _importable(
     return out
 
 
-def agent_export(
+@runs("WARNING")
+async def agent_export(
     session_ids: Annotated[list[str], Parameter(name="ID", help="Session id(s).")],
     /,
-) -> int:
+) -> None:
     """Write sessions as JSON lines in the import format (one per line, on stdout)."""
-    _logging("WARNING")
-
-    async def main() -> None:
-        async with runtime(_settings(), with_worker=False) as rt:
-            for sid in session_ids:
-                print(dumps_line(await export_session(rt.client, sid)))
-
-    return _run(main())
+    async with runtime(_settings(), with_worker=False) as rt:
+        for sid in session_ids:
+            print(dumps_line(await export_session(rt.client, sid)))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import ipaddress
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -20,6 +19,7 @@ from nats.js.kv import KeyValue
 
 from praxis.bus import Bus, Scope, Settings
 from praxis.bus import keys as api_keys
+from praxis.bus.cache import Bounded
 from praxis.schemas import Owner
 
 KEY_CACHE_SECONDS = 5.0
@@ -96,7 +96,8 @@ class Authenticator:
         self.on = settings.auth == "on"
         self.streams = StreamCounter(settings.max_streams if self.on else 0)
         self._kv: KeyValue | None = None
-        self._cache: dict[str, tuple[float, Scope | None]] = {}
+        # API keys as verified (a revoked one is refused within KEY_CACHE_SECONDS).
+        self._cache = Bounded[str, tuple[Scope | None]](10_000, ttl=KEY_CACHE_SECONDS)
         self._jwks: jwt.PyJWKSet | None = None
         if settings.jwt_jwks_file is not None:
             self._jwks = jwt.PyJWKSet.from_json(settings.jwt_jwks_file.read_text())
@@ -119,10 +120,9 @@ class Authenticator:
         return self._jwt(token)
 
     async def _key(self, token: str) -> Scope:
-        now = time.monotonic()
-        cached = self._cache.get(token)
-        if cached is not None and cached[0] > now:
-            found = cached[1]
+        hit = self._cache.get(token)  # (scope,), or (None,) for a key found invalid
+        if hit is not None:
+            found = hit[0]
         else:
             if self._kv is None:
                 self._kv = await api_keys.bucket(self.bus)
@@ -132,9 +132,7 @@ class Authenticator:
                 if record is not None
                 else None
             )
-            if len(self._cache) > 10_000:
-                self._cache.clear()
-            self._cache[token] = (now + KEY_CACHE_SECONDS, found)
+            self._cache.put(token, (found,))
         if found is None:
             raise UnauthenticatedError("invalid or revoked API key")
         return found
