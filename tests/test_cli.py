@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -292,3 +293,25 @@ def test_edge_alone_on_a_fresh_machine(tmp_path: Path) -> None:
         _, err = edge.communicate(timeout=30)
     assert edge.returncode == 0, err
     assert not (tmp_path / "data" / "nats" / "server.json").exists()  # the server stopped
+
+
+def test_the_edge_reports_its_url_in_a_ready_file(settings: Settings, tmp_path: Path) -> None:
+    """``praxis edge --ready-file F``: once it listens, F holds its URL and pid, written
+    whole (what ``praxis up`` reads instead of the edge's output)."""
+    ready = tmp_path / "edge.json"
+    args = ["edge", "--port", "0", "--ready-file", str(ready)]
+    env = env_for(settings, PRAXIS_INPROCESS_WORKER="never")
+    with spawn_praxis(env, *args) as proc:
+        try:
+            deadline = time.monotonic() + 30
+            while not ready.exists():  # waiting for the condition itself, bounded
+                assert proc.poll() is None, "the edge exited"
+                assert time.monotonic() < deadline, "no ready file"
+                time.sleep(0.02)
+            found = json.loads(ready.read_text())
+            assert found["pid"] == proc.pid and found["url"].startswith("http://127.0.0.1:")
+            assert httpx.get(f"{found['url']}/healthz", timeout=5).status_code == 200
+            assert [p.name for p in tmp_path.iterdir()] == ["edge.json"]  # no partial file
+        finally:
+            proc.terminate()
+            proc.wait(15)
