@@ -154,7 +154,7 @@ async def test_a_service_drives_sessions_with_its_own_credentials(
         text = "".join(deltas)
         assert text == "total?"
         assert [h.content for h in await svc.history(record.session_id)] == ["total?", "total?"]
-        assert [r.session_id for r in (await svc.list(task_id="invoice-7")).items] == [
+        assert [r.session_id for r in (await svc.list_sessions(task_id="invoice-7")).items] == [
             record.session_id
         ]
         assert (await svc.suspend(record.session_id)).state is SessionState.SUSPENDED
