@@ -14,6 +14,7 @@ import pytest
 from pydantic import ValidationError
 
 from praxis.bus import IllegalTransitionError, Receipt, SessionClient, Settings, direct, subjects
+from praxis.bus.client import reading
 from praxis.schemas import (
     AgentMessage,
     CommandRejected,
@@ -374,7 +375,7 @@ async def test_double_texting_rollback_discards_the_turn_in_flight(
         ("w0", False),
     ]
     assert rolled.from_seq == history[0].seq and rolled.to_seq > history[1].seq
-    ck, _ = await client._checkpoint(sid)
+    ck, _ = await reading.checkpoint(client, sid)
     assert [m.content.split()[0] for m in ck.context] == ["scratch", "w0"]  # what the agent sees
     page, _ = await client.history(sid, limit=4, more=True)
     assert [h.rolled_back for h in page] == [True, True, False, False]

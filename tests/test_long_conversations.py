@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from praxis.bus import SessionClient, Settings, connect, direct, subjects
+from praxis.bus.client import reading
 from praxis.bus.embedded import NatsServer
 from praxis.bus.transfer import Conversation, import_conversation
 from praxis.schemas import AgentMessage, ContextCompacted, SessionState
@@ -226,7 +227,7 @@ async def test_long_messages_are_compacted_by_size(nats: NatsServer, tmp_path: P
         sid = await settled_session(client, "echo")
         for i in range(8):
             await client.wait(await client.send(sid, f"{i}" * 2000))
-        ck, _ = await client._checkpoint(sid)
+        ck, _ = await reading.checkpoint(client, sid)
         assert sum(len(m.content) for m in ck.context) <= 5000 + 2000
         assert len(await client.history(sid)) == 16
         stop.set()
