@@ -134,3 +134,24 @@ def _strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
         if node not in index:
             visit(node)
     return groups
+
+
+def test_the_session_policy_does_no_io() -> None:
+    """The session's rules import only the schemas, each other and pure parts of the
+    standard library: no bus, no NATS, no clock of their own, no asyncio."""
+    pure = {"__future__", "dataclasses", "datetime", "typing", "collections", "enum"}
+    found = []
+    for file in (ROOT / "workers" / "session" / "policy").rglob("*.py"):
+        for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            for name in names:
+                ours = name.startswith(("praxis.schemas", "praxis.workers.session.policy"))
+                if not ours and name.split(".")[0] not in pure:
+                    found.append(f"{file.name}: {name}")
+    assert not found, found
