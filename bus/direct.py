@@ -140,12 +140,13 @@ async def read_last(
     subject: str,
     *,
     up_to: int,
-    keep: Callable[[StoredMsg], T | None],
+    keep: Callable[[StoredMsg], list[T]],
     want: int | None,
     timeout: float,
 ) -> tuple[list[T], bool]:
-    """The last ``want`` kept items among the messages on ``subject`` up to ``up_to``,
-    oldest first, and whether older ones exist; ``want=None``: all of them.
+    """The last ``want`` items kept from the messages on ``subject`` up to ``up_to``
+    (``keep`` gives each message's items, oldest first), oldest first, and whether older
+    ones exist; ``want=None``: all of them.
 
     JetStream reads forward only, and a session's messages are spread over a stream shared
     with every other session: read windows backwards from ``up_to``, each four times wider
@@ -162,13 +163,11 @@ async def read_last(
             nc, stream, subject, after=lo, up_to=hi, timeout=timeout, batch_size=size
         )
         for m in reversed(msgs):  # only as many as needed are decoded
-            item = keep(m)
-            if item is None:
-                continue
-            if want is not None and len(items) == want:
-                items.reverse()
-                return items, True
-            items.append(item)
+            for item in reversed(keep(m)):
+                if want is not None and len(items) == want:
+                    items.reverse()
+                    return items, True
+                items.append(item)
         hi, width = lo, width * 4
     items.reverse()
     return items, False

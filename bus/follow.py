@@ -25,10 +25,10 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from pydantic import ValidationError
 
-from praxis.bus import direct, subjects
+from praxis.bus import subjects
 from praxis.bus.connection import Bus
 from praxis.bus.errors import BusError, SessionNotFoundError
-from praxis.bus.state import load_head
+from praxis.bus.state import load_head, read_events
 from praxis.schemas import (
     CommitNotice,
     Delivery,
@@ -39,7 +39,6 @@ from praxis.schemas import (
     TurnCompleted,
     TurnFailed,
     TurnStarted,
-    decode_event,
     decode_live,
 )
 
@@ -224,16 +223,10 @@ class Follower:
     async def _catch_up(self, tail: int) -> None:
         """Deliver stored events in (cursor, tail]; then ``tail`` is the latest known event."""
         if tail > self.cursor:
-            stored = await direct.read_subject(
-                self.bus.nc,
-                self.bus.stream,
-                subjects.events(self.session_id),
-                after=self.cursor,
-                up_to=tail,
-                timeout=self.bus.timeout,
-            )
-            for m in stored:
-                self._deliver_event(m.seq, decode_event(m.data))
+            for eid, event in await read_events(
+                self.bus, self.session_id, after=self.cursor, up_to=tail
+            ):
+                self._deliver_event(eid, event)
         self.known = max(self.known, tail)
 
     def _deliver_event(self, seq: int, event: Event) -> None:
@@ -271,6 +264,9 @@ class Follower:
             return
         for stored in notice.events:
             self._deliver_event(stored.seq, stored.event)
+            if isinstance(stored.event, TurnStarted) and notice.deltas:
+                for delta in notice.deltas:  # a turn stored whole: its deltas, in place
+                    await self._on_delta(delta)
         self.known = notice.seq
 
     async def _on_delta(self, delta: TokenDelta) -> None:

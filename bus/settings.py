@@ -106,6 +106,14 @@ class Settings(BaseSettings):
         description="Times a turn is started before it is given up and parked as a dead "
         "letter (its workers kept dying during it).",
     )
+    group_commit: float = Field(
+        default=0.02,
+        ge=0,
+        description="Seconds a turn's start waits to be stored with its end: a turn that "
+        "ends sooner is stored as one record (message, start, reply, end); a longer one "
+        "stores its start when this passes (0: at once, its token deltas streamed from "
+        "the first).",
+    )
     request_timeout: float = Field(default=5.0, gt=0)
     retry_window: float = Field(
         default=20.0,

@@ -19,8 +19,10 @@ from praxis.schemas import (
     CreateSession,
     Event,
     decode_command,
-    decode_event,
+    decode_record,
     fold,
+    record_seq,
+    upgrade,
 )
 from praxis.schemas.events import SessionCreated, created_by
 from praxis.schemas.fold import start
@@ -29,14 +31,35 @@ from praxis.schemas.fold import start
 async def load_head(
     bus: Bus, session_id: str, *, include_pending: bool = True
 ) -> tuple[Event, int] | None:
-    """The session's latest event and its sequence (one read), or ``None`` if unknown."""
+    """The session's latest event and its id (one read), or ``None`` if unknown."""
     last = await direct.last_by_subject(
         bus.nc, bus.stream, subjects.events(session_id), bus.timeout
     )
     if last is None:
         created = await pending_create(bus, session_id) if include_pending else None
         return None if created is None else (created, 0)
-    return decode_event(last.data), last.seq
+    eid, event = decode_record(last.seq, last.data)[-1]
+    return event, eid
+
+
+async def read_events(
+    bus: Bus, session_id: str, *, after: int, up_to: int | None = None
+) -> list[tuple[int, Event]]:
+    """The session's stored events with ``after < id <= up_to``, in order."""
+    stored = await direct.read_subject(
+        bus.nc,
+        bus.stream,
+        subjects.events(session_id),
+        after=record_seq(after) - 1 if after else 0,
+        up_to=None if up_to is None else record_seq(up_to),
+        timeout=bus.timeout,
+    )
+    return [
+        (i, e)
+        for m in stored
+        for i, e in decode_record(m.seq, m.data)
+        if i > after and (up_to is None or i <= up_to)
+    ]
 
 
 async def first_command(bus: Bus, session_id: str) -> Command | None:
@@ -63,7 +86,7 @@ async def pending_create(bus: Bus, session_id: str) -> SessionCreated | None:
 async def load_state(
     bus: Bus, session_id: str, *, include_pending: bool = True
 ) -> tuple[Checkpoint, int] | None:
-    """The session's state and the sequence of its latest event, or ``None`` if unknown."""
+    """The session's state and the id of its latest event, or ``None`` if unknown."""
     snap, last = await asyncio.gather(
         direct.last_by_subject(bus.nc, bus.stream, subjects.checkpoint(session_id), bus.timeout),
         direct.last_by_subject(bus.nc, bus.stream, subjects.events(session_id), bus.timeout),
@@ -71,22 +94,17 @@ async def load_state(
     if last is None:
         created = await pending_create(bus, session_id) if include_pending else None
         return None if created is None else (start(created, 0), 0)
-    ck = Checkpoint.model_validate_json(snap.data) if snap is not None else None
+    ck = upgrade(Checkpoint.model_validate_json(snap.data)) if snap is not None else None
     as_of = ck.as_of if ck is not None else 0
-    if last.seq > as_of:
-        if last.seq == as_of + 1:  # the only sequence in the gap: no read needed
-            pending = [(last.seq, decode_event(last.data))]
+    newest = decode_record(last.seq, last.data)
+    tail = newest[-1][0]
+    if tail > as_of:
+        if record_seq(as_of) >= last.seq - 1:
+            # Nothing can be stored between the snapshot and the latest record: no read.
+            pending = newest
         else:
-            stored = await direct.read_subject(
-                bus.nc,
-                bus.stream,
-                subjects.events(session_id),
-                after=as_of,
-                up_to=last.seq,
-                timeout=bus.timeout,
-            )
-            pending = [(m.seq, decode_event(m.data)) for m in stored]
+            pending = await read_events(bus, session_id, after=as_of, up_to=tail)
         ck = fold(pending, ck, bus.settings.context_cap)
     if ck is None:
         return None
-    return ck, last.seq
+    return ck, tail

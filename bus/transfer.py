@@ -46,6 +46,8 @@ from praxis.schemas import (
     TurnRolledBack,
     UserMessageAccepted,
     apply,
+    encode_record,
+    event_id,
     new_id,
 )
 from praxis.schemas.commands import DoubleTexting, Owner, Seconds
@@ -179,7 +181,7 @@ def conversation_events(
 
 def rollbacks(conv: Conversation, sid: str, task_id: str, seqs: list[int]) -> list[Event]:
     """A ``turn.rolled_back`` for each run of messages exported as rolled back (``seqs``:
-    where the messages were stored, in order)."""
+    the messages' event ids, in order)."""
     chat = [m for m in conv.messages if m.role != "system"]
     runs: list[tuple[int, int]] = []
     in_run = False
@@ -232,7 +234,7 @@ async def import_conversation(
     tid = conv.task_id or task_id or new_id("task")
     expiry = (settings.session_idle_timeout, settings.session_max_lifetime)
     events = conversation_events(conv, sid, tid, name, expiry)
-    payloads = [e.model_dump_json().encode() for e in events]
+    payloads = [encode_record([e.model_dump_json().encode()]) for e in events]
     last = closing_event(conv, sid, tid)
     for p in [*payloads, last.model_dump_json().encode()]:  # before anything is written
         check_size(p, {"Nats-Expected-Last-Subject-Sequence": "0" * 12}, settings.max_message_bytes)
@@ -246,12 +248,14 @@ async def import_conversation(
         except FenceRejectedError as e:
             raise SessionExistsError(sid) from e
         seqs = [first, *await _pipeline(client, sid, payloads[1:], lease, run)]
-        for event in [*rollbacks(conv, sid, tid, seqs[1:]), last]:
-            seqs.append(await _append(client, sid, event.model_dump_json().encode(), seqs[-1]))
+        ids = [event_id(seq) for seq in seqs]  # one event per record
+        for event in [*rollbacks(conv, sid, tid, ids[1:]), last]:
+            record = encode_record([event.model_dump_json().encode()])
+            seqs.append(await _append(client, sid, record, seqs[-1]))
             events.append(event)
         ck: Checkpoint | None = None
         for seq, event in zip(seqs, events, strict=True):
-            ck = apply(ck, seq, event, settings.context_cap)
+            ck = apply(ck, event_id(seq), event, settings.context_cap)
         assert ck is not None
         await commit.save_checkpoint(bus.nc, sid, ck.model_dump_json().encode(), bus.timeout)
         await bus.sessions.put(sid, ck.session.model_dump_json().encode())

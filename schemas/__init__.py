@@ -52,7 +52,7 @@ from praxis.schemas.events import (
     decode_event,
     encode_event,
 )
-from praxis.schemas.fold import FoldError, apply, fold
+from praxis.schemas.fold import FoldError, apply, fold, rebase, upgrade
 from praxis.schemas.ids import (
     MAX_TOKEN_LENGTH,
     AgentName,
@@ -93,11 +93,20 @@ from praxis.schemas.records import (
     dead_letter_id,
     decode_live,
 )
+from praxis.schemas.stored import (
+    ID_SCALE,
+    decode_record,
+    encode_record,
+    event_id,
+    first_id,
+    record_seq,
+)
 
 __all__ = [
     "ACCEPTS_MESSAGES",
     "COMMAND_ADAPTER",
     "EVENT_ADAPTER",
+    "ID_SCALE",
     "MAX_MESSAGE_CHARS",
     "MAX_TOKEN_LENGTH",
     "TERMINAL",
@@ -173,8 +182,15 @@ __all__ = [
     "decode_command",
     "decode_event",
     "decode_live",
+    "decode_record",
     "encode_event",
+    "encode_record",
+    "event_id",
+    "first_id",
     "fold",
     "is_token",
     "new_id",
+    "rebase",
+    "record_seq",
+    "upgrade",
 ]

@@ -8,6 +8,7 @@ of that command's events; the fold shows exactly how far it got (``progress``, `
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from praxis.schemas.commands import Interface
@@ -44,6 +45,7 @@ from praxis.schemas.records import (
     ToolOutcome,
     TurnInFlight,
 )
+from praxis.schemas.stored import ID_SCALE
 
 RECENT_COMMANDS = 256
 ACTIVITY = (
@@ -277,4 +279,37 @@ def fold(
 ) -> Checkpoint | None:
     for seq, event in events:
         ck = apply(ck, seq, event, context_limit)
+    return ck
+
+
+def _ids(ck: Checkpoint, change: Callable[[int], int]) -> None:
+    """Apply ``change`` to every event id the state holds (not to commands' sequences)."""
+    ck.as_of = change(ck.as_of)
+    ck.context = [
+        m if change(m.seq) == m.seq else m.model_copy(update={"seq": change(m.seq)})
+        for m in ck.context
+    ]
+    if ck.last_user is not None:
+        ck.last_user = (ck.last_user[0], change(ck.last_user[1]))
+    if ck.turn is not None:
+        ck.turn.start_seq = change(ck.turn.start_seq)
+    if ck.last_turn is not None:
+        ck.last_turn.start_seq = change(ck.last_turn.start_seq)
+        ck.last_turn.end_seq = change(ck.last_turn.end_seq)
+    ck.rolled_back = [(change(a), change(b)) for a, b in ck.rolled_back]
+
+
+def upgrade(ck: Checkpoint) -> Checkpoint:
+    """A snapshot of the format that named events by stream sequence, on the ids' scale."""
+    if ck.v == 1:
+        _ids(ck, lambda i: i * ID_SCALE)
+        ck.v = 2
+    return ck
+
+
+def rebase(ck: Checkpoint, since: int, delta: int) -> Checkpoint:
+    """Move the ids from ``since`` on by ``delta``: events folded before they were stored,
+    under ids their record was expected to get, now that it is stored elsewhere."""
+    if delta:
+        _ids(ck, lambda i: i + delta if i >= since else i)
     return ck

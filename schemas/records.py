@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -145,7 +146,9 @@ class Checkpoint(BaseModel):
     the whole history stays in the events.
     """
 
-    v: Literal[1] = 1
+    v: Literal[1, 2] = 2
+    """2: event ids are record ids (:mod:`praxis.schemas.stored`); 1: stream sequences
+    (read through :func:`praxis.schemas.fold.upgrade`)."""
     session: SessionRecord
     as_of: int = 0
     input_cursor: int = 0
@@ -190,27 +193,33 @@ class StoredEvent(BaseModel):
 
 
 class CommitNotice(BaseModel):
-    """Sent on ``live.<id>`` after each append: the events and their sequences.
+    """Sent on ``live.<id>`` after each record is stored: its events and their ids.
 
-    ``prev`` is the event sequence the append was fenced on; a follower whose last known
-    event sequence is not ``prev`` has missed a notice and reads the gap back.
+    ``prev`` is the id of the event before the record (the latest one when it was
+    fenced); ``seq`` that of its last event. A follower whose last known event is not
+    ``prev`` has missed a notice and reads the gap back.
     """
 
     type: Literal["commit"] = "commit"
     prev: int
     seq: int
     events: list[StoredEvent]
+    deltas: list[TokenDelta] = Field(default_factory=list)
+    """The token deltas of a turn stored whole (start and end in this record), streamed
+    before its start was stored: followers pass them on right after its ``turn.started``."""
 
     @staticmethod
-    def encode(prev: int, seq: int, event_json: bytes) -> bytes:
-        """The JSON of the notice of one event, around the event's stored JSON (not
+    def encode(prev: int, events: list[tuple[int, bytes]], deltas: Sequence[bytes] = ()) -> bytes:
+        """The JSON of the notice of a record, around its events' (and deltas') JSON (not
         serialised again: this is on every append's path). Equal to
-        ``CommitNotice(prev=prev, seq=seq, events=[StoredEvent(seq=seq, event=...)])``."""
-        return b'{"type":"commit","prev":%d,"seq":%d,"events":[{"seq":%d,"event":%s}]}' % (
+        ``CommitNotice(prev=prev, seq=last id, events=[StoredEvent(seq=id, event=...)],
+        deltas=...)``."""
+        body = b",".join(b'{"seq":%d,"event":%s}' % (i, e) for i, e in events)
+        return b'{"type":"commit","prev":%d,"seq":%d,"events":[%s],"deltas":[%s]}' % (
             prev,
-            seq,
-            seq,
-            event_json,
+            events[-1][0],
+            body,
+            b",".join(deltas),
         )
 
 

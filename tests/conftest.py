@@ -17,11 +17,12 @@ import httpx
 import pytest
 from nats.errors import NoRespondersError
 
-from praxis.bus import Bus, Receipt, SessionClient, Settings, connect, direct, subjects
+from praxis.bus import Bus, Receipt, SessionClient, Settings, connect, subjects
 from praxis.bus.credentials import Credentials, seed_file, write_server_config
 from praxis.bus.embedded import NatsServer
 from praxis.bus.permissions import Role
-from praxis.schemas import Event, Interface, SessionRecord, decode_event
+from praxis.bus.state import read_events
+from praxis.schemas import Event, Interface, SessionRecord
 from praxis.workers import Worker, registry_for
 from tests.agents_for_tests import TEST_AGENTS
 from tests.fake_models import FakeModelServer
@@ -416,7 +417,4 @@ async def remnants(client: SessionClient, session_id: str) -> dict[str, list[str
 
 async def stored_events(client: SessionClient, session_id: str) -> list[Event]:
     """Every stored event of the session, in order (read from the stream)."""
-    msgs = await direct.read_subject(
-        client.bus.nc, client.bus.stream, subjects.events(session_id), after=0, timeout=5
-    )
-    return [decode_event(m.data) for m in msgs]
+    return [e for _, e in await read_events(client.bus, session_id, after=0)]

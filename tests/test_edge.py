@@ -16,9 +16,9 @@ import websockets
 from httpx_sse import ServerSentEvent, aconnect_sse
 from websockets.typing import Origin, Subprotocol
 
-from praxis.bus import Receipt, SessionClient, Settings, direct, leases, subjects
+from praxis.bus import Receipt, SessionClient, Settings, leases
 from praxis.bus.embedded import NatsServer
-from praxis.schemas import decode_event
+from praxis.bus.state import read_events
 from tests.conftest import (
     EdgeProcess,
     InProcessWorker,
@@ -82,14 +82,7 @@ def durable(events: list[ServerSentEvent]) -> list[tuple[int, str]]:
 
 async def stored(client: SessionClient, session_id: str, after: int = 0) -> list[tuple[int, str]]:
     """(sequence, type) of the session's events on the stream: the truth to compare with."""
-    msgs = await direct.read_subject(
-        client.bus.nc,
-        client.bus.stream,
-        subjects.events(session_id),
-        after=after,
-        timeout=client.bus.timeout,
-    )
-    return [(m.seq, decode_event(m.data).type) for m in msgs]
+    return [(i, e.type) for i, e in await read_events(client.bus, session_id, after=after)]
 
 
 def ends_turns(n: int) -> Callable[[list[ServerSentEvent]], bool]:

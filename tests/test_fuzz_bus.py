@@ -17,7 +17,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from praxis.bus import Settings, direct, subjects
-from praxis.schemas import decode_event
+from praxis.schemas import decode_record
 from tests.conftest import WorkerProcess
 
 KINDS = [
@@ -111,7 +111,8 @@ async def _batch(url: str, stream: str, batch: list[bytes]) -> None:
             assert outcome["outcome"] == "rejected", outcome
             assert outcome["state"] in ("SUSPENDED", "COMPLETED"), outcome
         msgs = await direct.read_subject(nc, stream, subjects.events(sid), after=0, timeout=5)
-        events = [decode_event(m.data) for m in msgs]  # every stored event is well formed
+        # every stored record is well formed
+        events = [e for m in msgs for _, e in decode_record(m.seq, m.data)]
         assert events[0].type == "session.created"
         assert all(e.session_id == sid for e in events)
     finally:

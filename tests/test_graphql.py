@@ -21,9 +21,9 @@ from graphql import (
     print_schema,
 )
 
-from praxis.bus import Receipt, SessionClient, Settings, direct, subjects
+from praxis.bus import Receipt, SessionClient, Settings
 from praxis.bus.embedded import NatsServer
-from praxis.schemas import decode_event
+from praxis.bus.state import read_events
 from tests.conftest import (
     ROOT,
     EdgeProcess,
@@ -108,10 +108,7 @@ def durable(events: list[dict[str, Any]]) -> list[tuple[int, str]]:
 
 
 async def stored(client: SessionClient, session_id: str, after: int = 0) -> list[tuple[int, str]]:
-    msgs = await direct.read_subject(
-        client.bus.nc, client.bus.stream, subjects.events(session_id), after=after, timeout=5
-    )
-    return [(m.seq, decode_event(m.data).type) for m in msgs]
+    return [(i, e.type) for i, e in await read_events(client.bus, session_id, after=after)]
 
 
 # -- the documented workflow --------------------------------------------------------------

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from praxis.bus import IllegalTransitionError, Receipt, SessionClient, Settings, direct, subjects
 from praxis.bus.client import reading
+from praxis.bus.state import read_events
 from praxis.schemas import (
     AgentMessage,
     CommandRejected,
@@ -132,13 +133,8 @@ async def _stored(client: SessionClient, subject: str) -> list[int]:
 
 
 async def _events(client: SessionClient, sid: str):  # type: ignore[no-untyped-def]
-    msgs = await direct.read_subject(
-        client.bus.nc, client.bus.stream, subjects.events(sid), after=0, timeout=5
-    )
-    from praxis.schemas import decode_event
-
-    for m in msgs:
-        yield decode_event(m.data)
+    for _, event in await read_events(client.bus, sid, after=0):
+        yield event
 
 
 async def test_expiry_from_every_interface(

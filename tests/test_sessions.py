@@ -28,6 +28,7 @@ from praxis.bus import (
 )
 from praxis.bus.embedded import NatsServer
 from praxis.bus.follow import Follower
+from praxis.bus.state import load_head, read_events
 from praxis.schemas import (
     AgentMessage,
     CommandRejected,
@@ -262,16 +263,14 @@ async def test_a_command_id_is_an_idempotency_key_within_one_session(
 
 
 async def _durable(client: SessionClient, session_id: str):  # type: ignore[no-untyped-def]
-    tail = (await client.bus.js.stream_info(client.bus.stream)).state.last_seq
+    """The session's durable events up to the latest one stored now, as followed."""
+    found = await load_head(client.bus, session_id)
+    assert found is not None
+    tail = found[1]
     async for item in await client.events(session_id, after=0):
         if item.cursor is not None:
             yield item
-            last = await client.bus.nc.request(
-                f"$JS.API.DIRECT.GET.{client.bus.stream}.{subjects.events(session_id)}",
-                b"",
-                timeout=2,
-            )
-            if item.cursor >= int(last.headers["Nats-Sequence"]) or item.cursor >= tail:
+            if item.cursor >= tail:
                 return
 
 
@@ -517,10 +516,8 @@ async def test_a_reader_that_does_not_read_is_resynchronised_not_buffered_withou
                     break
     finally:
         await follower.close()
-    stored = await direct.read_subject(
-        client.bus.nc, client.bus.stream, subjects.events(sid), after=tail, timeout=5
-    )
-    assert [i.cursor for i in got if i.cursor is not None] == [m.seq for m in stored]
+    stored = await read_events(client.bus, sid, after=tail)
+    assert [i.cursor for i in got if i.cursor is not None] == [i for i, _ in stored]
     reply = next(i.event for i in got if isinstance(i.event, AgentMessage))
     assert reply.content == "".join(f"w{i} " for i in range(60))
 
@@ -542,20 +539,23 @@ async def _as_owner(
 ) -> tuple[str, dict[str, Any], Append, int]:
     """A new session whose events this test writes itself, as its owner would (no worker
     runs here): its id, the fields every event needs, a fenced append (an event, the
-    sequence it follows), and the sequence of its ``session.created``."""
+    id it follows), and the id of its ``session.created``."""
     from praxis.bus import commit
     from praxis.bus.state import pending_create
+    from praxis.schemas import encode_record, first_id, record_seq
 
     record, _ = await client.create("echo")
     sid, bus = record.session_id, client.bus
     created = await pending_create(bus, sid)
     assert created is not None
 
-    async def append(event: Any, after: int) -> int:
-        return await commit.append(
-            bus.nc, bus.stream, sid, event.model_dump_json().encode(),
-            expected_seq=after, max_bytes=settings.max_message_bytes, timeout=5, deadline=10,
+    async def append(event: Any, after: int) -> int:  # a record of one event: its id
+        seq = await commit.append(
+            bus.nc, bus.stream, sid, encode_record([event.model_dump_json().encode()]),
+            expected_seq=record_seq(after), max_bytes=settings.max_message_bytes, timeout=5,
+            deadline=10,
         )  # fmt: skip
+        return first_id(seq)
 
     base = {"session_id": sid, "task_id": record.task_id, "command_id": "cmd_x"}
     return sid, base, append, await append(created, 0)

@@ -11,9 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from praxis.bus import Receipt, SessionClient, direct, subjects
+from praxis.bus import Receipt, SessionClient
 from praxis.bus.embedded import NatsServer
-from praxis.schemas import Event, decode_event
+from praxis.bus.state import read_events
+from praxis.schemas import Event
 from tests.conftest import EdgeProcess, InProcessWorker, edge_env, make_settings
 
 
@@ -43,10 +44,7 @@ async def _session_through(
     )
     assert r.status_code == 202, r.text
     await client.wait(Receipt(sid, r.json()["command_id"], r.json()["cursor"]))
-    stored = await direct.read_subject(
-        client.bus.nc, client.bus.stream, subjects.events(sid), after=0, timeout=5
-    )
-    return [decode_event(m.data) for m in stored]
+    return [e for _, e in await read_events(client.bus, sid, after=0)]
 
 
 async def test_a_trace_from_the_edge_is_in_the_workers_events(

@@ -42,6 +42,7 @@ from praxis.schemas import (
     UserMessage,
     check_token,
     decode_command,
+    first_id,
     new_id,
 )
 from praxis.schemas.events import created_by
@@ -146,7 +147,7 @@ async def send_after(
     cmd = message_command(c, head.session_id, head.task_id, message, command_id, queue, on_busy)
     ack = await store(c, cmd)
     # A repeat: what the first one caused may be stored already, after its own sequence.
-    cursor = min(tail, int(ack.seq)) if ack.duplicate else tail
+    cursor = min(tail, first_id(int(ack.seq))) if ack.duplicate else tail
     return Receipt(head.session_id, cmd.command_id, cursor)
 
 

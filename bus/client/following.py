@@ -13,7 +13,7 @@ from praxis.bus.client.base import ClientState, Receipt
 from praxis.bus.errors import CommandTimeoutError, InvalidCursorError, SessionNotFoundError
 from praxis.bus.follow import Follower
 from praxis.bus.state import load_head
-from praxis.schemas import Delivery, DoubleTexting, TokenDelta, TurnStarted
+from praxis.schemas import Delivery, DoubleTexting, TokenDelta, TurnStarted, first_id
 from praxis.schemas.events import CommandEffects
 
 
@@ -49,7 +49,7 @@ async def turn(
             )
             await follower.subscribe()
             ack = await commands.store(c, cmd)
-            receipt = Receipt(session_id, cmd.command_id, int(ack.seq))
+            receipt = Receipt(session_id, cmd.command_id, first_id(int(ack.seq)))
             if not ack.duplicate:
                 follower.start_at(receipt.cursor)  # no read: all it causes is to come
             else:  # a repeat: what it caused may be stored already

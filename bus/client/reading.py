@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from datetime import datetime
+from typing import Any
 
 from praxis.bus import direct, subjects
 from praxis.bus.client.base import ClientState, Page
@@ -19,6 +20,8 @@ from praxis.schemas import (
     SessionRecord,
     SessionState,
     check_token,
+    event_id,
+    record_seq,
 )
 
 
@@ -118,25 +121,34 @@ async def history(
             items = [_from_context(m) for m in recent]
             return items, total > len(items)
 
-    def keep(m: direct.StoredMsg) -> HistoryItem | None:
-        item = _history_item(m.seq, m.data)
-        if item is not None and any(a <= item.seq <= b for a, b in ranges):
-            item.rolled_back = True
-        return item
+    up_to = min(tail, before - 1) if before else tail
+
+    def keep(m: direct.StoredMsg) -> list[HistoryItem]:
+        items = [item for item in _history_items(m.seq, m.data) if item.seq <= up_to]
+        for item in items:
+            item.rolled_back = any(a <= item.seq <= b for a, b in ranges)
+        return items
 
     return await direct.read_last(
         c.bus.nc,
         c.bus.stream,
         subjects.events(session_id),
-        up_to=min(tail, before - 1) if before else tail,
+        up_to=record_seq(up_to),
         keep=keep,
         want=limit or None,
         timeout=c.bus.timeout,
     )
 
 
-def _history_item(seq: int, data: bytes) -> HistoryItem | None:
-    event = json.loads(data)
+def _history_items(seq: int, data: bytes) -> list[HistoryItem]:
+    """The messages of the record at ``seq`` (parsed only as far as the history needs)."""
+    raw = json.loads(data)
+    events = raw if isinstance(raw, list) else [raw]
+    items = (_history_item(event_id(seq, i), e) for i, e in enumerate(events))
+    return [item for item in items if item is not None]
+
+
+def _history_item(seq: int, event: dict[str, Any]) -> HistoryItem | None:
     kind = event.get("type")
     if kind == "user.message":
         return HistoryItem(seq=seq, role="user", content=event["content"], ts=event["ts"])

@@ -15,7 +15,8 @@ from gql import Client, GraphQLRequest
 from gql.transport.websockets import WebsocketsTransport
 from httpx_sse import aconnect_sse
 
-from praxis.bus import SessionClient, direct, subjects
+from praxis.bus import SessionClient
+from praxis.bus.state import read_events
 from tests.chaos.harness import Load, finish
 from tests.conftest import EdgeProcess, WorkerProcess, eventually, live_workers
 
@@ -134,7 +135,4 @@ async def tail(client: SessionClient, session_id: str) -> int:
 
 
 async def cursors(client: SessionClient, session_id: str, after: int = 0) -> list[int]:
-    msgs = await direct.read_subject(
-        client.bus.nc, client.bus.stream, subjects.events(session_id), after=after, timeout=5
-    )
-    return [m.seq for m in msgs]
+    return [i for i, _ in await read_events(client.bus, session_id, after=after)]

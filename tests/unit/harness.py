@@ -23,6 +23,7 @@ from praxis.schemas import (
     UserMessage,
     apply,
     dead_letter_id,
+    first_id,
 )
 from praxis.schemas.events import created_by
 from praxis.workers.session import policy
@@ -93,9 +94,10 @@ class Sim:
                 raise Crash
             self.crash_after -= 1
         self.seq += 1
-        self.events.append((self.seq, event))
-        self.ck = apply(self.ck, self.seq, event)
-        return self.seq
+        eid = first_id(self.seq)  # a record of one event
+        self.events.append((eid, event))
+        self.ck = apply(self.ck, eid, event)
+        return eid
 
     def create(self, **kw: object) -> CreateSession:
         kw.setdefault("issued_at", T0)

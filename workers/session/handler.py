@@ -32,6 +32,7 @@ from praxis.schemas import (
     Complete,
     CreateSession,
     DeadLetter,
+    Event,
     Resume,
     SessionState,
     Suspend,
@@ -176,8 +177,10 @@ class CommandHandler:
     ) -> None:
         """Store a decision's events, then take its next step: decide again, or the turn."""
         while True:
+            going_on = isinstance(decision.then, RunTurn | policy.Again)
             try:
-                await self.recorder.record(decision.events, ctx)
+                # A decision that goes on (a turn, say) is stored with what follows it.
+                await self.recorder.record(decision.events, ctx, hold=going_on)
             except MessageTooLargeError as e:
                 if not decision.refuse_if_too_large:
                     raise
@@ -272,14 +275,17 @@ class CommandHandler:
     async def _turn(self, ctx: CommandContext, cmd: Command, raw: bytes, step: RunTurn) -> None:
         """Run (or finish) the turn answering command ``step.origin``, its events caused
         by the command being handled."""
-        match policy.begin_turn(self.state, ctx, step.origin, self.bus.settings.turn_attempts):
+        settings = self.bus.settings
+        redelivered = self.inbox.redelivered(ctx.input_seq)
+        begin = policy.begin_turn(self.state, ctx, step.origin, settings.turn_attempts, redelivered)
+        match begin:
             case Decision() as decision:
                 await self.recorder.record(decision.events, ctx)
                 return
             case policy.GiveUp() as gave_up:
                 await self._park(ctx, cmd, raw, policy.Park(gave_up.attempts, gave_up.reason))
                 return
-            case policy.Start(attempt=attempt, fresh=fresh):
+            case policy.Start(attempt=attempt, fresh=fresh, eager=eager):
                 pass
         agent = self.ctx.registry.get(self.state.session.agent)
         if fresh and agent is not None:
@@ -291,13 +297,16 @@ class CommandHandler:
         started = policy.turn_started(
             self.state, ctx, turn_id, attempt, self.ctx.worker_id, origin_seq
         )
-        await self.recorder.commit(started, ctx)
+        await self.recorder.record((started,), ctx, hold=True)
+        window = _Window(self.recorder, self.turns, 0.0 if eager else settings.group_commit)
+        await window.open()
         began = time.perf_counter()
-        journal = self.turns.journal(
-            self.state, ctx, turn_id, lambda e: self.recorder.commit(e, ctx)
-        )
+        journal = self.turns.journal(self.state, ctx, turn_id, lambda e: window.store(e, ctx))
         context = turn_context(self.state, step.content, attempt, turn_id, journal, origin)
-        outcome = await self.turns.run(agent, context, self.state.session.agent)
+        try:
+            outcome = await self.turns.run(agent, context, self.state.session.agent)
+        finally:
+            await window.close()
         metrics.TURN_SECONDS.observe(time.perf_counter() - began)
         metrics.TURNS.labels(_turn_label(outcome)).inc()
         ms = (time.perf_counter() - began) * 1000
@@ -326,7 +335,56 @@ class CommandHandler:
         dropped = policy.compaction(self.state, max_messages, max_chars)
         if dropped:
             summary = await self.turns.summarize(agent, self.state, ctx, dropped)
-            await self.recorder.commit(summary, ctx)
+            await self.recorder.record((summary,), ctx, hold=True)  # stored with the turn
+
+
+class _Window:
+    """A turn's group commit: its start (and what was staged before it, the message it
+    answers) is stored with its end if the turn ends within ``seconds``; otherwise when
+    they pass, or when a tool call must be journalled first. Token deltas are held until
+    the start is stored: a follower sees a turn start before its deltas."""
+
+    def __init__(self, recorder: Recorder, turns: TurnDriver, seconds: float) -> None:
+        self.recorder = recorder
+        self.turns = turns
+        self.seconds = seconds
+        self._task: asyncio.Task[None] | None = None
+        self._storing = False
+
+    async def open(self) -> None:
+        if self.seconds <= 0:
+            await self.recorder.flush()
+            return
+        self.turns.hold()
+        self._task = asyncio.create_task(self._later())
+
+    async def _later(self) -> None:
+        await asyncio.sleep(self.seconds)
+        await self._store_start()
+
+    async def _store_start(self) -> None:
+        self._storing = True
+        await self.recorder.flush()
+        await self.turns.release()
+
+    async def store(self, event: Event, ctx: CommandContext) -> None:
+        """Journal a step of the turn now (with the start, if it is still staged)."""
+        await self.recorder.record((event,), ctx, hold=True)
+        await self._store_start()
+
+    async def close(self) -> None:
+        """The turn ended: a start not stored yet goes with its end, and the deltas held
+        back with the notice of that record."""
+        task, self._task = self._task, None
+        if task is not None and not task.done() and not self._storing:
+            task.cancel()
+        if task is not None:
+            try:
+                await task
+            except asyncio.CancelledError:
+                if not task.cancelled():
+                    raise
+        self.recorder.log.deltas = self.turns.take_held()
 
 
 def _turn_label(outcome: policy.TurnOutcome) -> str:

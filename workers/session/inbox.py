@@ -40,6 +40,11 @@ class Inbox:
         """Whether a trigger is for an input past ``cursor`` (not handled yet)."""
         return any(stream_seq(m) > cursor for m in self.triggers)
 
+    def redelivered(self, seq: int | None) -> bool:
+        """Whether the work message for the input at ``seq`` has been delivered before
+        (to a worker that handed it back, or died with it)."""
+        return any(stream_seq(m) == seq and m.metadata.num_delivered > 1 for m in self.triggers)
+
     async def next_input(self, from_seq: int) -> direct.StoredMsg | None:
         return await direct.next_by_subject(
             self.bus.nc, self.bus.stream, subjects.inputs(self.sid), from_seq, self.bus.timeout

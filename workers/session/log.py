@@ -1,16 +1,21 @@
-"""The session's log on the bus, as its owner writes it: the fenced append, the fold, the
-commit notice to followers.
+"""The session's log on the bus, as its owner writes it: staging a decision's events,
+storing them as one fenced record, the fold, the commit notice to followers.
 
-Each event is one JetStream publish on ``sess.<id>.out.evt`` fenced on the session's
-latest event (``Nats-Expected-Last-Subject-Sequence``): an owner that lost the session
-can never write. The state is advanced by the same fold readers use. A new owner's first
-event is its claim (``session.claimed``), written before the event that needed it.
+A record is one JetStream publish on ``sess.<id>.out.evt`` fenced on the session's latest
+record (``Nats-Expected-Last-Subject-Sequence``): an owner that lost the session can never
+write. Events are staged first and folded at once, under the ids the next record would
+get if nothing else were stored before it; the owner decides on that state, and when the
+record is stored the ids move to where it landed (:func:`praxis.schemas.rebase`). A new
+owner's claim (``session.claimed``) is the first event of its first record.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from praxis.bus import Bus, commit, direct, metrics, subjects
-from praxis.bus.errors import TransientError
+from praxis.bus.errors import FenceRejectedError, TransientError, check_size
 from praxis.bus.state import load_state
 from praxis.schemas import (
     Checkpoint,
@@ -20,8 +25,20 @@ from praxis.schemas import (
     SessionCreated,
     TailNotice,
     apply,
+    decode_record,
+    encode_record,
+    first_id,
+    rebase,
+    record_seq,
 )
+from praxis.schemas.stored import MAX_RECORD_EVENTS
 from praxis.workers.session.policy import CommandContext
+
+_FENCE_HEADERS = {
+    commit.EXPECTED_LAST_SUBJECT_SEQ: "0" * 20,
+    commit.APPEND_ID_HEADER: "0" * 40,
+}
+"""Headers as large as an append's: a staged event is checked against the limit with them."""
 
 
 class SessionLog:
@@ -31,12 +48,16 @@ class SessionLog:
         self.worker_id = worker_id
         self.ck: Checkpoint | None = None
         self.tail = 0
-        """The sequence of the session's latest event: the next append is fenced on it."""
+        """The id of the session's latest stored event: the next record is fenced on it."""
         self.claimed = False
         self.optimistic = False
         """The state came from this worker's cache: no append has confirmed it yet."""
         self.unsaved = 0
-        """Events appended since the latest snapshot."""
+        """Records stored since the latest snapshot."""
+        self.staged: list[tuple[Event, bytes]] = []
+        """Events decided and folded, not stored yet (the next record)."""
+        self.deltas: list[bytes] = []
+        """Token deltas of a turn whose start is staged, for the next record's notice."""
 
     @property
     def state(self) -> Checkpoint:
@@ -45,21 +66,23 @@ class SessionLog:
 
     def start(self, ck: Checkpoint, tail: int) -> None:
         self.ck, self.tail = ck, tail
+        self.staged, self.deltas = [], []
         self.claimed = ck.owner == self.worker_id
 
     async def reload(self) -> None:
-        """Read the state again (the cached one was stale)."""
+        """Read the state again (the cached one was stale, or staged events were lost)."""
         self.optimistic = False
+        self.staged = []
         found = await load_state(self.bus, self.sid, include_pending=False)
         if found is None:
             raise TransientError(f"session {self.sid} vanished")
         self.start(*found)
         await self.tell_tail()
 
-    async def tell_tail(self, seq: int | None = None) -> None:
+    async def tell_tail(self, tail: int | None = None) -> None:
         """Tell followers the latest event (one they missed, a notice lost with a worker
         that died, is then read back)."""
-        notice = TailNotice(seq=self.tail if seq is None else seq)
+        notice = TailNotice(seq=self.tail if tail is None else tail)
         await self.bus.nc.publish(subjects.live(self.sid), notice.model_dump_json().encode())
 
     async def check_tail(self) -> None:
@@ -69,45 +92,103 @@ class SessionLog:
         last = await direct.last_by_subject(
             self.bus.nc, self.bus.stream, subjects.events(self.sid), self.bus.timeout
         )
-        if last is not None and last.seq != self.tail:
+        if last is not None and last.seq != record_seq(self.tail):
             self.ck = None
-            await self.tell_tail(last.seq)
+            await self.tell_tail(decode_record(last.seq, last.data)[-1][0])
 
-    async def append(self, event: Event, ctx: CommandContext) -> int:
-        """Store ``event`` (fenced; claimed first if this owner has not written yet), fold
-        it, tell followers. Returns its sequence."""
+    # -- staging -----------------------------------------------------------------------------
+
+    def stage(self, event: Event, ctx: CommandContext) -> None:
+        """Add ``event`` to the next record (after this owner's claim if it has not written
+        yet) and fold it. Raises :class:`MessageTooLargeError`, folding nothing, if it
+        cannot be stored at all."""
         if not self.claimed and not isinstance(event, SessionCreated):
-            await self._claim(ctx)
-        return await self._store(event)
+            previous = self.state.owner
+            claim = SessionClaimed(
+                **ctx.system().meta(self.state.session.state),
+                worker_id=self.worker_id,
+                previous_owner=previous,
+            )
+            self._stage(claim)
+            self.claimed = True
+            if previous is not None:
+                metrics.TAKEOVERS.inc()
+        self._stage(event)
 
-    async def _claim(self, ctx: CommandContext) -> None:
-        previous = self.state.owner
-        claim = SessionClaimed(
-            **ctx.system().meta(self.state.session.state),
-            worker_id=self.worker_id,
-            previous_owner=previous,
-        )
-        await self._store(claim)
-        self.claimed = True
-        if previous is not None:
-            metrics.TAKEOVERS.inc()
+    def _stage(self, event: Event) -> None:
+        data = event.model_dump_json().encode()
+        limit = self.bus.settings.max_message_bytes
+        check_size(encode_record([data]), _FENCE_HEADERS, limit)
+        eid = self._next_id()
+        self.ck = apply(self.ck, eid, event, self.bus.settings.context_cap)
+        self.staged.append((event, data))
 
-    async def _store(self, event: Event) -> int:
-        payload = event.model_dump_json().encode()
+    def _next_id(self) -> int:
+        """The id the next staged event gets, on the assumption that its record is stored
+        right after the session's latest one (corrected once it is stored)."""
+        base = first_id(record_seq(self.tail) + 1)
+        return base + len(self.staged)
+
+    # -- storing -----------------------------------------------------------------------------
+
+    async def flush(self) -> list[tuple[int, Event]]:
+        """Store the staged events (one record, or more if they do not fit in one), tell
+        followers; their ids. If storing fails, the staged events are lost and the state
+        is read again from the bus before the error is raised (what is decided next is
+        decided on what is stored)."""
+        staged, self.staged = self.staged, []
+        deltas, self.deltas = self.deltas, []
+        stored: list[tuple[int, Event]] = []
+        assumed = first_id(record_seq(self.tail) + 1)  # where the staged events were folded
+        try:
+            for part in _records(staged, self.bus.settings.max_message_bytes):
+                stored += await self._store(part, assumed, deltas)
+                assumed = stored[-1][0] + 1
+                deltas = []
+        except (asyncio.CancelledError, FenceRejectedError):
+            self.ck = None  # the run ends, or reads the state again (a stale cache)
+            raise
+        except BaseException:
+            self.ck = None
+            with contextlib.suppress(Exception):
+                await self.reload()
+            raise
+        return stored
+
+    async def _store(
+        self, part: list[tuple[Event, bytes]], assumed: int, deltas: list[bytes]
+    ) -> list[tuple[int, Event]]:
         seq = await commit.append(
             self.bus.nc,
             self.bus.stream,
             self.sid,
-            payload,
-            expected_seq=self.tail,
+            encode_record([data for _, data in part]),
+            expected_seq=record_seq(self.tail),
             max_bytes=self.bus.settings.max_message_bytes,
             timeout=self.bus.timeout,
             deadline=self.bus.settings.retry_window,
         )
         self.optimistic = False  # the fence confirmed the state this run works from
-        notice = CommitNotice.encode(self.tail, seq, payload)
-        self.tail = seq
+        base = first_id(seq)
+        rebase(self.state, assumed, base - assumed)
+        ids = [(base + i, data) for i, (_, data) in enumerate(part)]
+        notice = CommitNotice.encode(self.tail, ids, deltas)
+        self.tail = ids[-1][0]
         self.unsaved += 1
-        self.ck = apply(self.ck, seq, event, self.bus.settings.context_cap)
         await self.bus.nc.publish(subjects.live(self.sid), notice)
-        return seq
+        return [(base + i, event) for i, (event, _) in enumerate(part)]
+
+
+def _records(staged: list[tuple[Event, bytes]], max_bytes: int) -> list[list[tuple[Event, bytes]]]:
+    """The staged events in records that fit in a message (each event fits alone)."""
+    room = max_bytes - 200  # the fence's headers
+    out: list[list[tuple[Event, bytes]]] = []
+    size = 0
+    for item in staged:
+        grows = len(item[1]) + 1
+        if not out or size + grows > room or len(out[-1]) >= MAX_RECORD_EVENTS:
+            out.append([])
+            size = 1
+        out[-1].append(item)
+        size += grows
+    return out

@@ -52,6 +52,24 @@ class TurnDriver:
         self.sid = session_id
         self.live: LiveTurn | None = None
         self._sub: Subscription | None = None
+        self._held: list[bytes] | None = None
+        """Token deltas kept back while the turn's start is not stored yet."""
+
+    def hold(self) -> None:
+        """Keep the token deltas back until :meth:`release` (the start is not stored)."""
+        self._held = []
+
+    async def release(self) -> None:
+        """Send the deltas kept back, and the later ones as they come."""
+        held, self._held = self._held, None
+        for data in held or ():
+            await self.bus.nc.publish(subjects.live(self.sid), data)
+
+    def take_held(self) -> list[bytes]:
+        """The deltas kept back (the turn ended before its start was stored: they go with
+        the notice of the record that holds the whole turn)."""
+        held, self._held = self._held, None
+        return held or []
 
     # -- running the agent --------------------------------------------------------------------
 
@@ -96,8 +114,11 @@ class TurnDriver:
         subject = subjects.live(self.sid)
         async for piece in pieces():
             if piece:
-                delta = live.add(piece)
-                await self.bus.nc.publish(subject, delta.model_dump_json().encode())
+                data = live.add(piece).model_dump_json().encode()
+                if self._held is not None:
+                    self._held.append(data)
+                else:
+                    await self.bus.nc.publish(subject, data)
 
     def interrupt(self, command_id: str, why: str) -> None:
         """Stop the turn in flight now (at its next token), on ``command_id``'s account."""
@@ -119,7 +140,7 @@ class TurnDriver:
         """The text of the turn in flight so far, to a follower joining mid-turn."""
         if not subjects.is_inbox(msg.reply):
             return
-        live = self.live
+        live = self.live if self._held is None else None  # a turn not stored has no text yet
         body = live.snapshot().model_dump_json().encode() if live else b""
         with contextlib.suppress(Exception):
             await msg.respond(body)

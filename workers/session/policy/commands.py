@@ -33,6 +33,7 @@ from praxis.schemas import (
     UserMessage,
     UserMessageAccepted,
     can_transition,
+    first_id,
 )
 from praxis.workers.session.policy.decision import (
     EXPIRY_SLACK,
@@ -317,7 +318,7 @@ def came_while_busy(state: Checkpoint, seq: int) -> bool:
     """Whether the message at ``seq`` was stored before the session's latest turn ended
     (it came while an earlier message was being answered, or was waiting to be)."""
     last = state.last_turn
-    return last is not None and seq < last.end_seq
+    return last is not None and first_id(seq) < last.end_seq
 
 
 def next_queued(state: Checkpoint, suspending: bool) -> QueuedMessage | None:

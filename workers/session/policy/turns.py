@@ -28,10 +28,12 @@ from praxis.workers.session.policy.decision import (
 @dataclass(frozen=True, slots=True)
 class Start:
     """Start the turn: attempt ``attempt``; ``fresh`` when no earlier attempt exists (the
-    context is compacted first)."""
+    context is compacted first); ``eager``: store its start at once, not with its end (an
+    earlier attempt may have died before its start was stored)."""
 
     attempt: int
     fresh: bool
+    eager: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +48,23 @@ class GiveUp:
 
 
 def begin_turn(
-    state: Checkpoint, ctx: CommandContext, origin: int, max_attempts: int
+    state: Checkpoint,
+    ctx: CommandContext,
+    origin: int,
+    max_attempts: int,
+    redelivered: bool = False,
 ) -> Start | GiveUp | Decision:
     """How the turn answering ``origin`` begins: a new attempt, giving up, or (its reply
-    is stored already) only its end."""
+    is stored already) only its end.
+
+    ``redelivered``: the command's work message came again (JetStream's delivery count),
+    so a worker may have died with the turn's start still waiting for its group commit.
+    That attempt is counted, and this one's start is stored at once: every start is then
+    counted, and a turn that kills its workers is parked after ``max_attempts`` starts
+    even when each dies at once."""
     turn = state.turn
-    attempt = 1
+    fresh = turn is None or turn.input_seq != origin
+    attempt = 2 if redelivered and fresh else 1
     if turn is not None and turn.input_seq == origin:
         if turn.replied:  # the reply is stored: only the end of the turn is missing
             meta = ctx.meta(state.session.state)
@@ -62,7 +75,7 @@ def begin_turn(
         attempt = 1 if turn.waiting else turn.attempt + 1
     if attempt > max_attempts:
         return GiveUp(attempt - 1)
-    return Start(attempt, fresh=turn is None or turn.input_seq != origin)
+    return Start(attempt, fresh=fresh, eager=redelivered)
 
 
 def turn_started(
