@@ -1,0 +1,121 @@
+"""Records and event ids (:mod:`praxis.schemas.stored`) without a server: packing ids,
+reading records of both formats, moving folded ids to where a record landed, and reading
+a snapshot of the earlier format."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from praxis.schemas import (
+    Checkpoint,
+    ContextCompacted,
+    UserMessageAccepted,
+    apply,
+    decode_record,
+    encode_record,
+    event_id,
+    first_id,
+    fold,
+    rebase,
+    record_seq,
+    upgrade,
+)
+from praxis.schemas.stored import ID_SCALE
+from praxis.workers.session import policy
+from praxis.workers.session.policy import CommandContext
+from tests.unit.harness import SID, TASK, Sim, echo
+
+
+def _user(text: str) -> UserMessageAccepted:
+    return UserMessageAccepted(session_id=SID, task_id=TASK, content=text)
+
+
+def test_ids_pack_the_record_and_the_index_and_keep_their_order() -> None:
+    assert event_id(7, 2) == 7002 and record_seq(7002) == 7 and first_id(8) == 8000
+    ids = [event_id(s, i) for s in (1, 2, 10) for i in (0, 1, ID_SCALE - 1)]
+    assert ids == sorted(ids)
+    # A command stored at stream sequence 5 is after every event of record 4, before 6's.
+    assert event_id(4, ID_SCALE - 1) < first_id(5) < event_id(6, 0)
+
+
+def test_a_record_is_an_array_and_an_object_is_a_record_of_one() -> None:
+    a, b = _user("a"), _user("b")
+    data = encode_record([a.model_dump_json().encode(), b.model_dump_json().encode()])
+    assert json.loads(data)[1]["content"] == "b"
+    assert decode_record(12, data) == [(12000, a), (12001, b)]
+    assert decode_record(12, a.model_dump_json().encode()) == [(12000, a)]
+
+
+def test_an_event_of_the_earlier_format_names_other_events_on_the_new_scale() -> None:
+    old = ContextCompacted(
+        session_id=SID, task_id=TASK, from_seq=3, to_seq=9, messages=4, summary="s"
+    )
+    [(eid, event)] = decode_record(20, old.model_dump_json().encode())
+    assert eid == 20000
+    assert isinstance(event, ContextCompacted)
+    assert (event.from_seq, event.to_seq) == (3000, 9000)
+    # In a record of the new format, the ids are already ids.
+    [(_, same)] = decode_record(20, encode_record([old.model_dump_json().encode()]))
+    assert isinstance(same, ContextCompacted) and same.from_seq == 3
+
+
+def _conversation() -> list[tuple[int, object]]:
+    sim = Sim(agent=echo)
+    sim.create()
+    for text in ("one", "two", "three"):
+        sim.message(text)
+    sim.work()
+    return list(sim.events)
+
+
+def test_a_snapshot_of_the_earlier_format_is_read_on_the_new_scale() -> None:
+    events = _conversation()
+    as_seqs = [(record_seq(i), e) for i, e in events]  # as the earlier release stored them
+    old = fold(as_seqs)  # type: ignore[arg-type]
+    new = fold(events)  # type: ignore[arg-type]
+    assert old is not None and new is not None
+    data = old.model_dump(mode="json") | {"v": 1}
+    read = upgrade(Checkpoint.model_validate(data))
+    assert read.v == 2
+    assert read.model_dump(exclude={"v"}) == new.model_dump(exclude={"v"})
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(min_value=1, max_value=8), st.integers(min_value=0, max_value=50))
+def test_folding_before_storing_then_moving_the_ids_is_folding_what_was_stored(
+    split: int, gap: int
+) -> None:
+    """The owner folds staged events under the ids their record would get right after the
+    latest one; stored ``gap`` sequences later, the ids move. The state is the same as
+    folding the stored record."""
+    events = [e for _, e in _conversation()]
+    split = min(split, len(events) - 1)
+    head, staged = events[:split], events[split:]
+    stored = [(first_id(i + 1), e) for i, e in enumerate(head)]
+    tail_seq = len(head)
+    ck = fold(stored)  # type: ignore[arg-type]
+    assumed = first_id(tail_seq + 1)
+    for i, e in enumerate(staged):
+        ck = apply(ck, assumed + i, e)  # type: ignore[arg-type]
+    landed = first_id(tail_seq + 1 + gap)
+    assert ck is not None
+    rebase(ck, assumed, landed - assumed)
+    truth = fold([*stored, *((landed + i, e) for i, e in enumerate(staged))])  # type: ignore[arg-type]
+    assert truth is not None
+    assert ck.model_dump() == truth.model_dump()
+
+
+def test_a_redelivered_command_counts_an_attempt_that_died_before_its_start_was_stored() -> None:
+    sim = Sim()
+    sim.create()
+    sim.work()
+    seq = sim.message("hi")
+    ctx = CommandContext(SID, TASK, "cmd", None, None, seq)
+    first = policy.begin_turn(sim.state, ctx, seq, 3)
+    assert first == policy.Start(1, fresh=True, eager=False)
+    again = policy.begin_turn(sim.state, ctx, seq, 3, redelivered=True)
+    assert again == policy.Start(2, fresh=True, eager=True)
+    assert policy.begin_turn(sim.state, ctx, seq, 1, redelivered=True) == policy.GiveUp(1)
