@@ -160,5 +160,9 @@ def authorization(
 
 
 def server_config(users: dict[Role, str], s: Settings, *, default: Role | None = None) -> str:
-    """A nats-server config file (JSON is valid nats-server config syntax)."""
-    return json.dumps(authorization(users, s, default=default), indent=2) + "\n"
+    """A nats-server config file (JSON is valid nats-server config syntax); with
+    ``nats_sync=always``, JetStream writes every message through to disk."""
+    config = authorization(users, s, default=default)
+    if s.nats_sync == "always":
+        config = {**config, "jetstream": {"sync_interval": "always"}}
+    return json.dumps(config, indent=2) + "\n"

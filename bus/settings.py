@@ -106,6 +106,12 @@ class Settings(BaseSettings):
         description="Times a turn is started before it is given up and parked as a dead "
         "letter (its workers kept dying during it).",
     )
+    nats_sync: Literal["periodic", "always"] = Field(
+        default="periodic",
+        description="The embedded NATS server's JetStream disk sync: 'periodic' (the "
+        "server's default, every 2 minutes: a power loss can lose what was stored since) "
+        "or 'always' (every message is on disk before it is acknowledged; slower).",
+    )
     group_commit: float = Field(
         default=0.02,
         ge=0,
@@ -181,8 +187,8 @@ class Settings(BaseSettings):
     checkpoint_every: int = Field(
         default=16,
         ge=1,
-        description="Events between a session's snapshots while a worker runs it (one is "
-        "also taken when the run ends): a reader folds at most about twice this many.",
+        description="Records between a session's snapshots (one is also taken when the "
+        "session goes idle): a reader folds at most about this many.",
     )
     agents: list[str] = Field(
         default_factory=list,

@@ -28,15 +28,28 @@ RAW_IN, RAW_OUT = "praxis_bench_raw.in", "praxis_bench_raw.out"
 
 # The floor: a JetStream publish consumed by one durable consumer in another process, which
 # publishes the reply to JetStream and acks; no Praxis code. Started as its own process.
+# The best such loop: nats-py runs a subscription's callbacks one at a time, so each
+# message is handed to a task (the reply published, its PubAck awaited, then the ack) and
+# the next delivery is not held up; a responder that awaited in its callback would handle
+# one message at a time and understate JetStream about 3x under load.
 RESPONDER = f"""
 import asyncio, json, os, sys, nats, uvloop
+from nats.js.api import ConsumerConfig
 async def main(url, options):
     nc = await nats.connect(url, **json.loads(options))
     js = nc.jetstream()
-    async def on(msg):
+    tasks = set()
+    async def handle(msg):
         await js.publish("{RAW_OUT}." + msg.subject.split(".")[-1], msg.data)
         await msg.ack()
-    await js.subscribe("{RAW_IN}.*", durable="raw", manual_ack=True, cb=on, stream="{RAW_STREAM}")
+    async def on(msg):
+        task = asyncio.create_task(handle(msg))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    await js.subscribe(
+        "{RAW_IN}.*", durable="raw", manual_ack=True, cb=on, stream="{RAW_STREAM}",
+        config=ConsumerConfig(max_ack_pending=100_000), pending_msgs_limit=1_000_000,
+    )
     print("ready", flush=True)
     await asyncio.Event().wait()
 uvloop.run(main(sys.argv[1], sys.argv[2]))

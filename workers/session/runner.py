@@ -130,7 +130,7 @@ class SessionRunner:
         ck = self.log.ck
         try:
             await self.turns.stop()
-            if ok and ck is not None and self.log.unsaved:
+            if ok and ck is not None and self._snapshot_due():
                 self.recorder.snapshot()  # the next run, here or elsewhere, reads no events
             await self.effects.settle()
             hint = await self.ownership.release(lease)
@@ -141,6 +141,16 @@ class SessionRunner:
             await self.inbox.settle(cursor, retry_delay=None if ok else self.handler.retry_delay)
         finally:
             self.done.set()
+
+    def _snapshot_due(self) -> bool:
+        """Whether the run ends with a snapshot: when the session goes idle, or when
+        ``checkpoint_every`` records are unsaved. A busy worker that ends a session's run
+        after each turn (others wait for its slot) takes none: its cache keeps the state,
+        and another worker reads at most that many records after the last snapshot."""
+        unsaved = self.log.unsaved
+        if not unsaved:
+            return False
+        return not self.ctx.crowded.is_set() or unsaved >= self.bus.settings.checkpoint_every
 
     async def _load(self, cached: Cached | None) -> None:
         """The state (the cached one is used as is: the first append's fence checks it)
