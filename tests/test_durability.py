@@ -27,7 +27,15 @@ from praxis.bus.connection import with_retry
 from praxis.bus.embedded import NatsServer
 from praxis.bus.errors import PublishError
 from praxis.bus.state import pending_create
-from praxis.schemas import AgentMessage, SessionClaimed, TokenDelta, TurnCompleted, TurnStarted
+from praxis.schemas import (
+    AgentMessage,
+    SessionClaimed,
+    TokenDelta,
+    TurnCompleted,
+    TurnStarted,
+    encode_record,
+    first_id,
+)
 from tests.conftest import InProcessWorker, WorkerProcess, eventually, live_workers, make_settings
 
 
@@ -168,7 +176,7 @@ async def test_stale_owner_cannot_append(client: SessionClient, settings: Settin
     created = await pending_create(bus, sid)
     assert created is not None  # its first event, as a worker writes it
     tail = await commit.append(
-        bus.nc, bus.stream, sid, created.model_dump_json().encode(),
+        bus.nc, bus.stream, sid, encode_record([created.model_dump_json().encode()]),
         expected_seq=0, max_bytes=settings.max_message_bytes, timeout=5, deadline=10,
     )  # fmt: skip
 
@@ -181,7 +189,7 @@ async def test_stale_owner_cannot_append(client: SessionClient, settings: Settin
     assert not await leases.renew(bus.leases, stale), "the stale lease cannot be renewed"
     claimed = SessionClaimed(session_id=sid, task_id=record.task_id, worker_id="worker-b")
     new_tail = await commit.append(
-        bus.nc, bus.stream, sid, claimed.model_dump_json().encode(),
+        bus.nc, bus.stream, sid, encode_record([claimed.model_dump_json().encode()]),
         expected_seq=tail, max_bytes=settings.max_message_bytes, timeout=5, deadline=10,
     )  # fmt: skip
     assert new_tail > tail
@@ -189,11 +197,11 @@ async def test_stale_owner_cannot_append(client: SessionClient, settings: Settin
     late = SessionClaimed(session_id=sid, task_id=record.task_id, worker_id="worker-a")
     with pytest.raises(FenceRejectedError, match=f"wrong last sequence: {new_tail}"):
         await commit.append(
-            bus.nc, bus.stream, sid, late.model_dump_json().encode(),
+            bus.nc, bus.stream, sid, encode_record([late.model_dump_json().encode()]),
             expected_seq=tail, max_bytes=settings.max_message_bytes, timeout=5, deadline=10,
         )  # fmt: skip
     after = await load_state(bus, sid)
-    assert after is not None and after[1] == new_tail and after[0].owner == "worker-b"
+    assert after is not None and after[1] == first_id(new_tail) and after[0].owner == "worker-b"
 
 
 BAD_IDS = ["a.b", "*", ">", "a b", "", "x" * 1024, "sess.>", "tab\there", "ünï"]

@@ -160,7 +160,10 @@ async def test_a_turn_whose_workers_keep_dying_is_parked_and_the_session_goes_on
 ) -> None:
     """The agent kills its worker on one message. A restarted worker takes the turn over
     after the lease time and dies too; with ``turn_attempts`` (2) used up, the next one
-    parks the command instead of starting the turn a third time."""
+    parks the command instead of starting the turn a third time. The first worker dies
+    inside the turn's group-commit window, before anything of the turn is stored: its
+    attempt is counted from the command's redelivery, and the second one's start is stored
+    at once, as attempt 2."""
     [first] = worker_processes(1)
     await live_workers(client, 1)
     sid = await settled_session(client, "crash")
@@ -170,7 +173,7 @@ async def test_a_turn_whose_workers_keep_dying_is_parked_and_the_session_goes_on
     assert await asyncio.to_thread(second.proc.wait, 30) == 17  # took it over, died too
     worker_processes(1)
     events = await client.wait(receipt)
-    assert [e.attempt for e in events if isinstance(e, TurnStarted)] == [1, 2]
+    assert [e.attempt for e in events if isinstance(e, TurnStarted)] == [2]
     assert not any(isinstance(e, AgentMessage) for e in events)
     failed = next(e for e in events if isinstance(e, TurnFailed))
     assert "gave up after 2 attempts" in failed.reason and not failed.final
