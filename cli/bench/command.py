@@ -18,7 +18,7 @@ from praxis.cli import term
 from praxis.cli.bench import fanout, floor, graphql, latency, load, render, resume
 from praxis.cli.bench import plot as plotting
 from praxis.cli.bench.report import Report
-from praxis.cli.bench.stack import BenchError, Stack, cpu_ms_per_turn, deployment
+from praxis.cli.bench.stack import RAW_STREAM, BenchError, Stack, cpu_ms_per_turn, deployment
 from praxis.cli.bench.stats import Series
 from praxis.cli.runtime import load_settings, run_coro, setup_logging
 
@@ -137,8 +137,10 @@ async def run_load(stack: Stack, o: Options, report: Report, steps: Steps) -> No
     for n in o.sessions:
         steps.note(f"load: {n} sessions, {o.seconds:g} s (floor first)")
         cpu_before = stack.cpu_seconds()
+        raw_before = (await stack.bus.js.stream_info(RAW_STREAM)).state.last_seq
         raw, took = await floor.raw_load(stack.url, creds, sessions=n, duration=o.seconds)
         cpu_after = stack.cpu_seconds()
+        raw_writes = (await stack.bus.js.stream_info(RAW_STREAM)).state.last_seq - raw_before
         raw_series = Series("floor")
         raw_series.add_round(raw)
         rss_before = stack.worker_rss()
@@ -160,6 +162,7 @@ async def run_load(stack: Stack, o: Options, report: Report, steps: Steps) -> No
                 "turns_per_s": floor_rate,
                 "errors": 0,
                 "turn_ms": raw_series.summary(),
+                "writes_per_turn": raw_writes / max(1, len(raw)),
                 **cpu_ms_per_turn(cpu_before, cpu_after, len(raw)),
             }
         )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from praxis.bus import SessionClient
-from praxis.cli.bench.stack import CpuSeconds, cpu_ms_per_turn
+from praxis.cli.bench.stack import RAW_STREAM, CpuSeconds, cpu_ms_per_turn
 from praxis.cli.bench.stats import Series
 from praxis.schemas import TurnCompleted, TurnFailed
 
@@ -97,10 +97,22 @@ async def closed_loops(
                 continue
             latencies.append(time.perf_counter() - t0)
 
+    writes_before = await stored_writes(client)
     await asyncio.gather(*(one(sid) for sid in session_ids))
+    writes = await stored_writes(client) - writes_before
     series = Series(name)
     series.add_round(latencies)
     took = loop.time() - start
     extra: dict[str, Any] = {"error_kinds": dict(kinds.most_common(10))} if kinds else {}
     extra |= cpu_ms_per_turn(cpu_before, cpu(), len(latencies))
+    if latencies:
+        extra["writes_per_turn"] = writes / len(latencies)
     return LoadResult(name, len(session_ids), took, series, errors, extra)
+
+
+async def stored_writes(client: SessionClient) -> int:
+    """Messages stored so far in every stream of the deployment (the session stream and
+    the buckets' streams), as the server counts them: the sum of their last sequences
+    (the benchmark's own floor stream left out)."""
+    infos = await client.bus.js.streams_info()
+    return sum(i.state.last_seq for i in infos if i.config.name != RAW_STREAM)

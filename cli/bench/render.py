@@ -33,6 +33,7 @@ def _load_rows(load: list[dict[str, Any]]) -> list[list[str]]:
             "errors",
             "of floor",
             "worker MB",
+            "writes/turn",
             "CPU ms/turn",
         ]
     ]
@@ -48,6 +49,7 @@ def _load_rows(load: list[dict[str, Any]]) -> list[list[str]]:
                 str(r["errors"]),
                 f"{r.get('of_floor', 1.0):.0%}",
                 f"{rss['before']:.0f} -> {rss['after']:.0f}" if rss else "",
+                f"{r['writes_per_turn']:.2f}" if "writes_per_turn" in r else "",
                 _cpu(r.get("cpu_ms_per_turn")),
             ]
         )
