@@ -282,13 +282,17 @@ def fold(
     return ck
 
 
-def _ids(ck: Checkpoint, change: Callable[[int], int]) -> None:
-    """Apply ``change`` to every event id the state holds (not to commands' sequences)."""
+def _ids(ck: Checkpoint, change: Callable[[int], int], since: int = 0) -> None:
+    """Apply ``change`` to every event id from ``since`` on that the state holds (not to
+    commands' sequences). The context is in id order: only its end is looked at."""
     ck.as_of = change(ck.as_of)
-    ck.context = [
-        m if change(m.seq) == m.seq else m.model_copy(update={"seq": change(m.seq)})
-        for m in ck.context
-    ]
+    context = ck.context
+    i = len(context)
+    while i and context[i - 1].seq >= since:
+        i -= 1
+    if i < len(context):
+        moved = [m.model_copy(update={"seq": change(m.seq)}) for m in context[i:]]
+        ck.context = [*context[:i], *moved]
     if ck.last_user is not None:
         ck.last_user = (ck.last_user[0], change(ck.last_user[1]))
     if ck.turn is not None:
@@ -311,5 +315,5 @@ def rebase(ck: Checkpoint, since: int, delta: int) -> Checkpoint:
     """Move the ids from ``since`` on by ``delta``: events folded before they were stored,
     under ids their record was expected to get, now that it is stored elsewhere."""
     if delta:
-        _ids(ck, lambda i: i + delta if i >= since else i)
+        _ids(ck, lambda i: i + delta if i >= since else i, since)
     return ck
