@@ -56,6 +56,16 @@ uvloop.run(main(sys.argv[1], sys.argv[2]))
 """
 
 
+TUNING = frozenset(
+    f"PRAXIS_{name}"
+    for name in (
+        "WORKER_CONCURRENCY", "GROUP_COMMIT", "NATS_SYNC", "CHECKPOINT_EVERY", "LINGER",
+        "STATE_CACHE",
+    )
+)  # fmt: skip
+"""Settings a benchmark of its own deployment passes on to the processes it starts."""
+
+
 class BenchError(BusError):
     """A benchmark that cannot run as asked."""
 
@@ -225,10 +235,15 @@ async def deployment(
     home = Path(tempfile.mkdtemp(prefix="praxis-bench-"))
     env = dict(os.environ)
     if nats_url is None:
-        server = NatsServer(home / "js", log_file=home / "nats.log")
+        config = None
+        if settings.nats_sync == "always":  # every write on disk before it is acknowledged
+            config = home / "sync.conf"
+            config.write_text('{"jetstream": {"sync_interval": "always"}}\n')
+        server = NatsServer(home / "js", log_file=home / "nats.log", config=config)
         await asyncio.to_thread(server.start)
         nats_url = server.url
-        env = {k: v for k, v in env.items() if not k.startswith("PRAXIS_")}
+        # Its own deployment: none of the caller's bus settings, only the tuning ones.
+        env = {k: v for k, v in env.items() if not k.startswith("PRAXIS_") or k in TUNING}
         settings = Settings(nats_url=nats_url, data_dir=home)
     env |= {"PRAXIS_NATS_URL": nats_url, "PRAXIS_DATA_DIR": str(home)}
     print(f"  logs of the processes it starts: {home / 'logs'}", file=sys.stderr, flush=True)
