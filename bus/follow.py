@@ -221,12 +221,15 @@ class Follower:
         return self._suspect is not None
 
     async def _catch_up(self, tail: int) -> None:
-        """Deliver stored events in (cursor, tail]; then ``tail`` is the latest known event."""
+        """Deliver stored events in (cursor, tail]; then those read are known."""
         if tail > self.cursor:
             for eid, event in await read_events(
                 self.bus, self.session_id, after=self.cursor, up_to=tail
             ):
                 self._deliver_event(eid, event)
+            # A read that stopped short of the tail (a replica behind its leader answered
+            # the direct get) must not mark the rest known: the next poll reads it again.
+            tail = min(tail, self.cursor)
         self.known = max(self.known, tail)
 
     def _deliver_event(self, seq: int, event: Event) -> None:

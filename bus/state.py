@@ -50,7 +50,7 @@ async def read_events(
         bus.nc,
         bus.stream,
         subjects.events(session_id),
-        after=record_seq(after) - 1 if after else 0,
+        after=max(0, record_seq(after) - 1),
         up_to=None if up_to is None else record_seq(up_to),
         timeout=bus.timeout,
     )

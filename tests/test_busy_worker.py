@@ -98,3 +98,38 @@ async def test_a_command_waiting_for_a_busy_worker_waits_past_the_command_timeou
     assert await _turn(client, waiting, "after you") == "after you"
     assert (await busy).startswith("w0 w1")
     assert any(w.busy for w in await client.workers())
+
+
+@pytest.mark.slow
+async def test_more_slots_than_sessions_no_command_is_given_up(
+    nats: NatsServer, tmp_path: Path
+) -> None:
+    """1,000 sessions in closed loops on a worker with 1,024 slots, the clients' command
+    timeout one second: a worker with free slots never says it is busy, and still no
+    client gives up on a command a worker will run (they wait while workers are live)."""
+    s = make_settings(nats.url, tmp_path, worker_concurrency=1024, command_timeout=1.0)
+    assert s.nats_url
+    creds = credentials(s.nats_url, Role.WORKER)
+    async with (
+        connect(s, s.nats_url, "test-client") as bus,
+        connect(s, s.nats_url, "test-worker", Role.WORKER, creds) as worker_bus,
+    ):
+        worker = Worker(worker_bus, registry_for(s))
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run(stop))
+        try:
+            client = SessionClient(bus, Interface.API)
+            gate = asyncio.Semaphore(200)
+
+            async def loop(i: int) -> list[str]:
+                async with gate:
+                    sid = await _session(client, "echo")
+                return [await _turn(client, sid, f"s{i} turn {t}") for t in range(2)]
+
+            replies = await asyncio.wait_for(asyncio.gather(*(loop(i) for i in range(1000))), 240)
+            assert all(r == [f"s{i} turn 0", f"s{i} turn 1"] for i, r in enumerate(replies)), (
+                "every turn answered, in order"
+            )
+        finally:
+            stop.set()
+            await running
