@@ -44,8 +44,9 @@ class Recorder:
     ) -> None:
         """Stage ``events`` (folded at once); store them now, or with what comes next
         (``hold``: the decision goes on, a turn say, and its record is not complete)."""
-        for event in events:
-            self.log.stage(event, ctx)
+        async with self._lock:  # not while a record is being stored: its ids would clash
+            for event in events:
+                self.log.stage(event, ctx)
         if not hold:
             await self.flush()
 
