@@ -5,6 +5,7 @@ their turn instead of giving up after the command timeout."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -30,6 +31,13 @@ async def one_slot(nats: NatsServer, tmp_path: Path) -> AsyncIterator[tuple[Sess
         command_timeout=1.0,
         linger=30.0,
     )
+    async with _running(s) as (client, worker):
+        yield client, worker
+
+
+@contextlib.asynccontextmanager
+async def _running(s: Settings) -> AsyncIterator[tuple[SessionClient, Worker]]:
+    """A client and a worker on ``s``, the worker running until the block ends."""
     assert s.nats_url
     creds = credentials(s.nats_url, Role.WORKER)
     async with (
@@ -108,28 +116,15 @@ async def test_more_slots_than_sessions_no_command_is_given_up(
     timeout one second: a worker with free slots never says it is busy, and still no
     client gives up on a command a worker will run (they wait while workers are live)."""
     s = make_settings(nats.url, tmp_path, worker_concurrency=1024, command_timeout=1.0)
-    assert s.nats_url
-    creds = credentials(s.nats_url, Role.WORKER)
-    async with (
-        connect(s, s.nats_url, "test-client") as bus,
-        connect(s, s.nats_url, "test-worker", Role.WORKER, creds) as worker_bus,
-    ):
-        worker = Worker(worker_bus, registry_for(s))
-        stop = asyncio.Event()
-        running = asyncio.create_task(worker.run(stop))
-        try:
-            client = SessionClient(bus, Interface.API)
-            gate = asyncio.Semaphore(200)
+    async with _running(s) as (client, _):
+        gate = asyncio.Semaphore(200)
 
-            async def loop(i: int) -> list[str]:
-                async with gate:
-                    sid = await _session(client, "echo")
-                return [await _turn(client, sid, f"s{i} turn {t}") for t in range(2)]
+        async def loop(i: int) -> list[str]:
+            async with gate:
+                sid = await _session(client, "echo")
+            return [await _turn(client, sid, f"s{i} turn {t}") for t in range(2)]
 
-            replies = await asyncio.wait_for(asyncio.gather(*(loop(i) for i in range(1000))), 240)
-            assert all(r == [f"s{i} turn 0", f"s{i} turn 1"] for i, r in enumerate(replies)), (
-                "every turn answered, in order"
-            )
-        finally:
-            stop.set()
-            await running
+        replies = await asyncio.wait_for(asyncio.gather(*(loop(i) for i in range(1000))), 240)
+        assert all(r == [f"s{i} turn 0", f"s{i} turn 1"] for i, r in enumerate(replies)), (
+            "every turn answered, in order"
+        )

@@ -360,10 +360,10 @@ class _Window:
 
     async def _later(self) -> None:
         await asyncio.sleep(self.seconds)
+        self._storing = True  # from here on, close() waits for the store
         await self._store_start()
 
     async def _store_start(self) -> None:
-        self._storing = True
         await self.recorder.flush()
         await self.turns.release()
 
