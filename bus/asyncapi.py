@@ -44,6 +44,19 @@ class PurgeAnswer(BaseModel):
     error: str | None = None
 
 
+class LeaseHandover(BaseModel):
+    """Hand over the lease of a session kept between runs (to the asking worker)."""
+
+    session_id: str
+
+
+class LeaseHandoverAnswer(BaseModel):
+    """The revision the asker may take the lease at; ``None``: the session is running
+    here (ask again later)."""
+
+    revision: int | None = None
+
+
 class Empty(BaseModel):
     """No payload."""
 
@@ -118,6 +131,15 @@ _CHANNELS: list[tuple[str, str, Any, bool, str]] = [
         False,
         "Request/reply, answered by one worker (a queue group): remove a session, for "
         "callers that may not purge the stream themselves. Answered to `_INBOX.` subjects.",
+    ),
+    (
+        "lease-handovers",
+        "praxis.lease.{worker_id}",
+        LeaseHandover,
+        False,
+        "Request/reply between workers: a busy worker keeps a session's lease between its "
+        "turns; another worker that got the session's next trigger asks for it. Answered "
+        "with a `LeaseHandoverAnswer`.",
     ),
     (
         "purge-answers",

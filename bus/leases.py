@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nats.aio.client import Client
 from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
@@ -24,6 +24,12 @@ class Lease:
     session_id: str
     worker_id: str
     revision: int
+    renewed_at: float = field(default_factory=time.monotonic)
+    """When the write of ``revision`` was sent (monotonic): the lease lives at least
+    ``lease_ttl`` from then."""
+
+    def age(self) -> float:
+        return time.monotonic() - self.renewed_at
 
 
 def _value(worker_id: str) -> bytes:
@@ -38,37 +44,59 @@ async def claim(
     ``hint`` is the revision this worker's own release left: if nothing happened since,
     the claim is one round trip.
     """
+    got = await try_claim(kv, session_id, worker_id, hint)
+    return got if isinstance(got, Lease) else None
+
+
+async def try_claim(
+    kv: KeyValue, session_id: str, worker_id: str, hint: int | None = None
+) -> Lease | Held:
+    """:func:`claim`, telling who holds the lease when it is not free."""
     check_token(session_id, "session id")
+    sent = time.monotonic()
     if hint is not None:
         try:
             rev = await kv.update(session_id, _value(worker_id), last=hint)
-            return Lease(session_id, worker_id, rev)
+            return Lease(session_id, worker_id, rev, sent)
         except KeyWrongLastSequenceError:
             pass
     # Two round trips: read, then write on the revision read. (nats-py's create() first
     # tries revision 0 and needs three once a released lease left a delete marker.)
     try:
-        await kv.get(session_id)
-        return None  # held
+        held = await kv.get(session_id)
+        return Held(_holder(held.value), held.revision or 0)
     except NotFoundError as e:
         # nats-py reports a delete marker as not found, with the marker as ``entry``.
         entry = getattr(e, "entry", None)
         last = entry.revision if entry is not None else 0
+    sent = time.monotonic()
     try:
         rev = await kv.update(session_id, _value(worker_id), last=last)
     except KeyWrongLastSequenceError:
+        return Held("", last)  # another claim won the race
+    return Lease(session_id, worker_id, rev, sent)
+
+
+async def take_over(kv: KeyValue, session_id: str, worker_id: str, revision: int) -> Lease | None:
+    """Take a lease its holder handed over at ``revision`` (``None``: it changed since)."""
+    sent = time.monotonic()
+    try:
+        rev = await kv.update(session_id, _value(worker_id), last=revision)
+    except (KeyWrongLastSequenceError, NotFoundError):
         return None
-    return Lease(session_id, worker_id, rev)
+    return Lease(session_id, worker_id, rev, sent)
 
 
 async def renew(kv: KeyValue, lease: Lease) -> bool:
     """Extend the lease; ``False`` if it was lost (expired and taken, or deleted)."""
+    sent = time.monotonic()
     try:
         lease.revision = await kv.update(
             lease.session_id, _value(lease.worker_id), last=lease.revision
         )
     except (KeyWrongLastSequenceError, NotFoundError):
         return False
+    lease.renewed_at = sent
     return True
 
 
@@ -94,7 +122,22 @@ async def holder(kv: KeyValue, session_id: str) -> str | None:
         entry = await kv.get(session_id)
     except NotFoundError:
         return None
-    if not entry.value:
-        return None
-    worker: str = json.loads(entry.value).get("worker_id", "?")
-    return worker
+    return _holder(entry.value) or None
+
+
+@dataclass(slots=True, frozen=True)
+class Held:
+    """A lease somebody else holds: its holder (``""``: unknown) and revision."""
+
+    worker_id: str
+    revision: int
+
+
+def _holder(value: bytes | None) -> str:
+    if not value:
+        return ""
+    try:
+        worker = json.loads(value).get("worker_id", "")
+    except (ValueError, AttributeError):
+        return ""
+    return worker if isinstance(worker, str) else ""

@@ -25,7 +25,7 @@ from typing import Any
 
 from praxis.bus import subjects
 from praxis.bus.settings import Settings
-from praxis.bus.subjects import PURGE_REQUESTS
+from praxis.bus.subjects import LEASE_HANDOVERS, PURGE_REQUESTS
 
 
 class Role(StrEnum):
@@ -108,8 +108,9 @@ def permissions(role: Role, s: Settings) -> dict[str, Any] | None:
             *_checks(s),
             *_buckets(s, _worker_buckets(s), write=True),
             *_purges(s),  # retention
+            LEASE_HANDOVERS,  # a lease another worker keeps between runs, asked for
         ]
-        subscribe = ["sess.*.in", "snap.*", PURGE_REQUESTS, inbox]
+        subscribe = ["sess.*.in", "snap.*", PURGE_REQUESTS, LEASE_HANDOVERS, inbox]
         # Snapshot answers go to the requester's inbox, whatever its prefix.
         return _perm(publish, subscribe, responses=True)
     readers = [

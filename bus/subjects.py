@@ -13,6 +13,15 @@ PURGE_REQUESTS = "praxis.purge"
 that may drive sessions but not purge the stream themselves (the edge, on DELETE)."""
 
 
+LEASE_HANDOVERS = "praxis.lease.*"
+
+
+def lease_handover(worker_id: str) -> str:
+    """Request/reply to one worker: hand over the lease of a session it keeps between runs
+    (a busy worker keeps a session's lease after its turn, for its next one)."""
+    return f"praxis.lease.{check_token(worker_id, 'worker id')}"
+
+
 def inputs(session_id: str) -> str:
     """Commands and user input for a session (stored, deduplicated by command id)."""
     return f"sess.{check_token(session_id, 'session id')}.in"

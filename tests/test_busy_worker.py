@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from praxis.bus import SessionClient, Settings, connect
+from praxis.bus import SessionClient, Settings, connect, leases, subjects
 from praxis.bus.embedded import NatsServer
 from praxis.bus.permissions import Role
-from praxis.schemas import AgentMessage, Interface, TurnCompleted
+from praxis.schemas import AgentMessage, Interface, TurnCompleted, new_id
 from praxis.workers import Worker, registry_for
+from praxis.workers.session.ownership import Ownership
 from tests.conftest import credentials, make_settings
 
 
@@ -128,3 +129,91 @@ async def test_more_slots_than_sessions_no_command_is_given_up(
         assert all(r == [f"s{i} turn 0", f"s{i} turn 1"] for i, r in enumerate(replies)), (
             "every turn answered, in order"
         )
+
+
+async def _lease_writes(client: SessionClient) -> int:
+    """Writes to the leases bucket so far (claims, renewals, releases), from the server."""
+    info = await client.bus.js.stream_info(subjects.kv_stream(client.bus.settings.leases_bucket))
+    return info.state.last_seq
+
+
+async def test_a_busy_worker_keeps_a_sessions_lease_between_its_turns(
+    one_slot: tuple[SessionClient, Worker],
+) -> None:
+    """Two sessions in loops on one slot: each run ends after one turn (the other session
+    waits for the slot), and the lease is kept, not released and claimed again."""
+    client, worker = one_slot
+    a, b = await _session(client, "echo"), await _session(client, "echo")
+    await asyncio.gather(_turn(client, a, "warm"), _turn(client, b, "warm"))
+    before = await _lease_writes(client)
+    turns = 20
+
+    async def loop(sid: str) -> list[str]:
+        return [await _turn(client, sid, f"{sid} {t}") for t in range(turns)]
+
+    replies = await asyncio.gather(loop(a), loop(b))
+    assert replies == [[f"{a} {t}" for t in range(turns)], [f"{b} {t}" for t in range(turns)]]
+    writes = await _lease_writes(client)
+    # Releasing and claiming again would be two writes per turn (80); renewing a lease
+    # older than half its time to live is a write now and then.
+    assert writes - before <= 4, f"{writes - before} lease writes for {2 * turns} turns"
+    assert len(worker.ctx.kept) >= 1
+
+
+async def test_a_kept_lease_is_handed_over_to_a_worker_that_asks(
+    nats: NatsServer, tmp_path: Path
+) -> None:
+    """Worker A keeps a session's lease between runs; worker B got the session's next
+    trigger: B asks A, and A hands the lease over (a lease A is running with, it keeps)."""
+    s = make_settings(nats.url, tmp_path)
+    async with _running(s) as (client, a), connect(s, s.nats_url, "worker-b") as bus_b:
+        kv = client.bus.leases
+        kept_sid, running_sid = new_id("sess"), new_id("sess")
+        kept = await leases.claim(kv, kept_sid, a.worker_id)
+        running = await leases.claim(kv, running_sid, a.worker_id)
+        assert kept is not None and running is not None
+        a.ctx.kept.keep(kept)
+
+        b = Ownership(bus_b, kept_sid, "wrk_b")
+        got = await b.claim(None)
+        assert got is not None and got.worker_id == "wrk_b"
+        assert await leases.holder(kv, kept_sid) == "wrk_b"
+        assert a.ctx.kept.take(kept_sid) is None, "A no longer keeps it"
+        assert await leases.renew(kv, got), "B holds it as any claim would"
+
+        assert await Ownership(bus_b, running_sid, "wrk_b").claim(None) is None
+        assert await leases.holder(kv, running_sid) == a.worker_id
+
+        dead = await leases.claim(kv, new_id("sess"), "wrk_that_died")
+        assert dead is not None  # nobody answers for it: the claim fails, its lease expires
+        assert await Ownership(bus_b, dead.session_id, "wrk_b").claim(None) is None
+
+
+async def test_a_draining_worker_releases_the_leases_it_keeps(
+    nats: NatsServer, tmp_path: Path
+) -> None:
+    s = make_settings(nats.url, tmp_path)
+    async with _running(s) as (client, worker):
+        sid = new_id("sess")
+        lease = await leases.claim(client.bus.leases, sid, worker.worker_id)
+        assert lease is not None
+        worker.ctx.kept.keep(lease)
+    async with connect(s, s.nats_url, "test-after") as bus:
+        assert await leases.holder(bus.leases, sid) is None
+
+
+async def test_a_kept_lease_older_than_half_its_life_is_renewed_before_use(
+    client: SessionClient,
+) -> None:
+    kv = client.bus.leases
+    lease = await leases.claim(kv, new_id("sess"), "wrk_a")
+    assert lease is not None
+    own = Ownership(client.bus, lease.session_id, "wrk_a")
+    revision = lease.revision
+    assert await own.claim(None, kept=lease) is lease and lease.revision == revision, "young"
+    lease.renewed_at -= client.bus.settings.lease_ttl / 2
+    assert await own.claim(None, kept=lease) is lease and lease.revision > revision, "renewed"
+    await leases.release(client.bus.nc, client.bus.settings.leases_bucket, lease, 5.0)
+    lease.renewed_at -= client.bus.settings.lease_ttl  # and lost meanwhile
+    fresh = await own.claim(None, kept=lease)
+    assert fresh is not None and fresh is not lease, "a lost kept lease: a new claim"

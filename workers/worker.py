@@ -72,6 +72,11 @@ class Worker:
         # Commands as they are sent, for the sessions running here (one subscription for
         # all, not one per run): they wake a runner waiting for input, and cancel turns.
         commands = await self.bus.nc.subscribe(subjects.INPUT_WILDCARD, cb=self._on_command)
+        # Leases this worker keeps between a session's runs, asked for by other workers.
+        handovers = await self.bus.nc.subscribe(
+            subjects.lease_handover(self.worker_id), cb=self.ctx.kept.serve
+        )
+        keeper = asyncio.create_task(self._kept_leases_loop())
         try:
             await self.heartbeat()
             stopper = asyncio.create_task(stop.wait())
@@ -83,6 +88,10 @@ class Worker:
                     await sub.unsubscribe()
             await cancel_and_wait(janitor)
             await self.stop(pulling, beat)
+            await cancel_and_wait(keeper)
+            with contextlib.suppress(Exception):
+                await handovers.unsubscribe()
+            await self.ctx.kept.release_all()
 
     async def stop(self, pulling: asyncio.Task[None], beat: asyncio.Task[None]) -> None:
         if self._stopped:
@@ -144,6 +153,15 @@ class Worker:
             answer = {"error": str(e) or type(e).__name__}
         with contextlib.suppress(Exception):
             await msg.respond(json.dumps(answer).encode())
+
+    async def _kept_leases_loop(self) -> None:
+        """Release the leases kept between runs once they are old (see ``KeptLeases``)."""
+        while not self._stopped:
+            await asyncio.sleep(self.bus.settings.lease_ttl / 6)
+            try:
+                await self.ctx.kept.release_old()
+            except Exception as e:  # those not released expire
+                log.warning("releasing kept leases failed: %s", e)
 
     async def _janitor_loop(self) -> None:
         """Automatic retention: now and then, if no other worker is at it and nobody swept

@@ -1,17 +1,24 @@
 """Owning a session for one run: its lease in the KV bucket, taken only if free, renewed
-while the run lasts (a long turn), given back at its end. The fence on every append is
-what makes a lost lease harmless; the lease only keeps two workers from trying at once.
+while the run lasts (a long turn), given back at its end, or kept between runs while the
+worker is busy (:class:`KeptLeases`). The fence on every append is what makes a lost lease
+harmless; the lease only keeps two workers from trying at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from praxis.bus import Bus, leases
+from nats.errors import Error as NatsError
+
+from praxis.bus import Bus, leases, subjects
 from praxis.bus.tasks import cancel_and_wait
+
+log = logging.getLogger("praxis.worker")
 
 
 class LeaseLostError(Exception):
@@ -24,9 +31,39 @@ class Ownership:
         self.sid = session_id
         self.worker_id = worker_id
 
-    async def claim(self, hint: int | None) -> leases.Lease | None:
-        """The lease, or ``None`` if another worker holds it."""
-        return await leases.claim(self.bus.leases, self.sid, self.worker_id, hint)
+    async def claim(
+        self, hint: int | None, kept: leases.Lease | None = None
+    ) -> leases.Lease | None:
+        """The lease, or ``None`` if another worker holds it (and does not hand it over).
+
+        ``kept``: the lease this worker kept since the session's last run here, used as it
+        is while it is young (no write), renewed otherwise."""
+        if kept is not None:
+            if kept.age() < self.bus.settings.lease_ttl / 2:
+                return kept
+            if await leases.renew(self.bus.leases, kept):
+                return kept
+            hint = None
+        got = await leases.try_claim(self.bus.leases, self.sid, self.worker_id, hint)
+        if isinstance(got, leases.Lease):
+            return got
+        if not got.worker_id or got.worker_id == self.worker_id:
+            return None
+        return await self._ask(got.worker_id)
+
+    async def _ask(self, holder: str) -> leases.Lease | None:
+        """Ask the worker holding the lease to hand it over (it does if it only keeps it
+        between runs)."""
+        try:
+            subject = subjects.lease_handover(holder)
+            request = json.dumps({"session_id": self.sid}).encode()
+            resp = await self.bus.nc.request(subject, request, timeout=self.bus.timeout)
+            revision = json.loads(resp.data).get("revision")
+        except (TimeoutError, NatsError, ValueError):
+            return None  # a holder that died or does not answer: its lease expires
+        if not isinstance(revision, int):
+            return None
+        return await leases.take_over(self.bus.leases, self.sid, self.worker_id, revision)
 
     async def release(self, lease: leases.Lease) -> int | None:
         """Give the lease back (best effort): the revision of the release, a hint for the
@@ -51,7 +88,7 @@ class Ownership:
         lost = False
         try:
             while not task.done():
-                await asyncio.wait({task}, timeout=period)
+                await asyncio.wait({task}, timeout=max(period - lease.age(), 0.0))
                 if task.done():
                     break
                 if not await leases.renew(self.bus.leases, lease):
@@ -69,3 +106,60 @@ class Ownership:
                     raise
         if lost:
             raise LeaseLostError(f"lease on {self.sid} expired")
+
+
+class KeptLeases:
+    """The leases a busy worker keeps between a session's runs.
+
+    A worker that runs as many sessions as it may ends a session's run after its turn, so
+    that sessions waiting for a slot get theirs; it keeps the lease meanwhile (no release,
+    and no claim for the next turn). A kept lease is used as it is while it is young,
+    handed over to another worker that asks for it (that worker got the session's next
+    trigger), and released when it is older than half its time to live, or when the worker
+    drains."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self._kept: dict[str, leases.Lease] = {}
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def keep(self, lease: leases.Lease) -> None:
+        self._kept[lease.session_id] = lease
+
+    def take(self, session_id: str) -> leases.Lease | None:
+        return self._kept.pop(session_id, None)
+
+    def hand_over(self, session_id: str) -> int | None:
+        """The revision at which another worker may take the kept lease (``None``: not
+        kept, so running here or not held by this worker)."""
+        lease = self._kept.pop(session_id, None)
+        return lease.revision if lease is not None else None
+
+    async def release_old(self) -> int:
+        """Release the kept leases older than half their time to live; how many."""
+        limit = self.bus.settings.lease_ttl / 2
+        old = [sid for sid, lease in self._kept.items() if lease.age() >= limit]
+        await self._release([self._kept.pop(sid) for sid in old])
+        return len(old)
+
+    async def release_all(self) -> None:
+        kept, self._kept = list(self._kept.values()), {}
+        await self._release(kept)
+
+    async def _release(self, kept: list[leases.Lease]) -> None:
+        s = self.bus.settings
+        for lease in kept:  # best effort: one not released expires
+            with contextlib.suppress(Exception):
+                await leases.release(self.bus.nc, s.leases_bucket, lease, self.bus.timeout)
+
+    async def serve(self, msg: Any) -> None:
+        """Answer another worker asking for a kept lease."""
+        try:
+            sid = json.loads(msg.data)["session_id"]
+            answer = {"revision": self.hand_over(sid) if isinstance(sid, str) else None}
+        except (ValueError, KeyError, TypeError):
+            answer = {"revision": None}
+        with contextlib.suppress(Exception):
+            await msg.respond(json.dumps(answer).encode())

@@ -28,6 +28,7 @@ from praxis.bus.errors import (
 )
 from praxis.bus.state import load_state
 from praxis.schemas import (
+    TERMINAL,
     Checkpoint,
     Command,
     CommandOutcome,
@@ -92,8 +93,9 @@ class SessionRunner:
         # fence rejects anything written from a state that was stale.
         cached = self.ctx.cache.pop(self.sid)
         hint = cached.lease_hint if cached else None
+        kept = self.ctx.kept.take(self.sid)
         claimed, loaded = await asyncio.gather(
-            self.ownership.claim(hint), self._load(cached), return_exceptions=True
+            self.ownership.claim(hint, kept), self._load(cached), return_exceptions=True
         )
         failure = next((r for r in (claimed, loaded) if isinstance(r, BaseException)), None)
         if failure is not None:
@@ -133,7 +135,11 @@ class SessionRunner:
             if ok and ck is not None and self._snapshot_due():
                 self.recorder.snapshot()  # the next run, here or elsewhere, reads no events
             await self.effects.settle()
-            hint = await self.ownership.release(lease)
+            hint = None
+            if self._keep_lease(ok):
+                self.ctx.kept.keep(lease)  # its next turn here needs no claim
+            else:
+                hint = await self.ownership.release(lease)
             if ok and ck is not None:
                 entry = Cached(ck, self.log.tail, hint, self.log.unsaved)
                 self.ctx.cache.put(self.sid, entry)
@@ -141,6 +147,16 @@ class SessionRunner:
             await self.inbox.settle(cursor, retry_delay=None if ok else self.handler.retry_delay)
         finally:
             self.done.set()
+
+    def _keep_lease(self, ok: bool) -> bool:
+        """Whether the run keeps the lease for the session's next one: when it ends only
+        because the worker is busy (others wait for its slot), not when the session went
+        idle or ended, nor when the worker drains."""
+        ctx = self.ctx
+        ck = self.log.ck
+        if not ok or ck is None or ck.session.state in TERMINAL:
+            return False
+        return ctx.crowded.is_set() and not ctx.stopping.is_set()
 
     def _snapshot_due(self) -> bool:
         """Whether the run ends with a snapshot: when the session goes idle, or when

@@ -14,6 +14,7 @@ from praxis.bus import Bus
 from praxis.bus.cache import Bounded
 from praxis.schemas import Checkpoint
 from praxis.workers.agents import AgentRegistry
+from praxis.workers.session.ownership import KeptLeases
 
 
 @dataclass(slots=True)
@@ -41,6 +42,8 @@ class RunContext:
         self.cache = StateCache(bus.settings.state_cache)
         self.timers = Bounded[str, datetime](max(bus.settings.state_cache, 1000))
         """The due time of the expiry timer this worker last set, per session."""
+        self.kept = KeptLeases(bus)
+        """Leases kept between a session's runs while the worker is busy."""
         self.stopping = asyncio.Event()
         """Set when the worker drains: runners stop lingering."""
         self.resting: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext
