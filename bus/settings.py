@@ -190,6 +190,13 @@ class Settings(BaseSettings):
         description="Records between a session's snapshots (one is also taken when the "
         "session goes idle): a reader folds at most about this many.",
     )
+    record_interval: float = Field(
+        default=5.0,
+        ge=0,
+        description="Seconds between writes of a session's record (what listings read) "
+        "while its worker is busy, when only its counters and times changed; a change of "
+        "state is written at once, and every change when the worker is not busy.",
+    )
     agents: list[str] = Field(
         default_factory=list,
         description="Extra agent factories as 'module:attribute', besides entry points.",

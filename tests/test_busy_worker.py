@@ -17,7 +17,7 @@ from praxis.bus.permissions import Role
 from praxis.schemas import AgentMessage, Interface, TurnCompleted, new_id
 from praxis.workers import Worker, registry_for
 from praxis.workers.session.ownership import Ownership
-from tests.conftest import credentials, make_settings
+from tests.conftest import credentials, eventually, make_settings
 
 
 @pytest.fixture
@@ -31,6 +31,7 @@ async def one_slot(nats: NatsServer, tmp_path: Path) -> AsyncIterator[tuple[Sess
         worker_concurrency=1,
         command_timeout=1.0,
         linger=30.0,
+        record_interval=1.0,
     )
     async with _running(s) as (client, worker):
         yield client, worker
@@ -131,9 +132,9 @@ async def test_more_slots_than_sessions_no_command_is_given_up(
         )
 
 
-async def _lease_writes(client: SessionClient) -> int:
-    """Writes to the leases bucket so far (claims, renewals, releases), from the server."""
-    info = await client.bus.js.stream_info(subjects.kv_stream(client.bus.settings.leases_bucket))
+async def _writes(client: SessionClient, bucket: str) -> int:
+    """Writes to a bucket so far, from the server."""
+    info = await client.bus.js.stream_info(subjects.kv_stream(bucket))
     return info.state.last_seq
 
 
@@ -141,11 +142,14 @@ async def test_a_busy_worker_keeps_a_sessions_lease_between_its_turns(
     one_slot: tuple[SessionClient, Worker],
 ) -> None:
     """Two sessions in loops on one slot: each run ends after one turn (the other session
-    waits for the slot), and the lease is kept, not released and claimed again."""
+    waits for the slot), and the lease is kept, not released and claimed again; the
+    session records listings read are written now and then, not after every turn."""
     client, worker = one_slot
+    s = client.bus.settings
     a, b = await _session(client, "echo"), await _session(client, "echo")
     await asyncio.gather(_turn(client, a, "warm"), _turn(client, b, "warm"))
-    before = await _lease_writes(client)
+    before = await _writes(client, s.leases_bucket)
+    records_before = await _writes(client, s.sessions_bucket)
     turns = 20
 
     async def loop(sid: str) -> list[str]:
@@ -153,11 +157,19 @@ async def test_a_busy_worker_keeps_a_sessions_lease_between_its_turns(
 
     replies = await asyncio.gather(loop(a), loop(b))
     assert replies == [[f"{a} {t}" for t in range(turns)], [f"{b} {t}" for t in range(turns)]]
-    writes = await _lease_writes(client)
+    writes = await _writes(client, s.leases_bucket)
     # Releasing and claiming again would be two writes per turn (80); renewing a lease
     # older than half its time to live is a write now and then.
     assert writes - before <= 4, f"{writes - before} lease writes for {2 * turns} turns"
     assert len(worker.ctx.kept) >= 1
+    records = await _writes(client, s.sessions_bucket) - records_before
+    assert records <= 2 * turns // 4, f"{records} record writes for {2 * turns} turns"
+
+    async def listed() -> bool:
+        found = {r.session_id: r.counters.turns for r in (await client.list_sessions()).items}
+        return found.get(a) == found.get(b) == turns + 1
+
+    await eventually(listed, what="the listing to catch up with the turns")
 
 
 async def test_a_kept_lease_is_handed_over_to_a_worker_that_asks(

@@ -92,6 +92,7 @@ class Worker:
             with contextlib.suppress(Exception):
                 await handovers.unsubscribe()
             await self.ctx.kept.release_all()
+            await self.ctx.listing.flush()
 
     async def stop(self, pulling: asyncio.Task[None], beat: asyncio.Task[None]) -> None:
         if self._stopped:
@@ -155,9 +156,13 @@ class Worker:
             await msg.respond(json.dumps(answer).encode())
 
     async def _kept_leases_loop(self) -> None:
-        """Release the leases kept between runs once they are old (see ``KeptLeases``)."""
+        """Release the leases kept between runs once they are old (see ``KeptLeases``),
+        and write the session records coalesced while busy (see ``Listing``)."""
+        s = self.bus.settings
+        period = min(s.lease_ttl / 6, max(s.record_interval / 2, 0.1))
         while not self._stopped:
-            await asyncio.sleep(self.bus.settings.lease_ttl / 6)
+            await asyncio.sleep(period)
+            self.ctx.listing.flush_due()
             try:
                 await self.ctx.kept.release_old()
             except Exception as e:  # those not released expire

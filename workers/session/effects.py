@@ -22,6 +22,7 @@ from praxis.schemas import (
     Expire,
     TurnWaiting,
 )
+from praxis.workers.session.listing import Listing
 from praxis.workers.session.policy import outcome_of
 
 log = logging.getLogger("praxis.worker")
@@ -38,10 +39,13 @@ class Replying:
 
 
 class Effects:
-    def __init__(self, bus: Bus, session_id: str, timers: Bounded[str, datetime]) -> None:
+    def __init__(
+        self, bus: Bus, session_id: str, timers: Bounded[str, datetime], listing: Listing
+    ) -> None:
         self.bus = bus
         self.sid = session_id
         self.timers = timers
+        self.listing = listing
         """The due time of the expiry timer this worker last set, per session."""
         self.replying: Replying | None = None
         self._background: set[asyncio.Task[Any]] = set()
@@ -79,10 +83,10 @@ class Effects:
     # -- the record, the snapshot, the timer -------------------------------------------------
 
     def save(self, state: Checkpoint, *, ended: bool, snapshot: bool) -> None:
-        """Record and expiry timer (cancelled once the session ``ended``), and the snapshot
-        if asked, in the background (a snapshot only saves folding)."""
-        record = state.session.model_dump_json().encode()
-        self.in_background(self.bus.sessions.put(self.sid, record))
+        """Record (see :class:`Listing`) and expiry timer (cancelled once the session
+        ``ended``), and the snapshot if asked, in the background (a snapshot only saves
+        folding)."""
+        self.listing.write(state.session)
         if snapshot:
             self.snapshot(state)
         timer = self._timer_job(state, ended)

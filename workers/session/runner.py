@@ -62,7 +62,7 @@ class SessionRunner:
         self.sid = session_id
         self.inbox = Inbox(ctx.bus, session_id)
         self.log = SessionLog(ctx.bus, session_id, ctx.worker_id)
-        self.effects = Effects(ctx.bus, session_id, ctx.timers)
+        self.effects = Effects(ctx.bus, session_id, ctx.timers, ctx.listing)
         self.turns = TurnDriver(ctx.bus, session_id)
         self.ownership = Ownership(ctx.bus, session_id, ctx.worker_id)
         self._loaded: tuple[Checkpoint, int] | None = None
@@ -135,6 +135,8 @@ class SessionRunner:
             if ok and ck is not None and self._snapshot_due():
                 self.recorder.snapshot()  # the next run, here or elsewhere, reads no events
             await self.effects.settle()
+            if not self.ctx.crowded.is_set():
+                await self.ctx.listing.flush(self.sid)
             hint = None
             if self._keep_lease(ok):
                 self.ctx.kept.keep(lease)  # its next turn here needs no claim

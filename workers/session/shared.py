@@ -14,6 +14,7 @@ from praxis.bus import Bus
 from praxis.bus.cache import Bounded
 from praxis.schemas import Checkpoint
 from praxis.workers.agents import AgentRegistry
+from praxis.workers.session.listing import Listing
 from praxis.workers.session.ownership import KeptLeases
 
 
@@ -52,3 +53,5 @@ class RunContext:
         """Set while the worker runs as many sessions as it may, or more work waits on the
         server: runners stop lingering, so that waiting sessions get their turn (a session
         in a fast loop of messages would otherwise keep its slot while the loop lasts)."""
+        self.listing = Listing(bus, self.crowded)
+        """The session records that listings read, coalesced while the worker is busy."""
