@@ -64,7 +64,8 @@ async def try_claim(
     # tries revision 0 and needs three once a released lease left a delete marker.)
     try:
         held = await kv.get(session_id)
-        return Held(_holder(held.value), held.revision or 0)
+        worker, at = _holder(held.value)
+        return Held(worker, held.revision or 0, at)
     except NotFoundError as e:
         # nats-py reports a delete marker as not found, with the marker as ``entry``.
         entry = getattr(e, "entry", None)
@@ -122,22 +123,32 @@ async def holder(kv: KeyValue, session_id: str) -> str | None:
         entry = await kv.get(session_id)
     except NotFoundError:
         return None
-    return _holder(entry.value) or None
+    return _holder(entry.value)[0] or None
 
 
 @dataclass(slots=True, frozen=True)
 class Held:
-    """A lease somebody else holds: its holder (``""``: unknown) and revision."""
+    """A lease somebody else holds: its holder (``""``: unknown), revision, and when the
+    holder wrote it (its clock, ``time.time()``; ``None``: unknown)."""
 
     worker_id: str
     revision: int
+    written_at: float | None = None
+
+    def expires_in(self, ttl: float) -> float | None:
+        """Seconds until the lease expires unless renewed (by the holder's clock)."""
+        return None if self.written_at is None else self.written_at + ttl - time.time()
 
 
-def _holder(value: bytes | None) -> str:
+def _holder(value: bytes | None) -> tuple[str, float | None]:
     if not value:
-        return ""
+        return "", None
     try:
-        worker = json.loads(value).get("worker_id", "")
+        found = json.loads(value)
+        worker, at = found.get("worker_id", ""), found.get("at")
     except (ValueError, AttributeError):
-        return ""
-    return worker if isinstance(worker, str) else ""
+        return "", None
+    return (
+        worker if isinstance(worker, str) else "",
+        float(at) if isinstance(at, int | float) else None,
+    )

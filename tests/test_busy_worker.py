@@ -187,18 +187,22 @@ async def test_a_kept_lease_is_handed_over_to_a_worker_that_asks(
         a.ctx.kept.keep(kept)
 
         b = Ownership(bus_b, kept_sid, "wrk_b")
-        got = await b.claim(None)
+        got = await b.claim(None, ask=True)
         assert got is not None and got.worker_id == "wrk_b"
         assert await leases.holder(kv, kept_sid) == "wrk_b"
         assert a.ctx.kept.take(kept_sid) is None, "A no longer keeps it"
         assert await leases.renew(kv, got), "B holds it as any claim would"
 
-        assert await Ownership(bus_b, running_sid, "wrk_b").claim(None) is None
+        assert await Ownership(bus_b, running_sid, "wrk_b").claim(None, ask=True) is None
         assert await leases.holder(kv, running_sid) == a.worker_id
 
         dead = await leases.claim(kv, new_id("sess"), "wrk_that_died")
         assert dead is not None  # nobody answers for it: the claim fails, its lease expires
-        assert await Ownership(bus_b, dead.session_id, "wrk_b").claim(None) is None
+        asking = Ownership(bus_b, dead.session_id, "wrk_b")
+        assert await asking.claim(None, ask=True) is None
+        # ... and the claim says when: the trigger comes back then, not after a backoff.
+        assert asking.retry_after is not None
+        assert 0 < asking.retry_after <= s.lease_ttl
 
 
 async def test_a_draining_worker_releases_the_leases_it_keeps(

@@ -85,6 +85,7 @@ async def run_latency(
             "turn: completed (bus)",
             "turn: first token (REST SSE)",
             "turn: completed (REST SSE)",
+            "turn: completed (GraphQL)",
         ],
     }
     series = {n: Series(n) for kind in ("create", "turn") if kind in scenarios for n in names[kind]}
@@ -98,6 +99,7 @@ async def run_latency(
             await latency.bus_turns(client, sid, 20)
             if base:
                 await latency.http_turns(http, base, sid, 20)
+                await graphql.graphql_turns(client, http, base, 20)
         per_turn, per_create = max(1, o.turns // o.rounds), max(1, o.creates // o.rounds)
         for n in range(o.rounds):
             report.floor.add_round(await floor.raw_loop(stack.url, creds, per_turn))
@@ -110,6 +112,8 @@ async def run_latency(
                     h = await latency.http_turns(http, base, sid, per_turn)
                     series["turn: first token (REST SSE)"].add_round(h["first"])
                     series["turn: completed (REST SSE)"].add_round(h["done"])
+                    g = await graphql.graphql_turns(client, http, base, per_turn)
+                    series["turn: completed (GraphQL)"].add_round(g["done"])
             if "create" in scenarios:
                 series["create (bus)"].add_round(await latency.bus_creates(client, per_create))
                 if base:

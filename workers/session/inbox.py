@@ -40,6 +40,11 @@ class Inbox:
         """Whether a trigger is for an input past ``cursor`` (not handled yet)."""
         return any(stream_seq(m) > cursor for m in self.triggers)
 
+    def deferred(self, times: int) -> bool:
+        """Whether a trigger has come back at least ``times`` times (its session was held
+        by another worker each time, say)."""
+        return any(m.metadata.num_delivered > times for m in self.triggers)
+
     def redelivered(self, seq: int | None) -> bool:
         """Whether the work message for the input at ``seq`` has been delivered before
         (to a worker that handed it back, or died with it)."""
@@ -103,10 +108,11 @@ class Inbox:
             with contextlib.suppress(Exception):
                 await msg.in_progress()
 
-    async def defer(self) -> None:
-        """Another worker holds the session: it will see these inputs; check back soon."""
+    async def defer(self, after: float | None = None) -> None:
+        """Another worker holds the session: it will see these inputs; check back soon
+        (``after`` seconds: when the lease of a holder that is gone expires)."""
         for msg in self.triggers:
-            delay = min(0.02 * 2 ** min(msg.metadata.num_delivered, 8), 1.0)
+            delay = after or min(0.02 * 2 ** min(msg.metadata.num_delivered, 8), 1.0)
             with contextlib.suppress(Exception):
                 await msg.nak(delay=delay)
         self.triggers.clear()

@@ -30,37 +30,45 @@ class Ownership:
         self.bus = bus
         self.sid = session_id
         self.worker_id = worker_id
+        self.retry_after: float | None = None
+        """After a claim that failed because the holder is gone: when its lease expires."""
 
     async def claim(
-        self, hint: int | None, kept: leases.Lease | None = None
+        self, hint: int | None, kept: leases.Lease | None = None, *, ask: bool = False
     ) -> leases.Lease | None:
         """The lease, or ``None`` if another worker holds it (and does not hand it over).
 
         ``kept``: the lease this worker kept since the session's last run here, used as it
-        is while it is young (no write), renewed otherwise."""
+        is while it is young (no write), renewed otherwise. ``ask``: ask the holder to hand
+        the lease over if it only keeps it (see :class:`KeptLeases`)."""
         if kept is not None:
             if kept.age() < self.bus.settings.lease_ttl / 2:
                 return kept
             if await leases.renew(self.bus.leases, kept):
                 return kept
             hint = None
+        self.retry_after = None
         got = await leases.try_claim(self.bus.leases, self.sid, self.worker_id, hint)
         if isinstance(got, leases.Lease):
             return got
-        if not got.worker_id or got.worker_id == self.worker_id:
+        if not ask or not got.worker_id or got.worker_id == self.worker_id:
             return None
-        return await self._ask(got.worker_id)
+        return await self._ask(got)
 
-    async def _ask(self, holder: str) -> leases.Lease | None:
+    async def _ask(self, held: leases.Held) -> leases.Lease | None:
         """Ask the worker holding the lease to hand it over (it does if it only keeps it
-        between runs)."""
+        between runs). One that does not answer is gone: its lease expires, and
+        ``retry_after`` says when."""
         try:
-            subject = subjects.lease_handover(holder)
+            subject = subjects.lease_handover(held.worker_id)
             request = json.dumps({"session_id": self.sid}).encode()
             resp = await self.bus.nc.request(subject, request, timeout=self.bus.timeout)
             revision = json.loads(resp.data).get("revision")
         except (TimeoutError, NatsError, ValueError):
-            return None  # a holder that died or does not answer: its lease expires
+            ttl = self.bus.settings.lease_ttl
+            left = held.expires_in(ttl)
+            self.retry_after = None if left is None else min(max(left + 0.05, 0.02), ttl)
+            return None
         if not isinstance(revision, int):
             return None
         return await leases.take_over(self.bus.leases, self.sid, self.worker_id, revision)

@@ -53,6 +53,9 @@ from praxis.workers.session.turn import TurnDriver
 log = logging.getLogger("praxis.worker")
 _CONTROL_KINDS = (b'"cancel_turn"', b'"suspend"', b'"user_message"')
 """Commands the owner acts on as they arrive, while a turn is in flight."""
+_ASK_AFTER = 2
+"""Deferrals of a trigger (after about 0.1 s) before its session's holder is asked to hand
+over a lease it only keeps."""
 
 
 class SessionRunner:
@@ -94,8 +97,11 @@ class SessionRunner:
         cached = self.ctx.cache.pop(self.sid)
         hint = cached.lease_hint if cached else None
         kept = self.ctx.kept.take(self.sid)
+        # Usually the holder of a session this worker cannot claim is running it, and sees
+        # the input itself; asked only when the input keeps coming back here.
+        ask = self.inbox.deferred(_ASK_AFTER)
         claimed, loaded = await asyncio.gather(
-            self.ownership.claim(hint, kept), self._load(cached), return_exceptions=True
+            self.ownership.claim(hint, kept, ask=ask), self._load(cached), return_exceptions=True
         )
         failure = next((r for r in (claimed, loaded) if isinstance(r, BaseException)), None)
         if failure is not None:
@@ -111,7 +117,7 @@ class SessionRunner:
         assert lease is None or isinstance(lease, leases.Lease)
         if lease is None:
             self.inbox.accepting = False
-            await self.inbox.defer()
+            await self.inbox.defer(self.ownership.retry_after)
             self.done.set()
             return
         ok = False
