@@ -19,6 +19,9 @@ from praxis.bus import Bus, leases, subjects
 from praxis.bus.tasks import cancel_and_wait
 
 log = logging.getLogger("praxis.worker")
+_ASK_TIMEOUT = 0.5
+"""Seconds a holder has to answer a handover request: a live one answers in
+milliseconds; one that does not (stopped, partitioned) is treated as gone."""
 
 
 class LeaseLostError(Exception):
@@ -62,7 +65,7 @@ class Ownership:
         try:
             subject = subjects.lease_handover(held.worker_id)
             request = json.dumps({"session_id": self.sid}).encode()
-            resp = await self.bus.nc.request(subject, request, timeout=self.bus.timeout)
+            resp = await self.bus.nc.request(subject, request, timeout=_ASK_TIMEOUT)
             revision = json.loads(resp.data).get("revision")
         except (TimeoutError, NatsError, ValueError):
             ttl = self.bus.settings.lease_ttl
