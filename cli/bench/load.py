@@ -78,6 +78,8 @@ async def closed_loops(
     start = loop.time()
     end = start + seconds
 
+    per_session: Counter[str] = Counter()
+
     async def one(sid: str) -> None:
         nonlocal errors
         i = 0
@@ -96,6 +98,7 @@ async def closed_loops(
                 kinds[type(e).__name__] += 1
                 continue
             latencies.append(time.perf_counter() - t0)
+            per_session[sid] += 1
 
     writes_before = await stored_writes(client)
     await asyncio.gather(*(one(sid) for sid in session_ids))
@@ -107,6 +110,12 @@ async def closed_loops(
     extra |= cpu_ms_per_turn(cpu_before, cpu(), len(latencies))
     if latencies:
         extra["writes_per_turn"] = writes / len(latencies)
+        counts = sorted(per_session[sid] for sid in session_ids)
+        extra["turns_per_session"] = {
+            "min": counts[0],
+            "p50": counts[len(counts) // 2],
+            "max": counts[-1],
+        }
     return LoadResult(name, len(session_ids), took, series, errors, extra)
 
 

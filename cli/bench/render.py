@@ -34,6 +34,7 @@ def _load_rows(load: list[dict[str, Any]]) -> list[list[str]]:
             "of floor",
             "worker MB",
             "writes/turn",
+            "turns/session",
             "CPU ms/turn",
         ]
     ]
@@ -50,10 +51,16 @@ def _load_rows(load: list[dict[str, Any]]) -> list[list[str]]:
                 f"{r.get('of_floor', 1.0):.0%}",
                 f"{rss['before']:.0f} -> {rss['after']:.0f}" if rss else "",
                 f"{r['writes_per_turn']:.2f}" if "writes_per_turn" in r else "",
+                _spread(r.get("turns_per_session")),
                 _cpu(r.get("cpu_ms_per_turn")),
             ]
         )
     return rows
+
+
+def _spread(counts: dict[str, int] | None) -> str:
+    """Turns per session: fewest, median, most (a fair load gives each about as many)."""
+    return f"{counts['min']}/{counts['p50']}/{counts['max']}" if counts else ""
 
 
 def _cpu(cpu: dict[str, float] | None) -> str:

@@ -224,8 +224,12 @@ class SessionRunner:
             # and every stored one has a trigger: with neither since the last read there
             # is nothing new to read (one the subscription missed is still taken, by its
             # trigger, in this run or the next).
+            # While other sessions wait for a slot, only an input whose trigger came (in
+            # the order inputs were stored) is taken: a session whose client answers fast
+            # would otherwise keep its slot, seeing each next command as it is sent.
             cursor = self.state.input_cursor
-            read = read or inbox.wake.is_set() or inbox.after(cursor)
+            woken = inbox.wake.is_set() and not self.ctx.crowded.is_set()
+            read = read or woken or inbox.after(cursor)
             inbox.wake.clear()
             nxt, self._first = self._first, None
             if (nxt is None or nxt.seq <= cursor) and read:
