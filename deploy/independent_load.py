@@ -4,9 +4,10 @@ for a fixed time; it prints turns per second, turn latency and its own CPU per t
 
 It shares nothing with the benchmark but the public client::
 
-    PRAXIS_NATS_URL=nats://127.0.0.1:4222 python deploy/independent_load.py 100 10
+    PRAXIS_NATS_URL=nats://127.0.0.1:4222 python deploy/independent_load.py 100 10 [uvloop]
 
-(the deployment's credentials as for any client: ``PRAXIS_NATS_CREDS`` or a seed).
+(the deployment's credentials as for any client: ``PRAXIS_NATS_CREDS`` or a seed). With
+``uvloop`` it runs on uvloop, as ``praxis bench`` does; without, on asyncio's own loop.
 """
 
 from __future__ import annotations
@@ -71,4 +72,9 @@ async def main(sessions: int, seconds: float) -> dict[str, float]:
 if __name__ == "__main__":
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 100
     secs = float(sys.argv[2]) if len(sys.argv) > 2 else 10.0
-    print(json.dumps(asyncio.run(main(n, secs))))
+    if "uvloop" in sys.argv[3:]:
+        import uvloop
+
+        print(json.dumps(uvloop.run(main(n, secs))))
+    else:
+        print(json.dumps(asyncio.run(main(n, secs))))
