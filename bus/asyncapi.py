@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import re
-from importlib.metadata import version
 from typing import Any
 
 from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI
 from pydantic import BaseModel
 
+from praxis import installed_version
 from praxis.bus import subjects
 from praxis.bus.settings import Settings
 from praxis.schemas import (
@@ -198,7 +198,7 @@ def document(settings: Settings | None = None) -> dict[str, Any]:
     spec = AsyncAPI(
         broker,
         title="Praxis bus",
-        version=version("praxis"),
+        version=installed_version(),
         description="Conversational agent sessions on NATS JetStream: the subjects, what "
         f"travels on them, and who sends it. Stream `{s.stream}` holds `sess.>`; the "
         f"workers' durable pull consumer `{s.consumer}` takes `{subjects.INPUT_WILDCARD}`.",

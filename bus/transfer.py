@@ -82,7 +82,7 @@ class ChatLine(BaseModel):
     def text(self) -> str:
         if isinstance(self.content, str):
             return self.content
-        return "".join(str(p.get("text", "")) for p in self.content)
+        return "\n\n".join(str(p.get("text", "")) for p in self.content)  # parts: paragraphs
 
 
 class Conversation(BaseModel):

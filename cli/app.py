@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from cyclopts import App, Parameter
 from pydantic import ValidationError
 
+from praxis import installed_version
 from praxis.cli import cleanup, info, serve, sessions, stack, transfer
 from praxis.cli.bench import bench_app
 from praxis.cli.bus_admin import bus_app
@@ -24,6 +25,7 @@ __all__ = ["app", "main", "parse_duration"]
 
 app = App(
     name="praxis",
+    version=installed_version(),
     help="Conversational agent sessions on NATS JetStream. "
     "Without PRAXIS_NATS_URL an embedded NATS server is used.",
 )
@@ -71,6 +73,9 @@ def completion_cmd(
 def main() -> None:
     try:
         result = app(sys.argv[1:])
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+    except BrokenPipeError:
+        _pipe_closed()
     except KeyboardInterrupt:
         print(file=sys.stderr)
         sys.exit(130)
@@ -80,3 +85,13 @@ def main() -> None:
     except (ValidationError, *USER_ERRORS) as e:
         sys.exit(report(e))
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def _pipe_closed() -> None:
+    """The reader of our output went away (``praxis bus docs | head -1``): end quietly, as
+    Unix tools do (status 141, as if killed by SIGPIPE), with nothing flushed at exit."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(128 + 13)

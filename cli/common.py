@@ -17,7 +17,15 @@ from praxis.cli.chat import TurnError
 from praxis.cli.term import ERROR, paint
 from praxis.schemas import InvalidIdError, SessionState
 
-JsonFlag = Annotated[bool, Parameter(name="--json", help="Print JSON.")]
+JsonFlag = Annotated[bool, Parameter(name="--json", negative="", help="Print JSON.")]
+AllFlag = Annotated[
+    bool,
+    Parameter(
+        name="--all",
+        negative="",
+        help="Also the agents used by name only (the benchmark's synthetic).",
+    ),
+]
 """``--json``: print JSON instead of text (every command that prints data takes it)."""
 
 USER_ERRORS = (BusError, InvalidIdError, TurnError, EmbeddedServerError, ValueError, OSError)

@@ -6,7 +6,7 @@ import json
 import sys
 
 from praxis.cli import status
-from praxis.cli.common import JsonFlag
+from praxis.cli.common import AllFlag, JsonFlag
 from praxis.cli.render import worker_rows
 from praxis.cli.runtime import load_settings as _settings
 from praxis.cli.runtime import runs, runtime
@@ -15,12 +15,12 @@ from praxis.cli.term import table
 from praxis.workers import registry_for
 
 
-def agents_cmd(*, json_: JsonFlag = False) -> int:
+def agents_cmd(*, json_: JsonFlag = False, all_: AllFlag = False) -> int:
     """List the agents this installation offers; definitions that cannot be used are
     reported (file, field, why) on stderr, and the exit status is then 1."""
     _logging("CRITICAL")  # the errors are printed below, once
     registry = registry_for(_settings())
-    infos = registry.infos()
+    infos = [i for i in registry.infos() if all_ or i.listed]
     if json_:
         print(json.dumps([i.model_dump() for i in infos], indent=2))
     else:

@@ -14,7 +14,7 @@ from praxis.cli.runtime import bus_connection, runs, runtime
 from praxis.cli.runtime import load_settings as _settings
 from praxis.edge.app import create_app
 from praxis.edge.auth import is_loopback
-from praxis.edge.server import serve
+from praxis.edge.server import check_free, serve
 from praxis.workers import Worker, install_signal_handlers, registry_for
 
 
@@ -48,7 +48,8 @@ async def edge_cmd(
         Parameter(help='Once listening, write {"url": ...} to this file (for supervisors).'),
     ] = None,
 ) -> None:
-    """Serve the HTTP API (REST, SSE; OpenAPI at /schema) until SIGTERM or Ctrl-C.
+    """Serve the HTTP edge until SIGTERM or Ctrl-C: REST and SSE (OpenAPI at /schema),
+    GraphQL at /graphql (GraphiQL in a browser), and the chat page at /.
 
     Without PRAXIS_NATS_URL it uses the embedded server and, unless a dedicated worker is
     running, a worker in its own process (PRAXIS_INPROCESS_WORKER=never to turn it off).
@@ -68,10 +69,12 @@ async def edge_cmd(
             file=sys.stderr,
             flush=True,
         )
+    edge_port = settings.edge_port if port is None else port
+    check_free(bind, edge_port)  # before connecting: a port in use is one line
     stop = asyncio.Event()
     install_signal_handlers(stop)
     async with runtime(settings, name="praxis-edge", role=Role.EDGE) as rt:
         if rt.worker is not None:
             print("No dedicated worker is running: this edge runs one itself.", flush=True)
         app = create_app(settings, rt.bus)
-        await serve(app, bind, settings.edge_port if port is None else port, stop, ready_file)
+        await serve(app, bind, edge_port, stop, ready_file)

@@ -47,6 +47,10 @@ async def up_cmd(
     """Run the local stack in the foreground until Ctrl-C: NATS (unless PRAXIS_NATS_URL),
     workers and the HTTP edge."""
     settings = _settings()
+    if edge:  # before anything starts: a port in use is one line, not a half-started stack
+        from praxis.edge.server import check_free
+
+        check_free(host or settings.edge_host, settings.edge_port if port is None else port)
     endpoint = await resolve_url(settings, keep=True)
     url, embedded = endpoint.url, endpoint.embedded
 

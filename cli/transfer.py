@@ -67,7 +67,7 @@ def agent_import(
     async def main() -> None:
         async with runtime(_settings(), with_worker=False) as rt:
             known = set(await rt.client.known_agents())
-            known = known or set(registry_for(_settings()).names())
+            known = known or set(registry_for(_settings()).names(unlisted=True))
             chosen = _importable(good, agent, known, skip_unknown)
             with progress(f"Importing {len(chosen)} conversation(s)", len(chosen)) as advance:
                 for _, conv in chosen:

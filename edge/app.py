@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
-from litestar import HttpMethod, Litestar, MediaType, Request, Response, get
+from litestar import HttpMethod, Litestar, MediaType, Request, Response, get, head
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
@@ -70,10 +70,11 @@ PAGE_HEADERS = {
 }
 
 
-PAGE_FILES = {
-    "index.html": "text/html; charset=utf-8",
-    "chat.js": "text/javascript; charset=utf-8",
-    "chat.css": "text/css; charset=utf-8",
+PAGE_FILES = {  # Litestar adds "; charset=utf-8" to text types itself
+    "index.html": "text/html",
+    "chat.js": "text/javascript",
+    "chat.css": "text/css",
+    "favicon.svg": "image/svg+xml",
 }
 
 
@@ -88,6 +89,22 @@ def _page(name: str) -> Response[bytes]:
 async def chat_page() -> Response[bytes]:
     """The chat page (edge/static): sessions, live replies, approvals, in a browser."""
     return _page("index.html")
+
+
+@head(
+    "/",
+    include_in_schema=False,
+    media_type=PAGE_FILES["index.html"],
+    response_headers={**PAGE_HEADERS, "Content-Length": str(len(_page("index.html").content))},
+)
+async def chat_page_head() -> None:
+    """``HEAD /``: the headers ``GET /`` sends, without the page (uptime checks use it)."""
+
+
+@get("/favicon.ico", include_in_schema=False)
+async def favicon() -> Response[bytes]:
+    """Browsers ask for it on every page: the page's icon (an SVG, which they all show)."""
+    return _page("favicon.svg")
 
 
 @get("/ui/{name:str}", include_in_schema=False)
@@ -108,7 +125,7 @@ async def healthz() -> Health:
     media_type=metrics.CONTENT_TYPE,
 )
 async def metrics_handler() -> Response[bytes]:
-    return Response(metrics.exposition(), media_type=metrics.CONTENT_TYPE)
+    return Response(metrics.edge_exposition(), media_type=metrics.CONTENT_TYPE)
 
 
 @get("/asyncapi.json", tags=["health"], summary="The bus contract (AsyncAPI 3.0)")
@@ -201,6 +218,8 @@ def create_app(settings: Settings, bus: Bus | None = None) -> Litestar:
             AgentSessions,
             list_agents,
             chat_page,
+            chat_page_head,
+            favicon,
             page_file,
             healthz,
             readyz,

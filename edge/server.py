@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import os
+import socket
 from collections.abc import Generator
 from pathlib import Path
 
@@ -19,6 +21,41 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield
+
+
+class PortInUseError(OSError):
+    """The address the edge is to listen on is taken (or not this machine's)."""
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host``:``port`` (0: any free port), or one clear error."""
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as e:
+        raise PortInUseError(f"cannot listen on {host!r}: {e.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise PortInUseError(
+                f"port {port} on {host} is in use: stop what listens there, or choose "
+                "another with --port (or PRAXIS_EDGE_PORT)"
+            ) from None
+        raise PortInUseError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def check_free(host: str, port: int) -> None:
+    """Fail now, with one line, if the edge could not listen on ``host``:``port``."""
+    if port:
+        bind(host, port).close()
 
 
 async def serve(
@@ -39,7 +76,8 @@ async def serve(
         server_header=False,
     )
     server = _Server(config)
-    task = asyncio.create_task(server.serve())
+    sock = bind(host, port)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:  # uvicorn has no event for this
         if task.done():
             with contextlib.suppress(SystemExit):  # uvicorn exits when it cannot bind

@@ -98,10 +98,11 @@ def _settings(state: State) -> Settings:
     dependencies={"client": Provide(_client)},
     responses=_problems(),
 )
-async def list_agents(client: SessionClient) -> list[AgentInfo]:
+async def list_agents(client: SessionClient, all: bool = False) -> list[AgentInfo]:
     """Each agent a live worker runs (from the workers' heartbeats), by name: what a
-    session can be created with."""
-    return await client.agents()
+    session can be created with (``all``: also those used by name only, such as the
+    benchmark's ``synthetic``)."""
+    return await client.agents(unlisted=all)
 
 
 class AgentSessions(Controller):

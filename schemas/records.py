@@ -281,6 +281,11 @@ class AgentInfo(BaseModel):
     source: str = Field(
         default="", description="Where it comes from: an entry point, PRAXIS_AGENTS or a file."
     )
+    listed: bool = Field(
+        default=True,
+        description="Shown in lists of agents; false for agents used by name only "
+        "(the benchmark's `synthetic`), listed only when asked for.",
+    )
 
 
 class WorkerInfo(BaseModel):

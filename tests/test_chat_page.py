@@ -222,7 +222,17 @@ async def test_the_page_and_its_files(edge: EdgeProcess, worker: InProcessWorker
         assert index.status_code == 200 and index.headers["content-type"].startswith("text/html")
         assert "default-src 'self'" in index.headers["content-security-policy"]
         assert "<script" in index.text and "/ui/chat.js" in index.text
+        assert index.headers["content-type"].count("charset") == 1, index.headers
+        head = await http.head("/")
+        assert head.status_code == 200 and head.content == b""
+        assert head.headers["content-type"] == index.headers["content-type"]
+        assert int(head.headers["content-length"]) == len(index.content)
+        for icon in ("/favicon.ico", "/ui/favicon.svg"):
+            found = await http.get(icon)
+            assert found.status_code == 200 and found.headers["content-type"] == "image/svg+xml"
+        assert 'rel="icon"' in index.text
         script = await http.get("/ui/chat.js")
+        assert script.headers["content-type"].count("charset") == 1, script.headers
         assert script.status_code == 200 and "javascript" in script.headers["content-type"]
         assert (await http.get("/ui/../app.py")).status_code == 404
         assert (await http.get("/ui/app.py")).status_code == 404

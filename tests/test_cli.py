@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 
 from praxis.bus import SessionClient, Settings
 from praxis.bus.embedded import connections
-from tests.conftest import InProcessWorker, env_for, fresh_env, praxis, spawn_praxis
+from tests.conftest import ROOT, InProcessWorker, env_for, fresh_env, praxis, spawn_praxis
 
 
 @pytest.fixture
@@ -315,3 +316,54 @@ def test_the_edge_reports_its_url_in_a_ready_file(settings: Settings, tmp_path: 
         finally:
             proc.terminate()
             proc.wait(15)
+
+
+def test_version_is_the_installed_one(env: dict[str, str]) -> None:
+    from importlib.metadata import version
+
+    done = praxis(env, "--version", timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == version("praxis-sessions") != "0.0.0"
+
+
+def test_a_closed_pipe_ends_quietly(env: dict[str, str]) -> None:
+    """``praxis bus docs | head -1``: no "Broken pipe" message, the status of SIGPIPE."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "praxis.cli", "bus", "docs"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # as head does after its line (here before any: always a closed pipe)
+    err = proc.stderr.read().decode()
+    assert proc.wait(60) == 141, err
+    assert "Broken pipe" not in err and "Errno" not in err, err
+
+
+def test_agents_used_by_name_only_are_listed_when_asked_for(env: dict[str, str]) -> None:
+    listed = praxis(env, "agents", "--json")
+    assert listed.returncode == 0, listed.stderr
+    names = {a["name"] for a in json.loads(listed.stdout)}
+    assert "echo" in names and "synthetic" not in names
+    every = praxis(env, "agents", "--json", "--all")
+    assert "synthetic" in {a["name"] for a in json.loads(every.stdout)}
+    assert "--no-json" not in praxis(env, "agents", "--help").stdout
+
+
+@pytest.mark.parametrize("command", ["edge", "up"])
+def test_a_port_in_use_is_one_line(tmp_path: Path, command: str) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = praxis(fresh_env(tmp_path), command, "--port", str(port), timeout=60)
+    assert done.returncode == 1, done.stderr
+    errors = [line for line in done.stderr.splitlines() if "warning" not in line]
+    assert errors == [
+        f"praxis: error: port {port} on 127.0.0.1 is in use: stop what listens there, "
+        "or choose another with --port (or PRAXIS_EDGE_PORT)"
+    ], done.stderr

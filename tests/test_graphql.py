@@ -222,9 +222,15 @@ async def test_agents_are_listed_as_over_rest(
     got = await gql_http.execute(gql("{ agents { name description source } }"))
     names = [a["name"] for a in got["agents"]]
     assert names == sorted(names) and {"echo", "hello-world"} <= set(names)
+    assert "synthetic" not in names, "the benchmark's agent is used by name, not listed"
+    every = await gql_http.execute(gql("{ agents(all: true) { name } }"))
+    assert "synthetic" in {a["name"] for a in every["agents"]}
     async with httpx.AsyncClient(timeout=10) as http:
         rest = (await http.get(f"{edge.url}/agents")).json()
-    assert got["agents"] == rest
+        rest_all = (await http.get(f"{edge.url}/agents", params={"all": "true"})).json()
+    assert got["agents"] == [{k: a[k] for k in ("name", "description", "source")} for a in rest]
+    assert all(a["listed"] for a in rest)
+    assert [a["name"] for a in rest_all if not a["listed"]] == ["synthetic"]
 
 
 async def test_handoff_cli_rest_graphql_cli_each_recorded_as_itself(

@@ -49,6 +49,8 @@ async def test_a_workers_metrics_move_with_its_turns(
             "praxis_dead_letters_total",
         ):
             assert any(key[0] == name for key in before), name
+        assert not any(key[0] == "praxis_subscribers" for key in before), "the edge's"
+        assert any(key[0] == "process_cpu_seconds_total" for key in before)
         record, receipt = await client.create("echo")
         await client.wait(receipt)
         for i in range(3):
@@ -74,6 +76,10 @@ async def test_the_edge_counts_its_live_subscribers(
     metrics_url = f"{edge.url}/metrics"
     async with httpx.AsyncClient(timeout=30) as http:
         base = await scrape(http, metrics_url)
+        names = {key[0] for key in base}
+        # Only what the edge measures (it runs no worker here): no worker family at 0.
+        assert not names & {"praxis_turns_total", "praxis_dead_letters_total"}, names
+        assert "process_cpu_seconds_total" in names
         sse_before = value(base, "praxis_subscribers", interface="sse")
         gql_before = value(base, "praxis_subscribers", interface="graphql")
         ws = await websockets.connect(

@@ -261,3 +261,24 @@ def test_a_session_as_the_api_shows_it_comes_back_whole() -> None:
     hidden = {"counters": {"events"}}  # not shown by the API
     back = SessionView.of(record).record()
     assert back.model_dump(exclude=hidden) == record.model_dump(exclude=hidden)
+
+
+def test_install_hints_name_the_distribution_and_the_checkout() -> None:
+    from praxis import DISTRIBUTION, install_hint
+
+    assert DISTRIBUTION == "praxis-sessions"  # "praxis" on PyPI is another project
+    hint = install_hint("openai")
+    assert "pip install 'praxis-sessions[openai]'" in hint
+    assert "pip install -e '.[openai]'" in hint
+
+
+def test_imported_text_parts_are_joined_as_paragraphs() -> None:
+    from praxis.bus.transfer import ChatLine
+
+    line = ChatLine.model_validate(
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "part one"}, {"type": "text", "text": "part two"}],
+        }
+    )
+    assert line.text == "part one\n\npart two"

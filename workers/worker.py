@@ -59,7 +59,10 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then drain: stop taking work, finish or hand back."""
-        log.info("worker %s started with agents %s", self.worker_id, self.registry.names())
+        metrics.worker_in_process = True  # an edge in this process exports ours too
+        log.info(
+            "worker %s started with agents %s", self.worker_id, self.registry.names(unlisted=True)
+        )
         port = self.bus.settings.metrics_port
         if port is not None and self.dedicated:
             self.metrics_url = metrics.serve(port, self.bus.settings.metrics_host)

@@ -68,7 +68,7 @@ async def create(
     logs.about(sid, tid)
     known = await fleet.known_agents(c)
     if known and agent not in known:
-        raise UnknownAgentError(agent, list(known))
+        raise UnknownAgentError(agent, [name for name, a in known.items() if a.listed])
     await scope.check_quota(c)
     cmd = CreateSession(
         session_id=sid,

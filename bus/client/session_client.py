@@ -332,6 +332,8 @@ class SessionClient(ClientState):
         """Agents offered by live workers, by name (cached for two seconds)."""
         return await fleet.known_agents(self)
 
-    async def agents(self) -> list[AgentInfo]:
-        """:meth:`known_agents`, sorted by name (what REST and GraphQL list)."""
-        return sorted((await self.known_agents()).values(), key=lambda a: a.name)
+    async def agents(self, *, unlisted: bool = False) -> list[AgentInfo]:
+        """:meth:`known_agents`, sorted by name (what REST and GraphQL list); those not
+        ``listed`` (used by name only) if asked for."""
+        found = (await self.known_agents()).values()
+        return sorted((a for a in found if unlisted or a.listed), key=lambda a: a.name)

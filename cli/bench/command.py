@@ -290,7 +290,7 @@ def bench(
     json_: Annotated[bool, Parameter(name="--json", help="Print JSON instead of tables.")] = False,
     plot: Annotated[
         Path | None,
-        Parameter(help="Also draw the figures into this PNG file (needs praxis[plot])."),
+        Parameter(help="Also draw the figures into this PNG file (needs the plot extra)."),
     ] = None,
 ) -> int:
     """Measure Praxis and, in the same run, the raw JetStream loop it is compared with (the

@@ -1,19 +1,18 @@
 """``praxis bench --plot FILE.png``: latency percentiles against the floor, and throughput
-and latency against load. Drawn with matplotlib, an optional extra (``praxis[plot]``)."""
+and latency against load. Drawn with matplotlib, an optional extra (``plot``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from praxis import install_hint
 from praxis.bus.errors import BusError
 
 
 class PlotUnavailableError(BusError):
     def __init__(self) -> None:
-        super().__init__(
-            "--plot needs matplotlib: pip install 'praxis[plot]' (or matplotlib itself)"
-        )
+        super().__init__(f"--plot needs matplotlib: {install_hint('plot')} (or matplotlib itself)")
 
 
 def check_available() -> None:

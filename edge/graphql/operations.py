@@ -59,9 +59,12 @@ def client_of(info: Info[Context, None]) -> SessionClient:
 
 @strawberry.type
 class Query:
-    @strawberry.field(description="The agents the live workers offer, by name.")
-    async def agents(self, info: Info[Context, None]) -> list[Agent]:
-        found = await call(client_of(info).agents())
+    @strawberry.field(
+        description="The agents the live workers offer, by name (all: also those used by "
+        "name only, such as the benchmark's synthetic)."
+    )
+    async def agents(self, info: Info[Context, None], all: bool = False) -> list[Agent]:
+        found = await call(client_of(info).agents(unlisted=all))
         return [Agent(name=a.name, description=a.description, source=a.source) for a in found]
 
     @strawberry.field(description="One session (error NOT_FOUND if there is none).")

@@ -124,6 +124,9 @@ class Agent(ABC):
 
     name: str
     description: str = ""
+    listed: bool = True
+    """Shown in lists of agents (``praxis agents``, ``GET /agents``, the chat page, the
+    known agents an error names); ``False`` for agents used by name only (benchmarks)."""
     context_messages: int | None = None
     """Messages of the conversation this agent sees at most (default and upper bound:
     ``PRAXIS_CONTEXT_MESSAGES``); older ones are compacted into ``TurnContext.summary``."""

@@ -68,6 +68,7 @@ class Synthetic(Agent):
     the session's metadata says."""
 
     name = "synthetic"
+    listed = False  # for praxis bench: used by name, not offered to users
     description = (
         "A model stand-in for benchmarks: metadata latency_ms, tokens, tokens_per_s "
         "(default 0, 20, 0)."

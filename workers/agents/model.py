@@ -50,6 +50,7 @@ from pydantic_ai.settings import ModelSettings
 from pydantic_ai.toolsets import AbstractToolset, ToolsetTool
 from pydantic_core import to_jsonable_python
 
+from praxis import install_hint
 from praxis.schemas import ChatMessage, ToolCall
 from praxis.workers.agents.base import (
     Agent,
@@ -81,7 +82,7 @@ def idempotency_key(ctx: RunContext[ToolContext]) -> str:
 def _needs(extra: str, e: ImportError) -> DefinitionError:
     return DefinitionError(
         "model",
-        [f"needs the '{extra}' extra: pip install 'praxis[{extra}]' ({e.name or e} missing)"],
+        [f"needs the '{extra}' extra: {install_hint(extra)} ({e.name or e} missing)"],
     )
 
 

@@ -50,12 +50,15 @@ class AgentRegistry:
         found = self._agents.get(name)
         return found.agent if found else None
 
-    def names(self) -> list[str]:
-        return sorted(self._agents)
+    def names(self, *, unlisted: bool = False) -> list[str]:
+        """The agents' names (those not ``listed`` only if asked for)."""
+        return sorted(n for n, r in self._agents.items() if unlisted or r.agent.listed)
 
     def infos(self) -> list[AgentInfo]:
         return [
-            AgentInfo(name=name, description=r.agent.description, source=r.source)
+            AgentInfo(
+                name=name, description=r.agent.description, source=r.source, listed=r.agent.listed
+            )
             for name, r in sorted(self._agents.items())
         ]
 
