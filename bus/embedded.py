@@ -213,6 +213,11 @@ def ensure_server(settings: Settings, keep: bool = False) -> Embedded:
         return embedded
 
 
+def running_server(settings: Settings) -> Embedded | None:
+    """The embedded server running for ``settings.data_dir``, if one is (none is started)."""
+    return _running(settings.data_dir / "nats" / STATE_FILE)
+
+
 def _running(state_file: Path) -> Embedded | None:
     try:
         raw = json.loads(state_file.read_text())

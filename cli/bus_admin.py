@@ -14,9 +14,7 @@ from praxis.bus.credentials import seed_file, write_server_config
 from praxis.bus.permissions import Role
 from praxis.cli.runtime import bus_connection, load_settings, runs
 
-bus_app = App(
-    name="bus", help="The NATS side: users and permissions, provisioning, the bus contract."
-)
+bus_app = App(name="bus")  # its help: praxis.cli.app
 
 
 @bus_app.command(name="docs")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
+import threading
 
 from praxis.bus import Receipt
 from praxis.cli.remote import Sessions
@@ -75,7 +77,7 @@ async def ask_approvals(client: Sessions, session_id: str, outcome: TurnOutcome)
         receipt = None
         for call in outcome.waiting:
             question = paint(f"Allow {call_text(call)}? [y/N]", WARN, sys.stdout)
-            answer = await asyncio.to_thread(input, question + " ")
+            answer = await read_line(question + " ")
             text = answer.strip()
             approve = text.lower() in ("y", "yes")
             reason = None if approve or text.lower() in ("", "n", "no") else text
@@ -91,8 +93,47 @@ async def show_greeting(client: Sessions, receipt: Receipt) -> None:
         raise TurnError(outcome.failure)
 
 
+async def read_line(prompt: str) -> str:
+    """``input(prompt)`` without blocking the event loop, in a thread of its own that does
+    not hold the process: Ctrl-C (this task cancelled) ends the wait at once, where a
+    thread of the loop's executor would keep the process until Enter."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[str] = loop.create_future()
+
+    def settle(line: str | None, error: BaseException | None) -> None:
+        if done.done():  # cancelled meanwhile
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(line or "")
+
+    def read() -> None:
+        try:
+            line = input(prompt)
+        except BaseException as e:  # EOFError above all; given to the waiting task
+            loop.call_soon_threadsafe(settle, None, e)
+        else:
+            loop.call_soon_threadsafe(settle, line, None)
+
+    threading.Thread(target=read, name="praxis-input", daemon=True).start()
+    return await done
+
+
 async def chat(client: Sessions, session_id: str) -> None:
-    """Read lines from the terminal until end of input, /exit or Ctrl-C."""
+    """Read lines from the terminal until end of input, /exit or Ctrl-C (which ends the
+    chat at once, a turn in flight included); then say how to continue."""
+    try:
+        await _chat(client, session_id)
+    except asyncio.CancelledError:  # Ctrl-C
+        print(file=sys.stderr)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(_resume_hint(client, session_id), 2)
+        raise
+    await _resume_hint(client, session_id)
+
+
+async def _chat(client: Sessions, session_id: str) -> None:
     waiting = (await client.get(session_id)).waiting_for
     if waiting:  # a turn left waiting for approval: ask first
         outcome = await ask_approvals(client, session_id, TurnOutcome(waiting=waiting))
@@ -100,7 +141,7 @@ async def chat(client: Sessions, session_id: str) -> None:
             print(paint(f"praxis: {outcome.failure}", ERROR, sys.stderr), file=sys.stderr)
     while True:
         try:
-            line = await asyncio.to_thread(input, paint(PROMPT, USER, sys.stdout))
+            line = await read_line(paint(PROMPT, USER, sys.stdout))
         except EOFError:
             print(file=sys.stderr)
             break
@@ -114,6 +155,9 @@ async def chat(client: Sessions, session_id: str) -> None:
         outcome = await ask_approvals(client, session_id, outcome)
         if outcome.failure:
             print(paint(f"praxis: {outcome.failure}", ERROR, sys.stderr), file=sys.stderr)
+
+
+async def _resume_hint(client: Sessions, session_id: str) -> None:
     record = await client.get(session_id)
     if record.state is SessionState.ACTIVE:
         print(

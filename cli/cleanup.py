@@ -37,11 +37,7 @@ async def agent_cleanup(
     dry_run: Annotated[bool, Parameter(help="Only list what would be purged.")] = False,
     json_: JsonFlag = False,
 ) -> None:
-    """Purge old sessions: their commands, events, snapshot, timer, record, lease and dead
-    letters, so that nothing of them remains on the bus.
-
-    By default only sessions that ended at least 7 days ago; sessions a worker is on are
-    skipped. Workers do the same on their own (PRAXIS_SESSION_RETENTION)."""
+    """The ``praxis agent cleanup`` command (its help text: :mod:`praxis.cli.app`)."""
     age = parse_duration(older_than)
     if state.lower() == "ended":
         states: frozenset[SessionState] = ENDED

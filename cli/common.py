@@ -3,6 +3,8 @@ code), the options declared once, and parsing durations and states."""
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import sys
 from datetime import timedelta
@@ -29,6 +31,19 @@ AllFlag = Annotated[
 """``--json``: print JSON instead of text (every command that prints data takes it)."""
 
 USER_ERRORS = (BusError, InvalidIdError, TurnError, EmbeddedServerError, ValueError, OSError)
+
+
+EDGE_FILE = "edge.json"
+"""In the data directory while 'praxis up' runs its edge: ``{"url": ...}`` (for 'praxis env')."""
+
+
+def warn(text: str) -> None:
+    """A warning for the person running a server command: a plain line, or a JSON log line
+    with ``PRAXIS_LOG_FORMAT=json`` (so that every line of its stderr parses)."""
+    if os.environ.get("PRAXIS_LOG_FORMAT", "text").strip().lower() == "json":
+        logging.getLogger("praxis.cli").warning(text)
+    else:
+        print(f"praxis: warning: {text}", file=sys.stderr, flush=True)
 
 
 def report(e: BaseException) -> int:

@@ -15,8 +15,7 @@ from praxis.cli.runtime import load_settings, runs, runtime
 from praxis.cli.term import table
 
 dead_app = App(
-    name="dead-letters",
-    help="Commands parked after failing repeatedly: list, show, replay or drop them.",
+    name="dead-letters",  # its help: praxis.cli.app
 )
 
 LetterId = Annotated[str, Parameter(name="ID", help="Dead letter id (SESSION.SEQ).")]

@@ -13,7 +13,7 @@ from praxis.cli.common import JsonFlag
 from praxis.cli.runtime import load_settings, runs, runtime
 from praxis.cli.term import table
 
-keys_app = App(name="keys", help="API keys for the edge (PRAXIS_AUTH=on): create, list, revoke.")
+keys_app = App(name="keys")  # its help: praxis.cli.app
 
 
 @keys_app.command(name="create")

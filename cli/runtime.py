@@ -10,7 +10,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, ParamSpec
+from typing import TYPE_CHECKING, Any, ParamSpec
 
 import uvloop
 
@@ -20,7 +20,9 @@ from praxis.bus.embedded import Embedded, ensure_server
 from praxis.bus.permissions import Role
 from praxis.cli.remote import EdgeClient, Sessions
 from praxis.schemas import Interface
-from praxis.workers import Worker, registry_for
+
+if TYPE_CHECKING:  # imported when a command runs a worker itself, not at start-up
+    from praxis.workers import Worker
 
 P = ParamSpec("P")
 
@@ -36,6 +38,25 @@ def setup_logging(default: str) -> None:
     json), every line with the session and task it is about (see :mod:`bus.logs`)."""
     level = os.environ.get("PRAXIS_LOG_LEVEL", default).upper()
     logs.configure(level, os.environ.get("PRAXIS_LOG_FORMAT", "text").strip().lower())
+
+
+_WORKER_LOGGERS = ("praxis.worker", "praxis.bus.pull", "praxis.agents")
+
+
+def _worker_log_to_file(settings: Settings) -> None:
+    """The in-process worker's log lines into a file of the data directory."""
+    folder = settings.data_dir / "logs"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(folder / "cli-worker.log")
+    except OSError:  # no place for it: the lines are dropped, the errors still reach the user
+        handler = logging.NullHandler()
+    handler.addFilter(logs.Ids())
+    handler.setFormatter(logging.Formatter(logs.TEXT))
+    for name in _WORKER_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers = [handler]
+        logger.propagate = False
 
 
 def login_name() -> str | None:
@@ -148,9 +169,14 @@ async def runtime(
     with_worker: bool = True,
     name: str = "praxis-cli",
     role: Role = Role.ADMIN,
+    worker_log: bool = False,
 ) -> AsyncIterator[Runtime]:
     """A connection as ``role`` and, when no dedicated worker is live, a worker in this
-    process (on a connection of its own unless ``role`` may do a worker's job)."""
+    process (on a connection of its own unless ``role`` may do a worker's job).
+
+    That worker's log goes to ``DATA_DIR/logs/cli-worker.log``, not beside the command's
+    own output (its one-line errors say what the user needs), unless ``worker_log`` (a
+    server, whose log is the place) or ``PRAXIS_LOG_LEVEL`` is set."""
     endpoint = await resolve_url(settings)
     own: set[int] = set()
     try:
@@ -168,6 +194,10 @@ async def runtime(
                     worker_bus, _ = await stack.enter_async_context(
                         bus_connection(settings, f"{name}-worker", Role.WORKER, endpoint, own)
                     )
+                from praxis.workers import Worker, registry_for
+
+                if not worker_log and "PRAXIS_LOG_LEVEL" not in os.environ:
+                    _worker_log_to_file(settings)
                 worker = Worker(worker_bus, registry_for(settings), dedicated=False)
                 await worker.heartbeat()
             stop = asyncio.Event()

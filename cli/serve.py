@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 from typing import Annotated
 
 from cyclopts import Parameter
 
 from praxis.bus.permissions import Role
+from praxis.cli.common import warn
 from praxis.cli.runtime import bus_connection, runs, runtime
 from praxis.cli.runtime import load_settings as _settings
 from praxis.edge.app import create_app
@@ -20,7 +20,7 @@ from praxis.workers import Worker, install_signal_handlers, registry_for
 
 @runs("INFO")
 async def worker_cmd() -> None:
-    """Run a stateless worker until SIGTERM or Ctrl-C (then drain)."""
+    """The ``praxis worker`` command (its help text: :mod:`praxis.cli.app`)."""
     settings = _settings()
     async with bus_connection(settings, "praxis-worker", Role.WORKER) as (bus, _):
         stop = asyncio.Event()
@@ -48,12 +48,7 @@ async def edge_cmd(
         Parameter(help='Once listening, write {"url": ...} to this file (for supervisors).'),
     ] = None,
 ) -> None:
-    """Serve the HTTP edge until SIGTERM or Ctrl-C: REST and SSE (OpenAPI at /schema),
-    GraphQL at /graphql (GraphiQL in a browser), and the chat page at /.
-
-    Without PRAXIS_NATS_URL it uses the embedded server and, unless a dedicated worker is
-    running, a worker in its own process (PRAXIS_INPROCESS_WORKER=never to turn it off).
-    """
+    """The ``praxis edge`` command (its help text: :mod:`praxis.cli.app`)."""
     settings = _settings()
     bind = host or settings.edge_host
     if settings.auth == "off":
@@ -63,17 +58,15 @@ async def edge_cmd(
                 "PRAXIS_AUTH=on (with keys from 'praxis keys create', or PRAXIS_JWT_*), "
                 "or bind to 127.0.0.1"
             )
-        print(
-            "praxis: warning: the edge runs without authentication (PRAXIS_AUTH=off): "
-            "anyone who can reach this machine's loopback address can use every session",
-            file=sys.stderr,
-            flush=True,
+        warn(
+            "the edge runs without authentication (PRAXIS_AUTH=off): anyone who can reach "
+            "this machine's loopback address can use every session"
         )
     edge_port = settings.edge_port if port is None else port
     check_free(bind, edge_port)  # before connecting: a port in use is one line
     stop = asyncio.Event()
     install_signal_handlers(stop)
-    async with runtime(settings, name="praxis-edge", role=Role.EDGE) as rt:
+    async with runtime(settings, name="praxis-edge", role=Role.EDGE, worker_log=True) as rt:
         if rt.worker is not None:
             print("No dedicated worker is running: this edge runs one itself.", flush=True)
         app = create_app(settings, rt.bus)

@@ -51,7 +51,7 @@ async def agent_run(
         ),
     ] = "enqueue",
 ) -> None:
-    """Start a session with an agent and talk to it."""
+    """The ``praxis agent run`` command (its help text: :mod:`praxis.cli.app`)."""
     idle = parse_duration(idle_timeout).total_seconds() if idle_timeout else None
     life = parse_duration(max_lifetime).total_seconds() if max_lifetime else None
     async with sessions(_settings()) as client:
@@ -82,7 +82,7 @@ async def agent_resume(
     ] = None,
     last: Annotated[int, Parameter(help="How many earlier messages to show.")] = 10,
 ) -> None:
-    """Continue a session: show its last messages, then talk on."""
+    """The ``praxis agent resume`` command (its help text: :mod:`praxis.cli.app`)."""
     async with sessions(_settings()) as client:
         record = await client.get(session_id)
         if record.state in TERMINAL:
@@ -115,9 +115,7 @@ async def agent_approve(
         str | None, Parameter(help="Why (a denial's reason is told to the model).")
     ] = None,
 ) -> None:
-    """Approve (or --deny) tool calls the agent waits on; print the rest of the turn.
-
-    Exits 0 when the turn completes, 1 when it fails, 3 when it waits again."""
+    """The ``praxis agent approve`` command (its help text: :mod:`praxis.cli.app`)."""
     async with sessions(_settings()) as client:
         outcome = await decide_calls(
             client, session_id, list(call_ids or []), approve=not deny, reason=reason
@@ -136,7 +134,7 @@ async def agent_list_sessions(
     limit: Annotated[int, Parameter(help="At most this many (newest first).")] = 100,
     json_: JsonFlag = False,
 ) -> None:
-    """List sessions, newest first."""
+    """The ``praxis agent list-sessions`` command (its help text: :mod:`praxis.cli.app`)."""
     async with sessions(_settings(), with_worker=False) as client:
         page = await client.list_sessions(
             state=parse_state(state), agent=agent, task_id=task_id, limit=limit
@@ -156,7 +154,7 @@ async def agent_show_session(
     *,
     json_: JsonFlag = False,
 ) -> None:
-    """Show a session's record and its whole history."""
+    """The ``praxis agent show-session`` command (its help text: :mod:`praxis.cli.app`)."""
     async with sessions(_settings(), with_worker=False) as client:
         record = await client.get(session_id)
         history = await client.history(session_id)
@@ -194,10 +192,10 @@ async def _lifecycle(session_id: str, action: str) -> None:
 
 
 def agent_suspend(session_id: Annotated[str, Parameter(name="ID")], /) -> int:
-    """Suspend a session; 'praxis agent resume ID' continues it."""
+    """The ``praxis agent suspend`` command (its help text: :mod:`praxis.cli.app`)."""
     return _lifecycle(session_id, "suspend")
 
 
 def agent_complete(session_id: Annotated[str, Parameter(name="ID")], /) -> int:
-    """Mark a session completed (it takes no more messages)."""
+    """The ``praxis agent complete`` command (its help text: :mod:`praxis.cli.app`)."""
     return _lifecycle(session_id, "complete")

@@ -24,6 +24,7 @@ from praxis.bus import (
     connect,
 )
 from praxis.bus.permissions import Role
+from praxis.cli.common import EDGE_FILE
 from praxis.cli.runtime import load_settings as _settings
 from praxis.cli.runtime import resolve_url, runs
 from praxis.cli.serve import HostOption, PortOption
@@ -44,8 +45,7 @@ async def up_cmd(
     port: PortOption = None,
     edge: Annotated[bool, Parameter(help="Run the HTTP edge too.", negative="--no-edge")] = True,
 ) -> None:
-    """Run the local stack in the foreground until Ctrl-C: NATS (unless PRAXIS_NATS_URL),
-    workers and the HTTP edge."""
+    """The ``praxis up`` command (its help text: :mod:`praxis.cli.app`)."""
     settings = _settings()
     if edge:  # before anything starts: a port in use is one line, not a half-started stack
         from praxis.edge.server import check_free
@@ -84,6 +84,9 @@ async def up_cmd(
                     _start_edge, edge_args, env(Role.EDGE)
                 )
                 procs.append(edge_proc)
+            edge_file = settings.data_dir / EDGE_FILE
+            if edge_url:
+                edge_file.write_text(json.dumps({"url": edge_url}))
             where = f"embedded NATS at {url} (data in {settings.data_dir})" if embedded else url
             print(
                 f"Praxis is up: {where}; {workers} worker(s)"
@@ -91,8 +94,11 @@ async def up_cmd(
                 + ". Ctrl-C to stop.",
                 flush=True,
             )
+            if embedded:
+                print('To use it from programs in another shell: eval "$(praxis env)"', flush=True)
             await stop.wait()
     finally:
+        (settings.data_dir / EDGE_FILE).unlink(missing_ok=True)
         for p in procs:
             p.send_signal(signal.SIGTERM)
         for p in procs:

@@ -45,12 +45,7 @@ def agent_import(
         ),
     ] = False,
 ) -> int:
-    """Import conversations (OpenAI chat-format messages) as sessions that can be resumed,
-    or restore sessions from their export (same ids, owner, state, times and counters).
-
-    Every line is checked first: if any is bad, each bad one is reported with its line
-    number and nothing is imported. A line whose session can still take messages must
-    name an agent a worker offers (ended sessions are restored whatever their agent)."""
+    """The ``praxis agent import`` command (its help text: :mod:`praxis.cli.app`)."""
     _logging("WARNING")
     if file == "-":
         text = sys.stdin.read()
@@ -112,7 +107,7 @@ async def agent_export(
     session_ids: Annotated[list[str], Parameter(name="ID", help="Session id(s).")],
     /,
 ) -> None:
-    """Write sessions as JSON lines in the import format (one per line, on stdout)."""
+    """The ``praxis agent export`` command (its help text: :mod:`praxis.cli.app`)."""
     async with runtime(_settings(), with_worker=False) as rt:
         for sid in session_ids:
             print(dumps_line(await export_session(rt.client, sid)))

@@ -52,7 +52,8 @@ class CreateSessionRequest(_Request):
         default=None,
         min_length=1,
         max_length=MAX_MESSAGE_CHARS,
-        description="A first user message, sent as soon as the session exists.",
+        description="The user's first message: the session's first turn answers it "
+        "(instead of the agent's greeting).",
     )
     task_id: TaskId | None = Field(
         default=None, description="The task the session serves; a new one is made if absent."

@@ -367,3 +367,31 @@ def test_a_port_in_use_is_one_line(tmp_path: Path, command: str) -> None:
         f"praxis: error: port {port} on 127.0.0.1 is in use: stop what listens there, "
         "or choose another with --port (or PRAXIS_EDGE_PORT)"
     ], done.stderr
+
+
+def test_help_texts(env: dict[str, str]) -> None:
+    top = praxis(env, "--help").stdout
+    assert "praxis agent run hello-world" in top and "praxis up" in top, top
+    run = praxis(env, "agent", "run", "--help").stdout
+    assert all(f"{code} " in run for code in ("0", "1", "3", "130")) and "Exit status" in run
+    edge = praxis(env, "edge", "--help").stdout
+    assert "GraphQL" in edge and "chat page" in edge
+    for args in (["bench"], ["agent", "cleanup"], ["keys", "create"], ["agent", "approve"]):
+        shown = praxis(env, *args, "--help").stdout
+        assert "--no-" not in shown, (args, shown)
+    assert "--no-edge" in praxis(env, "up", "--help").stdout  # a twin that means something
+
+
+def test_the_commands_own_worker_logs_to_a_file_not_beside_the_error(
+    env: dict[str, str], settings: Settings
+) -> None:
+    """A turn that fails in the CLI's own worker: the user sees the one-line error, not
+    the worker's timestamped log lines (they are in the data directory's log)."""
+    done = praxis(env, "agent", "run", "boom", "--message", "go")
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert not [ln for ln in lines if re.match(r"\d{4}-\d\d-\d\d ", ln)], done.stderr
+    assert [ln for ln in lines if ln.startswith("praxis: error:")] == [lines[-1]]
+    assert "the model fell over" in lines[-1]
+    logged = (settings.data_dir / "logs" / "cli-worker.log").read_text()
+    assert "the model fell over" in logged

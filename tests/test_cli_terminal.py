@@ -83,3 +83,53 @@ async def test_import_and_cleanup_show_progress_on_a_terminal(
     assert "Checking" in dry.text and all(f"would purge {s}" in dry.stdout for s in sids)
     checked = int(dry.text.split("Checking ", 1)[1].split()[0])
     assert checked >= 3 and f"{checked}/{checked}" in dry.text
+
+
+def _chat_until_prompt_then_ctrl_c(env: dict[str, str]) -> tuple[int, str, float]:
+    """A chat at a terminal: wait for its prompt, press Ctrl-C (SIGINT, as the terminal
+    sends it), and return its exit status, what it printed and how long it took to end."""
+    import os
+    import pty
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "praxis.cli", "agent", "run", "echo"],
+        env={"TERM": "xterm-256color", **env},
+        cwd=ROOT,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+    )
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 60
+    while b"You: " not in seen and time.monotonic() < deadline:
+        seen += os.read(master, 65536)
+    assert b"You: " in seen, seen
+    pressed = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    status = proc.wait(30)
+    took = time.monotonic() - pressed
+    try:
+        while chunk := os.read(master, 65536):
+            seen += chunk
+    except OSError:  # the process is gone: its end of the terminal is closed
+        pass
+    os.close(master)
+    return status, seen.decode(errors="replace"), took
+
+
+async def test_ctrl_c_at_the_chat_prompt_ends_the_chat_at_once_with_the_hint(
+    env: dict[str, str],
+) -> None:
+    status, out, took = await asyncio.to_thread(_chat_until_prompt_then_ctrl_c, env)
+    assert status == 130, out
+    assert "continue it with: praxis agent resume ses_" in out, out
+    # It ended with no Enter typed (before, it waited for one: proc.wait above timed out).
+    assert took < 30

@@ -163,3 +163,10 @@ async def test_a_service_follows_events_with_nats_py_and_its_seed(
     ]
     seqs = [int(seq) for seq, _, _ in lines]
     assert seqs == sorted(seqs) and seqs[0] > cursor
+    # From the same cursor once the turn is stored: the same events, read from the records
+    # (mid-record too: from the first event's id, the rest of its record).
+    again = await run_example("STREAM = os.environ", env)
+    assert again.stdout == (await following).stdout
+    env["AFTER"] = str(seqs[0])
+    rest = await run_example("STREAM = os.environ", env)
+    assert rest.stdout.splitlines() == (await following).stdout.splitlines()[1:]

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from praxis.bus import subjects
-from praxis.cli.app import parse_duration
+from praxis.cli.common import parse_duration
 from praxis.schemas import (
     COMMAND_ADAPTER,
     EVENT_ADAPTER,

@@ -80,6 +80,7 @@ async def create(
         idle_timeout=idle_timeout,
         max_lifetime=max_lifetime,
         double_texting=double_texting,
+        message=initial_message,
         owner=c.scope.owner if c.scope else None,
         **command_id_of(command_id),
     )
@@ -102,10 +103,9 @@ async def create(
     # The index that listings read; the worker's own write wins a race.
     with contextlib.suppress(KeyWrongLastSequenceError):
         await c.bus.sessions.create(sid, record.model_dump_json().encode())
-    receipt = Receipt(sid, cmd.command_id, 0)
-    if initial_message is not None:
-        receipt = await send_after(c, created, 0, initial_message, None)
-    return record, receipt
+    # With an initial message, the session's first turn answers it (no greeting): the
+    # same as a create published on the bus with its ``message``.
+    return record, Receipt(sid, cmd.command_id, 0)
 
 
 def _created(c: ClientState, cmd: CreateSession) -> SessionCreated:

@@ -24,7 +24,7 @@ from praxis.cli.runtime import load_settings, run_coro, setup_logging
 
 Scenario = Literal["create", "turn", "resume", "load", "scale", "fanout"]
 
-bench_app = App(name="bench", help="Measure Praxis against the raw JetStream floor, in one run.")
+bench_app = App(name="bench")  # its help: praxis.cli.app
 
 
 @dataclass

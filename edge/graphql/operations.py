@@ -110,7 +110,10 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation(description="Start a session, optionally with a first message.")
+    @strawberry.mutation(
+        description="Start a session, optionally with a first message (its first turn then "
+        "answers it, instead of the agent's greeting)."
+    )
     async def create_agent_session(
         self,
         info: Info[Context, None],
