@@ -159,17 +159,17 @@ def test_the_image_build_context_installs_everything(tmp_path: Path) -> None:
         timeout=300,
     )
     assert built.returncode == 0, built.stderr[-2000:]
-    [wheel] = tmp_path.glob("praxis-*.whl")
+    [wheel] = tmp_path.glob("praxis_sessions-*.whl")
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
         assert "praxis = praxis.cli.app:main" in z.read(entry_points).decode()
-    for name in ("index.html", "chat.js", "chat.css"):
+    for name in ("index.html", "chat.js", "chat.css", "favicon.svg"):
         assert f"praxis/edge/static/{name}" in names
     for package in ("schemas", "bus", "workers", "edge", "cli"):
         assert f"praxis/{package}/__init__.py" in names
     # One import name in site-packages: praxis (and its .dist-info), nothing generic.
-    assert {n.split("/")[0] for n in names} == {"praxis", "praxis-0.1.0.dist-info"}
+    assert {n.split("/")[0] for n in names} == {"praxis", "praxis_sessions-0.1.0.dist-info"}
     # Installed from the wheel (its dependencies from this environment), outside the
     # checkout: the parts import as praxis.<part>, the bare names do not.
     site = tmp_path / "site"

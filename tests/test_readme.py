@@ -87,8 +87,7 @@ async def test_http_example_runs(
     lines = done.stdout.splitlines()
     assert lines[0].startswith('You said: "How do I handle errors?". That is your 2nd message')
     assert lines[1:] == [
-        "agent: Hello! How can I help you today?",
-        "user: Help me with coding",
+        "user: Help me with coding",  # answered at once: no greeting before it
         'agent: You said: "Help me with coding". That is your first message in this session.',
         "user: How do I handle errors?",
         lines[0].replace("You said", "agent: You said", 1),
