@@ -96,7 +96,7 @@ def _settings(state: State) -> Settings:
     tags=["agents"],
     summary="The agents the live workers offer",
     dependencies={"client": Provide(_client)},
-    responses=_problems(),
+    responses=_problems(422),
 )
 async def list_agents(client: SessionClient, all: bool = False) -> list[AgentInfo]:
     """Each agent a live worker runs (from the workers' heartbeats), by name: what a

@@ -91,5 +91,5 @@ def test_bench_plot_says_what_to_install_without_matplotlib(
     from praxis.cli.bench.plot import PlotUnavailableError, check_available
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
-    with pytest.raises(PlotUnavailableError, match=r"pip install 'praxis\[plot\]'"):
+    with pytest.raises(PlotUnavailableError, match=r"pip install 'praxis-sessions\[plot\]'"):
         check_available()
