@@ -160,10 +160,13 @@ class KeptLeases:
         await self._release(kept)
 
     async def _release(self, kept: list[leases.Lease]) -> None:
+        """Release ``kept`` at once (a draining worker may keep hundreds); best effort: a
+        lease not released expires."""
         s = self.bus.settings
-        for lease in kept:  # best effort: one not released expires
-            with contextlib.suppress(Exception):
-                await leases.release(self.bus.nc, s.leases_bucket, lease, self.bus.timeout)
+        await asyncio.gather(
+            *(leases.release(self.bus.nc, s.leases_bucket, k, self.bus.timeout) for k in kept),
+            return_exceptions=True,
+        )
 
     async def serve(self, msg: Any) -> None:
         """Answer another worker asking for a kept lease."""
