@@ -24,7 +24,6 @@ from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig, ResponseSpec
-from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import (
     OpenAPIMediaType,
     OpenAPIResponse,
@@ -52,7 +51,7 @@ from praxis.bus import (
     metrics,
     tracing,
 )
-from praxis.edge import graphql, problems
+from praxis.edge import graphql, ide, problems
 from praxis.edge.auth import Authenticator, caller_key
 from praxis.edge.guard import guarded
 from praxis.edge.sessions import AgentSessions, list_agents
@@ -221,6 +220,7 @@ def create_app(settings: Settings, bus: Bus | None = None) -> Litestar:
             chat_page_head,
             favicon,
             page_file,
+            ide.vendor_file,
             healthz,
             readyz,
             metrics_handler,
@@ -240,7 +240,7 @@ def create_app(settings: Settings, bus: Bus | None = None) -> Litestar:
             description="Conversational agent sessions on NATS JetStream: create, talk, "
             "follow live (Server-Sent Events), suspend, resume, from any interface.",
             path="/schema",
-            render_plugins=[SwaggerRenderPlugin(), RedocRenderPlugin()],
+            render_plugins=[ide.swagger()],
         ),
         debug=False,
     )

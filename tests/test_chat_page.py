@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, Route, async_playwright, expect
 
 from praxis.bus import SessionClient, Settings
 from tests.conftest import (
@@ -240,3 +240,41 @@ async def test_the_page_and_its_files(edge: EdgeProcess, worker: InProcessWorker
         assert {"echo", "hello-world"} <= {a["name"] for a in agents}
         schema = (await http.get("/schema/openapi.json")).json()
         assert "/agents" in schema["paths"] and "/" not in schema["paths"]
+
+
+async def test_graphiql_and_swagger_ui_render_with_no_network(
+    browser: Browser, edge: EdgeProcess
+) -> None:
+    """Both tools load every script and style from the edge itself: with every other
+    address refused, GraphiQL shows its editor and Swagger UI the API's operations."""
+    context = await browser.new_context()
+    elsewhere: list[str] = []
+
+    async def offline(route: Route) -> None:
+        if route.request.url.startswith(edge.url):
+            await route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            await route.abort("internetdisconnected")
+
+    await context.route("**/*", offline)
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        await page.goto(f"{edge.url}/graphql")
+        await expect(page.locator(".graphiql-container .graphiql-editor").first).to_be_visible(
+            timeout=WAIT
+        )
+        await expect(page.locator(".graphiql-query-editor")).to_contain_text(
+            "GraphiQL", timeout=WAIT
+        )
+        await page.goto(f"{edge.url}/schema/swagger")
+        await expect(page.locator(".swagger-ui .info .title")).to_contain_text(
+            "Praxis", timeout=WAIT
+        )
+        await expect(page.locator(".opblock-summary-path").first).to_be_visible(timeout=WAIT)
+    finally:
+        await context.close()
+    assert elsewhere == [], f"asked another host for {elsewhere}"
+    assert errors == [], f"a script failed: {errors}"

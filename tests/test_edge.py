@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import json
 import os
 import signal
@@ -578,9 +579,12 @@ async def test_health_readiness_and_docs(edge: EdgeProcess, http: httpx.AsyncCli
         assert model.get("description"), name
         for field, prop in model.get("properties", {}).items():
             assert prop.get("description"), f"{name}.{field}"
-    for page in ("/schema/swagger", "/schema/redoc"):
-        r = await http.get(f"{edge.url}{page}")
-        assert r.status_code == 200 and "<html" in r.text.lower()
+    r = await http.get(f"{edge.url}/schema/swagger")
+    assert r.status_code == 200 and "<html" in r.text.lower()
+    for asset in re.findall(r'(?:src|href)="(/ui/vendor/[^"]+)"', r.text):  # served here
+        script = await http.get(f"{edge.url}{asset}")
+        assert script.status_code == 200 and len(script.content) > 10_000, asset
+    assert (await http.get(f"{edge.url}/ui/vendor/..%2Fchat.js")).status_code in (400, 404)
     assert_problem(await http.get(f"{edge.url}/no/such/page"), 404, "NOT_FOUND")
 
 

@@ -20,6 +20,7 @@ from praxis.edge.auth import UnauthenticatedError, caller_key, token_from_payloa
 from praxis.edge.graphql.context import Context, HistoryKey
 from praxis.edge.graphql.errors import graphql_error
 from praxis.edge.graphql.operations import schema
+from praxis.edge.ide import graphiql_html
 from praxis.edge.shared import scoped_client
 from praxis.schemas import (
     HistoryItem,
@@ -107,6 +108,10 @@ def controller(keep_alive: float) -> type:
             if not all(isinstance(item, dict) for item in items):
                 raise StrawberryHTTPException(400, "the request body must be a JSON object")
             return parsed
+
+        @property
+        def graphql_ide_html(self) -> str:
+            return graphiql_html()  # its scripts from the package, not a CDN
 
         async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
             return await _on_ws_connect(context)
