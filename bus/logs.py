@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,3 +70,13 @@ def configure(level: str, fmt: str = "text") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+
+
+def say(text: str, logger: str = "praxis") -> None:
+    """A line for the person running a server (where it listens, that it stopped) on
+    stdout: as is, or with ``PRAXIS_LOG_FORMAT=json`` as a JSON log line (level INFO, shown
+    whatever the log level), so that a log collector reading the output gets JSON only."""
+    if os.environ.get("PRAXIS_LOG_FORMAT", "text").strip().lower() == "json":
+        record = logging.LogRecord(logger, logging.INFO, __file__, 0, text, None, None)
+        text = JsonLines().format(record)
+    print(text, flush=True)

@@ -13,7 +13,7 @@ from typing import Annotated
 from cyclopts import Parameter
 from pydantic import ValidationError
 
-from praxis.bus import BusError
+from praxis.bus import BusError, Settings, UnknownAgentError
 from praxis.bus.embedded import EmbeddedServerError
 from praxis.cli.chat import TurnError
 from praxis.cli.term import ERROR, paint
@@ -55,9 +55,32 @@ def report(e: BaseException) -> int:
         text = f"{where + ': ' if where else ''}{first.get('msg')}"
     else:
         text = str(e)
+    if isinstance(e, UnknownAgentError):
+        text += _defined_here(e.agent)
     print(paint("praxis: error:", ERROR, sys.stderr), text, file=sys.stderr)
     code: int = getattr(e, "exit_code", 1)  # what the error says (praxis.bus.errors), else 1
     return code
+
+
+def _defined_here(agent: str) -> str:
+    """Why an agent this installation defines can still be unknown: the running workers
+    loaded their agents when they started, before it was added."""
+    from praxis.workers.agents.registry import registry_for  # only on this error
+
+    logging.disable(logging.ERROR)  # a broken definition is 'praxis agents'' to report
+    try:
+        local = registry_for(Settings())
+    except Exception:  # only a hint: the error itself is already said
+        return ""
+    finally:
+        logging.disable(logging.NOTSET)
+    if local.get(agent) is None:
+        return ""
+    return (
+        f". {agent!r} is defined here, but the running workers do not offer it: workers load"
+        " their agents when they start. Restart them to pick it up (stop 'praxis up' with"
+        " Ctrl-C and start it again, or restart your 'praxis worker' processes)"
+    )
 
 
 def parse_state(value: str | None) -> SessionState | None:

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from cyclopts import Parameter
 
+from praxis.bus.logs import say
 from praxis.bus.permissions import Role
 from praxis.cli.common import warn
 from praxis.cli.runtime import bus_connection, runs, runtime
@@ -68,6 +69,6 @@ async def edge_cmd(
     install_signal_handlers(stop)
     async with runtime(settings, name="praxis-edge", role=Role.EDGE, worker_log=True) as rt:
         if rt.worker is not None:
-            print("No dedicated worker is running: this edge runs one itself.", flush=True)
+            say("No dedicated worker is running: this edge runs one itself.")
         app = create_app(settings, rt.bus)
         await serve(app, bind, edge_port, stop, ready_file)

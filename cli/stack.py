@@ -23,6 +23,7 @@ from praxis.bus import (
     Settings,
     connect,
 )
+from praxis.bus.logs import say
 from praxis.bus.permissions import Role
 from praxis.cli.common import EDGE_FILE
 from praxis.cli.runtime import load_settings as _settings
@@ -88,14 +89,13 @@ async def up_cmd(
             if edge_url:
                 edge_file.write_text(json.dumps({"url": edge_url}))
             where = f"embedded NATS at {url} (data in {settings.data_dir})" if embedded else url
-            print(
+            say(
                 f"Praxis is up: {where}; {workers} worker(s)"
                 + (f"; HTTP API at {edge_url} (docs at {edge_url}/schema)" if edge_url else "")
-                + ". Ctrl-C to stop.",
-                flush=True,
+                + ". Ctrl-C to stop."
             )
             if embedded:
-                print('To use it from programs in another shell: eval "$(praxis env)"', flush=True)
+                say('To use it from programs in another shell: eval "$(praxis env)"')
             await stop.wait()
     finally:
         (settings.data_dir / EDGE_FILE).unlink(missing_ok=True)
@@ -105,7 +105,7 @@ async def up_cmd(
             await asyncio.to_thread(p.wait)
         if embedded is not None:
             await asyncio.to_thread(embedded.release, frozenset(), True)
-        print("Praxis stopped.", flush=True)
+        say("Praxis stopped.")
 
 
 def _start_edge(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:

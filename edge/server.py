@@ -14,6 +14,8 @@ from pathlib import Path
 import uvicorn
 from litestar import Litestar
 
+from praxis.bus.logs import say
+
 
 class _Server(uvicorn.Server):
     """uvicorn, minus its own signal handlers: the caller's stop event ends it."""
@@ -87,7 +89,7 @@ async def serve(
     bound = server.servers[0].sockets[0].getsockname()
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
     url = f"http://{shown}:{bound[1]}"
-    print(f"Praxis edge on {url}", flush=True)
+    say(f"Praxis edge on {url}")
     if ready_file is not None:
         partial = ready_file.with_name(ready_file.name + ".part")
         partial.write_text(json.dumps({"url": url, "pid": os.getpid()}))

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -15,7 +16,16 @@ import pytest
 
 from praxis.bus import SessionClient, Settings
 from praxis.bus.embedded import connections
-from tests.conftest import ROOT, InProcessWorker, env_for, fresh_env, praxis, spawn_praxis
+from tests.conftest import (
+    ROOT,
+    InProcessWorker,
+    WorkerProcess,
+    env_for,
+    fresh_env,
+    live_workers,
+    praxis,
+    spawn_praxis,
+)
 
 
 @pytest.fixture
@@ -395,3 +405,60 @@ def test_the_commands_own_worker_logs_to_a_file_not_beside_the_error(
     assert "the model fell over" in lines[-1]
     logged = (settings.data_dir / "logs" / "cli-worker.log").read_text()
     assert "the model fell over" in logged
+
+
+SHOUT = """
+from praxis.workers.agents import Agent, TurnContext, stream_words
+
+
+class Shout(Agent):
+    name = "shout"
+
+    def respond(self, ctx: TurnContext):
+        return stream_words((ctx.message or "").upper())
+"""
+
+
+def praxis_here(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The installed ``praxis`` command run from ``cwd`` (unlike ``python -m``, it does not
+    put the current directory on the import path by itself)."""
+    command = Path(sys.executable).with_name("praxis")
+    env = {k: v for k, v in env.items() if k != "PYTHONPATH"}
+    return subprocess.run(
+        [str(command), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_praxis_agents_load_from_the_current_directory(tmp_path: Path) -> None:
+    (tmp_path / "my_agents.py").write_text(SHOUT)
+    env = fresh_env(tmp_path) | {"PRAXIS_AGENTS": '["my_agents:Shout"]'}
+    listed = praxis_here(env, tmp_path, "agents", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert "shout" in [a["name"] for a in json.loads(listed.stdout)]
+    elsewhere = praxis_here(env, ROOT, "agents")  # not from any other directory
+    assert elsewhere.returncode == 1 and "No module named 'my_agents'" in elsewhere.stderr
+
+
+async def test_an_agent_added_after_the_workers_started_says_to_restart_them(
+    settings: Settings,
+    client: SessionClient,
+    worker_processes: Callable[[int], list[WorkerProcess]],
+    tmp_path: Path,
+) -> None:
+    worker_processes(1)  # started without 'shout'
+    await live_workers(client, 1)
+    (tmp_path / "my_agents.py").write_text(SHOUT)
+    env = env_for(settings) | {"PRAXIS_AGENTS": '["my_agents:Shout"]'}
+    listed = await asyncio.to_thread(praxis_here, env, tmp_path, "agents")
+    assert "shout" in listed.stdout  # this installation defines it ...
+    run = await asyncio.to_thread(
+        praxis_here, env, tmp_path, "agent", "run", "shout", "--message", "hi"
+    )
+    assert run.returncode == 1  # ... but the running workers do not offer it
+    assert run.stderr.count("\n") == 1, run.stderr
+    assert "unknown agent 'shout'" in run.stderr
+    assert "the running workers do not offer it" in run.stderr and "Restart them" in run.stderr
+    other = await asyncio.to_thread(
+        praxis_here, env, tmp_path, "agent", "run", "nope", "--message", "x"
+    )
+    assert other.returncode == 1 and "do not offer" not in other.stderr  # a plain unknown

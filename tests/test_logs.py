@@ -7,12 +7,16 @@ import asyncio
 import io
 import json
 import logging
+import re
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+
 from praxis.bus import SessionClient, logs
 from praxis.schemas import TurnFailed
-from tests.conftest import WorkerProcess, fresh_env, live_workers, praxis
+from tests.conftest import WorkerProcess, fresh_env, live_workers, praxis, spawn_praxis
 
 
 async def test_a_worker_logs_json_lines_with_the_session_and_task(
@@ -78,3 +82,31 @@ def test_an_unknown_log_format_is_refused(tmp_path: Path) -> None:
     ran = praxis(env, "agents")
     assert ran.returncode == 1
     assert "PRAXIS_LOG_FORMAT must be one of text, json, not 'xml'" in ran.stderr
+
+
+def test_in_json_mode_every_line_a_server_prints_is_json(tmp_path: Path) -> None:
+    """'praxis up' and 'praxis edge' with PRAXIS_LOG_FORMAT=json: their banners, warnings,
+    the workers' and the edge's logs, on stdout and stderr, are all JSON lines."""
+    for args in (("up", "--workers", "1", "--port", "0"), ("edge", "--port", "0")):
+        env = fresh_env(tmp_path / args[0]) | {"PRAXIS_LOG_FORMAT": "json"}
+        server = spawn_praxis(env, *args)
+        try:
+            assert server.stdout is not None
+            first = server.stdout.readline()
+            while "Praxis edge on" not in first and "Praxis is up" not in first:
+                assert json.loads(first), first  # (e.g. "No dedicated worker ...")
+                first = server.stdout.readline()
+            url = re.search(r"http://127\.0\.0\.1:\d+", first)
+            assert url is not None, first
+            assert httpx.get(url[0] + "/healthz", timeout=10).status_code == 200
+        finally:
+            server.send_signal(signal.SIGINT)
+            out, err = server.communicate(timeout=30)
+        assert server.returncode == 0, err
+        lines = [first, *out.splitlines(), *err.splitlines()]
+        parsed = [json.loads(line) for line in lines if line.strip()]
+        assert all({"ts", "level", "message"} <= set(p) for p in parsed), lines
+        messages = " ".join(p["message"] for p in parsed)
+        assert "without authentication" in messages  # the warning, as JSON too
+        if args[0] == "up":
+            assert "Praxis stopped." in messages

@@ -5,10 +5,13 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
+from types import ModuleType
 
 from praxis.bus.settings import Settings
 from praxis.schemas import AgentInfo, is_token
@@ -90,7 +93,7 @@ def load_agents(extra: list[str] | None = None, agents_dir: Path | None = None) 
 
         def target(spec: str = spec) -> object:
             module_name, _, attr = spec.partition(":")
-            return getattr(importlib.import_module(module_name), attr)
+            return getattr(_import_here(module_name), attr)
 
         _add(registry, source, target)
     if agents_dir is not None and agents_dir.is_dir():
@@ -99,6 +102,25 @@ def load_agents(extra: list[str] | None = None, agents_dir: Path | None = None) 
     for err in registry.errors:
         log.error("could not load agent: %s", err)
     return registry
+
+
+def _import_here(module_name: str) -> ModuleType:
+    """Import a ``PRAXIS_AGENTS`` module as ``python -m`` would: from the installed packages,
+    else from the current directory (the ``praxis`` command, unlike ``python``, does not put
+    it on the path), so a module beside you loads without packaging or ``PYTHONPATH``."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        here = os.getcwd()
+        top = module_name.partition(".")[0]
+        if e.name != top or here in sys.path or not _module_in(Path(here), top):
+            raise
+        sys.path.append(here)
+        return importlib.import_module(module_name)
+
+
+def _module_in(folder: Path, name: str) -> bool:
+    return (folder / f"{name}.py").is_file() or (folder / name).is_dir()
 
 
 def registry_for(settings: Settings) -> AgentRegistry:
