@@ -41,20 +41,55 @@ class Settings(BaseSettings):
     nats_password: SecretStr | None = Field(default=None, description="The NATS user's password.")
     data_dir: Path = Field(
         default_factory=_default_data_dir,
+        json_schema_extra={
+            "shown_default": "the user data directory (~/.local/share/praxis on Linux)"
+        },
         description="Where the embedded server keeps JetStream data.",
     )
-    stream: str = "PRAXIS"
-    sessions_bucket: str = "praxis_sessions"
-    leases_bucket: str = "praxis_leases"
-    workers_bucket: str = "praxis_workers"
-    dead_letters_bucket: str = "praxis_dead_letters"
-    janitor_bucket: str = "praxis_janitor"
-    keys_bucket: str = "praxis_keys"
-    consumer: str = "praxis-workers"
-    replicas: int = Field(default=1, ge=1, le=5)
-    duplicate_window: float = Field(default=600.0, gt=0, description="Seconds a command id dedups.")
-    max_message_bytes: int = Field(default=1024 * 1024, ge=1024)
-    lease_ttl: float = Field(default=10.0, ge=1.0, description="Seconds a session lease lives.")
+    stream: str = Field(
+        default="PRAXIS",
+        description="Name of the JetStream stream holding every session's commands, events "
+        "and snapshots.",
+    )
+    sessions_bucket: str = Field(
+        default="praxis_sessions",
+        description="Key-value bucket of session records (what listings read).",
+    )
+    leases_bucket: str = Field(
+        default="praxis_leases", description="Key-value bucket of the workers' leases on sessions."
+    )
+    workers_bucket: str = Field(
+        default="praxis_workers", description="Key-value bucket of worker heartbeats."
+    )
+    dead_letters_bucket: str = Field(
+        default="praxis_dead_letters",
+        description="Key-value bucket of parked commands (dead letters).",
+    )
+    janitor_bucket: str = Field(
+        default="praxis_janitor",
+        description="Key-value bucket of the retention sweep's lock and progress.",
+    )
+    keys_bucket: str = Field(
+        default="praxis_keys", description="Key-value bucket of the edge's API keys (hashed)."
+    )
+    consumer: str = Field(
+        default="praxis-workers",
+        description="Name of the durable consumer the workers share (the work queue).",
+    )
+    replicas: int = Field(
+        default=1, ge=1, le=5, description="Replicas of the stream and buckets (3 in a cluster)."
+    )
+    duplicate_window: float = Field(
+        default=600.0, gt=0, description="Seconds the stream deduplicates command ids."
+    )
+    max_message_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest command or event (bytes)."
+    )
+    lease_ttl: float = Field(
+        default=10.0,
+        ge=1.0,
+        description="Seconds a worker's lease on a session lives without renewal.",
+    )
     ack_wait: float = Field(
         default=10.0,
         ge=1.0,
@@ -62,9 +97,20 @@ class Settings(BaseSettings):
         "Live workers renew it with their lease, so equal to lease_ttl: a crashed worker's "
         "sessions are taken over one lease time after it died.",
     )
-    heartbeat_interval: float = Field(default=2.0, gt=0)
-    worker_concurrency: int = Field(default=256, ge=1)
-    turn_timeout: float = Field(default=300.0, gt=0)
+    heartbeat_interval: float = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds between worker heartbeats (a worker is live for 3 of them).",
+    )
+    worker_concurrency: int = Field(
+        default=256,
+        ge=1,
+        description="Sessions one worker works on at once (one waiting for its next input "
+        "takes no slot); past that, commands wait their turn in order.",
+    )
+    turn_timeout: float = Field(
+        default=300.0, gt=0, description="Seconds a turn may take before it fails."
+    )
     session_idle_timeout: float = Field(
         default=30 * 86400,
         ge=0,
@@ -120,7 +166,9 @@ class Settings(BaseSettings):
         "stores its start when this passes (0: at once, its token deltas streamed from "
         "the first).",
     )
-    request_timeout: float = Field(default=5.0, gt=0)
+    request_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds for one request to NATS."
+    )
     retry_window: float = Field(
         default=20.0,
         gt=0,
@@ -199,13 +247,19 @@ class Settings(BaseSettings):
     )
     agents: list[str] = Field(
         default_factory=list,
-        description="Extra agent factories as 'module:attribute', besides entry points.",
+        description="Extra agents besides the installed entry points: a JSON list of "
+        "'module:attribute' (a module not installed is looked for in the current directory).",
     )
     agents_dir: Path = Field(
         default_factory=_default_agents_dir,
+        json_schema_extra={"shown_default": "~/.config/praxis/agents on Linux"},
         description="Agent definitions, one *.toml file per agent.",
     )
-    inprocess_worker: Literal["auto", "always", "never"] = "auto"
+    inprocess_worker: Literal["auto", "always", "never"] = Field(
+        default="auto",
+        description="Whether the CLI and the edge run a worker of their own: 'auto' (with the "
+        "embedded server, when no dedicated worker is live), 'always' or 'never'.",
+    )
     auth: Literal["on", "off"] = Field(
         default="off",
         description="'on': every edge request needs an API key or a JWT, and sees only its "
@@ -263,7 +317,17 @@ class Settings(BaseSettings):
     sse_keepalive: float = Field(
         default=15.0, gt=0, description="Seconds of quiet after which an SSE stream gets a comment."
     )
-    drain_grace: float = Field(default=10.0, ge=0)
+    log_level: str | None = Field(
+        default=None,
+        description="Log level (DEBUG, INFO, WARNING, ERROR). Unset: WARNING for the CLI and "
+        "the edge, INFO for workers and 'praxis up'.",
+        json_schema_extra={"shown_default": "WARNING or INFO"},
+    )
+    drain_grace: float = Field(
+        default=10.0,
+        ge=0,
+        description="Seconds a stopping worker lets running turns finish before handing them back.",
+    )
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -302,7 +302,8 @@ class EventEnvelope(BaseModel):
 
     type: str = Field(description="The event type, e.g. `agent.message` or `token.delta`.")
     cursor: int | None = Field(
-        description="The event's stream sequence (its SSE id); null for token deltas."
+        description="The event's id (its SSE id, a cursor to resume after); null for "
+        "token deltas and command.accepted."
     )
     timestamp: datetime = Field(description="When the event happened.")
     data: dict[str, Any] = Field(

@@ -6,7 +6,7 @@ from enum import StrEnum
 
 
 class SessionState(StrEnum):
-    """Where a session is in its lifecycle (see the README's table of transitions)."""
+    """Where the session is in its lifecycle."""
 
     CREATED = "CREATED"
     ACTIVE = "ACTIVE"

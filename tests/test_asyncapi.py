@@ -81,3 +81,11 @@ async def test_the_edge_serves_it_and_the_cli_prints_it(
     assert printed.returncode == 0, printed.stderr
     assert json.loads(printed.stdout) == served
     assert served["channels"]["commands"]["address"] == "sess.{session_id}.in"
+
+
+def test_the_committed_document_is_the_generated_one() -> None:
+    """schemas/asyncapi.json, which the documentation links, is 'praxis bus docs'."""
+    committed = json.loads((SCHEMA.parent.parent.parent / "schemas" / "asyncapi.json").read_text())
+    assert committed == document(Settings(nats_url=None)), (
+        "run: praxis bus docs > schemas/asyncapi.json"
+    )

@@ -462,3 +462,42 @@ async def test_an_agent_added_after_the_workers_started_says_to_restart_them(
         praxis_here, env, tmp_path, "agent", "run", "nope", "--message", "x"
     )
     assert other.returncode == 1 and "do not offer" not in other.stderr  # a plain unknown
+
+
+HEAVY = ("litestar", "strawberry", "faststream", "pydantic_ai", "uvicorn", "opentelemetry.sdk")
+LOADED = """
+import contextlib, io, sys
+from praxis.cli.app import main
+sys.argv = ["praxis", *sys.argv[1:]]
+with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+    main()
+print(" ".join(sorted(sys.modules)))
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["agent", "--help"], ["agent", "run", "--help"]])
+def test_help_imports_no_server_framework(args: list[str]) -> None:
+    """Help is quick because it loads no edge, GraphQL, faststream or model code (about
+    0.15 s for 'praxis --help' on the 2-core CI machine; measured, not timed here)."""
+    ran = subprocess.run(
+        [sys.executable, "-c", LOADED, *args], capture_output=True, text=True, timeout=60
+    )
+    assert ran.returncode == 0, ran.stderr
+    modules = ran.stdout.split()
+    assert "praxis.cli.app" in modules  # (the check itself works)
+    assert [m for m in modules if m.split(".")[0] in HEAVY or m in HEAVY] == []
+
+
+def test_listing_sessions_imports_no_edge_or_models(env: dict[str, str]) -> None:
+    ran = subprocess.run(
+        [sys.executable, "-c", LOADED, "agent", "list-sessions"],
+        env=env | {"PRAXIS_INPROCESS_WORKER": "never"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ran.returncode == 0, ran.stderr
+    modules = ran.stdout.split()
+    assert "praxis.cli.sessions" in modules  # (the listing ran)
+    loaded = [m for m in modules if m.split(".")[0] in ("litestar", "strawberry", "pydantic_ai")]
+    assert loaded == []

@@ -21,6 +21,7 @@ from praxis.bus import Receipt, SessionClient, Settings, leases
 from praxis.bus.embedded import NatsServer
 from praxis.bus.state import read_events
 from tests.conftest import (
+    ROOT,
     EdgeProcess,
     InProcessWorker,
     WorkerProcess,
@@ -978,3 +979,21 @@ async def test_values_must_have_their_json_types(
     )
     assert ok.status_code == 200, ok.text
     assert len(await client.history(sid)) == 0  # none of the refused messages was sent
+
+
+def _without_times(document: object) -> str:
+    """The document as text, with the generated examples' timestamps (made from the time
+    it was generated) left out."""
+    return re.sub(r'"\d{4}-\d\d-\d\dT[0-9:.]+(Z|[+-]\d\d:\d\d)?"', '"T"', json.dumps(document))
+
+
+async def test_the_committed_openapi_document_is_the_served_one(
+    edge: EdgeProcess, http: httpx.AsyncClient
+) -> None:
+    """schemas/openapi.json (which the documentation site renders) is what a running edge
+    serves."""
+    openapi = json.loads((ROOT / "schemas" / "openapi.json").read_text())
+    served = (await http.get(f"{edge.url}/schema/openapi.json")).json()
+    assert _without_times(served) == _without_times(openapi), (
+        "run: python -m praxis.edge.openapi > schemas/openapi.json"
+    )
