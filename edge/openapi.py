@@ -7,22 +7,20 @@ site renders its HTTP reference from that file.
 
 from __future__ import annotations
 
-import inspect
 import json
 from typing import Any
 
 from pydantic_core import to_jsonable_python
 
 from praxis.bus.settings import Settings
-from praxis.edge.app import create_app
+from praxis.edge.app import create_app, finish_document
 
 
 def document() -> dict[str, Any]:
     app = create_app(Settings())
-    for hook in app.on_startup:  # they finish the document (descriptions, responses)
-        done = hook(app)
-        assert not inspect.isawaitable(done)
-    schema: dict[str, Any] = json.loads(json.dumps(app.openapi_schema.to_schema(), default=to_jsonable_python))
+    finish_document(app)
+    written = json.dumps(app.openapi_schema.to_schema(), default=to_jsonable_python)
+    schema: dict[str, Any] = json.loads(written)
     return schema
 
 
