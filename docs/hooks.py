@@ -30,9 +30,7 @@ def _default(field: FieldInfo) -> str:
 def _env_names(text: str) -> str:
     """A description that names another setting by its field name names its variable."""
     names = [n for n in Settings.model_fields if "_" in n]
-    return re.sub(
-        r"\b(" + "|".join(names) + r")\b", lambda m: f"PRAXIS_{m[1].upper()}", text
-    )
+    return re.sub(r"\b(" + "|".join(names) + r")\b", lambda m: f"PRAXIS_{m[1].upper()}", text)
 
 
 def settings_table() -> str:
