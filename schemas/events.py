@@ -172,10 +172,13 @@ class AgentMessage(EventBase):
 
 
 class Usage(BaseModel):
-    """What a turn cost the model, as its provider counted (absent for agents without one)."""
+    """What a turn cost the model, as its provider counted (absent for agents without one).
+    A token count is ``null`` when it is not known: the provider did not report it for
+    some request of the turn (servers that report no usage while streaming, a request
+    that failed). It is never a 0 that was not counted."""
 
-    input_tokens: int = 0
-    output_tokens: int = 0
+    input_tokens: int | None = 0
+    output_tokens: int | None = 0
     requests: int = 0
     """Model requests the turn made (more than one when it called tools, or retried)."""
     tool_calls: int = 0

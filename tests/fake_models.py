@@ -27,6 +27,8 @@ class Text:
     output_tokens: int = 7
     delay: float = 0.0
     """Seconds between streamed pieces."""
+    usage: bool = True
+    """Whether the stream reports usage (llama.cpp's server, for one, does not)."""
 
 
 @dataclass
@@ -38,6 +40,7 @@ class Call:
     """Text before the call, in the same response."""
     input_tokens: int = 13
     output_tokens: int = 5
+    usage: bool = True
 
 
 @dataclass
@@ -118,6 +121,9 @@ async def _openai_stream(reply: Text | Call) -> AsyncIterator[str]:
         yield _chunk({}, "tool_calls")
     else:
         yield _chunk({}, "stop")
+    if not reply.usage:
+        yield "data: [DONE]\n\n"
+        return
     usage = {
         "prompt_tokens": reply.input_tokens,
         "completion_tokens": reply.output_tokens,

@@ -3,10 +3,11 @@ with the ``mcp`` package. Every call is appended to the file named by PRAXIS_TES
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 
 server = MCPServer("praxis-test-tools")
 
@@ -30,6 +31,35 @@ def delete_account(user: str) -> str:
     """Delete a user's account (needs approval in the tests' definitions)."""
     _note({"tool": "delete_account", "user": user})
     return f"account {user} deleted"
+
+
+@server.tool()
+def context(ctx: Context) -> str:
+    """What the client sent with this call: its _meta and, over HTTP, its headers."""
+    request = ctx.request_context
+    meta = dict(request.meta or {})
+    headers: dict[str, str] = {}
+    http = getattr(request, "request", None)
+    if http is not None:
+        headers = {k: v for k, v in http.headers.items() if k.lower().startswith("x-praxis-")}
+    seen = {"tool": "context", "meta": meta, "headers": headers, "pid": os.getpid()}
+    _note(seen)
+    return json.dumps(seen)
+
+
+@server.tool()
+def die() -> str:
+    """Stop this server's process at once (a crash, for the tests)."""
+    _note({"tool": "die", "pid": os.getpid()})
+    os._exit(3)
+
+
+@server.tool()
+async def nap(seconds: float) -> str:
+    """Take ``seconds`` to answer (a hung server, for the tests)."""
+    _note({"tool": "nap", "seconds": seconds, "pid": os.getpid()})
+    await asyncio.sleep(seconds)
+    return f"slept {seconds}s"
 
 
 if __name__ == "__main__":

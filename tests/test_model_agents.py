@@ -17,6 +17,7 @@ from praxis.schemas import (
     ToolResult,
     TurnCompleted,
     TurnFailed,
+    Usage,
 )
 from praxis.workers.agents import TurnContext, load_agents
 from praxis.workers.agents.model import ModelAgent
@@ -236,6 +237,36 @@ async def test_provider_errors_are_retried_then_fail_the_turn_with_a_reason(
     models.reset()
     events = await client.wait(await client.send(sid, "and now?"))
     assert any(isinstance(e, TurnCompleted) for e in events)
+
+
+async def test_usage_not_reported_is_unknown_and_a_failed_turn_has_its_usage(
+    client: SessionClient,
+    settings: Settings,
+    start_worker: Callable[[], Awaitable[InProcessWorker]],
+    models: FakeModelServer,
+) -> None:
+    """A server that reports no usage while streaming (llama.cpp's) gives a turn unknown
+    token counts (null), not zeros; a failed turn records what it did use."""
+    define(settings, "shop", openai_agent(models, TOOL))
+    await start_worker()
+    sid = await settled_session(client, "shop")
+    models.reset(Text("no counts from me", usage=False))
+    events = await client.wait(await client.send(sid, "hello"))
+    [done] = [e for e in events if isinstance(e, TurnCompleted)]
+    assert done.usage == Usage(input_tokens=None, output_tokens=None, requests=1, tool_calls=0)
+
+    models.reset(Call("lookup_order", {"order": "7"}, call_id="c7"), Text("ok"))
+    events = await client.wait(await client.send(sid, "order 7?"))
+    [done] = [e for e in events if isinstance(e, TurnCompleted)]
+    assert done.usage == Usage(input_tokens=13 + 11, output_tokens=5 + 7, requests=2, tool_calls=1)
+
+    # A tool call, then the model fails: the turn's usage says what it used (two requests,
+    # one tool call), and its tokens are unknown (the failed request reported none).
+    models.reset(Call("lookup_order", {"order": "8"}, call_id="c8"), always=Fail(500))
+    events = await client.wait(await client.send(sid, "order 8?"))
+    [failed] = [e for e in events if isinstance(e, TurnFailed)]
+    assert failed.usage == Usage(input_tokens=None, output_tokens=None, requests=2, tool_calls=1)
+    models.reset()
 
 
 async def test_cli_one_turn_exits_non_zero_when_the_turn_fails(

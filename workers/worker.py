@@ -96,6 +96,7 @@ class Worker:
                 await handovers.unsubscribe()
             await self.ctx.kept.release_all()
             await self.ctx.listing.flush()
+            await self.registry.close()  # the agents' MCP servers, after the last turn
 
     async def stop(self, pulling: asyncio.Task[None], beat: asyncio.Task[None]) -> None:
         if self._stopped:

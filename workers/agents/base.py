@@ -18,12 +18,18 @@ from praxis.schemas import ChatMessage, ToolCall, ToolDecision, ToolOutcome
 
 @dataclass(slots=True)
 class TokenUsage:
-    """What a turn cost in the model's terms; an agent adds to it, the turn's end records it."""
+    """What a turn cost in the model's terms; an agent adds to it, the turn's end records it.
+
+    Token counts are what the provider reported. A request whose provider reported none
+    (llama.cpp's server while streaming, a request that failed) is counted in
+    ``unreported``; the turn's tokens are then unknown (``None`` in its event), never 0."""
 
     input_tokens: int = 0
     output_tokens: int = 0
     requests: int = 0
     tool_calls: int = 0
+    unreported: int = 0
+    """Requests whose token counts the provider did not report."""
 
     def add(
         self,
@@ -32,14 +38,33 @@ class TokenUsage:
         output_tokens: int = 0,
         requests: int = 0,
         tool_calls: int = 0,
+        reported: bool = True,
     ) -> None:
         self.input_tokens += input_tokens
         self.output_tokens += output_tokens
         self.requests += requests
         self.tool_calls += tool_calls
+        if not reported:
+            self.unreported += max(requests, 1)
 
     def __bool__(self) -> bool:
-        return bool(self.input_tokens or self.output_tokens or self.requests or self.tool_calls)
+        return bool(
+            self.input_tokens
+            or self.output_tokens
+            or self.requests
+            or self.tool_calls
+            or self.unreported
+        )
+
+    def known(self) -> dict[str, int | None]:
+        """The counts for the turn's event: tokens ``None`` when any request's are unknown."""
+        whole = self.unreported == 0
+        return {
+            "input_tokens": self.input_tokens if whole else None,
+            "output_tokens": self.output_tokens if whole else None,
+            "requests": self.requests,
+            "tool_calls": self.tool_calls,
+        }
 
 
 class AwaitingApproval(Exception):
@@ -113,6 +138,8 @@ class TurnContext:
     journal: TurnJournal = field(default_factory=TurnJournal)
     origin_seq: int = 0
     """The cursor of the command the turn answers: stable across takeovers and pauses."""
+    actor: str | None = None
+    """Who sent the message this turn answers, as the sender said (see the events' actor)."""
 
 
 class Agent(ABC):
@@ -132,6 +159,11 @@ class Agent(ABC):
     ``PRAXIS_CONTEXT_MESSAGES``); older ones are compacted into ``TurnContext.summary``."""
     context_chars: int | None = None
     """Characters of recent messages this agent sees at most (``PRAXIS_CONTEXT_CHARS``)."""
+
+    async def close(self) -> None:
+        """Free what the agent holds between turns (a model agent: its MCP servers); called
+        once when the worker stops, after its last turn. Nothing, by default."""
+        return
 
     def summarize(
         self, summary: str | None, dropped: Sequence[ChatMessage]

@@ -56,9 +56,11 @@ from praxis.workers.agents.base import (
     Agent,
     AgentFailure,
     AwaitingApproval,
+    TokenUsage,
     TurnContext,
     TurnJournal,
 )
+from praxis.workers.agents.mcp import KeptServer, session_headers, with_session_meta
 from praxis.workers.agents.spec import AgentDefinition, DefinitionError
 
 EXTRAS = {"openai": "openai", "anthropic": "anthropic", "mcp": "mcp"}
@@ -71,6 +73,9 @@ class ToolContext:
     session_id: str
     task_id: str
     turn_id: str
+    agent: str = ""
+    actor: str | None = None
+    """Who sent the message the turn answers, when known."""
 
 
 def idempotency_key(ctx: RunContext[ToolContext]) -> str:
@@ -147,16 +152,29 @@ def build_toolsets(defn: AgentDefinition) -> list[AbstractToolset[ToolContext]]:
         raise _needs("mcp", e) from e
     out: list[AbstractToolset[ToolContext]] = []
     for s in defn.mcp:
+        common: dict[str, Any] = {
+            "init_timeout": s.timeout,
+            "read_timeout": s.timeout,
+            "process_tool_call": with_session_meta,
+        }
         if s.command is not None:
             transport = StdioTransport(s.command, s.args, env=s.env, cwd=s.cwd)
-            toolset: AbstractToolset[ToolContext] = MCPToolset(
-                transport, init_timeout=s.timeout, read_timeout=s.timeout
-            )
+            server: MCPToolset[ToolContext] = MCPToolset(transport, **common)
+        elif s.url is not None and s.session_headers:
+            static = dict(s.headers or {})
+
+            def headers(
+                ctx: RunContext[ToolContext], static: dict[str, str] = static
+            ) -> dict[str, str]:
+                return {**static, **session_headers(ctx.deps)}
+
+            server = MCPToolset(s.url, headers=headers, **common)  # a connection per run
         else:
             assert s.url is not None
-            toolset = MCPToolset(
-                s.url, headers=s.headers, init_timeout=s.timeout, read_timeout=s.timeout
-            )
+            server = MCPToolset(s.url, headers=s.headers, **common)
+        toolset: AbstractToolset[ToolContext] = server
+        if not s.session_headers:
+            toolset = KeptServer(server, s.label, s.timeout, s.max_concurrent_calls)
         if s.tool_prefix:
             toolset = toolset.prefixed(s.tool_prefix)
         out.append(toolset)
@@ -198,12 +216,30 @@ class JournalModel(WrapperModel):
     that asks for tools is recorded before any of them runs."""
 
     def __init__(
-        self, wrapped: Model, journal: TurnJournal, needs_approval: Callable[[str], bool]
+        self,
+        wrapped: Model,
+        journal: TurnJournal,
+        needs_approval: Callable[[str], bool],
+        usage: TokenUsage,
     ) -> None:
         super().__init__(wrapped)
         self.journal = journal
         self.needs_approval = needs_approval
+        self.usage = usage
         self.step = 0
+
+    def _count(self, response: ModelResponse | None) -> None:
+        """A request made in this run (a replayed one cost nothing now): its tokens as the
+        provider reported them; none reported (0 in and 0 out: no model answers a request
+        for nothing) or no response at all leaves the turn's tokens unknown."""
+        u = response.usage if response is not None else None
+        reported = u is not None and bool(u.input_tokens or u.output_tokens)
+        self.usage.add(
+            input_tokens=u.input_tokens if u is not None else 0,
+            output_tokens=u.output_tokens if u is not None else 0,
+            requests=1,
+            reported=reported,
+        )
 
     def _recorded(self) -> ModelResponse | None:
         if self.step < len(self.journal.responses):
@@ -225,7 +261,12 @@ class JournalModel(WrapperModel):
         self.step += 1
         if recorded is not None:
             return recorded
-        response = await super().request(messages, model_settings, model_request_parameters)
+        try:
+            response = await super().request(messages, model_settings, model_request_parameters)
+        except Exception:
+            self._count(None)
+            raise
+        self._count(response)
         await self._record(step, response)
         return response
 
@@ -245,10 +286,15 @@ class JournalModel(WrapperModel):
                 recorded, model_request_parameters=model_request_parameters, replay_events=True
             )
             return
-        async with super().request_stream(
-            messages, model_settings, model_request_parameters, run_context
-        ) as stream:
-            yield stream
+        try:
+            async with super().request_stream(
+                messages, model_settings, model_request_parameters, run_context
+            ) as stream:
+                yield stream
+        except Exception:
+            self._count(None)
+            raise
+        self._count(stream.get())
         await self._record(step, stream.get())
 
 
@@ -262,10 +308,12 @@ class JournalToolset(WrapperToolset[ToolContext]):
         wrapped: AbstractToolset[ToolContext],
         journal: TurnJournal,
         needs_approval: Callable[[str], bool],
+        usage: TokenUsage,
     ) -> None:
         super().__init__(wrapped)
         self.journal = journal
         self.needs_approval = needs_approval
+        self.usage = usage
 
     async def call_tool(
         self,
@@ -287,6 +335,7 @@ class JournalToolset(WrapperToolset[ToolContext]):
                 text = f"The user denied this call of {name}{why}"
                 await self.journal.resulted(call_id, name, text, True)
                 return text
+        self.usage.add(tool_calls=1)
         value = await super().call_tool(name, tool_args, ctx, tool)
         content = to_jsonable_python(value)
         text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
@@ -351,6 +400,18 @@ class ModelAgent(Agent):
             name=self.name,
         )
 
+    async def close(self) -> None:
+        """Stop the MCP servers this worker started for the agent."""
+        for server in self.servers():
+            await server.close()
+
+    def servers(self) -> list[KeptServer]:
+        """The MCP servers kept for this agent (for the tests and ``close``)."""
+        kept: list[KeptServer] = []
+        for toolset in self.toolsets:
+            toolset.apply(lambda t: kept.append(t) if isinstance(t, KeptServer) else None)
+        return kept
+
     async def summarize(self, summary: str | None, dropped: Sequence[ChatMessage]) -> str:
         if self.definition.context.summarize == "builtin":
             return str(super().summarize(summary, dropped))
@@ -369,11 +430,19 @@ class ModelAgent(Agent):
         return result.output
 
     async def respond(self, ctx: TurnContext) -> AsyncIterator[str]:
-        deps = ToolContext(ctx.session_id, ctx.task_id, str(ctx.origin_seq or ctx.turn_id))
+        deps = ToolContext(
+            ctx.session_id,
+            ctx.task_id,
+            str(ctx.origin_seq or ctx.turn_id),
+            agent=self.name,
+            actor=ctx.actor,
+        )
         extra = f"Summary of the earlier conversation:\n{ctx.summary}" if ctx.summary else None
         journal = ctx.journal
-        model = JournalModel(self.model, journal, self.needs_approval)
-        toolsets = [JournalToolset(t, journal, self.needs_approval) for t in self.toolsets]
+        model = JournalModel(self.model, journal, self.needs_approval, ctx.usage)
+        toolsets = [
+            JournalToolset(t, journal, self.needs_approval, ctx.usage) for t in self.toolsets
+        ]
         said = False
         try:
             async with self.runner.run_stream_events(
@@ -393,13 +462,6 @@ class ModelAgent(Agent):
                     elif isinstance(ev, PartDeltaEvent) and isinstance(ev.delta, TextPartDelta):
                         piece = ev.delta.content_delta
                     elif isinstance(ev, AgentRunResultEvent):
-                        u = ev.result.usage
-                        ctx.usage.add(
-                            input_tokens=u.input_tokens,
-                            output_tokens=u.output_tokens,
-                            requests=u.requests,
-                            tool_calls=u.tool_calls,
-                        )
                         output = ev.result.output
                         if isinstance(output, DeferredToolRequests):
                             pending = ModelResponse(parts=list(output.approvals))

@@ -57,6 +57,14 @@ class AgentRegistry:
         """The agents' names (those not ``listed`` only if asked for)."""
         return sorted(n for n, r in self._agents.items() if unlisted or r.agent.listed)
 
+    async def close(self) -> None:
+        """Let every agent free what it holds (its MCP servers' processes)."""
+        for name, r in self._agents.items():
+            try:
+                await r.agent.close()
+            except Exception:
+                log.exception("agent %s did not close cleanly", name)
+
     def infos(self) -> list[AgentInfo]:
         return [
             AgentInfo(

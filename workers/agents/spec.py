@@ -146,12 +146,33 @@ class MCPServerSpec(_Strict):
         "wait for a human's approval.",
     )
     timeout: float = Field(default=30.0, gt=0, description="Seconds to start and per call.")
+    max_concurrent_calls: int = Field(
+        default=8,
+        ge=1,
+        le=1024,
+        description="Calls in flight on this server at once, across the worker's turns "
+        "(1: one at a time, for tools that are not safe to run concurrently).",
+    )
+    session_headers: bool = Field(
+        default=False,
+        description="A streamable-HTTP server also gets the session context as request "
+        "headers (X-Praxis-Session-Id, ...); it then gets a connection per turn.",
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> MCPServerSpec:
         if (self.command is None) == (self.url is None):
             raise ValueError("give either command (a stdio server) or url (streamable HTTP)")
+        if self.session_headers and self.url is None:
+            raise ValueError("session_headers is for streamable HTTP servers (url)")
         return self
+
+    @property
+    def label(self) -> str:
+        """How errors name the server: its prefix, else its command or URL."""
+        if self.tool_prefix:
+            return repr(self.tool_prefix)
+        return repr(self.url or " ".join([self.command or "", *self.args]).strip())
 
 
 class AgentDefinition(_Strict):

@@ -302,7 +302,9 @@ class CommandHandler:
         await window.open()
         began = time.perf_counter()
         journal = self.turns.journal(self.state, ctx, turn_id, lambda e: window.store(e, ctx))
-        context = turn_context(self.state, step.content, attempt, turn_id, journal, origin)
+        context = turn_context(
+            self.state, step.content, attempt, turn_id, journal, origin, ctx.actor
+        )
         try:
             outcome = await self.turns.run(agent, context, self.state.session.agent)
         finally:

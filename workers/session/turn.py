@@ -13,7 +13,6 @@ import contextlib
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import asdict
 from typing import Any
 
 from nats.aio.msg import Msg
@@ -79,7 +78,7 @@ class TurnDriver:
             return TurnOutcome(error=f"agent {name!r} is not available on this worker")
         outcome = await self._stream(ctx.turn_id, lambda: pieces_for(agent, ctx))
         spent = ctx.usage
-        usage = Usage(**asdict(spent)) if spent else None
+        usage = Usage(**spent.known()) if spent else None
         return TurnOutcome(outcome.text, outcome.error, usage, outcome.waiting, outcome.stopped_by)
 
     async def _stream(self, turn_id: str, pieces: Callable[[], AsyncIterator[str]]) -> TurnOutcome:
@@ -210,6 +209,7 @@ def turn_context(
     turn_id: str = "",
     journal: TurnJournal | None = None,
     origin: int = 0,
+    actor: str | None = None,
 ) -> TurnContext:
     """What the agent sees of the session for one turn."""
     record = state.session
@@ -227,6 +227,7 @@ def turn_context(
         turn_id=turn_id,
         journal=journal or TurnJournal(),
         origin_seq=origin,
+        actor=actor,
     )
 
 
