@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 
 from mcp.server.mcpserver import Context, MCPServer
 
@@ -57,8 +58,9 @@ def die() -> str:
 @server.tool()
 async def nap(seconds: float) -> str:
     """Take ``seconds`` to answer (a hung server, for the tests)."""
-    _note({"tool": "nap", "seconds": seconds, "pid": os.getpid()})
+    began = time.monotonic()
     await asyncio.sleep(seconds)
+    _note({"tool": "nap", "pid": os.getpid(), "began": began, "ended": time.monotonic()})
     return f"slept {seconds}s"
 
 

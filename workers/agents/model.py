@@ -158,7 +158,9 @@ def build_toolsets(defn: AgentDefinition) -> list[AbstractToolset[ToolContext]]:
             "process_tool_call": with_session_meta,
         }
         if s.command is not None:
-            transport = StdioTransport(s.command, s.args, env=s.env, cwd=s.cwd)
+            # The supervisor (KeptServer) keeps the process for as long as the worker runs;
+            # fastmcp's own keep-alive would outlive the worker's drain.
+            transport = StdioTransport(s.command, s.args, env=s.env, cwd=s.cwd, keep_alive=False)
             server: MCPToolset[ToolContext] = MCPToolset(transport, **common)
         elif s.url is not None and s.session_headers:
             static = dict(s.headers or {})
@@ -315,6 +317,19 @@ class JournalToolset(WrapperToolset[ToolContext]):
         self.needs_approval = needs_approval
         self.usage = usage
 
+    def _around(self, inner: AbstractToolset[ToolContext]) -> JournalToolset:
+        if inner is self.wrapped:
+            return self
+        return JournalToolset(inner, self.journal, self.needs_approval, self.usage)
+
+    async def for_run(self, ctx: RunContext[ToolContext]) -> AbstractToolset[ToolContext]:
+        """A toolset that opens a connection per run (an MCP server given the session in
+        its headers) has its run's copy journalled the same way."""
+        return self._around(await self.wrapped.for_run(ctx))
+
+    async def for_run_step(self, ctx: RunContext[ToolContext]) -> AbstractToolset[ToolContext]:
+        return self._around(await self.wrapped.for_run_step(ctx))
+
     async def call_tool(
         self,
         name: str,
@@ -409,7 +424,10 @@ class ModelAgent(Agent):
         """The MCP servers kept for this agent (for the tests and ``close``)."""
         kept: list[KeptServer] = []
         for toolset in self.toolsets:
-            toolset.apply(lambda t: kept.append(t) if isinstance(t, KeptServer) else None)
+            while isinstance(toolset, WrapperToolset):  # prefixed, kept, ...
+                if isinstance(toolset, KeptServer):
+                    kept.append(toolset)
+                toolset = toolset.wrapped
         return kept
 
     async def summarize(self, summary: str | None, dropped: Sequence[ChatMessage]) -> str:
