@@ -48,6 +48,17 @@ class Fail:
     status: int
     message: str = "the model is unwell"
     retry_after_ms: int | None = None
+    kind: str | None = None
+    """The error's type (default: by status, as the providers name them)."""
+    code: str | None = None
+    """OpenAI's error code (``context_length_exceeded``, ...)."""
+
+    def kind_for(self, provider: str) -> str:
+        if self.kind:
+            return self.kind
+        named = {401: "authentication_error", 429: "rate_limit_error", 529: "overloaded_error"}
+        default = "server_error" if provider == "openai" else "api_error"
+        return named.get(self.status, default)
 
 
 Reply = Text | Call | Fail
@@ -154,8 +165,8 @@ async def openai_chat(request: Request) -> Response:
     body = await request.json()
     reply = script.next(body)
     if isinstance(reply, Fail):
-        kind = "rate_limit_error" if reply.status == 429 else "server_error"
-        return _failure(reply, {"error": {"message": reply.message, "type": kind, "code": None}})
+        error = {"message": reply.message, "type": reply.kind_for("openai"), "code": reply.code}
+        return _failure(reply, {"error": error})
     if not body.get("stream"):
         return JSONResponse(_openai_whole(reply))
     return StreamingResponse(_openai_stream(reply), media_type="text/event-stream")
@@ -238,7 +249,7 @@ async def anthropic_messages(request: Request) -> Response:
     body = await request.json()
     reply = script.next(body)
     if isinstance(reply, Fail):
-        kind = "rate_limit_error" if reply.status == 429 else "api_error"
+        kind = reply.kind_for("anthropic")
         error = {"type": "error", "error": {"type": kind, "message": reply.message}}
         return _failure(reply, error)
     if not body.get("stream"):

@@ -4,6 +4,7 @@ against servers on loopback ports that speak the OpenAI and Anthropic streaming 
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -267,6 +268,81 @@ async def test_usage_not_reported_is_unknown_and_a_failed_turn_has_its_usage(
     [failed] = [e for e in events if isinstance(e, TurnFailed)]
     assert failed.usage == Usage(input_tokens=None, output_tokens=None, requests=2, tool_calls=1)
     models.reset()
+
+
+PROVIDER_ERRORS = [
+    # (what the server answers, every time; requests made; what the reason says)
+    (Fail(401, "Incorrect API key provided"), 1, ["refused the API key", "_API_KEY"]),
+    (Fail(429, "slow down", retry_after_ms=20), 3, ["rate limited", "retried 2 times", "0.02s"]),
+    (Fail(503, "busy"), 3, ["overloaded", "send the message again later"]),
+    (Fail(529, "Overloaded"), 3, ["overloaded", "retried 2 times"]),
+    (
+        Fail(
+            400, "prompt is too long: 250000 tokens > 200000 maximum", kind="invalid_request_error"
+        ),
+        1,
+        ["too long", "[context]", "new session"],
+    ),
+    (
+        Fail(
+            400,
+            "This model's maximum context length is 8192 tokens.",
+            kind="invalid_request_error",
+            code="context_length_exceeded",
+        ),
+        1,
+        ["too long", "[context]"],
+    ),
+]
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_provider_errors_say_what_to_do_and_are_retried_only_where_it_helps(
+    client: SessionClient,
+    settings: Settings,
+    start_worker: Callable[[], Awaitable[InProcessWorker]],
+    models: FakeModelServer,
+    provider: str,
+) -> None:
+    make = openai_agent if provider == "openai" else anthropic_agent
+    define(settings, "moody", make(models))
+    await start_worker()
+    sid = await settled_session(client, "moody")
+    for fail, requests, said in PROVIDER_ERRORS:
+        script = models.reset(always=fail)
+        events = await client.wait(await client.send(sid, f"status {fail.status}"))
+        [failed] = [e for e in events if isinstance(e, TurnFailed)]
+        assert failed.reason.startswith("model error: "), failed.reason
+        for words in said:
+            assert words in failed.reason, (fail, failed.reason)
+        assert fail.message in failed.reason  # the provider's own words
+        assert len(script.requests) == requests, (fail, failed.reason)
+    models.reset()
+    events = await client.wait(await client.send(sid, "and now?"))  # the session goes on
+    assert isinstance(events[-1], TurnCompleted)
+
+
+async def test_a_model_server_that_is_down_fails_the_turn_clearly(
+    client: SessionClient,
+    settings: Settings,
+    start_worker: Callable[[], Awaitable[InProcessWorker]],
+) -> None:
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    define(
+        settings,
+        "gone",
+        'model = "openai:local"\n'
+        f'[provider]\nbase_url = "http://127.0.0.1:{port}/v1"\nmax_retries = 1\ntimeout = 5\n',
+    )
+    await start_worker()
+    sid = await settled_session(client, "gone")
+    events = await client.wait(await client.send(sid, "anyone?"))
+    [failed] = [e for e in events if isinstance(e, TurnFailed)]
+    assert failed.reason.startswith("model error: cannot reach openai at http://127.0.0.1:")
+    assert "is the model server running?" in failed.reason
+    assert failed.usage is not None and failed.usage.input_tokens is None
 
 
 async def test_cli_one_turn_exits_non_zero_when_the_turn_fails(

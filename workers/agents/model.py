@@ -372,13 +372,93 @@ def to_messages(history: Sequence[ChatMessage]) -> list[ModelMessage]:
     return out
 
 
-def describe(e: BaseException) -> str:
-    """A model error as one line for ``turn.failed``."""
+_TOO_LONG = (
+    "context_length_exceeded",
+    "maximum context length",
+    "context window",
+    "prompt is too long",
+    "too many tokens",
+    "exceeds the context",
+)
+
+
+def _retry_after(e: BaseException) -> float | None:
+    """Seconds the provider asked to wait (``retry-after-ms`` or ``retry-after``), from
+    the SDK's error under pydantic-ai's."""
+    seen: BaseException | None = e
+    while seen is not None:
+        headers = getattr(getattr(seen, "response", None), "headers", None)
+        if headers is not None:
+            try:
+                if headers.get("retry-after-ms"):
+                    return float(headers["retry-after-ms"]) / 1000
+                if headers.get("retry-after"):
+                    return float(headers["retry-after"])
+            except (TypeError, ValueError):
+                return None
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _message(e: ModelHTTPError) -> str:
+    """The provider's own words: ``error.message`` of its JSON body, else the body."""
+    body: Any = e.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])
+    return str(body) if body else (getattr(e, "message", None) or str(e))
+
+
+def describe(e: BaseException, defn: AgentDefinition | None = None) -> str:
+    """A model error as one line for ``turn.failed``: what happened and what to do.
+
+    The provider SDKs have already retried, ``max_retries`` times with backoff (honouring
+    the provider's ``retry-after``), what retrying can help: rate limits (429), overloaded
+    or failing servers (5xx, Anthropic's 529) and lost connections. A refused key (401,
+    403) and a conversation too long for the model (400) are not retried: the same request
+    would fail the same way."""
+    provider = defn.provider_name if defn is not None else "the provider"
+    retries = defn.provider.max_retries if defn is not None else None
+    tried = f"; retried {retries} times" if retries else ""
     if isinstance(e, ModelHTTPError):
-        body = e.body if isinstance(e.body, str) else None
-        detail = e.message if hasattr(e, "message") else str(e)
-        return f"model error: HTTP {e.status_code} from {e.model_name}: {body or detail}"[:500]
+        status, model, said = e.status_code, e.model_name, _message(e)
+        where = f"HTTP {status} from {model}: {said}"
+        if status in (401, 403):
+            env = (
+                defn.provider.api_key_env or f"{defn.provider_name.upper()}_API_KEY"
+                if defn is not None
+                else "the API key"
+            )
+            text = f"{provider} refused the API key ({where}): check {env}"
+        elif status == 429:
+            wait = _retry_after(e)
+            after = f"; it asks to wait {wait:g}s" if wait is not None else ""
+            text = (
+                f"rate limited by {provider} ({where}{tried}{after}): send the message again "
+                "later, or raise max_retries in the agent's [provider]"
+            )
+        elif status in (503, 529) or "overloaded" in said.lower():
+            text = f"{provider} is overloaded ({where}{tried}): send the message again later"
+        elif status in (400, 413) and any(k in said.lower() for k in _TOO_LONG):
+            text = (
+                f"the conversation is too long for {model} ({where}): lower messages or chars "
+                "in the agent's [context] (older messages are then summarised), or start a "
+                "new session"
+            )
+        elif status >= 500:
+            text = f"{provider} failed ({where}{tried}): send the message again later"
+        else:
+            text = where
+        return f"model error: {text}"[:500]
     if isinstance(e, ModelAPIError):
+        url = defn.provider.base_url if defn is not None else None
+        if "connection" in type(e).__name__.lower() or "connection" in e.message.lower():
+            at = f" at {url}" if url else ""
+            return (
+                f"model error: cannot reach {provider}{at} for {e.model_name} ({e.message}"
+                f"{tried}): is the model server running?"
+            )[:500]
         return f"model error: {type(e).__name__} from {e.model_name}: {e.message}"[:500]
     return f"model error: {type(e).__name__}: {e}"[:500]
 
@@ -488,7 +568,7 @@ class ModelAgent(Agent):
                         said = True
                         yield piece
         except AgentRunError as e:
-            raise AgentFailure(describe(e)) from e
+            raise AgentFailure(describe(e, self.definition)) from e
 
 
 def from_definition(defn: AgentDefinition, *, name: str | None = None) -> ModelAgent:
