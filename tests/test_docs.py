@@ -10,7 +10,7 @@ import shlex
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from praxis.bus import SessionClient, Settings
 from praxis.bus.embedded import NatsServer
 from praxis.bus.permissions import Role
 from praxis.bus.state import load_head
+from praxis.schemas import ToolResult
 from praxis.workers.agents import Agent, TurnContext
 from praxis.workers.agents.spec import read_definition
 from tests.conftest import (
@@ -36,6 +37,8 @@ from tests.conftest import (
     settled_session,
     spawn_praxis,
 )
+from tests.fake_models import Call, FakeModelServer, Text
+from tests.test_model_agents import define, openai_agent
 
 README = (ROOT / "README.md").read_text()
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -52,6 +55,7 @@ MARKERS = {
     "WebsocketsTransport": "test_graphql_examples_run",
     '"kind": "create_session"': "test_pipeline_example_runs_with_plain_nats_py",
     "STREAM = os.environ": "test_a_service_follows_events_with_nats_py_and_its_seed",
+    "def lookup_order(order: str, ctx: Context)": "test_mcp_server_example_gets_the_task",
 }
 """Each Python example a page shows, by a string only it holds, and the test that runs it."""
 
@@ -284,3 +288,30 @@ async def test_the_examples_run_against_praxis_up_with_praxis_env(
     assert piped.stdout.strip() == "completed Summarise invoice 42"
     for example in examples("connect_sse"):
         check_http_output((await run_example("", admin, example)).stdout)
+
+
+async def test_mcp_server_example_gets_the_task(
+    client: SessionClient,
+    settings: Settings,
+    start_worker: Callable[[], Awaitable[InProcessWorker]],
+    models: FakeModelServer,
+    tmp_path: Path,
+) -> None:
+    """The agents page's MCP server, run as a stdio server by a model agent: it reads the
+    task from the call's _meta."""
+    (example,) = examples("def lookup_order(order: str, ctx: Context)")
+    (tmp_path / "orders.py").write_text(example)
+    define(
+        settings,
+        "orders",
+        openai_agent(
+            models,
+            f'\n[[mcp]]\ncommand = "{sys.executable}"\nargs = ["{tmp_path / "orders.py"}"]\n',
+        ),
+    )
+    await start_worker()
+    models.reset(Call("lookup_order", {"order": "42"}, call_id="o1"), Text("Shipped."))
+    sid = await settled_session(client, "orders", task_id="task-orders")
+    events = await client.wait(await client.send(sid, "Where is order 42?"))
+    result = next(e for e in events if isinstance(e, ToolResult))
+    assert result.content == "order 42: shipped (asked for task-orders)"
