@@ -317,6 +317,11 @@ class Settings(BaseSettings):
     sse_keepalive: float = Field(
         default=15.0, gt=0, description="Seconds of quiet after which an SSE stream gets a comment."
     )
+    openai_agent: str | None = Field(
+        default=None,
+        description="The agent of an OpenAI-API conversation created without metadata.model "
+        "(the edge's /v1 routes); unset: such a conversation is refused (400).",
+    )
     log_level: str | None = Field(
         default=None,
         description="Log level (DEBUG, INFO, WARNING, ERROR). Unset: WARNING for the CLI and "

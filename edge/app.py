@@ -54,6 +54,7 @@ from praxis.bus import (
 from praxis.edge import graphql, ide, problems
 from praxis.edge.auth import Authenticator, caller_key
 from praxis.edge.guard import guarded
+from praxis.edge.openai_compat import OpenAIResponses
 from praxis.edge.sessions import AgentSessions, list_agents
 from praxis.schemas import Interface
 from praxis.schemas.api import Health, Problem
@@ -221,6 +222,7 @@ def create_app(settings: Settings, bus: Bus | None = None) -> Litestar:
             favicon,
             page_file,
             ide.vendor_file,
+            OpenAIResponses,
             healthz,
             readyz,
             metrics_handler,

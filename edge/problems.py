@@ -150,7 +150,46 @@ def respond(
 def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """The one exception handler of the edge."""
     if isinstance(exc, HTTPException):
-        return respond(request, _http_problem(exc), dict(exc.headers or {}))
-    retry_after = getattr(exc, "retry_after", None)  # a limit says when to try again
-    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return respond(request, problem_for(exc), headers)
+        found, headers = _http_problem(exc), dict(exc.headers or {})
+    else:
+        retry_after = getattr(exc, "retry_after", None)  # a limit says when to try again
+        found = problem_for(exc)
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+    if request.url.path.startswith("/v1/"):
+        return openai_error(found, exc, headers)
+    return respond(request, found, headers or None)
+
+
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def openai_error(found: Problem, exc: BaseException, headers: dict[str, str]) -> Response[Any]:
+    """An error of the ``/v1`` (OpenAI) routes in the OpenAI shape: ``{"error": {message,
+    type, param, code}}``, with the statuses the OpenAI SDKs map to their exception classes
+    (an invalid field is 400 there, not 422)."""
+    status = 400 if found.status == 422 else found.status
+    fields = found.errors or []
+    param = getattr(exc, "param", None) or (fields[0].field if fields else None)
+    code = getattr(exc, "code", None) or found.code.lower()
+    error = {
+        "message": found.detail,
+        "type": _OPENAI_TYPES.get(
+            status, "server_error" if status >= 500 else "invalid_request_error"
+        ),
+        "param": param,
+        "code": code,
+    }
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="praxis"'
+    if status == 429 and "Retry-After" not in headers:
+        headers["Retry-After"] = "1"
+    return Response(content={"error": error}, status_code=status, headers=headers or None)

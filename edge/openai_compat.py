@@ -1,0 +1,573 @@
+"""``/v1``: the OpenAI Responses and Conversations APIs over ``SessionClient``, so that code
+written for an OpenAI SDK reaches Praxis agents by pointing its ``base_url`` at the edge.
+
+- A **model** is an agent the live workers offer (``GET /v1/models``).
+- A **conversation** is a session: its id is the session id, visible to the CLI, REST
+  and GraphQL like any other. ``metadata.task_id`` becomes the session's task id (one is
+  generated and returned otherwise); ``metadata.model`` names its agent (else the
+  ``PRAXIS_OPENAI_AGENT`` setting).
+- A **response** is a turn: ``POST /v1/responses`` sends its input as the user's message —
+  to ``conversation``, to the session of ``previous_response_id``, or to a new session
+  with ``model`` — and answers with the turn's reply (``stream: true``: as the Server-Sent
+  Events the SDKs parse). Its id names the session and the command:
+  ``resp_<session id>.<command id>.<cursor>``.
+- **Sequence numbers** of a streamed response are fixed by the turn, not by the
+  connection: ``response.created`` 0, ``response.in_progress`` 1, the output item 2, its
+  content part 3, each text delta ``4 + the length of the text up to its end``, then the
+  closing events. So ``GET /v1/responses/{id}?stream=true&starting_after=N`` resumes any
+  stream — after a disconnect, an edge restart — with exactly the text and events after
+  ``N``, whichever edge serves it (its deltas may be cut differently).
+
+Errors are in the OpenAI shape (``{"error": {"message", "type", "param", "code"}}``, see
+``problems.openai_error``), with the statuses the SDKs map to their exception classes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any, Literal
+
+from litestar import Controller, Request, delete, get, post
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.params import Parameter
+from litestar.response import ServerSentEventMessage
+from pydantic import BaseModel, ConfigDict, Field
+
+from praxis.bus import Receipt, SessionClient, SessionNotFoundError, Settings
+from praxis.bus.state import read_events
+from praxis.edge import sse
+from praxis.edge.shared import scoped_client
+from praxis.schemas import (
+    AgentMessage,
+    CommandRejected,
+    Event,
+    HistoryItem,
+    SessionRecord,
+    TokenDelta,
+    TurnCompleted,
+    TurnFailed,
+    TurnWaiting,
+    Usage,
+    check_token,
+)
+from praxis.schemas.commands import MAX_MESSAGE_CHARS
+
+RESPONSE_PREFIX = "resp_"
+FIRST_DELTA = 4  # created 0, in_progress 1, output_item.added 2, content_part.added 3
+
+
+class OpenAIError(Exception):
+    """A request the facade refuses, answered in the OpenAI error shape."""
+
+    def __init__(
+        self, status: int, message: str, *, param: str | None = None, code: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.http_status = status
+        self.problem_type = "openai"
+        self.param = param
+        self.code = code
+
+    def problem_fields(self) -> dict[str, Any]:
+        return {"errors": [{"field": self.param or "body", "message": str(self)}]}
+
+
+# -- request bodies -----------------------------------------------------------------------
+
+
+class _Loose(BaseModel):
+    """The SDKs send many optional fields Praxis does not use; they are accepted."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class InputPart(_Loose):
+    type: str = "input_text"
+    text: str | None = None
+
+
+class InputItem(_Loose):
+    type: str | None = "message"
+    role: str = "user"
+    content: str | list[InputPart] = ""
+
+
+class ConversationRef(_Loose):
+    id: str
+
+
+class CreateResponseRequest(_Loose):
+    """``POST /v1/responses`` (the fields Praxis reads; others are accepted and ignored)."""
+
+    model: str | None = Field(default=None, description="The agent (for a new session).")
+    input: str | list[InputItem] = Field(description="The user's message.")
+    conversation: str | ConversationRef | None = Field(
+        default=None, description="Continue this conversation (session)."
+    )
+    previous_response_id: str | None = Field(
+        default=None, description="Continue the session that response belongs to."
+    )
+    instructions: str | None = None
+    metadata: dict[str, str] | None = None
+    stream: bool = False
+    background: bool = False
+
+
+class CreateConversationRequest(_Loose):
+    metadata: dict[str, str] | None = None
+    items: list[InputItem] | None = None
+
+
+class UpdateConversationRequest(_Loose):
+    metadata: dict[str, str]
+
+
+# -- what the API answers ----------------------------------------------------------------
+
+
+def response_id(receipt: Receipt) -> str:
+    return f"{RESPONSE_PREFIX}{receipt.session_id}.{receipt.command_id}.{receipt.cursor}"
+
+
+def receipt_of(rid: str) -> Receipt:
+    """The stored command a response id names (404 if it names none)."""
+    parts = rid.removeprefix(RESPONSE_PREFIX).split(".") if rid.startswith(RESPONSE_PREFIX) else []
+    if len(parts) != 3 or not parts[2].isdigit():
+        raise OpenAIError(404, f"no response {rid[:80]!r}", param="response_id", code="not_found")
+    try:
+        sid = check_token(parts[0], "session id")
+        cid = check_token(parts[1], "command id")
+    except ValueError:
+        raise OpenAIError(404, f"no response {rid[:80]!r}", code="not_found") from None
+    return Receipt(session_id=sid, command_id=cid, cursor=int(parts[2]))
+
+
+def _epoch(record: SessionRecord) -> int:
+    return int(record.created_at.timestamp())
+
+
+def conversation_object(record: SessionRecord) -> dict[str, Any]:
+    metadata = {k: str(v) for k, v in record.metadata.items() if isinstance(v, str | int)}
+    metadata.update(task_id=record.task_id, model=record.agent)
+    return {
+        "id": record.session_id,
+        "object": "conversation",
+        "created_at": _epoch(record),
+        "metadata": metadata,
+    }
+
+
+def _usage(usage: Usage | None) -> dict[str, Any] | None:
+    if usage is None or usage.input_tokens is None or usage.output_tokens is None:
+        return None  # unknown is not 0
+    return {
+        "input_tokens": usage.input_tokens,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": usage.output_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": usage.input_tokens + usage.output_tokens,
+    }
+
+
+class Turn:
+    """What a response is, as the turn's events say so far."""
+
+    def __init__(self, receipt: Receipt, model: str, created_at: int) -> None:
+        self.receipt = receipt
+        self.model = model
+        self.created_at = created_at
+        self.text = ""
+        self.status: Literal["in_progress", "completed", "failed", "incomplete"] = "in_progress"
+        self.error: dict[str, str] | None = None
+        self.incomplete: dict[str, str] | None = None
+        self.usage: Usage | None = None
+        self.replied = False
+
+    @property
+    def id(self) -> str:
+        return response_id(self.receipt)
+
+    @property
+    def item_id(self) -> str:
+        return f"msg_{self.receipt.session_id}.{self.receipt.cursor}"
+
+    def take(self, event: Event | TokenDelta) -> None:
+        match event:
+            case TokenDelta(text=text):
+                self.text += text
+            case AgentMessage(content=content):
+                self.text, self.replied = content, True
+            case TurnCompleted(usage=usage):
+                self.status, self.usage = "completed", usage
+            case TurnFailed(cancelled=True, usage=usage):
+                self.status, self.usage = "incomplete", usage
+                self.incomplete = {"reason": "cancelled"}
+            case TurnFailed(reason=reason, usage=usage):
+                self.status, self.usage = "failed", usage
+                self.error = {"code": "server_error", "message": reason}
+            case TurnWaiting(calls=calls):
+                self.status = "incomplete"
+                names = ", ".join(c.tool for c in calls)
+                self.incomplete = {"reason": f"waiting for approval of {names}"}
+            case CommandRejected(reason=reason):
+                self.status = "failed"
+                self.error = {"code": "rejected", "message": reason}
+
+    def message_item(self, status: str | None = None) -> dict[str, Any]:
+        done = self.status != "in_progress"
+        return {
+            "type": "message",
+            "id": self.item_id,
+            "status": status or ("completed" if done else "in_progress"),
+            "role": "assistant",
+            "content": [self.part()] if (self.text or done) else [],
+        }
+
+    def part(self, text: str | None = None) -> dict[str, Any]:
+        return {
+            "type": "output_text",
+            "text": self.text if text is None else text,
+            "annotations": [],
+            "logprobs": [],
+        }
+
+    def body(self) -> dict[str, Any]:
+        sid = self.receipt.session_id
+        return {
+            "id": self.id,
+            "object": "response",
+            "created_at": self.created_at,
+            "status": self.status,
+            "model": self.model,
+            "output": [self.message_item()] if (self.text or self.replied) else [],
+            "usage": _usage(self.usage),
+            "error": self.error,
+            "incomplete_details": self.incomplete,
+            "conversation": {"id": sid},
+            "metadata": {"session_id": sid},
+            "instructions": None,
+            "parallel_tool_calls": False,
+            "tool_choice": "auto",
+            "tools": [],
+            "text": {"format": {"type": "text"}},
+        }
+
+
+def _event(kind: str, seq: int, **fields: Any) -> ServerSentEventMessage:
+    data = {"type": kind, "sequence_number": seq, **fields}
+    return ServerSentEventMessage(event=kind, data=json.dumps(data, ensure_ascii=False))
+
+
+def _opening(turn: Turn, after: int) -> list[ServerSentEventMessage]:
+    where = {"item_id": turn.item_id, "output_index": 0, "content_index": 0}
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("response.created", {"response": turn.body()}),
+        ("response.in_progress", {"response": turn.body()}),
+        ("response.output_item.added", {"output_index": 0, "item": turn.message_item()}),
+        ("response.content_part.added", {**where, "part": turn.part("")}),
+    ]
+    return [_event(kind, seq, **fields) for seq, (kind, fields) in enumerate(events) if seq > after]
+
+
+def _closing(turn: Turn, after: int) -> list[ServerSentEventMessage]:
+    where = {"item_id": turn.item_id, "output_index": 0, "content_index": 0}
+    final = {"completed": "response.completed", "incomplete": "response.incomplete"}
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("response.output_text.done", {**where, "text": turn.text, "logprobs": []}),
+        ("response.content_part.done", {**where, "part": turn.part()}),
+        ("response.output_item.done", {"output_index": 0, "item": turn.message_item()}),
+        (final.get(turn.status, "response.failed"), {"response": turn.body()}),
+    ]
+    end = FIRST_DELTA + len(turn.text)
+    return [
+        _event(kind, end + i, **fields)
+        for i, (kind, fields) in enumerate(events)
+        if end + i > after
+    ]
+
+
+async def stream_turn(
+    turn: Turn,
+    items: AsyncGenerator[Any, None],
+    after: int = -1,
+) -> AsyncGenerator[ServerSentEventMessage, None]:
+    """The response's events with sequence numbers above ``after`` (see the module)."""
+    where = {"item_id": turn.item_id, "output_index": 0, "content_index": 0}
+    try:
+        for message in _opening(turn, after):
+            yield message
+        sent = max(0, after - FIRST_DELTA + 1)  # characters the client has
+        async for item in items:
+            if item is None:
+                yield sse.KEEPALIVE
+                continue
+            if isinstance(item, Receipt):
+                continue
+            turn.take(item.event)
+            if len(turn.text) > sent:  # new text: send what was not sent
+                piece, sent = turn.text[sent:], len(turn.text)
+                seq = FIRST_DELTA + sent - 1
+                yield _event("response.output_text.delta", seq, **where, delta=piece, logprobs=[])
+            if turn.status != "in_progress":
+                break
+        for message in _closing(turn, after):
+            yield message
+    finally:
+        await items.aclose()
+
+
+# -- the routes ----------------------------------------------------------------------------
+
+
+async def _client(request: Request[Any, Any, Any]) -> SessionClient:
+    return await scoped_client(request.app.state, request.headers)
+
+
+def _settings(state: State) -> Settings:
+    settings: Settings = state.settings
+    return settings
+
+
+def _input_text(data: CreateResponseRequest) -> str:
+    """The user's message: the input string, or its user messages' text, as paragraphs."""
+    if isinstance(data.input, str):
+        text = data.input
+    else:
+        texts: list[str] = []
+        for i, item in enumerate(data.input):
+            if item.role != "user":
+                raise OpenAIError(
+                    400,
+                    f"input[{i}] has role {item.role!r}: only user messages can be sent; "
+                    "the conversation holds the rest (use conversation or "
+                    "previous_response_id)",
+                    param=f"input[{i}].role",
+                )
+            texts.append(_content_text(item.content))
+        text = "\n\n".join(t for t in texts if t)
+    if not text.strip():
+        raise OpenAIError(400, "input is empty", param="input")
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise OpenAIError(400, f"input is over {MAX_MESSAGE_CHARS} characters", param="input")
+    return text
+
+
+def _content_text(content: str | Sequence[InputPart]) -> str:
+    if isinstance(content, str):
+        return content
+    return "\n\n".join(p.text for p in content if p.text and p.type in ("input_text", "text"))
+
+
+async def _record(client: SessionClient, sid: str, param: str) -> SessionRecord:
+    try:
+        return await client.get(check_token(sid, "conversation id"))
+    except (SessionNotFoundError, ValueError):
+        raise OpenAIError(
+            404, f"no conversation {sid[:80]!r}", param=param, code="not_found"
+        ) from None
+
+
+def _agent_for(record: SessionRecord, model: str | None) -> None:
+    if model is not None and model != record.agent:
+        raise OpenAIError(
+            400,
+            f"conversation {record.session_id!r} is with agent {record.agent!r}, not "
+            f"{model!r}: leave model out, or start a new conversation",
+            param="model",
+        )
+
+
+async def _start(
+    client: SessionClient, data: CreateResponseRequest, settings: Settings
+) -> tuple[Receipt, str, int]:
+    """Store the turn: the user's message to the session it continues, or a new session
+    that answers it. Returns its receipt, the agent and when the session was created."""
+    text = _input_text(data)
+    sid: str | None = None
+    if data.conversation is not None:
+        sid = data.conversation if isinstance(data.conversation, str) else data.conversation.id
+        param = "conversation"
+    elif data.previous_response_id is not None:
+        sid = receipt_of(data.previous_response_id).session_id
+        param = "previous_response_id"
+    if sid is not None:
+        record = await _record(client, sid, param)
+        _agent_for(record, data.model)
+        receipt = await client.send(record.session_id, text)
+        return receipt, record.agent, _epoch(record)
+    agent = data.model or settings.openai_agent
+    if agent is None:
+        raise OpenAIError(400, "model is required for a new conversation", param="model")
+    metadata = dict(data.metadata or {})
+    if data.instructions:
+        metadata["instructions"] = data.instructions
+    record, receipt = await client.create(
+        agent, task_id=metadata.pop("task_id", None), metadata=metadata, initial_message=text
+    )
+    return receipt, agent, _epoch(record)
+
+
+async def _finished(client: SessionClient, turn: Turn) -> Turn:
+    """The response as the stored events say now (no waiting)."""
+    stored = await read_events(client.bus, turn.receipt.session_id, after=turn.receipt.cursor)
+    for _, event in stored:
+        if event.command_id == turn.receipt.command_id:
+            turn.take(event)
+    return turn
+
+
+class OpenAIResponses(Controller):
+    path = "/v1"
+    tags = ["openai"]
+    dependencies = {
+        "client": Provide(_client),
+        "settings": Provide(_settings, sync_to_thread=False),
+    }
+
+    @get("/models", summary="The agents, as models")
+    async def models(self, client: SessionClient) -> dict[str, Any]:
+        agents = await client.agents()
+        return {
+            "object": "list",
+            "data": [
+                {"id": a.name, "object": "model", "created": 0, "owned_by": "praxis"}
+                for a in agents
+            ],
+        }
+
+    @post("/responses", status_code=200, summary="Create a response (a turn)")
+    async def create_response(
+        self, data: CreateResponseRequest, client: SessionClient, settings: Settings
+    ) -> Any:
+        receipt, agent, created_at = await _start(client, data, settings)
+        turn = Turn(receipt, agent, created_at)
+        if data.background:
+            return turn.body()
+        if data.stream:
+            items = client.follow(receipt, keepalive=settings.sse_keepalive, updates=True)
+            return sse.response(stream_turn(turn, items))
+        async for item in client.follow(receipt):
+            turn.take(item.event)
+        return turn.body()
+
+    @get("/responses/{response_id:str}", summary="Get a response, or resume its stream")
+    async def get_response(
+        self,
+        response_id: str,
+        client: SessionClient,
+        settings: Settings,
+        stream: bool = False,
+        starting_after: int = Parameter(default=-1, ge=-1),
+    ) -> Any:
+        receipt = receipt_of(response_id)
+        record = await _record(client, receipt.session_id, "response_id")
+        turn = Turn(receipt, record.agent, _epoch(record))
+        if stream:
+            items = client.follow(receipt, keepalive=settings.sse_keepalive, updates=True)
+            return sse.response(stream_turn(turn, items, starting_after))
+        return (await _finished(client, turn)).body()
+
+    @post("/responses/{response_id:str}/cancel", status_code=200, summary="Cancel a response")
+    async def cancel_response(self, response_id: str, client: SessionClient) -> Any:
+        receipt = receipt_of(response_id)
+        record = await _record(client, receipt.session_id, "response_id")
+        turn = await _finished(client, Turn(receipt, record.agent, _epoch(record)))
+        if turn.status == "in_progress":
+            await client.wait(await client.cancel(receipt.session_id))
+            turn = await _finished(client, Turn(receipt, record.agent, _epoch(record)))
+        return turn.body()
+
+    @post("/conversations", status_code=200, summary="Create a conversation (a session)")
+    async def create_conversation(
+        self, data: CreateConversationRequest, client: SessionClient, settings: Settings
+    ) -> dict[str, Any]:
+        if data.items:
+            raise OpenAIError(
+                400,
+                "seeding a conversation with items is not supported yet: create it empty, "
+                "or bring the history in with 'praxis agent import'",
+                param="items",
+            )
+        metadata = dict(data.metadata or {})
+        agent = metadata.pop("model", None) or settings.openai_agent
+        if agent is None:
+            raise OpenAIError(
+                400,
+                "a conversation is with one agent: give metadata.model (an agent from "
+                "GET /v1/models), or set PRAXIS_OPENAI_AGENT",
+                param="metadata.model",
+            )
+        record, receipt = await client.create(
+            agent, task_id=metadata.pop("task_id", None), metadata=metadata
+        )
+        await client.wait(receipt)  # the greeting, if the agent has one, is in the items
+        return conversation_object(await client.get(record.session_id))
+
+    @get("/conversations/{conversation_id:str}", summary="Get a conversation")
+    async def get_conversation(self, conversation_id: str, client: SessionClient) -> Any:
+        return conversation_object(await _record(client, conversation_id, "conversation_id"))
+
+    @delete("/conversations/{conversation_id:str}", status_code=200, summary="Delete one")
+    async def delete_conversation(self, conversation_id: str, client: SessionClient) -> Any:
+        record = await _record(client, conversation_id, "conversation_id")
+        await client.request_purge(record.session_id)
+        return {"id": record.session_id, "object": "conversation.deleted", "deleted": True}
+
+    @get("/conversations/{conversation_id:str}/items", summary="The conversation's messages")
+    async def list_items(
+        self,
+        conversation_id: str,
+        client: SessionClient,
+        order: Literal["asc", "desc"] = "desc",
+        after: str | None = None,
+        limit: int = Parameter(default=20, ge=1, le=100),
+    ) -> dict[str, Any]:
+        record = await _record(client, conversation_id, "conversation_id")
+        sid = record.session_id
+        cursor = _item_seq(after, sid) if after else None
+        if order == "desc":
+            page, more = await client.history(sid, before=cursor, limit=limit, more=True)
+            chosen = list(reversed(page))
+        else:  # oldest first: walk back to the start, then forward past ``after``
+            everything: list[HistoryItem] = []
+            before: int | None = None
+            more = True
+            while more:
+                page, more = await client.history(sid, before=before, limit=1000, more=True)
+                everything[:0] = page
+                before = page[0].seq if page else None
+                more = more and bool(page)
+            later = [h for h in everything if cursor is None or h.seq > cursor]
+            chosen, more = later[:limit], len(later) > limit
+        data = [
+            {
+                "type": "message",
+                "id": f"msg_{sid}.{h.seq}",
+                "status": "incomplete" if h.interrupted else "completed",
+                "role": "user" if h.role == "user" else "assistant",
+                "content": [
+                    {"type": "input_text" if h.role == "user" else "output_text", "text": h.content}
+                ],
+            }
+            for h in chosen
+        ]
+        return {
+            "object": "list",
+            "data": data,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+            "has_more": more,
+        }
+
+
+def _item_seq(item_id: str, sid: str) -> int:
+    prefix = f"msg_{sid}."
+    tail = item_id.removeprefix(prefix)
+    if not item_id.startswith(prefix) or not tail.isdigit():
+        raise OpenAIError(400, f"after: {item_id[:80]!r} is not an item of {sid!r}", param="after")
+    return int(tail)
+
+
+__all__ = ["OpenAIError", "OpenAIResponses", "receipt_of", "response_id"]

@@ -1,0 +1,214 @@
+"""The OpenAI Responses and Conversations APIs of the edge (``/v1``), driven by the official
+``openai`` Python package against a real edge process: what OpenAI-SDK code sees when its
+``base_url`` is a Praxis edge, and that the same sessions go on through the CLI and REST."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import httpx
+import openai
+import pytest
+from openai import AsyncOpenAI
+
+from praxis.bus import Bus, SessionClient, Settings
+from praxis.bus import keys as api_keys
+from tests.conftest import (
+    EdgeProcess,
+    InProcessWorker,
+    WorkerProcess,
+    env_for,
+    live_workers,
+    praxis,
+)
+
+
+def sdk(edge: EdgeProcess, key: str = "unused") -> AsyncOpenAI:
+    return AsyncOpenAI(base_url=f"{edge.url}/v1", api_key=key, max_retries=0, timeout=30)
+
+
+async def test_models_conversations_and_responses(
+    edge: EdgeProcess, worker: InProcessWorker, client: SessionClient
+) -> None:
+    ai = sdk(edge)
+    models = [m.id async for m in ai.models.list()]
+    assert {"echo", "hello-world"} <= set(models) and "synthetic" not in models
+
+    conversation = await ai.conversations.create(metadata={"task_id": "task-oa", "model": "echo"})
+    assert conversation.metadata == {"task_id": "task-oa", "model": "echo"}
+    record = await client.get(conversation.id)  # a session like any other
+    assert (record.task_id, record.agent) == ("task-oa", "echo")
+
+    first = await ai.responses.create(model="echo", conversation=conversation.id, input="one two")
+    assert (first.status, first.output_text) == ("completed", "one two")
+    # Continued by the previous response's id: the same session.
+    second = await ai.responses.create(previous_response_id=first.id, input="three")
+    assert second.output_text == "three"
+    assert second.conversation is not None and second.conversation.id == conversation.id
+
+    # A new session when neither is given: its id is in the response.
+    fresh = await ai.responses.create(model="hello-world", input="Help me with coding")
+    assert fresh.output_text.startswith('You said: "Help me with coding"')
+    assert fresh.conversation is not None and fresh.conversation.id != conversation.id
+    got = await ai.responses.retrieve(fresh.id)
+    assert (got.status, got.output_text) == ("completed", fresh.output_text)
+
+    items = await ai.conversations.items.list(conversation.id, order="asc")
+    texts = [(i.role, i.content[0].text) for i in items.data]  # type: ignore[union-attr]
+    assert texts == [
+        ("user", "one two"),
+        ("assistant", "one two"),
+        ("user", "three"),
+        ("assistant", "three"),
+    ]
+    newest = await ai.conversations.items.list(conversation.id, limit=1)
+    assert newest.data[0].content[0].text == "three" and newest.has_more  # type: ignore[union-attr]
+
+    deleted = await ai.conversations.delete(conversation.id)
+    assert deleted.deleted
+    with pytest.raises(openai.NotFoundError):
+        await ai.conversations.retrieve(conversation.id)
+
+
+async def test_a_streamed_response_assembles_into_the_output_text(
+    edge: EdgeProcess, worker: InProcessWorker
+) -> None:
+    ai = sdk(edge)
+    stream = await ai.responses.create(model="echo", input="streamed words here", stream=True)
+    kinds: list[str] = []
+    deltas: list[str] = []
+    seqs: list[int] = []
+    final = None
+    async for event in stream:
+        kinds.append(event.type)
+        seqs.append(event.sequence_number)
+        if event.type == "response.output_text.delta":
+            deltas.append(event.delta)
+        if event.type == "response.completed":
+            final = event.response
+    assert final is not None and "".join(deltas) == final.output_text == "streamed words here"
+    assert kinds[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert kinds[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert seqs == sorted(set(seqs))
+
+
+async def test_a_cut_stream_resumes_with_starting_after(
+    edge: EdgeProcess,
+    settings: Settings,
+    client: SessionClient,
+    worker_processes: Callable[..., list[WorkerProcess]],
+) -> None:
+    """A stream cut mid-turn, then GET /v1/responses/{id}?stream=true&starting_after=N:
+    exactly the text and events after N."""
+    worker_processes(1)
+    await live_workers(client, 1)
+    ai = sdk(edge)
+    conversation = await ai.conversations.create(
+        metadata={"model": "slow", "pieces": "30", "delay": "0.05"}
+    )
+    before: list[tuple[int, str]] = []
+    response_id = ""
+    stream = await ai.responses.create(conversation=conversation.id, input="go", stream=True)
+    async for event in stream:
+        if event.type == "response.created":
+            response_id = event.response.id
+        if event.type == "response.output_text.delta":
+            before.append((event.sequence_number, event.delta))
+            if len(before) == 5:
+                break  # the connection is dropped mid-turn
+    await stream.close()
+    last = before[-1][0]
+    after: list[tuple[int, str]] = []
+    kinds: list[str] = []
+    final = None
+    resumed = await ai.responses.retrieve(response_id, stream=True, starting_after=last)
+    async for event in resumed:
+        assert event.sequence_number > last
+        kinds.append(event.type)
+        if event.type == "response.output_text.delta":
+            after.append((event.sequence_number, event.delta))
+        if event.type == "response.completed":
+            final = event.response
+    assert final is not None
+    text = "".join(d for _, d in before + after)
+    assert text == final.output_text == "".join(f"w{i} " for i in range(30))
+    assert kinds.count("response.completed") == 1 and "response.created" not in kinds
+
+
+async def test_cancel_and_the_cli_and_rest_continue_the_conversation(
+    edge: EdgeProcess,
+    settings: Settings,
+    client: SessionClient,
+    worker_processes: Callable[..., list[WorkerProcess]],
+) -> None:
+    worker_processes(1)
+    await live_workers(client, 1)
+    ai = sdk(edge)
+    conversation = await ai.conversations.create(
+        metadata={"model": "slow", "pieces": "200", "delay": "0.05"}
+    )
+    started = await ai.responses.create(conversation=conversation.id, input="long", background=True)
+    assert started.status == "in_progress"
+    stream = await ai.responses.retrieve(started.id, stream=True)
+    async for event in stream:
+        if event.type == "response.output_text.delta":
+            break  # it is generating
+    await stream.close()
+    cancelled = await ai.responses.cancel(started.id)
+    assert cancelled.status == "incomplete"
+
+    # The CLI and REST continue the same session; the SDK sees their turns as items.
+    sid = conversation.id
+    ran = await asyncio.to_thread(
+        praxis, env_for(settings), "agent", "resume", sid, "--message", "from the cli"
+    )
+    assert ran.returncode == 0, ran.stderr
+    async with httpx.AsyncClient(base_url=edge.url, timeout=30) as http:
+        r = await http.post(f"/agent-sessions/{sid}/messages", json={"message": "over rest"})
+        assert r.status_code == 202, r.text
+        await client.wait(await client.send(sid, "from python"))
+    items = await ai.conversations.items.list(sid, order="asc")
+    users = [i.content[0].text for i in items.data if i.role == "user"]  # type: ignore[union-attr]
+    assert users[-3:] == ["from the cli", "over rest", "from python"]
+
+
+async def test_errors_are_the_sdks_exceptions(edge: EdgeProcess, worker: InProcessWorker) -> None:
+    ai = sdk(edge)
+    with pytest.raises(openai.NotFoundError) as missing:
+        await ai.responses.retrieve("resp_nope.cmd_x.1")
+    assert missing.value.code == "not_found"
+    with pytest.raises(openai.NotFoundError):
+        await ai.conversations.retrieve("ses_nothing_here")
+    with pytest.raises(openai.BadRequestError) as unknown:
+        await ai.responses.create(model="no-such-agent", input="hi")
+    assert "no-such-agent" in unknown.value.message
+    with pytest.raises(openai.BadRequestError) as empty:
+        await ai.responses.create(model="echo", input="")
+    assert empty.value.param == "input"
+    with pytest.raises(openai.BadRequestError):
+        await ai.conversations.create(metadata={"task_id": "no model"})
+
+
+async def test_owners_and_keys(
+    secured_edge: EdgeProcess, bus: Bus, worker: InProcessWorker
+) -> None:
+    _, alice = await api_keys.create_key(bus, "alice", "acme")
+    _, bob = await api_keys.create_key(bus, "bob", "acme")
+    mine = await sdk(secured_edge, alice).conversations.create(metadata={"model": "echo"})
+    with pytest.raises(openai.NotFoundError):  # another owner's conversation does not exist
+        await sdk(secured_edge, bob).conversations.retrieve(mine.id)
+    with pytest.raises(openai.NotFoundError):
+        await sdk(secured_edge, bob).responses.create(conversation=mine.id, input="hi")
+    with pytest.raises(openai.AuthenticationError):
+        await sdk(secured_edge, "prx_key_not_a_key").models.list()
