@@ -37,6 +37,7 @@ from litestar.types import ASGIApp, Receive, Send
 from litestar.types import Scope as ASGIScope
 from pydantic import BaseModel
 
+import praxis.edge.openai_compat
 import praxis.edge.sessions
 import praxis.schemas
 import praxis.schemas.api
@@ -255,6 +256,7 @@ def _caller(request: Request[Any, Any, Any]) -> str:
 def finish_document(app: Litestar) -> None:
     """What Litestar's OpenAPI document leaves out, added once at start-up."""
     _describe_models(app)
+    praxis.edge.openai_compat.finish_document(app.openapi_schema.paths or {})
     _complete_operations(app)
 
 
@@ -263,7 +265,12 @@ def _describe_models(app: Litestar) -> None:
     fields than theirs (Litestar leaves both out)."""
     known = {
         name: cls
-        for module in (praxis.schemas, praxis.schemas.api, praxis.edge.sessions)
+        for module in (
+            praxis.schemas,
+            praxis.schemas.api,
+            praxis.edge.sessions,
+            praxis.edge.openai_compat,
+        )
         for name, cls in vars(module).items()
         if inspect.isclass(cls) and issubclass(cls, BaseModel) and cls.__doc__
     }
@@ -298,6 +305,8 @@ def _complete_operations(app: Litestar) -> None:
     body that may be left out (suspend's reason, say) as not required, and an SSE answer as
     the text stream it is (its `data:` lines are EventEnvelopes)."""
     for path, item in (app.openapi_schema.paths or {}).items():
+        if path.startswith("/v1/"):
+            continue  # the OpenAI routes: see praxis.edge.openai_compat.finish_document
         for method in ("get", "post", "delete"):
             op: Operation | None = getattr(item, method)
             if op is None:

@@ -19,13 +19,14 @@ else sees the request:
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Iterable
 from typing import Any, cast
 
 from litestar.types import ASGIApp, Receive, Send
 from litestar.types import Scope as ASGIScope
 
-from praxis.edge.problems import MEDIA_TYPE, problem
+from praxis.edge.problems import MEDIA_TYPE, openai_body, problem
 from praxis.schemas.api import Problem
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -119,9 +120,14 @@ async def _refuse(scope: ASGIScope, send: Send, found: Problem) -> None:
         close = {"type": "websocket.close", "code": 1008, "reason": found.detail[:120]}
         await send(cast(Any, close))
         return
-    found.instance = scope.get("path")
+    path = str(scope.get("path", ""))
+    found.instance = path
+    status, media = found.status, MEDIA_TYPE
     body = found.model_dump_json(exclude_none=True).encode()
-    headers = [(b"content-type", MEDIA_TYPE.encode()), (b"content-length", b"%d" % len(body))]
-    start = {"type": "http.response.start", "status": found.status, "headers": headers}
+    if path.startswith("/v1/"):  # the OpenAI routes answer errors in the OpenAI shape
+        status, shaped = openai_body(found)
+        body, media = json.dumps(shaped).encode(), "application/json"
+    headers = [(b"content-type", media.encode()), (b"content-length", b"%d" % len(body))]
+    start = {"type": "http.response.start", "status": status, "headers": headers}
     await send(cast(Any, start))
     await send(cast(Any, {"type": "http.response.body", "body": body}))

@@ -26,14 +26,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator, Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from litestar import Controller, Request, delete, get, post
+from litestar import Controller, HttpMethod, Request, Response, delete, get, post, route
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.openapi import ResponseSpec
+from litestar.openapi.spec import (
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Reference,
+    Schema,
+)
 from litestar.params import Parameter
 from litestar.response import ServerSentEventMessage
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import to_jsonable_python
 
 from praxis.bus import Receipt, SessionClient, SessionNotFoundError, Settings
 from praxis.bus.state import read_events
@@ -84,47 +93,212 @@ class _Loose(BaseModel):
 
 
 class InputPart(_Loose):
-    type: str = "input_text"
-    text: str | None = None
+    """A part of an input message; its text is used (``input_text``, ``text``)."""
+
+    type: str = Field(default="input_text", description="The part's type.")
+    text: str | None = Field(default=None, description="Its text.")
 
 
 class InputItem(_Loose):
-    type: str | None = "message"
-    role: str = "user"
-    content: str | list[InputPart] = ""
+    """An input message; only the user's are taken (the conversation holds the rest)."""
+
+    type: str | None = Field(default="message", description="`message`.")
+    role: str = Field(default="user", description="`user`.")
+    content: str | list[InputPart] = Field(default="", description="Text, or text parts.")
 
 
 class ConversationRef(_Loose):
-    id: str
+    """A conversation named by an object."""
+
+    id: str = Field(description="The conversation (session) id.")
 
 
 class CreateResponseRequest(_Loose):
     """``POST /v1/responses`` (the fields Praxis reads; others are accepted and ignored)."""
 
     model: str | None = Field(default=None, description="The agent (for a new session).")
-    input: str | list[InputItem] = Field(description="The user's message.")
+    input: Annotated[str, Field(min_length=1)] | Annotated[list[InputItem], Field(min_length=1)] = (
+        Field(description="The user's message: text, or user messages.")
+    )
     conversation: str | ConversationRef | None = Field(
         default=None, description="Continue this conversation (session)."
     )
     previous_response_id: str | None = Field(
         default=None, description="Continue the session that response belongs to."
     )
-    instructions: str | None = None
-    metadata: dict[str, str] | None = None
-    stream: bool = False
-    background: bool = False
+    instructions: str | None = Field(
+        default=None, description="Kept in a new session's metadata (`instructions`)."
+    )
+    metadata: dict[str, str] | None = Field(
+        default=None,
+        description="A new session's metadata; `task_id` becomes its task id.",
+    )
+    stream: bool = Field(default=False, description="Answer as Server-Sent Events.")
+    background: bool = Field(
+        default=False, description="Answer at once (`in_progress`); retrieve it later."
+    )
 
 
 class CreateConversationRequest(_Loose):
-    metadata: dict[str, str] | None = None
-    items: list[InputItem] | None = None
+    """``POST /v1/conversations``: a new session."""
+
+    metadata: dict[str, str] | None = Field(
+        default=None,
+        description="`model`: its agent; `task_id`: its task id; the rest is its metadata.",
+    )
+    items: list[InputItem] | None = Field(
+        default=None, description="Messages to start with (not supported yet: 400)."
+    )
 
 
-class UpdateConversationRequest(_Loose):
-    metadata: dict[str, str]
+# -- what the API answers (its shapes, for the OpenAPI document) -----------------------------
 
 
-# -- what the API answers ----------------------------------------------------------------
+def _d(text: str, default: Any = ..., **kw: Any) -> Any:
+    return Field(default, description=text, **kw)
+
+
+class ModelEntry(BaseModel):
+    """An agent, as a model."""
+
+    id: str = _d("The agent's name.")
+    object: Literal["model"] = _d("`model`.", "model")
+    created: int = _d("0 (agents have no creation time).", 0)
+    owned_by: str = _d("`praxis`.", "praxis")
+
+
+class ModelList(BaseModel):
+    """The agents the live workers offer."""
+
+    object: Literal["list"] = _d("`list`.", "list")
+    data: list[ModelEntry] = _d("The agents, by name.")
+
+
+class ConversationObject(BaseModel):
+    """A conversation: a Praxis session."""
+
+    id: str = _d("The session id.")
+    object: Literal["conversation"] = _d("`conversation`.", "conversation")
+    created_at: int = _d("When the session was created (Unix seconds).")
+    metadata: dict[str, str] = _d("The session's metadata, with `task_id` and `model`.")
+
+
+class ConversationDeleted(BaseModel):
+    """A conversation removed (its session purged)."""
+
+    id: str = _d("The session id.")
+    object: Literal["conversation.deleted"] = _d("`conversation.deleted`.", "conversation.deleted")
+    deleted: bool = _d("`true`.", True)
+
+
+class ItemText(BaseModel):
+    """A message's text."""
+
+    type: Literal["input_text", "output_text"] = _d("`input_text` (user), `output_text`.")
+    text: str = _d("The text.")
+
+
+class ConversationItem(BaseModel):
+    """A message of the conversation."""
+
+    type: Literal["message"] = _d("`message`.", "message")
+    id: str = _d("`msg_<session id>.<cursor>`: pass as `after` to page on.")
+    status: Literal["completed", "incomplete"] = _d("`incomplete`: a reply cut short.")
+    role: Literal["user", "assistant"] = _d("Who said it.")
+    content: list[ItemText] = _d("Its text.")
+
+
+class ItemList(BaseModel):
+    """A page of a conversation's messages."""
+
+    object: Literal["list"] = _d("`list`.", "list")
+    data: list[ConversationItem] = _d("The messages, in the order asked for.")
+    first_id: str | None = _d("The first message's id.", None)
+    last_id: str | None = _d("The last message's id.", None)
+    has_more: bool = _d("More messages past `last_id`.", False)
+
+
+class OutputText(BaseModel):
+    """The text of the agent's reply."""
+
+    type: Literal["output_text"] = _d("`output_text`.", "output_text")
+    text: str = _d("The text.")
+    annotations: list[Any] = _d("Always empty.", [])
+    logprobs: list[Any] = _d("Always empty.", [])
+
+
+class OutputMessage(BaseModel):
+    """The agent's reply."""
+
+    type: Literal["message"] = _d("`message`.", "message")
+    id: str = _d("The message's id.")
+    status: Literal["in_progress", "completed", "incomplete"] = _d("Whether it is whole.")
+    role: Literal["assistant"] = _d("`assistant`.", "assistant")
+    content: list[OutputText] = _d("Its text.")
+
+
+class ResponseUsage(BaseModel):
+    """Tokens the turn used, when the agent's provider reported them."""
+
+    input_tokens: int = _d("Input tokens.")
+    input_tokens_details: dict[str, int] = _d("`cached_tokens`: 0.")
+    output_tokens: int = _d("Output tokens.")
+    output_tokens_details: dict[str, int] = _d("`reasoning_tokens`: 0.")
+    total_tokens: int = _d("Their sum.")
+
+
+class ResponseError(BaseModel):
+    """Why the turn failed."""
+
+    code: str = _d("`server_error` (the turn failed) or `rejected` (its message was).")
+    message: str = _d("The reason.")
+
+
+class ConversationId(BaseModel):
+    """The conversation a response belongs to."""
+
+    id: str = _d("The session id.")
+
+
+class ResponseObject(BaseModel):
+    """A response: a turn of a session."""
+
+    id: str = _d("`resp_<session id>.<command id>.<cursor>`.")
+    object: Literal["response"] = _d("`response`.", "response")
+    created_at: int = _d("When its session was created (Unix seconds).")
+    status: Literal["in_progress", "completed", "failed", "incomplete"] = _d(
+        "`incomplete`: cancelled, or waiting for a tool call's approval."
+    )
+    model: str = _d("The agent.")
+    output: list[OutputMessage] = _d("The agent's reply (none yet: empty).")
+    usage: ResponseUsage | None = _d("Tokens used, when known (never a 0 not counted).", None)
+    error: ResponseError | None = _d("Why it failed.", None)
+    incomplete_details: dict[str, str] | None = _d("`reason`: why it is incomplete.", None)
+    conversation: ConversationId | None = _d("Its conversation (session).", None)
+    metadata: dict[str, str] = _d("`session_id`.")
+    instructions: str | None = _d("Not used: the agent has its own.", None)
+    parallel_tool_calls: bool = _d("`false`.", False)
+    tool_choice: str = _d("`auto`: the agent's tools are its own.", "auto")
+    tools: list[Any] = _d("Empty: the agent's tools are its own.", [])
+    text: dict[str, Any] = _d("`{format: {type: text}}`.", {"format": {"type": "text"}})
+
+
+class OpenAIErrorDetail(BaseModel):
+    """What went wrong, as the OpenAI API says it."""
+
+    message: str = _d("What went wrong, and what to do.")
+    type: str = _d("`invalid_request_error`, `authentication_error`, `rate_limit_error`, ...")
+    param: str | None = _d("The field at fault.", None)
+    code: str | None = _d("`not_found`, `bad_user_input`, ...", None)
+
+
+class OpenAIErrorBody(BaseModel):
+    """An error of the `/v1` routes (the OpenAI shape)."""
+
+    error: OpenAIErrorDetail = _d("The error.")
+
+
+# -- answering ----------------------------------------------------------------------------
 
 
 def response_id(receipt: Receipt) -> str:
@@ -148,27 +322,22 @@ def _epoch(record: SessionRecord) -> int:
     return int(record.created_at.timestamp())
 
 
-def conversation_object(record: SessionRecord) -> dict[str, Any]:
+def conversation_object(record: SessionRecord) -> ConversationObject:
     metadata = {k: str(v) for k, v in record.metadata.items() if isinstance(v, str | int)}
     metadata.update(task_id=record.task_id, model=record.agent)
-    return {
-        "id": record.session_id,
-        "object": "conversation",
-        "created_at": _epoch(record),
-        "metadata": metadata,
-    }
+    return ConversationObject(id=record.session_id, created_at=_epoch(record), metadata=metadata)
 
 
-def _usage(usage: Usage | None) -> dict[str, Any] | None:
+def _usage(usage: Usage | None) -> ResponseUsage | None:
     if usage is None or usage.input_tokens is None or usage.output_tokens is None:
         return None  # unknown is not 0
-    return {
-        "input_tokens": usage.input_tokens,
-        "input_tokens_details": {"cached_tokens": 0},
-        "output_tokens": usage.output_tokens,
-        "output_tokens_details": {"reasoning_tokens": 0},
-        "total_tokens": usage.input_tokens + usage.output_tokens,
-    }
+    return ResponseUsage(
+        input_tokens=usage.input_tokens,
+        input_tokens_details={"cached_tokens": 0},
+        output_tokens=usage.output_tokens,
+        output_tokens_details={"reasoning_tokens": 0},
+        total_tokens=usage.input_tokens + usage.output_tokens,
+    )
 
 
 class Turn:
@@ -180,7 +349,7 @@ class Turn:
         self.created_at = created_at
         self.text = ""
         self.status: Literal["in_progress", "completed", "failed", "incomplete"] = "in_progress"
-        self.error: dict[str, str] | None = None
+        self.error: ResponseError | None = None
         self.incomplete: dict[str, str] | None = None
         self.usage: Usage | None = None
         self.replied = False
@@ -206,58 +375,48 @@ class Turn:
                 self.incomplete = {"reason": "cancelled"}
             case TurnFailed(reason=reason, usage=usage):
                 self.status, self.usage = "failed", usage
-                self.error = {"code": "server_error", "message": reason}
+                self.error = ResponseError(code="server_error", message=reason)
             case TurnWaiting(calls=calls):
                 self.status = "incomplete"
                 names = ", ".join(c.tool for c in calls)
                 self.incomplete = {"reason": f"waiting for approval of {names}"}
             case CommandRejected(reason=reason):
                 self.status = "failed"
-                self.error = {"code": "rejected", "message": reason}
+                self.error = ResponseError(code="rejected", message=reason)
 
-    def message_item(self, status: str | None = None) -> dict[str, Any]:
+    def message_item(self) -> OutputMessage:
         done = self.status != "in_progress"
-        return {
-            "type": "message",
-            "id": self.item_id,
-            "status": status or ("completed" if done else "in_progress"),
-            "role": "assistant",
-            "content": [self.part()] if (self.text or done) else [],
-        }
+        status: Literal["in_progress", "completed", "incomplete"] = "in_progress"
+        if done:
+            status = "completed" if self.status == "completed" else "incomplete"
+        return OutputMessage(
+            id=self.item_id,
+            status=status,
+            content=[self.part()] if (self.text or done) else [],
+        )
 
-    def part(self, text: str | None = None) -> dict[str, Any]:
-        return {
-            "type": "output_text",
-            "text": self.text if text is None else text,
-            "annotations": [],
-            "logprobs": [],
-        }
+    def part(self, text: str | None = None) -> OutputText:
+        return OutputText(text=self.text if text is None else text)
 
-    def body(self) -> dict[str, Any]:
+    def body(self) -> ResponseObject:
         sid = self.receipt.session_id
-        return {
-            "id": self.id,
-            "object": "response",
-            "created_at": self.created_at,
-            "status": self.status,
-            "model": self.model,
-            "output": [self.message_item()] if (self.text or self.replied) else [],
-            "usage": _usage(self.usage),
-            "error": self.error,
-            "incomplete_details": self.incomplete,
-            "conversation": {"id": sid},
-            "metadata": {"session_id": sid},
-            "instructions": None,
-            "parallel_tool_calls": False,
-            "tool_choice": "auto",
-            "tools": [],
-            "text": {"format": {"type": "text"}},
-        }
+        return ResponseObject(
+            id=self.id,
+            created_at=self.created_at,
+            status=self.status,
+            model=self.model,
+            output=[self.message_item()] if (self.text or self.replied) else [],
+            usage=_usage(self.usage),
+            error=self.error,
+            incomplete_details=self.incomplete,
+            conversation=ConversationId(id=sid),
+            metadata={"session_id": sid},
+        )
 
 
 def _event(kind: str, seq: int, **fields: Any) -> ServerSentEventMessage:
     data = {"type": kind, "sequence_number": seq, **fields}
-    return ServerSentEventMessage(event=kind, data=json.dumps(data, ensure_ascii=False))
+    return ServerSentEventMessage(event=kind, data=json.dumps(to_jsonable_python(data)))
 
 
 def _opening(turn: Turn, after: int) -> list[ServerSentEventMessage]:
@@ -319,6 +478,70 @@ async def stream_turn(
 
 
 # -- the routes ----------------------------------------------------------------------------
+
+
+def _errors(*statuses: int) -> dict[int, ResponseSpec]:
+    what = {
+        400: "A field is invalid (`param` names it), or the request is malformed.",
+        401: "No API key or JWT, or one that does not hold (with PRAXIS_AUTH=on).",
+        404: "No such conversation or response (or another owner's).",
+        409: "The conversation's state does not allow it (suspended, ended).",
+        429: "Over a limit: see Retry-After.",
+    }
+    return {
+        s: ResponseSpec(OpenAIErrorBody, description=what[s], media_type="application/json")
+        for s in (*statuses, 401, 429)
+    }
+
+
+STREAMING = {("post", "/v1/responses"), ("get", "/v1/responses/{response_id}")}
+"""Operations that answer Server-Sent Events with ``stream``."""
+
+_REFUSALS = {
+    "400": "Malformed, or a Host that is not the edge's own (on loopback).",
+    "403": "A request from a web page of another origin (see PRAXIS_CORS_ORIGINS).",
+    "413": "Request body over the limit (PRAXIS_EDGE_MAX_BODY).",
+    "415": "A body (or a Content-Type) that is not JSON.",
+}
+
+
+def finish_document(paths: dict[str, Any]) -> None:
+    """Document the guard's refusals in the OpenAI shape, and the Server-Sent Events a
+    streamed response answers (Litestar documents one content type per status)."""
+    error = OpenAPIMediaType(schema=Reference(ref="#/components/schemas/OpenAIErrorBody"))
+    for path, item in paths.items():
+        if not path.startswith("/v1/"):
+            continue
+        for method in ("get", "post", "delete"):
+            op = getattr(item, method)
+            if op is None:
+                continue
+            op.responses = op.responses or {}
+            for status, why in _REFUSALS.items():
+                if status in ("413", "415") and op.request_body is None:
+                    continue
+                op.responses.setdefault(
+                    status, OpenAPIResponse(description=why, content={"application/json": error})
+                )
+            answer = op.responses.get("200")
+            if (method, path) in STREAMING and isinstance(answer, OpenAPIResponse):
+                answer.content = {
+                    **(answer.content or {}),
+                    "text/event-stream": OpenAPIMediaType(schema=_SSE_EVENT),
+                }
+
+
+_SSE_EVENT = Schema(
+    type=OpenAPIType.OBJECT,
+    description="One message of the stream: `event` the OpenAI event type "
+    "(`response.created`, `response.output_text.delta`, ...), `data` the event as JSON "
+    "with its `type` and `sequence_number`.",
+    properties={
+        "event": Schema(type=OpenAPIType.STRING),
+        "data": Schema(type=OpenAPIType.STRING, content_media_type="application/json"),
+    },
+    required=["data"],
+)
 
 
 async def _client(request: Request[Any, Any, Any]) -> SessionClient:
@@ -426,21 +649,23 @@ class OpenAIResponses(Controller):
         "settings": Provide(_settings, sync_to_thread=False),
     }
 
-    @get("/models", summary="The agents, as models")
-    async def models(self, client: SessionClient) -> dict[str, Any]:
-        agents = await client.agents()
-        return {
-            "object": "list",
-            "data": [
-                {"id": a.name, "object": "model", "created": 0, "owned_by": "praxis"}
-                for a in agents
-            ],
-        }
+    @get("/models", summary="The agents, as models", responses=_errors())
+    async def models(self, client: SessionClient) -> ModelList:
+        return ModelList(data=[ModelEntry(id=a.name) for a in await client.agents()])
 
-    @post("/responses", status_code=200, summary="Create a response (a turn)")
+    @post(
+        "/responses",
+        status_code=200,
+        summary="Create a response (a turn)",
+        description="The input is the user's message: to `conversation`, to the session of "
+        "`previous_response_id`, or to a new session with the agent `model`. Answers the "
+        "finished response; with `stream: true` its events (Server-Sent Events, each with "
+        "a `sequence_number`); with `background: true` at once, `in_progress`.",
+        responses=_errors(400, 404, 409),
+    )
     async def create_response(
         self, data: CreateResponseRequest, client: SessionClient, settings: Settings
-    ) -> Any:
+    ) -> ResponseObject | sse.EventStream:
         receipt, agent, created_at = await _start(client, data, settings)
         turn = Turn(receipt, agent, created_at)
         if data.background:
@@ -452,15 +677,23 @@ class OpenAIResponses(Controller):
             turn.take(item.event)
         return turn.body()
 
-    @get("/responses/{response_id:str}", summary="Get a response, or resume its stream")
+    @get(
+        "/responses/{response_id:str}",
+        summary="Get a response, or resume its stream",
+        description="As it is now (no waiting); with `stream=true`, its events after "
+        "`starting_after` (a sequence number), live until it ends.",
+        responses=_errors(400, 404),
+    )
     async def get_response(
         self,
         response_id: str,
         client: SessionClient,
         settings: Settings,
         stream: bool = False,
-        starting_after: int = Parameter(default=-1, ge=-1),
-    ) -> Any:
+        starting_after: int = Parameter(
+            default=-1, ge=-1, description="Only events with a higher sequence number."
+        ),
+    ) -> ResponseObject | sse.EventStream:
         receipt = receipt_of(response_id)
         record = await _record(client, receipt.session_id, "response_id")
         turn = Turn(receipt, record.agent, _epoch(record))
@@ -469,8 +702,15 @@ class OpenAIResponses(Controller):
             return sse.response(stream_turn(turn, items, starting_after))
         return (await _finished(client, turn)).body()
 
-    @post("/responses/{response_id:str}/cancel", status_code=200, summary="Cancel a response")
-    async def cancel_response(self, response_id: str, client: SessionClient) -> Any:
+    @post(
+        "/responses/{response_id:str}/cancel",
+        status_code=200,
+        summary="Cancel a response",
+        description="Stops the turn in flight (it ends `incomplete`); a finished response "
+        "is answered as it is.",
+        responses=_errors(400, 404),
+    )
+    async def cancel_response(self, response_id: str, client: SessionClient) -> ResponseObject:
         receipt = receipt_of(response_id)
         record = await _record(client, receipt.session_id, "response_id")
         turn = await _finished(client, Turn(receipt, record.agent, _epoch(record)))
@@ -479,10 +719,15 @@ class OpenAIResponses(Controller):
             turn = await _finished(client, Turn(receipt, record.agent, _epoch(record)))
         return turn.body()
 
-    @post("/conversations", status_code=200, summary="Create a conversation (a session)")
+    @post(
+        "/conversations",
+        status_code=200,
+        summary="Create a conversation (a session)",
+        responses=_errors(400),
+    )
     async def create_conversation(
         self, data: CreateConversationRequest, client: SessionClient, settings: Settings
-    ) -> dict[str, Any]:
+    ) -> ConversationObject:
         if data.items:
             raise OpenAIError(
                 400,
@@ -505,25 +750,55 @@ class OpenAIResponses(Controller):
         await client.wait(receipt)  # the greeting, if the agent has one, is in the items
         return conversation_object(await client.get(record.session_id))
 
-    @get("/conversations/{conversation_id:str}", summary="Get a conversation")
-    async def get_conversation(self, conversation_id: str, client: SessionClient) -> Any:
+    @get(
+        "/conversations/{conversation_id:str}",
+        summary="Get a conversation",
+        responses=_errors(400, 404),
+    )
+    async def get_conversation(
+        self, conversation_id: str, client: SessionClient
+    ) -> ConversationObject:
         return conversation_object(await _record(client, conversation_id, "conversation_id"))
 
-    @delete("/conversations/{conversation_id:str}", status_code=200, summary="Delete one")
-    async def delete_conversation(self, conversation_id: str, client: SessionClient) -> Any:
+    @delete(
+        "/conversations/{conversation_id:str}",
+        status_code=200,
+        summary="Delete a conversation",
+        description="Its session is purged from the bus.",
+        responses=_errors(400, 404),
+    )
+    async def delete_conversation(
+        self, conversation_id: str, client: SessionClient
+    ) -> ConversationDeleted:
         record = await _record(client, conversation_id, "conversation_id")
         await client.request_purge(record.session_id)
-        return {"id": record.session_id, "object": "conversation.deleted", "deleted": True}
+        return ConversationDeleted(id=record.session_id)
 
-    @get("/conversations/{conversation_id:str}/items", summary="The conversation's messages")
+    @route(
+        "/conversations/{conversation_id:str}",
+        http_method=HttpMethod.OPTIONS,
+        include_in_schema=False,
+    )
+    async def allow_on_a_conversation(self) -> Response[None]:
+        """The methods of a conversation's path (Litestar 2 lists only the first handler's
+        where a path has two: litestar#4169)."""
+        return Response(None, status_code=204, headers={"Allow": "DELETE, GET, OPTIONS"})
+
+    @get(
+        "/conversations/{conversation_id:str}/items",
+        summary="The conversation's messages",
+        description="Newest first (`order=desc`, the default) or oldest first; `after`: "
+        "the id of the last item of the previous page.",
+        responses=_errors(400, 404),
+    )
     async def list_items(
         self,
         conversation_id: str,
         client: SessionClient,
-        order: Literal["asc", "desc"] = "desc",
-        after: str | None = None,
-        limit: int = Parameter(default=20, ge=1, le=100),
-    ) -> dict[str, Any]:
+        order: Literal["asc", "desc"] = Parameter(default="desc", description="`asc`, `desc`."),
+        after: str | None = Parameter(default=None, description="An item id: after it."),
+        limit: int = Parameter(default=20, ge=1, le=100, description="Page size."),
+    ) -> ItemList:
         record = await _record(client, conversation_id, "conversation_id")
         sid = record.session_id
         cursor = _item_seq(after, sid) if after else None
@@ -542,24 +817,30 @@ class OpenAIResponses(Controller):
             later = [h for h in everything if cursor is None or h.seq > cursor]
             chosen, more = later[:limit], len(later) > limit
         data = [
-            {
-                "type": "message",
-                "id": f"msg_{sid}.{h.seq}",
-                "status": "incomplete" if h.interrupted else "completed",
-                "role": "user" if h.role == "user" else "assistant",
-                "content": [
-                    {"type": "input_text" if h.role == "user" else "output_text", "text": h.content}
+            ConversationItem(
+                id=f"msg_{sid}.{h.seq}",
+                status="incomplete" if h.interrupted else "completed",
+                role="user" if h.role == "user" else "assistant",
+                content=[
+                    ItemText(
+                        type="input_text" if h.role == "user" else "output_text", text=h.content
+                    )
                 ],
-            }
+            )
             for h in chosen
         ]
-        return {
-            "object": "list",
-            "data": data,
-            "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None,
-            "has_more": more,
-        }
+        return ItemList(
+            data=data,
+            first_id=data[0].id if data else None,
+            last_id=data[-1].id if data else None,
+            has_more=more,
+        )
+
+
+_TEXT_TYPE: dict[str, Literal["input_text", "output_text"]] = {
+    "user": "input_text",
+    "agent": "output_text",
+}
 
 
 def _item_seq(item_id: str, sid: str) -> int:

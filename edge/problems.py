@@ -9,6 +9,7 @@ with its traceback and answered 500 without one.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any, Protocol, runtime_checkable
 
 from litestar import Request, Response
@@ -172,24 +173,36 @@ _OPENAI_TYPES = {
 }
 
 
-def openai_error(found: Problem, exc: BaseException, headers: dict[str, str]) -> Response[Any]:
-    """An error of the ``/v1`` (OpenAI) routes in the OpenAI shape: ``{"error": {message,
-    type, param, code}}``, with the statuses the OpenAI SDKs map to their exception classes
-    (an invalid field is 400 there, not 422)."""
+def openai_body(
+    found: Problem, param: str | None = None, code: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    """A problem as the OpenAI API says errors: its status (an invalid field is 400 there,
+    not 422) and ``{"error": {message, type, param, code}}``."""
     status = 400 if found.status == 422 else found.status
     fields = found.errors or []
-    param = getattr(exc, "param", None) or (fields[0].field if fields else None)
-    code = getattr(exc, "code", None) or found.code.lower()
+    kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     error = {
         "message": found.detail,
-        "type": _OPENAI_TYPES.get(
-            status, "server_error" if status >= 500 else "invalid_request_error"
-        ),
-        "param": param,
-        "code": code,
+        "type": kind,
+        "param": param or (_param(fields[0].field) if fields else None),
+        "code": code or found.code.lower(),
     }
+    return status, {"error": error}
+
+
+def _param(field: str) -> str:
+    """A field's path without pydantic's names of union branches (``input.constrained-str``
+    is ``input``)."""
+    kept = [p for p in field.split(".") if p.isdigit() or re.fullmatch(r"[A-Za-z_]\w*", p)]
+    return ".".join(p for p in kept if p not in ("str", "int", "list", "dict")) or field
+
+
+def openai_error(found: Problem, exc: BaseException, headers: dict[str, str]) -> Response[Any]:
+    """An error of the ``/v1`` (OpenAI) routes, in the shape and with the statuses the
+    OpenAI SDKs map to their exception classes."""
+    status, body = openai_body(found, getattr(exc, "param", None), getattr(exc, "code", None))
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="praxis"'
     if status == 429 and "Retry-After" not in headers:
         headers["Retry-After"] = "1"
-    return Response(content={"error": error}, status_code=status, headers=headers or None)
+    return Response(content=body, status_code=status, headers=headers or None)

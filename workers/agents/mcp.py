@@ -41,11 +41,10 @@ from pydantic_ai import RunContext, WrapperToolset
 from pydantic_ai.toolsets import AbstractToolset, ToolsetTool
 
 from praxis.workers.agents.base import AgentFailure
+from praxis.workers.agents.tools import ToolContext
 
 if TYPE_CHECKING:
     from pydantic_ai.mcp import CallToolFunc, ToolResult
-
-    from praxis.workers.agents.model import ToolContext
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +106,7 @@ class ServerDown(AgentFailure):
     """An MCP server a turn needs is not running: the turn fails with this reason."""
 
 
-class KeptServer(WrapperToolset["ToolContext"]):
+class KeptServer(WrapperToolset[ToolContext]):
     """An MCP toolset held open by a supervisor task between turns, and restarted when its
     connection is lost (see the module's description)."""
 

@@ -14,7 +14,6 @@ import json
 import os
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic_ai import (
@@ -63,25 +62,11 @@ from praxis.workers.agents.base import (
 from praxis.workers.agents.mcp import KeptServer, session_headers, with_session_meta
 from praxis.workers.agents.spec import AgentDefinition, DefinitionError
 
+# ToolContext and idempotency_key are imported from here by tools (and the docs).
+from praxis.workers.agents.tools import ToolContext as ToolContext
+from praxis.workers.agents.tools import idempotency_key as idempotency_key
+
 EXTRAS = {"openai": "openai", "anthropic": "anthropic", "mcp": "mcp"}
-
-
-@dataclass(frozen=True, slots=True)
-class ToolContext:
-    """What a tool gets as ``ctx.deps`` (declare ``ctx: RunContext[ToolContext]`` first)."""
-
-    session_id: str
-    task_id: str
-    turn_id: str
-    agent: str = ""
-    actor: str | None = None
-    """Who sent the message the turn answers, when known."""
-
-
-def idempotency_key(ctx: RunContext[ToolContext]) -> str:
-    """A key that is the same however often this call is made (pass it to the services a
-    tool changes, so that a repeated call changes nothing twice)."""
-    return f"{ctx.deps.session_id}.{ctx.deps.turn_id}.{ctx.tool_call_id}"
 
 
 def _needs(extra: str, e: ImportError) -> DefinitionError:
