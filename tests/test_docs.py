@@ -56,6 +56,7 @@ MARKERS = {
     '"kind": "create_session"': "test_pipeline_example_runs_with_plain_nats_py",
     "STREAM = os.environ": "test_a_service_follows_events_with_nats_py_and_its_seed",
     "def lookup_order(order: str, ctx: Context)": "test_mcp_server_example_gets_the_task",
+    "client.conversations.create(": "test_openai_sdk_example_runs",
 }
 """Each Python example a page shows, by a string only it holds, and the test that runs it."""
 
@@ -315,3 +316,18 @@ async def test_mcp_server_example_gets_the_task(
     events = await client.wait(await client.send(sid, "Where is order 42?"))
     result = next(e for e in events if isinstance(e, ToolResult))
     assert result.content == "order 42: shipped (asked for task-orders)"
+
+
+async def test_openai_sdk_example_runs(edge: EdgeProcess, worker: InProcessWorker) -> None:
+    env = {**env_for(worker.worker.bus.settings), "PRAXIS_EDGE_URL": edge.url}
+    done = await run_example("client.conversations.create(", env)
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith('You said: "Help me with coding". That is your first message')
+    assert lines[1].startswith('You said: "How do I handle errors?". That is your 2nd message')
+    assert lines[2:] == [
+        "assistant: Hello! How can I help you today?",  # the agent greets a new conversation
+        "user: Help me with coding",
+        f"assistant: {lines[0]}",
+        "user: How do I handle errors?",
+        f"assistant: {lines[1]}",
+    ]
