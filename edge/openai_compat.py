@@ -45,6 +45,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_jsonable_python
 
 from praxis.bus import Receipt, SessionClient, SessionNotFoundError, Settings
+from praxis.bus.cache import Bounded
 from praxis.bus.state import read_events
 from praxis.edge import sse
 from praxis.edge.shared import scoped_client
@@ -602,11 +603,25 @@ def _agent_for(record: SessionRecord, model: str | None) -> None:
         )
 
 
+_SESSIONS: Bounded[str, tuple[str, int]] = Bounded(10_000)
+"""Each conversation's agent and creation time, once read (neither ever changes): a turn
+on a known conversation costs no read of its record."""
+
+
+async def _session(client: SessionClient, sid: str, param: str) -> tuple[str, int]:
+    known = _SESSIONS.get(sid)
+    if known is None:
+        record = await _record(client, sid, param)  # the caller's own, or 404
+        known = (record.agent, _epoch(record))
+        _SESSIONS.put(record.session_id, known)
+    return known
+
+
 async def _start(
     client: SessionClient, data: CreateResponseRequest, settings: Settings
-) -> tuple[Receipt, str, int]:
-    """Store the turn: the user's message to the session it continues, or a new session
-    that answers it. Returns its receipt, the agent and when the session was created."""
+) -> tuple[Turn, AsyncGenerator[Any, None]]:
+    """Store the turn — the user's message to the session it continues, or a new session
+    that answers it — and follow it: the response so far, and what comes."""
     text = _input_text(data)
     sid: str | None = None
     if data.conversation is not None:
@@ -615,21 +630,32 @@ async def _start(
     elif data.previous_response_id is not None:
         sid = receipt_of(data.previous_response_id).session_id
         param = "previous_response_id"
+    keepalive = settings.sse_keepalive
     if sid is not None:
-        record = await _record(client, sid, param)
-        _agent_for(record, data.model)
-        receipt = await client.send(record.session_id, text)
-        return receipt, record.agent, _epoch(record)
-    agent = data.model or settings.openai_agent
-    if agent is None:
+        agent, created_at = await _session(client, check_token(sid, param), param)
+        if data.model is not None and data.model != agent:
+            _agent_for(await _record(client, sid, param), data.model)  # 404 if not theirs
+        # Followed before it is sent, as REST's streamed message is: nothing falls between.
+        items = client.turn(sid, text, keepalive=keepalive, updates=True, accepted=True)
+        try:
+            receipt = await anext(items)
+        except BaseException:
+            await items.aclose()
+            raise
+        assert isinstance(receipt, Receipt)
+        return Turn(receipt, agent, created_at), items
+    new_agent = data.model or settings.openai_agent
+    if new_agent is None:
         raise OpenAIError(400, "model is required for a new conversation", param="model")
     metadata = dict(data.metadata or {})
     if data.instructions:
         metadata["instructions"] = data.instructions
-    record, receipt = await client.create(
-        agent, task_id=metadata.pop("task_id", None), metadata=metadata, initial_message=text
+    record, created = await client.create(
+        new_agent, task_id=metadata.pop("task_id", None), metadata=metadata, initial_message=text
     )
-    return receipt, agent, _epoch(record)
+    _SESSIONS.put(record.session_id, (new_agent, _epoch(record)))
+    items = client.follow(created, keepalive=keepalive, updates=True)
+    return Turn(created, new_agent, _epoch(record)), items
 
 
 async def _finished(client: SessionClient, turn: Turn) -> Turn:
@@ -666,15 +692,18 @@ class OpenAIResponses(Controller):
     async def create_response(
         self, data: CreateResponseRequest, client: SessionClient, settings: Settings
     ) -> ResponseObject | sse.EventStream:
-        receipt, agent, created_at = await _start(client, data, settings)
-        turn = Turn(receipt, agent, created_at)
-        if data.background:
-            return turn.body()
+        turn, items = await _start(client, data, settings)
         if data.stream:
-            items = client.follow(receipt, keepalive=settings.sse_keepalive, updates=True)
             return sse.response(stream_turn(turn, items))
-        async for item in client.follow(receipt):
-            turn.take(item.event)
+        try:
+            if not data.background:  # (background: answered at once; the turn goes on)
+                async for item in items:
+                    if item is not None:
+                        turn.take(item.event)
+                    if turn.status != "in_progress":
+                        break
+        finally:
+            await items.aclose()
         return turn.body()
 
     @get(
@@ -772,6 +801,7 @@ class OpenAIResponses(Controller):
     ) -> ConversationDeleted:
         record = await _record(client, conversation_id, "conversation_id")
         await client.request_purge(record.session_id)
+        _SESSIONS.pop(record.session_id)  # its id may be used again, for another agent
         return ConversationDeleted(id=record.session_id)
 
     @route(

@@ -28,7 +28,8 @@ async def test_bench_runs_every_scenario_and_reports_against_the_floor(tmp_path:
     assert data["floor_ms"]["n"] == 20 and len(data["floor_ms"]["p50_by_round"]) == 2
     for name in ("create (bus)", "create (REST)", "create (GraphQL)"):
         assert data["latency_ms"][name]["n"] == 6
-    assert data["latency_ms"]["turn: completed (bus)"]["n"] == 20
+    for interface in ("bus", "REST SSE", "OpenAI SSE", "GraphQL"):
+        assert data["latency_ms"][f"turn: completed ({interface})"]["n"] == 20
     assert data["over_floor_p50"]["turn: completed (bus)"] > 1  # Praxis does more than the floor
     assert [(r["name"], r["sessions"]) for r in data["load"]] == [
         ("floor", 1),

@@ -85,6 +85,7 @@ async def run_latency(
             "turn: completed (bus)",
             "turn: first token (REST SSE)",
             "turn: completed (REST SSE)",
+            "turn: completed (OpenAI SSE)",
             "turn: completed (GraphQL)",
         ],
     }
@@ -99,6 +100,7 @@ async def run_latency(
             await latency.bus_turns(client, sid, 20)
             if base:
                 await latency.http_turns(http, base, sid, 20)
+                await latency.openai_turns(http, base, sid, 20)
                 await graphql.graphql_turns(client, http, base, 20)
         per_turn, per_create = max(1, o.turns // o.rounds), max(1, o.creates // o.rounds)
         for n in range(o.rounds):
@@ -112,6 +114,8 @@ async def run_latency(
                     h = await latency.http_turns(http, base, sid, per_turn)
                     series["turn: first token (REST SSE)"].add_round(h["first"])
                     series["turn: completed (REST SSE)"].add_round(h["done"])
+                    oa = await latency.openai_turns(http, base, sid, per_turn)
+                    series["turn: completed (OpenAI SSE)"].add_round(oa["done"])
                     g = await graphql.graphql_turns(client, http, base, per_turn)
                     series["turn: completed (GraphQL)"].add_round(g["done"])
             if "create" in scenarios:

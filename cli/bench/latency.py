@@ -69,6 +69,27 @@ async def bus_turns(client: SessionClient, session_id: str, n: int) -> Timings:
     return out
 
 
+async def openai_turns(http: httpx.AsyncClient, base: str, session_id: str, n: int) -> Timings:
+    """``POST /v1/responses`` with ``stream: true`` to the session (as a conversation), the
+    OpenAI SDKs' event stream read line by line."""
+    out = timings()
+    url = f"{base}/v1/responses"
+    for i in range(n):
+        t0 = time.perf_counter()
+        first = True
+        body = {"conversation": session_id, "input": f"ping pong {i}", "stream": True}
+        async with http.stream("POST", url, json=body) as r:
+            async for line in r.aiter_lines():
+                if line == "event: response.output_text.delta" and first:
+                    out["first"].append(time.perf_counter() - t0)
+                    first = False
+                elif line == "event: response.output_text.done":
+                    out["reply"].append(time.perf_counter() - t0)
+                elif line == "event: response.completed":
+                    out["done"].append(time.perf_counter() - t0)
+    return out
+
+
 async def http_turns(http: httpx.AsyncClient, base: str, session_id: str, n: int) -> Timings:
     """``POST /messages`` with ``stream: true``, the SSE read line by line."""
     out = timings()
