@@ -60,6 +60,7 @@ from praxis.schemas import (
     TurnFailed,
     TurnWaiting,
     Usage,
+    UserMessageAccepted,
     check_token,
 )
 from praxis.schemas.commands import MAX_MESSAGE_CHARS
@@ -140,6 +141,20 @@ class CreateResponseRequest(_Loose):
     )
 
 
+class AddItemsRequest(_Loose):
+    """``POST /v1/conversations/{id}/items``: messages to add, without a turn."""
+
+    items: list[InputItem] = Field(
+        min_length=1, max_length=100, description="User and assistant messages, in order."
+    )
+
+
+class UpdateConversationRequest(_Loose):
+    """``POST /v1/conversations/{id}``: the conversation's metadata from now on."""
+
+    metadata: dict[str, str] = Field(description="Replaces the session's metadata.")
+
+
 class CreateConversationRequest(_Loose):
     """``POST /v1/conversations``: a new session."""
 
@@ -148,7 +163,7 @@ class CreateConversationRequest(_Loose):
         description="`model`: its agent; `task_id`: its task id; the rest is its metadata.",
     )
     items: list[InputItem] | None = Field(
-        default=None, description="Messages to start with (not supported yet: 400)."
+        default=None, description="Messages to start with (added without a turn)."
     )
 
 
@@ -578,10 +593,57 @@ def _input_text(data: CreateResponseRequest) -> str:
     return text
 
 
+def _messages(items: Sequence[InputItem], param: str) -> list[tuple[str, str]]:
+    """``(role, text)`` of messages to add: user and assistant ones only."""
+    out: list[tuple[str, str]] = []
+    for i, item in enumerate(items):
+        if item.role not in ("user", "assistant"):
+            raise OpenAIError(
+                400,
+                f"{param}[{i}] has role {item.role!r}: a conversation holds user and "
+                "assistant messages (the agent has its own instructions)",
+                param=f"{param}[{i}].role",
+            )
+        text = _content_text(item.content)
+        if not text.strip():
+            raise OpenAIError(400, f"{param}[{i}] has no text", param=f"{param}[{i}].content")
+        out.append((item.role, text))
+    return out
+
+
+async def _add(
+    client: SessionClient,
+    sid: str,
+    messages: list[tuple[str, str]],
+    metadata: dict[str, Any] | None = None,
+) -> list[ConversationItem]:
+    """Add the messages (and metadata) and wait until they are stored: the items added."""
+    receipt = await client.add_messages(sid, messages, metadata=metadata)
+    added: list[ConversationItem] = []
+    async for item in client.follow(receipt, deltas=False):
+        event = item.event
+        if isinstance(event, CommandRejected):
+            raise OpenAIError(409, event.reason, code="conflict")
+        if isinstance(event, UserMessageAccepted | AgentMessage) and item.cursor is not None:
+            user = isinstance(event, UserMessageAccepted)
+            added.append(
+                ConversationItem(
+                    id=f"msg_{sid}.{item.cursor}",
+                    status="completed",
+                    role="user" if user else "assistant",
+                    content=[
+                        ItemText(type=_TEXT_TYPE["user" if user else "agent"], text=event.content)
+                    ],
+                )
+            )
+    return added
+
+
 def _content_text(content: str | Sequence[InputPart]) -> str:
     if isinstance(content, str):
         return content
-    return "\n\n".join(p.text for p in content if p.text and p.type in ("input_text", "text"))
+    texts = (p.text for p in content if p.text and p.type in ("input_text", "output_text", "text"))
+    return "\n\n".join(texts)
 
 
 async def _record(client: SessionClient, sid: str, param: str) -> SessionRecord:
@@ -757,13 +819,7 @@ class OpenAIResponses(Controller):
     async def create_conversation(
         self, data: CreateConversationRequest, client: SessionClient, settings: Settings
     ) -> ConversationObject:
-        if data.items:
-            raise OpenAIError(
-                400,
-                "seeding a conversation with items is not supported yet: create it empty, "
-                "or bring the history in with 'praxis agent import'",
-                param="items",
-            )
+        seed = _messages(data.items or [], "items")
         metadata = dict(data.metadata or {})
         agent = metadata.pop("model", None) or settings.openai_agent
         if agent is None:
@@ -777,7 +833,44 @@ class OpenAIResponses(Controller):
             agent, task_id=metadata.pop("task_id", None), metadata=metadata
         )
         await client.wait(receipt)  # the greeting, if the agent has one, is in the items
+        if seed:
+            await _add(client, record.session_id, seed)
         return conversation_object(await client.get(record.session_id))
+
+    @post(
+        "/conversations/{conversation_id:str}",
+        status_code=200,
+        summary="Update a conversation's metadata",
+        description="Replaces the session's metadata (its `task_id` and `model` are its own "
+        "and stay).",
+        responses=_errors(400, 404, 409),
+    )
+    async def update_conversation(
+        self, conversation_id: str, data: UpdateConversationRequest, client: SessionClient
+    ) -> ConversationObject:
+        record = await _record(client, conversation_id, "conversation_id")
+        metadata = {k: v for k, v in data.metadata.items() if k not in ("task_id", "model")}
+        await _add(client, record.session_id, [], metadata)
+        return conversation_object(await client.get(record.session_id))
+
+    @post(
+        "/conversations/{conversation_id:str}/items",
+        status_code=200,
+        summary="Add messages to a conversation, without a turn",
+        description="User and assistant messages join the history as they are: the agent "
+        "answers none of them, and sees them in its next turn.",
+        responses=_errors(400, 404, 409),
+    )
+    async def add_items(
+        self, conversation_id: str, data: AddItemsRequest, client: SessionClient
+    ) -> ItemList:
+        record = await _record(client, conversation_id, "conversation_id")
+        added = await _add(client, record.session_id, _messages(data.items, "items"))
+        return ItemList(
+            data=added,
+            first_id=added[0].id if added else None,
+            last_id=added[-1].id if added else None,
+        )
 
     @get(
         "/conversations/{conversation_id:str}",
@@ -812,7 +905,18 @@ class OpenAIResponses(Controller):
     async def allow_on_a_conversation(self) -> Response[None]:
         """The methods of a conversation's path (Litestar 2 lists only the first handler's
         where a path has two: litestar#4169)."""
-        return Response(None, status_code=204, headers={"Allow": "DELETE, GET, OPTIONS"})
+        return Response(None, status_code=204, headers={"Allow": "DELETE, GET, OPTIONS, POST"})
+
+    @route(
+        "/conversations/{conversation_id:str}/items",
+        http_method=HttpMethod.OPTIONS,
+        include_in_schema=False,
+    )
+    async def accept_options_on_items(self) -> Response[None]:
+        """The methods of a conversation's items (as above; named to sort before
+        ``add_items``: a controller registers its handlers in name order, and the first
+        one's route keeps its OPTIONS)."""
+        return Response(None, status_code=204, headers={"Allow": "GET, OPTIONS, POST"})
 
     @get(
         "/conversations/{conversation_id:str}/items",

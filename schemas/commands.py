@@ -176,6 +176,27 @@ class DecideToolCall(CommandBase):
     reason: str | None = Field(default=None, max_length=2000)
 
 
+class AddedMessage(BaseModel):
+    """A message added to the conversation as it is, without a turn."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["user", "assistant"]
+    content: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+
+
+class AddMessages(CommandBase):
+    """Messages added to the session's history without a turn (the agent answers none of
+    them; it sees them in its next turn's context), and/or new metadata for it: what
+    import does to a new session, for a session that exists (the OpenAI API's
+    conversation items and metadata)."""
+
+    kind: Literal["add_messages"] = "add_messages"
+    messages: list[AddedMessage] = Field(default_factory=list, max_length=100)
+    metadata: Metadata | None = None
+    """The session's metadata from now on (all of it: replaced, not merged)."""
+
+
 Command = Annotated[
     CreateSession
     | UserMessage
@@ -184,7 +205,8 @@ Command = Annotated[
     | Complete
     | CancelTurn
     | Expire
-    | DecideToolCall,
+    | DecideToolCall
+    | AddMessages,
     Field(discriminator="kind"),
 ]
 COMMAND_ADAPTER: TypeAdapter[Command] = TypeAdapter(Command)

@@ -232,6 +232,13 @@ class StateChanged(EventBase):
     """More about the reason (an expiry says which limit it reached)."""
 
 
+class MetadataChanged(EventBase):
+    """The session's metadata replaced (an ``add_messages`` command that carried some)."""
+
+    type: Literal["session.metadata_changed"] = "session.metadata_changed"
+    metadata: dict[str, Any]
+
+
 class SessionImported(EventBase):
     """The last event of an imported session (``praxis agent import``): it takes the
     state in ``state`` (ACTIVE for a conversation from elsewhere; the exported state for
@@ -303,6 +310,7 @@ Event = Annotated[
     | ContextCompacted
     | TurnRolledBack
     | StateChanged
+    | MetadataChanged
     | SessionImported
     | CommandRejected
     | CommandSkipped

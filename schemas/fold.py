@@ -19,6 +19,7 @@ from praxis.schemas.events import (
     ContextCompacted,
     Event,
     MessageQueued,
+    MetadataChanged,
     SessionClaimed,
     SessionCreated,
     SessionImported,
@@ -210,6 +211,8 @@ def _effect(ck: Checkpoint, seq: int, event: Event) -> None:
             ck.session.waiting_for = []
         case StateChanged() | SessionImported():
             _new_state(ck, event)
+        case MetadataChanged():
+            ck.session.metadata = dict(event.metadata)
         case _:
             pass
 

@@ -212,3 +212,53 @@ async def test_owners_and_keys(
         await sdk(secured_edge, bob).responses.create(conversation=mine.id, input="hi")
     with pytest.raises(openai.AuthenticationError):
         await sdk(secured_edge, "prx_key_not_a_key").models.list()
+
+
+async def test_items_and_metadata_added_without_a_turn(
+    edge: EdgeProcess, worker: InProcessWorker, client: SessionClient
+) -> None:
+    """Items seed a conversation and are appended to it without a turn; the agent sees them
+    in its next turn. Metadata is replaced."""
+    ai = sdk(edge)
+    conversation = await ai.conversations.create(
+        metadata={"model": "hello-world", "task_id": "task-items"},
+        items=[
+            {"type": "message", "role": "user", "content": "I am Ada"},
+            {"type": "message", "role": "assistant", "content": "Hello Ada"},
+        ],
+    )
+    added = await ai.conversations.items.create(
+        conversation.id,
+        items=[
+            {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": "I like tea"}],
+            }
+        ],
+    )
+    texts = [(i.role, i.content[0].text) for i in added.data]  # type: ignore[union-attr]
+    assert texts == [("user", "I like tea")]
+    reply = await ai.responses.create(conversation=conversation.id, input="What did I say?")
+    assert "That is your 3rd message" in reply.output_text and '"I like tea"' in reply.output_text
+    items = await ai.conversations.items.list(conversation.id, order="asc")
+    assert [i.content[0].text for i in items.data][:4] == [  # type: ignore[union-attr]
+        "Hello! How can I help you today?",  # the greeting, then the seeded messages
+        "I am Ada",
+        "Hello Ada",
+        "I like tea",
+    ]
+    updated = await ai.conversations.update(conversation.id, metadata={"topic": "tea"})
+    assert updated.metadata == {"topic": "tea", "task_id": "task-items", "model": "hello-world"}
+    record = await client.get(conversation.id)
+    assert record.metadata == {"topic": "tea"} and record.counters.turns == 2  # greeting, reply
+    with pytest.raises(openai.BadRequestError) as system:
+        await ai.conversations.items.create(
+            conversation.id, items=[{"type": "message", "role": "system", "content": "x"}]
+        )
+    assert system.value.param == "items[0].role"
+    await client.complete(conversation.id)
+    with pytest.raises(openai.ConflictError):  # an ended session takes no messages
+        await ai.conversations.items.create(
+            conversation.id, items=[{"type": "message", "role": "user", "content": "late"}]
+        )

@@ -6,6 +6,7 @@ will be answered."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 from nats.js.api import PubAck
@@ -30,6 +31,8 @@ from praxis.bus.errors import (
 from praxis.bus.state import first_command
 from praxis.schemas import (
     ACCEPTS_MESSAGES,
+    AddedMessage,
+    AddMessages,
     CancelTurn,
     Command,
     CreateSession,
@@ -177,6 +180,28 @@ async def cancel(c: ClientState, session_id: str) -> Receipt:
     head, tail = await reading.head(c, session_id)
     cmd = CancelTurn(
         session_id=session_id, task_id=head.task_id, interface=c.interface, actor=c.actor
+    )
+    await store(c, cmd)
+    return Receipt(session_id, cmd.command_id, tail)
+
+
+async def add_messages(
+    c: ClientState,
+    session_id: str,
+    messages: Sequence[tuple[str, str]],
+    metadata: dict[str, Any] | None,
+) -> Receipt:
+    await scope.guard(c, session_id)
+    head, tail = await reading.head(c, session_id)
+    if head.state not in ACCEPTS_MESSAGES:
+        raise IllegalTransitionError(session_id, "add messages to", head.state)
+    cmd = AddMessages(
+        session_id=session_id,
+        task_id=head.task_id,
+        interface=c.interface,
+        actor=c.actor,
+        messages=[AddedMessage.model_validate({"role": r, "content": t}) for r, t in messages],
+        metadata=metadata,
     )
     await store(c, cmd)
     return Receipt(session_id, cmd.command_id, tail)

@@ -7,7 +7,7 @@ A thin façade: one method per operation, each a call into the module of its con
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime
 from typing import Any, Literal, overload
 
@@ -183,6 +183,17 @@ class SessionClient(ClientState):
     async def cancel(self, session_id: str) -> Receipt:
         """Ask the owner to stop the turn in flight (the turn ends with ``turn.failed``)."""
         return await commands.cancel(self, session_id)
+
+    async def add_messages(
+        self,
+        session_id: str,
+        messages: Sequence[tuple[str, str]] = (),
+        *,
+        metadata: dict[str, Any] | None = None,
+    ) -> Receipt:
+        """Add ``(role, text)`` messages (``user`` or ``assistant``) to the history without
+        a turn, and/or replace the session's metadata; follow the receipt for the events."""
+        return await commands.add_messages(self, session_id, messages, metadata)
 
     # -- human in the loop ---------------------------------------------------------------
 

@@ -9,6 +9,8 @@ from datetime import timedelta
 import pytest
 
 from praxis.schemas import (
+    AddedMessage,
+    AddMessages,
     AgentMessage,
     CancelTurn,
     Complete,
@@ -415,3 +417,54 @@ def test_a_waiting_turn_s_kept_text_is_stored_once_when_its_ender_dies() -> None
     sim.crash_after = None
     sim.work()
     assert sim.types(seq) == ["agent.message", "turn.failed", "session.state_changed"]
+
+
+# -- adding messages without a turn ----------------------------------------------------------
+
+
+def test_added_messages_join_the_history_without_a_turn_and_metadata_is_replaced() -> None:
+    sim = active()
+    seq = sim.send(
+        AddMessages(
+            session_id=SID,
+            task_id=TASK,
+            messages=[
+                AddedMessage(role="user", content="earlier question"),
+                AddedMessage(role="assistant", content="earlier answer"),
+            ],
+            metadata={"topic": "billing"},
+        )
+    )
+    sim.work()
+    assert sim.types(seq) == ["user.message", "agent.message", "session.metadata_changed"]
+    assert sim.final(seq).final
+    assert [(m.role, m.content) for m in sim.state.context] == [
+        ("user", "earlier question"),
+        ("agent", "earlier answer"),
+    ]
+    assert sim.state.session.metadata == {"topic": "billing"}
+    assert sim.state.session.counters.turns == 0  # nothing was answered
+    nxt = sim.message("and now?")
+    sim.work()
+    assert sim.types(nxt)[-1] == "turn.completed"  # the next message is answered as usual
+
+
+def test_messages_are_not_added_to_an_ended_session_or_under_a_waiting_turn() -> None:
+    ended = active()
+    ended.send(Complete(session_id=SID, task_id=TASK))
+    ended.work()
+    added = AddMessages(
+        session_id=SID, task_id=TASK, messages=[AddedMessage(role="user", content="x")]
+    )
+    seq = ended.send(added)
+    ended.work()
+    assert ended.types(seq) == ["command.rejected"]
+    assert not [m for m in ended.state.context if m.content == "x"]
+
+    waiting = active(agent=asks_approval)
+    waiting.message("refund it")
+    waiting.work()
+    seq = waiting.send(added.model_copy(update={"command_id": "cmd-add-2"}))
+    waiting.work()
+    assert waiting.types(seq) == ["command.rejected"]
+    assert "approval" in waiting.final(seq).reason  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ from datetime import timedelta
 from praxis.schemas import (
     ACCEPTS_MESSAGES,
     TERMINAL,
+    AddMessages,
     AgentMessage,
     CancelTurn,
     Checkpoint,
@@ -22,6 +23,7 @@ from praxis.schemas import (
     Expire,
     Interface,
     MessageQueued,
+    MetadataChanged,
     QueuedMessage,
     Resume,
     SessionState,
@@ -64,6 +66,8 @@ def decide(state: Checkpoint, cmd: Command, ctx: CommandContext, facts: Facts) -
             return _expire(state, cmd, ctx, facts)
         case DecideToolCall():
             return _decide_tool(state, cmd, ctx, facts)
+        case AddMessages():
+            return _add(state, cmd, ctx)
     raise TypeError(f"no rule for {type(cmd).__name__}")  # pragma: no cover
 
 
@@ -195,6 +199,35 @@ def _transition_by(
         return reject(state, ctx, cmd.kind, f"cannot {cmd.kind} a session that is {current.value}")
     reason = cmd.reason if isinstance(cmd, Suspend | Complete) else None
     return Decision(transition(state, ctx, target, True, reason))
+
+
+def _add(state: Checkpoint, cmd: AddMessages, ctx: CommandContext) -> Decision:
+    """Messages into the history as they are, without a turn, and/or new metadata: in a
+    session that takes messages and has no turn waiting for approval (one in flight
+    finished before this command was taken: commands are taken in order)."""
+    current = state.session.state
+    if current not in ACCEPTS_MESSAGES:
+        return reject(state, ctx, cmd.kind, f"session is {current.value} and takes no messages")
+    if is_waiting(state):
+        reason = "a turn waits for a tool call's approval: decide it, or cancel the turn"
+        return reject(state, ctx, cmd.kind, reason)
+    if not cmd.messages and cmd.metadata is None:
+        return skip(state, ctx, cmd.kind, "nothing to add")
+    events: list[Event] = []
+    if current is SessionState.CREATED:
+        events += transition(state, ctx, SessionState.ACTIVE, False, None)
+        current = SessionState.ACTIVE
+    meta = ctx.meta(current)
+    seq = _seq(ctx)
+    for i, m in enumerate(cmd.messages):
+        if m.role == "user":
+            events.append(UserMessageAccepted(**meta, content=m.content))
+        else:
+            events.append(AgentMessage(**meta, turn_id=f"added_{seq}_{i}", content=m.content))
+    if cmd.metadata is not None:
+        events.append(MetadataChanged(**meta, metadata=cmd.metadata))
+    last = events[-1].model_copy(update={"final": True})
+    return Decision((*events[:-1], last))
 
 
 def _cancel(state: Checkpoint, cmd: CancelTurn, ctx: CommandContext) -> Decision:
