@@ -102,11 +102,17 @@ class InputPart(_Loose):
 
 
 class InputItem(_Loose):
-    """An input message; only the user's are taken (the conversation holds the rest)."""
+    """An input message (only the user's are taken: the conversation holds the rest), or
+    an answer to a tool call waiting for approval (``mcp_approval_response``)."""
 
-    type: str | None = Field(default="message", description="`message`.")
+    type: str | None = Field(default="message", description="`message`, `mcp_approval_response`.")
     role: str = Field(default="user", description="`user`.")
     content: str | list[InputPart] = Field(default="", description="Text, or text parts.")
+    approval_request_id: str | None = Field(
+        default=None, description="`mcp_approval_response`: the call it answers."
+    )
+    approve: bool | None = Field(default=None, description="`mcp_approval_response`: yes or no.")
+    reason: str | None = Field(default=None, description="Why (told to the model on a denial).")
 
 
 class ConversationRef(_Loose):
@@ -270,6 +276,17 @@ class ResponseError(BaseModel):
     message: str = _d("The reason.")
 
 
+class ApprovalRequest(BaseModel):
+    """A tool call the turn waits on: answer it with an `mcp_approval_response` input
+    item (`approval_request_id`, `approve`) and `previous_response_id`."""
+
+    type: Literal["mcp_approval_request"] = _d("`mcp_approval_request`.", "mcp_approval_request")
+    id: str = _d("The call's id: `approval_request_id` of the answer.")
+    name: str = _d("The tool.")
+    arguments: str = _d("Its arguments, as JSON.")
+    server_label: str = _d("`praxis`.", "praxis")
+
+
 class ConversationId(BaseModel):
     """The conversation a response belongs to."""
 
@@ -286,7 +303,9 @@ class ResponseObject(BaseModel):
         "`incomplete`: cancelled, or waiting for a tool call's approval."
     )
     model: str = _d("The agent.")
-    output: list[OutputMessage] = _d("The agent's reply (none yet: empty).")
+    output: list[OutputMessage | ApprovalRequest] = _d(
+        "The agent's reply (none yet: empty), then the tool calls it waits on."
+    )
     usage: ResponseUsage | None = _d("Tokens used, when known (never a 0 not counted).", None)
     error: ResponseError | None = _d("Why it failed.", None)
     incomplete_details: dict[str, str] | None = _d("`reason`: why it is incomplete.", None)
@@ -369,6 +388,7 @@ class Turn:
         self.incomplete: dict[str, str] | None = None
         self.usage: Usage | None = None
         self.replied = False
+        self.waiting: list[ApprovalRequest] = []
 
     @property
     def id(self) -> str:
@@ -394,8 +414,16 @@ class Turn:
                 self.error = ResponseError(code="server_error", message=reason)
             case TurnWaiting(calls=calls):
                 self.status = "incomplete"
-                names = ", ".join(c.tool for c in calls)
-                self.incomplete = {"reason": f"waiting for approval of {names}"}
+                self.incomplete = {"reason": "approval_required"}
+                self.waiting = [
+                    ApprovalRequest(
+                        id=c.call_id,
+                        name=c.tool,
+                        arguments=c.args if isinstance(c.args, str) else json.dumps(c.args),
+                    )
+                    for c in calls
+                    if c.needs_approval
+                ]
             case CommandRejected(reason=reason):
                 self.status = "failed"
                 self.error = ResponseError(code="rejected", message=reason)
@@ -421,7 +449,10 @@ class Turn:
             created_at=self.created_at,
             status=self.status,
             model=self.model,
-            output=[self.message_item()] if (self.text or self.replied) else [],
+            output=[
+                *([self.message_item()] if (self.text or self.replied) else []),
+                *self.waiting,
+            ],
             usage=_usage(self.usage),
             error=self.error,
             incomplete_details=self.incomplete,
@@ -569,6 +600,25 @@ def _settings(state: State) -> Settings:
     return settings
 
 
+def _approvals(data: CreateResponseRequest) -> list[InputItem]:
+    """The input's answers to tool calls waiting for approval (all or none of it)."""
+    if isinstance(data.input, str):
+        return []
+    answers = [i for i in data.input if i.type == "mcp_approval_response"]
+    if answers and len(answers) != len(data.input):
+        raise OpenAIError(
+            400, "send approval responses on their own, without messages", param="input"
+        )
+    for i, answer in enumerate(answers):
+        if not answer.approval_request_id or answer.approve is None:
+            raise OpenAIError(
+                400,
+                "an mcp_approval_response needs approval_request_id and approve",
+                param=f"input[{i}]",
+            )
+    return answers
+
+
 def _input_text(data: CreateResponseRequest) -> str:
     """The user's message: the input string, or its user messages' text, as paragraphs."""
     if isinstance(data.input, str):
@@ -682,9 +732,11 @@ async def _session(client: SessionClient, sid: str, param: str) -> tuple[str, in
 async def _start(
     client: SessionClient, data: CreateResponseRequest, settings: Settings
 ) -> tuple[Turn, AsyncGenerator[Any, None]]:
-    """Store the turn — the user's message to the session it continues, or a new session
-    that answers it — and follow it: the response so far, and what comes."""
-    text = _input_text(data)
+    """Store the turn — the user's message to the session it continues, a new session
+    that answers it, or the answers to the tool calls a turn waits on — and follow it:
+    the response so far, and what comes."""
+    answers = _approvals(data)
+    text = "" if answers else _input_text(data)
     sid: str | None = None
     if data.conversation is not None:
         sid = data.conversation if isinstance(data.conversation, str) else data.conversation.id
@@ -692,32 +744,55 @@ async def _start(
     elif data.previous_response_id is not None:
         sid = receipt_of(data.previous_response_id).session_id
         param = "previous_response_id"
-    keepalive = settings.sse_keepalive
-    if sid is not None:
-        agent, created_at = await _session(client, check_token(sid, param), param)
-        if data.model is not None and data.model != agent:
-            _agent_for(await _record(client, sid, param), data.model)  # 404 if not theirs
-        # Followed before it is sent, as REST's streamed message is: nothing falls between.
-        items = client.turn(sid, text, keepalive=keepalive, updates=True, accepted=True)
-        try:
-            receipt = await anext(items)
-        except BaseException:
-            await items.aclose()
-            raise
-        assert isinstance(receipt, Receipt)
-        return Turn(receipt, agent, created_at), items
-    new_agent = data.model or settings.openai_agent
-    if new_agent is None:
+    if sid is None:
+        if answers:
+            raise OpenAIError(400, "approval responses go with previous_response_id", param="input")
+        return await _new_session(client, data, settings, text)
+    agent, created_at = await _session(client, check_token(sid, param), param)
+    if data.model is not None and data.model != agent:
+        _agent_for(await _record(client, sid, param), data.model)  # 404 if not theirs
+    if answers:
+        decided = await _decide(client, sid, answers)
+        items = client.follow(decided, keepalive=settings.sse_keepalive, updates=True)
+        return Turn(decided, agent, created_at), items
+    # Followed before it is sent, as REST's streamed message is: nothing falls between.
+    turn = client.turn(sid, text, keepalive=settings.sse_keepalive, updates=True, accepted=True)
+    try:
+        stored = await anext(turn)
+    except BaseException:
+        await turn.aclose()
+        raise
+    assert isinstance(stored, Receipt)
+    return Turn(stored, agent, created_at), turn
+
+
+async def _decide(client: SessionClient, sid: str, answers: list[InputItem]) -> Receipt:
+    """Each answer to a waiting tool call; the last one's receipt follows the rest of the
+    turn (it goes on once every call it waits on is decided)."""
+    last: Receipt | None = None
+    for a in answers:
+        assert a.approval_request_id is not None and a.approve is not None
+        last = await client.decide(sid, a.approval_request_id, approve=a.approve, reason=a.reason)
+    assert last is not None
+    return last
+
+
+async def _new_session(
+    client: SessionClient, data: CreateResponseRequest, settings: Settings, text: str
+) -> tuple[Turn, AsyncGenerator[Any, None]]:
+    """A new session whose first turn answers ``text``."""
+    agent = data.model or settings.openai_agent
+    if agent is None:
         raise OpenAIError(400, "model is required for a new conversation", param="model")
     metadata = dict(data.metadata or {})
     if data.instructions:
         metadata["instructions"] = data.instructions
     record, created = await client.create(
-        new_agent, task_id=metadata.pop("task_id", None), metadata=metadata, initial_message=text
+        agent, task_id=metadata.pop("task_id", None), metadata=metadata, initial_message=text
     )
-    _SESSIONS.put(record.session_id, (new_agent, _epoch(record)))
-    items = client.follow(created, keepalive=keepalive, updates=True)
-    return Turn(created, new_agent, _epoch(record)), items
+    _SESSIONS.put(record.session_id, (agent, _epoch(record)))
+    items = client.follow(created, keepalive=settings.sse_keepalive, updates=True)
+    return Turn(created, agent, _epoch(record)), items
 
 
 async def _finished(client: SessionClient, turn: Turn) -> Turn:

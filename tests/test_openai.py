@@ -5,7 +5,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import json
+from collections.abc import Awaitable, Callable
 
 import httpx
 import openai
@@ -22,6 +23,9 @@ from tests.conftest import (
     live_workers,
     praxis,
 )
+from tests.fake_models import Call, FakeModelServer, Text
+from tests.test_approvals import REFUND
+from tests.test_model_agents import define, openai_agent
 
 
 def sdk(edge: EdgeProcess, key: str = "unused") -> AsyncOpenAI:
@@ -261,4 +265,53 @@ async def test_items_and_metadata_added_without_a_turn(
     with pytest.raises(openai.ConflictError):  # an ended session takes no messages
         await ai.conversations.items.create(
             conversation.id, items=[{"type": "message", "role": "user", "content": "late"}]
+        )
+
+
+async def test_a_tool_call_waiting_for_approval_is_answered_through_the_sdk(
+    edge: EdgeProcess,
+    settings: Settings,
+    start_worker: Callable[[], Awaitable[InProcessWorker]],
+    models: FakeModelServer,
+) -> None:
+    """A turn that waits for a human: the response ends incomplete with an
+    mcp_approval_request per call; an mcp_approval_response with previous_response_id
+    approves it and the turn goes on (a denial tells the model)."""
+    define(settings, "shop", openai_agent(models, REFUND))
+    await start_worker()
+    ai = sdk(edge)
+    models.reset(Call("refund", {"order": "7"}, call_id="r7"), Text("Refunded."))
+    asked = await ai.responses.create(model="shop", input="Refund order 7")
+    assert asked.status == "incomplete"
+    assert asked.incomplete_details is not None
+    assert asked.incomplete_details.reason == "approval_required"  # type: ignore[comparison-overlap]
+    [request] = [o for o in asked.output if o.type == "mcp_approval_request"]
+    seen = (request.id, request.name, json.loads(request.arguments))
+    assert seen == ("r7", "refund", {"order": "7"})
+    answered = await ai.responses.create(
+        previous_response_id=asked.id,
+        input=[{"type": "mcp_approval_response", "approval_request_id": "r7", "approve": True}],
+    )
+    assert (answered.status, answered.output_text) == ("completed", "Refunded.")
+
+    models.reset(Call("refund", {"order": "8"}, call_id="r8"), Text("As you wish."))
+    asked = await ai.responses.create(previous_response_id=answered.id, input="And order 8")
+    denied = await ai.responses.create(
+        previous_response_id=asked.id,
+        input=[
+            {
+                "type": "mcp_approval_response",
+                "approval_request_id": "r8",
+                "approve": False,
+                "reason": "not that one",
+            }
+        ],
+    )
+    assert denied.output_text == "As you wish."
+    followup = str(models.script.requests[-1]["messages"])
+    assert "The user denied this call of refund: not that one" in followup
+    with pytest.raises(openai.ConflictError):  # nothing waits any more
+        await ai.responses.create(
+            previous_response_id=denied.id,
+            input=[{"type": "mcp_approval_response", "approval_request_id": "r8", "approve": True}],
         )
