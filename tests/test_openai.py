@@ -20,6 +20,7 @@ from tests.conftest import (
     InProcessWorker,
     WorkerProcess,
     env_for,
+    eventually,
     live_workers,
     praxis,
 )
@@ -280,6 +281,11 @@ async def test_a_tool_call_waiting_for_approval_is_answered_through_the_sdk(
     define(settings, "shop", openai_agent(models, REFUND))
     await start_worker()
     ai = sdk(edge)
+
+    async def offered() -> bool:  # the edge knows the new worker's agents (heartbeats)
+        return "shop" in [m.id async for m in ai.models.list()]
+
+    await eventually(offered, 15, "the edge to offer the shop agent")
     models.reset(Call("refund", {"order": "7"}, call_id="r7"), Text("Refunded."))
     asked = await ai.responses.create(model="shop", input="Refund order 7")
     assert asked.status == "incomplete"
