@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import httpx
 import openai
@@ -19,6 +21,7 @@ from tests.conftest import (
     EdgeProcess,
     InProcessWorker,
     WorkerProcess,
+    edge_env,
     env_for,
     eventually,
     live_workers,
@@ -321,3 +324,51 @@ async def test_a_tool_call_waiting_for_approval_is_answered_through_the_sdk(
             previous_response_id=denied.id,
             input=[{"type": "mcp_approval_response", "approval_request_id": "r8", "approve": True}],
         )
+
+
+async def test_a_stream_resumes_on_another_edge_after_its_edge_is_killed(
+    settings: Settings,
+    client: SessionClient,
+    worker_processes: Callable[..., list[WorkerProcess]],
+    tmp_path: Path,
+) -> None:
+    """The edge that served a stream dies mid-turn (SIGKILL); a new edge process resumes
+    it from the last sequence number seen, with exactly the rest."""
+    worker_processes(1)
+    await live_workers(client, 1)
+    first = EdgeProcess(edge_env(settings), tmp_path / "edge1.log").start()
+    try:
+        ai = sdk(first)
+        conversation = await ai.conversations.create(
+            metadata={"model": "slow", "pieces": "40", "delay": "0.05"}
+        )
+        before: list[str] = []
+        last, response_id = -1, ""
+        stream = await ai.responses.create(conversation=conversation.id, input="go", stream=True)
+        async for event in stream:
+            last = event.sequence_number
+            if event.type == "response.created":
+                response_id = event.response.id
+            if event.type == "response.output_text.delta":
+                before.append(event.delta)
+                if len(before) == 5:
+                    break
+    finally:
+        first.stop(signal.SIGKILL)
+    second = EdgeProcess(edge_env(settings), tmp_path / "edge2.log").start()
+    try:
+        after: list[str] = []
+        final = None
+        resumed = await sdk(second).responses.retrieve(
+            response_id, stream=True, starting_after=last
+        )
+        async for event in resumed:
+            assert event.sequence_number > last
+            if event.type == "response.output_text.delta":
+                after.append(event.delta)
+            if event.type == "response.completed":
+                final = event.response
+    finally:
+        second.stop()
+    assert final is not None
+    assert "".join(before + after) == final.output_text == "".join(f"w{i} " for i in range(40))
