@@ -147,6 +147,27 @@ class CreateResponseRequest(_Loose):
     )
 
 
+class ChatMessageIn(_Loose):
+    """A Chat Completions message."""
+
+    role: str = Field(description="`system`, `developer`, `user` or `assistant`.")
+    content: str | list[InputPart] | None = Field(default=None, description="Its text.")
+
+
+class ChatCompletionRequest(_Loose):
+    """``POST /v1/chat/completions``: the last message is the user's turn; the session is
+    ``metadata.conversation`` when given (the turn continues it: earlier messages are
+    already its history), else a new one seeded with the earlier messages."""
+
+    model: str = Field(description="The agent.")
+    messages: list[ChatMessageIn] = Field(min_length=1, description="The conversation.")
+    stream: bool = Field(default=False, description="Answer as chat.completion.chunk events.")
+    metadata: dict[str, str] | None = Field(
+        default=None,
+        description="`conversation`: the session to continue; `task_id`: a new one's task.",
+    )
+
+
 class AddItemsRequest(_Loose):
     """``POST /v1/conversations/{id}/items``: messages to add, without a turn."""
 
@@ -316,6 +337,33 @@ class ResponseObject(BaseModel):
     tool_choice: str = _d("`auto`: the agent's tools are its own.", "auto")
     tools: list[Any] = _d("Empty: the agent's tools are its own.", [])
     text: dict[str, Any] = _d("`{format: {type: text}}`.", {"format": {"type": "text"}})
+
+
+class ChatChoiceMessage(BaseModel):
+    """The agent's reply."""
+
+    role: Literal["assistant"] = _d("`assistant`.", "assistant")
+    content: str = _d("The reply.")
+
+
+class ChatChoice(BaseModel):
+    """The one choice."""
+
+    index: int = _d("0.", 0)
+    message: ChatChoiceMessage = _d("The reply.")
+    finish_reason: str = _d("`stop`, or `length` for a turn that did not complete.")
+
+
+class ChatCompletion(BaseModel):
+    """A chat completion: one turn of a session."""
+
+    id: str = _d("The response id (see `/v1/responses/{id}`).")
+    object: Literal["chat.completion"] = _d("`chat.completion`.", "chat.completion")
+    created: int = _d("When its session was created (Unix seconds).")
+    model: str = _d("The agent.")
+    choices: list[ChatChoice] = _d("One choice.")
+    usage: dict[str, int] | None = _d("Tokens, when the provider reported them.", None)
+    system_fingerprint: str = _d("The session id: continue it with metadata.conversation.")
 
 
 class OpenAIErrorDetail(BaseModel):
@@ -812,6 +860,33 @@ class OpenAIResponses(Controller):
         "settings": Provide(_settings, sync_to_thread=False),
     }
 
+    @post(
+        "/chat/completions",
+        status_code=200,
+        summary="A chat completion (a turn), for clients of the Chat Completions API",
+        description="The last message must be the user's: it is the turn. With "
+        "`metadata.conversation` the turn continues that session (the earlier messages are "
+        "its history already, and are not sent again); without, a new session is created "
+        "with the earlier user and assistant messages as its history. `system_fingerprint` "
+        "is the session id.",
+        responses=_errors(400, 404, 409),
+    )
+    async def chat_completion(
+        self, data: ChatCompletionRequest, client: SessionClient, settings: Settings
+    ) -> ChatCompletion | sse.EventStream:
+        turn, items = await _chat_turn(client, data, settings)
+        if data.stream:
+            return sse.response(_chunks(turn, items))
+        try:
+            async for item in items:
+                if item is not None and not isinstance(item, Receipt):
+                    turn.take(item.event)
+                if turn.status != "in_progress":
+                    break
+        finally:
+            await items.aclose()
+        return _completion(turn)
+
     @get("/models", summary="The agents, as models", responses=_errors())
     async def models(self, client: SessionClient) -> ModelList:
         return ModelList(data=[ModelEntry(id=a.name) for a in await client.agents()])
@@ -1050,6 +1125,110 @@ _TEXT_TYPE: dict[str, Literal["input_text", "output_text"]] = {
     "user": "input_text",
     "agent": "output_text",
 }
+
+
+async def _chat_turn(
+    client: SessionClient, data: ChatCompletionRequest, settings: Settings
+) -> tuple[Turn, AsyncGenerator[Any, None]]:
+    last = data.messages[-1]
+    if last.role != "user":
+        raise OpenAIError(400, "the last message must be the user's", param="messages")
+    text = _content_text(last.content or "")
+    if not text.strip():
+        raise OpenAIError(400, "the last message has no text", param="messages")
+    metadata = dict(data.metadata or {})
+    sid = metadata.pop("conversation", None)
+    request = CreateResponseRequest(model=data.model, input=text, conversation=sid)
+    if sid is not None:
+        return await _start(client, request, settings)
+    earlier: list[tuple[str, str]] = []
+    for i, m in enumerate(data.messages[:-1]):
+        said = _content_text(m.content or "")
+        if m.role in ("user", "assistant") and said.strip():
+            earlier.append((m.role, said))
+        elif m.role not in ("system", "developer", "user", "assistant"):
+            raise OpenAIError(400, f"messages[{i}] has role {m.role!r}", param=f"messages[{i}]")
+    # (system and developer messages: the agent has its own instructions; kept in metadata)
+    system = [
+        _content_text(m.content or "") for m in data.messages if m.role in ("system", "developer")
+    ]
+    if any(system):
+        metadata["system"] = "\n\n".join(t for t in system if t)
+    if not earlier:
+        request.metadata = metadata
+        request.conversation = None
+        return await _new_session(client, request, settings, text)
+    record, created = await client.create(
+        data.model, task_id=metadata.pop("task_id", None), metadata=metadata
+    )
+    await client.wait(created)
+    await _add(client, record.session_id, earlier)
+    _SESSIONS.put(record.session_id, (data.model, _epoch(record)))
+    request.conversation = record.session_id
+    return await _start(client, request, settings)
+
+
+def _completion(turn: Turn) -> ChatCompletion:
+    usage = _usage(turn.usage)
+    return ChatCompletion(
+        id=turn.id,
+        created=turn.created_at,
+        model=turn.model,
+        choices=[
+            ChatChoice(
+                message=ChatChoiceMessage(content=turn.text),
+                finish_reason="stop" if turn.status == "completed" else "length",
+            )
+        ],
+        usage=None
+        if usage is None
+        else {
+            "prompt_tokens": usage.input_tokens,
+            "completion_tokens": usage.output_tokens,
+            "total_tokens": usage.total_tokens,
+        },
+        system_fingerprint=turn.receipt.session_id,
+    )
+
+
+async def _chunks(
+    turn: Turn, items: AsyncGenerator[Any, None]
+) -> AsyncGenerator[ServerSentEventMessage, None]:
+    """The turn as Chat Completions chunks, then ``[DONE]``."""
+
+    def chunk(delta: dict[str, str], finish: str | None = None) -> ServerSentEventMessage:
+        body = {
+            "id": turn.id,
+            "object": "chat.completion.chunk",
+            "created": turn.created_at,
+            "model": turn.model,
+            "system_fingerprint": turn.receipt.session_id,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+        return ServerSentEventMessage(data=json.dumps(body))
+
+    try:
+        yield chunk({"role": "assistant", "content": ""})
+        sent = 0
+        async for item in items:
+            if item is None:
+                yield sse.KEEPALIVE
+                continue
+            if isinstance(item, Receipt):
+                continue
+            turn.take(item.event)
+            if len(turn.text) > sent:
+                piece, sent = turn.text[sent:], len(turn.text)
+                yield chunk({"content": piece})
+            if turn.status != "in_progress":
+                break
+        if turn.error is not None:
+            failed = {"error": {"message": turn.error.message, "type": "server_error"}}
+            yield ServerSentEventMessage(data=json.dumps(failed))
+        yield chunk({}, "stop" if turn.status == "completed" else "length")
+        yield ServerSentEventMessage(data="[DONE]")
+    finally:
+        await items.aclose()
 
 
 def _item_seq(item_id: str, sid: str) -> int:

@@ -372,3 +372,43 @@ async def test_a_stream_resumes_on_another_edge_after_its_edge_is_killed(
         second.stop()
     assert final is not None
     assert "".join(before + after) == final.output_text == "".join(f"w{i} " for i in range(40))
+
+
+async def test_chat_completions_for_clients_that_speak_only_that(
+    edge: EdgeProcess, worker: InProcessWorker, client: SessionClient
+) -> None:
+    """Each call is a turn: a new session seeded with the earlier messages, or the session
+    named by metadata.conversation (its id is the completion's system_fingerprint)."""
+    ai = sdk(edge)
+    first = await ai.chat.completions.create(
+        model="hello-world",
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "I am Ada"},
+            {"role": "assistant", "content": "Hi Ada"},
+            {"role": "user", "content": "What did I say?"},
+        ],
+    )
+    reply = first.choices[0].message.content or ""
+    assert "That is your 2nd message" in reply and '"I am Ada"' in reply
+    assert first.choices[0].finish_reason == "stop"
+    sid = first.system_fingerprint
+    assert sid is not None and (await client.get(sid)).metadata == {"system": "Be brief."}
+    chunks = await ai.chat.completions.create(
+        model="hello-world",
+        messages=[{"role": "user", "content": "And now?"}],
+        metadata={"conversation": sid},
+        stream=True,
+    )
+    text = ""
+    finish = None
+    async for chunk in chunks:
+        text += chunk.choices[0].delta.content or ""
+        finish = chunk.choices[0].finish_reason or finish
+    assert "That is your 3rd message" in text and finish == "stop"
+    history = [h.content for h in await client.history(sid)]
+    assert history[-2:] == ["And now?", text]
+    with pytest.raises(openai.BadRequestError):
+        await ai.chat.completions.create(
+            model="echo", messages=[{"role": "assistant", "content": "not a turn"}]
+        )
