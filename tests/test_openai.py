@@ -206,6 +206,9 @@ async def test_errors_are_the_sdks_exceptions(edge: EdgeProcess, worker: InProce
     assert empty.value.param == "input"
     with pytest.raises(openai.BadRequestError):
         await ai.conversations.create(metadata={"task_id": "no model"})
+    with pytest.raises(openai.APIStatusError) as gone:  # not built: said in the docs
+        await ai.responses.delete("resp_ses_x.cmd_x.1")
+    assert gone.value.status_code == 405
 
 
 async def test_owners_and_keys(
