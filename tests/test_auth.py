@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import jwt
+import openai
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from gql import Client, GraphQLRequest, gql
@@ -361,3 +362,22 @@ async def test_generated_requests_with_auth_on_get_documented_answers(
     assert made.status_code == 201, made.text
     report = await run_schemathesis(secured, made.json()["session_id"], f"X-API-Key: {key}")
     assert_thorough(report)
+
+
+async def test_the_openai_routes_answer_limits_as_the_sdk_expects(
+    limited: EdgeProcess, bus: Bus
+) -> None:
+    """Over the rate limit, /v1 answers 429 in the OpenAI shape with Retry-After: the
+    openai package raises RateLimitError (its own retries turned off)."""
+    _, key = await api_keys.create_key(bus, "sdk-rate", "acme")
+    ai = openai.AsyncOpenAI(base_url=f"{limited.url}/v1", api_key=key, max_retries=0)
+    refused: openai.RateLimitError | None = None
+    for _ in range(40):
+        try:
+            await ai.models.list()
+        except openai.RateLimitError as e:
+            refused = e
+            break
+    assert refused is not None, "40 requests at a limit of 8 per second were all answered"
+    assert int(refused.response.headers["retry-after"]) >= 1
+    assert refused.body["type"] == "rate_limit_error"  # type: ignore[index]
