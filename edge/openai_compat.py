@@ -28,9 +28,7 @@ import json
 from collections.abc import AsyncGenerator, Sequence
 from typing import Annotated, Any, Literal
 
-from litestar import Controller, HttpMethod, Request, Response, delete, get, post, route
-from litestar.datastructures import State
-from litestar.di import Provide
+from litestar import Controller, HttpMethod, Response, delete, get, post, route
 from litestar.openapi import ResponseSpec
 from litestar.openapi.spec import (
     OpenAPIMediaType,
@@ -48,7 +46,7 @@ from praxis.bus import Receipt, SessionClient, SessionNotFoundError, Settings
 from praxis.bus.cache import Bounded
 from praxis.bus.state import read_events
 from praxis.edge import sse
-from praxis.edge.shared import scoped_client
+from praxis.edge.shared import DEPENDENCIES
 from praxis.schemas import (
     AgentMessage,
     CommandRejected,
@@ -476,6 +474,33 @@ class Turn:
                 self.status = "failed"
                 self.error = ResponseError(code="rejected", message=reason)
 
+    async def pieces(
+        self, items: AsyncGenerator[Any, None], sent: int = 0
+    ) -> AsyncGenerator[str | None, None]:
+        """Follow the turn's deliveries: the text after the first ``sent`` characters as it
+        comes (``None``: a keep-alive), until the turn ends. Closes ``items``."""
+        try:
+            async for item in items:
+                if item is None:
+                    yield None
+                    continue
+                if isinstance(item, Receipt):
+                    continue
+                self.take(item.event)
+                if len(self.text) > sent:  # new text: what was not sent yet
+                    piece, sent = self.text[sent:], len(self.text)
+                    yield piece
+                if self.status != "in_progress":
+                    break
+        finally:
+            await items.aclose()
+
+    async def finish(self, items: AsyncGenerator[Any, None]) -> Turn:
+        """Follow the turn to its end (or pause)."""
+        async for _ in self.pieces(items):
+            pass
+        return self
+
     def message_item(self) -> OutputMessage:
         done = self.status != "in_progress"
         status: Literal["in_progress", "completed", "incomplete"] = "in_progress"
@@ -553,23 +578,16 @@ async def stream_turn(
         for message in _opening(turn, after):
             yield message
         sent = max(0, after - FIRST_DELTA + 1)  # characters the client has
-        async for item in items:
-            if item is None:
+        async for piece in turn.pieces(items, sent):
+            if piece is None:
                 yield sse.KEEPALIVE
-                continue
-            if isinstance(item, Receipt):
-                continue
-            turn.take(item.event)
-            if len(turn.text) > sent:  # new text: send what was not sent
-                piece, sent = turn.text[sent:], len(turn.text)
-                seq = FIRST_DELTA + sent - 1
+            else:  # numbered by the length of the text it ends
+                seq = FIRST_DELTA + len(turn.text) - 1
                 yield _event("response.output_text.delta", seq, **where, delta=piece, logprobs=[])
-            if turn.status != "in_progress":
-                break
         for message in _closing(turn, after):
             yield message
     finally:
-        await items.aclose()
+        await items.aclose()  # (a client gone before the text: pieces never ran)
 
 
 # -- the routes ----------------------------------------------------------------------------
@@ -637,15 +655,6 @@ _SSE_EVENT = Schema(
     },
     required=["data"],
 )
-
-
-async def _client(request: Request[Any, Any, Any]) -> SessionClient:
-    return await scoped_client(request.app.state, request.headers)
-
-
-def _settings(state: State) -> Settings:
-    settings: Settings = state.settings
-    return settings
 
 
 def _approvals(data: CreateResponseRequest) -> list[InputItem]:
@@ -855,10 +864,7 @@ async def _finished(client: SessionClient, turn: Turn) -> Turn:
 class OpenAIResponses(Controller):
     path = "/v1"
     tags = ["openai"]
-    dependencies = {
-        "client": Provide(_client),
-        "settings": Provide(_settings, sync_to_thread=False),
-    }
+    dependencies = DEPENDENCIES
 
     @post(
         "/chat/completions",
@@ -877,15 +883,7 @@ class OpenAIResponses(Controller):
         turn, items = await _chat_turn(client, data, settings)
         if data.stream:
             return sse.response(_chunks(turn, items))
-        try:
-            async for item in items:
-                if item is not None and not isinstance(item, Receipt):
-                    turn.take(item.event)
-                if turn.status != "in_progress":
-                    break
-        finally:
-            await items.aclose()
-        return _completion(turn)
+        return _completion(await turn.finish(items))
 
     @get("/models", summary="The agents, as models", responses=_errors())
     async def models(self, client: SessionClient) -> ModelList:
@@ -907,16 +905,10 @@ class OpenAIResponses(Controller):
         turn, items = await _start(client, data, settings)
         if data.stream:
             return sse.response(stream_turn(turn, items))
-        try:
-            if not data.background:  # (background: answered at once; the turn goes on)
-                async for item in items:
-                    if item is not None:
-                        turn.take(item.event)
-                    if turn.status != "in_progress":
-                        break
-        finally:
+        if data.background:  # answered at once; the turn goes on
             await items.aclose()
-        return turn.body()
+            return turn.body()
+        return (await turn.finish(items)).body()
 
     @get(
         "/responses/{response_id:str}",
@@ -1209,19 +1201,8 @@ async def _chunks(
 
     try:
         yield chunk({"role": "assistant", "content": ""})
-        sent = 0
-        async for item in items:
-            if item is None:
-                yield sse.KEEPALIVE
-                continue
-            if isinstance(item, Receipt):
-                continue
-            turn.take(item.event)
-            if len(turn.text) > sent:
-                piece, sent = turn.text[sent:], len(turn.text)
-                yield chunk({"content": piece})
-            if turn.status != "in_progress":
-                break
+        async for piece in turn.pieces(items):
+            yield sse.KEEPALIVE if piece is None else chunk({"content": piece})
         if turn.error is not None:
             failed = {"error": {"message": turn.error.message, "type": "server_error"}}
             yield ServerSentEventMessage(data=json.dumps(failed))

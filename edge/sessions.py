@@ -6,8 +6,6 @@ import re
 from typing import Annotated, Any
 
 from litestar import Controller, HttpMethod, Request, Response, delete, get, post, route
-from litestar.datastructures import State
-from litestar.di import Provide
 from litestar.openapi import ResponseSpec
 from litestar.params import HeaderParameter, Parameter
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from praxis.bus import InvalidCursorError, Receipt, SessionClient, Settings
 from praxis.edge import sse
 from praxis.edge.auth import caller_key, open_stream
-from praxis.edge.shared import list_page, scoped_client
+from praxis.edge.shared import DEPENDENCIES, list_page
 from praxis.schemas import AgentInfo, check_token
 from praxis.schemas.api import (
     MAX_PAGE,
@@ -81,21 +79,11 @@ SessionIdPath = Annotated[
 ]
 
 
-async def _client(request: Request[Any, Any, Any]) -> SessionClient:
-    """The client for this request's caller (see :mod:`praxis.edge.auth`)."""
-    return await scoped_client(request.app.state, request.headers)
-
-
-def _settings(state: State) -> Settings:
-    settings: Settings = state.settings
-    return settings
-
-
 @get(
     "/agents",
     tags=["agents"],
     summary="The agents the live workers offer",
-    dependencies={"client": Provide(_client)},
+    dependencies={"client": DEPENDENCIES["client"]},
     responses=_problems(422),
 )
 async def list_agents(client: SessionClient, all: bool = False) -> list[AgentInfo]:
@@ -108,10 +96,7 @@ async def list_agents(client: SessionClient, all: bool = False) -> list[AgentInf
 class AgentSessions(Controller):
     path = "/agent-sessions"
     tags = ["agent sessions"]
-    dependencies = {
-        "client": Provide(_client),
-        "settings": Provide(_settings, sync_to_thread=False),
-    }
+    dependencies = DEPENDENCIES
 
     @post(
         "/create",

@@ -1,13 +1,17 @@
-"""What the REST controllers and the GraphQL resolvers share: the caller's client and
-the paging of session lists. Both import it; neither imports the other."""
+"""What the REST controllers (``/agent-sessions``, ``/v1``) and the GraphQL resolvers
+share: the caller's client, the controllers' dependencies and the paging of session
+lists. They import it; none imports another."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
+from litestar import Request
 from litestar.datastructures import State
+from litestar.di import Provide
 
-from praxis.bus import Page, SessionClient
+from praxis.bus import Page, SessionClient, Settings
 from praxis.schemas.api import ListSessionsRequest
 
 
@@ -17,6 +21,23 @@ async def scoped_client(state: State, headers: Mapping[str, str]) -> SessionClie
     client: SessionClient = state.client
     scope = await state.auth.scope(headers)
     return client if scope is None else client.scoped(scope, actor=scope.owner.principal)
+
+
+async def request_client(request: Request[Any, Any, Any]) -> SessionClient:
+    """The client for this request's caller."""
+    return await scoped_client(request.app.state, request.headers)
+
+
+def edge_settings(state: State) -> Settings:
+    settings: Settings = state.settings
+    return settings
+
+
+DEPENDENCIES = {
+    "client": Provide(request_client),
+    "settings": Provide(edge_settings, sync_to_thread=False),
+}
+"""A controller's ``client`` (the caller's) and ``settings``."""
 
 
 async def list_page(client: SessionClient, request: ListSessionsRequest) -> Page:

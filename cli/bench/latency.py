@@ -4,6 +4,7 @@ REST and GraphQL."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import httpx
 
@@ -69,42 +70,50 @@ async def bus_turns(client: SessionClient, session_id: str, n: int) -> Timings:
     return out
 
 
-async def openai_turns(http: httpx.AsyncClient, base: str, session_id: str, n: int) -> Timings:
-    """``POST /v1/responses`` with ``stream: true`` to the session (as a conversation), the
-    OpenAI SDKs' event stream read line by line."""
+async def _sse_turns(
+    http: httpx.AsyncClient,
+    url: str,
+    body: Callable[[int], dict[str, object]],
+    events: tuple[str, str, str],
+    n: int,
+) -> Timings:
+    """``n`` streamed turns, each stream read line by line: the times to its first
+    token, its reply and its end (the ``event:`` names of each, in ``events``)."""
+    first_token, reply, done = (f"event: {e}" for e in events)
     out = timings()
-    url = f"{base}/v1/responses"
     for i in range(n):
         t0 = time.perf_counter()
         first = True
-        body = {"conversation": session_id, "input": f"ping pong {i}", "stream": True}
-        async with http.stream("POST", url, json=body) as r:
+        async with http.stream("POST", url, json=body(i)) as r:
             async for line in r.aiter_lines():
-                if line == "event: response.output_text.delta" and first:
+                if line == first_token and first:
                     out["first"].append(time.perf_counter() - t0)
                     first = False
-                elif line == "event: response.output_text.done":
+                elif line == reply:
                     out["reply"].append(time.perf_counter() - t0)
-                elif line == "event: response.completed":
+                elif line == done:
                     out["done"].append(time.perf_counter() - t0)
     return out
+
+
+async def openai_turns(http: httpx.AsyncClient, base: str, session_id: str, n: int) -> Timings:
+    """``POST /v1/responses`` with ``stream: true`` to the session (as a conversation), the
+    OpenAI SDKs' event stream read line by line."""
+    return await _sse_turns(
+        http,
+        f"{base}/v1/responses",
+        lambda i: {"conversation": session_id, "input": f"ping pong {i}", "stream": True},
+        ("response.output_text.delta", "response.output_text.done", "response.completed"),
+        n,
+    )
 
 
 async def http_turns(http: httpx.AsyncClient, base: str, session_id: str, n: int) -> Timings:
     """``POST /messages`` with ``stream: true``, the SSE read line by line."""
-    out = timings()
-    url = f"{base}/agent-sessions/{session_id}/messages"
-    for i in range(n):
-        t0 = time.perf_counter()
-        first = True
-        body = {"message": f"ping pong {i}", "stream": True}
-        async with http.stream("POST", url, json=body) as r:
-            async for line in r.aiter_lines():
-                if line == "event: token.delta" and first:
-                    out["first"].append(time.perf_counter() - t0)
-                    first = False
-                elif line == "event: agent.message":
-                    out["reply"].append(time.perf_counter() - t0)
-                elif line == "event: turn.completed":
-                    out["done"].append(time.perf_counter() - t0)
-    return out
+    return await _sse_turns(
+        http,
+        f"{base}/agent-sessions/{session_id}/messages",
+        lambda i: {"message": f"ping pong {i}", "stream": True},
+        ("token.delta", "agent.message", "turn.completed"),
+        n,
+    )
