@@ -208,6 +208,12 @@ def document(settings: Settings | None = None) -> dict[str, Any]:
         names = re.findall(r"\{(\w+)\}", channel.get("address", ""))
         if names:
             channel["parameters"] = {n: {"description": _PARAMETERS[n]} for n in names}
+    # Named things in name order: the generator's order changes from run to run, and the
+    # committed copy should change only when the contract does.
+    for key in ("channels", "operations"):
+        doc[key] = dict(sorted(doc.get(key, {}).items()))
+    for key, named in doc.get("components", {}).items():
+        doc["components"][key] = dict(sorted(named.items()))
     return doc
 
 

@@ -52,6 +52,7 @@ from praxis.schemas import (
     CommandRejected,
     Event,
     HistoryItem,
+    ResponseDeleted,
     SessionRecord,
     TokenDelta,
     TurnCompleted,
@@ -100,11 +101,11 @@ class InputPart(_Loose):
 
 
 class InputItem(_Loose):
-    """An input message (only the user's are taken: the conversation holds the rest), or
-    an answer to a tool call waiting for approval (``mcp_approval_response``)."""
+    """An input message (the user's, or the turn's instructions as a system or developer
+    message), or an answer to a tool call waiting for approval (``mcp_approval_response``)."""
 
     type: str | None = Field(default="message", description="`message`, `mcp_approval_response`.")
-    role: str = Field(default="user", description="`user`.")
+    role: str = Field(default="user", description="`user`; `system` or `developer`: instructions.")
     content: str | list[InputPart] = Field(default="", description="Text, or text parts.")
     approval_request_id: str | None = Field(
         default=None, description="`mcp_approval_response`: the call it answers."
@@ -133,7 +134,11 @@ class CreateResponseRequest(_Loose):
         default=None, description="Continue the session that response belongs to."
     )
     instructions: str | None = Field(
-        default=None, description="Kept in a new session's metadata (`instructions`)."
+        default=None,
+        max_length=MAX_MESSAGE_CHARS,
+        description="Instructions for this response only (with any `system` or `developer` "
+        "input messages): a model agent adds them after its own system prompt for this "
+        "turn; later turns do not see them. Stored with the user's message.",
     )
     metadata: dict[str, str] | None = Field(
         default=None,
@@ -229,6 +234,14 @@ class ConversationDeleted(BaseModel):
 
     id: str = _d("The session id.")
     object: Literal["conversation.deleted"] = _d("`conversation.deleted`.", "conversation.deleted")
+    deleted: bool = _d("`true`.", True)
+
+
+class DeletedResponse(BaseModel):
+    """What deleting a response answers."""
+
+    id: str = _d("The response's id.")
+    object: Literal["response"] = _d("`response`.", "response")
     deleted: bool = _d("`true`.", True)
 
 
@@ -330,7 +343,7 @@ class ResponseObject(BaseModel):
     incomplete_details: dict[str, str] | None = _d("`reason`: why it is incomplete.", None)
     conversation: ConversationId | None = _d("Its conversation (session).", None)
     metadata: dict[str, str] = _d("`session_id`.")
-    instructions: str | None = _d("Not used: the agent has its own.", None)
+    instructions: str | None = _d("The instructions this response was given, if any.", None)
     parallel_tool_calls: bool = _d("`false`.", False)
     tool_choice: str = _d("`auto`: the agent's tools are its own.", "auto")
     tools: list[Any] = _d("Empty: the agent's tools are its own.", [])
@@ -435,6 +448,10 @@ class Turn:
         self.usage: Usage | None = None
         self.replied = False
         self.waiting: list[ApprovalRequest] = []
+        self.instructions: str | None = None
+        self.found = False
+        """Some stored event is the response's own (it exists)."""
+        self.deleted = False
 
     @property
     def id(self) -> str:
@@ -448,6 +465,10 @@ class Turn:
         match event:
             case TokenDelta(text=text):
                 self.text += text
+            case UserMessageAccepted(instructions=instructions):
+                self.instructions = instructions
+            case ResponseDeleted(response_id=rid):
+                self.deleted = self.deleted or rid == self.id
             case AgentMessage(content=content):
                 self.text, self.replied = content, True
             case TurnCompleted(usage=usage):
@@ -530,6 +551,7 @@ class Turn:
             error=self.error,
             incomplete_details=self.incomplete,
             conversation=ConversationId(id=sid),
+            instructions=self.instructions,
             metadata={"session_id": sid},
         )
 
@@ -683,6 +705,8 @@ def _input_text(data: CreateResponseRequest) -> str:
     else:
         texts: list[str] = []
         for i, item in enumerate(data.input):
+            if item.role in _INSTRUCTING:
+                continue  # the turn's instructions (see _instructions)
             if item.role != "user":
                 raise OpenAIError(
                     400,
@@ -700,6 +724,23 @@ def _input_text(data: CreateResponseRequest) -> str:
     return text
 
 
+_INSTRUCTING = ("system", "developer")
+
+
+def _instructions(data: CreateResponseRequest) -> str | None:
+    """The turn's instructions: ``instructions``, then the input's system and developer
+    messages (as the API has them: for this response only)."""
+    parts = [data.instructions or ""]
+    if not isinstance(data.input, str):
+        parts += [_content_text(i.content) for i in data.input if i.role in _INSTRUCTING]
+    text = "\n\n".join(p for p in parts if p.strip())
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise OpenAIError(
+            400, f"instructions are over {MAX_MESSAGE_CHARS} characters", param="instructions"
+        )
+    return text or None
+
+
 def _messages(items: Sequence[InputItem], param: str) -> list[tuple[str, str]]:
     """``(role, text)`` of messages to add: user and assistant ones only."""
     out: list[tuple[str, str]] = []
@@ -708,7 +749,7 @@ def _messages(items: Sequence[InputItem], param: str) -> list[tuple[str, str]]:
             raise OpenAIError(
                 400,
                 f"{param}[{i}] has role {item.role!r}: a conversation holds user and "
-                "assistant messages (the agent has its own instructions)",
+                "assistant messages (instructions go with a response: `instructions`)",
                 param=f"{param}[{i}].role",
             )
         text = _content_text(item.content)
@@ -799,8 +840,8 @@ async def _start(
         sid = data.conversation if isinstance(data.conversation, str) else data.conversation.id
         param = "conversation"
     elif data.previous_response_id is not None:
-        sid = receipt_of(data.previous_response_id).session_id
         param = "previous_response_id"
+        sid = (await _response(client, data.previous_response_id, param)).receipt.session_id
     if sid is None:
         if answers:
             raise OpenAIError(400, "approval responses go with previous_response_id", param="input")
@@ -813,14 +854,23 @@ async def _start(
         items = client.follow(decided, keepalive=settings.sse_keepalive, updates=True)
         return Turn(decided, agent, created_at), items
     # Followed before it is sent, as REST's streamed message is: nothing falls between.
-    turn = client.turn(sid, text, keepalive=settings.sse_keepalive, updates=True, accepted=True)
+    turn = client.turn(
+        sid,
+        text,
+        instructions=_instructions(data),
+        keepalive=settings.sse_keepalive,
+        updates=True,
+        accepted=True,
+    )
     try:
         stored = await anext(turn)
     except BaseException:
         await turn.aclose()
         raise
     assert isinstance(stored, Receipt)
-    return Turn(stored, agent, created_at), turn
+    answer = Turn(stored, agent, created_at)
+    answer.instructions = _instructions(data)
+    return answer, turn
 
 
 async def _decide(client: SessionClient, sid: str, answers: list[InputItem]) -> Receipt:
@@ -842,14 +892,19 @@ async def _new_session(
     if agent is None:
         raise OpenAIError(400, "model is required for a new conversation", param="model")
     metadata = dict(data.metadata or {})
-    if data.instructions:
-        metadata["instructions"] = data.instructions
+    instructions = _instructions(data)
     record, created = await client.create(
-        agent, task_id=metadata.pop("task_id", None), metadata=metadata, initial_message=text
+        agent,
+        task_id=metadata.pop("task_id", None),
+        metadata=metadata,
+        initial_message=text,
+        instructions=instructions,
     )
     _SESSIONS.put(record.session_id, (agent, _epoch(record)))
     items = client.follow(created, keepalive=settings.sse_keepalive, updates=True)
-    return Turn(created, agent, _epoch(record)), items
+    turn = Turn(created, agent, _epoch(record))
+    turn.instructions = instructions
+    return turn, items
 
 
 async def _finished(client: SessionClient, turn: Turn) -> Turn:
@@ -857,7 +912,21 @@ async def _finished(client: SessionClient, turn: Turn) -> Turn:
     stored = await read_events(client.bus, turn.receipt.session_id, after=turn.receipt.cursor)
     for _, event in stored:
         if event.command_id == turn.receipt.command_id:
+            turn.found = True
             turn.take(event)
+        elif isinstance(event, ResponseDeleted):
+            turn.take(event)
+    return turn
+
+
+async def _response(client: SessionClient, rid: str, param: str = "response_id") -> Turn:
+    """The response ``rid`` names, as stored now: 404 unless it is the caller's and not
+    deleted."""
+    receipt = receipt_of(rid)
+    record = await _record(client, receipt.session_id, param)
+    turn = await _finished(client, Turn(receipt, record.agent, _epoch(record)))
+    if turn.deleted:
+        raise OpenAIError(404, f"response {rid[:80]!r} was deleted", param=param, code="not_found")
     return turn
 
 
@@ -927,13 +996,12 @@ class OpenAIResponses(Controller):
             default=-1, ge=-1, description="Only events with a higher sequence number."
         ),
     ) -> ResponseObject | sse.EventStream:
-        receipt = receipt_of(response_id)
-        record = await _record(client, receipt.session_id, "response_id")
-        turn = Turn(receipt, record.agent, _epoch(record))
+        now = await _response(client, response_id)
         if stream:
-            items = client.follow(receipt, keepalive=settings.sse_keepalive, updates=True)
+            turn = Turn(now.receipt, now.model, now.created_at)
+            items = client.follow(now.receipt, keepalive=settings.sse_keepalive, updates=True)
             return sse.response(stream_turn(turn, items, starting_after))
-        return (await _finished(client, turn)).body()
+        return now.body()
 
     @post(
         "/responses/{response_id:str}/cancel",
@@ -944,13 +1012,38 @@ class OpenAIResponses(Controller):
         responses=_errors(400, 404),
     )
     async def cancel_response(self, response_id: str, client: SessionClient) -> ResponseObject:
-        receipt = receipt_of(response_id)
-        record = await _record(client, receipt.session_id, "response_id")
-        turn = await _finished(client, Turn(receipt, record.agent, _epoch(record)))
+        turn = await _response(client, response_id)
         if turn.status == "in_progress":
-            await client.wait(await client.cancel(receipt.session_id))
-            turn = await _finished(client, Turn(receipt, record.agent, _epoch(record)))
+            await client.wait(await client.cancel(turn.receipt.session_id))
+            turn = await _finished(client, Turn(turn.receipt, turn.model, turn.created_at))
         return turn.body()
+
+    @delete(
+        "/responses/{response_id:str}",
+        status_code=200,
+        summary="Delete a response",
+        description="From then on the response is 404 (retrieving it, streaming it, "
+        "continuing from it with `previous_response_id`). As in the OpenAI API, its "
+        "messages stay in its conversation (delete the conversation to erase them). A "
+        "response in progress is 409: cancel it first.",
+        responses=_errors(400, 404, 409),
+    )
+    async def delete_response(self, response_id: str, client: SessionClient) -> DeletedResponse:
+        turn = await _response(client, response_id)
+        if not turn.found:
+            raise OpenAIError(404, f"no response {response_id[:80]!r}", code="not_found")
+        if turn.status == "in_progress":
+            raise OpenAIError(409, "the response is in progress: cancel it first", code="conflict")
+        events = await client.wait(await client.delete_response(turn.receipt.session_id, turn.id))
+        for event in events:
+            if isinstance(event, CommandRejected):
+                raise OpenAIError(409, event.reason, code="conflict")
+        return DeletedResponse(id=turn.id)
+
+    @route("/responses/{response_id:str}", http_method=HttpMethod.OPTIONS, include_in_schema=False)
+    async def allow_on_a_response(self) -> Response[None]:
+        """The methods of a response's path (as for a conversation's: litestar#4169)."""
+        return Response(None, status_code=204, headers={"Allow": "DELETE, GET, OPTIONS"})
 
     @post(
         "/conversations",
@@ -1140,12 +1233,11 @@ async def _chat_turn(
             earlier.append((m.role, said))
         elif m.role not in ("system", "developer", "user", "assistant"):
             raise OpenAIError(400, f"messages[{i}] has role {m.role!r}", param=f"messages[{i}]")
-    # (system and developer messages: the agent has its own instructions; kept in metadata)
+    # System and developer messages: the turn's instructions (added to the agent's own).
     system = [
         _content_text(m.content or "") for m in data.messages if m.role in ("system", "developer")
     ]
-    if any(system):
-        metadata["system"] = "\n\n".join(t for t in system if t)
+    request.instructions = "\n\n".join(t for t in system if t.strip()) or None
     if not earlier:
         request.metadata = metadata
         request.conversation = None

@@ -110,6 +110,7 @@ class AgentSessions(Controller):
             task_id=data.task_id,
             metadata=data.metadata,
             initial_message=data.initial_message,
+            instructions=data.instructions,
             session_id=data.session_id,
             idle_timeout=data.idle_timeout,
             max_lifetime=data.max_lifetime,
@@ -178,6 +179,7 @@ class AgentSessions(Controller):
                 command_id=data.command_id,
                 queue=data.queue,
                 on_busy=data.on_busy,
+                instructions=data.instructions,
             )
             accepted = Accepted(
                 session_id=sid, command_id=receipt.command_id, cursor=receipt.cursor
@@ -190,6 +192,7 @@ class AgentSessions(Controller):
             keepalive=settings.sse_keepalive,
             queue=data.queue,
             on_busy=data.on_busy,
+            instructions=data.instructions,
             updates=True,
             accepted=True,
         )

@@ -55,6 +55,13 @@ class CreateSessionRequest(_Request):
         description="The user's first message: the session's first turn answers it "
         "(instead of the agent's greeting).",
     )
+    instructions: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_MESSAGE_CHARS,
+        description="Instructions for the turn answering `initial_message` only (see "
+        "sending a message).",
+    )
     task_id: TaskId | None = Field(
         default=None, description="The task the session serves; a new one is made if absent."
     )
@@ -233,6 +240,14 @@ class SendMessageRequest(_Request):
 
     message: str = Field(
         min_length=1, max_length=MAX_MESSAGE_CHARS, description="What the user says."
+    )
+    instructions: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_MESSAGE_CHARS,
+        description="Instructions for the turn answering this message only: a model agent "
+        "adds them after its own system prompt for that turn (later turns do not see "
+        "them); an agent of code gets them as `TurnContext.instructions`.",
     )
     stream: JsonBool = Field(
         default=False,

@@ -107,6 +107,8 @@ class CommandBase(BaseModel):
     issued_at: datetime = Field(default_factory=_now)
 
 
+Instructions = Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_CHARS)]
+
 Seconds = Annotated[float, Field(ge=0, le=10 * 365 * 86400)]
 
 
@@ -125,6 +127,8 @@ class CreateSession(CommandBase):
     message: str | None = Field(default=None, min_length=1, max_length=MAX_MESSAGE_CHARS)
     """A first user message, answered as soon as the session starts (instead of the
     agent's greeting): one command runs a whole turn, for pipelines on the bus."""
+    instructions: Instructions | None = None
+    """Instructions for the turn answering ``message`` (see ``UserMessage``)."""
     owner: Owner | None = None
     """Who the session belongs to (see ``Owner``)."""
 
@@ -138,6 +142,10 @@ class UserMessage(CommandBase):
     on_busy: DoubleTexting | None = None
     """If the session is busy with an earlier message: this message's way (default: the
     session's ``double_texting``)."""
+    instructions: Instructions | None = None
+    """Instructions for the turn answering this message only (the OpenAI API's
+    ``instructions``): a model agent adds them to its own system prompt for that turn;
+    an agent of code finds them in ``TurnContext.instructions``. Kept with the message."""
 
 
 class Suspend(CommandBase):
@@ -197,6 +205,15 @@ class AddMessages(CommandBase):
     """The session's metadata from now on (all of it: replaced, not merged)."""
 
 
+class DeleteResponse(CommandBase):
+    """Delete a response of the OpenAI API (a view of one turn): ``response.deleted`` is
+    recorded, and the edge answers 404 for it from then on. The turn stays in the
+    history (as a deleted OpenAI response's conversation items do)."""
+
+    kind: Literal["delete_response"] = "delete_response"
+    response_id: str = Field(min_length=1, max_length=400)
+
+
 Command = Annotated[
     CreateSession
     | UserMessage
@@ -206,7 +223,8 @@ Command = Annotated[
     | CancelTurn
     | Expire
     | DecideToolCall
-    | AddMessages,
+    | AddMessages
+    | DeleteResponse,
     Field(discriminator="kind"),
 ]
 COMMAND_ADAPTER: TypeAdapter[Command] = TypeAdapter(Command)

@@ -86,6 +86,8 @@ class SessionClaimed(EventBase):
 class UserMessageAccepted(EventBase):
     type: Literal["user.message"] = "user.message"
     content: str
+    instructions: str | None = None
+    """The sender's instructions for the turn answering this message only."""
 
 
 class MessageQueued(EventBase):
@@ -94,6 +96,7 @@ class MessageQueued(EventBase):
 
     type: Literal["message.queued"] = "message.queued"
     content: str
+    instructions: str | None = None
 
 
 class TurnStarted(EventBase):
@@ -239,6 +242,15 @@ class MetadataChanged(EventBase):
     metadata: dict[str, Any]
 
 
+class ResponseDeleted(EventBase):
+    """A response of the OpenAI API deleted (``DELETE /v1/responses/{id}``): the edge
+    answers 404 for it from now on. Its turn stays in the history, as OpenAI keeps a
+    conversation's items when a response is deleted (delete the session to erase it)."""
+
+    type: Literal["response.deleted"] = "response.deleted"
+    response_id: str = Field(min_length=1, max_length=400)
+
+
 class SessionImported(EventBase):
     """The last event of an imported session (``praxis agent import``): it takes the
     state in ``state`` (ACTIVE for a conversation from elsewhere; the exported state for
@@ -311,6 +323,7 @@ Event = Annotated[
     | TurnRolledBack
     | StateChanged
     | MetadataChanged
+    | ResponseDeleted
     | SessionImported
     | CommandRejected
     | CommandSkipped

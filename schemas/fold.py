@@ -161,6 +161,7 @@ def _bookkeeping(ck: Checkpoint, seq: int, event: Event) -> None:
             interface=event.interface,
             content=event.content,
             actor=event.actor,
+            instructions=event.instructions,
         )
         ck.queued = [*ck.queued, item]
     elif ck.queued:
@@ -185,7 +186,15 @@ def _effect(ck: Checkpoint, seq: int, event: Event) -> None:
         case SessionClaimed():
             ck.owner = event.worker_id
         case UserMessageAccepted():
-            ck.context.append(ChatMessage(role="user", content=event.content, seq=seq, ts=event.ts))
+            _spent_instructions(ck.context)
+            message = ChatMessage(
+                role="user",
+                content=event.content,
+                seq=seq,
+                ts=event.ts,
+                instructions=event.instructions,
+            )
+            ck.context.append(message)
             counters.user_messages += 1
         case TurnStarted():
             _started(ck, seq, event)
@@ -215,6 +224,16 @@ def _effect(ck: Checkpoint, seq: int, event: Event) -> None:
             ck.session.metadata = dict(event.metadata)
         case _:
             pass
+
+
+def _spent_instructions(context: list[ChatMessage]) -> None:
+    """A new user message: the turn of the one before it is over, and so are its
+    instructions (the events keep them; the state holds one turn's at most)."""
+    for i in range(len(context) - 1, -1, -1):
+        if context[i].role == "user":
+            if context[i].instructions is not None:
+                context[i] = context[i].model_copy(update={"instructions": None})
+            return
 
 
 def _new_state(ck: Checkpoint, event: StateChanged | SessionImported) -> None:

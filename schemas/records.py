@@ -62,6 +62,8 @@ class ChatMessage(BaseModel):
     """The cursor of the event that holds it."""
     ts: datetime | None = None
     interrupted: bool = False
+    instructions: str | None = None
+    """A user message's instructions for the turn that answers it (see ``UserMessage``)."""
 
 
 class TurnInFlight(BaseModel):
@@ -123,6 +125,7 @@ class QueuedMessage(BaseModel):
     interface: Interface | None
     content: str
     actor: str | None = None
+    instructions: str | None = None
     accepted: bool = False
     """Its ``user.message`` is stored: only its turn is left."""
 

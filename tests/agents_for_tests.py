@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
+from typing import Any
 
 from pydantic_ai import RunContext
 
@@ -73,14 +74,17 @@ class Crash(Agent):
 
 class Recall(Agent):
     """Says what it sees of the conversation: the earlier messages and the summary of
-    older ones (it keeps at most 4 messages)."""
+    older ones (it keeps at most 4 messages), and its turn's instructions if any."""
 
     name = "recall"
     description = "test agent: reports its context"
     context_messages = 4
 
     async def respond(self, ctx: TurnContext) -> AsyncIterator[str]:
-        yield json.dumps({"seen": [m.content for m in ctx.history], "summary": ctx.summary})
+        seen: dict[str, Any] = {"seen": [m.content for m in ctx.history], "summary": ctx.summary}
+        if ctx.instructions is not None:
+            seen["instructions"] = ctx.instructions
+        yield json.dumps(seen)
 
 
 # -- tools for model agents (listed in their definitions as tests.agents_for_tests:NAME) ---

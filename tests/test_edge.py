@@ -10,6 +10,7 @@ import signal
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import httpx
 import pytest
@@ -20,6 +21,7 @@ from websockets.typing import Origin, Subprotocol
 from praxis.bus import Receipt, SessionClient, Settings, leases
 from praxis.bus.embedded import NatsServer
 from praxis.bus.state import read_events
+from praxis.schemas import UserMessageAccepted
 from tests.conftest import (
     ROOT,
     EdgeProcess,
@@ -34,6 +36,7 @@ from tests.conftest import (
     praxis,
     settled_session,
     slow_turn_streaming,
+    stored_events,
 )
 
 PROBLEM = "application/problem+json"
@@ -184,6 +187,27 @@ async def test_send_without_stream_answers_202_with_a_cursor_to_follow(
     ]
     assert mine[0]["type"] == "user.message" and mine[-1]["type"] == "turn.completed"
     assert any(d["type"] == "agent.message" and d["content"] == "later" for d in mine)
+
+
+async def test_instructions_go_with_a_message_to_its_turn_only(
+    edge: EdgeProcess, worker: InProcessWorker, http: httpx.AsyncClient, client: SessionClient
+) -> None:
+    created = await create(
+        http, edge, agent_name="recall", initial_message="one", instructions="be terse"
+    )
+    sid = created["session_id"]
+    await client.wait(Receipt(sid, created["command_id"], created["cursor"]))
+    url = f"{edge.url}/agent-sessions/{sid}/messages"
+    events = await read_sse(
+        http, "POST", url, json={"message": "two", "instructions": "rhyme", "stream": True}
+    )
+    [reply] = [data(e)["data"]["content"] for e in events if e.event == "agent.message"]
+    assert json.loads(reply) == {"seen": ["one", ANY], "summary": None, "instructions": "rhyme"}
+    events = await read_sse(http, "POST", url, json={"message": "three", "stream": True})
+    [reply] = [data(e)["data"]["content"] for e in events if e.event == "agent.message"]
+    assert "instructions" not in json.loads(reply)
+    said = [e for e in await stored_events(client, sid) if isinstance(e, UserMessageAccepted)]
+    assert [e.instructions for e in said] == ["be terse", "rhyme", None]
 
 
 async def test_lifecycle_list_and_delete(
@@ -517,6 +541,10 @@ async def test_validation_errors_are_422_naming_the_field(
         (await http.post(f"{base}/create", json={"agent_name": "echo", "colour": 1}), "colour"),
         (await http.post(f"{base}/{sid}/messages", json={"message": ""}), "message"),
         (await http.post(f"{base}/{sid}/messages", json={"text": "hi"}), "message"),
+        (
+            await http.post(f"{base}/{sid}/messages", json={"message": "hi", "instructions": ""}),
+            "instructions",
+        ),
         (await http.post(f"{base}/list", json={"limit": 0}), "limit"),
         (await http.post(f"{base}/list", json={"state": "SLEEPING"}), "state"),
         (await http.get(f"{base}/{sid}/history", params={"limit": 5000}), "limit"),

@@ -24,6 +24,7 @@ from graphql import (
 from praxis.bus import Receipt, SessionClient, Settings
 from praxis.bus.embedded import NatsServer
 from praxis.bus.state import read_events
+from praxis.schemas import AgentMessage
 from tests.conftest import (
     ROOT,
     EdgeProcess,
@@ -371,6 +372,30 @@ async def test_error_codes(
     assert e["extensions"] == {"code": "BAD_USER_INPUT", "field": "taskId"}
     e = await error_of(gql_http, "{ agentSessions(first: 0) { edges { cursor } } }")
     assert e["extensions"] == {"code": "BAD_USER_INPUT", "field": "first"}
+    e = await error_of(
+        gql_http,
+        'mutation { createAgentSession(agentName: "echo", initialMessage: "hi", '
+        'instructions: "") { sessionId } }',
+    )
+    assert e["extensions"] == {"code": "BAD_USER_INPUT", "field": "instructions"}
+    live = await settled_session(client, "recall")
+    e = await error_of(
+        gql_http,
+        f'mutation {{ sendMessageToSession(sessionId: "{live}", message: "hi", '
+        f'instructions: "") {{ cursor }} }}',
+    )
+    assert e["extensions"] == {"code": "BAD_USER_INPUT", "field": "instructions"}
+    sent = await gql_http.execute(
+        ask(
+            'mutation($s: String!) { sendMessageToSession(sessionId: $s, message: "hi", '
+            'instructions: "in verse") { commandId cursor } }',
+            s=live,
+        )
+    )
+    receipt = sent["sendMessageToSession"]
+    events = await client.wait(Receipt(live, receipt["commandId"], receipt["cursor"]))
+    [reply] = [e for e in events if isinstance(e, AgentMessage)]
+    assert json.loads(reply.content)["instructions"] == "in verse"
 
     e = await error_of(gql_http, "{ noSuchField }")
     assert e["extensions"] == {"code": "GRAPHQL_VALIDATION_FAILED"}

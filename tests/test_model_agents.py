@@ -404,3 +404,36 @@ async def test_the_model_writes_the_running_summary_when_asked_to(
     last = script.requests[-1]
     assert "Summary of the earlier conversation" in str(last["messages"])
     assert [m["content"] for m in last["messages"] if m["role"] == "user"][-1] == "three"
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+async def test_instructions_join_the_system_prompt_for_their_turn_only(
+    client: SessionClient,
+    settings: Settings,
+    start_worker: Callable[[], Awaitable[InProcessWorker]],
+    models: FakeModelServer,
+    provider: str,
+) -> None:
+    make = openai_agent if provider == "openai" else anthropic_agent
+    define(settings, "bot", make(models))
+    await start_worker()
+    script = models.reset()
+    sid = await settled_session(client, "bot")
+    [d async for d in client.turn(sid, "Hi", instructions="Answer in French.")]
+    [d async for d in client.turn(sid, "Again")]
+    first, second = script.requests
+
+    def system(body: dict[str, object]) -> str:
+        if provider == "anthropic":
+            return str(body["system"])
+        messages = body["messages"]
+        assert isinstance(messages, list)
+        return " ".join(str(m["content"]) for m in messages if m["role"] == "system")
+
+    assert "You are Praxis test bot" in system(first) and "Answer in French." in system(first)
+    assert system(first).index("You are Praxis") < system(first).index("Answer in French.")
+    assert "You are Praxis test bot" in system(second) and "French" not in system(second)
+    # Kept with the message, as every interface shows it.
+    stored = await stored_events(client, sid)
+    said = [e for e in stored if e.type == "user.message"]
+    assert [getattr(e, "instructions", None) for e in said] == ["Answer in French.", None]

@@ -17,6 +17,7 @@ from openai import AsyncOpenAI
 
 from praxis.bus import Bus, SessionClient, Settings
 from praxis.bus import keys as api_keys
+from praxis.schemas import Interface, ResponseDeleted, UserMessageAccepted
 from tests.conftest import (
     EdgeProcess,
     InProcessWorker,
@@ -26,6 +27,7 @@ from tests.conftest import (
     eventually,
     live_workers,
     praxis,
+    stored_events,
 )
 from tests.fake_models import Call, FakeModelServer, Text
 from tests.test_approvals import REFUND
@@ -173,6 +175,8 @@ async def test_cancel_and_the_cli_and_rest_continue_the_conversation(
         if event.type == "response.output_text.delta":
             break  # it is generating
     await stream.close()
+    with pytest.raises(openai.ConflictError, match="cancel it first"):
+        await ai.responses.delete(started.id)
     cancelled = await ai.responses.cancel(started.id)
     assert cancelled.status == "incomplete"
 
@@ -206,9 +210,8 @@ async def test_errors_are_the_sdks_exceptions(edge: EdgeProcess, worker: InProce
     assert empty.value.param == "input"
     with pytest.raises(openai.BadRequestError):
         await ai.conversations.create(metadata={"task_id": "no model"})
-    with pytest.raises(openai.APIStatusError) as gone:  # not built: said in the docs
+    with pytest.raises(openai.NotFoundError):
         await ai.responses.delete("resp_ses_x.cmd_x.1")
-    assert gone.value.status_code == 405
 
 
 async def test_owners_and_keys(
@@ -396,7 +399,10 @@ async def test_chat_completions_for_clients_that_speak_only_that(
     assert "That is your 2nd message" in reply and '"I am Ada"' in reply
     assert first.choices[0].finish_reason == "stop"
     sid = first.system_fingerprint
-    assert sid is not None and (await client.get(sid)).metadata == {"system": "Be brief."}
+    assert sid is not None and (await client.get(sid)).metadata == {}
+    # The system message is the turn's instructions, kept with its message.
+    said = [e for e in await stored_events(client, sid) if isinstance(e, UserMessageAccepted)]
+    assert [(e.content, e.instructions) for e in said][-1] == ("What did I say?", "Be brief.")
     chunks = await ai.chat.completions.create(
         model="hello-world",
         messages=[{"role": "user", "content": "And now?"}],
@@ -415,3 +421,85 @@ async def test_chat_completions_for_clients_that_speak_only_that(
         await ai.chat.completions.create(
             model="echo", messages=[{"role": "assistant", "content": "not a turn"}]
         )
+
+
+async def test_instructions_reach_the_model_for_their_response_only(
+    edge: EdgeProcess,
+    settings: Settings,
+    start_worker: Callable[[], Awaitable[InProcessWorker]],
+    models: FakeModelServer,
+) -> None:
+    """``instructions`` (and system or developer input messages) are the response's own:
+    added after the agent's system prompt for that turn, echoed in the response, not seen
+    by the next one."""
+    define(settings, "tutor", openai_agent(models))
+    await start_worker()
+    ai = sdk(edge)
+
+    async def offered() -> bool:
+        return "tutor" in [m.id async for m in ai.models.list()]
+
+    await eventually(offered, 15, "the edge to offer the tutor agent")
+    script = models.reset()
+    first = await ai.responses.create(
+        model="tutor", input="Bonjour", instructions="Answer in French."
+    )
+    assert first.instructions == "Answer in French."
+    assert (await ai.responses.retrieve(first.id)).instructions == "Answer in French."
+    second = await ai.responses.create(
+        previous_response_id=first.id,
+        input=[
+            {"role": "developer", "content": "Use one word."},
+            {"role": "user", "content": "Encore"},
+        ],
+        stream=True,
+    )
+    async for event in second:
+        if event.type == "response.created":
+            assert event.response.instructions == "Use one word."
+    third = await ai.responses.create(previous_response_id=first.id, input="Plain")
+    assert third.instructions is None
+
+    def system(body: dict[str, object]) -> str:
+        messages = body["messages"]
+        assert isinstance(messages, list)
+        return " ".join(str(m["content"]) for m in messages if m["role"] == "system")
+
+    one, two, three = (system(r) for r in script.requests)
+    assert "You are Praxis test bot" in one and "Answer in French." in one
+    assert "Use one word." in two and "French" not in two
+    assert "You are Praxis test bot" in three and "French" not in three and "one word" not in three
+    assert "Encore" in str(script.requests[1]["messages"][-1])
+
+
+async def test_a_deleted_response_is_gone_and_its_messages_stay(
+    edge: EdgeProcess, worker: InProcessWorker, client: SessionClient
+) -> None:
+    """As in the OpenAI API: the response object is deleted (404 to retrieve, stream,
+    continue from or delete again); its messages stay in the conversation, which goes on."""
+    ai = sdk(edge)
+    first = await ai.responses.create(model="echo", input="keep these words")
+    second = await ai.responses.create(previous_response_id=first.id, input="and these")
+    sid = first.conversation.id if first.conversation else ""
+    with pytest.raises(openai.NotFoundError):  # a response id of the session that is none
+        await ai.responses.delete(f"resp_{sid}.cmd_none.1")
+    assert await ai.responses.delete(first.id) is None  # the SDK's answer to a deletion
+    for gone in (
+        ai.responses.retrieve(first.id),
+        ai.responses.retrieve(first.id, stream=True),
+        ai.responses.create(previous_response_id=first.id, input="more"),
+        ai.responses.cancel(first.id),
+        ai.responses.delete(first.id),
+    ):
+        with pytest.raises(openai.NotFoundError, match="deleted"):
+            await gone
+    assert (await ai.responses.retrieve(second.id)).output_text == "and these"
+    items = await ai.conversations.items.list(sid, order="asc")
+    texts = [i.content[0].text for i in items.data]  # type: ignore[union-attr]
+    assert texts == ["keep these words", "keep these words", "and these", "and these"]
+    third = await ai.responses.create(conversation=sid, input="still here")
+    assert third.output_text == "still here"
+    # Recorded in the session, by whom, as every interface sees it.
+    [deleted] = [e for e in await stored_events(client, sid) if e.type == "response.deleted"]
+    assert isinstance(deleted, ResponseDeleted)
+    assert (deleted.response_id, deleted.interface) == (first.id, Interface.API)

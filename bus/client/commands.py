@@ -37,6 +37,7 @@ from praxis.schemas import (
     Command,
     CreateSession,
     DecideToolCall,
+    DeleteResponse,
     DoubleTexting,
     Event,
     SessionCreated,
@@ -64,6 +65,7 @@ async def create(
     idle_timeout: float | None,
     max_lifetime: float | None,
     double_texting: DoubleTexting,
+    instructions: str | None = None,
 ) -> tuple[SessionRecord, Receipt]:
     check_token(agent, "agent name")
     sid = check_token(session_id, "session id") if session_id is not None else new_id("ses")
@@ -84,6 +86,7 @@ async def create(
         max_lifetime=max_lifetime,
         double_texting=double_texting,
         message=initial_message,
+        instructions=instructions,
         owner=c.scope.owner if c.scope else None,
         **command_id_of(command_id),
     )
@@ -123,10 +126,13 @@ async def send(
     command_id: str | None,
     queue: bool,
     on_busy: DoubleTexting | None,
+    instructions: str | None = None,
 ) -> Receipt:
     await scope.guard(c, session_id)
     head, tail = await reading.head(c, session_id)
-    return await send_after(c, head, tail, message, command_id, queue, on_busy)
+    return await send_after(
+        c, head, tail, message, command_id, queue, on_busy, instructions=instructions
+    )
 
 
 async def send_after(
@@ -137,6 +143,8 @@ async def send_after(
     command_id: str | None,
     queue: bool = False,
     on_busy: DoubleTexting | None = None,
+    *,
+    instructions: str | None = None,
 ) -> Receipt:
     """Store a user message, given the session's latest event (its state and tail)."""
     if head.state not in ACCEPTS_MESSAGES and not (queue and head.state is SessionState.SUSPENDED):
@@ -147,7 +155,16 @@ async def send_after(
             f"session {head.session_id!r} is {head.state.value} and takes no messages"
             + (" (resume it first)" if head.state is SessionState.SUSPENDED else ""),
         )
-    cmd = message_command(c, head.session_id, head.task_id, message, command_id, queue, on_busy)
+    cmd = message_command(
+        c,
+        head.session_id,
+        head.task_id,
+        message,
+        command_id,
+        queue,
+        on_busy,
+        instructions=instructions,
+    )
     ack = await store(c, cmd)
     # A repeat: what the first one caused may be stored already, after its own sequence.
     cursor = min(tail, first_id(int(ack.seq))) if ack.duplicate else tail
@@ -162,6 +179,8 @@ def message_command(
     command_id: str | None,
     queue: bool = False,
     on_busy: DoubleTexting | None = None,
+    *,
+    instructions: str | None = None,
 ) -> UserMessage:
     return UserMessage(
         session_id=session_id,
@@ -171,6 +190,7 @@ def message_command(
         content=message,
         queue=queue,
         on_busy=on_busy,
+        instructions=instructions,
         **command_id_of(command_id),
     )
 
@@ -202,6 +222,20 @@ async def add_messages(
         actor=c.actor,
         messages=[AddedMessage.model_validate({"role": r, "content": t}) for r, t in messages],
         metadata=metadata,
+    )
+    await store(c, cmd)
+    return Receipt(session_id, cmd.command_id, tail)
+
+
+async def delete_response(c: ClientState, session_id: str, response_id: str) -> Receipt:
+    await scope.guard(c, session_id)
+    head, tail = await reading.head(c, session_id)
+    cmd = DeleteResponse(
+        session_id=session_id,
+        task_id=head.task_id,
+        interface=c.interface,
+        actor=c.actor,
+        response_id=response_id,
     )
     await store(c, cmd)
     return Receipt(session_id, cmd.command_id, tail)

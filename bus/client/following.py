@@ -27,6 +27,7 @@ async def turn(
     queue: bool,
     on_busy: DoubleTexting | None,
     accepted: bool,
+    instructions: str | None = None,
 ) -> AsyncGenerator[Receipt | Delivery | None, None]:
     """Send a message; yield what it causes (deltas, reply) until the turn ends.
 
@@ -39,13 +40,22 @@ async def turn(
         task_id = None if accepted else c.caches.task_ids.get(session_id)
         if task_id is None:
             head, tail = await follower.open()
-            receipt = await commands.send_after(c, head, tail, message, command_id, queue, on_busy)
+            receipt = await commands.send_after(
+                c, head, tail, message, command_id, queue, on_busy, instructions=instructions
+            )
             await follower.start(receipt.cursor, tail, join_turn=False)
         else:
             # A session's task never changes: no need to read its state first (the
             # worker refuses a message the state does not allow: command.rejected).
             cmd = commands.message_command(
-                c, session_id, task_id, message, command_id, queue, on_busy
+                c,
+                session_id,
+                task_id,
+                message,
+                command_id,
+                queue,
+                on_busy,
+                instructions=instructions,
             )
             await follower.subscribe()
             ack = await commands.store(c, cmd)

@@ -52,9 +52,11 @@ class SessionClient(ClientState):
         idle_timeout: float | None = None,
         max_lifetime: float | None = None,
         double_texting: DoubleTexting = "enqueue",
+        instructions: str | None = None,
     ) -> tuple[SessionRecord, Receipt]:
         """Create a session; ``idle_timeout`` and ``max_lifetime`` (seconds, 0: never)
-        default to ``PRAXIS_SESSION_IDLE_TIMEOUT`` and ``PRAXIS_SESSION_MAX_LIFETIME``."""
+        default to ``PRAXIS_SESSION_IDLE_TIMEOUT`` and ``PRAXIS_SESSION_MAX_LIFETIME``.
+        ``instructions``: for the turn answering ``initial_message`` (see ``send``)."""
         return await commands.create(
             self,
             agent,
@@ -66,6 +68,7 @@ class SessionClient(ClientState):
             idle_timeout=idle_timeout,
             max_lifetime=max_lifetime,
             double_texting=double_texting,
+            instructions=instructions,
         )
 
     async def send(
@@ -76,11 +79,16 @@ class SessionClient(ClientState):
         command_id: str | None = None,
         queue: bool = False,
         on_busy: DoubleTexting | None = None,
+        instructions: str | None = None,
     ) -> Receipt:
         """Queue a user message; the reply arrives as events after ``Receipt.cursor``.
         ``queue``: kept while the session is suspended (``message.queued``), not refused.
-        ``on_busy``: its way if the session is busy (default: its ``double_texting``)."""
-        return await commands.send(self, session_id, message, command_id, queue, on_busy)
+        ``on_busy``: its way if the session is busy (default: its ``double_texting``).
+        ``instructions``: for the turn answering this message only (a model agent adds
+        them to its system prompt for that turn)."""
+        return await commands.send(
+            self, session_id, message, command_id, queue, on_busy, instructions=instructions
+        )
 
     @overload
     def turn(
@@ -91,6 +99,7 @@ class SessionClient(ClientState):
         command_id: str | None = None,
         queue: bool = False,
         on_busy: DoubleTexting | None = None,
+        instructions: str | None = None,
     ) -> AsyncGenerator[Delivery, None]: ...
 
     @overload
@@ -102,6 +111,7 @@ class SessionClient(ClientState):
         command_id: str | None = None,
         queue: bool = False,
         on_busy: DoubleTexting | None = None,
+        instructions: str | None = None,
         updates: Literal[True],
         keepalive: float | None = None,
         accepted: bool = False,
@@ -115,6 +125,7 @@ class SessionClient(ClientState):
         command_id: str | None = None,
         queue: bool = False,
         on_busy: DoubleTexting | None = None,
+        instructions: str | None = None,
         updates: bool = False,
         keepalive: float | None = None,
         accepted: bool = False,
@@ -134,6 +145,7 @@ class SessionClient(ClientState):
             queue=queue,
             on_busy=on_busy,
             accepted=accepted,
+            instructions=instructions,
         )
         return items if updates else following.deliveries(items)
 
@@ -196,6 +208,12 @@ class SessionClient(ClientState):
         return await commands.add_messages(self, session_id, messages, metadata)
 
     # -- human in the loop ---------------------------------------------------------------
+
+    async def delete_response(self, session_id: str, response_id: str) -> Receipt:
+        """Record that a response of the OpenAI API is deleted (``response.deleted``): the
+        edge's ``/v1/responses/{id}`` answers 404 for it from then on. The turn stays in
+        the history; to erase a conversation, purge its session."""
+        return await commands.delete_response(self, session_id, response_id)
 
     async def decide(
         self, session_id: str, call_id: str, *, approve: bool, reason: str | None = None

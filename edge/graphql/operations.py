@@ -28,6 +28,7 @@ from praxis.edge.graphql.types import (
 )
 from praxis.edge.shared import list_page
 from praxis.schemas import (
+    MAX_MESSAGE_CHARS,
     DoubleTexting,
 )
 from praxis.schemas.api import (
@@ -108,6 +109,14 @@ class Query:
         )
 
 
+def _check_instructions(instructions: str | None) -> None:
+    if instructions is not None and not 1 <= len(instructions) <= MAX_MESSAGE_CHARS:
+        raise GraphQLError(
+            f"instructions must be 1 to {MAX_MESSAGE_CHARS} characters",
+            extensions={"code": "BAD_USER_INPUT", "field": "instructions"},
+        )
+
+
 @strawberry.type
 class Mutation:
     @strawberry.mutation(
@@ -137,7 +146,14 @@ class Mutation:
                 "reject, interrupt (stops the turn in flight), rollback (and discards it)."
             ),
         ] = "enqueue",
+        instructions: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Instructions for the turn answering initialMessage only."
+            ),
+        ] = None,
     ) -> CreatedAgentSession:
+        _check_instructions(instructions)
         record, receipt = await call(
             client_of(info).create(
                 agent_name,
@@ -148,6 +164,7 @@ class Mutation:
                 idle_timeout=idle_timeout,
                 max_lifetime=max_lifetime,
                 double_texting=_way(double_texting),
+                instructions=instructions,
             )
         )
         created = CreatedSession.of(record, receipt.command_id, receipt.cursor)
@@ -174,8 +191,16 @@ class Mutation:
                 "when the session is resumed (instead of a CONFLICT error)."
             ),
         ] = False,
+        instructions: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Instructions for the turn answering this message only: a model "
+                "agent adds them after its own system prompt for that turn."
+            ),
+        ] = None,
     ) -> CommandReceipt:
         sid = check_id(session_id, "session id")
+        _check_instructions(instructions)
         settings: Settings = info.context.settings
         if not message or len(message.encode()) > settings.edge_max_body:
             raise GraphQLError(
@@ -184,7 +209,14 @@ class Mutation:
             )
         way = _way(on_busy) if on_busy is not None else None
         receipt = await call(
-            client_of(info).send(sid, message, command_id=command_id, queue=queue, on_busy=way)
+            client_of(info).send(
+                sid,
+                message,
+                command_id=command_id,
+                queue=queue,
+                on_busy=way,
+                instructions=instructions,
+            )
         )
         return CommandReceipt(session_id=sid, command_id=receipt.command_id, cursor=receipt.cursor)
 

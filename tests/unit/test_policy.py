@@ -13,6 +13,7 @@ from praxis.schemas import (
     AddMessages,
     AgentMessage,
     CancelTurn,
+    Checkpoint,
     Complete,
     DecideToolCall,
     Expire,
@@ -23,7 +24,7 @@ from praxis.schemas import (
     TurnRolledBack,
 )
 from praxis.workers.session import policy
-from praxis.workers.session.policy import CommandContext, Facts
+from praxis.workers.session.policy import CommandContext, Facts, TurnOutcome
 from tests.unit.harness import SID, T0, TASK, Crash, Sim, asks_approval
 
 S = SessionState
@@ -468,3 +469,44 @@ def test_messages_are_not_added_to_an_ended_session_or_under_a_waiting_turn() ->
     waiting.work()
     assert waiting.types(seq) == ["command.rejected"]
     assert "approval" in waiting.final(seq).reason  # type: ignore[attr-defined]
+
+
+# -- instructions ----------------------------------------------------------------------------
+
+
+def test_instructions_go_with_their_message_to_its_turn_only_queued_or_not() -> None:
+    from praxis.schemas import Resume, UserMessageAccepted
+    from praxis.workers.session.turn import turn_context
+
+    seen: list[str | None] = []
+
+    def agent(state: Checkpoint, content: str | None) -> TurnOutcome:
+        seen.append(turn_context(state, content).instructions)
+        return TurnOutcome(text=f"echo: {content}")
+
+    sim = Sim(agent=agent)
+    sim.create(message="hi", instructions="answer in French")
+    sim.work()
+    first = sim.message("and now?")
+    sim.work()
+    sim.send(Suspend(session_id=SID, task_id=TASK))
+    kept = sim.message("later", queue=True, instructions="be brief")
+    sim.work()
+    assert sim.state.queued[0].instructions == "be brief"
+    sim.send(Resume(session_id=SID, task_id=TASK))
+    sim.work()
+    item = policy.next_queued(sim.state, suspending=False)
+    assert item is not None
+    ctx, decision = policy.answer_queued(sim.state, item)
+    sim.carry_out(decision, sim.inputs[kept], ctx, Facts(resuming=True))
+    # Each turn saw its own message's instructions, and no other's.
+    assert seen == ["answer in French", None, "be brief"]
+    [accepted] = [e for e in sim.of(kept) if isinstance(e, UserMessageAccepted)]
+    assert accepted.instructions == "be brief"
+    assert [e.instructions for e in sim.of(first) if isinstance(e, UserMessageAccepted)] == [None]
+    # The state holds the latest message's only (its turn may be taken over or resumed).
+    assert [m.instructions for m in sim.state.context if m.role == "user"] == [
+        None,
+        None,
+        "be brief",
+    ]

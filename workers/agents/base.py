@@ -140,6 +140,10 @@ class TurnContext:
     """The cursor of the command the turn answers: stable across takeovers and pauses."""
     actor: str | None = None
     """Who sent the message this turn answers, as the sender said (see the events' actor)."""
+    instructions: str | None = None
+    """The sender's instructions for this turn only, if the message came with some (the
+    OpenAI API's ``instructions``; Chat Completions' system messages). A model agent adds
+    them after its own system prompt; follow them or not, as your agent sees fit."""
 
 
 class Agent(ABC):

@@ -520,7 +520,9 @@ class ModelAgent(Agent):
             agent=self.name,
             actor=ctx.actor,
         )
-        extra = f"Summary of the earlier conversation:\n{ctx.summary}" if ctx.summary else None
+        summary = f"Summary of the earlier conversation:\n{ctx.summary}" if ctx.summary else ""
+        # The sender's instructions for this turn come after the agent's own system prompt.
+        extra = "\n\n".join(filter(None, [ctx.instructions, summary])) or None
         journal = ctx.journal
         model = JournalModel(self.model, journal, self.needs_approval, ctx.usage)
         toolsets = [

@@ -214,6 +214,8 @@ def turn_context(
     """What the agent sees of the session for one turn."""
     record = state.session
     history = state.context[:-1] if message is not None else state.context
+    # The user message a turn answers is the context's last (its instructions with it).
+    said = state.context[-1] if message is not None and state.context else None
     return TurnContext(
         session_id=record.session_id,
         task_id=record.task_id,
@@ -228,6 +230,7 @@ def turn_context(
         journal=journal or TurnJournal(),
         origin_seq=origin,
         actor=actor,
+        instructions=said.instructions if said is not None and said.role == "user" else None,
     )
 
 

@@ -19,12 +19,14 @@ from praxis.schemas import (
     Complete,
     CreateSession,
     DecideToolCall,
+    DeleteResponse,
     Event,
     Expire,
     Interface,
     MessageQueued,
     MetadataChanged,
     QueuedMessage,
+    ResponseDeleted,
     Resume,
     SessionState,
     StateChanged,
@@ -68,6 +70,8 @@ def decide(state: Checkpoint, cmd: Command, ctx: CommandContext, facts: Facts) -
             return _decide_tool(state, cmd, ctx, facts)
         case AddMessages():
             return _add(state, cmd, ctx)
+        case DeleteResponse():
+            return _delete_response(state, cmd, ctx)
     raise TypeError(f"no rule for {type(cmd).__name__}")  # pragma: no cover
 
 
@@ -90,7 +94,11 @@ def _create(state: Checkpoint, cmd: CreateSession, ctx: CommandContext, facts: F
         return Decision(tuple(events), RunTurn(seq, None))
     if state.last_user is None or state.last_user[0] != seq:
         after = SessionState.ACTIVE if events else state.session.state
-        events.append(UserMessageAccepted(**ctx.meta(after), content=cmd.message))
+        events.append(
+            UserMessageAccepted(
+                **ctx.meta(after), content=cmd.message, instructions=cmd.instructions
+            )
+        )
     return Decision(tuple(events), RunTurn(seq, cmd.message), refuse_if_too_large=True)
 
 
@@ -102,7 +110,7 @@ def _message(state: Checkpoint, cmd: UserMessage, ctx: CommandContext, facts: Fa
     if facts.suspend_follows:
         # A suspend was sent after this message: it takes effect first, and this message
         # waits for the resume (in order, under its own command id).
-        return Decision((_queued(ctx, current, cmd.content),))
+        return Decision((_queued(ctx, current, cmd),))
     way = cmd.on_busy or state.session.double_texting
     if is_waiting(state):
         return _while_waiting(state, cmd, ctx, way)
@@ -122,14 +130,16 @@ def _message(state: Checkpoint, cmd: UserMessage, ctx: CommandContext, facts: Fa
             )
         )
     if current is SessionState.SUSPENDED and cmd.queue:
-        return Decision((*events, _queued(ctx, current, cmd.content)))
+        return Decision((*events, _queued(ctx, current, cmd)))
     if current not in ACCEPTS_MESSAGES:
         refused = reject(state, ctx, cmd.kind, f"session is {current.value} and takes no messages")
         return Decision((*events, *refused.events))
     if current is SessionState.CREATED:
         events += transition(state, ctx, SessionState.ACTIVE, False, None)
         current = SessionState.ACTIVE
-    events.append(UserMessageAccepted(**ctx.meta(current), content=cmd.content))
+    events.append(
+        UserMessageAccepted(**ctx.meta(current), content=cmd.content, instructions=cmd.instructions)
+    )
     return Decision(tuple(events), RunTurn(seq, cmd.content), refuse_if_too_large=True)
 
 
@@ -144,7 +154,7 @@ def _while_waiting(state: Checkpoint, cmd: UserMessage, ctx: CommandContext, way
         reason = f"the session is waiting for approval of {tools} (double texting: reject)"
         return reject(state, ctx, cmd.kind, reason)
     if way == "enqueue":
-        return Decision((_queued(ctx, state.session.state, cmd.content),))
+        return Decision((_queued(ctx, state.session.state, cmd),))
     why = f"a newer message came while waiting for {tools}"
     return Decision(end_waiting(state, ctx, why), Again(resuming=False))
 
@@ -228,6 +238,15 @@ def _add(state: Checkpoint, cmd: AddMessages, ctx: CommandContext) -> Decision:
         events.append(MetadataChanged(**meta, metadata=cmd.metadata))
     last = events[-1].model_copy(update={"final": True})
     return Decision((*events[:-1], last))
+
+
+def _delete_response(state: Checkpoint, cmd: DeleteResponse, ctx: CommandContext) -> Decision:
+    """Recorded in any state (an ended session's responses can be deleted too); it changes
+    nothing else: the turn stays in the history and the agent's context."""
+    deleted = ResponseDeleted(
+        **ctx.meta(state.session.state), final=True, response_id=cmd.response_id
+    )
+    return Decision((deleted,))
 
 
 def _cancel(state: Checkpoint, cmd: CancelTurn, ctx: CommandContext) -> Decision:
@@ -329,8 +348,10 @@ def too_large(state: Checkpoint, ctx: CommandContext, kind: str, error: Exceptio
     return reject(state, ctx, kind, f"the message is too large to store ({error})")
 
 
-def _queued(ctx: CommandContext, state: SessionState, content: str) -> MessageQueued:
-    return MessageQueued(**ctx.meta(state), final=True, content=content)
+def _queued(ctx: CommandContext, state: SessionState, cmd: UserMessage) -> MessageQueued:
+    return MessageQueued(
+        **ctx.meta(state), final=True, content=cmd.content, instructions=cmd.instructions
+    )
 
 
 def _seq(ctx: CommandContext) -> int:
@@ -379,7 +400,10 @@ def answer_queued(state: Checkpoint, item: QueuedMessage) -> tuple[CommandContex
     )
     events: tuple[Event, ...] = ()
     if not item.accepted:
-        events = (UserMessageAccepted(**ctx.meta(state.session.state), content=item.content),)
+        accepted = UserMessageAccepted(
+            **ctx.meta(state.session.state), content=item.content, instructions=item.instructions
+        )
+        events = (accepted,)
     return ctx, Decision(events, RunTurn(item.seq, item.content))
 
 
