@@ -134,6 +134,34 @@ async def read_subject(
         start = got[-1].seq + 1
 
 
+async def read_first(
+    nc: Client,
+    stream: str,
+    subject: str,
+    *,
+    after: int,
+    keep: Callable[[StoredMsg], list[T]],
+    want: int,
+    timeout: float,
+) -> tuple[list[T], bool]:
+    """The first ``want`` items kept from the messages on ``subject`` after ``after``,
+    oldest first, and whether more exist. Forward reads by subject skip other subjects on
+    the server: the cost follows ``want``, not the subject's length."""
+    items: list[T] = []
+    start = after + 1
+    while True:
+        request = {"seq": start, "next_by_subj": subject, "batch": min(MAX_BATCH, want + 16)}
+        got, pending = await batch(nc, stream, request, timeout)
+        for m in got:
+            for item in keep(m):
+                if len(items) == want:
+                    return items, True
+                items.append(item)
+        if not got or pending == 0:
+            return items, False
+        start = got[-1].seq + 1
+
+
 async def read_last(
     nc: Client,
     stream: str,

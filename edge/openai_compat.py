@@ -51,7 +51,6 @@ from praxis.schemas import (
     AgentMessage,
     CommandRejected,
     Event,
-    HistoryItem,
     ResponseDeleted,
     SessionRecord,
     TokenDelta,
@@ -1174,17 +1173,8 @@ class OpenAIResponses(Controller):
         if order == "desc":
             page, more = await client.history(sid, before=cursor, limit=limit, more=True)
             chosen = list(reversed(page))
-        else:  # oldest first: walk back to the start, then forward past ``after``
-            everything: list[HistoryItem] = []
-            before: int | None = None
-            more = True
-            while more:
-                page, more = await client.history(sid, before=before, limit=1000, more=True)
-                everything[:0] = page
-                before = page[0].seq if page else None
-                more = more and bool(page)
-            later = [h for h in everything if cursor is None or h.seq > cursor]
-            chosen, more = later[:limit], len(later) > limit
+        else:
+            chosen, more = await client.history(sid, after=cursor or 0, limit=limit, more=True)
         data = [
             ConversationItem(
                 id=f"msg_{sid}.{h.seq}",

@@ -138,11 +138,11 @@ async def test_a_failed_import_leaves_nothing(
     assert stored == []
 
 
-async def test_history_pages_backwards_through_interleaved_sessions(
+async def test_history_pages_both_ways_through_interleaved_sessions(
     client: SessionClient, worker: InProcessWorker
 ) -> None:
-    """Read from the end in windows: every page equals the same slice of the full history,
-    with other sessions' events interleaved in the stream."""
+    """Read from the end in windows, or forwards from a cursor: every page equals the same
+    slice of the full history, with other sessions' events interleaved in the stream."""
     sids = [await settled_session(client, "echo") for _ in range(3)]
     rng = random.Random(7)
     for i in range(60):
@@ -160,6 +160,17 @@ async def test_history_pages_backwards_through_interleaved_sessions(
                     break
                 before = items[0].seq
             assert [s for page in pages for s in page] == [h.seq for h in full], (sid, limit)
+            pages, after = [], 0
+            while True:
+                items, more = await client.history(sid, after=after, limit=limit, more=True)
+                pages.append([h.seq for h in items])
+                if not more:
+                    break
+                after = items[-1].seq
+            assert [s for page in pages for s in page] == [h.seq for h in full], (sid, limit)
+            assert all(len(page) == limit for page in pages[:-1])
+    with pytest.raises(ValueError, match="not both"):
+        await client.history(sids[0], before=5000, after=1000)
 
 
 async def test_a_100000_message_session_resumes_and_answers(
@@ -178,6 +189,10 @@ async def test_a_100000_message_session_resumes_and_answers(
     items, more = await client.history(sid, limit=3, more=True)
     assert [h.content for h in items] == ["message 99997", "message 99998", "message 99999"]
     assert more
+    items, more = await client.history(sid, after=0, limit=2, more=True)  # from the start
+    assert [h.content for h in items] == ["message 0", "message 1"] and more
+    items, more = await client.history(sid, after=items[-1].seq, limit=2, more=True)
+    assert [h.content for h in items] == ["message 2", "message 3"] and more
     events = await client.wait(await client.send(sid, "still there?"))
     reply = next(e for e in events if isinstance(e, AgentMessage))
     assert reply.content == "still there?"

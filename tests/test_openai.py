@@ -499,7 +499,16 @@ async def test_a_deleted_response_is_gone_and_its_messages_stay(
     assert texts == ["keep these words", "keep these words", "and these", "and these"]
     third = await ai.responses.create(conversation=sid, input="still here")
     assert third.output_text == "still here"
+    page = await ai.conversations.items.list(sid, order="asc", after=items.data[1].id, limit=2)
+    assert [i.content[0].text for i in page.data] == ["and these", "and these"]  # type: ignore[union-attr]
+    assert page.has_more
+    await client.complete(sid)  # an ended session's responses can be deleted too
+    await ai.responses.delete(third.id)
     # Recorded in the session, by whom, as every interface sees it.
-    [deleted] = [e for e in await stored_events(client, sid) if e.type == "response.deleted"]
-    assert isinstance(deleted, ResponseDeleted)
-    assert (deleted.response_id, deleted.interface) == (first.id, Interface.API)
+    deleted = [e for e in await stored_events(client, sid) if isinstance(e, ResponseDeleted)]
+    assert [(e.response_id, e.interface) for e in deleted] == [
+        (first.id, Interface.API),
+        (third.id, Interface.API),
+    ]
+    with pytest.raises(openai.NotFoundError):
+        await ai.responses.retrieve(third.id)

@@ -140,6 +140,33 @@ async def history(
     )
 
 
+async def history_after(
+    c: ClientState, session_id: str, after: int, limit: int
+) -> tuple[list[HistoryItem], bool]:
+    """The first ``limit`` messages after the cursor ``after`` (0: from the start), oldest
+    first, and whether there are later ones."""
+    ck, tail = await checkpoint(c, session_id)
+    if not c.sees(ck.session):
+        raise SessionNotFoundError(session_id)
+    ranges = ck.rolled_back
+
+    def keep(m: direct.StoredMsg) -> list[HistoryItem]:
+        items = [i for i in _history_items(m.seq, m.data) if after < i.seq <= tail]
+        for item in items:
+            item.rolled_back = any(a <= item.seq <= b for a, b in ranges)
+        return items
+
+    return await direct.read_first(
+        c.bus.nc,
+        c.bus.stream,
+        subjects.events(session_id),
+        after=max(0, record_seq(after) - 1) if after else 0,  # the record that holds it
+        keep=keep,
+        want=limit,
+        timeout=c.bus.timeout,
+    )
+
+
 def _history_items(seq: int, data: bytes) -> list[HistoryItem]:
     """The messages of the record at ``seq`` (parsed only as far as the history needs)."""
     raw = json.loads(data)

@@ -263,7 +263,12 @@ class SessionClient(ClientState):
 
     @overload
     async def history(
-        self, session_id: str, *, before: int | None = None, limit: int | None = None
+        self,
+        session_id: str,
+        *,
+        before: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
     ) -> list[HistoryItem]: ...
 
     @overload
@@ -272,6 +277,7 @@ class SessionClient(ClientState):
         session_id: str,
         *,
         before: int | None = None,
+        after: int | None = None,
         limit: int | None = None,
         more: Literal[True],
     ) -> tuple[list[HistoryItem], bool]: ...
@@ -281,11 +287,19 @@ class SessionClient(ClientState):
         session_id: str,
         *,
         before: int | None = None,
+        after: int | None = None,
         limit: int | None = None,
         more: bool = False,
     ) -> list[HistoryItem] | tuple[list[HistoryItem], bool]:
-        """The conversation, oldest first; ``before``/``limit`` page backwards by cursor.
-        ``more=True``: also whether there are older messages."""
+        """The conversation, oldest first; ``before``/``limit`` page backwards by cursor
+        (``more=True``: also whether there are older messages), ``after``/``limit``
+        forwards (``more=True``: whether there are later ones)."""
+        if after is not None:
+            if before is not None:
+                raise ValueError("page by before or by after, not both")
+            want = limit if limit is not None else 2**62
+            items, later = await reading.history_after(self, session_id, after, want)
+            return (items, later) if more else items
         items, older = await reading.history(self, session_id, before, limit)
         return (items, older) if more else items
 
