@@ -772,17 +772,10 @@ async def _add(
         if isinstance(event, CommandRejected):
             raise OpenAIError(409, event.reason, code="conflict")
         if isinstance(event, UserMessageAccepted | AgentMessage) and item.cursor is not None:
-            user = isinstance(event, UserMessageAccepted)
-            added.append(
-                ConversationItem(
-                    id=f"msg_{sid}.{item.cursor}",
-                    status="completed",
-                    role="user" if user else "assistant",
-                    content=[
-                        ItemText(type=_TEXT_TYPE["user" if user else "agent"], text=event.content)
-                    ],
-                )
+            role: Literal["user", "agent"] = (
+                "user" if isinstance(event, UserMessageAccepted) else "agent"
             )
+            added.append(_item(sid, item.cursor, role, event.content))
     return added
 
 
@@ -853,10 +846,11 @@ async def _start(
         items = client.follow(decided, keepalive=settings.sse_keepalive, updates=True)
         return Turn(decided, agent, created_at), items
     # Followed before it is sent, as REST's streamed message is: nothing falls between.
+    instructions = _instructions(data)
     turn = client.turn(
         sid,
         text,
-        instructions=_instructions(data),
+        instructions=instructions,
         keepalive=settings.sse_keepalive,
         updates=True,
         accepted=True,
@@ -868,7 +862,7 @@ async def _start(
         raise
     assert isinstance(stored, Receipt)
     answer = Turn(stored, agent, created_at)
-    answer.instructions = _instructions(data)
+    answer.instructions = instructions
     return answer, turn
 
 
@@ -1153,6 +1147,23 @@ class OpenAIResponses(Controller):
         return Response(None, status_code=204, headers={"Allow": "GET, OPTIONS, POST"})
 
     @get(
+        "/conversations/{conversation_id:str}/items/{item_id:str}",
+        summary="One message of the conversation",
+        responses=_errors(404),
+    )
+    async def get_item(
+        self, conversation_id: str, item_id: str, client: SessionClient
+    ) -> ConversationItem:
+        record = await _record(client, conversation_id, "conversation_id")
+        sid = record.session_id
+        seq = _item_seq(item_id, sid, "item_id", 404)
+        found = await client.history(sid, after=max(0, seq - 1), limit=1)
+        if not found or found[0].seq != seq:
+            raise OpenAIError(404, f"no item {item_id[:80]!r}", param="item_id", code="not_found")
+        h = found[0]
+        return _item(sid, h.seq, h.role, h.content, h.interrupted)
+
+    @get(
         "/conversations/{conversation_id:str}/items",
         summary="The conversation's messages",
         description="Newest first (`order=desc`, the default) or oldest first; `after`: "
@@ -1175,19 +1186,7 @@ class OpenAIResponses(Controller):
             chosen = list(reversed(page))
         else:
             chosen, more = await client.history(sid, after=cursor or 0, limit=limit, more=True)
-        data = [
-            ConversationItem(
-                id=f"msg_{sid}.{h.seq}",
-                status="incomplete" if h.interrupted else "completed",
-                role="user" if h.role == "user" else "assistant",
-                content=[
-                    ItemText(
-                        type="input_text" if h.role == "user" else "output_text", text=h.content
-                    )
-                ],
-            )
-            for h in chosen
-        ]
+        data = [_item(sid, h.seq, h.role, h.content, h.interrupted) for h in chosen]
         return ItemList(
             data=data,
             first_id=data[0].id if data else None,
@@ -1196,10 +1195,17 @@ class OpenAIResponses(Controller):
         )
 
 
-_TEXT_TYPE: dict[str, Literal["input_text", "output_text"]] = {
-    "user": "input_text",
-    "agent": "output_text",
-}
+def _item(
+    sid: str, seq: int, role: Literal["user", "agent"], text: str, interrupted: bool = False
+) -> ConversationItem:
+    """A message of the history as a conversation item."""
+    user = role == "user"
+    return ConversationItem(
+        id=f"msg_{sid}.{seq}",
+        status="incomplete" if interrupted else "completed",
+        role="user" if user else "assistant",
+        content=[ItemText(type="input_text" if user else "output_text", text=text)],
+    )
 
 
 async def _chat_turn(
@@ -1294,11 +1300,13 @@ async def _chunks(
         await items.aclose()
 
 
-def _item_seq(item_id: str, sid: str) -> int:
+def _item_seq(item_id: str, sid: str, param: str = "after", status: int = 400) -> int:
     prefix = f"msg_{sid}."
     tail = item_id.removeprefix(prefix)
     if not item_id.startswith(prefix) or not tail.isdigit():
-        raise OpenAIError(400, f"after: {item_id[:80]!r} is not an item of {sid!r}", param="after")
+        raise OpenAIError(
+            status, f"{param}: {item_id[:80]!r} is not an item of {sid!r}", param=param
+        )
     return int(tail)
 
 

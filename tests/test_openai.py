@@ -262,6 +262,16 @@ async def test_items_and_metadata_added_without_a_turn(
         "Hello Ada",
         "I like tea",
     ]
+    one = await ai.conversations.items.retrieve(added.data[0].id, conversation_id=conversation.id)
+    assert one == added.data[0]
+    seq = int(added.data[0].id.rsplit(".", 1)[1])
+    for missing in (
+        f"msg_{conversation.id}.{seq + 1}",  # no message has that cursor
+        "msg_elsewhere.1",
+        "not-an-item",
+    ):
+        with pytest.raises(openai.NotFoundError):
+            await ai.conversations.items.retrieve(missing, conversation_id=conversation.id)
     updated = await ai.conversations.update(conversation.id, metadata={"topic": "tea"})
     assert updated.metadata == {"topic": "tea", "task_id": "task-items", "model": "hello-world"}
     record = await client.get(conversation.id)
