@@ -43,9 +43,12 @@ def check(outcome: TurnOutcome, session_id: str) -> TurnOutcome:
     return outcome
 
 
-async def one_turn(client: Sessions, session_id: str, message: str) -> None:
+async def one_turn(
+    client: Sessions, session_id: str, message: str, instructions: str | None = None
+) -> None:
     """Send ``message`` and print the reply on stdout."""
-    check(await print_turn(client.turn(session_id, message), sys.stdout, ""), session_id)
+    turn = client.turn(session_id, message, instructions=instructions)
+    check(await print_turn(turn, sys.stdout, ""), session_id)
 
 
 async def decide_calls(

@@ -80,7 +80,9 @@ class Sessions(Protocol):
         self, session_id: str, *, limit: int | None = ..., more: Literal[True]
     ) -> tuple[History, bool]: ...
 
-    def turn(self, session_id: str, message: str) -> AsyncGenerator[Delivery, None]: ...
+    def turn(
+        self, session_id: str, message: str, *, instructions: str | None = ...
+    ) -> AsyncGenerator[Delivery, None]: ...
 
     def follow(self, receipt: Receipt) -> AsyncIterator[Delivery]: ...
 
@@ -240,8 +242,12 @@ class EdgeClient:
                 return (items, page.next_before is not None) if more else items
             before = page.next_before
 
-    def turn(self, session_id: str, message: str) -> AsyncGenerator[Delivery, None]:
-        body = {"message": message, "stream": True}
+    def turn(
+        self, session_id: str, message: str, *, instructions: str | None = None
+    ) -> AsyncGenerator[Delivery, None]:
+        body: dict[str, Any] = {"message": message, "stream": True}
+        if instructions is not None:
+            body["instructions"] = instructions
         return self._stream("POST", f"/agent-sessions/{session_id}/messages", body)
 
     async def follow(self, receipt: Receipt) -> AsyncIterator[Delivery]:

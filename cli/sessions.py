@@ -36,6 +36,13 @@ async def agent_run(
     message: Annotated[
         str | None, Parameter(help="Send one message, print the reply, exit.")
     ] = None,
+    instructions: Annotated[
+        str | None,
+        Parameter(
+            help="With --message: instructions for that turn only (a model agent adds "
+            "them to its system prompt)."
+        ),
+    ] = None,
     idle_timeout: Annotated[
         str | None,
         Parameter(help="Expire after this long without activity (30m, 12h, 7d; 'never')."),
@@ -52,6 +59,7 @@ async def agent_run(
     ] = "enqueue",
 ) -> None:
     """The ``praxis agent run`` command (its help text: :mod:`praxis.cli.app`)."""
+    _instructions_need_a_message(instructions, message)
     idle = parse_duration(idle_timeout).total_seconds() if idle_timeout else None
     life = parse_duration(max_lifetime).total_seconds() if max_lifetime else None
     async with sessions(_settings()) as client:
@@ -66,7 +74,7 @@ async def agent_run(
         print(f"Task: {record.task_id}", file=sys.stderr)
         if message is not None:
             await client.wait(receipt)
-            await one_turn(client, record.session_id, message)
+            await one_turn(client, record.session_id, message, instructions)
             return
         await show_greeting(client, receipt)
         await chat(client, record.session_id)
@@ -80,9 +88,17 @@ async def agent_resume(
     message: Annotated[
         str | None, Parameter(help="Send one message, print the reply, exit.")
     ] = None,
+    instructions: Annotated[
+        str | None,
+        Parameter(
+            help="With --message: instructions for that turn only (a model agent adds "
+            "them to its system prompt)."
+        ),
+    ] = None,
     last: Annotated[int, Parameter(help="How many earlier messages to show.")] = 10,
 ) -> None:
     """The ``praxis agent resume`` command (its help text: :mod:`praxis.cli.app`)."""
+    _instructions_need_a_message(instructions, message)
     async with sessions(_settings()) as client:
         record = await client.get(session_id)
         if record.state in TERMINAL:
@@ -96,9 +112,16 @@ async def agent_resume(
         print(f"Resuming session {session_id} ({record.agent})", file=sys.stderr)
         await show_recent(client, session_id, last, err=message is not None)
         if message is not None:
-            await one_turn(client, session_id, message)
+            await one_turn(client, session_id, message, instructions)
         else:
             await chat(client, session_id)
+
+
+def _instructions_need_a_message(instructions: str | None, message: str | None) -> None:
+    if instructions is not None and message is None:
+        raise ValueError("--instructions goes with --message (they are for that turn)")
+    if instructions == "":
+        raise ValueError("--instructions is empty")
 
 
 @runs("WARNING")

@@ -55,6 +55,12 @@ def test_run_resume_list_show(env: dict[str, str]) -> None:
     assert "2nd message" in again.stdout and '"Hi, I am Ada"' in again.stdout
     assert "Agent: Hello! How can I help you today?" in again.stderr  # the last messages
 
+    told = praxis(env, "agent", "run", "recall", "--message", "hi", "--instructions", "be brief")
+    assert told.returncode == 0, told.stderr
+    assert json.loads(told.stdout)["instructions"] == "be brief"
+    alone = praxis(env, "agent", "resume", sid, "--instructions", "be brief")
+    assert alone.returncode != 0 and "--instructions goes with --message" in alone.stderr
+
     listed = praxis(env, "agent", "list-sessions", "--task-id", "task-cli", "--json")
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)

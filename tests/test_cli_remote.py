@@ -68,6 +68,10 @@ async def test_the_cli_drives_sessions_through_a_remote_edge_with_a_key(
     assert data["state"] == "ACTIVE" and data["counters"]["user_messages"] == 1
     assert [h["content"] for h in data["history"]] == ["hello over http", "hello over http"]
 
+    told = await alice("agent", "run", "recall", "--message", "x", "--instructions", "in verse")
+    assert told.returncode == 0, told.stderr
+    assert json.loads(told.stdout)["instructions"] == "in verse"  # sent over REST
+
     assert (await alice("agent", "suspend", sid)).stdout.strip().endswith("SUSPENDED")
     again = await alice("agent", "resume", sid, "--message", "and again")
     assert again.returncode == 0, again.stderr

@@ -88,8 +88,10 @@ async def test_import_and_cleanup_show_progress_on_a_terminal(
 def _chat_until_prompt_then_ctrl_c(env: dict[str, str]) -> tuple[int, str, float]:
     """A chat at a terminal: wait for its prompt, press Ctrl-C (SIGINT, as the terminal
     sends it), and return its exit status, what it printed and how long it took to end."""
+    import contextlib
     import os
     import pty
+    import select
     import signal
     import subprocess
     import sys
@@ -114,7 +116,18 @@ def _chat_until_prompt_then_ctrl_c(env: dict[str, str]) -> tuple[int, str, float
     assert b"You: " in seen, seen
     pressed = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    status = proc.wait(30)
+    # Keep reading while it ends: a terminal's buffer is small, and a process whose
+    # output nobody reads blocks on its next write instead of exiting.
+    status: int | None = None
+    while status is None and time.monotonic() < pressed + 30:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            with contextlib.suppress(OSError):  # gone: its end of the terminal is closed
+                seen += os.read(master, 65536)
+        status = proc.poll()
+    if status is None:
+        proc.kill()
+        raise AssertionError(f"still running 30 s after Ctrl-C: {seen.decode(errors='replace')}")
     took = time.monotonic() - pressed
     try:
         while chunk := os.read(master, 65536):
