@@ -107,6 +107,10 @@ def _chat_until_prompt_then_ctrl_c(env: dict[str, str]) -> tuple[int, str, float
         stdin=slave,
         stdout=slave,
         stderr=slave,
+        # As a shell starts a foreground command: Ctrl-C at its default. A child inherits
+        # an ignored SIGINT, and this process may have come to ignore it (a library's
+        # signal handling in an earlier test); Python then leaves it ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     os.close(slave)
     seen = b""
