@@ -24,6 +24,14 @@ from praxis.cli.runtime import runs, sessions
 from praxis.cli.term import WARN, paint, table
 from praxis.schemas import TERMINAL, DoubleTexting, SessionState
 
+Instructions = Annotated[
+    str | None,
+    Parameter(
+        help="With --message: instructions for that turn only (a model agent adds them to "
+        "its system prompt)."
+    ),
+]
+
 
 @runs("WARNING")
 async def agent_run(
@@ -36,13 +44,7 @@ async def agent_run(
     message: Annotated[
         str | None, Parameter(help="Send one message, print the reply, exit.")
     ] = None,
-    instructions: Annotated[
-        str | None,
-        Parameter(
-            help="With --message: instructions for that turn only (a model agent adds "
-            "them to its system prompt)."
-        ),
-    ] = None,
+    instructions: Instructions = None,
     idle_timeout: Annotated[
         str | None,
         Parameter(help="Expire after this long without activity (30m, 12h, 7d; 'never')."),
@@ -88,13 +90,7 @@ async def agent_resume(
     message: Annotated[
         str | None, Parameter(help="Send one message, print the reply, exit.")
     ] = None,
-    instructions: Annotated[
-        str | None,
-        Parameter(
-            help="With --message: instructions for that turn only (a model agent adds "
-            "them to its system prompt)."
-        ),
-    ] = None,
+    instructions: Instructions = None,
     last: Annotated[int, Parameter(help="How many earlier messages to show.")] = 10,
 ) -> None:
     """The ``praxis agent resume`` command (its help text: :mod:`praxis.cli.app`)."""

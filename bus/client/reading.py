@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -123,18 +124,12 @@ async def history(
 
     up_to = min(tail, before - 1) if before else tail
 
-    def keep(m: direct.StoredMsg) -> list[HistoryItem]:
-        items = [item for item in _history_items(m.seq, m.data) if item.seq <= up_to]
-        for item in items:
-            item.rolled_back = any(a <= item.seq <= b for a, b in ranges)
-        return items
-
     return await direct.read_last(
         c.bus.nc,
         c.bus.stream,
         subjects.events(session_id),
         up_to=record_seq(up_to),
-        keep=keep,
+        keep=_messages_in(0, up_to, ranges),
         want=limit or None,
         timeout=c.bus.timeout,
     )
@@ -148,23 +143,29 @@ async def history_after(
     ck, tail = await checkpoint(c, session_id)
     if not c.sees(ck.session):
         raise SessionNotFoundError(session_id)
-    ranges = ck.rolled_back
-
-    def keep(m: direct.StoredMsg) -> list[HistoryItem]:
-        items = [i for i in _history_items(m.seq, m.data) if after < i.seq <= tail]
-        for item in items:
-            item.rolled_back = any(a <= item.seq <= b for a, b in ranges)
-        return items
-
     return await direct.read_first(
         c.bus.nc,
         c.bus.stream,
         subjects.events(session_id),
         after=max(0, record_seq(after) - 1) if after else 0,  # the record that holds it
-        keep=keep,
+        keep=_messages_in(after, tail, ck.rolled_back),
         want=limit,
         timeout=c.bus.timeout,
     )
+
+
+def _messages_in(
+    after: int, up_to: int, ranges: list[tuple[int, int]]
+) -> Callable[[direct.StoredMsg], list[HistoryItem]]:
+    """A record's messages with ``after < cursor <= up_to``, marked if rolled back."""
+
+    def keep(m: direct.StoredMsg) -> list[HistoryItem]:
+        items = [i for i in _history_items(m.seq, m.data) if after < i.seq <= up_to]
+        for item in items:
+            item.rolled_back = any(a <= item.seq <= b for a, b in ranges)
+        return items
+
+    return keep
 
 
 def _history_items(seq: int, data: bytes) -> list[HistoryItem]:
