@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import sys
 import threading
+from collections.abc import AsyncIterator
 
-from praxis.bus import Receipt
+from praxis.bus import BusError, Receipt, SessionNotFoundError
 from praxis.cli.remote import Sessions
 from praxis.cli.render import TurnOutcome, call_text, history_lines, print_turn
 from praxis.cli.term import ERROR, USER, WARN, paint
-from praxis.schemas import SessionState, ToolCall
+from praxis.schemas import TERMINAL, ToolCall
 
 PROMPT = "You: "
 QUIT = {"/exit", "/quit"}
@@ -123,17 +124,35 @@ async def read_line(prompt: str) -> str:
     return await done
 
 
-async def chat(client: Sessions, session_id: str) -> None:
-    """Read lines from the terminal until end of input, /exit or Ctrl-C (which ends the
-    chat at once, a turn in flight included); then say how to continue."""
+@contextlib.asynccontextmanager
+async def stays_open(client: Sessions, session_id: str) -> AsyncIterator[None]:
+    """Talking to a session that exists: however it ends — Ctrl-C (which ends it at once,
+    a turn in flight included), an error (the turn failed, no worker answered, the edge
+    went away) — say how to continue it, unless the session has ended."""
     try:
-        await _chat(client, session_id)
+        yield
     except asyncio.CancelledError:  # Ctrl-C
         print(file=sys.stderr)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(_resume_hint(client, session_id), 2)
+            hint = await asyncio.wait_for(resume_hint(client, session_id), 2)
+            if hint:
+                print(hint, file=sys.stderr)
         raise
-    await _resume_hint(client, session_id)
+    except (BusError, TurnError) as e:
+        hint = None
+        with contextlib.suppress(Exception):
+            hint = await asyncio.wait_for(resume_hint(client, session_id), 2)
+        if hint:
+            e.add_note(hint)  # printed after the error's own line (cli.common.report)
+        raise
+
+
+async def chat(client: Sessions, session_id: str) -> None:
+    """Read lines from the terminal until end of input or /exit; then say how to continue."""
+    await _chat(client, session_id)
+    hint = await resume_hint(client, session_id)
+    if hint:
+        print(hint, file=sys.stderr)
 
 
 async def _chat(client: Sessions, session_id: str) -> None:
@@ -160,13 +179,17 @@ async def _chat(client: Sessions, session_id: str) -> None:
             print(paint(f"praxis: {outcome.failure}", ERROR, sys.stderr), file=sys.stderr)
 
 
-async def _resume_hint(client: Sessions, session_id: str) -> None:
-    record = await client.get(session_id)
-    if record.state is SessionState.ACTIVE:
-        print(
-            f"Session {session_id} stays open; continue it with: praxis agent resume {session_id}",
-            file=sys.stderr,
-        )
+async def resume_hint(client: Sessions, session_id: str) -> str | None:
+    """How to continue the session, unless it has ended (or is not there: purged)."""
+    try:
+        record = await client.get(session_id)
+    except SessionNotFoundError:
+        return None
+    except BusError:  # cannot be asked now: it was open a moment ago
+        record = None
+    if record is not None and record.state in TERMINAL:
+        return None
+    return f"Session {session_id} stays open; continue it with: praxis agent resume {session_id}"
 
 
 async def show_recent(client: Sessions, session_id: str, limit: int, err: bool) -> None:

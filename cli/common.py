@@ -58,6 +58,8 @@ def report(e: BaseException) -> int:
     if isinstance(e, UnknownAgentError):
         text += _defined_here(e.agent)
     print(paint("praxis: error:", ERROR, sys.stderr), text, file=sys.stderr)
+    for note in getattr(e, "__notes__", ()):  # what to do next (the session to resume)
+        print(note, file=sys.stderr)
     code: int = getattr(e, "exit_code", 1)  # what the error says (praxis.bus.errors), else 1
     return code
 

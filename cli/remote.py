@@ -39,7 +39,6 @@ from praxis.schemas.api import (
     SessionPage,
     SessionView,
 )
-from praxis.schemas.events import CommandEffects
 
 History = list[HistoryItem]  # EdgeClient has a method named list
 Events = list[Event]
@@ -59,6 +58,8 @@ class Sessions(Protocol):
         idle_timeout: float | None = ...,
         max_lifetime: float | None = ...,
         double_texting: DoubleTexting = ...,
+        initial_message: str | None = ...,
+        instructions: str | None = ...,
     ) -> tuple[SessionRecord, Receipt]: ...
 
     async def get(self, session_id: str) -> SessionRecord: ...
@@ -134,7 +135,9 @@ class EdgeClient:
     async def _stream(
         self, method: str, path: str, body: dict[str, Any] | None = None, **params: Any
     ) -> AsyncGenerator[Delivery, None]:
-        """The deliveries of an SSE response, until the edge ends it."""
+        """The deliveries of an SSE response that ends with its command's outcome (a final
+        event); a stream the edge ends before it is an error (the edge is stopping, say):
+        what the command causes goes on, and is read again from its cursor."""
         headers = {"Accept": "text/event-stream"}
         try:
             async with self.http.stream(
@@ -148,11 +151,15 @@ class EdgeClient:
                     if not sse.data or sse.event == "command.accepted":
                         continue  # a comment (opened, keep-alive), or "it is stored"
                     envelope = json.loads(sse.data)
-                    yield Delivery.model_validate(
+                    item = Delivery.model_validate(
                         {"cursor": envelope["cursor"], "event": envelope["data"]}
                     )
+                    yield item
+                    if not isinstance(item.event, TokenDelta) and item.event.final:
+                        return
         except httpx.HTTPError as e:
             raise EdgeError(f"the edge at {self.url} broke off: {e or type(e).__name__}") from e
+        raise EdgeError(f"the edge at {self.url} ended the stream before the outcome")
 
     # -- sessions ------------------------------------------------------------------------
 
@@ -164,6 +171,8 @@ class EdgeClient:
         idle_timeout: float | None = None,
         max_lifetime: float | None = None,
         double_texting: DoubleTexting = "enqueue",
+        initial_message: str | None = None,
+        instructions: str | None = None,
     ) -> tuple[SessionRecord, Receipt]:
         body = {
             "agent_name": agent,
@@ -171,6 +180,8 @@ class EdgeClient:
             "idle_timeout": idle_timeout,
             "max_lifetime": max_lifetime,
             "double_texting": double_texting,
+            "initial_message": initial_message,
+            "instructions": instructions,
         }
         made = CreatedSession.model_validate(
             await self._call("POST", "/agent-sessions/create", _present(body))
@@ -250,21 +261,11 @@ class EdgeClient:
             body["instructions"] = instructions
         return self._stream("POST", f"/agent-sessions/{session_id}/messages", body)
 
-    async def follow(self, receipt: Receipt) -> AsyncIterator[Delivery]:
-        """What a stored command causes (its turns' text included) until it is done."""
-        effects = CommandEffects(receipt.command_id)
-        events = self._stream(
-            "GET", f"/agent-sessions/{receipt.session_id}/events", after=receipt.cursor
-        )
-        try:
-            async for item in events:
-                if not effects.takes(item):
-                    continue
-                yield item
-                if not isinstance(item.event, TokenDelta) and item.event.final:
-                    return
-        finally:
-            await events.aclose()
+    def follow(self, receipt: Receipt) -> AsyncGenerator[Delivery, None]:
+        """What a stored command causes (its turns' text included) until it is done; the
+        edge gives up, as the bus does, when no worker is there to answer it."""
+        path = f"/agent-sessions/{receipt.session_id}/events"
+        return self._stream("GET", path, after=receipt.cursor, command_id=receipt.command_id)
 
     async def wait(self, receipt: Receipt) -> Events:
         return [

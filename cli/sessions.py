@@ -16,9 +16,10 @@ from praxis.cli.chat import (
     one_turn,
     show_greeting,
     show_recent,
+    stays_open,
 )
 from praxis.cli.common import JsonFlag, parse_duration, parse_state
-from praxis.cli.render import call_text, history_lines, session_rows
+from praxis.cli.render import call_text, history_lines, print_turn, session_rows
 from praxis.cli.runtime import load_settings as _settings
 from praxis.cli.runtime import runs, sessions
 from praxis.cli.term import WARN, paint, table
@@ -65,21 +66,25 @@ async def agent_run(
     idle = parse_duration(idle_timeout).total_seconds() if idle_timeout else None
     life = parse_duration(max_lifetime).total_seconds() if max_lifetime else None
     async with sessions(_settings()) as client:
+        # A message goes with the create, in one command: the session's first turn answers
+        # it (no greeting), and it is stored whether or not a worker is running now.
         record, receipt = await client.create(
             agent,
             task_id=task_id,
             idle_timeout=idle,
             max_lifetime=life,
             double_texting=double_texting,
+            initial_message=message,
+            instructions=instructions,
         )
         print(f"Session created: {record.session_id}", file=sys.stderr)
         print(f"Task: {record.task_id}", file=sys.stderr)
-        if message is not None:
-            await client.wait(receipt)
-            await one_turn(client, record.session_id, message, instructions)
-            return
-        await show_greeting(client, receipt)
-        await chat(client, record.session_id)
+        async with stays_open(client, record.session_id):
+            if message is not None:
+                check(await print_turn(client.follow(receipt), sys.stdout, ""), record.session_id)
+                return
+            await show_greeting(client, receipt)
+            await chat(client, record.session_id)
 
 
 @runs("WARNING")
@@ -107,10 +112,11 @@ async def agent_resume(
                     raise
         print(f"Resuming session {session_id} ({record.agent})", file=sys.stderr)
         await show_recent(client, session_id, last, err=message is not None)
-        if message is not None:
-            await one_turn(client, session_id, message, instructions)
-        else:
-            await chat(client, session_id)
+        async with stays_open(client, session_id):
+            if message is not None:
+                await one_turn(client, session_id, message, instructions)
+            else:
+                await chat(client, session_id)
 
 
 def _instructions_need_a_message(instructions: str | None, message: str | None) -> None:

@@ -337,7 +337,10 @@ class AgentSessions(Controller):
         description="Everything that happens in the session from now on, or after a cursor "
         "(`Last-Event-ID`, which wins, or `?after=`). Every durable event after the cursor "
         "comes exactly once, in order; joining during a turn gives its text so far as one "
-        "token.delta, then the rest. Idle streams get keep-alive comments.",
+        "token.delta, then the rest. Idle streams get keep-alive comments. With "
+        "`command_id` (and the cursor it was accepted at): only what that command causes, "
+        "ending with its outcome; if no worker answers it in time, an `error` event says it "
+        "is stored and not answered yet (as a streamed message's does).",
         responses={200: _SSE, **_problems(400, 404, 422)},
     )
     async def events(
@@ -360,14 +363,25 @@ class AgentSessions(Controller):
                 schema_extra={"pattern": r"^[0-9]{0,19}$"},
             ),
         ] = "",
+        command_id: str | None = Parameter(
+            default=None,
+            description="Follow only this command (its `command_id`) until its outcome.",
+            schema_extra={"pattern": TOKEN_PATTERN},
+        ),
     ) -> sse.EventStream:
         sid = check_token(session_id, "session id")
         if last_event_id:
             after = _cursor(last_event_id)
+        keepalive = settings.sse_keepalive
         address = request.client.host if request.client else "?"
         closed = open_stream(request.app.state.auth, caller_key(request.headers, address))
         try:
-            items = await client.events(sid, after, keepalive=settings.sse_keepalive, updates=True)
+            if command_id is None:
+                items = await client.events(sid, after, keepalive=keepalive, updates=True)
+            else:
+                await client.get(sid)  # an unknown session is a 404, not a stream
+                receipt = Receipt(sid, check_token(command_id, "command id"), after or 0)
+                items = client.follow(receipt, keepalive=keepalive, updates=True)
         except BaseException:
             closed()
             raise

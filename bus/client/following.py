@@ -80,6 +80,7 @@ async def follow(
 
     ``deltas=False``: no need for the text of a turn already in flight (no snapshot is
     asked of the owner, which may be just finishing a run and not answer)."""
+    await scope.guard(c, receipt.session_id)
     follower = Follower(c.bus, receipt.session_id)
     try:
         _, tail = await follower.open()
