@@ -28,6 +28,10 @@ from praxis.bus.permissions import Role
 from praxis.bus.settings import Settings
 
 STATE_FILE = "server.json"
+PORTS_FILE = "ports.json"
+"""The ports the data directory's server last listened on (kept after it stops): it takes
+them again when they are free, so that shells pointed at it (``praxis env``) still reach it
+after a restart."""
 
 
 class EmbeddedServerError(BusError):
@@ -60,6 +64,30 @@ def _port_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _free(port: int) -> bool:
+    """Whether ``port`` on loopback can be listened on now (as nats-server listens: with
+    SO_REUSEADDR, so that connections of a server just stopped do not hold it)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _last_ports(home: Path) -> tuple[int, int]:
+    """The ports the server of ``home`` last had, if both are free now (else 0, 0: new)."""
+    try:
+        raw = json.loads((home / PORTS_FILE).read_text())
+        port, monitor = int(raw["port"]), int(raw["monitor_port"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0, 0
+    if 0 < port < 65536 and 0 < monitor < 65536 and _free(port) and _free(monitor):
+        return port, monitor
+    return 0, 0
 
 
 @dataclass
@@ -170,6 +198,18 @@ class Embedded:
             return Credentials()
         return Credentials(nkey_seed=seed_file(self.auth_dir, role))
 
+    def alive(self) -> bool:
+        """Whether the server's process still runs (reaped here if it is our child)."""
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, os.WNOHANG)
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # another user's process has taken the number
+            return False
+        return True
+
     def release(self, own: frozenset[int] = frozenset(), force: bool = False) -> None:
         """Stop the server if nobody else uses it and it was not started to stay up.
 
@@ -203,9 +243,18 @@ def ensure_server(settings: Settings, keep: bool = False) -> Embedded:
             return found
         auth_dir = home / "auth"
         config = write_server_config(auth_dir, settings)
-        server = NatsServer(home / "jetstream", log_file=home / "nats-server.log", config=config)
+        port, monitor = _last_ports(home)
+        server = NatsServer(
+            home / "jetstream",
+            port=port,
+            monitor_port=monitor,
+            log_file=home / "nats-server.log",
+            config=config,
+        )
         server.start(detach=True)
         assert server.process is not None
+        ports = {"port": server.port, "monitor_port": server.monitor_port}
+        (home / PORTS_FILE).write_text(json.dumps(ports))
         embedded = Embedded(
             server.url, server.monitor_port, server.process.pid, state_file, keep, auth_dir
         )

@@ -312,6 +312,25 @@ class PublishError(TransientError):
     """JetStream did not store a publish, after retries."""
 
 
+class StreamEndedError(TransientError):
+    """A follower was ended by its process (an edge that is stopping): what it followed
+    goes on, and is followed again from the last cursor it delivered."""
+
+    problem_type = "stream-ended"
+
+    def __init__(self, session_id: str, cursor: int, why: str) -> None:
+        super().__init__(
+            f"{why}: the stream of session {session_id!r} ended; the session goes on: "
+            f"follow it again after cursor {cursor} (Last-Event-ID), here once it is back "
+            "or through another edge"
+        )
+        self.session_id = session_id
+        self.cursor = cursor
+
+    def problem_fields(self) -> dict[str, Any]:
+        return {"cursor": self.cursor}
+
+
 __all__ = [
     "AlreadyReplayedError",
     "BusError",
@@ -331,6 +350,7 @@ __all__ = [
     "RefusalError",
     "SessionExistsError",
     "SessionNotFoundError",
+    "StreamEndedError",
     "TransientError",
     "UnknownAgentError",
 ]

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from praxis.bus import subjects
 from praxis.bus.connection import Bus
-from praxis.bus.errors import BusError, SessionNotFoundError
+from praxis.bus.errors import BusError, SessionNotFoundError, StreamEndedError
 from praxis.bus.state import load_head, read_events
 from praxis.schemas import (
     CommitNotice,
@@ -43,6 +43,18 @@ from praxis.schemas import (
 )
 
 log = logging.getLogger("praxis.bus.follow")
+
+_OPEN: dict[int, Follower] = {}
+"""This process's followers, from :meth:`Follower.subscribe` to :meth:`Follower.close`."""
+
+
+def end_all(why: str) -> int:
+    """End every follower of this process (an edge that stops: its streams end at once,
+    each saying where to follow again, instead of being cut off); how many there were."""
+    followers = list(_OPEN.values())
+    for follower in followers:
+        follower.end(why)
+    return len(followers)
 
 
 def _spread(seconds: float) -> float:
@@ -77,7 +89,9 @@ class Follower:
     max_pending: int = 10_000
     """Live messages kept while the reader is not reading; past that they are dropped and
     the reader resynchronises from the stream (and the owner's snapshot) when it reads."""
-    _queue: asyncio.Queue[Msg] = field(default_factory=asyncio.Queue)
+    _queue: asyncio.Queue[Msg | None] = field(default_factory=asyncio.Queue)
+    """Live messages; ``None`` ends the follower (:func:`end_all`)."""
+    _ended_why: str = ""
     _sub: Subscription | None = None
     cursor: int = 0
     known: int = 0
@@ -100,6 +114,7 @@ class Follower:
             self._queue.put_nowait(msg)
 
         self._sub = await self.bus.nc.subscribe(subjects.live(self.session_id), cb=_put)
+        _OPEN[id(self)] = self
 
     async def head(self) -> tuple[Event, int]:
         """The latest event (after :meth:`subscribe`): its sequence is where live starts."""
@@ -109,7 +124,13 @@ class Follower:
             raise SessionNotFoundError(self.session_id)
         return found
 
+    def end(self, why: str) -> None:
+        """End the iteration of :meth:`updates` with :class:`StreamEndedError` (``why``)."""
+        self._ended_why = why
+        self._queue.put_nowait(None)
+
     async def close(self) -> None:
+        _OPEN.pop(id(self), None)
         if self._sub is not None:
             sub, self._sub = self._sub, None
             with contextlib.suppress(Exception):  # connection already closed
@@ -192,6 +213,8 @@ class Follower:
         """Await ``step``; ``False`` if the bus failed it (a later poll recovers)."""
         try:
             await step
+        except StreamEndedError:
+            raise  # not a failed read: the end (see end_all)
         except (BusError, NatsTimeoutError, NoRespondersError, TimeoutError) as e:
             log.info("follower of %s: a read failed, tried again later: %r", self.session_id, e)
             return False
@@ -202,7 +225,9 @@ class Follower:
         head, so drop it too and read the stream, then the text so far of a turn."""
         self._overflowed = False
         while not self._queue.empty():
-            self._queue.get_nowait()
+            if self._queue.get_nowait() is None:
+                self._queue.put_nowait(None)  # ended meanwhile: keep that
+                break
         found = await load_head(self.bus, self.session_id)
         if found is not None and found[1] > self.known:
             await self._catch_up(found[1])
@@ -243,7 +268,9 @@ class Follower:
             self._turn = None
         self._pending.append(Delivery(cursor=seq, event=event))
 
-    async def _on_live(self, msg: Msg) -> None:
+    async def _on_live(self, msg: Msg | None) -> None:
+        if msg is None:
+            raise StreamEndedError(self.session_id, self.cursor, self._ended_why)
         try:
             live = decode_live(msg.data)
         except ValidationError:

@@ -102,12 +102,13 @@ def bucket_configs(s: Settings) -> list[KeyValueConfig]:
             s.dead_letters_bucket,
             "Praxis dead letters: commands parked after failing repeatedly",
         ),
+        # On file: a server that restarts keeps it (a bucket in memory would be gone, and
+        # every reader of heartbeats would fail until someone provisioned it again).
         kv_config(
             s,
             s.workers_bucket,
             "Praxis worker heartbeats",
             ttl=max(3 * s.heartbeat_interval, 1.0),
-            storage=StorageType.MEMORY,
         ),
         janitor_bucket(s),
         keys_bucket(s),
@@ -246,8 +247,11 @@ async def ensure_consumer(
 
 
 async def ensure_bucket(
-    js: JetStreamContext, want: KeyValueConfig, *, create: bool = True
+    js: JetStreamContext, want: KeyValueConfig, *, create: bool = True, remake: bool = False
 ) -> KeyValue:
+    """``remake``: a bucket whose every value is written again within its TTL (heartbeats)
+    is made again as wanted if it differs only in its storage (an earlier release kept it
+    in memory), by a process that may create; others take it as it is."""
     try:
         kv = await js.key_value(want.bucket)
     except (NotFoundError, BadRequestError):
@@ -263,6 +267,12 @@ async def ensure_bucket(
         max_msgs_per_subject=want.history,
     )
     diff = _diff(have, expect, ["max_age", "num_replicas", "storage", "max_msgs_per_subject"])
+    if remake and set(diff) == {"storage"}:
+        if not create:
+            return kv
+        await js.delete_key_value(want.bucket)
+        log.warning("bucket %r: made again on %s storage", want.bucket, want.storage)
+        return await js.create_key_value(want)
     if diff:
         raise ProvisioningMismatchError("key-value bucket", want.bucket, diff)
     return kv
@@ -276,6 +286,7 @@ async def provision(
     await ensure_stream(js, stream_config(settings), create=create)
     await ensure_consumer(js, settings.stream, consumer_config(settings), create=create)
     sessions, leases, dead, workers, *_ = [
-        await ensure_bucket(js, c, create=create) for c in bucket_configs(settings)
+        await ensure_bucket(js, c, create=create, remake=c.bucket == settings.workers_bucket)
+        for c in bucket_configs(settings)
     ]
     return sessions, leases, dead, workers

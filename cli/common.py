@@ -3,6 +3,7 @@ code), the options declared once, and parsing durations and states."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -34,7 +35,19 @@ USER_ERRORS = (BusError, InvalidIdError, TurnError, EmbeddedServerError, ValueEr
 
 
 EDGE_FILE = "edge.json"
-"""In the data directory while 'praxis up' runs its edge: ``{"url": ...}`` (for 'praxis env')."""
+"""In the data directory while its edge runs ('praxis up''s, or a 'praxis edge' on its
+embedded server): ``{"url": ..., "pid": ...}`` (for 'praxis env')."""
+
+
+def running_edge(settings: Settings) -> str | None:
+    """The URL of the data directory's edge, if it is still running."""
+    try:
+        found = json.loads((settings.data_dir / EDGE_FILE).read_text())
+        url, pid = found["url"], int(found["pid"])
+        os.kill(pid, 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return url if isinstance(url, str) else None
 
 
 def warn(text: str) -> None:

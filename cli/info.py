@@ -4,15 +4,15 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from typing import Annotated, Literal
 
 from cyclopts import Parameter
 
-from praxis.bus import Settings
 from praxis.cli import status
-from praxis.cli.common import EDGE_FILE, AllFlag, JsonFlag
+from praxis.cli.common import AllFlag, JsonFlag, running_edge
 from praxis.cli.render import worker_rows
 from praxis.cli.runtime import load_settings as _settings
 from praxis.cli.runtime import runs, runtime
@@ -69,9 +69,11 @@ def env_cmd(
     from praxis.bus.permissions import Role
 
     settings = _settings()
-    if settings.nats_url:
+    ours = os.environ.get(ENV_MARK) is not None  # set by an earlier 'praxis env': replaced
+    if settings.nats_url and not ours:
         raise ValueError(
-            "PRAXIS_NATS_URL is already set in this shell: its programs use that server"
+            "PRAXIS_NATS_URL is already set in this shell, not by 'praxis env': its programs "
+            f"use that server. To use the local stack instead, first run: unset {' '.join(SET)}"
         )
     found = running_server(settings)
     if found is None:
@@ -79,20 +81,21 @@ def env_cmd(
             f"no local stack is running for {settings.data_dir}: start one with 'praxis up' "
             "(in another shell), then run this again"
         )
-    print(f"export PRAXIS_NATS_URL={shlex.quote(found.url)}")
+    lines = {"PRAXIS_NATS_URL": found.url, ENV_MARK: str(settings.data_dir)}
     seed = found.credentials(Role(role)).nkey_seed
     if seed is not None:
-        print(f"export PRAXIS_NATS_NKEY_SEED={shlex.quote(str(seed))}")
-    edge = _edge_url(settings)
+        lines["PRAXIS_NATS_NKEY_SEED"] = str(seed)
+    edge = running_edge(settings)
     if edge is not None:
-        print(f"export PRAXIS_EDGE_URL={shlex.quote(edge)}")
+        lines["PRAXIS_EDGE_URL"] = edge
+    if ours and set(SET) - set(lines):  # what an earlier one set and no longer holds
+        print("unset " + " ".join(sorted(set(SET) - set(lines))))
+    for name, value in lines.items():
+        print(f"export {name}={shlex.quote(value)}")
     return 0
 
 
-def _edge_url(settings: Settings) -> str | None:
-    """The URL 'praxis up' wrote for its edge, if that edge is still up."""
-    try:
-        url = json.loads((settings.data_dir / EDGE_FILE).read_text())["url"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return url if isinstance(url, str) else None
+ENV_MARK = "PRAXIS_ENV_DATA_DIR"
+"""Exported by ``praxis env`` beside what it sets: that it set them (for the data
+directory named), so that running it again replaces them."""
+SET = ("PRAXIS_NATS_URL", "PRAXIS_NATS_NKEY_SEED", "PRAXIS_EDGE_URL", ENV_MARK)

@@ -54,6 +54,7 @@ from praxis.bus import (
 )
 from praxis.edge import graphql, ide, problems
 from praxis.edge.auth import Authenticator, caller_key
+from praxis.edge.availability import available
 from praxis.edge.guard import guarded
 from praxis.edge.openai_compat import OpenAIResponses
 from praxis.edge.sessions import AgentSessions, list_agents
@@ -195,7 +196,11 @@ def create_app(settings: Settings, bus: Bus | None = None) -> Litestar:
             yield
 
     # First the guard (the Host, the page a request comes from, JSON bodies), then the rest.
-    middleware: list[Any] = [partial(guarded, cors_origins=settings.cors_origins), _traced]
+    middleware: list[Any] = [
+        partial(guarded, cors_origins=settings.cors_origins),
+        available,
+        _traced,
+    ]
     cors = (
         CORSConfig(
             allow_origins=settings.cors_origins,

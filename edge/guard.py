@@ -40,7 +40,7 @@ def guarded(app: ASGIApp, cors_origins: Iterable[str]) -> ASGIApp:
         if str(scope["type"]) in ("http", "websocket"):
             refused = refusal(scope, allowed)
             if refused is not None:
-                await _refuse(scope, send, refused)
+                await refuse(scope, send, refused)
                 return
         await app(scope, receive, send)
 
@@ -115,7 +115,9 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-async def _refuse(scope: ASGIScope, send: Send, found: Problem) -> None:
+async def refuse(scope: ASGIScope, send: Send, found: Problem) -> None:
+    """Answer ``found`` in the shape of the route: a problem, the OpenAI error under
+    ``/v1``, GraphQL's ``errors`` at ``/graphql``; a WebSocket handshake is closed."""
     if str(scope["type"]) == "websocket":  # before the handshake is accepted: an HTTP 403
         close = {"type": "websocket.close", "code": 1008, "reason": found.detail[:120]}
         await send(cast(Any, close))
@@ -127,6 +129,9 @@ async def _refuse(scope: ASGIScope, send: Send, found: Problem) -> None:
     if path.startswith("/v1/"):  # the OpenAI routes answer errors in the OpenAI shape
         status, shaped = openai_body(found)
         body, media = json.dumps(shaped).encode(), "application/json"
+    elif path == "/graphql":
+        error = {"message": found.detail, "extensions": {"code": found.code}}
+        body, media = json.dumps({"errors": [error]}).encode(), "application/json"
     headers = [(b"content-type", media.encode()), (b"content-length", b"%d" % len(body))]
     start = {"type": "http.response.start", "status": status, "headers": headers}
     await send(cast(Any, start))

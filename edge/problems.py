@@ -12,6 +12,7 @@ import logging
 import re
 from typing import Any, Protocol, runtime_checkable
 
+import nats.errors
 from litestar import Request, Response
 from litestar.exceptions import (
     ClientException,
@@ -87,6 +88,12 @@ def problem_for(exc: BaseException) -> Problem:
     if isinstance(exc, Answerable):
         fields: dict[str, Any] = getattr(exc, "problem_fields", dict)()
         return problem(exc.http_status, str(exc), exc.problem_type, **fields)
+    if isinstance(exc, nats.errors.Error):  # lost or slow while the request was on its way
+        return problem(
+            503,
+            f"the bus did not answer ({type(exc).__name__}: {exc}); try again shortly",
+            "bus-unavailable",
+        )
     log.error("unexpected error", exc_info=exc)
     return problem(500, "an internal error occurred; it has been logged", "internal")
 

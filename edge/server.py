@@ -14,6 +14,7 @@ from pathlib import Path
 import uvicorn
 from litestar import Litestar
 
+from praxis.bus import follow
 from praxis.bus.logs import say
 
 
@@ -61,11 +62,16 @@ def check_free(host: str, port: int) -> None:
 
 
 async def serve(
-    app: Litestar, host: str, port: int, stop: asyncio.Event, ready_file: Path | None = None
+    app: Litestar,
+    host: str,
+    port: int,
+    stop: asyncio.Event,
+    ready_file: Path | None = None,
+    also: Path | None = None,
 ) -> None:
     """Serve until ``stop`` is set; print the URL once listening (port 0: any free one),
-    and write it to ``ready_file`` as ``{"url": ...}`` (whole or not at all), for a
-    process that started this one."""
+    and write it to ``ready_file`` (and ``also``) as ``{"url": ..., "pid": ...}`` (whole or
+    not at all), for a process that started this one (or looks for it)."""
     config = uvicorn.Config(
         app,
         host=host,
@@ -90,12 +96,16 @@ async def serve(
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
     url = f"http://{shown}:{bound[1]}"
     say(f"Praxis edge on {url}")
-    if ready_file is not None:
-        partial = ready_file.with_name(ready_file.name + ".part")
-        partial.write_text(json.dumps({"url": url, "pid": os.getpid()}))
-        partial.replace(ready_file)
+    for path in (ready_file, also):
+        if path is not None:
+            partial = path.with_name(path.name + ".part")
+            partial.write_text(json.dumps({"url": url, "pid": os.getpid()}))
+            partial.replace(path)
     stop_waiter = asyncio.create_task(stop.wait())
     await asyncio.wait({task, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
+    # Streams end now, each with an `error` event that says where to follow again, rather
+    # than being cut off when the graceful shutdown runs out.
+    follow.end_all("the edge is stopping")
     server.should_exit = True
     stop_waiter.cancel()
     await task

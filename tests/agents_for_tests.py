@@ -28,6 +28,18 @@ class Slow(Agent):
             yield f"w{i} "
 
 
+class Drawl(Agent):
+    """The slow stream with no metadata to give (for the CLI): 40 words, 0.1 s apart."""
+
+    name = "drawl"
+    description = "test agent: a slow stream, 4 s"
+
+    async def respond(self, ctx: TurnContext) -> AsyncIterator[str]:
+        for i in range(40):
+            await asyncio.sleep(0.1)
+            yield f"w{i} "
+
+
 class Boom(Agent):
     """Fails after two pieces; with ``fail_greeting`` in its metadata, asking it for a
     greeting raises at once (before any stream exists)."""

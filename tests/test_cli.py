@@ -408,7 +408,9 @@ def test_the_commands_own_worker_logs_to_a_file_not_beside_the_error(
     assert not [ln for ln in lines if re.match(r"\d{4}-\d\d-\d\d ", ln)], done.stderr
     assert [ln for ln in lines if ln.startswith("praxis: error:")] == [lines[-2]]
     assert "the model fell over" in lines[-2]
-    assert lines[-1].endswith("stays open; continue it with: praxis agent resume " + session_of(done.stderr))
+    assert lines[-1].endswith(
+        "stays open; continue it with: praxis agent resume " + session_of(done.stderr)
+    )
     logged = (settings.data_dir / "logs" / "cli-worker.log").read_text()
     assert "the model fell over" in logged
 

@@ -112,7 +112,7 @@ async def test_ctrl_c_while_waiting_for_a_worker_says_how_to_continue(
     env = on_the_bus(settings) if path == "bus" else through(bare_edge, tmp_path)
     env["PRAXIS_COMMAND_TIMEOUT"] = "60"  # only Ctrl-C ends the wait (on the bus path)
     text = f"interrupted ({path})"
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: ASYNC220 (started, then read in threads)
         [sys.executable, "-m", "praxis.cli", "agent", "run", "echo", "--message", text],
         env=env,
         cwd=ROOT,

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
+import nats.errors
 import strawberry
 from graphql import GraphQLError, GraphQLSyntaxError
 from pydantic import ValidationError
@@ -51,7 +52,7 @@ def graphql_error(exc: BaseException) -> GraphQLError:
 async def call(awaitable: Awaitable[T]) -> T:
     try:
         return await awaitable
-    except (BusError, InvalidIdError, ValidationError) as e:
+    except (BusError, InvalidIdError, ValidationError, nats.errors.Error) as e:
         raise graphql_error(e) from e
 
 
