@@ -245,10 +245,11 @@ class Settings(BaseSettings):
         "while its worker is busy, when only its counters and times changed; a change of "
         "state is written at once, and every change when the worker is not busy.",
     )
-    agents: list[str] = Field(
+    agents: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Extra agents besides the installed entry points: a JSON list of "
-        "'module:attribute' (a module not installed is looked for in the current directory).",
+        description="Extra agents besides the installed entry points: 'module:attribute' "
+        "names, comma separated or as a JSON list (a module not installed is looked for in "
+        "the current directory).",
     )
     agents_dir: Path = Field(
         default_factory=_default_agents_dir,
@@ -334,13 +335,19 @@ class Settings(BaseSettings):
         description="Seconds a stopping worker lets running turns finish before handing them back.",
     )
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "agents", mode="before")
     @classmethod
-    def _origins(cls, value: Any) -> Any:
+    def _listed(cls, value: Any) -> Any:
         """A comma-separated list (or a JSON one) from the environment."""
         if isinstance(value, str):
             text = value.strip()
             if text.startswith("["):
-                return json.loads(text)
+                try:
+                    return json.loads(text)
+                except ValueError as e:
+                    raise ValueError(
+                        f"not a JSON list ({e}): give names separated by commas, or a JSON "
+                        'list such as ["my_agents:Shout"]'
+                    ) from None
             return [o.strip() for o in text.split(",") if o.strip()]
         return value

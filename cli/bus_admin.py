@@ -12,7 +12,7 @@ from cyclopts import App, Parameter
 from praxis.bus import asyncapi
 from praxis.bus.credentials import seed_file, write_server_config
 from praxis.bus.permissions import Role
-from praxis.cli.runtime import bus_connection, load_settings, runs
+from praxis.cli.runtime import bus_connection, load_settings, needs_the_bus, runs
 
 bus_app = App(name="bus")  # its help: praxis.cli.app
 
@@ -52,5 +52,6 @@ async def bus_provision() -> None:
     """Create the stream, the work consumer and the buckets if missing (admin credentials);
     report a difference from what this Praxis needs. Other components only check."""
     settings = load_settings()
+    needs_the_bus(settings)
     async with bus_connection(settings, "praxis-provision", Role.ADMIN) as (bus, _):
         print(f"stream {bus.stream}, consumer {settings.consumer} and buckets are ready")

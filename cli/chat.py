@@ -194,7 +194,9 @@ async def resume_hint(client: Sessions, session_id: str) -> str | None:
 
 async def show_recent(client: Sessions, session_id: str, limit: int, err: bool) -> None:
     """The last ``limit`` messages (read from the end: as fast for a long history)."""
-    shown, more = await client.history(session_id, limit=max(limit, 1), more=True)
+    if limit <= 0:
+        return
+    shown, more = await client.history(session_id, limit=limit, more=True)
     out = sys.stderr if err else sys.stdout
     if not shown:
         return

@@ -65,7 +65,10 @@ def report(e: BaseException) -> int:
     if isinstance(e, ValidationError):
         first = e.errors()[0] if e.errors() else {"msg": str(e)}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        text = f"{where + ': ' if where else ''}{first.get('msg')}"
+        if e.title == "Settings" and where:  # a variable of the environment: its name
+            where = f"PRAXIS_{where.split('.')[0].upper()}"
+        msg = str(first.get("msg")).removeprefix("Value error, ")
+        text = f"{where + ': ' if where else ''}{msg}"
     else:
         text = str(e)
     if isinstance(e, UnknownAgentError):
@@ -90,7 +93,14 @@ def _defined_here(agent: str) -> str:
     finally:
         logging.disable(logging.NOTSET)
     if local.get(agent) is None:
-        return ""
+        if not local.errors:
+            return ""
+        return (
+            ". Agents that could not be loaded here: "
+            + "; ".join(local.errors)
+            + " (see 'praxis agents'; a module of PRAXIS_AGENTS is looked for in the current"
+            " folder)"
+        )
     return (
         f". {agent!r} is defined here, but the running workers do not offer it: workers load"
         " their agents when they start. Restart them to pick it up (stop 'praxis up' with"

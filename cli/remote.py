@@ -21,6 +21,7 @@ from praxis.bus import (
     Page,
     Receipt,
     SessionNotFoundError,
+    UnknownAgentError,
 )
 from praxis.schemas import (
     Delivery,
@@ -103,6 +104,10 @@ class Sessions(Protocol):
 class EdgeError(BusError):
     """What the edge answered instead (its problem's detail, or why it could not be asked)."""
 
+    def __init__(self, message: str, problem: Problem | None = None) -> None:
+        super().__init__(message)
+        self.problem = problem
+
 
 class EdgeClient:
     """Sessions through a Praxis edge's REST API, with an API key or a JWT."""
@@ -183,9 +188,14 @@ class EdgeClient:
             "initial_message": initial_message,
             "instructions": instructions,
         }
-        made = CreatedSession.model_validate(
-            await self._call("POST", "/agent-sessions/create", _present(body))
-        )
+        try:
+            answer = await self._call("POST", "/agent-sessions/create", _present(body))
+        except EdgeError as e:
+            if e.problem is None or not e.problem.type.endswith(":unknown-agent"):
+                raise
+            offered = await self._call("GET", "/agents")  # the same error as on the bus
+            raise UnknownAgentError(agent, [a["name"] for a in offered]) from e
+        made = CreatedSession.model_validate(answer)
         record = SessionRecord(
             session_id=made.session_id,
             task_id=made.task_id,
@@ -311,15 +321,18 @@ def _error(status: int, body: bytes, path: str) -> BusError:
     except ValueError:
         return EdgeError(f"the edge answered {status} to {path}: {body[:200]!r}")
     detail = problem.detail or problem.title
-    if problem.errors:
-        detail += " (" + "; ".join(f"{e.field}: {e.message}" for e in problem.errors) + ")"
+    fields = [f"{e.field}: {e.message}" for e in problem.errors or () if e.message != detail]
+    if fields:
+        detail += " (" + "; ".join(fields) + ")"
     if problem.status == 401:
-        return EdgeError(f"{detail}: set PRAXIS_API_KEY to a key from 'praxis keys create'")
+        return EdgeError(
+            f"{detail}: set PRAXIS_API_KEY to a key from 'praxis keys create'", problem
+        )
     if problem.status == 404 and problem.code == "NOT_FOUND" and "/agent-sessions/" in path:
         return SessionNotFoundError(path.split("/")[2])
     if problem.status == 409 and problem.state is not None:
         sid = path.split("/")[2] if path.count("/") >= 2 else "?"
         return IllegalTransitionError(sid, "change", problem.state, detail)
     if problem.status == 429:
-        return EdgeError(f"{detail} (too many requests: try again shortly)")
-    return EdgeError(detail)
+        return EdgeError(f"{detail} (too many requests: try again shortly)", problem)
+    return EdgeError(detail, problem)

@@ -123,6 +123,18 @@ async def resolve_url(settings: Settings, keep: bool = False) -> Endpoint:
     return Endpoint(embedded.url, embedded, given)
 
 
+def needs_the_bus(settings: Settings) -> None:
+    """Refuse a command that works on the bus when only an edge is given: it would use a
+    local embedded server instead, and show what is there (nothing), not the edge's."""
+    if settings.edge_url and not settings.nats_url:
+        raise ValueError(
+            f"this command works on the bus, not through an edge: PRAXIS_EDGE_URL is set "
+            "and PRAXIS_NATS_URL is not. Set PRAXIS_NATS_URL (and the bus credentials) to "
+            "that deployment's NATS, or unset PRAXIS_EDGE_URL to use the local stack (in "
+            f"{settings.data_dir})"
+        )
+
+
 async def _dedicated(client: SessionClient) -> bool:
     return any(w.dedicated for w in await client.workers())
 
@@ -177,6 +189,8 @@ async def runtime(
     That worker's log goes to ``DATA_DIR/logs/cli-worker.log``, not beside the command's
     own output (its one-line errors say what the user needs), unless ``worker_log`` (a
     server, whose log is the place) or ``PRAXIS_LOG_LEVEL`` is set."""
+    if role is not Role.EDGE:
+        needs_the_bus(settings)
     endpoint = await resolve_url(settings)
     own: set[int] = set()
     try:

@@ -96,10 +96,12 @@ async def agent_resume(
         str | None, Parameter(help="Send one message, print the reply, exit.")
     ] = None,
     instructions: Instructions = None,
-    last: Annotated[int, Parameter(help="How many earlier messages to show.")] = 10,
+    last: Annotated[int, Parameter(help="How many earlier messages to show (0: none).")] = 10,
 ) -> None:
     """The ``praxis agent resume`` command (its help text: :mod:`praxis.cli.app`)."""
     _instructions_need_a_message(instructions, message)
+    if last < 0:
+        raise ValueError(f"--last takes 0 or more messages, not {last}")
     async with sessions(_settings()) as client:
         record = await client.get(session_id)
         if record.state in TERMINAL:

@@ -61,9 +61,13 @@ def agent_import(
 
     async def main() -> None:
         async with runtime(_settings(), with_worker=False) as rt:
-            known = set(await rt.client.known_agents())
-            known = known or set(registry_for(_settings()).names(unlisted=True))
-            chosen = _importable(good, agent, known, skip_unknown)
+            offered = await rt.client.known_agents()
+            known = set(offered)  # those used by name only (synthetic) too
+            listed = {name for name, info in offered.items() if info.listed}
+            if not offered:
+                local = registry_for(_settings())
+                known, listed = set(local.names(unlisted=True)), set(local.names())
+            chosen = _importable(good, agent, (known, listed), skip_unknown)
             with progress(f"Importing {len(chosen)} conversation(s)", len(chosen)) as advance:
                 for _, conv in chosen:
                     record = await import_conversation(
@@ -83,10 +87,15 @@ def agent_import(
 
 
 def _importable(
-    lines: list[tuple[int, Conversation]], agent: str | None, known: set[str], skip: bool
+    lines: list[tuple[int, Conversation]],
+    agent: str | None,
+    agents: tuple[set[str], set[str]],
+    skip: bool,
 ) -> list[tuple[int, Conversation]]:
-    """The lines to import; raises for the first line that cannot be (unless ``skip``, for
-    an unknown agent: that line is reported on stderr and left out)."""
+    """The lines to import, given the agents known and those listed (named in errors, as
+    everywhere else); raises for the first line that cannot be (unless ``skip``, for an
+    unknown agent: that line is reported on stderr and left out)."""
+    known, listed = agents
     out: list[tuple[int, Conversation]] = []
     for number, conv in lines:
         name = conv.agent or agent
@@ -96,7 +105,7 @@ def _importable(
             out.append((number, conv))
             continue
         if not skip:
-            unknown = UnknownAgentError(name, sorted(known))
+            unknown = UnknownAgentError(name, sorted(listed))
             raise LineError(number, f"{unknown} (--skip-unknown skips the line)")
         print(f"skipped line {number}: unknown agent {name!r}", file=sys.stderr)
     return out

@@ -189,6 +189,8 @@ async def test_lines_for_agents_no_longer_offered(
     refused = await asyncio.to_thread(praxis, env, "agent", "import", "-", stdin=lines)
     assert refused.returncode == 1
     assert "line 2: unknown agent 'retired'" in refused.stderr
+    # the agents a user may name, as 'agent run' and REST list them (not the bench's)
+    assert "known agents: boom, crash, echo, hang, hello-world, recall, slow (" in refused.stderr
     assert "--skip-unknown" in refused.stderr
     for sid in ("ses_fine", "ses_retired_live", "ses_retired_done"):
         with pytest.raises(SessionNotFoundError):

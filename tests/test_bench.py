@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -59,6 +60,9 @@ async def test_bench_prints_a_table_and_refuses_bad_options(tmp_path: Path) -> N
         praxis, env, "bench", "--rounds", "1", "--turns", "5", "--creates", "3", timeout=120
     )
     assert ran.returncode == 0, ran.stderr[-3000:]
+    home = re.search(r"data and logs of this run: (\S+)", ran.stderr)
+    assert home is not None, ran.stderr
+    assert not await asyncio.to_thread(Path(home[1]).exists), ran.stderr  # clean: gone
     lines = ran.stdout.splitlines()
     assert lines[0].split()[:4] == ["(ms)", "p10", "p50", "p90"]
     assert any(line.startswith("raw JetStream loop (floor)") for line in lines)
@@ -67,6 +71,9 @@ async def test_bench_prints_a_table_and_refuses_bad_options(tmp_path: Path) -> N
     assert bad.returncode == 1 and "expected numbers separated by commas" in bad.stderr
     unknown = await asyncio.to_thread(praxis, env, "bench", "everything")
     assert unknown.returncode != 0 and "Traceback" not in unknown.stderr
+    helped = await asyncio.to_thread(praxis, env, "bench", "--help")
+    said = " ".join(helped.stdout.replace("│", " ").split())
+    assert "create, turn, resume, load, scale, fanout." in said, said
     remote = await asyncio.to_thread(
         praxis, env, "bench", "scale", "--nats-url", "nats://127.0.0.1:1", timeout=60
     )

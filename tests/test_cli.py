@@ -84,6 +84,12 @@ def test_run_resume_list_show(env: dict[str, str]) -> None:
         ("agent", 'You said: "W'),
     ]
 
+    quiet = praxis(env, "agent", "resume", sid, "--last", "0", "--message", "Hello again")
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr.strip() == f"Resuming session {sid} (hello-world)"  # no messages
+    negative = praxis(env, "agent", "resume", sid, "--last", "-1")
+    assert negative.returncode == 1 and "--last takes 0 or more" in negative.stderr
+
 
 def test_interactive_chat_then_suspend_and_resume(env: dict[str, str]) -> None:
     chat = praxis(env, "agent", "run", "echo", stdin="hello there\nsecond line\n")
@@ -279,7 +285,7 @@ def test_up_runs_the_stack_until_interrupted(tmp_path: Path) -> None:
         sid = session_of(run.stderr)
         r = httpx.post(f"{url[1]}/agent-sessions/{sid}/messages", json={"message": "and http"})
         assert r.status_code == 202, r.text
-        assert connections(state["monitor_port"]) >= 4  # up, two workers and the edge stay on
+        assert connections(state["monitor_port"]) >= 3  # two workers and the edge stay on
     finally:
         up.send_signal(2)
         out, err = up.communicate(timeout=30)
@@ -304,11 +310,14 @@ def test_edge_alone_on_a_fresh_machine(tmp_path: Path) -> None:
             with http.stream("POST", f"/agent-sessions/{sid}/messages", json=body) as r:
                 lines = list(r.iter_lines())
             assert "event: turn.completed" in lines
+        told = praxis(fresh_env(tmp_path), "env")  # other shells learn where it is
+        assert f"export PRAXIS_EDGE_URL={url}" in told.stdout.splitlines(), told
     finally:
         edge.send_signal(2)
         _, err = edge.communicate(timeout=30)
     assert edge.returncode == 0, err
     assert not (tmp_path / "data" / "nats" / "server.json").exists()  # the server stopped
+    assert not (tmp_path / "data" / "edge.json").exists()
 
 
 def test_the_edge_reports_its_url_in_a_ready_file(settings: Settings, tmp_path: Path) -> None:
@@ -435,6 +444,28 @@ def praxis_here(env: dict[str, str], cwd: Path, *args: str) -> subprocess.Comple
     return subprocess.run(
         [str(command), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60
     )
+
+
+def test_praxis_agents_takes_names_or_a_json_list_and_says_what_it_expects(
+    tmp_path: Path,
+) -> None:
+    env = fresh_env(tmp_path)
+    for given in ("tests.agents_for_tests:Drawl", '["tests.agents_for_tests:Drawl"]'):
+        listed = praxis(env | {"PRAXIS_AGENTS": given}, "agents", "--json")
+        assert listed.returncode == 0, listed.stderr
+        assert "drawl" in [a["name"] for a in json.loads(listed.stdout)]
+    broken = praxis(env | {"PRAXIS_AGENTS": '["tests.agents_for_tests:Drawl"'}, "agents")
+    assert broken.returncode == 1
+    assert broken.stderr.startswith("praxis: error: PRAXIS_AGENTS: not a JSON list"), broken
+    assert "names separated by commas" in broken.stderr and "Traceback" not in broken.stderr
+
+
+def test_an_agent_whose_module_is_not_here_says_why(tmp_path: Path) -> None:
+    env = fresh_env(tmp_path) | {"PRAXIS_AGENTS": "my_agents:Shout"}
+    ran = praxis(env, "agent", "run", "shout", "--message", "hi")
+    assert ran.returncode == 1
+    assert "unknown agent 'shout'" in ran.stderr
+    assert "PRAXIS_AGENTS my_agents:Shout: No module named 'my_agents'" in ran.stderr, ran
 
 
 def test_praxis_agents_load_from_the_current_directory(tmp_path: Path) -> None:

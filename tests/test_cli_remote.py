@@ -22,7 +22,7 @@ from tests.test_model_agents import define, openai_agent
 Cli = Callable[..., Awaitable[CompletedProcess[str]]]
 
 
-def remote(tmp_path: Path, edge: EdgeProcess, key: str | None) -> Cli:
+def remote(tmp_path: Path, edge: EdgeProcess, key: str | None, **extra: str) -> Cli:
     """The CLI of a user with an API key and no way to the bus (its URL goes nowhere)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRAXIS_")}
     env |= {
@@ -30,6 +30,7 @@ def remote(tmp_path: Path, edge: EdgeProcess, key: str | None) -> Cli:
         "PRAXIS_DATA_DIR": str(tmp_path / "nothing-here"),
         "PRAXIS_NATS_URL": "nats://127.0.0.1:1",
         "PRAXIS_EDGE_URL": edge.url,
+        **extra,
     }
     if key is not None:
         env["PRAXIS_API_KEY"] = key
@@ -99,7 +100,44 @@ async def test_the_cli_drives_sessions_through_a_remote_edge_with_a_key(
         assert refused.returncode == 1
         assert "PRAXIS_API_KEY" in refused.stderr and "Traceback" not in refused.stderr
     unknown = await alice("agent", "run", "nobody", "--message", "hi")
-    assert unknown.returncode == 1 and "nobody" in unknown.stderr
+    assert unknown.returncode == 1
+    assert unknown.stderr.count("unknown agent 'nobody'") == 1, unknown.stderr  # said once
+    assert "known agents: boom, crash, echo, hang, hello-world, recall, slow" in unknown.stderr
+
+
+async def test_through_an_edge_an_agent_defined_here_says_to_restart_the_workers(
+    client: SessionClient,
+    start_worker: Callable[[], Awaitable[InProcessWorker]],
+    secured_edge: EdgeProcess,
+    tmp_path: Path,
+) -> None:
+    """The hint the bus path gives, through an edge too: the agent is defined in this
+    installation (PRAXIS_AGENTS here) and the running workers do not offer it."""
+    await start_worker()
+    _, key = await api_keys.create_key(client.bus, "carol", "acme")
+    cli = remote(tmp_path, secured_edge, key, PRAXIS_AGENTS="tests.agents_for_tests:Drawl")
+    ran = await cli("agent", "run", "drawl", "--message", "hi")
+    assert ran.returncode == 1
+    assert ran.stderr.count("unknown agent 'drawl'") == 1, ran.stderr
+    assert "the running workers do not offer it" in ran.stderr, ran.stderr
+
+
+async def test_bus_commands_with_only_an_edge_say_they_need_the_bus(tmp_path: Path) -> None:
+    """Only PRAXIS_EDGE_URL: the commands that work on the bus refuse with one line instead
+    of showing a local embedded server's (empty) bus."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PRAXIS_")}
+    env |= {
+        "PYTHONPATH": str(ROOT),
+        "PRAXIS_DATA_DIR": str(tmp_path / "local"),
+        "PRAXIS_EDGE_URL": "http://127.0.0.1:1",
+    }
+    for args in (["workers"], ["status"], ["agent", "export", "ses_x"], ["bus", "provision"]):
+        done = await asyncio.to_thread(praxis, env, *args)
+        assert done.returncode == 1, (args, done)
+        line = done.stderr.strip()
+        assert "works on the bus, not through an edge" in line and "PRAXIS_NATS_URL" in line
+        assert len(line.splitlines()) == 1, line
+    assert not (tmp_path / "local" / "nats").exists()  # no local server was started
 
 
 async def test_approving_a_tool_call_through_a_remote_edge(

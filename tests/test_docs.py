@@ -331,3 +331,34 @@ async def test_openai_sdk_example_runs(edge: EdgeProcess, worker: InProcessWorke
         "user: How do I handle errors?",
         f"assistant: {lines[1]}",
     ]
+
+
+def _tour() -> list[str]:
+    """The README tour's transcript of 'praxis agent run', to the end of its chat."""
+    block = re.search(r"```console\n(.*?)```", README.split("## A short tour")[1], re.S)
+    assert block is not None
+    lines = block[1].splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("$ praxis agent run "))
+    end = next(i for i, ln in enumerate(lines) if i > start and ln.startswith("$ "))
+    return lines[start:end]
+
+
+async def test_the_readme_tour_transcript_is_what_the_cli_prints(
+    praxis_up: dict[str, str],
+) -> None:
+    """Every line the chat prints on its own (not the prompts and what the user types) is
+    in the transcript as it is printed, ids aside, and the transcript shows nothing more."""
+    tour = _tour()
+    args = shlex.split(tour[0].removeprefix("$ "))[1:]
+    typed = [ln.removeprefix("You: ") for ln in tour if ln.startswith("You: ")]
+    stdin = "".join(f"{t}\n" for t in typed if t != "^D")
+    shell = shell_after_praxis_env(praxis_up)
+    done = await asyncio.to_thread(praxis, shell, *args, stdin=stdin)
+    assert done.returncode == 0, done.stderr
+
+    def plain(text: str) -> str:
+        return re.sub(r"ses_[0-9a-f]+", "ses_ID", text.replace("You: ", "")).strip()
+
+    printed = [plain(ln) for ln in (done.stderr + done.stdout).splitlines() if plain(ln)]
+    shown = [plain(ln) for ln in tour[1:] if not ln.startswith("You: ") and plain(ln)]
+    assert sorted(printed) == sorted(shown), (printed, shown)

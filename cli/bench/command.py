@@ -260,7 +260,8 @@ def bench(
     scenarios: Annotated[
         list[Scenario] | None,
         Parameter(
-            help="What to measure (default: create turn): create, turn, load, scale, fanout."
+            help="What to measure (default: create turn): create, turn, resume, load, scale, "
+            "fanout."
         ),
     ] = None,
     /,

@@ -246,7 +246,7 @@ async def deployment(
         env = {k: v for k, v in env.items() if not k.startswith("PRAXIS_") or k in TUNING}
         settings = Settings(nats_url=nats_url, data_dir=home)
     env |= {"PRAXIS_NATS_URL": nats_url, "PRAXIS_DATA_DIR": str(home)}
-    print(f"  logs of the processes it starts: {home / 'logs'}", file=sys.stderr, flush=True)
+    print(f"  data and logs of this run: {home} (removed after a clean run)", file=sys.stderr)
     try:
         async with connect(settings, nats_url, "praxis-bench") as bus:
             stack = Stack(
@@ -266,5 +266,16 @@ async def deployment(
     finally:
         if server is not None:
             await asyncio.to_thread(server.stop)
-    if clean:  # the stream of a large run takes room; the logs (errors only) are kept
-        await asyncio.to_thread(shutil.rmtree, home / "js", True)
+    if clean:
+        await asyncio.to_thread(_clean_up, home)
+
+
+def _clean_up(home: Path) -> None:
+    """After a good run: nothing left, unless its processes logged something (their logs
+    hold errors only): then only those are kept, and said where."""
+    logged = [p for p in (home / "logs").glob("*") if p.is_file() and p.stat().st_size]
+    if not logged:
+        shutil.rmtree(home, ignore_errors=True)
+        return
+    shutil.rmtree(home / "js", ignore_errors=True)  # the stream of a large run takes room
+    print(f"  its processes logged errors: see {home / 'logs'}", file=sys.stderr, flush=True)
