@@ -19,7 +19,10 @@ from praxis.bus.embedded import NatsServer, free_port
 from tests.chaos.harness import Load, finish
 from tests.conftest import WorkerProcess, live_workers, make_settings
 
-pytestmark = pytest.mark.slow
+# The runner's bound (pytest's timeout) covers the test's own ones: cluster ready <= 30 s,
+# workers <= 20, 19 s of pauses, two node restarts <= 30 each, the load's end <= 120 (its turns
+# are answered within 90): about 250 s at worst.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,10 @@ from praxis.bus.embedded import NatsServer
 from tests.chaos.harness import Load, finish
 from tests.conftest import WorkerProcess, live_workers
 
-pytestmark = pytest.mark.slow
+# The runner's bound (pytest's timeout) covers the test's own ones: workers <= 20 s, two
+# restarts of <= 25 s (a stop, 2 s down, a start), 5 s, the load's end <= 120: about 200 s at
+# worst.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 RESTARTS = 2
 DOWN = 2.0  # seconds the server stays down each time

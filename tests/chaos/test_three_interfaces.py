@@ -20,7 +20,9 @@ from tests.conftest import (
     settled_session,
 )
 
-pytestmark = pytest.mark.slow
+# The runner's bound (pytest's timeout) covers the test's own ones: its own bound of 120 s, and
+# the set-up.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 CLI_MESSAGES = 4
 HTTP_MESSAGES = 25

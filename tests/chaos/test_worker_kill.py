@@ -14,7 +14,9 @@ from praxis.bus import SessionClient, Settings
 from tests.chaos.harness import Load, finish
 from tests.conftest import WorkerProcess, live_workers
 
-pytestmark = pytest.mark.slow
+# The runner's bound (pytest's timeout) covers the test's own ones: workers <= 20 s, 6 pauses of
+# 4 s, the load's end <= 90: about 140 s at worst.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 
 KILLS = 5
