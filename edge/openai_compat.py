@@ -42,10 +42,10 @@ from litestar.response import ServerSentEventMessage
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_jsonable_python
 
-from praxis.bus import Receipt, SessionClient, SessionNotFoundError, Settings
+from praxis.bus import BusError, Receipt, SessionClient, SessionNotFoundError, Settings
 from praxis.bus.cache import Bounded
 from praxis.bus.state import read_events
-from praxis.edge import sse
+from praxis.edge import problems, sse
 from praxis.edge.shared import DEPENDENCIES
 from praxis.schemas import (
     AgentMessage,
@@ -599,12 +599,20 @@ async def stream_turn(
         for message in _opening(turn, after):
             yield message
         sent = max(0, after - FIRST_DELTA + 1)  # characters the client has
-        async for piece in turn.pieces(items, sent):
-            if piece is None:
-                yield sse.KEEPALIVE
-            else:  # numbered by the length of the text it ends
-                seq = FIRST_DELTA + len(turn.text) - 1
-                yield _event("response.output_text.delta", seq, **where, delta=piece, logprobs=[])
+        try:
+            async for piece in turn.pieces(items, sent):
+                if piece is None:
+                    yield sse.KEEPALIVE
+                else:  # numbered by the length of the text it ends
+                    seq = FIRST_DELTA + len(turn.text) - 1
+                    yield _event(
+                        "response.output_text.delta", seq, **where, delta=piece, logprobs=[]
+                    )
+        except BusError as e:  # the edge stops, no worker answers: the SDKs' error event
+            found = problems.problem_for(e)
+            seq = FIRST_DELTA + len(turn.text)
+            yield _event("error", seq, code=found.code.lower(), message=found.detail, param=None)
+            return
         for message in _closing(turn, after):
             yield message
     finally:

@@ -135,3 +135,21 @@ async def test_ctrl_c_while_waiting_for_a_worker_says_how_to_continue(
 
     await start_worker()
     await answered(client, sid, text)
+
+
+async def test_an_openai_stream_with_no_worker_ends_with_the_sdks_error_event(
+    bare_edge: EdgeProcess,
+) -> None:
+    """A streamed response that no worker answers ends with an ``error`` event (the shape
+    the OpenAI SDKs know), not a connection cut in the middle of the stream."""
+    from openai import AsyncOpenAI
+
+    sdk = AsyncOpenAI(base_url=f"{bare_edge.url}/v1", api_key="unused", max_retries=0)
+    kinds = []
+    async with sdk:
+        stream = await sdk.responses.create(model="echo", input="anyone?", stream=True)
+        async for event in stream:
+            kinds.append(event.type)
+            if event.type == "error":
+                assert event.code == "timeout" and NOT_ANSWERED in event.message, event
+    assert kinds[0] == "response.created" and kinds[-1] == "error", kinds
