@@ -23,10 +23,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from cyclopts import Parameter
 
@@ -139,12 +139,30 @@ async def up_cmd(
         stop = asyncio.Event()
         _stop_on_signals(stop)
         try:
-            await stack.start()
-            stack.announce()
-            await stack.watch(stop)
+            if await _unless_stopped(stack.start(), stop):
+                stack.announce()
+                await stack.watch(stop)
         finally:
             await stack.stop()
             say("Praxis stopped.")
+
+
+async def _unless_stopped(starting: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Run ``starting`` to its end, or until ``stop`` (Ctrl-C while the stack starts):
+    whether it ended."""
+    task = asyncio.create_task(starting)
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return False
+    task.result()  # its error, if it failed
+    return True
 
 
 def _stop_on_signals(stop: asyncio.Event) -> None:
@@ -202,13 +220,13 @@ class Stack:
             for i in range(self.n_workers):
                 metrics = {"PRAXIS_METRICS_PORT": str(port + i)} if port else {}
                 child = Child(f"worker {i + 1}", ["worker"], self._env(Role.WORKER) | metrics)
-                child.start(self.pipe_r)
                 self.children.append(child)
+                child.start(self.pipe_r)
             await _wait_for_workers(SessionClient(bus), self.children)
         if self.edge_args is not None:
             child = Child("the edge", ["edge", *self.edge_args], self._env(Role.EDGE))
+            self.children.append(child)  # stopped with the others, even while it starts
             await self._start_edge(child)
-            self.children.append(child)
         self._write_files()
 
     async def _start_edge(self, child: Child) -> None:

@@ -29,6 +29,7 @@ from tests.conftest import (
     fresh_env,
     make_settings,
     praxis,
+    spawn_praxis,
     start_nats,
 )
 
@@ -180,14 +181,7 @@ def test_ctrl_c_on_up_while_a_reply_streams_is_quiet_and_complete(
     children = [p for p in children_of(up.proc.pid) if p != nats_pid]
     assert len(children) == 2, children  # a worker and the edge
     shell = up_env | {"PRAXIS_EDGE_URL": up.edge_url, "PRAXIS_NATS_URL": "nats://127.0.0.1:1"}
-    chat = subprocess.Popen(
-        [sys.executable, "-m", "praxis.cli", "agent", "run", "drawl", "--message", "go"],
-        env=shell,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    chat = spawn_praxis(shell, "agent", "run", "drawl", "--message", "go")
     assert chat.stdout is not None
     assert chat.stdout.read(3) == "w0 "  # the reply streams
     out, err = up.interrupt(times=3)

@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from tests.conftest import (
     env_for,
     eventually,
     praxis,
+    spawn_praxis,
 )
 
 NOT_ANSWERED = "is stored but not answered after"
@@ -112,14 +111,7 @@ async def test_ctrl_c_while_waiting_for_a_worker_says_how_to_continue(
     env = on_the_bus(settings) if path == "bus" else through(bare_edge, tmp_path)
     env["PRAXIS_COMMAND_TIMEOUT"] = "60"  # only Ctrl-C ends the wait (on the bus path)
     text = f"interrupted ({path})"
-    proc = subprocess.Popen(  # noqa: ASYNC220 (started, then read in threads)
-        [sys.executable, "-m", "praxis.cli", "agent", "run", "echo", "--message", text],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = spawn_praxis(env, "agent", "run", "echo", "--message", text)
     assert proc.stderr is not None
     try:
         lines = [await asyncio.to_thread(proc.stderr.readline) for _ in range(2)]
