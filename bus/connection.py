@@ -91,9 +91,13 @@ async def open_connection(
     async def _on_disconnect() -> None:
         if holder and (holder[0].is_closed or holder[0].is_draining):
             return  # our own close
+        if holder:
+            DOWN_SINCE[holder[0]] = asyncio.get_running_loop().time()
         log.warning("nats: disconnected from %s", url)
 
     async def _on_reconnect() -> None:
+        if holder:
+            DOWN_SINCE.pop(holder[0], None)
         log.info("nats: reconnected")
 
     try:
@@ -121,6 +125,23 @@ async def open_connection(
 REFUSED: weakref.WeakKeyDictionary[Client, list[str]] = weakref.WeakKeyDictionary()
 """The last permission violations the server reported to each connection (it refuses a
 request by saying so, not by answering it: the request itself times out)."""
+
+
+DOWN_SINCE: weakref.WeakKeyDictionary[Client, float] = weakref.WeakKeyDictionary()
+"""When each connection was lost (the event loop's clock), until it is made again."""
+
+
+async def reconnected(nc: Client, grace: float) -> bool:
+    """Whether ``nc`` is connected, waiting for that while it has been down for less than
+    ``grace`` seconds (a cluster's client fails over to another server in well under a
+    second; a server that is gone stays gone)."""
+    loop = asyncio.get_running_loop()
+    deadline = DOWN_SINCE.get(nc, loop.time()) + grace
+    while not nc.is_connected:
+        if nc.is_closed or loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
 
 
 def refused(nc: Client) -> str | None:
