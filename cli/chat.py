@@ -133,18 +133,20 @@ async def stays_open(client: Sessions, session_id: str) -> AsyncIterator[None]:
         yield
     except asyncio.CancelledError:  # Ctrl-C
         print(file=sys.stderr)
-        with contextlib.suppress(Exception):
-            hint = await asyncio.wait_for(resume_hint(client, session_id), 2)
-            if hint:
-                print(hint, file=sys.stderr)
+        if hint := await _hint_soon(client, session_id):
+            print(hint, file=sys.stderr)
         raise
     except (BusError, TurnError) as e:
-        hint = None
-        with contextlib.suppress(Exception):
-            hint = await asyncio.wait_for(resume_hint(client, session_id), 2)
-        if hint:
+        if hint := await _hint_soon(client, session_id):
             e.add_note(hint)  # printed after the error's own line (cli.common.report)
         raise
+
+
+async def _hint_soon(client: Sessions, session_id: str) -> str | None:
+    """:func:`resume_hint`, unless it cannot be had within two seconds."""
+    with contextlib.suppress(Exception):
+        return await asyncio.wait_for(resume_hint(client, session_id), 2)
+    return None
 
 
 async def chat(client: Sessions, session_id: str) -> None:

@@ -21,9 +21,11 @@ from praxis.bus import (
     SessionExistsError,
     SessionNotFoundError,
     Settings,
+    StreamEndedError,
     UnknownAgentError,
     connect,
     direct,
+    follow,
     subjects,
 )
 from praxis.bus.embedded import NatsServer
@@ -156,6 +158,26 @@ async def test_live_follower_sees_next_turn_and_deltas(
     text = "".join(d.event.text for d in seen if isinstance(d.event, TokenDelta))
     assert text == "alpha beta gamma"
     assert all(d.event.command_id == sent.command_id for d in seen if d.cursor)
+
+
+async def test_followers_ended_by_their_process_say_where_to_follow_again(
+    client: SessionClient, worker: InProcessWorker
+) -> None:
+    """What an edge does as it stops (``follow.end_all``): every follower of the process
+    ends at once with StreamEndedError, carrying the last cursor it delivered."""
+    sid = await settled_session(client, "echo")
+    events = await client.events(sid, after=0)
+    delivered = [await anext(events)]
+    assert follow.end_all("the edge is stopping") >= 1
+
+    async def the_rest() -> None:  # what was read back before the end comes first
+        delivered.extend([item async for item in events])
+
+    with pytest.raises(StreamEndedError) as ended:
+        await asyncio.wait_for(the_rest(), 5)
+    last = [d.cursor for d in delivered if d.cursor is not None][-1]
+    assert ended.value.cursor == last and "the edge is stopping" in str(ended.value)
+    assert ended.value.http_status == 503
 
 
 async def _true_after_subscribed(client: SessionClient, session_id: str) -> bool:
