@@ -171,7 +171,8 @@ async def test_followers_ended_by_their_process_say_where_to_follow_again(
     assert follow.end_all("the edge is stopping") >= 1
 
     async def the_rest() -> None:  # what was read back before the end comes first
-        delivered.extend([item async for item in events])
+        async for item in events:
+            delivered.append(item)
 
     with pytest.raises(StreamEndedError) as ended:
         await asyncio.wait_for(the_rest(), 5)
