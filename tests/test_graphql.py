@@ -451,3 +451,31 @@ async def test_a_closed_subscription_leaves_nothing_on_the_bus(
     )
     watching.cancel()
     await asyncio.gather(watching, return_exceptions=True)
+
+
+async def test_a_subscription_open_while_its_edge_stops_ends_with_where_to_follow_again(
+    start_edge: Callable[[], EdgeProcess], worker: InProcessWorker, client: SessionClient
+) -> None:
+    """The edge stops (SIGTERM) with a subscription open: the subscriber gets an error
+    with the code UNAVAILABLE and the cursor to follow again from, not a masked INTERNAL."""
+    edge = await asyncio.to_thread(start_edge)
+    record, _ = await client.create("echo", initial_message="before")
+    sid = record.session_id
+    got: list[dict[str, Any]] = []
+
+    async def follow(session: Any) -> None:
+        async for result in session.subscribe(ask(EVENTS, id=sid, after=0)):
+            got.append(result["agentSessionEvents"])
+            if turns_ended(1)(got) and edge.proc is not None:
+                edge.proc.terminate()  # the edge stops now; its process is waited below
+
+    async with Client(
+        transport=WebsocketsTransport(url=ws_url(edge)), fetch_schema_from_transport=False
+    ) as session:
+        with pytest.raises(TransportQueryError) as ended:
+            await asyncio.wait_for(follow(session), 30)
+    await asyncio.to_thread(edge.stop)
+    error = ended.value.errors[0] if ended.value.errors else {}
+    assert error["extensions"]["code"] == "UNAVAILABLE", error
+    assert f"after cursor {durable(got)[-1][0]}" in error["message"], error
+    assert "Traceback" not in edge.log.read_text()

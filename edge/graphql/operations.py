@@ -11,10 +11,18 @@ from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from praxis.bus import SessionClient, Settings, metrics
+from praxis.bus import BusError, SessionClient, Settings, metrics
 from praxis.bus.client import list_cursor
 from praxis.edge.graphql.context import Context, open_subscription
-from praxis.edge.graphql.errors import MaskedErrors, Schema, call, check_id, check_page, should_mask
+from praxis.edge.graphql.errors import (
+    MaskedErrors,
+    Schema,
+    call,
+    check_id,
+    check_page,
+    graphql_error,
+    should_mask,
+)
 from praxis.edge.graphql.types import (
     Agent,
     AgentSession,
@@ -313,6 +321,8 @@ class Subscription:
             async for item in items:
                 if item is not None:
                     yield AgentSessionEvent.of(EventEnvelope.of(item))
+        except BusError as e:  # the edge stops (stream-ended): its code, not an INTERNAL
+            raise graphql_error(e) from e
         finally:
             subscribers.dec()
             await items.aclose()
