@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -124,7 +125,7 @@ class Stack:
             return None
 
     def log(self, name: str) -> int:
-        """A log file for one of our processes (kept with the run's data; errors only)."""
+        """A log file for one of our processes (kept with the run's data if it logs errors)."""
         folder = Path(self.env["PRAXIS_DATA_DIR"]) / "logs"
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(folder / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -270,11 +271,14 @@ async def deployment(
         await asyncio.to_thread(_clean_up, home)
 
 
+_ERRORS = re.compile(r" (ERROR|CRITICAL) |^Traceback", re.M)
+
+
 def _clean_up(home: Path) -> None:
-    """After a good run: nothing left, unless its processes logged something (their logs
-    hold errors only): then only those are kept, and said where."""
-    logged = [p for p in (home / "logs").glob("*") if p.is_file() and p.stat().st_size]
-    if not logged:
+    """After a good run: nothing left, unless its processes logged errors: then their
+    logs are kept, and said where."""
+    logs = [p for p in (home / "logs").glob("*.log") if p.is_file()]
+    if not any(_ERRORS.search(p.read_text(errors="replace")) for p in logs):
         shutil.rmtree(home, ignore_errors=True)
         return
     shutil.rmtree(home / "js", ignore_errors=True)  # the stream of a large run takes room
