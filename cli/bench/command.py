@@ -17,6 +17,7 @@ from praxis.bus.credentials import Credentials
 from praxis.cli import term
 from praxis.cli.bench import fanout, floor, graphql, latency, load, render, resume
 from praxis.cli.bench import plot as plotting
+from praxis.cli.bench import server as bench_server
 from praxis.cli.bench.report import Report
 from praxis.cli.bench.stack import RAW_STREAM, BenchError, Stack, cpu_ms_per_turn, deployment
 from praxis.cli.bench.stats import Series
@@ -145,15 +146,19 @@ async def run_load(stack: Stack, o: Options, report: Report, steps: Steps) -> No
     for n in o.sessions:
         steps.note(f"load: {n} sessions, {o.seconds:g} s (floor first)")
         cpu_before = stack.cpu_seconds()
+        server_before = await stack.server_counts(work=False)
         raw_before = (await stack.bus.js.stream_info(RAW_STREAM)).state.last_seq
         raw, took = await floor.raw_load(stack.url, creds, sessions=n, duration=o.seconds)
         cpu_after = stack.cpu_seconds()
+        server_after = await stack.server_counts(work=False)
         raw_writes = (await stack.bus.js.stream_info(RAW_STREAM)).state.last_seq - raw_before
         raw_series = Series("floor")
         raw_series.add_round(raw)
         rss_before = stack.worker_rss()
         sids = await load.new_sessions(stack.client, n, o.agent, o.metadata)
-        found = await load.closed_loops(stack.client, sids, o.seconds, "praxis", stack.cpu_seconds)
+        found = await load.closed_loops(
+            stack.client, sids, o.seconds, "praxis", stack.cpu_seconds, stack.server_counts
+        )
         rss_after = stack.worker_rss()  # every session idle now, none forgotten
         if rss_before is not None and rss_after is not None:
             found.extra["worker_rss_mb"] = {
@@ -172,6 +177,7 @@ async def run_load(stack: Stack, o: Options, report: Report, steps: Steps) -> No
                 "turn_ms": raw_series.summary(),
                 "writes_per_turn": raw_writes / max(1, len(raw)),
                 **cpu_ms_per_turn(cpu_before, cpu_after, len(raw)),
+                **bench_server.per_turn(server_before, server_after, len(raw)),
             }
         )
         report.load.append(
@@ -193,7 +199,9 @@ async def run_scale(stack: Stack, o: Options, report: Report, steps: Steps) -> N
     for workers in o.workers:
         await stack.set_workers(workers)
         steps.note(f"scale: {workers} worker process(es), {n} sessions, {o.seconds:g} s")
-        found = await load.closed_loops(stack.client, sids, o.seconds, "praxis", stack.cpu_seconds)
+        found = await load.closed_loops(
+            stack.client, sids, o.seconds, "praxis", stack.cpu_seconds, stack.server_counts
+        )
         one = one or found.per_second
         report.scale.append(
             {"workers": workers, **found.summary(), "vs_one": found.per_second / one}

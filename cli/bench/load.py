@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from praxis.bus import SessionClient
+from praxis.cli.bench.server import Counts, per_turn
 from praxis.cli.bench.stack import RAW_STREAM, CpuSeconds, cpu_ms_per_turn
 from praxis.cli.bench.stats import Series
 from praxis.schemas import TurnCompleted, TurnFailed
@@ -62,14 +63,20 @@ async def new_sessions(
     return list(await asyncio.gather(*(one() for _ in range(n))))
 
 
+async def _none() -> None:
+    return None
+
+
 async def closed_loops(
     client: SessionClient,
     session_ids: list[str],
     seconds: float,
     name: str = "load",
     cpu: Callable[[], CpuSeconds | None] = lambda: None,
+    server: Callable[[], Awaitable[Counts | None]] = _none,
 ) -> LoadResult:
-    """Every session sends, waits for its turn to end, sends again, until time is up."""
+    """Every session sends, waits for its turn to end, sends again, until time is up;
+    ``cpu`` and ``server`` read what it cost, before and after."""
     latencies: list[float] = []
     errors = 0
     kinds: Counter[str] = Counter()
@@ -101,13 +108,16 @@ async def closed_loops(
             per_session[sid] += 1
 
     writes_before = await stored_writes(client)
+    server_before = await server()
     await asyncio.gather(*(one(sid) for sid in session_ids))
+    server_after = await server()
     writes = await stored_writes(client) - writes_before
     series = Series(name)
     series.add_round(latencies)
     took = loop.time() - start
     extra: dict[str, Any] = {"error_kinds": dict(kinds.most_common(10))} if kinds else {}
     extra |= cpu_ms_per_turn(cpu_before, cpu(), len(latencies))
+    extra |= per_turn(server_before, server_after, len(latencies))
     if latencies:
         extra["writes_per_turn"] = writes / len(latencies)
         counts = sorted(per_session[sid] for sid in session_ids)

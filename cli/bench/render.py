@@ -36,6 +36,7 @@ def _load_rows(load: list[dict[str, Any]]) -> list[list[str]]:
             "writes/turn",
             "turns/session",
             "CPU ms/turn",
+            "server/turn",
         ]
     ]
     for r in load:
@@ -53,9 +54,24 @@ def _load_rows(load: list[dict[str, Any]]) -> list[list[str]]:
                 f"{r['writes_per_turn']:.2f}" if "writes_per_turn" in r else "",
                 _spread(r.get("turns_per_session")),
                 _cpu(r.get("cpu_ms_per_turn")),
+                _server(r.get("server_per_turn")),
             ]
         )
     return rows
+
+
+def _server(found: dict[str, float] | None) -> str:
+    """What a turn cost the server: messages in/out, KB in/out, subscription changes,
+    deliveries of work (1: none redelivered)."""
+    if not found:
+        return ""
+    text = (
+        f"msgs {found['msgs_in']:.1f}/{found['msgs_out']:.1f} "
+        f"KB {found['kb_in']:.1f}/{found['kb_out']:.1f} subs {found['sub_changes']:.1f}"
+    )
+    if "deliveries" in found:
+        text += f" deliveries {found['deliveries']:.2f}"
+    return text
 
 
 def _spread(counts: dict[str, int] | None) -> str:
@@ -72,7 +88,8 @@ def _cpu(cpu: dict[str, float] | None) -> str:
 
 
 def _scale_rows(scale: list[dict[str, Any]]) -> list[list[str]]:
-    rows = [["scale", "workers", "sessions", "turns/s", "p50 ms", "vs 1 worker", "CPU ms/turn"]]
+    head = ["scale", "workers", "sessions", "turns/s", "p50 ms", "vs 1 worker", "CPU ms/turn"]
+    rows = [[*head, "server/turn"]]
     for r in scale:
         rows.append(
             [
@@ -83,6 +100,7 @@ def _scale_rows(scale: list[dict[str, Any]]) -> list[list[str]]:
                 f"{r['turn_ms'].get('p50', 0):.2f}",
                 f"{r['vs_one']:.2f}x",
                 _cpu(r.get("cpu_ms_per_turn")),
+                _server(r.get("server_per_turn")),
             ]
         )
     return rows

@@ -23,6 +23,7 @@ from praxis.bus import Bus, SessionClient, Settings, connect
 from praxis.bus.credentials import Credentials
 from praxis.bus.embedded import NatsServer
 from praxis.bus.errors import BusError
+from praxis.cli.bench import server as bench_server
 
 RAW_STREAM = "PRAXIS_BENCH_RAW"
 RAW_IN, RAW_OUT = "praxis_bench_raw.in", "praxis_bench_raw.out"
@@ -107,6 +108,8 @@ class Stack:
 
     server_pid: int | None = None
     """Our own nats-server's process (``None``: a deployment given by URL)."""
+    monitor_port: int | None = None
+    """Our own nats-server's monitoring port (``None``: a deployment given by URL)."""
     responder_pid: int | None = None
 
     def cpu_seconds(self) -> CpuSeconds | None:
@@ -123,6 +126,12 @@ class Stack:
             }
         except OSError:
             return None
+
+    async def server_counts(self, work: bool = True) -> bench_server.Counts | None:
+        """The server's totals so far (:mod:`.server`); ``work``: with the deliveries of
+        the work queue's consumer."""
+        consumer = self.settings.consumer if work else ""
+        return await bench_server.counts(self.monitor_port, self.bus.js, self.bus.stream, consumer)
 
     def log(self, name: str) -> int:
         """A log file for one of our processes (kept with the run's data if it logs errors)."""
@@ -255,6 +264,7 @@ async def deployment(
             )
             if server is not None and server.process is not None:
                 stack.server_pid = server.process.pid
+                stack.monitor_port = server.monitor_port
             try:
                 yield stack
             finally:
