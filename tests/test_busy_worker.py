@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from nats.aio.msg import Msg
 
-from praxis.bus import SessionClient, Settings, connect, leases, subjects
+from praxis.bus import Bus, SessionClient, Settings, connect, leases, subjects
 from praxis.bus.embedded import NatsServer
 from praxis.bus.permissions import Role
 from praxis.schemas import AgentMessage, Interface, TurnCompleted, new_id
@@ -172,37 +173,77 @@ async def test_a_busy_worker_keeps_a_sessions_lease_between_its_turns(
     await eventually(listed, what="the listing to catch up with the turns")
 
 
-async def test_a_kept_lease_is_handed_over_to_a_worker_that_asks(
+def _trigger(bus: Bus, sid: str) -> Msg:
+    """A work message for ``sid`` as the pull consumer delivers it (its ack subject)."""
+    ack = f"$JS.ACK.{bus.stream}.{bus.settings.consumer}.1.1.1.0.0"
+    return Msg(bus.nc, subject=subjects.inputs(sid), reply=ack, data=b"{}")
+
+
+async def test_a_trigger_for_a_session_another_worker_holds_goes_to_that_worker(
     nats: NatsServer, tmp_path: Path
 ) -> None:
-    """Worker A keeps a session's lease between runs; worker B got the session's next
-    trigger: B asks A, and A hands the lease over (a lease A is running with, it keeps)."""
+    """Worker B got a trigger of a session whose lease worker A holds: B hands it to A. A
+    that only keeps the lease between runs hands the lease over (B runs the session); A
+    that neither runs nor keeps it says so (B hands the trigger back for later); a holder
+    that does not answer is gone, and B learns when its lease expires."""
     s = make_settings(nats.url, tmp_path)
     async with _running(s) as (client, a), connect(s, s.nats_url, "worker-b") as bus_b:
         kv = client.bus.leases
-        kept_sid, running_sid = new_id("sess"), new_id("sess")
+        kept_sid, held_sid = new_id("sess"), new_id("sess")
         kept = await leases.claim(kv, kept_sid, a.worker_id)
-        running = await leases.claim(kv, running_sid, a.worker_id)
-        assert kept is not None and running is not None
+        held = await leases.claim(kv, held_sid, a.worker_id)
+        assert kept is not None and held is not None
         a.ctx.kept.keep(kept)
 
         b = Ownership(bus_b, kept_sid, "wrk_b")
-        got = await b.claim(None, ask=True)
-        assert got is not None and got.worker_id == "wrk_b"
+        assert await b.claim(None) is None and b.held is not None
+        assert b.held.worker_id == a.worker_id
+        got = await b.forward(a.worker_id, [_trigger(bus_b, kept_sid)])
+        assert isinstance(got, leases.Lease) and got.worker_id == "wrk_b"
         assert await leases.holder(kv, kept_sid) == "wrk_b"
         assert a.ctx.kept.take(kept_sid) is None, "A no longer keeps it"
         assert await leases.renew(kv, got), "B holds it as any claim would"
 
-        assert await Ownership(bus_b, running_sid, "wrk_b").claim(None, ask=True) is None
-        assert await leases.holder(kv, running_sid) == a.worker_id
+        neither = Ownership(bus_b, held_sid, "wrk_b")
+        assert await neither.claim(None) is None
+        assert await neither.forward(a.worker_id, [_trigger(bus_b, held_sid)]) is False
+        assert await leases.holder(kv, held_sid) == a.worker_id
 
         dead = await leases.claim(kv, new_id("sess"), "wrk_that_died")
-        assert dead is not None  # nobody answers for it: the claim fails, its lease expires
+        assert dead is not None  # nobody answers for it: its lease expires
         asking = Ownership(bus_b, dead.session_id, "wrk_b")
-        assert await asking.claim(None, ask=True) is None
-        # ... and the claim says when: the trigger comes back then, not after a backoff.
+        assert await asking.claim(None) is None
+        trigger = _trigger(bus_b, dead.session_id)
+        assert await asking.forward("wrk_that_died", [trigger]) is False
+        # ... and it says when: the trigger comes back then, not after a backoff.
         assert asking.retry_after is not None
         assert 0 < asking.retry_after <= s.lease_ttl
+
+
+async def test_with_two_workers_each_trigger_is_delivered_once(
+    nats: NatsServer, tmp_path: Path
+) -> None:
+    """Sessions in closed loops on two workers: a trigger that reaches the worker not
+    running its session is forwarded to the one that does, which acknowledges it, so
+    work is neither handed back nor redelivered (it was, about 0.7 times a turn)."""
+    s = make_settings(nats.url, tmp_path)
+    async with _running(s) as (client, _), _running(s) as _:
+        sids = [await _session(client, "echo") for _ in range(8)]
+        js = client.bus.js
+
+        async def delivered() -> int:
+            info = await js.consumer_info(s.stream, s.consumer)
+            return int(info.delivered.consumer_seq or 0)
+
+        before, turns = await delivered(), 15
+
+        async def loop(sid: str) -> list[str]:
+            return [await _turn(client, sid, f"{sid} {t}") for t in range(turns)]
+
+        replies = await asyncio.gather(*(loop(sid) for sid in sids))
+        assert replies == [[f"{sid} {t}" for t in range(turns)] for sid in sids]
+        deliveries = await delivered() - before
+        assert deliveries <= len(sids) * turns * 1.05, f"{deliveries} for {8 * turns} turns"
 
 
 async def test_a_draining_worker_releases_the_leases_it_keeps(

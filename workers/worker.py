@@ -20,6 +20,7 @@ from praxis.bus.tasks import cancel_and_wait
 from praxis.schemas import Interface, WorkerInfo, check_token, new_id
 from praxis.workers.agents import AgentRegistry
 from praxis.workers.session import RunContext, SessionRunner
+from praxis.workers.session.ownership import Ownership, forwarded
 
 log = logging.getLogger("praxis.worker")
 
@@ -72,12 +73,12 @@ class Worker:
         purges = await self.bus.nc.subscribe(
             subjects.PURGE_REQUESTS, queue=self.bus.settings.consumer, cb=self._on_purge
         )
-        # Commands as they are sent, for the sessions running here (one subscription for
-        # all, not one per run): they wake a runner waiting for input, and cancel turns.
-        commands = await self.bus.nc.subscribe(subjects.INPUT_WILDCARD, cb=self._on_command)
-        # Leases this worker keeps between a session's runs, asked for by other workers.
+        # Other workers' triggers for the sessions running here, and their requests for
+        # the leases this worker keeps between a session's runs. A runner learns of new
+        # commands from triggers only (its own, or these): no worker receives every
+        # session's commands.
         handovers = await self.bus.nc.subscribe(
-            subjects.lease_handover(self.worker_id), cb=self.ctx.kept.serve
+            subjects.lease_handover(self.worker_id), cb=self._on_handover
         )
         keeper = asyncio.create_task(self._kept_leases_loop())
         try:
@@ -86,9 +87,8 @@ class Worker:
             await asyncio.wait({stopper, pulling}, return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()
         finally:
-            for sub in (purges, commands):
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
+            with contextlib.suppress(Exception):
+                await purges.unsubscribe()
             await cancel_and_wait(janitor)
             await self.stop(pulling, beat)
             await cancel_and_wait(keeper)
@@ -127,6 +127,8 @@ class Worker:
                 running.add_trigger(msg)  # the running loop reads every pending input
                 return
             await running.done.wait()  # it is releasing the session: take it over after
+        if await self._forwarded(sid, msg):
+            return
         runner = SessionRunner(self.ctx, sid)
         runner.add_trigger(msg)
         self._runners[sid] = runner
@@ -138,11 +140,39 @@ class Worker:
             if self._runners.get(sid) is runner:
                 del self._runners[sid]
 
-    async def _on_command(self, msg: Msg) -> None:
-        parts = msg.subject.split(".")
-        runner = self._runners.get(parts[1]) if len(parts) == 3 else None
-        if runner is not None and not runner.done.is_set():
-            await runner.on_command(msg)
+    async def _forwarded(self, sid: str, msg: Msg) -> bool:
+        """Hand the trigger straight to the worker that took this session's last ones (it
+        runs it), with no claim tried here first; whether it took it. A lease it hands
+        over instead is kept here for the run that follows."""
+        holder = self.ctx.holders.pop(sid)
+        if holder is None:
+            return False
+        got = await Ownership(self.bus, sid, self.worker_id).forward(holder, [msg])
+        if got is True:
+            self.ctx.holders.put(sid, holder)
+            return True  # it acknowledges the trigger
+        if got is not False:
+            self.ctx.kept.keep(got)  # young: the run takes it without a claim
+        return False
+
+    async def _on_handover(self, msg: Msg) -> None:
+        """Another worker's trigger for a session (it could not claim it: this worker holds
+        the lease): taken if a runner here is on the session; else, if this worker only
+        keeps the lease, the lease is handed over (the other worker runs the session). A
+        request without a trigger asks for a kept lease only."""
+        found = forwarded(self.bus.nc, msg)
+        if found is None:
+            await self.ctx.kept.serve(msg)
+            return
+        sid, trigger = found
+        running = self._runners.get(sid)
+        if running is not None and running.accepting and not running.done.is_set():
+            running.add_trigger(trigger)
+            answer: dict[str, object] = {"taken": True}
+        else:
+            answer = {"revision": self.ctx.kept.hand_over(sid)}
+        with contextlib.suppress(Exception):
+            await msg.respond(json.dumps(answer).encode())
 
     async def _on_purge(self, msg: Msg) -> None:
         """Remove a session for a caller that may not purge the stream itself (the edge);

@@ -40,11 +40,6 @@ class Inbox:
         """Whether a trigger is for an input past ``cursor`` (not handled yet)."""
         return any(stream_seq(m) > cursor for m in self.triggers)
 
-    def deferred(self, times: int) -> bool:
-        """Whether a trigger has come back at least ``times`` times (its session was held
-        by another worker each time, say)."""
-        return any(m.metadata.num_delivered > times for m in self.triggers)
-
     def redelivered(self, seq: int | None) -> bool:
         """Whether the work message for the input at ``seq`` has been delivered before
         (to a worker that handed it back, or died with it)."""
@@ -62,9 +57,9 @@ class Inbox:
         events: tuple[asyncio.Event, ...],
     ) -> direct.StoredMsg | None:
         """Wait up to ``PRAXIS_LINGER`` for the input after ``cursor``, until ``stop()``
-        (or one of ``events`` is set). A command reaches subscribers a moment before the
-        stream has stored it, so after a wake the input is read again, backing off, until
-        it is there or the linger ends."""
+        (or one of ``events`` is set). A wake is a trigger: its input is stored; it is
+        read again, backing off, until it is there (a replica behind its leader may answer
+        the read) or the linger ends."""
         loop = asyncio.get_running_loop()
         end = loop.time() + self.bus.settings.linger
         recheck: float | None = None  # set once woken: read again after this long

@@ -13,6 +13,8 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 
 from praxis.bus import Bus, leases, subjects
@@ -35,15 +37,16 @@ class Ownership:
         self.worker_id = worker_id
         self.retry_after: float | None = None
         """After a claim that failed because the holder is gone: when its lease expires."""
+        self.held: leases.Held | None = None
+        """After a claim that failed: who holds the lease."""
 
     async def claim(
-        self, hint: int | None, kept: leases.Lease | None = None, *, ask: bool = False
+        self, hint: int | None, kept: leases.Lease | None = None
     ) -> leases.Lease | None:
-        """The lease, or ``None`` if another worker holds it (and does not hand it over).
+        """The lease, or ``None`` if another worker holds it (``held`` says who).
 
         ``kept``: the lease this worker kept since the session's last run here, used as it
-        is while it is young (no write), renewed otherwise. ``ask``: ask the holder to hand
-        the lease over if it only keeps it (see :class:`KeptLeases`)."""
+        is while it is young (no write), renewed otherwise."""
         if kept is not None:
             if kept.age() < self.bus.settings.lease_ttl / 2:
                 return kept
@@ -54,27 +57,30 @@ class Ownership:
         got = await leases.try_claim(self.bus.leases, self.sid, self.worker_id, hint)
         if isinstance(got, leases.Lease):
             return got
-        if not ask or not got.worker_id or got.worker_id == self.worker_id:
-            return None
-        return await self._ask(got)
+        self.held = got
+        return None
 
-    async def _ask(self, held: leases.Held) -> leases.Lease | None:
-        """Ask the worker holding the lease to hand it over (it does if it only keeps it
-        between runs). One that does not answer is gone: its lease expires, and
-        ``retry_after`` says when."""
-        try:
-            subject = subjects.lease_handover(held.worker_id)
-            request = json.dumps({"session_id": self.sid}).encode()
-            resp = await self.bus.nc.request(subject, request, timeout=_ASK_TIMEOUT)
-            revision = json.loads(resp.data).get("revision")
-        except (TimeoutError, NatsError, ValueError):
+    async def forward(self, holder: str, triggers: list[Msg]) -> leases.Lease | bool:
+        """Hand the session's ``triggers`` to the worker holding its lease (see
+        :func:`forward`): ``True`` if it runs the session and took them (it acknowledges
+        them); the lease, if it only kept it between runs and handed it over; ``False``
+        if neither (then ``retry_after`` says when a holder that did not answer, gone,
+        loses its lease)."""
+        answer: Forwarded = None
+        for msg in triggers:
+            answer = await forward(self.bus, holder, self.sid, msg)
+            if answer is not True:
+                break
+        if answer is True:
+            return True
+        if isinstance(answer, int):
+            lease = await leases.take_over(self.bus.leases, self.sid, self.worker_id, answer)
+            return lease if lease is not None else False
+        if answer is None and self.held is not None and self.held.worker_id == holder:
             ttl = self.bus.settings.lease_ttl
-            left = held.expires_in(ttl)
+            left = self.held.expires_in(ttl)
             self.retry_after = None if left is None else min(max(left + 0.05, 0.02), ttl)
-            return None
-        if not isinstance(revision, int):
-            return None
-        return await leases.take_over(self.bus.leases, self.sid, self.worker_id, revision)
+        return False
 
     async def release(self, lease: leases.Lease) -> int | None:
         """Give the lease back (best effort): the revision of the release, a hint for the
@@ -117,6 +123,50 @@ class Ownership:
                     raise
         if lost:
             raise LeaseLostError(f"lease on {self.sid} expired")
+
+
+Forwarded = bool | int | None
+"""What the holder of a lease answered a forwarded trigger: ``True`` taken (it runs the
+session), an int (the revision of the kept lease it hands over), ``False`` neither, or
+``None`` no answer (gone)."""
+
+ACK_HEADER = "Praxis-Ack"
+"""The forwarded trigger's acknowledgement subject (``$JS.ACK...``)."""
+SESSION_HEADER = "Praxis-Session"
+
+
+async def forward(bus: Bus, holder: str, session_id: str, msg: Msg) -> Forwarded:
+    """Hand a trigger (a work message for ``session_id``) to the worker ``holder`` that
+    holds its lease: a worker running a session takes its triggers and acknowledges them
+    itself, so the work is neither handed back nor redelivered, and the owner needs no
+    subscription to every session's commands to see what concerns its own. The command
+    travels with it (to act on a cancel or a suspend during a turn)."""
+    headers = {SESSION_HEADER: session_id, ACK_HEADER: msg.reply}
+    try:
+        resp = await bus.nc.request(
+            subjects.lease_handover(holder), msg.data, headers=headers, timeout=_ASK_TIMEOUT
+        )
+        answer = json.loads(resp.data)
+    except (TimeoutError, NatsError, ValueError):
+        return None
+    if answer.get("taken") is True:
+        return True
+    revision = answer.get("revision")
+    return revision if isinstance(revision, int) and not isinstance(revision, bool) else False
+
+
+def forwarded(nc: Client, msg: Msg) -> tuple[str, Msg] | None:
+    """The session and the trigger of a forwarded one (``None``: not one, or malformed):
+    a message whose acknowledgement goes to the subject the sender gave."""
+    headers = msg.headers or {}
+    sid, ack = headers.get(SESSION_HEADER), headers.get(ACK_HEADER, "")
+    if not sid or not ack.startswith("$JS.ACK."):
+        return None
+    try:
+        subject = subjects.inputs(sid)
+    except ValueError:
+        return None
+    return sid, Msg(nc, subject=subject, reply=ack, data=msg.data)
 
 
 class KeptLeases:

@@ -53,9 +53,6 @@ from praxis.workers.session.turn import TurnDriver
 log = logging.getLogger("praxis.worker")
 _CONTROL_KINDS = (b'"cancel_turn"', b'"suspend"', b'"user_message"')
 """Commands the owner acts on as they arrive, while a turn is in flight."""
-_ASK_AFTER = 2
-"""Deferrals of a trigger (after about 0.1 s) before its session's holder is asked to hand
-over a lease it only keeps."""
 
 
 class SessionRunner:
@@ -86,7 +83,11 @@ class SessionRunner:
         return self.inbox.accepting
 
     def add_trigger(self, msg: Msg) -> None:
+        """A work message for this session (its own delivery, or forwarded by a worker
+        that could not claim the session): a new input to read, and a command to act on
+        now if it is a cancel, a suspend or a message during a turn."""
         self.inbox.add(msg)
+        self.on_command(msg)
 
     # -- the run -------------------------------------------------------------------------
 
@@ -97,11 +98,8 @@ class SessionRunner:
         cached = self.ctx.cache.pop(self.sid)
         hint = cached.lease_hint if cached else None
         kept = self.ctx.kept.take(self.sid)
-        # Usually the holder of a session this worker cannot claim is running it, and sees
-        # the input itself; asked only when the input keeps coming back here.
-        ask = self.inbox.deferred(_ASK_AFTER)
         claimed, loaded = await asyncio.gather(
-            self.ownership.claim(hint, kept, ask=ask), self._load(cached), return_exceptions=True
+            self.ownership.claim(hint, kept), self._load(cached), return_exceptions=True
         )
         failure = next((r for r in (claimed, loaded) if isinstance(r, BaseException)), None)
         if failure is not None:
@@ -116,10 +114,12 @@ class SessionRunner:
         lease = claimed
         assert lease is None or isinstance(lease, leases.Lease)
         if lease is None:
-            self.inbox.accepting = False
-            await self.inbox.defer(self.ownership.retry_after)
-            self.done.set()
-            return
+            lease = await self._elsewhere()
+            if lease is None:
+                return
+            self._loaded = None  # the holder ran it meanwhile: read the state again
+            self.log.optimistic = False
+            await self._load(None)
         ok = False
         try:
             await self.ownership.hold(lease, self._work, self.inbox.in_progress)
@@ -133,6 +133,28 @@ class SessionRunner:
         finally:
             self.inbox.accepting = False
             await self._finish(lease, ok)
+
+    async def _elsewhere(self) -> leases.Lease | None:
+        """Another worker holds the session: hand it the triggers if it runs the session
+        (it acknowledges them), or take the lease if it only kept it between runs (the
+        lease, to run here); else hand the triggers back for later. ``None``: the run is
+        over."""
+        held = self.ownership.held
+        holder = held.worker_id if held is not None else ""
+        if holder and holder != self.ctx.worker_id:
+            got = await self.ownership.forward(holder, self.inbox.triggers)
+            if isinstance(got, leases.Lease):
+                return got
+            if got:
+                self.ctx.holders.put(self.sid, holder)  # its next triggers: straight there
+                self.inbox.triggers.clear()  # the holder's to acknowledge now
+                self.inbox.accepting = False
+                self.done.set()
+                return None
+        self.inbox.accepting = False
+        await self.inbox.defer(self.ownership.retry_after)
+        self.done.set()
+        return None
 
     async def _finish(self, lease: leases.Lease, ok: bool) -> None:
         ck = self.log.ck
@@ -219,11 +241,10 @@ class SessionRunner:
         inbox = self.inbox
         while True:
             await self.handler.answer_queued()
-            # Before the read: an input arriving after it wakes the linger. Every command
-            # sent while this run lasts wakes it (the worker's subscription to commands),
-            # and every stored one has a trigger: with neither since the last read there
-            # is nothing new to read (one the subscription missed is still taken, by its
-            # trigger, in this run or the next).
+            # Before the read: an input arriving after it wakes the linger. Every stored
+            # command has a trigger, and it comes to this run (delivered here, or
+            # forwarded by the worker it reached, which cannot claim the session): with
+            # none since the last read there is nothing new to read.
             # While other sessions wait for a slot, only an input whose trigger came (in
             # the order inputs were stored) is taken: a session whose client answers fast
             # would otherwise keep its slot, seeing each next command as it is sent.
@@ -314,9 +335,8 @@ class SessionRunner:
 
     # -- commands seen as they are sent ------------------------------------------------------
 
-    async def on_command(self, msg: Msg) -> None:
-        """A command sent to this session (as sent: it may not be stored yet)."""
-        self.inbox.wake.set()  # a new command for this session
+    def on_command(self, msg: Msg) -> None:
+        """A command sent to this session, seen as its trigger comes."""
         cmd = self._control(msg)
         if cmd is None:
             return

@@ -40,11 +40,17 @@ class RunContext:
         self.bus = bus
         self.registry = registry
         self.worker_id = worker_id
-        self.cache = StateCache(bus.settings.state_cache)
+        s = bus.settings
+        self.cache = StateCache(s.state_cache)
         self.timers = Bounded[str, datetime](max(bus.settings.state_cache, 1000))
         """The due time of the expiry timer this worker last set, per session."""
         self.kept = KeptLeases(bus)
         """Leases kept between a session's runs while the worker is busy."""
+        self.holders = Bounded[str, str](
+            max(bus.settings.state_cache, 1000), bus.settings.lease_ttl
+        )
+        """The worker that took this worker's last triggers of a session (it runs it): its
+        next ones go straight there, with no claim tried first (see ``forward``)."""
         self.stopping = asyncio.Event()
         """Set when the worker drains: runners stop lingering."""
         self.resting: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext
