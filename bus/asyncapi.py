@@ -45,15 +45,20 @@ class PurgeAnswer(BaseModel):
 
 
 class LeaseHandover(BaseModel):
-    """Hand over the lease of a session kept between runs (to the asking worker)."""
+    """A work message (trigger) of a session whose lease the receiving worker holds, with
+    headers ``Praxis-Session`` (the session id) and ``Praxis-Ack`` (the trigger's
+    ``$JS.ACK`` subject); the payload is the command as stored. (Without those headers,
+    from a worker of an earlier release: ``{"session_id"}``, asking for a kept lease.)"""
 
-    session_id: str
+    session_id: str | None = None
 
 
 class LeaseHandoverAnswer(BaseModel):
-    """The revision the asker may take the lease at; ``None``: the session is running
-    here (ask again later)."""
+    """``taken``: the receiver runs the session and acknowledges the trigger itself;
+    else ``revision``: it only kept the lease between runs and the asker may take it at
+    that revision; neither: hand the trigger back, for later."""
 
+    taken: bool = False
     revision: int | None = None
 
 
@@ -137,9 +142,10 @@ _CHANNELS: list[tuple[str, str, Any, bool, str]] = [
         "praxis.lease.{worker_id}",
         LeaseHandover,
         False,
-        "Request/reply between workers: a busy worker keeps a session's lease between its "
-        "turns; another worker that got the session's next trigger asks for it. Answered "
-        "with a `LeaseHandoverAnswer`.",
+        "Request/reply between workers: a worker that got a trigger of a session another "
+        "worker holds hands it to that worker, which takes it if it runs the session "
+        "(and acknowledges it), or hands over a lease it only keeps between turns. "
+        "Answered with a `LeaseHandoverAnswer`.",
     ),
     (
         "purge-answers",
