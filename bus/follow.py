@@ -15,10 +15,12 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncGenerator, Awaitable
+import weakref
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import cast
 
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import NoRespondersError
@@ -43,6 +45,108 @@ from praxis.schemas import (
 )
 
 log = logging.getLogger("praxis.bus.follow")
+
+LIVE_IDLE = 5.0
+"""Seconds a session's live subscription is kept after its last follower in the process
+ended: a client whose next turn follows at once (a closed loop, a chat) subscribes once."""
+LIVE_KEPT = 10_000
+"""Idle live subscriptions kept at most per connection (the oldest go first)."""
+
+
+class LiveSubscriptions:
+    """One core subscription to ``live.<id>`` per session followed on a connection, shared
+    by every follower of that session in the process (each message handed to each), and
+    kept :data:`LIVE_IDLE` seconds after the last one ended: no subscribe and unsubscribe
+    per turn."""
+
+    def __init__(self, nc: Client, idle: float = LIVE_IDLE, kept: int = LIVE_KEPT) -> None:
+        self.nc = nc
+        self.idle = idle
+        self.kept = kept
+        self._subs: dict[str, Subscription | None] = {}
+        self._listeners: dict[str, list[Callable[[Msg], None]]] = {}
+        self._idle: dict[str, float] = {}  # session -> since when nobody listens (in order)
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._subs)
+
+    async def join(self, session_id: str, listener: Callable[[Msg], None]) -> None:
+        """Hand ``listener`` every live message of the session from now on (once this
+        returns, the server has the subscription: it comes before anything the caller
+        sends next on this connection)."""
+        self._listeners.setdefault(session_id, []).append(listener)
+        self._idle.pop(session_id, None)
+        if session_id in self._subs:
+            return
+        self._subs[session_id] = None  # being made: a second follower meanwhile waits not
+
+        async def deliver(msg: Msg) -> None:
+            for handed in self._listeners.get(session_id, ()):
+                handed(msg)
+
+        try:
+            self._subs[session_id] = await self.nc.subscribe(subjects.live(session_id), cb=deliver)
+        except BaseException:
+            self._subs.pop(session_id, None)
+            self.leave(session_id, listener)
+            raise
+
+    def leave(self, session_id: str, listener: Callable[[Msg], None]) -> None:
+        listeners = self._listeners.get(session_id)
+        if listeners is None:
+            return
+        listeners[:] = [known for known in listeners if known is not listener]
+        if listeners:
+            return
+        del self._listeners[session_id]
+        if session_id in self._subs:
+            self._idle[session_id] = asyncio.get_running_loop().time()
+            self._sweep_later()
+
+    def _sweep_later(self) -> None:
+        while len(self._idle) > self.kept:  # too many kept: the oldest go now
+            self._drop(next(iter(self._idle)))
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        """Unsubscribe what stayed idle :attr:`idle` seconds; end when nothing is idle."""
+        loop = asyncio.get_running_loop()
+        while self._idle:
+            await asyncio.sleep(self.idle / 2)
+            now = loop.time()
+            for sid, since in list(self._idle.items()):
+                if now - since >= self.idle:
+                    self._drop(sid)
+
+    def _drop(self, session_id: str) -> None:
+        self._idle.pop(session_id, None)
+        sub = self._subs.pop(session_id, None)
+        if sub is not None:
+            task = asyncio.create_task(_unsubscribe(sub))
+            _UNSUBSCRIBING.add(task)
+            task.add_done_callback(_UNSUBSCRIBING.discard)
+
+
+_UNSUBSCRIBING: set[asyncio.Task[None]] = set()
+
+
+async def _unsubscribe(sub: Subscription) -> None:
+    with contextlib.suppress(Exception):  # the connection closed meanwhile
+        await sub.unsubscribe()
+
+
+_LIVE: weakref.WeakKeyDictionary[Client, LiveSubscriptions] = weakref.WeakKeyDictionary()
+
+
+def live_subscriptions(nc: Client) -> LiveSubscriptions:
+    """The live subscriptions of a connection (made on first use)."""
+    found = _LIVE.get(nc)
+    if found is None:
+        found = _LIVE[nc] = LiveSubscriptions(nc)
+    return found
+
 
 _OPEN: dict[int, Follower] = {}
 """This process's followers, from :meth:`Follower.subscribe` to :meth:`Follower.close`."""
@@ -92,7 +196,7 @@ class Follower:
     _queue: asyncio.Queue[Msg | None] = field(default_factory=asyncio.Queue)
     """Live messages; ``None`` ends the follower (:func:`end_all`)."""
     _ended_why: str = ""
-    _sub: Subscription | None = None
+    _listener: Callable[[Msg], None] | None = None
     cursor: int = 0
     known: int = 0
     _turn: _Turn | None = None
@@ -107,14 +211,15 @@ class Follower:
         return await self.head()
 
     async def subscribe(self) -> None:
-        async def _put(msg: Msg) -> None:
-            if self._queue.qsize() >= self.max_pending:
-                self._overflowed = True  # a slow reader: keep memory bounded
-                return
-            self._queue.put_nowait(msg)
-
-        self._sub = await self.bus.nc.subscribe(subjects.live(self.session_id), cb=_put)
+        self._listener = self._put  # one bound method: it is what leaves, by identity
+        await live_subscriptions(self.bus.nc).join(self.session_id, self._listener)
         _OPEN[id(self)] = self
+
+    def _put(self, msg: Msg) -> None:
+        if self._queue.qsize() >= self.max_pending:
+            self._overflowed = True  # a slow reader: keep memory bounded
+            return
+        self._queue.put_nowait(msg)
 
     async def head(self) -> tuple[Event, int]:
         """The latest event (after :meth:`subscribe`): its sequence is where live starts."""
@@ -131,10 +236,9 @@ class Follower:
 
     async def close(self) -> None:
         _OPEN.pop(id(self), None)
-        if self._sub is not None:
-            sub, self._sub = self._sub, None
-            with contextlib.suppress(Exception):  # connection already closed
-                await sub.unsubscribe()
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            live_subscriptions(self.bus.nc).leave(self.session_id, listener)
 
     async def start(self, after: int | None, tail: int, *, join_turn: bool = True) -> None:
         """Deliver from ``after`` (``None``: from now), given the tail read by open().

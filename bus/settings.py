@@ -242,8 +242,8 @@ class Settings(BaseSettings):
         default=5.0,
         ge=0,
         description="Seconds between writes of a session's record (what listings read) "
-        "while its worker is busy, when only its counters and times changed; a change of "
-        "state is written at once, and every change when the worker is not busy.",
+        "while the session is in use, when only its counters and times changed; a change "
+        "of state is written at once, and the newest record when the session goes idle.",
     )
     agents: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

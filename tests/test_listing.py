@@ -1,6 +1,6 @@
-"""The session records listings read: written at once when the worker is not busy,
-coalesced while it is (only the newest of a burst is written), a change of state written
-at once, and never a record older than the stored one written over it."""
+"""The session records listings read: coalesced while a session is in use (only the newest
+of a burst is written), a change of state written at once, what is held back written when
+its run ends, and never a record older than the stored one written over it."""
 
 from __future__ import annotations
 
@@ -36,15 +36,13 @@ async def _stored(client: SessionClient, sid: str) -> SessionRecord:
     return SessionRecord.model_validate_json(entry.value or b"")
 
 
-async def test_a_busy_worker_writes_the_newest_of_a_burst_and_a_state_change_at_once(
+async def test_a_session_in_use_writes_the_newest_of_a_burst_and_a_state_change_at_once(
     client: SessionClient,
 ) -> None:
-    crowded = asyncio.Event()
-    listing = Listing(client.bus, crowded)
+    listing = Listing(client.bus)
     sid = new_id("sess")
     listing.write(_record(sid, 1))  # the first: at once
     await listing.flush(sid)
-    crowded.set()
     before = await _writes(client)
     for events in range(2, 12):  # only counters move: held back
         listing.write(_record(sid, events))
@@ -55,12 +53,14 @@ async def test_a_busy_worker_writes_the_newest_of_a_burst_and_a_state_change_at_
     assert (await _stored(client, sid)).state is SessionState.SUSPENDED
     assert await _writes(client) - before == 1, "one write for eleven records"
     listing.write(_record(sid, 13, SessionState.SUSPENDED))
-    await listing.flush()  # a draining worker writes what it held back
+    await listing.flush()  # a run that ends (or a draining worker) writes what it held back
     assert (await _stored(client, sid)).counters.events == 13
 
 
-async def test_a_worker_that_is_not_busy_writes_every_record(client: SessionClient) -> None:
-    listing = Listing(client.bus, asyncio.Event())
+async def test_a_session_whose_runs_end_writes_every_record(client: SessionClient) -> None:
+    """Each run's end flushes its session's record: a session used now and then is listed
+    as it is."""
+    listing = Listing(client.bus)
     sid = new_id("sess")
     before = await _writes(client)
     for events in (1, 2, 3):
@@ -73,7 +73,7 @@ async def test_a_worker_that_is_not_busy_writes_every_record(client: SessionClie
 async def test_a_late_record_never_goes_over_a_newer_one(client: SessionClient) -> None:
     """An older owner's record, late, is not written over the one a newer owner wrote."""
     sid = new_id("sess")
-    old, new = Listing(client.bus, asyncio.Event()), Listing(client.bus, asyncio.Event())
+    old, new = Listing(client.bus), Listing(client.bus)
     old.write(_record(sid, 4))
     await old.flush()
     new.write(_record(sid, 9))
@@ -84,3 +84,25 @@ async def test_a_late_record_never_goes_over_a_newer_one(client: SessionClient) 
     old.write(_record(sid, 10))  # newer than what is stored: written
     await old.flush()
     assert (await _stored(client, sid)).counters.events == 10
+
+
+async def test_a_state_change_of_the_record_being_written_is_written_too(
+    client: SessionClient,
+) -> None:
+    """The record a worker passes is its session's own, and changes with it while its
+    write is on the way: what is compared with the next one is what was written then (an
+    ACTIVE seen as already stored, while CREATED was, stayed unlisted)."""
+    listing = Listing(client.bus)
+    sid = new_id("sess")
+    record = _record(sid, 1, SessionState.CREATED)
+    listing.write(record)
+    await asyncio.sleep(0)  # its write is under way...
+    record.state = SessionState.ACTIVE  # ... and the session moves on meanwhile
+    record.counters = Counters(events=2)
+    await listing.flush(sid)
+    assert (await _stored(client, sid)).state is SessionState.CREATED  # what was written
+    listing.write(record)  # a state change since: its write starts at once
+    await asyncio.sleep(0)  # (the write under way has taken its record)
+    assert listing.pending == 0, "held back, as if ACTIVE were what was stored"
+    await listing.flush(sid)
+    assert (await _stored(client, sid)).state is SessionState.ACTIVE

@@ -124,7 +124,7 @@ class Worker:
             return
         while (running := self._runners.get(sid)) is not None and not running.done.is_set():
             if running.accepting:
-                running.add_trigger(msg)  # the running loop reads every pending input
+                running.take(msg)  # the running loop reads every pending input
                 return
             await running.done.wait()  # it is releasing the session: take it over after
         if await self._forwarded(sid, msg):
@@ -167,7 +167,7 @@ class Worker:
         sid, trigger = found
         running = self._runners.get(sid)
         if running is not None and running.accepting and not running.done.is_set():
-            running.add_trigger(trigger)
+            running.take(trigger)
             answer: dict[str, object] = {"taken": True}
         else:
             answer = {"revision": self.ctx.kept.hand_over(sid)}

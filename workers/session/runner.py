@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import UTC, datetime
 
 from nats.aio.msg import Msg
 from pydantic import ValidationError
@@ -72,6 +73,7 @@ class SessionRunner:
             ctx, self.log, self.inbox, self.effects, self.turns, self.recorder
         )
         self.done = asyncio.Event()
+        self.started = datetime.now(UTC)
 
     @property
     def state(self) -> Checkpoint:
@@ -84,9 +86,17 @@ class SessionRunner:
 
     def add_trigger(self, msg: Msg) -> None:
         """A work message for this session (its own delivery, or forwarded by a worker
-        that could not claim the session): a new input to read, and a command to act on
-        now if it is a cancel, a suspend or a message during a turn."""
+        that could not claim the session): a new input to read."""
         self.inbox.add(msg)
+
+    def take(self, msg: Msg) -> None:
+        """A trigger for this session while the run goes on: a new input to read, and a
+        command to act on now if it was sent while the run lasts and is a cancel, a
+        suspend or a message during a turn (one stored before the run is taken in order)."""
+        self.inbox.add(msg)
+        with contextlib.suppress(Exception):  # the metadata of a well-formed delivery
+            if msg.metadata.timestamp < self.started:
+                return
         self.on_command(msg)
 
     # -- the run -------------------------------------------------------------------------

@@ -59,5 +59,5 @@ class RunContext:
         """Set while the worker runs as many sessions as it may, or more work waits on the
         server: runners stop lingering, so that waiting sessions get their turn (a session
         in a fast loop of messages would otherwise keep its slot while the loop lasts)."""
-        self.listing = Listing(bus, self.crowded)
-        """The session records that listings read, coalesced while the worker is busy."""
+        self.listing = Listing(bus)
+        """The session records that listings read, coalesced while a session is in use."""
