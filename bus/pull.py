@@ -138,6 +138,11 @@ class PullLoop:
         finally:
             stop.cancel()
 
+    def adopt(self, msg: Msg) -> None:
+        """Run the handler for a message this loop did not pull (handed over by another
+        process): it takes a slot like the others, so the loop pulls less meanwhile."""
+        self._spawn(msg)
+
     def _spawn(self, msg: Msg) -> None:
         task = asyncio.create_task(self._run_one(msg))
         self._tasks.add(task)

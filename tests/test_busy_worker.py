@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nats.aio.msg import Msg
@@ -183,27 +184,39 @@ async def test_a_trigger_for_a_session_another_worker_holds_goes_to_that_worker(
     nats: NatsServer, tmp_path: Path
 ) -> None:
     """Worker B got a trigger of a session whose lease worker A holds: B hands it to A. A
-    that only keeps the lease between runs hands the lease over (B runs the session); A
-    that neither runs nor keeps it says so (B hands the trigger back for later); a holder
-    that does not answer is gone, and B learns when its lease expires."""
+    that keeps the lease between runs takes it and runs the session (its state is in A's
+    cache); a draining A hands the lease over instead (B runs the session); A that
+    neither runs nor keeps it says so (B hands the trigger back for later); a holder that
+    does not answer is gone, and B learns when its lease expires."""
     s = make_settings(nats.url, tmp_path)
     async with _running(s) as (client, a), connect(s, s.nats_url, "worker-b") as bus_b:
         kv = client.bus.leases
-        kept_sid, held_sid = new_id("sess"), new_id("sess")
-        kept = await leases.claim(kv, kept_sid, a.worker_id)
-        held = await leases.claim(kv, held_sid, a.worker_id)
-        assert kept is not None and held is not None
-        a.ctx.kept.keep(kept)
-
+        kept_sid = await _session(client, "echo")  # A's run lingers on it a moment
         b = Ownership(bus_b, kept_sid, "wrk_b")
         assert await b.claim(None) is None and b.held is not None
         assert b.held.worker_id == a.worker_id
+        assert await b.forward(a.worker_id, [_trigger(bus_b, kept_sid)]) is True  # running
+
+        async def released() -> bool:
+            return await leases.holder(kv, kept_sid) is None
+
+        await eventually(released, what="A's run to end and release the session")
+        await _kept(kv, kept_sid, a)
+        assert await b.claim(None) is None
+        assert await b.forward(a.worker_id, [_trigger(bus_b, kept_sid)]) is True  # kept
+        assert not a.ctx.kept.holds(kept_sid), "a run on A took the kept lease"
+        await eventually(released, what="A's run to end and release the session")
+        await _kept(kv, kept_sid, a)
+        a._stopped = True  # draining: it takes no more work
         got = await b.forward(a.worker_id, [_trigger(bus_b, kept_sid)])
+        a._stopped = False
         assert isinstance(got, leases.Lease) and got.worker_id == "wrk_b"
         assert await leases.holder(kv, kept_sid) == "wrk_b"
-        assert a.ctx.kept.take(kept_sid) is None, "A no longer keeps it"
+        assert not a.ctx.kept.holds(kept_sid), "A no longer keeps it"
         assert await leases.renew(kv, got), "B holds it as any claim would"
 
+        held_sid = new_id("sess")  # held by A, which neither runs nor keeps it
+        assert await leases.claim(kv, held_sid, a.worker_id) is not None
         neither = Ownership(bus_b, held_sid, "wrk_b")
         assert await neither.claim(None) is None
         assert await neither.forward(a.worker_id, [_trigger(bus_b, held_sid)]) is False
@@ -218,6 +231,14 @@ async def test_a_trigger_for_a_session_another_worker_holds_goes_to_that_worker(
         # ... and it says when: the trigger comes back then, not after a backoff.
         assert asking.retry_after is not None
         assert 0 < asking.retry_after <= s.lease_ttl
+
+
+async def _kept(kv: Any, sid: str, worker: Worker) -> leases.Lease:
+    """A lease of ``worker`` on ``sid``, kept between runs (as a busy worker keeps it)."""
+    lease = await leases.claim(kv, sid, worker.worker_id)
+    assert lease is not None
+    worker.ctx.kept.keep(lease)
+    return lease
 
 
 async def test_with_two_workers_each_trigger_is_delivered_once(

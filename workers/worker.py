@@ -157,18 +157,23 @@ class Worker:
 
     async def _on_handover(self, msg: Msg) -> None:
         """Another worker's trigger for a session (it could not claim it: this worker holds
-        the lease): taken if a runner here is on the session; else, if this worker only
-        keeps the lease, the lease is handed over (the other worker runs the session). A
-        request without a trigger asks for a kept lease only."""
+        the lease): taken if a runner here is on the session, or if this worker keeps the
+        lease between runs (a run starts here with it); a draining worker hands a kept
+        lease over instead (the other worker runs the session). A request without a
+        trigger asks for a kept lease only."""
         found = forwarded(self.bus.nc, msg)
         if found is None:
             await self.ctx.kept.serve(msg)
             return
         sid, trigger = found
         running = self._runners.get(sid)
+        answer: dict[str, object] = {"taken": True}
         if running is not None and running.accepting and not running.done.is_set():
             running.take(trigger)
-            answer: dict[str, object] = {"taken": True}
+        elif self.ctx.kept.holds(sid) and not self._stopped:
+            # Kept between runs (this worker is busy): run it here, where its state is in
+            # the cache and its lease needs no claim, rather than move it to the asker.
+            self._pull.adopt(trigger)
         else:
             answer = {"revision": self.ctx.kept.hand_over(sid)}
         with contextlib.suppress(Exception):

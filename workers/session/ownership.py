@@ -189,6 +189,9 @@ class KeptLeases:
     def keep(self, lease: leases.Lease) -> None:
         self._kept[lease.session_id] = lease
 
+    def holds(self, session_id: str) -> bool:
+        return session_id in self._kept
+
     def take(self, session_id: str) -> leases.Lease | None:
         return self._kept.pop(session_id, None)
 
