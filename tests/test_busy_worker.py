@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -141,17 +143,20 @@ async def _writes(client: SessionClient, bucket: str) -> int:
 
 
 async def test_a_busy_worker_keeps_a_sessions_lease_between_its_turns(
-    one_slot: tuple[SessionClient, Worker],
+    one_slot: tuple[SessionClient, Worker], nats: NatsServer
 ) -> None:
     """Two sessions in loops on one slot: each run ends after one turn (the other session
     waits for the slot), and the lease is kept, not released and claimed again; the
-    session records listings read are written now and then, not after every turn."""
+    session records listings read are written now and then, not after every turn; no
+    subscription is made or removed per turn (the client's live ones and the worker's
+    snapshot ones are kept)."""
     client, worker = one_slot
     s = client.bus.settings
     a, b = await _session(client, "echo"), await _session(client, "echo")
     await asyncio.gather(_turn(client, a, "warm"), _turn(client, b, "warm"))
     before = await _writes(client, s.leases_bucket)
     records_before = await _writes(client, s.sessions_bucket)
+    subs_before = await asyncio.to_thread(_sub_changes, nats)
     turns = 20
 
     async def loop(sid: str) -> list[str]:
@@ -159,6 +164,8 @@ async def test_a_busy_worker_keeps_a_sessions_lease_between_its_turns(
 
     replies = await asyncio.gather(loop(a), loop(b))
     assert replies == [[f"{a} {t}" for t in range(turns)], [f"{b} {t}" for t in range(turns)]]
+    changes = await asyncio.to_thread(_sub_changes, nats) - subs_before
+    assert changes <= 4, f"{changes} subscriptions made or removed for {2 * turns} turns"
     writes = await _writes(client, s.leases_bucket)
     # Releasing and claiming again would be two writes per turn (80); renewing a lease
     # older than half its time to live is a write now and then.
@@ -231,6 +238,14 @@ async def test_a_trigger_for_a_session_another_worker_holds_goes_to_that_worker(
         # ... and it says when: the trigger comes back then, not after a backoff.
         assert asking.retry_after is not None
         assert 0 < asking.retry_after <= s.lease_ttl
+
+
+def _sub_changes(nats: NatsServer) -> int:
+    """Subscriptions made and removed on the server so far."""
+    url = f"http://127.0.0.1:{nats.monitor_port}/subsz"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        found = json.load(resp)
+    return int(found.get("num_inserts", 0)) + int(found.get("num_removes", 0))
 
 
 async def _kept(kv: Any, sid: str, worker: Worker) -> leases.Lease:

@@ -179,9 +179,12 @@ class KeptLeases:
     trigger), and released when it is older than half its time to live, or when the worker
     drains."""
 
-    def __init__(self, bus: Bus) -> None:
+    def __init__(self, bus: Bus, gone: Callable[[str], None] = lambda _: None) -> None:
         self.bus = bus
         self._kept: dict[str, leases.Lease] = {}
+        self._gone = gone
+        """Told of each session whose kept lease this worker gives up (released, handed
+        over): what it kept for the session goes too."""
 
     def __len__(self) -> int:
         return len(self._kept)
@@ -199,7 +202,10 @@ class KeptLeases:
         """The revision at which another worker may take the kept lease (``None``: not
         kept, so running here or not held by this worker)."""
         lease = self._kept.pop(session_id, None)
-        return lease.revision if lease is not None else None
+        if lease is None:
+            return None
+        self._gone(session_id)
+        return lease.revision
 
     async def release_old(self) -> int:
         """Release the kept leases older than half their time to live; how many."""
@@ -216,6 +222,8 @@ class KeptLeases:
         """Release ``kept`` at once (a draining worker may keep hundreds); best effort: a
         lease not released expires."""
         s = self.bus.settings
+        for lease in kept:
+            self._gone(lease.session_id)
         await asyncio.gather(
             *(leases.release(self.bus.nc, s.leases_bucket, k, self.bus.timeout) for k in kept),
             return_exceptions=True,

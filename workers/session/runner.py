@@ -149,6 +149,7 @@ class SessionRunner:
         (it acknowledges them), or take the lease if it only kept it between runs (the
         lease, to run here); else hand the triggers back for later. ``None``: the run is
         over."""
+        self.ctx.snapshots.drop(self.sid)  # a lease kept here is lost, if there was one
         held = self.ownership.held
         holder = held.worker_id if held is not None else ""
         if holder and holder != self.ctx.worker_id:
@@ -169,7 +170,6 @@ class SessionRunner:
     async def _finish(self, lease: leases.Lease, ok: bool) -> None:
         ck = self.log.ck
         try:
-            await self.turns.stop()
             if ok and ck is not None and self._snapshot_due():
                 self.recorder.snapshot()  # the next run, here or elsewhere, reads no events
             await self.effects.settle()
@@ -178,7 +178,9 @@ class SessionRunner:
             hint = None
             if self._keep_lease(ok):
                 self.ctx.kept.keep(lease)  # its next turn here needs no claim
+                self.ctx.snapshots.idle(self.sid)  # nor a new subscription
             else:
+                self.ctx.snapshots.drop(self.sid)
                 hint = await self.ownership.release(lease)
             if ok and ck is not None:
                 entry = Cached(ck, self.log.tail, hint, self.log.unsaved)
@@ -230,7 +232,7 @@ class SessionRunner:
             self.log.start(*self._loaded)
         logs.about(self.sid, self.state.session.task_id)
         await self.log.tell_tail()
-        await self.turns.serve_snapshots()
+        await self.ctx.snapshots.serve(self.sid, self.turns.snapshot)
         while True:
             try:
                 await self._drain()

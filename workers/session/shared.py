@@ -16,6 +16,7 @@ from praxis.schemas import Checkpoint
 from praxis.workers.agents import AgentRegistry
 from praxis.workers.session.listing import Listing
 from praxis.workers.session.ownership import KeptLeases
+from praxis.workers.session.snapshots import Snapshots
 
 
 @dataclass(slots=True)
@@ -44,7 +45,9 @@ class RunContext:
         self.cache = StateCache(s.state_cache)
         self.timers = Bounded[str, datetime](max(bus.settings.state_cache, 1000))
         """The due time of the expiry timer this worker last set, per session."""
-        self.kept = KeptLeases(bus)
+        self.snapshots = Snapshots(bus.nc)
+        """Snapshot subscriptions of the sessions this worker holds."""
+        self.kept = KeptLeases(bus, gone=self.snapshots.drop)
         """Leases kept between a session's runs while the worker is busy."""
         self.holders = Bounded[str, str](
             max(bus.settings.state_cache, 1000), bus.settings.lease_ttl

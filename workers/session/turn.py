@@ -9,14 +9,10 @@ raises or however long it takes, the turn ends with an outcome the policy record
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
-
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
 from praxis.bus import Bus, subjects
 from praxis.schemas import (
@@ -50,7 +46,6 @@ class TurnDriver:
         self.bus = bus
         self.sid = session_id
         self.live: LiveTurn | None = None
-        self._sub: Subscription | None = None
         self._held: list[bytes] | None = None
         """Token deltas kept back while the turn's start is not stored yet."""
 
@@ -126,23 +121,11 @@ class TurnDriver:
 
     # -- followers joining mid-turn ---------------------------------------------------------
 
-    async def serve_snapshots(self) -> None:
-        self._sub = await self.bus.nc.subscribe(subjects.snapshot(self.sid), cb=self._snapshot)
-
-    async def stop(self) -> None:
-        if self._sub is not None:
-            with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
-            self._sub = None
-
-    async def _snapshot(self, msg: Msg) -> None:
-        """The text of the turn in flight so far, to a follower joining mid-turn."""
-        if not subjects.is_inbox(msg.reply):
-            return
+    def snapshot(self) -> bytes:
+        """The text of the turn in flight so far, to a follower joining mid-turn (see
+        :mod:`.snapshots`); empty with no turn in flight."""
         live = self.live if self._held is None else None  # a turn not stored has no text yet
-        body = live.snapshot().model_dump_json().encode() if live else b""
-        with contextlib.suppress(Exception):
-            await msg.respond(body)
+        return live.snapshot().model_dump_json().encode() if live else b""
 
     # -- the journal of tool calls -------------------------------------------------------------
 
