@@ -101,3 +101,19 @@ def test_bench_plot_says_what_to_install_without_matplotlib(
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
     with pytest.raises(PlotUnavailableError, match=r"pip install 'praxis-sessions\[plot\]'"):
         check_available()
+
+
+async def test_bench_stream_relays_every_token_against_the_floor(tmp_path: Path) -> None:
+    """stream: turns of the synthetic model followed over REST SSE through one edge, beside
+    the floor's relay of the same streams; every token arrives, in order, with its delay."""
+    args = ["bench", "stream", "--streams", "4", "--tokens", "5", "--token-rate", "50"]
+    ran = await asyncio.to_thread(praxis, fresh_env(tmp_path), *args, "--json", timeout=120)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    found = json.loads(ran.stdout)["stream"]
+    for name, cpu in (("floor", "relay"), ("praxis", "edge")):
+        row = found[name]
+        assert (row["deltas"], row["complete_streams"], row["errors"]) == (20, 4, 0), row
+        assert 0 < row["delay_ms"]["p50"] < 5000 and cpu in row["cpu_ms_per_delta"]
+    table = await asyncio.to_thread(praxis, fresh_env(tmp_path), *args, timeout=120)
+    assert table.returncode == 0, table.stderr[-3000:]
+    assert table.stdout.splitlines()[0].split()[:3] == ["stream", "deltas", "deltas/s"]

@@ -15,7 +15,7 @@ from cyclopts import App, Parameter
 from praxis.bus import Settings
 from praxis.bus.credentials import Credentials
 from praxis.cli import term
-from praxis.cli.bench import fanout, floor, graphql, latency, load, render, resume
+from praxis.cli.bench import fanout, floor, graphql, latency, load, render, resume, stream
 from praxis.cli.bench import plot as plotting
 from praxis.cli.bench import server as bench_server
 from praxis.cli.bench.report import Report
@@ -23,7 +23,7 @@ from praxis.cli.bench.stack import RAW_STREAM, BenchError, Stack, cpu_ms_per_tur
 from praxis.cli.bench.stats import Series
 from praxis.cli.runtime import load_settings, run_coro, setup_logging
 
-Scenario = Literal["create", "turn", "resume", "load", "scale", "fanout"]
+Scenario = Literal["create", "turn", "resume", "load", "scale", "fanout", "stream"]
 
 bench_app = App(name="bench")  # its help: praxis.cli.app
 
@@ -38,6 +38,9 @@ class Options:
     workers: list[int]
     subscribers: int
     history: list[int]
+    streams: int = 100
+    tokens: int = 200
+    token_rate: float = 20.0
     agent: str = "echo"
     metadata: dict[str, Any] = field(default_factory=dict)
     """The agent of the turn and load sessions: echo, or the synthetic model."""
@@ -68,6 +71,7 @@ def step_count(scenarios: set[str], o: Options) -> int:
         + (len(o.sessions) if "load" in scenarios else 0)
         + (len(o.workers) if "scale" in scenarios else 0)
         + (2 if "fanout" in scenarios else 0)
+        + (2 if "stream" in scenarios else 0)
         + (o.rounds if "resume" in scenarios else 0)
     )
 
@@ -209,6 +213,16 @@ async def run_scale(stack: Stack, o: Options, report: Report, steps: Steps) -> N
         steps.done(f"scale: {workers} worker(s): {found.per_second:.0f} turns/s")
 
 
+async def run_stream(stack: Stack, o: Options, report: Report, steps: Steps) -> None:
+    """Streaming capacity: the floor's relay, then Praxis, with the same streams."""
+    shape = f"{o.streams} streams x {o.tokens} tokens at {o.token_rate:g}/s"
+    steps.note(f"stream: {shape}, the floor first")
+    report.stream["floor"] = await stream.floor_streams(stack, o.streams, o.tokens, o.token_rate)
+    steps.done(f"stream: floor done; Praxis (REST SSE through one edge), {shape}")
+    report.stream["praxis"] = await stream.praxis_streams(stack, o.streams, o.tokens, o.token_rate)
+    steps.done("stream: done")
+
+
 async def run_fanout(stack: Stack, o: Options, report: Report, steps: Steps) -> None:
     base = await stack.start_edge()
     steps.note(f"fan-out: {o.subscribers} SSE subscribers")
@@ -245,6 +259,10 @@ async def run(
                 await run_scale(stack, o, report, steps)
             if "fanout" in scenarios:
                 await run_fanout(stack, o, report, steps)
+            if "stream" in scenarios:
+                if not stack.own:
+                    raise BenchError("'stream' measures its own edge: run it without --nats-url")
+                await run_stream(stack, o, report, steps)
             if "resume" in scenarios:  # last: it restarts our worker with its cache off
                 per_round = max(1, o.turns // (o.rounds * len(o.history)))
                 report.resume = await resume.by_history(
@@ -269,7 +287,7 @@ def bench(
         list[Scenario] | None,
         Parameter(
             help="What to measure (default: create turn): create, turn, resume, load, scale, "
-            "fanout."
+            "fanout, stream."
         ),
     ] = None,
     /,
@@ -287,6 +305,9 @@ def bench(
     seconds: Annotated[float, Parameter(help="How long each load runs.")] = 10.0,
     workers: Annotated[str, Parameter(help="Worker processes for scale, e.g. 1,2,4.")] = "1,2",
     subscribers: Annotated[int, Parameter(help="Subscribers for fanout.")] = 1000,
+    streams: Annotated[
+        int, Parameter(help="Turns streamed at once for stream (--tokens at --token-rate).")
+    ] = 100,
     history: Annotated[
         str, Parameter(help="History lengths for resume, e.g. 10,1000,100000.")
     ] = "10,1000,10000",
@@ -296,9 +317,12 @@ def bench(
             help="A synthetic model instead of echo for turn and load: ms to its first token."
         ),
     ] = None,
-    tokens: Annotated[int, Parameter(help="The synthetic model's tokens per reply.")] = 20,
+    tokens: Annotated[
+        int, Parameter(help="The synthetic model's tokens per reply (stream: 200 unless given).")
+    ] = 20,
     token_rate: Annotated[
-        float, Parameter(help="The synthetic model's tokens per second (0: at once).")
+        float,
+        Parameter(help="The synthetic model's tokens per second (0: at once; stream: 20)."),
     ] = 0,
     json_: Annotated[bool, Parameter(name="--json", help="Print JSON instead of tables.")] = False,
     plot: Annotated[
@@ -312,8 +336,10 @@ def bench(
     Without --nats-url it starts its own nats-server on a free loopback port, worker
     processes and an edge process, and stops them at the end. Progress goes to stderr."""
     setup_logging("WARNING")
-    if min(rounds, turns, creates, subscribers) < 1 or seconds <= 0:
-        raise ValueError("rounds, turns, creates, subscribers and seconds must be positive")
+    if min(rounds, turns, creates, subscribers, streams, tokens) < 1 or seconds <= 0:
+        raise ValueError(
+            "rounds, turns, creates, subscribers, streams, tokens and seconds must be positive"
+        )
     if plot is not None:
         plotting.check_available()
     chosen: set[str] = set(scenarios or ("create", "turn"))
@@ -326,6 +352,9 @@ def bench(
         _ints(workers),
         subscribers,
         _ints(history),
+        streams,
+        tokens if tokens != 20 else 200,
+        token_rate or 20.0,
     )
     if model_latency is not None or token_rate:
         o.agent = "synthetic"

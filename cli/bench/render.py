@@ -19,7 +19,29 @@ def text(report: Report) -> str:
     if report.resume:
         parts.append(table(_resume_rows(report.resume)))
     parts += [_fanout_line(kind, found) for kind, found in report.fanout.items()]
+    if report.stream:
+        parts.append(table(_stream_rows(report.stream)))
     return "\n\n".join(parts)
+
+
+def _stream_rows(found: dict[str, Any]) -> list[list[str]]:
+    head = ["stream", "deltas", "deltas/s", "delay p50 ms", "p99 ms", "whole", "errors"]
+    rows = [[*head, "CPU ms/delta"]]
+    for name, r in found.items():
+        cpu = r["cpu_ms_per_delta"]
+        rows.append(
+            [
+                name,
+                str(r["deltas"]),
+                f"{r['deltas_per_s']:.0f}",
+                f"{r['delay_ms'].get('p50', 0):.2f}",
+                f"{r['delay_ms'].get('p99', 0):.2f}",
+                str(r["complete_streams"]),
+                str(r["errors"]),
+                " ".join(f"{k} {v:.3f}" for k, v in cpu.items()),
+            ]
+        )
+    return rows
 
 
 def _load_rows(load: list[dict[str, Any]]) -> list[list[str]]:

@@ -20,6 +20,7 @@ class Report:
     scale: list[dict[str, Any]] = field(default_factory=list)
     fanout: dict[str, Any] = field(default_factory=dict)
     resume: list[dict[str, Any]] = field(default_factory=list)
+    stream: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -34,5 +35,6 @@ class Report:
             "scale": self.scale,
             "fanout": self.fanout,
             "resume": self.resume,
+            "stream": self.stream,
             "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         }

@@ -110,6 +110,8 @@ class Stack:
     """Our own nats-server's process (``None``: a deployment given by URL)."""
     monitor_port: int | None = None
     """Our own nats-server's monitoring port (``None``: a deployment given by URL)."""
+    edge_pid: int | None = None
+    """Our own edge's process (``None``: none started, or a deployment's own)."""
     responder_pid: int | None = None
 
     def cpu_seconds(self) -> CpuSeconds | None:
@@ -176,6 +178,7 @@ class Stack:
                 stderr=self.log("edge"),
             )
             self.others.append(proc)
+            self.edge_pid = proc.pid
             assert proc.stdout is not None
             line = (await asyncio.to_thread(proc.stdout.readline)).decode().strip()
             if not line.startswith("Praxis edge on "):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -65,23 +66,26 @@ def _bounded(metadata: Mapping[str, Any], key: str, default: float, top: float) 
 class Synthetic(Agent):
     """A stand-in for a language model, for benchmarks: it waits ``latency_ms`` before its
     first token, then streams ``tokens`` tokens at ``tokens_per_s`` (0: all at once), as
-    the session's metadata says."""
+    the session's metadata says; with ``stamp``, each token carries the wall-clock time it
+    left the agent (``t7@<ns>``: what a streaming benchmark measures delays from)."""
 
     name = "synthetic"
     listed = False  # for praxis bench: used by name, not offered to users
     description = (
         "A model stand-in for benchmarks: metadata latency_ms, tokens, tokens_per_s "
-        "(default 0, 20, 0)."
+        "(default 0, 20, 0), stamp."
     )
 
     def respond(self, ctx: TurnContext) -> AsyncIterator[str]:
         latency = _bounded(ctx.metadata, "latency_ms", 0, 60_000) / 1000
         tokens = int(_bounded(ctx.metadata, "tokens", 20, 10_000))
         rate = _bounded(ctx.metadata, "tokens_per_s", 0, 1_000_000)
-        return _synthetic(latency, tokens, rate)
+        return _synthetic(latency, tokens, rate, ctx.metadata.get("stamp") is True)
 
 
-async def _synthetic(latency: float, tokens: int, rate: float) -> AsyncIterator[str]:
+async def _synthetic(
+    latency: float, tokens: int, rate: float, stamp: bool = False
+) -> AsyncIterator[str]:
     if latency:
         await asyncio.sleep(latency)
     loop = asyncio.get_running_loop()
@@ -89,4 +93,4 @@ async def _synthetic(latency: float, tokens: int, rate: float) -> AsyncIterator[
     for i in range(tokens):
         if rate and i:
             await asyncio.sleep(max(0.0, start + i / rate - loop.time()))
-        yield f"t{i} "
+        yield f"t{i}@{time.time_ns()} " if stamp else f"t{i} "
