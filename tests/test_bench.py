@@ -73,7 +73,7 @@ async def test_bench_prints_a_table_and_refuses_bad_options(tmp_path: Path) -> N
     assert unknown.returncode != 0 and "Traceback" not in unknown.stderr
     helped = await asyncio.to_thread(praxis, env, "bench", "--help")
     said = " ".join(helped.stdout.replace("│", " ").split())
-    assert "create, turn, resume, load, scale, fanout." in said, said
+    assert "create, turn, resume, load, scale, fanout, stream." in said, said
     remote = await asyncio.to_thread(
         praxis, env, "bench", "scale", "--nats-url", "nats://127.0.0.1:1", timeout=60
     )
