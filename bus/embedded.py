@@ -11,6 +11,8 @@ import contextlib
 import fcntl
 import json
 import os
+import random
+import re
 import shutil
 import signal
 import socket
@@ -54,10 +56,28 @@ def server_binary() -> str:
 
 
 def free_port() -> int:
+    """A loopback port free to listen on, below the system's ephemeral range where there is
+    room (a port handed out by ``bind(0)`` is an ephemeral one: an outgoing connection of any
+    process may take it before the server listens; 10,000 client connections make that
+    likely)."""
+    low, _ = _ephemeral_range()
+    for _ in range(50):
+        port = random.randrange(10_000, low) if low > 11_000 else 0
+        if port and _free(port) and not _port_open(port):
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+        chosen: int = s.getsockname()[1]
+        return chosen
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The ports the system gives outgoing connections (Linux; else the IANA range)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 49152, 65535
 
 
 def _port_open(port: int) -> bool:
@@ -108,8 +128,34 @@ class NatsServer:
         return f"nats://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 10.0, detach: bool = False) -> NatsServer:
-        self.port = self.port or free_port()
-        self.monitor_port = self.monitor_port or free_port()
+        """Start the server; ports not given are chosen free, and chosen again (three times
+        at most) if another process takes one before the server listens on it."""
+        given = {self.port, self.monitor_port} - {0}
+        for attempt in range(3):
+            self.port = self.port or free_port()
+            self.monitor_port = self.monitor_port or free_port()
+            try:
+                return self._start(timeout, detach)
+            except EmbeddedServerError:
+                lost = self._lost_port()
+                if attempt == 2 or lost is None or lost in given:
+                    raise
+            self.port = self.port if self.port in given else 0
+            self.monitor_port = self.monitor_port if self.monitor_port in given else 0
+        raise AssertionError("unreachable")
+
+    def _lost_port(self) -> int | None:
+        """The port the server that just exited could not listen on (from its log)."""
+        if self.log_file is None:
+            return None
+        try:
+            tail = self.log_file.read_text(errors="replace")[-2000:]
+        except OSError:
+            return None
+        found = re.findall(r"listen tcp 127\.0\.0\.1:(\d+): bind: address already in use", tail)
+        return int(found[-1]) if found else None
+
+    def _start(self, timeout: float, detach: bool) -> NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         args = [
             server_binary(),

@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import sys
+import traceback
 from datetime import timedelta
 from typing import Annotated
 
@@ -60,8 +61,9 @@ def warn(text: str) -> None:
 
 
 def report(e: BaseException) -> int:
-    """A user error is one line on stderr, never a traceback; the exit status is the
-    error's own ``exit_code`` (see :mod:`praxis.bus.errors`), 1 unless it says otherwise."""
+    """A user error is one line on stderr, never a traceback (unless PRAXIS_LOG_LEVEL is DEBUG,
+    then before it); the exit status is the error's own ``exit_code`` (see
+    :mod:`praxis.bus.errors`), 1 unless it says otherwise."""
     if isinstance(e, ValidationError):
         first = e.errors()[0] if e.errors() else {"msg": str(e)}
         where = ".".join(str(p) for p in first.get("loc", ()))
@@ -73,6 +75,8 @@ def report(e: BaseException) -> int:
         text = str(e)
     if isinstance(e, UnknownAgentError):
         text += _defined_here(e.agent)
+    if os.environ.get("PRAXIS_LOG_LEVEL", "").strip().upper() == "DEBUG":
+        traceback.print_exception(e, file=sys.stderr)  # where it came from, when asked
     print(paint("praxis: error:", ERROR, sys.stderr), text, file=sys.stderr)
     for note in getattr(e, "__notes__", ()):  # what to do next (the session to resume)
         print(note, file=sys.stderr)
