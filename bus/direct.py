@@ -4,17 +4,43 @@ from __future__ import annotations
 
 import asyncio
 import json
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
 
 from praxis.bus.errors import TransientError
 
 MAX_BATCH = 1000
 T = TypeVar("T")
+
+READS_IN_FLIGHT = 128
+"""Direct gets a connection has in flight at once; more wait their turn before they are
+sent. A surge (thousands of followers opening at once on an edge) would otherwise send
+them all, and their answers would wait in the process's queue behind each other until
+their timeouts passed; waiting for a turn does not count against a read's timeout."""
+_GATES: weakref.WeakKeyDictionary[Client, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def _gate(nc: Client) -> asyncio.Semaphore:
+    found = _GATES.get(nc)
+    if found is None:
+        found = _GATES[nc] = asyncio.Semaphore(READS_IN_FLIGHT)
+    return found
+
+
+async def _request(nc: Client, subject: str, payload: bytes, timeout: float) -> Msg:
+    """A direct get (a read: asked again once if its answer did not come in time, as when
+    the process was too busy to take it, in the surge above)."""
+    async with _gate(nc):
+        try:
+            return await nc.request(subject, payload, timeout=timeout)
+        except NatsTimeoutError:
+            return await nc.request(subject, payload, timeout=timeout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +69,7 @@ async def last_by_subject(
     nc: Client, stream: str, subject: str, timeout: float
 ) -> StoredMsg | None:
     """The last message stored on ``subject``, or ``None``."""
-    resp = await nc.request(f"$JS.API.DIRECT.GET.{stream}.{subject}", b"", timeout=timeout)
+    resp = await _request(nc, f"$JS.API.DIRECT.GET.{stream}.{subject}", b"", timeout)
     return _one(resp)
 
 
@@ -52,14 +78,14 @@ async def next_by_subject(
 ) -> StoredMsg | None:
     """The first message on ``subject`` with a sequence >= ``from_seq``, or ``None``."""
     req = json.dumps({"seq": max(from_seq, 1), "next_by_subj": subject}).encode()
-    resp = await nc.request(f"$JS.API.DIRECT.GET.{stream}", req, timeout=timeout)
+    resp = await _request(nc, f"$JS.API.DIRECT.GET.{stream}", req, timeout)
     return _one(resp)
 
 
 async def by_seq(nc: Client, stream: str, seq: int, timeout: float) -> StoredMsg | None:
     """The message stored at ``seq``, or ``None`` (never stored, or removed since)."""
     req = json.dumps({"seq": seq}).encode()
-    resp = await nc.request(f"$JS.API.DIRECT.GET.{stream}", req, timeout=timeout)
+    resp = await _request(nc, f"$JS.API.DIRECT.GET.{stream}", req, timeout)
     return _one(resp)
 
 
@@ -79,6 +105,13 @@ async def batch(
     timeout: float,
 ) -> tuple[list[StoredMsg], int]:
     """One batched direct get; returns the messages and how many more match."""
+    async with _gate(nc):
+        return await _batch(nc, stream, request, timeout)
+
+
+async def _batch(
+    nc: Client, stream: str, request: dict[str, Any], timeout: float
+) -> tuple[list[StoredMsg], int]:
     inbox = nc.new_inbox()
     queue: asyncio.Queue[Msg] = asyncio.Queue()
 

@@ -12,7 +12,7 @@ import httpx
 import websockets
 
 from praxis.bus import Receipt, SessionClient
-from praxis.cli.bench.fanout import CREATE_CONCURRENCY, EXPECTED, report
+from praxis.cli.bench.fanout import CREATE_CONCURRENCY, EXPECTED, gated_send, report
 from praxis.cli.bench.latency import Timings
 from praxis.schemas import SessionRecord
 
@@ -134,14 +134,12 @@ async def graphql_fanout(client: SessionClient, base: str, n: int) -> dict[str, 
                 await ws.close()
                 return
 
-    async def send(sid: str) -> None:
-        sent_at[sid] = time.perf_counter()
-        await client.send(sid, "fan out")
+    send = gated_send(client, sent_at)
 
     async def warm(sid: str, ws: websockets.ClientConnection) -> None:
         # GraphQL does not say when the server has set a subscription up: a first turn
         # seen through it shows that it has (token deltas are live only).
-        await client.send(sid, "warm up")
+        await send(sid, "warm up")
         try:
             while await next_event(ws) != "turn.completed":
                 pass
@@ -156,7 +154,7 @@ async def graphql_fanout(client: SessionClient, base: str, n: int) -> dict[str, 
         for (r, _), ws in zip(created, sockets, strict=True)
     ]
     t1 = time.perf_counter()
-    await asyncio.gather(*(send(r.session_id) for r, _ in created))
+    await asyncio.gather(*(send(r.session_id, "fan out") for r, _ in created))
     await asyncio.wait_for(asyncio.gather(*watchers), 300)
     found = report(n, connected, time.perf_counter() - t1, complete, delivered)
     if failures:

@@ -8,7 +8,6 @@ in the SSE client."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 import subprocess
@@ -17,17 +16,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import httpx
-
 from praxis.bus.credentials import Credentials
+from praxis.cli.bench.sse_client import SSEError, open_stream
 from praxis.cli.bench.stack import Stack, _cpu_of
 from praxis.cli.bench.stats import Series
 
 SUBJECT = "praxis_bench_stream"
 """The floor's subjects (``SUBJECT.<i>``), written out in the scripts below."""
 _TOKEN = re.compile(rb"t(\d+)@(\d+)")
-POOL_SIZE = 100
-"""Streams per HTTP client (httpx's pool is slow with thousands waiting on one)."""
 
 # The floor's relay: one route, a core NATS subscription per stream, each message as one
 # SSE message; a comment first, once subscribed. Started as its own process.
@@ -139,21 +135,19 @@ async def praxis_streams(stack: Stack, streams: int, tokens: int, rate: float) -
     sids = list(await asyncio.gather(*(session() for _ in range(streams))))
     tally = Tally(tokens)
 
-    async def follow(http: httpx.AsyncClient, sid: str) -> None:
+    async def follow(sid: str) -> None:
         body = {"message": "stream", "stream": True}
         feed = tally.stream()
-        url = f"{base}/agent-sessions/{sid}/messages"
-        kind = ""
-        async with http.stream("POST", url, json=body) as r:
-            r.raise_for_status()
-            async for line in r.aiter_lines():
-                if line.startswith("event: "):
+        kind = b""
+        async with open_stream(f"{base}/agent-sessions/{sid}/messages", body) as lines:
+            async for line in lines:
+                if line.startswith(b"event: "):
                     kind = line[7:]
-                elif kind == "token.delta" and line.startswith("data: "):
-                    text = json.loads(line[6:])["data"]["text"]
-                    if feed(text.encode()):
-                        tally.complete += 1
-                        return
+                elif kind != b"token.delta" or not line.startswith(b"data: "):
+                    continue
+                elif feed(json.loads(line[6:])["data"]["text"].encode()):
+                    tally.complete += 1
+                    return
 
     return await _measure(tally, sids, follow, lambda: _cpu(stack), None)
 
@@ -171,14 +165,13 @@ async def floor_streams(stack: Stack, streams: int, tokens: int, rate: float) ->
     tally = Tally(tokens)
     subscribed = asyncio.Semaphore(0)
 
-    async def follow(http: httpx.AsyncClient, sid: str) -> None:
+    async def follow(sid: str) -> None:
         feed = tally.stream()
-        async with http.stream("GET", f"{base}/s/{sid}") as r:
-            r.raise_for_status()
-            async for line in r.aiter_lines():
-                if line.startswith(": subscribed"):
+        async with open_stream(f"{base}/s/{sid}") as lines:
+            async for line in lines:
+                if line.startswith(b": subscribed"):
                     subscribed.release()
-                elif line.startswith("data: ") and feed(line[6:].encode()):
+                elif line.startswith(b"data: ") and feed(line[6:]):
                     tally.complete += 1
                     return
 
@@ -198,34 +191,28 @@ async def floor_streams(stack: Stack, streams: int, tokens: int, rate: float) ->
 async def _measure(
     tally: Tally,
     names: list[str],
-    follow: Callable[[httpx.AsyncClient, str], Awaitable[None]],
+    follow: Callable[[str], Awaitable[None]],
     cpu: Callable[[], dict[str, float]],
     start: Callable[[], Awaitable[None]] | None,
 ) -> dict[str, Any]:
     """Follow the named streams at once until each is whole (``start``: what makes them
     flow, once they are followed); what they received, how fast, and the CPU it cost."""
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    async with contextlib.AsyncExitStack() as stack:
-        pools = [
-            await stack.enter_async_context(httpx.AsyncClient(limits=limits, timeout=300))
-            for _ in range(0, len(names), POOL_SIZE)
-        ]
 
-        async def one(i: int, name: str) -> None:
-            try:
-                await follow(pools[i // POOL_SIZE], name)
-            except (httpx.HTTPError, ValueError) as e:
-                tally.errors += 1
-                tally.first_error = tally.first_error or f"{type(e).__name__}: {e}"
+    async def one(name: str) -> None:
+        try:
+            await follow(name)
+        except (OSError, SSEError, ValueError, asyncio.IncompleteReadError) as e:
+            tally.errors += 1
+            tally.first_error = tally.first_error or f"{type(e).__name__}: {e}"
 
-        before = cpu()
-        t0 = time.perf_counter()
-        jobs = [asyncio.create_task(one(i, n)) for i, n in enumerate(names)]
-        if start is not None:
-            await start()
-        await asyncio.wait_for(asyncio.gather(*jobs), 600)
-        took = time.perf_counter() - t0
-        after = cpu()
+    before = cpu()
+    t0 = time.perf_counter()
+    jobs = [asyncio.create_task(one(n)) for n in names]
+    if start is not None:
+        await start()
+    await asyncio.wait_for(asyncio.gather(*jobs), 600)
+    took = time.perf_counter() - t0
+    after = cpu()
     return tally.summary(took, {k: after[k] - before[k] for k in after})
 
 
