@@ -16,6 +16,7 @@ import contextlib
 import logging
 import random
 import weakref
+from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import cast
@@ -193,8 +194,11 @@ class Follower:
     max_pending: int = 10_000
     """Live messages kept while the reader is not reading; past that they are dropped and
     the reader resynchronises from the stream (and the owner's snapshot) when it reads."""
-    _queue: asyncio.Queue[Msg | None] = field(default_factory=asyncio.Queue)
+    _queue: deque[Msg | None] = field(default_factory=deque)
     """Live messages; ``None`` ends the follower (:func:`end_all`)."""
+    _waiter: asyncio.Future[None] | None = None
+    """What :meth:`updates` awaits while nothing is queued (see :meth:`_wait`)."""
+    _alarm: asyncio.TimerHandle | None = None
     _ended_why: str = ""
     _listener: Callable[[Msg], None] | None = None
     cursor: int = 0
@@ -216,10 +220,43 @@ class Follower:
         _OPEN[id(self)] = self
 
     def _put(self, msg: Msg) -> None:
-        if self._queue.qsize() >= self.max_pending:
+        if len(self._queue) >= self.max_pending:
             self._overflowed = True  # a slow reader: keep memory bounded
             return
-        self._queue.put_nowait(msg)
+        self._queue.append(msg)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait(self, wake: float) -> None:
+        """Until a live message is queued, or the loop's time ``wake``. One alarm serves
+        many waits (a timer per live message cost the relay more than the message): it is
+        set again when it has rung, or when ``wake`` is well before it (a poll due sooner);
+        ``wake`` only moves later while messages come, and an alarm that rings early is
+        a wait that goes on."""
+        loop = asyncio.get_running_loop()
+        alarm = self._alarm
+        if alarm is None or wake < alarm.when() - self.poll_interval / 4:
+            if alarm is not None:
+                alarm.cancel()
+            self._alarm = loop.call_at(wake, self._ring)
+        self._waiter = loop.create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def _ring(self) -> None:
+        self._alarm = None
+        self._wake()
+
+    def _silence(self) -> None:
+        if self._alarm is not None:
+            self._alarm.cancel()
+            self._alarm = None
 
     async def head(self) -> tuple[Event, int]:
         """The latest event (after :meth:`subscribe`): its sequence is where live starts."""
@@ -232,7 +269,8 @@ class Follower:
     def end(self, why: str) -> None:
         """End the iteration of :meth:`updates` with :class:`StreamEndedError` (``why``)."""
         self._ended_why = why
-        self._queue.put_nowait(None)
+        self._queue.append(None)
+        self._wake()
 
     async def close(self) -> None:
         _OPEN.pop(id(self), None)
@@ -272,6 +310,13 @@ class Follower:
         ``max_poll_interval``) and is spread at random, so that thousands of idle followers
         in one process neither poll in step nor keep the server busy. A poll or a read back
         that fails (a server too busy to answer in time) is tried again later."""
+        try:
+            async for item in self._updates(keepalive):
+                yield item
+        finally:
+            self._silence()
+
+    async def _updates(self, keepalive: float | None) -> AsyncGenerator[Delivery | None, None]:
         loop = asyncio.get_running_loop()
         quiet_since = loop.time()
         interval = self.poll_interval
@@ -283,7 +328,7 @@ class Follower:
             if self._overflowed:
                 await self._resync()
                 continue
-            if self._queue.empty():
+            if not self._queue:
                 now = loop.time()
                 if keepalive is not None and now - quiet_since >= keepalive:
                     yield None
@@ -291,15 +336,12 @@ class Follower:
                 wake = next_poll
                 if keepalive is not None:
                     wake = min(wake, quiet_since + keepalive)
-                try:
-                    async with asyncio.timeout_at(wake):
-                        msg = await self._queue.get()
-                except TimeoutError:
+                await self._wait(wake)
+                if not self._queue:
                     if loop.time() >= next_poll:
                         interval, next_poll = await self._poll_step(interval)
                     continue
-            else:
-                msg = self._queue.get_nowait()
+            msg = self._queue.popleft()
             interval = self.poll_interval  # poll only after poll_interval without a notice
             next_poll = loop.time() + _spread(interval)
             if not await self._try(self._on_live(msg)):
@@ -328,9 +370,9 @@ class Follower:
         """After live messages were dropped: what is queued is older than the stream's
         head, so drop it too and read the stream, then the text so far of a turn."""
         self._overflowed = False
-        while not self._queue.empty():
-            if self._queue.get_nowait() is None:
-                self._queue.put_nowait(None)  # ended meanwhile: keep that
+        while self._queue:
+            if self._queue.popleft() is None:
+                self._queue.append(None)  # ended meanwhile: keep that
                 break
         found = await load_head(self.bus, self.session_id)
         if found is not None and found[1] > self.known:
@@ -415,7 +457,7 @@ class Follower:
                 return
         turn.index = delta.index
         turn.delivered += len(delta.text)
-        self._pending.append(Delivery(cursor=None, event=delta))
+        self._pending.append(Delivery.model_construct(cursor=None, event=delta))  # valid
 
     async def _snapshot(self) -> None:
         """Ask the owner for the text so far of the turn in flight (if there is one)."""
