@@ -162,6 +162,26 @@ def end_all(why: str) -> int:
     return len(followers)
 
 
+def _wake_at(
+    now: float,
+    next_poll: float,
+    quiet_since: float,
+    keepalive: float | None,
+    give_up: Callable[[], float] | None,
+) -> float:
+    """When a follower with nothing queued wakes: its next poll, keep-alive or end (which,
+    past, raises :class:`TimeoutError`)."""
+    wake = next_poll
+    if keepalive is not None:
+        wake = min(wake, quiet_since + keepalive)
+    if give_up is not None:
+        end = give_up()
+        if now >= end:
+            raise TimeoutError
+        wake = min(wake, end)
+    return wake
+
+
 def _spread(seconds: float) -> float:
     """``seconds``, give or take a quarter (at random)."""
     return seconds * random.uniform(0.75, 1.25)
@@ -301,9 +321,15 @@ class Follower:
         """Every delivery, for as long as the caller iterates."""
         return cast(AsyncGenerator[Delivery, None], self.updates(None))
 
-    async def updates(self, keepalive: float | None) -> AsyncGenerator[Delivery | None, None]:
+    async def updates(
+        self, keepalive: float | None, give_up: Callable[[], float] | None = None
+    ) -> AsyncGenerator[Delivery | None, None]:
         """Deliveries, and ``None`` after each ``keepalive`` seconds with nothing to deliver
-        (for relays that must show an idle connection is alive).
+        (for relays that must show an idle connection is alive). ``give_up``: the loop's
+        time (asked again each time nothing is queued) from which, with nothing queued,
+        the iteration ends with :class:`TimeoutError` (the follower keeps its place: call
+        this again to go on). It serves as a caller's timeout on each item without a timer
+        per item.
 
         After ``poll_interval`` without a live message the stream is polled for notices
         that were missed; the interval doubles while the session stays quiet (up to
@@ -311,12 +337,14 @@ class Follower:
         in one process neither poll in step nor keep the server busy. A poll or a read back
         that fails (a server too busy to answer in time) is tried again later."""
         try:
-            async for item in self._updates(keepalive):
+            async for item in self._updates(keepalive, give_up):
                 yield item
         finally:
             self._silence()
 
-    async def _updates(self, keepalive: float | None) -> AsyncGenerator[Delivery | None, None]:
+    async def _updates(
+        self, keepalive: float | None, give_up: Callable[[], float] | None
+    ) -> AsyncGenerator[Delivery | None, None]:
         loop = asyncio.get_running_loop()
         quiet_since = loop.time()
         interval = self.poll_interval
@@ -333,10 +361,7 @@ class Follower:
                 if keepalive is not None and now - quiet_since >= keepalive:
                     yield None
                     quiet_since = now
-                wake = next_poll
-                if keepalive is not None:
-                    wake = min(wake, quiet_since + keepalive)
-                await self._wait(wake)
+                await self._wait(_wake_at(now, next_poll, quiet_since, keepalive, give_up))
                 if not self._queue:
                     if loop.time() >= next_poll:
                         interval, next_poll = await self._poll_step(interval)

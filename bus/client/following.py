@@ -91,6 +91,27 @@ async def follow(
         await follower.close()
 
 
+async def _wait_on(c: ClientState, receipt: Receipt, started: float, until: float) -> None:
+    """After a quiet while: raise if the command will not be answered (its session is
+    gone, no worker is live, or it waited ``until``); return to wait on."""
+    if await load_head(c.bus, receipt.session_id) is None:
+        raise SessionNotFoundError(
+            receipt.session_id,
+            "it was removed while its command waited (purged, or its create "
+            "refused: an agent no worker offers)",
+        ) from None
+    now = asyncio.get_running_loop().time()
+    live = await fleet.live_workers(c)
+    if now >= until or live == 0:
+        raise CommandTimeoutError(
+            receipt.session_id,
+            receipt.command_id,
+            now - started,
+            cursor=receipt.cursor,
+            live_workers=live,
+        ) from None
+
+
 async def until_final(
     c: ClientState, follower: Follower, receipt: Receipt, keepalive: float | None
 ) -> AsyncGenerator[Delivery | None, None]:
@@ -107,37 +128,25 @@ async def until_final(
     settings = c.bus.settings
     quiet = settings.command_timeout
     effects = CommandEffects(receipt.command_id)
-    stream = follower.updates(keepalive)
     loop = asyncio.get_running_loop()
     started = loop.time()
     deadline = started + quiet
     until = started + max(settings.queue_timeout, quiet)
+
+    def give_up() -> float:  # read as the follower waits: no timer per item on this hot path
+        return min(deadline, until)
+
+    stream = follower.updates(keepalive, give_up)
     try:
         while True:
-            try:  # asyncio.timeout, not wait_for: no task per item on this hot path
-                async with asyncio.timeout_at(min(deadline, until)):
-                    item = await anext(stream)
+            try:
+                item = await anext(stream)
             except TimeoutError:
-                if await load_head(c.bus, receipt.session_id) is None:
-                    raise SessionNotFoundError(
-                        receipt.session_id,
-                        "it was removed while its command waited (purged, or its create "
-                        "refused: an agent no worker offers)",
-                    ) from None
-                now = loop.time()
-                live = await fleet.live_workers(c)
-                if now >= until or live == 0:
-                    raise CommandTimeoutError(
-                        receipt.session_id,
-                        receipt.command_id,
-                        now - started,
-                        cursor=receipt.cursor,
-                        live_workers=live,
-                    ) from None
+                await _wait_on(c, receipt, started, until)
                 # Live workers will answer it: wait on. The follower keeps its place;
-                # only this iteration of it was cancelled.
-                stream = follower.updates(keepalive)
-                deadline = now + quiet
+                # only this iteration of it ended.
+                stream = follower.updates(keepalive, give_up)
+                deadline = loop.time() + quiet
                 continue
             if item is None:
                 yield None  # quiet for keepalive seconds; the deadline stands
