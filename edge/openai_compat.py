@@ -602,7 +602,7 @@ async def stream_turn(
         try:
             async for piece in turn.pieces(items, sent):
                 if piece is None:
-                    yield sse.KEEPALIVE
+                    yield sse.KEEPALIVE_MESSAGE
                 else:  # numbered by the length of the text it ends
                     seq = FIRST_DELTA + len(turn.text) - 1
                     yield _event(
@@ -952,7 +952,7 @@ class OpenAIResponses(Controller):
     ) -> ChatCompletion | sse.EventStream:
         turn, items = await _chat_turn(client, data, settings)
         if data.stream:
-            return sse.response(_chunks(turn, items))
+            return sse.response(sse.encoded(_chunks(turn, items)))
         return _completion(await turn.finish(items))
 
     @get("/models", summary="The agents, as models", responses=_errors())
@@ -974,7 +974,7 @@ class OpenAIResponses(Controller):
     ) -> ResponseObject | sse.EventStream:
         turn, items = await _start(client, data, settings)
         if data.stream:
-            return sse.response(stream_turn(turn, items))
+            return sse.response(sse.encoded(stream_turn(turn, items)))
         if data.background:  # answered at once; the turn goes on
             await items.aclose()
             return turn.body()
@@ -1001,7 +1001,7 @@ class OpenAIResponses(Controller):
         if stream:
             turn = Turn(now.receipt, now.model, now.created_at)
             items = client.follow(now.receipt, keepalive=settings.sse_keepalive, updates=True)
-            return sse.response(stream_turn(turn, items, starting_after))
+            return sse.response(sse.encoded(stream_turn(turn, items, starting_after)))
         return now.body()
 
     @post(
@@ -1298,7 +1298,7 @@ async def _chunks(
     try:
         yield chunk({"role": "assistant", "content": ""})
         async for piece in turn.pieces(items):
-            yield sse.KEEPALIVE if piece is None else chunk({"content": piece})
+            yield sse.KEEPALIVE_MESSAGE if piece is None else chunk({"content": piece})
         if turn.error is not None:
             failed = {"error": {"message": turn.error.message, "type": "server_error"}}
             yield ServerSentEventMessage(data=json.dumps(failed))

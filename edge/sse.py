@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.response import ServerSentEventMessage, Stream
 from litestar.response.base import ASGIResponse
 
 from praxis.bus import BusError, Receipt, metrics
@@ -21,15 +21,21 @@ from praxis.edge.problems import problem_for
 from praxis.schemas import Delivery
 from praxis.schemas.api import CommandAccepted, EventEnvelope, envelope_json
 
-OPENED = ServerSentEventMessage(data=None, comment="stream open")
-KEEPALIVE = ServerSentEventMessage(data=None, comment="keep-alive")
+OPENED = b": stream open\r\n\r\n"
+KEEPALIVE = b": keep-alive\r\n\r\n"
+KEEPALIVE_MESSAGE = ServerSentEventMessage(data=None, comment="keep-alive")
+"""For streams of :class:`ServerSentEventMessage` (see :func:`encoded`)."""
 
 
-def message(item: Delivery) -> ServerSentEventMessage:
-    return ServerSentEventMessage(id=item.cursor, event=item.event.type, data=envelope_json(item))
+def message(item: Delivery) -> bytes:
+    """One delivery as an SSE message (what Litestar's ``ServerSentEventMessage`` writes,
+    written directly: the relay's hot path; the JSON holds no line break)."""
+    ident = b"" if item.cursor is None else b"id: %d\r\n" % item.cursor
+    kind = item.event.type.encode()
+    return b"%sevent: %s\r\ndata: %s\r\n\r\n" % (ident, kind, envelope_json(item).encode())
 
 
-def accepted(receipt: Receipt) -> ServerSentEventMessage:
+def accepted(receipt: Receipt) -> bytes:
     """The first message of a streamed command: it is stored (and will be answered)."""
     data = CommandAccepted(
         session_id=receipt.session_id, command_id=receipt.command_id, cursor=receipt.cursor
@@ -37,19 +43,19 @@ def accepted(receipt: Receipt) -> ServerSentEventMessage:
     envelope = EventEnvelope(
         type=data.type, cursor=None, timestamp=datetime.now(UTC), data=data.model_dump()
     )
-    return ServerSentEventMessage(event=data.type, data=envelope.model_dump_json())
+    return ServerSentEventMessage(event=data.type, data=envelope.model_dump_json()).encode()
 
 
-def error(exc: BusError) -> ServerSentEventMessage:
+def error(exc: BusError) -> bytes:
     """The last message of a stream that could not go on (an ``error`` event)."""
-    return ServerSentEventMessage(event="error", data=problem_for(exc).model_dump_json())
+    return ServerSentEventMessage(event="error", data=problem_for(exc).model_dump_json()).encode()
 
 
 async def relay(
     items: AsyncGenerator[Receipt | Delivery | None, None],
-    first: ServerSentEventMessage = OPENED,
+    first: bytes = OPENED,
     on_close: Callable[[], None] | None = None,
-) -> AsyncGenerator[ServerSentEventMessage, None]:
+) -> AsyncGenerator[bytes, None]:
     """``first``, then every item; ``None`` becomes a keep-alive comment."""
     subscribers = metrics.SUBSCRIBERS.labels("sse")
     subscribers.inc()
@@ -69,17 +75,35 @@ async def relay(
             on_close()
 
 
-class EventStream(ServerSentEvent):
-    """An SSE response that keeps its own media type and status on any route.
+async def encoded(
+    messages: AsyncGenerator[ServerSentEventMessage, None],
+) -> AsyncGenerator[bytes, None]:
+    """A stream of Litestar's SSE messages, written."""
+    try:
+        async for msg in messages:
+            yield msg.encode()
+    finally:
+        await messages.aclose()
+
+
+class EventStream(Stream):
+    """A ``text/event-stream`` response of written SSE messages, with the headers Litestar's
+    ``ServerSentEvent`` sets, that keeps its own media type and status on any route.
 
     Litestar 2.25 gives a handler's media type precedence over a streamed response's own
     (its docstring says the opposite); ``POST /messages`` answers JSON or a stream.
     """
+
+    def __init__(self, chunks: AsyncGenerator[bytes, None]) -> None:
+        super().__init__(chunks, media_type="text/event-stream", status_code=200)
+        self.headers.setdefault("Cache-Control", "no-cache")
+        self.headers["Connection"] = "keep-alive"
+        self.headers["X-Accel-Buffering"] = "no"
 
     def to_asgi_response(self, *args: Any, **kwargs: Any) -> ASGIResponse:
         kwargs["media_type"] = self.media_type
         return super().to_asgi_response(*args, **kwargs)
 
 
-def response(messages: AsyncGenerator[ServerSentEventMessage, None]) -> EventStream:
-    return EventStream(messages, status_code=200)
+def response(chunks: AsyncGenerator[bytes, None]) -> EventStream:
+    return EventStream(chunks)
