@@ -25,17 +25,18 @@ SUBJECT = "praxis_bench_stream"
 """The floor's subjects (``SUBJECT.<i>``), written out in the scripts below."""
 _TOKEN = re.compile(rb"t(\d+)@(\d+)")
 
-# The floor's relay: one route, a core NATS subscription per stream, each message as one
-# SSE message; a comment first, once subscribed. Started as its own process.
+# The floor's relay: one route, a core NATS subscription per stream, each message written
+# as one SSE message straight into a streamed response (no SSE framework layer); a comment
+# first, once subscribed. Started as its own process.
 RELAY = """
 import asyncio, json, sys, nats, uvicorn
 from litestar import Litestar, get
-from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.response import Stream
 from praxis.edge.server import bind
 async def main(url, options):
     nc = await nats.connect(url, **json.loads(options))
     @get("/s/{i:int}")
-    async def stream(i: int) -> ServerSentEvent:
+    async def stream(i: int) -> Stream:
         queue = asyncio.Queue()
         async def put(msg):
             queue.put_nowait(msg.data)
@@ -43,12 +44,13 @@ async def main(url, options):
         await nc.flush()
         async def relay():
             try:
-                yield ServerSentEventMessage(comment="subscribed")
+                yield b": subscribed\\r\\n\\r\\n"
                 while (data := await queue.get()) != b"END":
-                    yield data.decode()
+                    yield b"data: %s\\r\\n\\r\\n" % data
             finally:
                 await sub.unsubscribe()
-        return ServerSentEvent(relay())
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return Stream(relay(), media_type="text/event-stream", headers=headers)
     app = Litestar([stream], logging_config=None)
     sock = bind("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", log_config=None))
@@ -161,6 +163,8 @@ async def floor_streams(stack: Stack, streams: int, tokens: int, rate: float) ->
     stack.others.append(relay)
     assert relay.stdout is not None
     line = (await asyncio.to_thread(relay.stdout.readline)).decode().strip()
+    if not line.startswith("ready "):
+        raise RuntimeError(f"the floor's relay did not start (exit status {relay.wait()})")
     base = line.removeprefix("ready ")
     tally = Tally(tokens)
     subscribed = asyncio.Semaphore(0)
