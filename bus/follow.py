@@ -294,6 +294,7 @@ class Follower:
 
     async def close(self) -> None:
         _OPEN.pop(id(self), None)
+        self._silence()
         if self._listener is not None:
             listener, self._listener = self._listener, None
             live_subscriptions(self.bus.nc).leave(self.session_id, listener)
@@ -336,15 +337,6 @@ class Follower:
         ``max_poll_interval``) and is spread at random, so that thousands of idle followers
         in one process neither poll in step nor keep the server busy. A poll or a read back
         that fails (a server too busy to answer in time) is tried again later."""
-        try:
-            async for item in self._updates(keepalive, give_up):
-                yield item
-        finally:
-            self._silence()
-
-    async def _updates(
-        self, keepalive: float | None, give_up: Callable[[], float] | None
-    ) -> AsyncGenerator[Delivery | None, None]:
         loop = asyncio.get_running_loop()
         quiet_since = loop.time()
         interval = self.poll_interval
