@@ -21,10 +21,10 @@ from praxis.edge.problems import problem_for
 from praxis.schemas import Delivery
 from praxis.schemas.api import CommandAccepted, EventEnvelope, envelope_json
 
-OPENED = b": stream open\r\n\r\n"
-KEEPALIVE = b": keep-alive\r\n\r\n"
 KEEPALIVE_MESSAGE = ServerSentEventMessage(data=None, comment="keep-alive")
 """For streams of :class:`ServerSentEventMessage` (see :func:`encoded`)."""
+KEEPALIVE = KEEPALIVE_MESSAGE.encode()
+OPENED = ServerSentEventMessage(data=None, comment="stream open").encode()
 
 
 def message(item: Delivery) -> bytes:
