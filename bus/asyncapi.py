@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Literal
 
 from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from praxis import installed_version
 from praxis.bus import subjects
@@ -21,15 +21,34 @@ from praxis.schemas import (
     Command,
     CommandOutcome,
     DeadLetter,
-    Event,
     Expire,
     SessionRecord,
     Snapshot,
     WorkerInfo,
 )
 from praxis.schemas.records import LiveMessage
+from praxis.schemas.stored import SHARED
 
 SESSION = "{session_id}"
+
+
+class Record(BaseModel):
+    """What one decision of a session's owner stores: its events, what they share once.
+
+    An event is ``h`` and one object of ``e`` together (no field is in both); fields at
+    their defaults are left out (read them as the event's schema's defaults). Records of
+    format 1 (written before, or with ``PRAXIS_RECORD_FORMAT=1``) are a JSON array of whole
+    events; a JSON object without ``r`` is one event."""
+
+    r: Literal[2] = Field(description="The record's format.")
+    h: dict[str, Any] = Field(
+        description="The fields all its events share, of: "
+        + ", ".join(f"`{k}`" for k in sorted(SHARED))
+        + "."
+    )
+    e: list[dict[str, Any]] = Field(
+        description="Each event's own fields, with its `type` (an `Event` without `h`)."
+    )
 
 
 class PurgeRequest(BaseModel):
@@ -83,11 +102,13 @@ _CHANNELS: list[tuple[str, str, Any, bool, str]] = [
     (
         "events",
         "sess.{session_id}.out.evt",
-        Event,
+        Record,
         True,
-        "The session's durable events, written by its owner only, each fenced on the one "
-        "before (`Nats-Expected-Last-Subject-Sequence`). The stream sequence is the event's "
-        "id and the cursor to follow from (read by direct get).",
+        "The session's durable events, written by its owner only as records (the events "
+        "of one decision: an `Event` is the record's `h` and one of its `e`), each fenced on "
+        "the one before (`Nats-Expected-Last-Subject-Sequence`). An event's id is the "
+        "record's stream sequence times 1000 plus its place in the record, and the cursor "
+        "to follow from (read by direct get).",
     ),
     (
         "checkpoints",

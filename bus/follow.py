@@ -26,7 +26,6 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
-from pydantic import ValidationError
 
 from praxis.bus import subjects
 from praxis.bus.connection import Bus
@@ -436,7 +435,7 @@ class Follower:
             raise StreamEndedError(self.session_id, self.cursor, self._ended_why)
         try:
             live = decode_live(msg.data)
-        except ValidationError:
+        except ValueError:  # pydantic's ValidationError too
             return  # not ours to understand; the stream stays the truth
         if isinstance(live, CommitNotice):
             await self._on_commit(live)
@@ -459,8 +458,17 @@ class Follower:
             self._deliver_event(stored.seq, stored.event)
             if isinstance(stored.event, TurnStarted) and notice.deltas:
                 for delta in notice.deltas:  # a turn stored whole: its deltas, in place
-                    await self._on_delta(delta)
+                    self._on_whole(delta)
         self.known = notice.seq
+
+    def _on_whole(self, delta: TokenDelta) -> None:
+        """A delta of a turn stored whole: its text so far (no delta of it came live)."""
+        turn = self._turn
+        if turn is None or turn.turn_id != delta.turn_id or delta.index <= turn.index:
+            return
+        turn.index = delta.index
+        turn.delivered += len(delta.text)
+        self._pending.append(Delivery.model_construct(cursor=None, event=delta))  # valid
 
     async def _on_delta(self, delta: TokenDelta) -> None:
         turn = self._turn

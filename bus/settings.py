@@ -238,6 +238,13 @@ class Settings(BaseSettings):
         description="Records between a session's snapshots (one is also taken when the "
         "session goes idle): a reader folds at most about this many.",
     )
+    record_format: Literal[1, 2] = Field(
+        default=2,
+        description="How workers store a decision's events: 2, what the events share "
+        "stored once (half the bytes or less); 1, each event whole, as versions of Praxis "
+        "before records of format 2 wrote (and only read) them. Both are read. Set 1 on "
+        "the new workers while a rolling upgrade from such a version runs, then 2.",
+    )
     record_interval: float = Field(
         default=5.0,
         ge=0,

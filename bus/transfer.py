@@ -46,9 +46,9 @@ from praxis.schemas import (
     TurnRolledBack,
     UserMessageAccepted,
     apply,
-    encode_record,
     event_id,
     new_id,
+    record_of,
 )
 from praxis.schemas.commands import DoubleTexting, Owner, Seconds
 
@@ -234,7 +234,7 @@ async def import_conversation(
     tid = conv.task_id or task_id or new_id("task")
     expiry = (settings.session_idle_timeout, settings.session_max_lifetime)
     events = conversation_events(conv, sid, tid, name, expiry)
-    payloads = [encode_record([e.model_dump_json().encode()]) for e in events]
+    payloads = [record_of([e], settings.record_format) for e in events]
     last = closing_event(conv, sid, tid)
     for p in [*payloads, last.model_dump_json().encode()]:  # before anything is written
         check_size(p, {"Nats-Expected-Last-Subject-Sequence": "0" * 12}, settings.max_message_bytes)
@@ -250,7 +250,7 @@ async def import_conversation(
         seqs = [first, *await _pipeline(client, sid, payloads[1:], lease, run)]
         ids = [event_id(seq) for seq in seqs]  # one event per record
         for event in [*rollbacks(conv, sid, tid, ids[1:]), last]:
-            record = encode_record([event.model_dump_json().encode()])
+            record = record_of([event], settings.record_format)
             seqs.append(await _append(client, sid, record, seqs[-1]))
             events.append(event)
         ck: Checkpoint | None = None

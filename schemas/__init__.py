@@ -100,10 +100,15 @@ from praxis.schemas.records import (
 )
 from praxis.schemas.stored import (
     ID_SCALE,
+    RECORD_FORMAT,
+    compact_record,
     decode_record,
     encode_record,
     event_id,
     first_id,
+    own_json,
+    record_dicts,
+    record_of,
     record_seq,
 )
 
@@ -114,6 +119,7 @@ __all__ = [
     "ID_SCALE",
     "MAX_MESSAGE_CHARS",
     "MAX_TOKEN_LENGTH",
+    "RECORD_FORMAT",
     "TERMINAL",
     "TRANSITIONS",
     "AddMessages",
@@ -188,6 +194,7 @@ __all__ = [
     "apply",
     "can_transition",
     "check_token",
+    "compact_record",
     "dead_letter_id",
     "decode_command",
     "decode_event",
@@ -200,7 +207,10 @@ __all__ = [
     "fold",
     "is_token",
     "new_id",
+    "own_json",
     "rebase",
+    "record_dicts",
+    "record_of",
     "record_seq",
     "upgrade",
 ]

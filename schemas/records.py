@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+import msgspec
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from praxis.schemas.commands import DoubleTexting, Interface, Owner
-from praxis.schemas.events import Event, TokenDelta, ToolCall, Usage
+from praxis.schemas.events import Event, TokenDelta, ToolCall, TurnStarted, Usage
 from praxis.schemas.ids import AgentName, SessionId, TaskId
 from praxis.schemas.lifecycle import SessionState
+from praxis.schemas.stored import decode_record, record_seq
 
 
 class Counters(BaseModel):
@@ -200,21 +203,44 @@ class CommitNotice(BaseModel):
 
     ``prev`` is the id of the event before the record (the latest one when it was
     fenced); ``seq`` that of its last event. A follower whose last known event is not
-    ``prev`` has missed a notice and reads the gap back.
+    ``prev`` has missed a notice and reads the gap back. On the wire the events come as
+    the stored ``record`` itself (any format :func:`praxis.schemas.decode_record` reads;
+    the ids are its sequence's, ``record_seq(seq)``), or, from releases before records of
+    format 2, as ``events`` with their ids.
     """
 
     type: Literal["commit"] = "commit"
     prev: int
     seq: int
-    events: list[StoredEvent]
+    events: list[StoredEvent] = Field(default_factory=list)
     deltas: list[TokenDelta] = Field(default_factory=list)
     """The token deltas of a turn stored whole (start and end in this record), streamed
     before its start was stored: followers pass them on right after its ``turn.started``."""
+    record: Any = Field(
+        default=None,
+        exclude=True,
+        description="The record as stored (read into ``events``).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_record(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("record") is not None and "seq" in data:
+            raw = json.dumps(data["record"], separators=(",", ":")).encode()
+            found = decode_record(record_seq(int(data["seq"])), raw)
+            ids = _turn_of([e for _, e in found])
+            deltas = [{**ids, **d} if isinstance(d, dict) else d for d in data.get("deltas", [])]
+            data = {
+                **data,
+                "events": [StoredEvent(seq=i, event=e) for i, e in found],
+                "deltas": deltas,
+            }
+        return data
 
     @staticmethod
     def encode(prev: int, events: list[tuple[int, bytes]], deltas: Sequence[bytes] = ()) -> bytes:
-        """The JSON of the notice of a record, around its events' (and deltas') JSON (not
-        serialised again: this is on every append's path). Equal to
+        """The JSON of the notice of a record of format 1, around its events' (and deltas')
+        JSON (not serialised again: this is on every append's path). Equal to
         ``CommitNotice(prev=prev, seq=last id, events=[StoredEvent(seq=id, event=...)],
         deltas=...)``."""
         body = b",".join(b'{"seq":%d,"event":%s}' % (i, e) for i, e in events)
@@ -222,6 +248,18 @@ class CommitNotice(BaseModel):
             prev,
             events[-1][0],
             body,
+            b",".join(deltas),
+        )
+
+    @staticmethod
+    def encode_record(prev: int, seq: int, record: bytes, deltas: Sequence[bytes] = ()) -> bytes:
+        """The JSON of the notice of a record stored as ``record``, whose last event is
+        ``seq``: the record's bytes as they were stored, not serialised again; ``deltas``
+        of the turn the record starts, without their session and turn ids (the turn's)."""
+        return b'{"type":"commit","prev":%d,"seq":%d,"record":%s,"deltas":[%s]}' % (
+            prev,
+            seq,
+            record,
             b",".join(deltas),
         )
 
@@ -245,8 +283,51 @@ LiveMessage = Annotated[CommitNotice | TailNotice | TokenDelta, Field(discrimina
 LIVE_ADAPTER: TypeAdapter[LiveMessage] = TypeAdapter(LiveMessage)
 
 
+def _turn_of(events: list[Event]) -> dict[str, str]:
+    """The session and turn ids of the turn a record starts (its deltas in the notice)."""
+    for e in events:
+        if isinstance(e, TurnStarted):
+            return {"session_id": e.session_id, "turn_id": e.turn_id}
+    return {}
+
+
+class _RecordNotice(msgspec.Struct):
+    prev: int
+    seq: int
+    record: msgspec.Raw
+    deltas: list[msgspec.Raw] = []
+
+
+_RECORD_NOTICE = msgspec.json.Decoder(_RecordNotice)
+_RECORD_NOTICE_HEAD = b'{"type":"commit","prev":'
+
+
 def decode_live(data: bytes) -> CommitNotice | TailNotice | TokenDelta:
-    """Parse one message of ``live.<id>`` (one pass, whatever its type)."""
+    """Parse one message of ``live.<id>``. A record's notice as workers write it is read
+    with its record's bytes as they are (its events parsed once); anything else in one
+    pass whatever its type. Raises ``ValueError`` for what is not a live message."""
+    if data.startswith(_RECORD_NOTICE_HEAD) and b'"record":' in data:
+        try:
+            n = _RECORD_NOTICE.decode(data)
+        except msgspec.ValidationError:
+            pass  # not in the form workers write it: read it the long way
+        except msgspec.DecodeError as e:
+            raise ValueError(f"not a live message: {e}") from e
+        else:
+            found = decode_record(record_seq(n.seq), bytes(n.record))
+            deltas: list[TokenDelta] = []
+            if n.deltas:
+                ids = _turn_of([e for _, e in found])
+                deltas = [
+                    TokenDelta.model_validate({**ids, **json.loads(bytes(d))}) for d in n.deltas
+                ]
+            return CommitNotice.model_construct(
+                prev=n.prev,
+                seq=n.seq,
+                events=[StoredEvent.model_construct(seq=i, event=e) for i, e in found],
+                deltas=deltas,
+                record=None,
+            )
     return LIVE_ADAPTER.validate_json(data)
 
 

@@ -127,13 +127,15 @@ class InProcessWorker:
 @pytest.fixture
 async def start_worker(
     settings: Settings,
-) -> AsyncIterator[Callable[[], Awaitable[InProcessWorker]]]:
+) -> AsyncIterator[Callable[..., Awaitable[InProcessWorker]]]:
+    """Start a worker in this process (``start(**settings)``: with some settings changed)."""
     started: list[tuple[InProcessWorker, Any]] = []
 
-    async def start() -> InProcessWorker:
+    async def start(**over: Any) -> InProcessWorker:
         assert settings.nats_url
         creds = credentials(settings.nats_url, Role.WORKER)
-        cm = connect(settings, settings.nats_url, "test-worker", Role.WORKER, creds)
+        mine = settings.model_copy(update=over) if over else settings
+        cm = connect(mine, settings.nats_url, "test-worker", Role.WORKER, creds)
         bus = await cm.__aenter__()
         worker = Worker(bus, registry_for(settings))
         await worker.heartbeat()

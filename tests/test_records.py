@@ -6,6 +6,7 @@ event per message, a snapshot naming stream sequences) reads and goes on."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 
 from praxis.bus import SessionClient, commit, direct, subjects
 from praxis.bus.state import read_events
@@ -18,6 +19,7 @@ from praxis.schemas import (
     TurnCompleted,
     TurnStarted,
     UserMessageAccepted,
+    decode_record,
     fold,
     record_seq,
 )
@@ -30,7 +32,7 @@ async def _records(client: SessionClient, sid: str) -> list[list[str]]:
     msgs = await direct.read_subject(
         client.bus.nc, client.bus.stream, subjects.events(sid), after=0, timeout=5
     )
-    return [[e["type"] for e in json.loads(m.data)] for m in msgs]
+    return [[e.type for _, e in decode_record(m.seq, m.data)] for m in msgs]
 
 
 async def test_a_fast_turn_is_one_record(client: SessionClient, worker: InProcessWorker) -> None:
@@ -154,3 +156,35 @@ async def test_a_session_of_the_earlier_format_reads_and_goes_on(
     assert any(isinstance(e, TurnStarted) for _, e in events_now)
     compaction = next(e for _, e in events_now if isinstance(e, ContextCompacted))
     assert compaction.from_seq == first_user * 1000
+
+
+async def test_records_of_both_formats_in_one_session_read_and_follow(
+    client: SessionClient, start_worker: Callable[..., Awaitable[InProcessWorker]]
+) -> None:
+    """A rolling upgrade: a worker that writes each event whole (``PRAXIS_RECORD_FORMAT=1``,
+    as earlier releases do), then one that stores what a record's events share once. The
+    follower of each turn, the history and the events read both."""
+    old = await start_worker(record_format=1)
+    record, receipt = await client.create("echo")
+    await client.wait(receipt)
+    sid = record.session_id
+    first = [d.event.type async for d in client.turn(sid, "before")]
+    await old.stop()
+    await start_worker()
+    second = [d.event.type async for d in client.turn(sid, "after")]
+    third = [d.event.type async for d in client.turn(sid, "again")]  # no claim in its record
+    for kinds in (first, second, third):
+        assert kinds[:2] == ["user.message", "turn.started"]
+        assert kinds[-2:] == ["agent.message", "turn.completed"]
+    msgs = await direct.read_subject(
+        client.bus.nc, client.bus.stream, subjects.events(sid), after=0, timeout=5
+    )
+    formats = [m.data[:5] for m in msgs]
+    assert formats[-3:] == [b'[{"v"', b'{"r":', b'{"r":']
+    # What the events of the new record share is stored once.
+    assert msgs[-1].data.count(sid.encode()) == 1
+    assert len(msgs[-1].data) < len(msgs[-3].data) / 2
+    history = await client.history(sid)
+    assert [h.content for h in history] == ["before", "before", "after", "after", "again", "again"]
+    events = await read_events(client.bus, sid, after=0)
+    assert [e.type for _, e in events][-4:] == third[:2] + third[-2:]

@@ -406,10 +406,10 @@ async def test_a_message_whose_event_would_be_too_large_is_rejected_not_retried(
             sid = await settled_session(client, "echo")
             record = await client.get(sid)
             probe = UserMessage(session_id=sid, task_id=record.task_id, content="x")
-            # The command and its Nats-Msg-Id header (session and command id, about 85
-            # bytes) fit; the event, with its fence and append-id headers and more
-            # fields, does not.
-            text = "x" * (2048 - len(probe.model_dump_json()) - 90)
+            # The command (as the client stores it: unset fields left out) and its
+            # Nats-Msg-Id header (session and command id, about 96 bytes) fit; the event,
+            # with its fence and append-id headers and the record around it, does not.
+            text = "x" * (2048 - len(probe.model_dump_json(exclude_none=True)) - 100)
             events = await client.wait(await client.send(sid, text))
             assert isinstance(events[-1], CommandRejected), events
             assert "too large to store" in events[-1].reason

@@ -272,7 +272,7 @@ async def store(c: ClientState, cmd: Command, *, new_session: bool = False) -> P
 
     ``new_session``: only if no command was ever stored for the session (else
     :class:`SessionExistsError`)."""
-    payload = cmd.model_dump_json().encode()
+    payload = cmd.model_dump_json(exclude_none=True).encode()  # an unset field reads as None
     subject = subjects.inputs(cmd.session_id)
     headers = {"Nats-Msg-Id": subjects.command_msg_id(cmd.session_id, cmd.command_id)}
     if new_session:

@@ -22,6 +22,7 @@ from praxis.schemas import (
     SessionState,
     check_token,
     event_id,
+    record_dicts,
     record_seq,
 )
 
@@ -170,8 +171,7 @@ def _messages_in(
 
 def _history_items(seq: int, data: bytes) -> list[HistoryItem]:
     """The messages of the record at ``seq`` (parsed only as far as the history needs)."""
-    raw = json.loads(data)
-    events = raw if isinstance(raw, list) else [raw]
+    events = record_dicts(data)
     items = (_history_item(event_id(seq, i), e) for i, e in enumerate(events))
     return [item for item in items if item is not None]
 

@@ -6,20 +6,29 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from praxis.schemas import (
+    RECORD_FORMAT,
     Checkpoint,
+    CommitNotice,
     ContextCompacted,
+    Event,
+    SessionState,
+    TokenDelta,
+    TurnStarted,
     UserMessageAccepted,
     apply,
+    decode_live,
     decode_record,
     encode_record,
     event_id,
     first_id,
     fold,
     rebase,
+    record_of,
     record_seq,
     upgrade,
 )
@@ -119,3 +128,104 @@ def test_a_redelivered_command_counts_an_attempt_that_died_before_its_start_was_
     again = policy.begin_turn(sim.state, ctx, seq, 3, redelivered=True)
     assert again == policy.Start(2, fresh=True, eager=True)
     assert policy.begin_turn(sim.state, ctx, seq, 1, redelivered=True) == policy.GiveUp(1)
+
+
+# -- records of format 2: what the events share stored once -------------------------------
+
+
+def _by_command() -> list[list[Event]]:
+    """A conversation's events grouped as a worker stores them: one record a command."""
+    groups: dict[object, list[Event]] = {}
+    for _, e in _conversation():
+        groups.setdefault((e.command_id, e.input_seq), []).append(e)  # type: ignore[attr-defined]
+    return list(groups.values())
+
+
+def test_a_compact_record_reads_back_as_its_events_in_half_the_bytes() -> None:
+    records = _by_command()
+    assert any(len(r) >= 4 for r in records)  # a whole turn: message, start, reply, end
+    for events in records:
+        data = record_of(events)
+        assert json.loads(data)["r"] == RECORD_FORMAT
+        assert [e for _, e in decode_record(7, data)] == events
+        assert [i for i, _ in decode_record(7, data)] == [7000 + i for i in range(len(events))]
+        whole = record_of(events, fmt=1)
+        assert decode_record(7, whole) == decode_record(7, data)
+        if len(events) >= 4:
+            assert len(data) < 0.5 * len(whole), (len(data), len(whole))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["cmd_a", "cmd_b", None]),
+            st.sampled_from(list(SessionState)),
+            st.none() | st.integers(min_value=0, max_value=10**12),
+            st.none() | st.text(max_size=20),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_events_that_do_not_share_a_field_each_keep_their_own(
+    fields: list[tuple[str | None, SessionState, int | None, str | None, bool]],
+) -> None:
+    """The shared fields on which a record's events differ (a state change in the middle,
+    a claim made by no command, an actor) are stored in each event: nothing is lost."""
+    events: list[Event] = [
+        UserMessageAccepted(
+            session_id=SID,
+            task_id=TASK,
+            command_id=cmd,
+            state=state,
+            input_seq=seq,
+            actor=actor,
+            final=final,
+            content=f"m{i}",
+        )
+        for i, (cmd, state, seq, actor, final) in enumerate(fields)
+    ]
+    assert [e for _, e in decode_record(3, record_of(events))] == events
+
+
+def test_a_record_of_a_format_this_release_does_not_know_is_refused_by_name() -> None:
+    data = record_of([_user("a")]).replace(b'"r":2', b'"r":3')
+    with pytest.raises(ValueError, match="format 3"):
+        decode_record(1, data)
+
+
+def test_a_notice_carries_its_record_as_stored_and_reads_as_its_events() -> None:
+    events = max(_by_command(), key=len)
+    record = record_of(events)
+    delta = TokenDelta(session_id=SID, turn_id="turn_1", index=1, text="he")
+    data = CommitNotice.encode_record(4002, 9003, record, [delta.model_dump_json().encode()])
+    assert record in data  # not serialised again
+    notice = decode_live(data)
+    assert isinstance(notice, CommitNotice)
+    assert (notice.prev, notice.seq) == (4002, 9003)
+    assert [(s.seq, s.event) for s in notice.events] == decode_record(9, record)
+    assert notice.deltas == [delta]
+    # Deltas written without their ids are the record's turn's.
+    started = next(e for e in events if isinstance(e, TurnStarted))
+    own = b'{"type":"token.delta","index":3,"text":"hey"}'
+    [held] = decode_live(CommitNotice.encode_record(4002, 9003, record, [own])).deltas  # type: ignore[union-attr]
+    assert held == TokenDelta(session_id=SID, turn_id=started.turn_id, index=3, text="hey")
+    slow = json.dumps(
+        {"type": "commit", "prev": 1, "seq": 9003, "record": json.loads(record),
+         "deltas": [json.loads(own)]}
+    )  # fmt: skip
+    assert decode_live(slow.encode()).deltas == [held]  # type: ignore[union-attr]
+    # Written another way (spaces, the keys in another order), it reads the same.
+    other = json.dumps(
+        {"deltas": [], "type": "commit", "record": json.loads(record), "seq": 9003, "prev": 4002}
+    )
+    again = decode_live(other.encode())
+    assert isinstance(again, CommitNotice) and again.events == notice.events
+    # And a notice of format 1 still reads.
+    ids = [(9000 + i, e.model_dump_json().encode()) for i, e in enumerate(events)]
+    old = decode_live(CommitNotice.encode(4002, ids))
+    assert isinstance(old, CommitNotice) and old.events == notice.events
+    with pytest.raises(ValueError, match="not a live message"):
+        decode_live(data[:-5])

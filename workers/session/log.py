@@ -13,21 +13,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 from praxis.bus import Bus, commit, direct, metrics, subjects
 from praxis.bus.errors import FenceRejectedError, TransientError, check_size
 from praxis.bus.state import load_state
 from praxis.schemas import (
+    RECORD_FORMAT,
     Checkpoint,
     CommitNotice,
     Event,
     SessionClaimed,
     SessionCreated,
     TailNotice,
+    TokenDelta,
     apply,
+    compact_record,
     decode_record,
     encode_record,
     first_id,
+    own_json,
     rebase,
     record_seq,
 )
@@ -39,6 +44,7 @@ _FENCE_HEADERS = {
     commit.APPEND_ID_HEADER: "0" * 40,
 }
 """Headers as large as an append's: a staged event is checked against the limit with them."""
+_OWN_DELTA = {"type", "index", "text"}
 
 
 class SessionLog:
@@ -56,8 +62,12 @@ class SessionLog:
         """Records stored since the latest snapshot."""
         self.staged: list[tuple[Event, bytes]] = []
         """Events decided and folded, not stored yet (the next record)."""
-        self.deltas: list[bytes] = []
-        """Token deltas of a turn whose start is staged, for the next record's notice."""
+        self.deltas: TokenDelta | None = None
+        """The token deltas (as one) of a turn whose start is staged, for the next record's
+        notice."""
+        self.compact = bus.settings.record_format == RECORD_FORMAT
+        """Records of the current format (each staged event's JSON its own fields only);
+        else of format 1 (each event's whole JSON)."""
 
     @property
     def state(self) -> Checkpoint:
@@ -66,7 +76,7 @@ class SessionLog:
 
     def start(self, ck: Checkpoint, tail: int) -> None:
         self.ck, self.tail = ck, tail
-        self.staged, self.deltas = [], []
+        self.staged, self.deltas = [], None
         self.claimed = ck.owner == self.worker_id
 
     async def reload(self) -> None:
@@ -116,9 +126,13 @@ class SessionLog:
         self._stage(event)
 
     def _stage(self, event: Event) -> None:
-        data = event.model_dump_json().encode()
-        limit = self.bus.settings.max_message_bytes
-        check_size(encode_record([data]), _FENCE_HEADERS, limit)
+        if self.compact:
+            data = own_json(event)
+            record = compact_record([(event, data)])
+        else:
+            data = event.model_dump_json().encode()
+            record = encode_record([data])
+        check_size(record, _FENCE_HEADERS, self.bus.settings.max_message_bytes)
         eid = self._next_id()
         self.ck = apply(self.ck, eid, event, self.bus.settings.context_cap)
         self.staged.append((event, data))
@@ -137,14 +151,14 @@ class SessionLog:
         is read again from the bus before the error is raised (what is decided next is
         decided on what is stored)."""
         staged, self.staged = self.staged, []
-        deltas, self.deltas = self.deltas, []
+        deltas, self.deltas = self.deltas, None
         stored: list[tuple[int, Event]] = []
         assumed = first_id(record_seq(self.tail) + 1)  # where the staged events were folded
         try:
-            for part in _records(staged, self.bus.settings.max_message_bytes):
-                stored += await self._store(part, assumed, deltas)
+            for part, record in _records(staged, self._pack, self.bus.settings.max_message_bytes):
+                stored += await self._store(part, record, assumed, deltas)
                 assumed = stored[-1][0] + 1
-                deltas = []
+                deltas = None
         except (asyncio.CancelledError, FenceRejectedError):
             self.ck = None  # the run ends, or reads the state again (a stale cache)
             raise
@@ -155,14 +169,21 @@ class SessionLog:
             raise
         return stored
 
+    def _pack(self, part: list[tuple[Event, bytes]]) -> bytes:
+        return compact_record(part) if self.compact else encode_record([d for _, d in part])
+
     async def _store(
-        self, part: list[tuple[Event, bytes]], assumed: int, deltas: list[bytes]
+        self,
+        part: list[tuple[Event, bytes]],
+        record: bytes,
+        assumed: int,
+        deltas: TokenDelta | None,
     ) -> list[tuple[int, Event]]:
         seq = await commit.append(
             self.bus.nc,
             self.bus.stream,
             self.sid,
-            encode_record([data for _, data in part]),
+            record,
             expected_seq=record_seq(self.tail),
             max_bytes=self.bus.settings.max_message_bytes,
             timeout=self.bus.timeout,
@@ -171,18 +192,30 @@ class SessionLog:
         self.optimistic = False  # the fence confirmed the state this run works from
         base = first_id(seq)
         rebase(self.state, assumed, base - assumed)
-        ids = [(base + i, data) for i, (_, data) in enumerate(part)]
-        notice = CommitNotice.encode(self.tail, ids, deltas)
-        self.tail = ids[-1][0]
+        last = base + len(part) - 1
+        if self.compact:  # the deltas of the record's turn: its ids are the record's
+            held = [deltas.model_dump_json(include=_OWN_DELTA).encode()] if deltas else []
+            notice = CommitNotice.encode_record(self.tail, last, record, held)
+        else:
+            ids = [(base + i, data) for i, (_, data) in enumerate(part)]
+            held = [deltas.model_dump_json().encode()] if deltas else []
+            notice = CommitNotice.encode(self.tail, ids, held)
+        self.tail = last
         self.unsaved += 1
         await self.bus.nc.publish(subjects.live(self.sid), notice)
         return [(base + i, event) for i, (event, _) in enumerate(part)]
 
 
-def _records(staged: list[tuple[Event, bytes]], max_bytes: int) -> list[list[tuple[Event, bytes]]]:
-    """The staged events in records that fit in a message (each event fits alone)."""
+Staged = list[tuple[Event, bytes]]
+
+
+def _records(
+    staged: Staged, pack: Callable[[Staged], bytes], max_bytes: int
+) -> list[tuple[Staged, bytes]]:
+    """The staged events in records that fit in a message (each event fits alone), with
+    each record's bytes."""
     room = max_bytes - 200  # the fence's headers
-    out: list[list[tuple[Event, bytes]]] = []
+    out: list[Staged] = []
     size = 0
     for item in staged:
         grows = len(item[1]) + 1
@@ -191,4 +224,14 @@ def _records(staged: list[tuple[Event, bytes]], max_bytes: int) -> list[list[tup
             size = 1
         out[-1].append(item)
         size += grows
-    return out
+    return [packed for part in out for packed in _fitted(part, pack, room)]
+
+
+def _fitted(part: Staged, pack: Callable[[Staged], bytes], room: int) -> list[tuple[Staged, bytes]]:
+    """``part`` as one record, or halved until each half fits (a record of format 2 can
+    outgrow its events' own JSON when they do not share what records share)."""
+    record = pack(part)
+    if len(record) <= room or len(part) == 1:
+        return [(part, record)]
+    half = len(part) // 2
+    return _fitted(part[:half], pack, room) + _fitted(part[half:], pack, room)

@@ -20,6 +20,7 @@ from praxis.schemas import (
     Checkpoint,
     ContextCompacted,
     Event,
+    TokenDelta,
     ToolCall,
     ToolCallsRequested,
     ToolResult,
@@ -46,7 +47,7 @@ class TurnDriver:
         self.bus = bus
         self.sid = session_id
         self.live: LiveTurn | None = None
-        self._held: list[bytes] | None = None
+        self._held: list[TokenDelta] | None = None
         """Token deltas kept back while the turn's start is not stored yet."""
 
     def hold(self) -> None:
@@ -56,14 +57,17 @@ class TurnDriver:
     async def release(self) -> None:
         """Send the deltas kept back, and the later ones as they come."""
         held, self._held = self._held, None
-        for data in held or ():
-            await self.bus.nc.publish(subjects.live(self.sid), data)
+        for delta in held or ():
+            await self.bus.nc.publish(subjects.live(self.sid), delta.model_dump_json().encode())
 
-    def take_held(self) -> list[bytes]:
+    def take_held(self) -> TokenDelta | None:
         """The deltas kept back (the turn ended before its start was stored: they go with
-        the notice of the record that holds the whole turn)."""
+        the notice of the record that holds the whole turn), as one snapshot: nobody saw
+        them."""
         held, self._held = self._held, None
-        return held or []
+        if not held:
+            return None
+        return held[-1].model_copy(update={"text": "".join(d.text for d in held)})
 
     # -- running the agent --------------------------------------------------------------------
 
@@ -108,11 +112,11 @@ class TurnDriver:
         subject = subjects.live(self.sid)
         async for piece in pieces():
             if piece:
-                data = live.add(piece).model_dump_json().encode()
+                delta = live.add(piece)
                 if self._held is not None:
-                    self._held.append(data)
+                    self._held.append(delta)
                 else:
-                    await self.bus.nc.publish(subject, data)
+                    await self.bus.nc.publish(subject, delta.model_dump_json().encode())
 
     def interrupt(self, command_id: str, why: str) -> None:
         """Stop the turn in flight now (at its next token), on ``command_id``'s account."""

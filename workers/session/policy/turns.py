@@ -138,7 +138,11 @@ def end_turn(
         events.append(reply)
     if outcome.error is None:
         done = TurnCompleted(
-            **meta, final=True, turn_id=turn_id, duration_ms=duration_ms, usage=outcome.usage
+            **meta,
+            final=True,
+            turn_id=turn_id,
+            duration_ms=round(duration_ms, 3),
+            usage=outcome.usage,
         )
         return (*events, done)
     failed = TurnFailed(
