@@ -66,6 +66,12 @@ REDELIVERIES = Counter(
     "Work messages delivered again (not handled at the first delivery).",
     registry=WORKER,
 )
+INPUTS_KNOWN = Counter(
+    "praxis_inputs_known",
+    "Inputs taken as their trigger delivered them, known to be their session's next (the "
+    "rest are read from the stream).",
+    registry=WORKER,
+)
 DEAD_LETTERS = Counter("praxis_dead_letters", "Commands parked as dead letters.", registry=WORKER)
 SUBSCRIBERS = Gauge(
     "praxis_subscribers",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 
-from praxis.bus import SessionClient, commit, direct, subjects
+from praxis.bus import SessionClient, commit, direct, metrics, subjects
 from praxis.bus.state import read_events
 from praxis.schemas import (
     AgentMessage,
@@ -188,3 +188,21 @@ async def test_records_of_both_formats_in_one_session_read_and_follow(
     assert [h.content for h in history] == ["before", "before", "after", "after", "again", "again"]
     events = await read_events(client.bus, sid, after=0)
     assert [e.type for _, e in events][-4:] == third[:2] + third[-2:]
+
+
+async def test_a_worker_that_got_every_trigger_takes_each_input_as_delivered(
+    client: SessionClient, worker: InProcessWorker
+) -> None:
+    """With one worker every work message comes to it, numbered without a gap: it knows
+    each trigger is its session's next input and reads none of them back from the stream
+    (the direct get a turn needed). The answers are the same."""
+    record, receipt = await client.create("echo")
+    await client.wait(receipt)
+    sid = record.session_id
+    before = metrics.INPUTS_KNOWN._value.get()
+    for i in range(6):
+        items = [d.event async for d in client.turn(sid, f"m{i}")]
+        assert [e.content for e in items if isinstance(e, AgentMessage)] == [f"m{i}"]
+    assert metrics.INPUTS_KNOWN._value.get() - before >= 5
+    history = await client.history(sid)
+    assert [h.content for h in history] == [f"m{i}" for i in range(6) for _ in "ua"]

@@ -122,6 +122,7 @@ class Worker:
         except ValueError:
             await msg.term()
             return
+        self.ctx.deliveries.add(sid, msg)  # in the order delivered: nothing awaited before
         while (running := self._runners.get(sid)) is not None and not running.done.is_set():
             if running.accepting:
                 running.take(msg)  # the running loop reads every pending input

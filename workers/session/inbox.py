@@ -15,7 +15,8 @@ from collections.abc import Callable
 
 from nats.aio.msg import Msg
 
-from praxis.bus import Bus, direct, subjects
+from praxis.bus import Bus, direct, metrics, subjects
+from praxis.workers.session.order import Deliveries
 
 
 def stream_seq(msg: Msg) -> int:
@@ -23,9 +24,10 @@ def stream_seq(msg: Msg) -> int:
 
 
 class Inbox:
-    def __init__(self, bus: Bus, session_id: str) -> None:
+    def __init__(self, bus: Bus, session_id: str, deliveries: Deliveries | None = None) -> None:
         self.bus = bus
         self.sid = session_id
+        self.deliveries = deliveries
         self.triggers: list[Msg] = []
         self.accepting = True
         """New triggers for the session may join this run (until its last input check)."""
@@ -46,9 +48,26 @@ class Inbox:
         return any(stream_seq(m) == seq and m.metadata.num_delivered > 1 for m in self.triggers)
 
     async def next_input(self, from_seq: int) -> direct.StoredMsg | None:
+        """The session's first input stored at or after ``from_seq``: its trigger when this
+        worker knows it is that input (see :mod:`.order`), else read from the stream."""
+        known = self._known(from_seq - 1)
+        if known is not None:
+            return known
         return await direct.next_by_subject(
             self.bus.nc, self.bus.stream, subjects.inputs(self.sid), from_seq, self.bus.timeout
         )
+
+    def _known(self, cursor: int) -> direct.StoredMsg | None:
+        if self.deliveries is None:
+            return None
+        after = [m for m in self.triggers if stream_seq(m) > cursor]
+        if not after:
+            return None
+        msg = min(after, key=stream_seq)
+        if not self.deliveries.is_next(self.sid, cursor, msg):
+            return None
+        metrics.INPUTS_KNOWN.inc()
+        return direct.StoredMsg(stream_seq(msg), msg.subject, msg.data, msg.headers or {})
 
     async def linger(
         self,

@@ -61,7 +61,7 @@ class SessionRunner:
         self.ctx = ctx
         self.bus = ctx.bus
         self.sid = session_id
-        self.inbox = Inbox(ctx.bus, session_id)
+        self.inbox = Inbox(ctx.bus, session_id, ctx.deliveries)
         self.log = SessionLog(ctx.bus, session_id, ctx.worker_id)
         self.effects = Effects(ctx.bus, session_id, ctx.timers, ctx.listing)
         self.turns = TurnDriver(ctx.bus, session_id)

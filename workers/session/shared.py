@@ -15,6 +15,7 @@ from praxis.bus.cache import Bounded
 from praxis.schemas import Checkpoint
 from praxis.workers.agents import AgentRegistry
 from praxis.workers.session.listing import Listing
+from praxis.workers.session.order import Deliveries
 from praxis.workers.session.ownership import KeptLeases
 from praxis.workers.session.snapshots import Snapshots
 
@@ -62,5 +63,8 @@ class RunContext:
         """Set while the worker runs as many sessions as it may, or more work waits on the
         server: runners stop lingering, so that waiting sessions get their turn (a session
         in a fast loop of messages would otherwise keep its slot while the loop lasts)."""
+        self.deliveries = Deliveries()
+        """The order of the work messages this worker received: a trigger known to be its
+        session's next input is taken as delivered, without reading it from the stream."""
         self.listing = Listing(bus)
         """The session records that listings read, coalesced while a session is in use."""
