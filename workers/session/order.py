@@ -11,7 +11,9 @@ trigger's input is the next one, and takes it as delivered: no direct get.
 
 Anything else (a gap, a redelivery or a forwarded trigger in the way, a session whose
 deliveries were forgotten to bound the memory) falls back to reading the next input
-from the stream, as every trigger did before.
+from the stream, as every trigger did before. A consumer that restarts or changes leader
+goes on from the deliveries it had stored: what it had not is delivered again, in the
+same order, and a number it gives twice is a gap here (never one after the last).
 """
 
 from __future__ import annotations
