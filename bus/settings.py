@@ -235,8 +235,9 @@ class Settings(BaseSettings):
     checkpoint_every: int = Field(
         default=16,
         ge=1,
-        description="Records between a session's snapshots (one is also taken when the "
-        "session goes idle): a reader folds at most about this many.",
+        description="Records at least between a session's snapshots, and they must hold "
+        "twice the last snapshot's bytes (one is also taken when the session goes idle): "
+        "a reader folds about this many, or twice the snapshot's size.",
     )
     record_format: Literal[1, 2] = Field(
         default=2,

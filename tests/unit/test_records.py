@@ -5,11 +5,14 @@ a snapshot of the earlier format."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from praxis.bus import Settings
 from praxis.schemas import (
     RECORD_FORMAT,
     Checkpoint,
@@ -34,6 +37,7 @@ from praxis.schemas import (
 )
 from praxis.schemas.stored import ID_SCALE
 from praxis.workers.session import policy
+from praxis.workers.session.log import SessionLog
 from praxis.workers.session.policy import CommandContext
 from tests.unit.harness import SID, TASK, Sim, echo
 
@@ -229,3 +233,28 @@ def test_a_notice_carries_its_record_as_stored_and_reads_as_its_events() -> None
     assert isinstance(old, CommitNotice) and old.events == notice.events
     with pytest.raises(ValueError, match="not a live message"):
         decode_live(data[:-5])
+
+
+def test_a_snapshot_without_its_defaults_reads_as_the_state() -> None:
+    state = fold(_conversation())  # type: ignore[arg-type]
+    assert state is not None
+    data = state.model_dump_json(exclude_defaults=True)
+    assert len(data) < len(state.model_dump_json())
+    assert Checkpoint.model_validate_json(data) == state
+
+
+def test_a_long_contexts_snapshot_is_not_written_more_often_than_its_records() -> None:
+    bus: Any = SimpleNamespace(settings=Settings(record_format=2))
+    log = SessionLog(bus, SID, "wrk_unit")
+    log.saved(10_000)  # a snapshot of a long context
+    due = []
+    for _ in range(40):
+        log.unsaved += 1
+        log.unsaved_bytes += 800  # a record
+        due.append(log.snapshot_due(16))
+    assert due.index(True) + 1 == 25  # 20,000 bytes of records: twice the snapshot's
+    log.saved(1_000)  # a short one: every 16 records, as before
+    log.unsaved, log.unsaved_bytes = 15, 15 * 800
+    assert not log.snapshot_due(16)
+    log.unsaved += 1
+    assert log.snapshot_due(16)

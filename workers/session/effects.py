@@ -82,20 +82,23 @@ class Effects:
 
     # -- the record, the snapshot, the timer -------------------------------------------------
 
-    def save(self, state: Checkpoint, *, ended: bool, snapshot: bool) -> None:
+    def save(self, state: Checkpoint, *, ended: bool, snapshot: bool) -> int:
         """Record (see :class:`Listing`) and expiry timer (cancelled once the session
         ``ended``), and the snapshot if asked, in the background (a snapshot only saves
-        folding)."""
+        folding); the snapshot's bytes (0: none)."""
         self.listing.write(state.session)
-        if snapshot:
-            self.snapshot(state)
+        size = self.snapshot(state) if snapshot else 0
         timer = self._timer_job(state, ended)
         if timer is not None:
             self.in_background(timer)
+        return size
 
-    def snapshot(self, state: Checkpoint) -> None:
-        data = state.model_dump_json().encode()
+    def snapshot(self, state: Checkpoint) -> int:
+        """Write a snapshot of ``state`` in the background (fields at their defaults left
+        out, as in records); its bytes."""
+        data = state.model_dump_json(exclude_defaults=True).encode()
         self.in_background(commit.save_checkpoint(self.bus.nc, self.sid, data, self.bus.timeout))
+        return len(data)
 
     def in_background(self, job: Coroutine[Any, Any, Any]) -> None:
         task: asyncio.Task[Any] = asyncio.create_task(job)

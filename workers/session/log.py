@@ -60,6 +60,10 @@ class SessionLog:
         """The state came from this worker's cache: no append has confirmed it yet."""
         self.unsaved = 0
         """Records stored since the latest snapshot."""
+        self.unsaved_bytes = 0
+        """Their bytes."""
+        self.snapshot_bytes = 0
+        """The latest snapshot's bytes (0: not known here)."""
         self.staged: list[tuple[Event, bytes]] = []
         """Events decided and folded, not stored yet (the next record)."""
         self.deltas: TokenDelta | None = None
@@ -105,6 +109,18 @@ class SessionLog:
         if last is not None and last.seq != record_seq(self.tail):
             self.ck = None
             await self.tell_tail(decode_record(last.seq, last.data)[-1][0])
+
+    def snapshot_due(self, every: int) -> bool:
+        """Whether the records stored since the latest snapshot are due another: at least
+        ``every`` of them, holding at least twice its bytes (a long context's snapshot is
+        not written more often than its records: reading the state folds at most about
+        twice its size)."""
+        return self.unsaved >= every and self.unsaved_bytes >= 2 * self.snapshot_bytes
+
+    def saved(self, size: int) -> None:
+        """A snapshot of ``size`` bytes of the state as stored now is being written."""
+        self.unsaved = self.unsaved_bytes = 0
+        self.snapshot_bytes = size
 
     # -- staging -----------------------------------------------------------------------------
 
@@ -202,6 +218,7 @@ class SessionLog:
             notice = CommitNotice.encode(self.tail, ids, held)
         self.tail = last
         self.unsaved += 1
+        self.unsaved_bytes += len(record)
         await self.bus.nc.publish(subjects.live(self.sid), notice)
         return [(base + i, event) for i, (event, _) in enumerate(part)]
 

@@ -69,13 +69,12 @@ class Recorder:
             done = done or event.final or isinstance(event, SessionCreated)
             ended = ended or (isinstance(event, StateChanged) and event.to_state in TERMINAL)
         if done:
-            every = self.log.unsaved >= self.bus.settings.checkpoint_every
+            every = self.log.snapshot_due(self.bus.settings.checkpoint_every)
             snapshot = (ended or every) and not self.log.staged  # only what is stored
-            self.effects.save(self.state, ended=ended, snapshot=snapshot)
+            size = self.effects.save(self.state, ended=ended, snapshot=snapshot)
             if snapshot:
-                self.log.unsaved = 0
+                self.log.saved(size)
             await self.inbox.ack_done(self.state.input_cursor)
 
     def snapshot(self) -> None:
-        self.log.unsaved = 0
-        self.effects.snapshot(self.state)
+        self.log.saved(self.effects.snapshot(self.state))

@@ -183,7 +183,10 @@ class SessionRunner:
                 self.ctx.snapshots.drop(self.sid)
                 hint = await self.ownership.release(lease)
             if ok and ck is not None:
-                entry = Cached(ck, self.log.tail, hint, self.log.unsaved)
+                log = self.log
+                entry = Cached(
+                    ck, log.tail, hint, log.unsaved, log.unsaved_bytes, log.snapshot_bytes
+                )
                 self.ctx.cache.put(self.sid, entry)
             cursor = ck.input_cursor if ck is not None else 0
             await self.inbox.settle(cursor, retry_delay=None if ok else self.handler.retry_delay)
@@ -208,7 +211,8 @@ class SessionRunner:
         unsaved = self.log.unsaved
         if not unsaved:
             return False
-        return not self.ctx.crowded.is_set() or unsaved >= self.bus.settings.checkpoint_every
+        every = self.bus.settings.checkpoint_every
+        return not self.ctx.crowded.is_set() or self.log.snapshot_due(every)
 
     async def _load(self, cached: Cached | None) -> None:
         """The state (the cached one is used as is: the first append's fence checks it)
@@ -216,6 +220,8 @@ class SessionRunner:
         if cached is not None:
             self._loaded = (cached.state, cached.tail)
             self.log.unsaved = cached.unsaved
+            self.log.unsaved_bytes = cached.unsaved_bytes
+            self.log.snapshot_bytes = cached.snapshot_bytes
             self.log.optimistic = True
         else:
             self._loaded = await load_state(self.bus, self.sid, include_pending=False)

@@ -29,7 +29,11 @@ class Cached:
     tail: int
     lease_hint: int | None
     unsaved: int = 0
-    """Events in ``state`` after the latest snapshot stored."""
+    """Records in ``state`` after the latest snapshot stored."""
+    unsaved_bytes: int = 0
+    """Their bytes."""
+    snapshot_bytes: int = 0
+    """The latest snapshot's bytes (0: not known)."""
 
 
 StateCache = Bounded[str, Cached]
