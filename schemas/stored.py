@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -66,6 +67,8 @@ SHARED: set[str] = {
 }
 """Fields a record stores once when all its events agree on them (a decision's events do)."""
 
+_SHARED_OF = attrgetter(*sorted(SHARED))
+
 RECORD_FORMAT = 2
 """The format this release writes (see the module's docstring); it reads this one and
 every earlier one."""
@@ -96,7 +99,11 @@ def compact_record(events: Sequence[tuple[Event, bytes]]) -> bytes:
     """A record of format 2, from its events and their :func:`own_json`. A shared field
     on which the events do not all agree is stored in each event instead."""
     first = events[0][0]
-    apart = {k for k in SHARED if any(getattr(e, k) != getattr(first, k) for e, _ in events[1:])}
+    shared = _SHARED_OF(first)
+    apart: set[str] = set()
+    for e, _ in events[1:]:
+        if _SHARED_OF(e) != shared:
+            apart |= {k for k in SHARED if getattr(e, k) != getattr(first, k)}
     head = first.model_dump_json(include=SHARED - apart, exclude_defaults=True).encode()
     owns = [own for _, own in events]
     if apart:

@@ -258,3 +258,16 @@ def test_a_long_contexts_snapshot_is_not_written_more_often_than_its_records() -
     assert not log.snapshot_due(16)
     log.unsaved += 1
     assert log.snapshot_due(16)
+
+
+def test_the_context_is_counted_again_only_for_what_was_appended() -> None:
+    from praxis.schemas import ChatMessage
+    from praxis.workers.session.policy import ContextChars
+
+    chars = ContextChars()
+    context = [ChatMessage(role="user", content="abc")]
+    assert chars.of(context) == 3
+    context.append(ChatMessage(role="agent", content="de"))
+    assert chars.of(context) == 5
+    assert chars.of(context[1:]) == 2  # a new list (the fold filters or slices)
+    assert chars.of(context) == 5

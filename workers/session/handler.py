@@ -90,6 +90,7 @@ class CommandHandler:
         self.suspending: str | None = None
         """A suspend seen on its way to this session (its command id), not yet taken in
         order: the messages stored before it are kept for after a resume, not answered."""
+        self._context_chars = policy.ContextChars()
 
     @property
     def state(self) -> Checkpoint:
@@ -334,7 +335,8 @@ class CommandHandler:
             agent.context_messages or settings.context_messages, settings.context_cap
         )
         max_chars = min(agent.context_chars or settings.context_chars, settings.context_chars)
-        dropped = policy.compaction(self.state, max_messages, max_chars)
+        chars = self._context_chars.of(self.state.context)
+        dropped = policy.compaction(self.state, max_messages, max_chars, chars)
         if dropped:
             summary = await self.turns.summarize(agent, self.state, ctx, dropped)
             await self.recorder.record((summary,), ctx, hold=True)  # stored with the turn

@@ -45,6 +45,9 @@ _FENCE_HEADERS = {
 }
 """Headers as large as an append's: a staged event is checked against the limit with them."""
 _OWN_DELTA = {"type", "index", "text"}
+_HEAD_BOUND = 4096
+"""More than a record of one event adds to the event's own JSON (its shared fields, at
+most three ids of 128 characters, an actor of 200, a trace id, and the fence's headers)."""
 
 
 class SessionLog:
@@ -142,13 +145,14 @@ class SessionLog:
         self._stage(event)
 
     def _stage(self, event: Event) -> None:
+        limit = self.bus.settings.max_message_bytes
         if self.compact:
             data = own_json(event)
-            record = compact_record([(event, data)])
+            if len(data) + _HEAD_BOUND > limit:  # near the limit: the record's exact size
+                check_size(compact_record([(event, data)]), _FENCE_HEADERS, limit)
         else:
             data = event.model_dump_json().encode()
-            record = encode_record([data])
-        check_size(record, _FENCE_HEADERS, self.bus.settings.max_message_bytes)
+            check_size(encode_record([data]), _FENCE_HEADERS, limit)
         eid = self._next_id()
         self.ck = apply(self.ck, eid, event, self.bus.settings.context_cap)
         self.staged.append((event, data))

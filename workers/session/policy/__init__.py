@@ -44,6 +44,7 @@ from praxis.workers.session.policy.failures import (
     parked,
 )
 from praxis.workers.session.policy.turns import (
+    ContextChars,
     GiveUp,
     Start,
     TurnOutcome,
@@ -58,6 +59,7 @@ __all__ = [
     "RETRY_DELAY",
     "Again",
     "CommandContext",
+    "ContextChars",
     "Decision",
     "Facts",
     "GiveUp",

@@ -4,6 +4,7 @@ that end it, and what compaction drops before it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 
 from praxis.schemas import (
     AgentMessage,
@@ -157,12 +158,41 @@ def end_turn(
     return (*events, failed)
 
 
-def compaction(state: Checkpoint, max_messages: int, max_chars: int) -> list[ChatMessage] | None:
+_CONTENT = attrgetter("content")
+
+
+def context_chars(context: list[ChatMessage]) -> int:
+    return sum(map(len, map(_CONTENT, context)))
+
+
+class ContextChars:
+    """The characters of a session's context, counted again only for what was appended
+    since (the fold appends to the list; anything else makes a new list)."""
+
+    def __init__(self) -> None:
+        self._context: list[ChatMessage] | None = None  # held: its id is not reused
+        self._counted = 0
+        self._chars = 0
+
+    def of(self, context: list[ChatMessage]) -> int:
+        if context is not self._context or len(context) < self._counted:
+            self._context, self._counted, self._chars = context, 0, 0
+        if len(context) > self._counted:
+            self._chars += context_chars(context[self._counted :])
+            self._counted = len(context)
+        return self._chars
+
+
+def compaction(
+    state: Checkpoint, max_messages: int, max_chars: int, chars: int | None = None
+) -> list[ChatMessage] | None:
     """The oldest messages to fold into the summary before a turn, or ``None``: past its
     message or character budget, the context keeps the newest messages within half of
-    each budget (at least one)."""
+    each budget (at least one). ``chars``: the context's characters, if known."""
     context = state.context
-    if len(context) <= max_messages and sum(len(m.content) for m in context) <= max_chars:
+    if chars is None:
+        chars = context_chars(context)
+    if len(context) <= max_messages and chars <= max_chars:
         return None
     kept, chars = 0, 0
     for m in reversed(context):
