@@ -139,7 +139,7 @@ def _strongly_connected(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_the_session_policy_does_no_io() -> None:
     """The session's rules import only the schemas, each other and pure parts of the
     standard library: no bus, no NATS, no clock of their own, no asyncio."""
-    pure = {"__future__", "dataclasses", "datetime", "typing", "collections", "enum"}
+    pure = {"__future__", "dataclasses", "datetime", "typing", "collections", "enum", "operator"}
     found = []
     for file in (ROOT / "workers" / "session" / "policy").rglob("*.py"):
         for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
