@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,19 @@ async def eventually(
 # The users of each test server (url -> the folder of their seeds): components log in as
 # their role, so every test also shows that each role's permissions are enough for its job.
 AUTH_DIRS: dict[str, Path] = {}
+
+
+@pytest.fixture(autouse=True)
+def _sigint_kept() -> Iterator[None]:
+    """A test that leaves this process with another SIGINT handler (a library that ignores
+    it, say) is named in the warnings, and the handler is put back: children started later
+    would inherit an ignored SIGINT, and Ctrl-C tests of them would hang."""
+    before = signal.getsignal(signal.SIGINT)
+    yield
+    after = signal.getsignal(signal.SIGINT)
+    if after != before:
+        signal.signal(signal.SIGINT, before)
+        warnings.warn(f"the test left SIGINT handled by {after!r}; put back", stacklevel=1)
 
 
 def start_nats(home: Path, *, provision: bool = True) -> NatsServer:
@@ -360,7 +374,9 @@ def praxis(
 
 
 def spawn_praxis(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    """Start a long-running CLI command (edge, up) with its output piped."""
+    """Start a long-running CLI command (edge, up) with its output piped, and SIGINT at its
+    default as a shell starts a command (a child inherits an ignored SIGINT, and some
+    library in a long test run leaves this process ignoring it: Ctrl-C would do nothing)."""
     return subprocess.Popen(
         [sys.executable, "-m", "praxis.cli", *args],
         env=env,
@@ -368,6 +384,7 @@ def spawn_praxis(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
