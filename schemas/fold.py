@@ -313,8 +313,7 @@ def _ids(ck: Checkpoint, change: Callable[[int], int], since: int = 0) -> None:
     while i and context[i - 1].seq >= since:
         i -= 1
     if i < len(context):
-        moved = [m.model_copy(update={"seq": change(m.seq)}) for m in context[i:]]
-        ck.context = [*context[:i], *moved]
+        context[i:] = [m.model_copy(update={"seq": change(m.seq)}) for m in context[i:]]
     if ck.last_user is not None:
         ck.last_user = (ck.last_user[0], change(ck.last_user[1]))
     if ck.turn is not None:

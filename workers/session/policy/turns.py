@@ -167,7 +167,8 @@ def context_chars(context: list[ChatMessage]) -> int:
 
 class ContextChars:
     """The characters of a session's context, counted again only for what was appended
-    since (the fold appends to the list; anything else makes a new list)."""
+    since (the fold appends to the list, and moves ids in place; anything else makes a new
+    list)."""
 
     def __init__(self) -> None:
         self._context: list[ChatMessage] | None = None  # held: its id is not reused
