@@ -50,7 +50,8 @@ def inbox_prefix(role: Role) -> str:
 def _reads(stream: str) -> list[str]:
     """Direct gets (one message, or a batch) and the stream's description."""
     direct = f"$JS.API.DIRECT.GET.{stream}"
-    return [direct, f"{direct}.>", f"$JS.API.STREAM.INFO.{stream}"]
+    leader = f"$JS.API.STREAM.MSG.GET.{stream}"  # what a replica may not have yet
+    return [direct, f"{direct}.>", leader, f"$JS.API.STREAM.INFO.{stream}"]
 
 
 def _buckets(s: Settings, names: list[str], *, write: bool) -> list[str]:

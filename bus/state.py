@@ -8,7 +8,9 @@ events: cursor 0). Workers, who write that first event, ask without (``include_p
 from __future__ import annotations
 
 import asyncio
+import logging
 
+from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
 from praxis.bus import direct, subjects
@@ -26,6 +28,8 @@ from praxis.schemas import (
 )
 from praxis.schemas.events import SessionCreated, created_by
 from praxis.schemas.fold import start
+
+log = logging.getLogger(__name__)
 
 
 async def load_head(
@@ -64,13 +68,30 @@ async def read_events(
 
 async def first_command(bus: Bus, session_id: str) -> Command | None:
     """The first command stored for a session (``None``: none, or not a command)."""
-    first = await direct.next_by_subject(
-        bus.nc, bus.stream, subjects.inputs(session_id), 1, bus.timeout
-    )
+    subject = subjects.inputs(session_id)
+    first = await direct.next_by_subject(bus.nc, bus.stream, subject, 1, bus.timeout)
+    if first is None:  # only for a session that looks unknown: make sure
+        first = await _from_leader(bus, subject)
     try:
         return decode_command(first.data) if first is not None else None
     except ValidationError:
         return None
+
+
+async def _from_leader(bus: Bus, subject: str) -> direct.StoredMsg | None:
+    """The first message on ``subject``, asked of the stream's leader: a direct get may be
+    answered by a replica that has not stored the latest messages yet (a command just
+    stored would look absent, and its session unknown)."""
+    try:
+        msg = await bus.js.get_msg(bus.stream, seq=1, subject=subject, next=True)
+    except NotFoundError:
+        return None
+    except Exception as e:  # not allowed (credentials from before), not answered: as read
+        log.debug("reading %s from the stream's leader failed: %s", subject, e)
+        return None
+    return direct.StoredMsg(
+        msg.seq or 0, msg.subject or subject, msg.data or b"", msg.headers or {}
+    )
 
 
 async def pending_create(bus: Bus, session_id: str) -> SessionCreated | None:
