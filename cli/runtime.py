@@ -8,6 +8,7 @@ import functools
 import getpass
 import logging
 import os
+import signal
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec
@@ -87,7 +88,52 @@ def runs(
 def run_coro(coro: Coroutine[Any, Any, int | None]) -> int:
     """Run a command's coroutine on uvloop (errors are reported by ``praxis.cli.app.main``)."""
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coro) or 0
+        return runner.run(interruptible(coro)) or 0
+
+
+_RECANCEL = 5.0
+"""Seconds after which a command that Ctrl-C has not ended is cancelled again: longer than
+what a cancelled command does before it ends (say how to continue, within two seconds)."""
+
+
+async def interruptible(coro: Coroutine[Any, Any, int | None]) -> int | None:
+    """Run ``coro`` until it ends or Ctrl-C cancels it, then raise ``KeyboardInterrupt``.
+
+    ``asyncio.Runner`` cancels the command once on the first Ctrl-C, and one cancellation
+    can be lost: in Python 3.11 ``asyncio.wait_for`` (which nats-py's requests use) returns
+    its result and drops a cancellation that arrives as its future completes, and the
+    command then waits on as if no Ctrl-C had come. Here a command that has not ended
+    :data:`_RECANCEL` seconds after a cancellation is cancelled again; a second Ctrl-C
+    raises ``KeyboardInterrupt`` at once. Commands that handle signals themselves
+    (``praxis up``, ``praxis worker``) install their own handlers over this one."""
+    loop = asyncio.get_running_loop()
+    interrupted = asyncio.Event()
+    task = loop.create_task(coro)
+
+    def on_sigint() -> None:
+        interrupted.set()
+        task.cancel()
+        loop.remove_signal_handler(signal.SIGINT)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # the next one: at once
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+    except (RuntimeError, ValueError, NotImplementedError):  # not the main thread
+        return await task
+    waiting = loop.create_task(interrupted.wait())
+    try:
+        await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        while not task.done():  # interrupted, and the cancellation has not ended it (yet)
+            await asyncio.wait({task}, timeout=_RECANCEL)
+            task.cancel()
+    finally:
+        waiting.cancel()
+        if not interrupted.is_set():
+            loop.remove_signal_handler(signal.SIGINT)
+        task.cancel()  # nothing if it ended; if this wrapper was cancelled, the command too
+    if interrupted.is_set() and task.cancelled():
+        raise KeyboardInterrupt
+    return task.result()
 
 
 @dataclass
