@@ -379,13 +379,24 @@ def spawn_praxis(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     library in a long test run leaves this process ignoring it: Ctrl-C would do nothing)."""
     return subprocess.Popen(
         [sys.executable, "-m", "praxis.cli", *args],
-        env=env,
+        env=env | {"PYTHONFAULTHANDLER": "1"},  # SIGABRT prints its threads' stacks
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+
+
+def ended(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
+    """``proc.communicate(timeout=...)`` of a process :func:`spawn_praxis` started; one that
+    has not ended by then is aborted, and the failure shows where its threads were."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        out, err = proc.communicate(timeout=10)
+        raise AssertionError(f"not ended within {timeout} s:\n{out}\n{err}") from None
 
 
 def fresh_env(tmp_path: Path) -> dict[str, str]:

@@ -19,6 +19,7 @@ from tests.conftest import (
     EdgeProcess,
     InProcessWorker,
     edge_env,
+    ended,
     env_for,
     eventually,
     praxis,
@@ -117,7 +118,7 @@ async def test_ctrl_c_while_waiting_for_a_worker_says_how_to_continue(
         lines = [await asyncio.to_thread(proc.stderr.readline) for _ in range(2)]
         assert lines[1].startswith("Task: "), lines  # created: now it waits
         proc.send_signal(signal.SIGINT)
-        _, rest = await asyncio.to_thread(proc.communicate, timeout=30)
+        _, rest = await asyncio.to_thread(ended, proc, 30)
     finally:
         if proc.poll() is None:
             proc.kill()
