@@ -63,14 +63,23 @@ AUTH_DIRS: dict[str, Path] = {}
 @pytest.fixture(autouse=True)
 def _sigint_kept() -> Iterator[None]:
     """A test that leaves this process with another SIGINT handler (a library that ignores
-    it, say) is named in the warnings, and the handler is put back: children started later
-    would inherit an ignored SIGINT, and Ctrl-C tests of them would hang."""
+    it, say) or with SIGINT blocked is named in the warnings, and both are put back:
+    children started later would inherit an ignored or blocked SIGINT, and Ctrl-C tests of
+    them would hang."""
     before = signal.getsignal(signal.SIGINT)
     yield
     after = signal.getsignal(signal.SIGINT)
     if after != before:
         signal.signal(signal.SIGINT, before)
         warnings.warn(f"the test left SIGINT handled by {after!r}; put back", stacklevel=1)
+    if signal.SIGINT in signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}):
+        warnings.warn("the test left SIGINT blocked; unblocked", stacklevel=1)
+
+
+def as_a_shell_starts_it() -> None:
+    """A child's SIGINT at its default and not blocked (both are inherited)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def start_nats(home: Path, *, provision: bool = True) -> NatsServer:
@@ -384,7 +393,7 @@ def spawn_praxis(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=as_a_shell_starts_it,
     )
 
 

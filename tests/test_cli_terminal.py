@@ -97,7 +97,7 @@ def _chat_until_prompt_then_ctrl_c(env: dict[str, str]) -> tuple[int, str, float
     import sys
     import time
 
-    from tests.conftest import ROOT
+    from tests.conftest import ROOT, as_a_shell_starts_it
 
     master, slave = pty.openpty()
     proc = subprocess.Popen(
@@ -110,7 +110,7 @@ def _chat_until_prompt_then_ctrl_c(env: dict[str, str]) -> tuple[int, str, float
         # As a shell starts a foreground command: Ctrl-C at its default. A child inherits
         # an ignored SIGINT, and this process may have come to ignore it (a library's
         # signal handling in an earlier test); Python then leaves it ignored.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=as_a_shell_starts_it,
     )
     os.close(slave)
     seen = b""

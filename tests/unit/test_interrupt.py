@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, as_a_shell_starts_it
 
 # A command that drops its first cancellation, as ``asyncio.wait_for`` does in Python 3.11
 # when the cancellation arrives as its future completes, and then waits on.
@@ -46,7 +46,7 @@ def start(script: str, recancel: float = 5.0) -> subprocess.Popen[str]:
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=as_a_shell_starts_it,
     )
     assert proc.stdout is not None
     assert proc.stdout.readline() == "ready\n"
