@@ -18,8 +18,8 @@ from litestar.response.base import ASGIResponse
 
 from praxis.bus import BusError, Receipt, metrics
 from praxis.edge.problems import problem_for
-from praxis.schemas import Delivery
-from praxis.schemas.api import CommandAccepted, EventEnvelope, envelope_json
+from praxis.schemas import Delivery, TokenDelta
+from praxis.schemas.api import CommandAccepted, EventEnvelope, delta_envelope, envelope_json
 
 KEEPALIVE_MESSAGE = ServerSentEventMessage(data=None, comment="keep-alive")
 """For streams of :class:`ServerSentEventMessage` (see :func:`encoded`)."""
@@ -30,9 +30,15 @@ OPENED = ServerSentEventMessage(data=None, comment="stream open").encode()
 def message(item: Delivery) -> bytes:
     """One delivery as an SSE message (what Litestar's ``ServerSentEventMessage`` writes,
     written directly: the relay's hot path; the JSON holds no line break)."""
+    ev = item.event
+    if type(ev) is TokenDelta:
+        return b"event: token.delta\r\ndata: %s\r\n\r\n" % delta_envelope(ev)
     ident = b"" if item.cursor is None else b"id: %d\r\n" % item.cursor
-    kind = item.event.type.encode()
-    return b"%sevent: %s\r\ndata: %s\r\n\r\n" % (ident, kind, envelope_json(item).encode())
+    return b"%sevent: %s\r\ndata: %s\r\n\r\n" % (
+        ident,
+        ev.type.encode(),
+        envelope_json(item).encode(),
+    )
 
 
 def accepted(receipt: Receipt) -> bytes:

@@ -97,6 +97,7 @@ from praxis.schemas.records import (
     WorkerInfo,
     dead_letter_id,
     decode_live,
+    encode_delta,
 )
 from praxis.schemas.stored import (
     ID_SCALE,
@@ -200,6 +201,7 @@ __all__ = [
     "decode_event",
     "decode_live",
     "decode_record",
+    "encode_delta",
     "encode_event",
     "encode_record",
     "event_id",

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from praxis.schemas.commands import DoubleTexting, Interface, Owner
 from praxis.schemas.events import Event, TokenDelta, ToolCall, TurnStarted, Usage
-from praxis.schemas.ids import AgentName, SessionId, TaskId
+from praxis.schemas.ids import AgentName, SessionId, TaskId, is_token
 from praxis.schemas.lifecycle import SessionState
 from praxis.schemas.stored import decode_record, record_seq
 
@@ -302,33 +302,65 @@ _RECORD_NOTICE = msgspec.json.Decoder(_RecordNotice)
 _RECORD_NOTICE_HEAD = b'{"type":"commit","prev":'
 
 
+class _Delta(msgspec.Struct, tag_field="type", tag="token.delta"):
+    session_id: str
+    turn_id: str
+    index: int
+    text: str
+
+
+_DELTA = msgspec.json.Decoder(_Delta)
+_DELTA_ENCODER = msgspec.json.Encoder()
+
+
+def encode_delta(session_id: str, turn_id: str, index: int, text: str) -> bytes:
+    """The JSON of ``TokenDelta(...)`` as pydantic writes it, without building one (a
+    worker sends one for every piece of a reply it streams)."""
+    return _DELTA_ENCODER.encode(_Delta(session_id, turn_id, index, text))
+
+
+_DELTA_HEAD = b'{"type":"token.delta",'
+
+
 def decode_live(data: bytes) -> CommitNotice | TailNotice | TokenDelta:
-    """Parse one message of ``live.<id>``. A record's notice as workers write it is read
-    with its record's bytes as they are (its events parsed once); anything else in one
-    pass whatever its type. Raises ``ValueError`` for what is not a live message."""
-    if data.startswith(_RECORD_NOTICE_HEAD) and b'"record":' in data:
-        try:
-            n = _RECORD_NOTICE.decode(data)
-        except msgspec.ValidationError:
-            pass  # not in the form workers write it: read it the long way
-        except msgspec.DecodeError as e:
-            raise ValueError(f"not a live message: {e}") from e
-        else:
-            found = decode_record(record_seq(n.seq), bytes(n.record))
-            deltas: list[TokenDelta] = []
-            if n.deltas:
-                ids = _turn_of([e for _, e in found])
-                deltas = [
-                    TokenDelta.model_validate({**ids, **json.loads(bytes(d))}) for d in n.deltas
-                ]
-            return CommitNotice.model_construct(
-                prev=n.prev,
-                seq=n.seq,
-                events=[StoredEvent.model_construct(seq=i, event=e) for i, e in found],
-                deltas=deltas,
-                record=None,
-            )
-    return LIVE_ADAPTER.validate_json(data)
+    """Parse one message of ``live.<id>``. A token delta or a record's notice as workers
+    write them is read without pydantic's validation (the former is most of what a relay
+    reads; the latter's record bytes are parsed once); anything else in one pass whatever
+    its type. Raises ``ValueError`` for what is not a live message."""
+    fast: CommitNotice | TokenDelta | None = None
+    try:
+        if data.startswith(_DELTA_HEAD):
+            fast = _delta(_DELTA.decode(data))
+        elif data.startswith(_RECORD_NOTICE_HEAD) and b'"record":' in data:
+            fast = _notice(_RECORD_NOTICE.decode(data))
+    except msgspec.ValidationError:
+        pass  # not in the form workers write it: read it the long way
+    except msgspec.DecodeError as e:
+        raise ValueError(f"not a live message: {e}") from e
+    return LIVE_ADAPTER.validate_json(data) if fast is None else fast
+
+
+def _delta(d: _Delta) -> TokenDelta | None:
+    if not is_token(d.session_id):  # what SessionId checks
+        return None
+    return TokenDelta.model_construct(
+        session_id=d.session_id, turn_id=d.turn_id, index=d.index, text=d.text
+    )
+
+
+def _notice(n: _RecordNotice) -> CommitNotice:
+    found = decode_record(record_seq(n.seq), bytes(n.record))
+    deltas: list[TokenDelta] = []
+    if n.deltas:
+        ids = _turn_of([e for _, e in found])
+        deltas = [TokenDelta.model_validate({**ids, **json.loads(bytes(d))}) for d in n.deltas]
+    return CommitNotice.model_construct(
+        prev=n.prev,
+        seq=n.seq,
+        events=[StoredEvent.model_construct(seq=i, event=e) for i, e in found],
+        deltas=deltas,
+        record=None,
+    )
 
 
 OutcomeKind = Literal[

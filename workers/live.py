@@ -23,12 +23,14 @@ class LiveTurn:
     def text(self) -> str:
         return "".join(self.pieces)
 
-    def add(self, piece: str) -> TokenDelta:
+    def add(self, piece: str) -> int:
+        """Add the next piece of the reply; its delta's index."""
         self.index += 1
         self.pieces.append(piece)
-        return TokenDelta(
-            session_id=self.session_id, turn_id=self.turn_id, index=self.index, text=piece
-        )
+        return self.index
+
+    def delta(self, index: int, piece: str) -> TokenDelta:
+        return TokenDelta(session_id=self.session_id, turn_id=self.turn_id, index=index, text=piece)
 
     def snapshot(self) -> Snapshot:
         return Snapshot(turn_id=self.turn_id, index=self.index, text=self.text)

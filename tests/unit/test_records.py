@@ -26,6 +26,7 @@ from praxis.schemas import (
     apply,
     decode_live,
     decode_record,
+    encode_delta,
     encode_record,
     event_id,
     first_id,
@@ -233,6 +234,28 @@ def test_a_notice_carries_its_record_as_stored_and_reads_as_its_events() -> None
     assert isinstance(old, CommitNotice) and old.events == notice.events
     with pytest.raises(ValueError, match="not a live message"):
         decode_live(data[:-5])
+
+
+@settings(max_examples=200, deadline=None)
+@given(turn_id=st.text(max_size=40), index=st.integers(-(2**40), 2**40), text=st.text())
+def test_a_delta_is_written_and_read_as_pydantic_does(turn_id: str, index: int, text: str) -> None:
+    delta = TokenDelta(session_id="ses_01", turn_id=turn_id, index=index, text=text)
+    data = delta.model_dump_json().encode()
+    assert encode_delta("ses_01", turn_id, index, text) == data  # as workers write it
+    fast = decode_live(data)
+    assert type(fast) is TokenDelta and fast == delta
+    assert fast.model_dump_json() == delta.model_dump_json()
+
+
+def test_a_delta_not_as_workers_write_it_is_read_or_refused_as_pydantic_does() -> None:
+    head = '{"type":"token.delta","session_id":'
+    lax = decode_live(f'{head}"ses_01","turn_id":"t","index":"7","text":"x"}}'.encode())
+    assert lax == TokenDelta(session_id="ses_01", turn_id="t", index=7, text="x")
+    for bad in ['"no.token"', '""', "7"]:  # a session id that is not one subject token
+        with pytest.raises(ValueError, match="session_id"):
+            decode_live(f'{head}{bad},"turn_id":"t","index":1,"text":"x"}}'.encode())
+    with pytest.raises(ValueError, match="not a live message"):
+        decode_live(f'{head}"ses_01","turn_id":"t","index":1,"text":'.encode())
 
 
 def test_a_snapshot_without_its_defaults_reads_as_the_state() -> None:

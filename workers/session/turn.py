@@ -25,6 +25,7 @@ from praxis.schemas import (
     ToolCallsRequested,
     ToolResult,
     Usage,
+    encode_delta,
 )
 from praxis.workers.agents import Agent, TurnContext
 from praxis.workers.agents.base import (
@@ -57,8 +58,9 @@ class TurnDriver:
     async def release(self) -> None:
         """Send the deltas kept back, and the later ones as they come."""
         held, self._held = self._held, None
-        for delta in held or ():
-            await self.bus.nc.publish(subjects.live(self.sid), delta.model_dump_json().encode())
+        for d in held or ():
+            data = encode_delta(d.session_id, d.turn_id, d.index, d.text)
+            await self.bus.nc.publish(subjects.live(self.sid), data)
 
     def take_held(self) -> TokenDelta | None:
         """The deltas kept back (the turn ended before its start was stored: they go with
@@ -112,11 +114,13 @@ class TurnDriver:
         subject = subjects.live(self.sid)
         async for piece in pieces():
             if piece:
-                delta = live.add(piece)
+                index = live.add(piece)
                 if self._held is not None:
-                    self._held.append(delta)
+                    self._held.append(live.delta(index, piece))
                 else:
-                    await self.bus.nc.publish(subject, delta.model_dump_json().encode())
+                    await self.bus.nc.publish(
+                        subject, encode_delta(self.sid, live.turn_id, index, piece)
+                    )
 
     def interrupt(self, command_id: str, why: str) -> None:
         """Stop the turn in flight now (at its next token), on ``command_id``'s account."""
