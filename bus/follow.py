@@ -43,6 +43,7 @@ from praxis.schemas import (
     TurnStarted,
     decode_live,
 )
+from praxis.schemas.events import live_delivery
 
 log = logging.getLogger("praxis.bus.follow")
 
@@ -468,7 +469,7 @@ class Follower:
             return
         turn.index = delta.index
         turn.delivered += len(delta.text)
-        self._pending.append(Delivery.model_construct(cursor=None, event=delta))  # valid
+        self._pending.append(live_delivery(delta))
 
     async def _on_delta(self, delta: TokenDelta) -> None:
         turn = self._turn
@@ -482,7 +483,7 @@ class Follower:
                 return
         turn.index = delta.index
         turn.delivered += len(delta.text)
-        self._pending.append(Delivery.model_construct(cursor=None, event=delta))  # valid
+        self._pending.append(live_delivery(delta))
 
     async def _snapshot(self) -> None:
         """Ask the owner for the text so far of the turn in flight (if there is one)."""

@@ -10,7 +10,7 @@ Token deltas are not stored: they travel on ``live.<id>`` while a turn is in fli
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -360,6 +360,46 @@ class Delivery(BaseModel):
 
     cursor: int | None
     event: Annotated[Event | TokenDelta, Field(discriminator="type")]
+
+
+M = TypeVar("M", bound=BaseModel)
+_set = object.__setattr__
+_DELTA_GIVEN = frozenset(("session_id", "turn_id", "index", "text"))
+_DELIVERY_GIVEN = frozenset(("cursor", "event"))
+
+
+def built(cls: type[M], values: dict[str, Any], given: frozenset[str]) -> M:
+    """``cls.model_construct(**values)`` for a model given a value for every field, with no
+    aliases, extra fields or private attributes (a test keeps to that), where ``given`` are
+    the fields a caller would have named: what it does, without looking at each field. For
+    values already valid, on a relay's path for each token (0.5 µs where
+    ``model_construct`` takes 3)."""
+    m = cls.__new__(cls)
+    _set(m, "__dict__", values)
+    _set(m, "__pydantic_fields_set__", set(given))
+    _set(m, "__pydantic_extra__", None)
+    _set(m, "__pydantic_private__", None)
+    return m
+
+
+def token_delta(session_id: str, turn_id: str, index: int, text: str) -> TokenDelta:
+    """``TokenDelta(...)`` of values already valid (read from what a worker wrote)."""
+    return built(
+        TokenDelta,
+        {
+            "type": "token.delta",
+            "session_id": session_id,
+            "turn_id": turn_id,
+            "index": index,
+            "text": text,
+        },
+        _DELTA_GIVEN,
+    )
+
+
+def live_delivery(delta: TokenDelta) -> Delivery:
+    """``Delivery(cursor=None, event=delta)``: a token delta as a follower yields it."""
+    return built(Delivery, {"cursor": None, "event": delta}, _DELIVERY_GIVEN)
 
 
 class CommandEffects:

@@ -11,7 +11,14 @@ import msgspec
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from praxis.schemas.commands import DoubleTexting, Interface, Owner
-from praxis.schemas.events import Event, TokenDelta, ToolCall, TurnStarted, Usage
+from praxis.schemas.events import (
+    Event,
+    TokenDelta,
+    ToolCall,
+    TurnStarted,
+    Usage,
+    token_delta,
+)
 from praxis.schemas.ids import AgentName, SessionId, TaskId, is_token
 from praxis.schemas.lifecycle import SessionState
 from praxis.schemas.stored import decode_record, record_seq
@@ -343,9 +350,7 @@ def decode_live(data: bytes) -> CommitNotice | TailNotice | TokenDelta:
 def _delta(d: _Delta) -> TokenDelta | None:
     if not is_token(d.session_id):  # what SessionId checks
         return None
-    return TokenDelta.model_construct(
-        session_id=d.session_id, turn_id=d.turn_id, index=d.index, text=d.text
-    )
+    return token_delta(d.session_id, d.turn_id, d.index, d.text)
 
 
 def _notice(n: _RecordNotice) -> CommitNotice:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from praxis.bus import Settings
 from praxis.schemas import (
@@ -18,6 +19,7 @@ from praxis.schemas import (
     Checkpoint,
     CommitNotice,
     ContextCompacted,
+    Delivery,
     Event,
     SessionState,
     TokenDelta,
@@ -36,6 +38,7 @@ from praxis.schemas import (
     record_seq,
     upgrade,
 )
+from praxis.schemas.events import live_delivery, token_delta
 from praxis.schemas.stored import ID_SCALE
 from praxis.workers.session import policy
 from praxis.workers.session.log import SessionLog
@@ -245,6 +248,23 @@ def test_a_delta_is_written_and_read_as_pydantic_does(turn_id: str, index: int, 
     fast = decode_live(data)
     assert type(fast) is TokenDelta and fast == delta
     assert fast.model_dump_json() == delta.model_dump_json()
+
+
+def test_a_delta_built_without_validation_is_the_validated_one() -> None:
+    for cls in (TokenDelta, Delivery):  # what built() leaves out does not exist here
+        assert not cls.__private_attributes__ and not cls.__pydantic_post_init__
+        assert cls.model_config.get("extra") in (None, "ignore")
+        assert all(f.alias is f.validation_alias is None for f in cls.model_fields.values())
+    fast = live_delivery(token_delta("ses_01", "t", 3, "x"))
+    delta = TokenDelta(session_id="ses_01", turn_id="t", index=3, text="x")
+    slow = Delivery(cursor=None, event=delta)
+    assert fast == slow and fast.model_dump_json() == slow.model_dump_json()
+    assert fast.model_fields_set == slow.model_fields_set
+    assert fast.event.model_fields_set == delta.model_fields_set
+    assert fast.event.model_dump(exclude_unset=True) == delta.model_dump(exclude_unset=True)
+    with pytest.raises(ValidationError, match="frozen"):
+        fast.event.text = "y"  # type: ignore[misc]
+    assert fast.event.model_copy(update={"text": "y"}).text == "y"
 
 
 def test_a_delta_not_as_workers_write_it_is_read_or_refused_as_pydantic_does() -> None:
