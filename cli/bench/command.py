@@ -219,6 +219,8 @@ async def run_stream(stack: Stack, o: Options, report: Report, steps: Steps) -> 
     steps.note(f"stream: {shape}, the floor first")
     report.stream["floor"] = await stream.floor_streams(stack, o.streams, o.tokens, o.token_rate)
     steps.done(f"stream: floor done; Praxis (REST SSE through one edge), {shape}")
+    if stack.own and await stack.concurrency_at_least(o.streams):
+        steps.note(f"stream: workers started again to run {o.streams} turns at once")
     report.stream["praxis"] = await stream.praxis_streams(stack, o.streams, o.tokens, o.token_rate)
     steps.done("stream: done")
 

@@ -106,6 +106,20 @@ class Stack:
             )
         await self.wait_workers(n)
 
+    async def concurrency_at_least(self, n: int) -> bool:
+        """Our workers run ``n`` sessions at once (started again with
+        ``PRAXIS_WORKER_CONCURRENCY`` = ``n`` if their setting is lower, unless the caller
+        chose it): a scenario of ``n`` concurrent turns measures them, not a queue in front
+        of them. Whether they were started again."""
+        key = "PRAXIS_WORKER_CONCURRENCY"
+        if key in self.env or n <= Settings.model_fields["worker_concurrency"].default:
+            return False
+        self.env[key] = str(n)
+        count = len(self.workers)
+        await self.set_workers(0)
+        await self.set_workers(count)
+        return True
+
     server_pid: int | None = None
     """Our own nats-server's process (``None``: a deployment given by URL)."""
     monitor_port: int | None = None
