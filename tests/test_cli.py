@@ -527,6 +527,17 @@ def test_help_imports_no_server_framework(args: list[str]) -> None:
     assert [m for m in modules if m.split(".")[0] in HEAVY or m in HEAVY] == []
 
 
+def test_a_worker_imports_no_edge() -> None:
+    """``praxis worker`` loads no HTTP or GraphQL framework (1.5 s of its start-up)."""
+    code = LOADED.replace("main()", "from praxis.cli import serve")
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    modules = ran.stdout.split()
+    assert "praxis.cli.serve" in modules and "praxis.workers.worker" in modules
+    edge = ("litestar", "strawberry", "uvicorn", "praxis.edge")
+    assert [m for m in modules if m.startswith(edge)] == []
+
+
 def test_listing_sessions_imports_no_edge_or_models(env: dict[str, str]) -> None:
     ran = subprocess.run(
         [sys.executable, "-c", LOADED, "agent", "list-sessions"],
