@@ -17,6 +17,7 @@ from praxis.schemas.events import (
     ToolCall,
     TurnStarted,
     Usage,
+    built,
     token_delta,
 )
 from praxis.schemas.ids import AgentName, SessionId, TaskId, is_token
@@ -353,6 +354,9 @@ def _delta(d: _Delta) -> TokenDelta | None:
     return token_delta(d.session_id, d.turn_id, d.index, d.text)
 
 
+_STORED_GIVEN = frozenset(("seq", "event"))
+
+
 def _notice(n: _RecordNotice) -> CommitNotice:
     found = decode_record(record_seq(n.seq), bytes(n.record))
     deltas: list[TokenDelta] = []
@@ -362,7 +366,7 @@ def _notice(n: _RecordNotice) -> CommitNotice:
     return CommitNotice.model_construct(
         prev=n.prev,
         seq=n.seq,
-        events=[StoredEvent.model_construct(seq=i, event=e) for i, e in found],
+        events=[built(StoredEvent, {"seq": i, "event": e}, _STORED_GIVEN) for i, e in found],
         deltas=deltas,
         record=None,
     )
