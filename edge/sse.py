@@ -82,12 +82,12 @@ async def relay(
 
 
 async def encoded(
-    messages: AsyncGenerator[ServerSentEventMessage, None],
+    messages: AsyncGenerator[ServerSentEventMessage | bytes, None],
 ) -> AsyncGenerator[bytes, None]:
-    """A stream of Litestar's SSE messages, written."""
+    """A stream of Litestar's SSE messages, written (or already written: bytes)."""
     try:
         async for msg in messages:
-            yield msg.encode()
+            yield msg if isinstance(msg, bytes) else msg.encode()
     finally:
         await messages.aclose()
 
