@@ -362,7 +362,7 @@ def envelope_json(item: Delivery) -> str:
     path): the event's own JSON, with ``content`` added where it has none."""
     ev = item.event
     if type(ev) is TokenDelta:
-        return _delta_json(ev)
+        return delta_envelope(ev).decode()
     data = ev.model_dump_json()
     if "content" not in type(ev).model_fields:
         data = f'{data[:-1]},"content":{json.dumps(_text_of(ev), ensure_ascii=False)}}}'
@@ -370,10 +370,6 @@ def envelope_json(item: Delivery) -> str:
         type=ev.type, cursor=item.cursor, timestamp=getattr(ev, "ts", None) or datetime.now(UTC)
     ).model_dump_json()
     return f'{head[:-1]},"data":{data}}}'
-
-
-def _delta_json(ev: TokenDelta) -> str:
-    return delta_envelope(ev).decode()
 
 
 _JSON = msgspec.json.Encoder()
