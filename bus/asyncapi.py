@@ -85,11 +85,21 @@ class Empty(BaseModel):
     """No payload."""
 
 
+_PARTITIONS = (
+    "A bus with more than one partition has a stream per partition k >= 1 "
+    "(`{stream}_k`) whose subjects carry `pk` before `in` and `out`: "
+    "`sess.<id>.pk.in`, `sess.<id>.pk.out.evt` and so on; every channel below is the same "
+    "there. A session's partition: an id that ends in `-pk` after `<prefix>_` and 24 hex "
+    "digits (one Praxis made) is in partition k; any other id is in partition "
+    "FNV-1a-32(id as UTF-8) mod `praxis_hashed`, a number in the metadata of the first "
+    "stream (beside `praxis_partitions`, how many there are)."
+)
+
 # (channel name, subject, payload, who sends it, description); "praxis" sends, or others do.
 _CHANNELS: list[tuple[str, str, Any, bool, str]] = [
     (
         "commands",
-        subjects.INPUT_WILDCARD.replace("*", SESSION),
+        subjects.input_wildcard(0).replace("*", SESSION),
         Command,
         False,
         "Commands for a session, stored in the stream: `create_session` first (publish it "
@@ -217,7 +227,8 @@ def document(settings: Settings | None = None) -> dict[str, Any]:
     s = settings or Settings()
     servers = (s.nats_url or "nats://127.0.0.1:4222").split(",")
     broker = NatsBroker(servers)
-    for name, subject, payload, praxis_sends, description in [*_CHANNELS, *_buckets(s)]:
+    channels = [*_CHANNELS, *_partitioned(_CHANNELS), *_buckets(s)]
+    for name, subject, payload, praxis_sends, description in channels:
         if praxis_sends:
             broker.publisher(subject, title=name, description=description, schema=payload)
         else:
@@ -227,8 +238,9 @@ def document(settings: Settings | None = None) -> dict[str, Any]:
         title="Praxis bus",
         version=installed_version(),
         description="Conversational agent sessions on NATS JetStream: the subjects, what "
-        f"travels on them, and who sends it. Stream `{s.stream}` holds `sess.>`; the "
-        f"workers' durable pull consumer `{s.consumer}` takes `{subjects.INPUT_WILDCARD}`.",
+        f"travels on them, and who sends it. Stream `{s.stream}` holds partition 0 "
+        f"(`sess.<id>.in`, `sess.<id>.out.>`); the workers' durable pull consumer "
+        f"`{s.consumer}` takes `{subjects.input_wildcard(0)}`. " + _PARTITIONS,
     )
     doc: dict[str, Any] = json.loads(spec.to_specification().to_json())
     for channel in doc.get("channels", {}).values():  # AsyncAPI 3: name the parameters
@@ -246,10 +258,31 @@ def document(settings: Settings | None = None) -> dict[str, Any]:
 
 _PARAMETERS = {
     "session_id": "A session id: 1-128 characters from A-Z, a-z, 0-9, '_' and '-'.",
+    "partition": "`p<k>`: the session's partition k, 1 or more (see the description).",
     "worker_id": "A worker id.",
     "letter_id": "A dead letter's id.",
     "inbox": "The rest of the requester's inbox subject.",
 }
+
+
+_SESSION_PREFIX = f"sess.{SESSION}."
+
+
+def _partitioned(
+    channels: list[tuple[str, str, Any, bool, str]],
+) -> list[tuple[str, str, Any, bool, str]]:
+    """Each session channel again for partitions 1 and up (``sess.<id>.p<k>.…``)."""
+    return [
+        (
+            f"{name}-in-partition",
+            f"{_SESSION_PREFIX}{{partition}}.{subject.removeprefix(_SESSION_PREFIX)}",
+            payload,
+            sends,
+            f"`{name}` of a session in partition 1 or more (the same messages).",
+        )
+        for name, subject, payload, sends, _ in channels
+        if subject.startswith(_SESSION_PREFIX)
+    ]
 
 
 def _receiver(broker: NatsBroker, name: str, subject: str, payload: Any, description: str) -> None:

@@ -48,6 +48,7 @@ async def append(
     session_id: str,
     payload: bytes,
     *,
+    partition: int,
     expected_seq: int,
     max_bytes: int,
     timeout: float,
@@ -58,7 +59,7 @@ async def append(
     Raises :class:`FenceRejectedError` when the session has moved on. An answer lost to
     a timeout or a leader change is resolved by reading the latest event back.
     """
-    subject = subjects.events(session_id)
+    subject = subjects.events(session_id, partition)
     append_id = f"{_APPENDS_PREFIX}{next(_appends)}"
     headers = {
         EXPECTED_LAST_SUBJECT_SEQ: str(expected_seq),
@@ -73,7 +74,9 @@ async def append(
             resp = await nc.request(subject, payload, headers=headers, timeout=timeout)
             return _seq_of(resp.data, session_id, expected_seq, len(payload))
         except (TimeoutError, NatsTimeoutError, NoRespondersError, PublishError) as e:
-            landed = await _landed(nc, stream, session_id, append_id, expected_seq, timeout)
+            landed = await _landed(
+                nc, stream, subject, session_id, append_id, expected_seq, timeout
+            )
             if landed is not None:
                 return landed
             if loop.time() + delay > end:
@@ -97,14 +100,20 @@ def _seq_of(data: bytes, session_id: str, expected_seq: int, size: int) -> int:
 
 
 async def _landed(
-    nc: Client, stream: str, session_id: str, append_id: str, expected_seq: int, timeout: float
+    nc: Client,
+    stream: str,
+    subject: str,
+    session_id: str,
+    append_id: str,
+    expected_seq: int,
+    timeout: float,
 ) -> int | None:
     """The sequence if our append is the latest event; ``None`` if nothing landed.
 
     Raises :class:`FenceRejectedError` when another writer's event landed instead.
     """
     try:
-        last = await direct.last_by_subject(nc, stream, subjects.events(session_id), timeout)
+        last = await direct.last_by_subject(nc, stream, subject, timeout)
     except Exception:
         return None
     last_seq = last.seq if last else 0
@@ -115,11 +124,12 @@ async def _landed(
     raise FenceRejectedError(session_id, expected_seq, f"session moved on to {last_seq}")
 
 
-async def save_checkpoint(nc: Client, session_id: str, payload: bytes, timeout: float) -> None:
+async def save_checkpoint(
+    nc: Client, session_id: str, partition: int, payload: bytes, timeout: float
+) -> None:
     """Store a snapshot; only the latest one is kept (rollup on the subject)."""
-    resp = await nc.request(
-        subjects.checkpoint(session_id), payload, headers={"Nats-Rollup": "sub"}, timeout=timeout
-    )
+    subject = subjects.checkpoint(session_id, partition)
+    resp = await nc.request(subject, payload, headers={"Nats-Rollup": "sub"}, timeout=timeout)
     err = json.loads(resp.data or b"{}").get("error")
     if err:
         raise PublishError(f"checkpoint of {session_id!r} refused: {err.get('description', err)}")

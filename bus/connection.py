@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import weakref
@@ -19,9 +20,12 @@ from nats.js import JetStreamContext
 from nats.js.errors import APIError, NoStreamResponseError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 
+from praxis.bus import subjects
 from praxis.bus.credentials import Credentials
 from praxis.bus.errors import NotConnectedError, ProvisioningError, PublishError
+from praxis.bus.partitions import Partitions
 from praxis.bus.permissions import Role, inbox_prefix
+from praxis.bus.provision import provision, read_partitions
 from praxis.bus.settings import Settings
 
 log = logging.getLogger("praxis.bus")
@@ -49,14 +53,32 @@ class Bus:
     settings: Settings
     nc: Client
     js: JetStreamContext
+    partitions: Partitions
     sessions: KeyValue
     leases: KeyValue
     dead_letters: KeyValue
     workers: KeyValue
 
-    @property
-    def stream(self) -> str:
-        return self.settings.stream
+    def partition(self, session_id: str) -> int:
+        """The partition that holds ``session_id`` (see :mod:`praxis.bus.partitions`)."""
+        return self.partitions.of(session_id)
+
+    def inputs(self, session_id: str) -> str:
+        """The subject of ``session_id``'s commands, in its partition."""
+        return subjects.inputs(session_id, self.partitions.of(session_id))
+
+    def events(self, session_id: str) -> str:
+        """The subject of ``session_id``'s events, in its partition."""
+        return subjects.events(session_id, self.partitions.of(session_id))
+
+    def stream_of(self, session_id: str) -> str:
+        """The stream that holds ``session_id``."""
+        return self.partitions.stream(self.partitions.of(session_id))
+
+    async def refresh_partitions(self) -> Partitions:
+        """Read the partitioning again (the bus may have grown since this connected)."""
+        self.partitions = await read_partitions(self.js, self.settings.stream)
+        return self.partitions
 
     @property
     def timeout(self) -> float:
@@ -179,8 +201,6 @@ async def connect(
     stream and buckets). ``credentials``: default, those of ``settings``. A process that
     connects without credentials creates what is missing, as an admin would; one with
     credentials of a role other than admin only checks that it is there."""
-    from praxis.bus.provision import provision  # local: provision imports Bus for typing
-
     creds = credentials if credentials is not None else Credentials.from_settings(settings)
     nc = await open_connection(url, name, settings.request_timeout, creds, inbox_prefix(role))
     try:
@@ -195,7 +215,14 @@ async def connect(
                 f"these credentials may not provision the bus ({why}): provision it once "
                 "with admin credentials ('praxis bus provision')"
             ) from e
-        yield Bus(settings, nc, js, *handles)
+        bus = Bus(settings, nc, js, *handles)
+        refresher = asyncio.create_task(_refresh_partitions(bus))
+        try:
+            yield bus
+        finally:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
     finally:
         if not nc.is_closed:
             try:
@@ -206,6 +233,20 @@ async def connect(
                     await nc.close()
                 except Exception as closing:  # nats-py writes its buffer to a dead socket
                     log.debug("close after a failed drain: %s", closing)
+
+
+PARTITIONS_REFRESH = 5.0
+"""Seconds between a process's readings of the bus's partitioning: a bus grown while it
+runs has its new partitions used (new sessions, workers taking work) within this."""
+
+
+async def _refresh_partitions(bus: Bus) -> None:
+    while True:
+        await asyncio.sleep(PARTITIONS_REFRESH)
+        try:
+            await bus.refresh_partitions()
+        except Exception as e:  # reconnecting, say: the next round tries again
+            log.debug("reading the partitions failed: %s", e)
 
 
 async def with_retry(op: Callable[[], Awaitable[T]], *, what: str, deadline: float) -> T:

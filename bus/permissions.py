@@ -24,6 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 from praxis.bus import subjects
+from praxis.bus.partitions import MAX_PARTITIONS, Partitions
 from praxis.bus.settings import Settings
 from praxis.bus.subjects import LEASE_HANDOVERS, PURGE_REQUESTS
 
@@ -41,6 +42,11 @@ INBOX_PREFIXES = {
     Role.EDGE: "_INBOX_edge",
     Role.SERVICE: "_INBOX",
 }
+
+
+INPUTS = ["sess.*.in", "sess.*.*.in"]
+"""Commands of every partition's sessions (``sess.<id>.in``, ``sess.<id>.p<k>.in``)."""
+OUTPUTS = ["sess.*.out.>", "sess.*.*.out.>"]
 
 
 def inbox_prefix(role: Role) -> str:
@@ -74,19 +80,26 @@ def _all_buckets(s: Settings) -> list[str]:
     ]
 
 
+def _streams(s: Settings) -> list[str]:
+    """Every partition's stream, those the bus may grow to included: growing it needs no
+    new permissions."""
+    parts = Partitions(s.stream, MAX_PARTITIONS, 1)
+    return [parts.stream(k) for k in parts.all()]
+
+
 def _checks(s: Settings) -> list[str]:
     """What every component reads at connect to check that the bus is provisioned."""
     return (
-        _reads(s.stream)
-        + [f"$JS.API.CONSUMER.INFO.{s.stream}.{s.consumer}"]
+        [read for stream in _streams(s) for read in _reads(stream)]
+        + [f"$JS.API.CONSUMER.INFO.{stream}.{s.consumer}" for stream in _streams(s)]
         + [f"$JS.API.STREAM.INFO.{subjects.kv_stream(b)}" for b in _all_buckets(s)]
     )
 
 
 def _purges(s: Settings) -> list[str]:
     """Removing a session: its subjects in the stream, its record, lease and dead letters."""
-    streams = [s.stream, *(subjects.kv_stream(b) for b in (s.sessions_bucket, s.leases_bucket))]
-    streams.append(subjects.kv_stream(s.dead_letters_bucket))
+    buckets = (s.sessions_bucket, s.leases_bucket, s.dead_letters_bucket)
+    streams = [*_streams(s), *(subjects.kv_stream(b) for b in buckets)]
     return [f"$JS.API.STREAM.PURGE.{x}" for x in streams]
 
 
@@ -101,21 +114,21 @@ def permissions(role: Role, s: Settings) -> dict[str, Any] | None:
     inbox = f"{inbox_prefix(role)}.>"
     if role is Role.WORKER:
         publish = [
-            "sess.*.out.>",  # events, snapshots, expiry timers (fenced, single writer)
+            *OUTPUTS,  # events, snapshots, expiry timers (fenced, single writer)
             "live.*",
             "_INBOX.>",  # command outcomes on the sender's inbox (reply_to)
-            f"$JS.API.CONSUMER.MSG.NEXT.{s.stream}.{s.consumer}",
-            f"$JS.ACK.{s.stream}.{s.consumer}.>",
+            *(f"$JS.API.CONSUMER.MSG.NEXT.{x}.{s.consumer}" for x in _streams(s)),
+            *(f"$JS.ACK.{x}.{s.consumer}.>" for x in _streams(s)),
             *_checks(s),
             *_buckets(s, _worker_buckets(s), write=True),
             *_purges(s),  # retention
             LEASE_HANDOVERS,  # a lease another worker keeps between runs, asked for
         ]
-        subscribe = ["sess.*.in", "snap.*", PURGE_REQUESTS, LEASE_HANDOVERS, inbox]
+        subscribe = [*INPUTS, "snap.*", PURGE_REQUESTS, LEASE_HANDOVERS, inbox]
         # Snapshot answers go to the requester's inbox, whatever its prefix.
         return _perm(publish, subscribe, responses=True)
     readers = [
-        "sess.*.in",  # commands
+        *INPUTS,  # commands
         "snap.*",  # the text of a turn in flight
         *_checks(s),
         *_buckets(s, [s.sessions_bucket, s.workers_bucket], write=False),

@@ -27,19 +27,24 @@ from nats.js.kv import KeyValue
 
 from praxis.bus import subjects
 from praxis.bus.errors import ProvisioningError, ProvisioningMismatchError
+from praxis.bus.partitions import Partitions
 from praxis.bus.settings import Settings
-from praxis.bus.subjects import INPUT_WILDCARD, OUTPUT_WILDCARD
 
 SUBJECTS_OVERLAP = 10065
 NO_SUITABLE_PEERS = 10005
 log = logging.getLogger("praxis.bus")
 
 
-def stream_config(s: Settings) -> StreamConfig:
+def stream_config(s: Settings, partition: int = 0, parts: Partitions | None = None) -> StreamConfig:
+    """Partition ``partition``'s stream; partition 0's carries the partitioning (``parts``)
+    in its metadata."""
+    parts = parts or Partitions(s.stream)
     return StreamConfig(
-        name=s.stream,
-        description="Praxis agent sessions: commands, events and checkpoints",
-        subjects=[INPUT_WILDCARD, OUTPUT_WILDCARD],
+        name=parts.stream(partition),
+        description="Praxis agent sessions: commands, events and checkpoints"
+        + (f" (partition {partition})" if partition else ""),
+        subjects=[subjects.input_wildcard(partition), subjects.output_wildcard(partition)],
+        metadata=parts.metadata() if partition == 0 else None,
         retention=RetentionPolicy.LIMITS,
         discard=DiscardPolicy.OLD,
         storage=StorageType.FILE,
@@ -53,11 +58,11 @@ def stream_config(s: Settings) -> StreamConfig:
     )
 
 
-def consumer_config(s: Settings) -> ConsumerConfig:
+def consumer_config(s: Settings, partition: int = 0) -> ConsumerConfig:
     return ConsumerConfig(
         durable_name=s.consumer,
         description="Praxis workers: a message means 'this session has work'",
-        filter_subject=INPUT_WILDCARD,
+        filter_subject=subjects.input_wildcard(partition),
         ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.ALL,
         ack_wait=s.ack_wait,
@@ -164,7 +169,8 @@ def _missing(kind: str, name: str) -> ProvisioningError:
 
 async def ensure_stream(
     js: JetStreamContext, want: StreamConfig, wait: float = 15.0, *, create: bool = True
-) -> None:
+) -> StreamConfig:
+    """The stream as it is (made as ``want`` if missing and ``create``)."""
     assert want.name is not None
     if create:
         info = await _existing_or_created(js, want, wait)
@@ -174,7 +180,7 @@ async def ensure_stream(
         except NotFoundError:
             raise _missing("stream", want.name) from None
     if info is None:
-        return
+        return want
     diff = _diff(info.config, want, _STREAM_FIELDS)
     if diff and set(diff) <= _ADDITIVE and create:
         config = info.config
@@ -182,9 +188,10 @@ async def ensure_stream(
             setattr(config, flag, True)
         await js.update_stream(config)
         log.warning("stream %r: turned on %s (needed by this Praxis)", want.name, sorted(diff))
-        return
+        return config
     if diff:
         raise ProvisioningMismatchError("stream", want.name, diff)
+    return info.config
 
 
 async def _existing_or_created(
@@ -280,13 +287,65 @@ async def ensure_bucket(
 
 async def provision(
     js: JetStreamContext, settings: Settings, *, create: bool = True
-) -> tuple[KeyValue, KeyValue, KeyValue, KeyValue]:
+) -> tuple[Partitions, KeyValue, KeyValue, KeyValue, KeyValue]:
     """Create what is missing (``create``; else only check that it is there and as
-    needed); return the sessions, leases, dead letters and workers buckets."""
-    await ensure_stream(js, stream_config(settings), create=create)
-    await ensure_consumer(js, settings.stream, consumer_config(settings), create=create)
+    needed); return the partitioning, and the sessions, leases, dead letters and workers
+    buckets."""
+    parts = await ensure_partitions(js, settings, create=create)
     sessions, leases, dead, workers, *_ = [
         await ensure_bucket(js, c, create=create, remake=c.bucket == settings.workers_bucket)
         for c in bucket_configs(settings)
     ]
-    return sessions, leases, dead, workers
+    return parts, sessions, leases, dead, workers
+
+
+async def ensure_partitions(
+    js: JetStreamContext, settings: Settings, *, create: bool = True
+) -> Partitions:
+    """Every partition's stream and work consumer; the bus grown to
+    ``settings.partitions`` first if that asks for more (never fewer)."""
+    n = settings.partitions or 1
+    fresh = Partitions(settings.stream, n, n)
+    first = await ensure_stream(js, stream_config(settings, 0, fresh), create=create)
+    parts = Partitions.from_metadata(settings.stream, first.metadata)
+    wanted = settings.partitions
+    if wanted is not None and wanted < parts.count:
+        raise ProvisioningError(
+            f"the bus has {parts.count} partitions and PRAXIS_PARTITIONS asks for {wanted}: "
+            "partitions cannot be removed (their sessions live there); unset it, or set "
+            f"it to {parts.count} or more"
+        )
+    if wanted is not None and wanted > parts.count:
+        if not create:
+            raise ProvisioningError(
+                f"the bus has {parts.count} partitions and PRAXIS_PARTITIONS asks for "
+                f"{wanted}: grow it with admin credentials ('praxis bus provision "
+                f"--partitions {wanted}')"
+            )
+        parts = await _grown(js, settings, first, Partitions(settings.stream, wanted, parts.hashed))
+    for k in parts.all():
+        if k:
+            await ensure_stream(js, stream_config(settings, k, parts), create=create)
+        await ensure_consumer(js, parts.stream(k), consumer_config(settings, k), create=create)
+    return parts
+
+
+async def _grown(
+    js: JetStreamContext, settings: Settings, first: StreamConfig, grown: Partitions
+) -> Partitions:
+    """Make the new partitions' streams and consumers, then say so in partition 0's
+    metadata: nobody is told of a partition before it can store."""
+    for k in grown.all():
+        if k:
+            await ensure_stream(js, stream_config(settings, k, grown))
+        await ensure_consumer(js, grown.stream(k), consumer_config(settings, k))
+    first.metadata = {**(first.metadata or {}), **grown.metadata()}
+    await js.update_stream(first)
+    log.warning("the bus now has %d partitions", grown.count)
+    return grown
+
+
+async def read_partitions(js: JetStreamContext, base: str) -> Partitions:
+    """The partitioning partition 0's stream holds now (it grows while processes run)."""
+    info = await js.stream_info(base)
+    return Partitions.from_metadata(base, info.config.metadata)

@@ -24,14 +24,27 @@ log = logging.getLogger("praxis.bus.pull")
 Handler = Callable[[Msg], Awaitable[None]]
 
 
+class _Source:
+    """One consumer a loop takes from: its pull requests' inbox and what it has learnt."""
+
+    def __init__(self, stream: str, consumer: str) -> None:
+        self.api = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self.queue: asyncio.Queue[Msg] = asyncio.Queue()
+        self.backlog = 0
+        """Messages waiting on the server (the last one delivered said how many)."""
+        self.hint = 0
+        """How many to ask for next when the loop shares its slots with other sources:
+        doubled after a full batch, down to what came after one that ran dry."""
+
+
 class PullLoop:
-    """Run ``handler`` for each message, at most ``capacity`` at a time."""
+    """Run ``handler`` for each message of one or more consumers (``sources``: stream and
+    consumer names), at most ``capacity`` at a time in all."""
 
     def __init__(
         self,
         nc: Client,
-        stream: str,
-        consumer: str,
+        sources: list[tuple[str, str]],
         handler: Handler,
         *,
         capacity: int,
@@ -39,23 +52,25 @@ class PullLoop:
         full: asyncio.Event | None = None,
     ) -> None:
         self._nc = nc
-        self._api = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self._sources = [_Source(stream, consumer) for stream, consumer in sources]
         self._handler = handler
         self._capacity = capacity
         self._expires = expires
         self._silence = expires + 1.0  # no answer at all by then: the pull is gone
-        self._queue: asyncio.Queue[Msg] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._free = asyncio.Event()
         self._free.set()
+        self._asked = 0
+        """Slots promised to pull requests still open (sources share the capacity)."""
         self.full = full or asyncio.Event()
         """Set while every slot is taken, or more messages wait on the server (the last
         one delivered said how many) than there are free slots: work waits for this loop."""
-        self._backlog = 0
         self._resting = 0
         self.saturations = 0
         """How many times the loop became full (work waiting) so far."""
         self._stopping = asyncio.Event()
+        self._running: set[asyncio.Task[None]] = set()
+        self._started = False
 
     @property
     def in_flight(self) -> int:
@@ -76,10 +91,30 @@ class PullLoop:
             self._update()
 
     async def run(self) -> None:
+        """Take work from every source until :meth:`stop` (and from those added meanwhile)."""
+        self._started = True
+        for source in self._sources:
+            self._start(source)
+        while self._running:
+            await asyncio.wait(set(self._running))
+
+    def add_source(self, stream: str, consumer: str) -> None:
+        """Take work from one more consumer too (the bus grew)."""
+        source = _Source(stream, consumer)
+        self._sources.append(source)
+        if self._started and not self._stopping.is_set():
+            self._start(source)
+
+    def _start(self, source: _Source) -> None:
+        task = asyncio.create_task(self._take(source))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _take(self, source: _Source) -> None:
         inbox = self._nc.new_inbox()
 
         async def _put(msg: Msg) -> None:
-            self._queue.put_nowait(msg)
+            source.queue.put_nowait(msg)
 
         sub = await self._nc.subscribe(inbox, cb=_put)
         try:
@@ -87,10 +122,21 @@ class PullLoop:
                 await self._wait_for_slot()
                 if self._stopping.is_set():
                     break
-                await self._pull(inbox, self._capacity - self.in_flight)
-            await self._return_outstanding()
+                await self._pull(source, inbox, self._share(source))
+            await self._return_outstanding(source)
         finally:
             await sub.unsubscribe()
+
+    def _share(self, source: _Source) -> int:
+        """How many messages ``source`` asks for: every free slot when it is the only
+        source; else a part that grows while it keeps delivering full batches, so that a
+        busy partition gets the slots quiet ones leave."""
+        free = self._capacity - self.in_flight - self._asked
+        if len(self._sources) == 1:
+            return free
+        if source.hint == 0:
+            source.hint = max(1, free // len(self._sources))
+        return max(1, min(free, source.hint))
 
     def stop(self) -> None:
         """Stop taking work; messages already handed over keep running."""
@@ -104,18 +150,21 @@ class PullLoop:
             await asyncio.gather(*(cancel_and_wait(task) for task in pending))
 
     async def _wait_for_slot(self) -> None:
-        while self.in_flight >= self._capacity and not self._stopping.is_set():
+        while self.in_flight + self._asked >= self._capacity and not self._stopping.is_set():
             self._free.clear()
             await self._free.wait()
 
-    async def _pull(self, inbox: str, want: int) -> None:
+    async def _pull(self, source: _Source, inbox: str, want: int) -> None:
+        """One pull request for ``want`` messages; its slots are promised to it (no other
+        source asks for them) until it delivers or ends."""
         request = {"batch": want, "expires": int(self._expires * 1e9)}
-        await self._nc.publish(self._api, json.dumps(request).encode(), reply=inbox)
+        self._asked += want
         received = 0
         stop = asyncio.ensure_future(self._stopping.wait())
         try:
+            await self._nc.publish(source.api, json.dumps(request).encode(), reply=inbox)
             while received < want:
-                get = asyncio.ensure_future(self._queue.get())
+                get = asyncio.ensure_future(source.queue.get())
                 done, _ = await asyncio.wait(
                     {get, stop}, timeout=self._silence, return_when=asyncio.FIRST_COMPLETED
                 )
@@ -128,14 +177,19 @@ class PullLoop:
                     continue
                 if status is not None:
                     if status in ("404", "408"):  # nothing (more) to deliver
-                        self._backlog = 0
+                        source.backlog = 0
+                        source.hint = max(1, received)
                         self._update()
                     return  # 408 expired, 409 leadership change, ...: issue a new pull
                 received += 1
+                self._asked -= 1  # the slot is the handler's now
                 with contextlib.suppress(Exception):  # metadata of a well-formed delivery
-                    self._backlog = msg.metadata.num_pending
+                    source.backlog = msg.metadata.num_pending
                 self._spawn(msg)
+            source.hint = min(self._capacity, 2 * want)  # a full batch: ask for more
         finally:
+            self._asked -= want - received
+            self._free.set()
             stop.cancel()
 
     def adopt(self, msg: Msg) -> None:
@@ -155,7 +209,8 @@ class PullLoop:
         self._update()
 
     def _update(self) -> None:
-        if self.in_flight >= self._capacity or self._backlog > self._capacity - self.in_flight:
+        backlog = sum(source.backlog for source in self._sources)
+        if self.in_flight >= self._capacity or backlog > self._capacity - self.in_flight:
             if not self.full.is_set():
                 self.saturations += 1
             self.full.set()
@@ -172,13 +227,13 @@ class PullLoop:
             log.exception("handler failed for %s; message returned for redelivery", msg.subject)
             await _quiet_nak(msg, delay=1.0)
 
-    async def _return_outstanding(self) -> None:
+    async def _return_outstanding(self, source: _Source) -> None:
         """After stop: messages of the last pull still arriving go straight back (nak)."""
         loop = asyncio.get_running_loop()
         end = loop.time() + self._silence
         while loop.time() < end:
             try:
-                msg = await asyncio.wait_for(self._queue.get(), end - loop.time())
+                msg = await asyncio.wait_for(source.queue.get(), end - loop.time())
             except TimeoutError:
                 return
             status = msg.headers.get("Status") if msg.headers else None

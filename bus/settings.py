@@ -76,6 +76,19 @@ class Settings(BaseSettings):
         default="praxis-workers",
         description="Name of the durable consumer the workers share (the work queue).",
     )
+    partitions: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Partition streams of the bus, each with its own leader (see the "
+        "deployment guide). A bus provisioned by a process with this set is made with this "
+        "many, or grown to it; unset: what the bus has (1 for a new one). Never shrinks.",
+    )
+    worker_partitions: Annotated[list[int] | None, NoDecode] = Field(
+        default=None,
+        description="The partitions this worker takes work from (comma separated, e.g. "
+        "'0,2'); unset: all of them.",
+    )
     replicas: int = Field(
         default=1, ge=1, le=5, description="Replicas of the stream and buckets (3 in a cluster)."
     )
@@ -343,7 +356,7 @@ class Settings(BaseSettings):
         description="Seconds a stopping worker lets running turns finish before handing them back.",
     )
 
-    @field_validator("cors_origins", "agents", mode="before")
+    @field_validator("cors_origins", "agents", "worker_partitions", mode="before")
     @classmethod
     def _listed(cls, value: Any) -> Any:
         """A comma-separated list (or a JSON one) from the environment."""

@@ -36,8 +36,9 @@ async def load_head(
     bus: Bus, session_id: str, *, include_pending: bool = True
 ) -> tuple[Event, int] | None:
     """The session's latest event and its id (one read), or ``None`` if unknown."""
+    p = bus.partition(session_id)
     last = await direct.last_by_subject(
-        bus.nc, bus.stream, subjects.events(session_id), bus.timeout
+        bus.nc, bus.partitions.stream(p), subjects.events(session_id, p), bus.timeout
     )
     if last is None:
         created = await pending_create(bus, session_id) if include_pending else None
@@ -50,10 +51,11 @@ async def read_events(
     bus: Bus, session_id: str, *, after: int, up_to: int | None = None
 ) -> list[tuple[int, Event]]:
     """The session's stored events with ``after < id <= up_to``, in order."""
+    p = bus.partition(session_id)
     stored = await direct.read_subject(
         bus.nc,
-        bus.stream,
-        subjects.events(session_id),
+        bus.partitions.stream(p),
+        subjects.events(session_id, p),
         after=max(0, record_seq(after) - 1),
         up_to=None if up_to is None else record_seq(up_to),
         timeout=bus.timeout,
@@ -68,22 +70,23 @@ async def read_events(
 
 async def first_command(bus: Bus, session_id: str) -> Command | None:
     """The first command stored for a session (``None``: none, or not a command)."""
-    subject = subjects.inputs(session_id)
-    first = await direct.next_by_subject(bus.nc, bus.stream, subject, 1, bus.timeout)
+    p = bus.partition(session_id)
+    stream, subject = bus.partitions.stream(p), subjects.inputs(session_id, p)
+    first = await direct.next_by_subject(bus.nc, stream, subject, 1, bus.timeout)
     if first is None:  # only for a session that looks unknown: make sure
-        first = await _from_leader(bus, subject)
+        first = await _from_leader(bus, stream, subject)
     try:
         return decode_command(first.data) if first is not None else None
     except ValidationError:
         return None
 
 
-async def _from_leader(bus: Bus, subject: str) -> direct.StoredMsg | None:
+async def _from_leader(bus: Bus, stream: str, subject: str) -> direct.StoredMsg | None:
     """The first message on ``subject``, asked of the stream's leader: a direct get may be
     answered by a replica that has not stored the latest messages yet (a command just
     stored would look absent, and its session unknown)."""
     try:
-        msg = await bus.js.get_msg(bus.stream, seq=1, subject=subject, next=True)
+        msg = await bus.js.get_msg(stream, seq=1, subject=subject, next=True)
     except NotFoundError:
         return None
     except Exception as e:  # not allowed (credentials from before), not answered: as read
@@ -108,9 +111,11 @@ async def load_state(
     bus: Bus, session_id: str, *, include_pending: bool = True
 ) -> tuple[Checkpoint, int] | None:
     """The session's state and the id of its latest event, or ``None`` if unknown."""
+    p = bus.partition(session_id)
+    stream = bus.partitions.stream(p)
     snap, last = await asyncio.gather(
-        direct.last_by_subject(bus.nc, bus.stream, subjects.checkpoint(session_id), bus.timeout),
-        direct.last_by_subject(bus.nc, bus.stream, subjects.events(session_id), bus.timeout),
+        direct.last_by_subject(bus.nc, stream, subjects.checkpoint(session_id, p), bus.timeout),
+        direct.last_by_subject(bus.nc, stream, subjects.events(session_id, p), bus.timeout),
     )
     if last is None:
         created = await pending_create(bus, session_id) if include_pending else None

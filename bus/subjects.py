@@ -6,8 +6,6 @@ import re
 
 from praxis.schemas import check_token
 
-INPUT_WILDCARD = "sess.*.in"
-OUTPUT_WILDCARD = "sess.*.out.>"
 PURGE_REQUESTS = "praxis.purge"
 """Request/reply, answered by one worker (a queue group): remove a session. For callers
 that may drive sessions but not purge the stream themselves (the edge, on DELETE)."""
@@ -22,9 +20,23 @@ def lease_handover(worker_id: str) -> str:
     return f"praxis.lease.{check_token(worker_id, 'worker id')}"
 
 
-def inputs(session_id: str) -> str:
+def _in(partition: int) -> str:
+    """The token between a session's id and ``in``/``out`` (none in partition 0)."""
+    return "" if partition == 0 else f"p{partition}."
+
+
+def input_wildcard(partition: int) -> str:
+    """Every session's inputs in one partition (what its stream and consumer take)."""
+    return f"sess.*.{_in(partition)}in"
+
+
+def output_wildcard(partition: int) -> str:
+    return f"sess.*.{_in(partition)}out.>"
+
+
+def inputs(session_id: str, partition: int) -> str:
     """Commands and user input for a session (stored, deduplicated by command id)."""
-    return f"sess.{check_token(session_id, 'session id')}.in"
+    return f"sess.{check_token(session_id, 'session id')}.{_in(partition)}in"
 
 
 def command_msg_id(session_id: str, command_id: str) -> str:
@@ -44,25 +56,25 @@ def import_msg_id(session_id: str, run_id: str, index: int) -> str:
     return f"{check_token(session_id, 'session id')}.{run_id}.{index}"
 
 
-def events(session_id: str) -> str:
+def events(session_id: str, partition: int) -> str:
     """Durable events, written by the session's owner only, fenced."""
-    return f"sess.{check_token(session_id, 'session id')}.out.evt"
+    return f"sess.{check_token(session_id, 'session id')}.{_in(partition)}out.evt"
 
 
-def checkpoint(session_id: str) -> str:
+def checkpoint(session_id: str, partition: int) -> str:
     """The latest checkpoint (rolled up), written with every commit."""
-    return f"sess.{check_token(session_id, 'session id')}.out.ckpt"
+    return f"sess.{check_token(session_id, 'session id')}.{_in(partition)}out.ckpt"
 
 
-def timer(session_id: str) -> str:
+def timer(session_id: str, partition: int) -> str:
     """The session's expiry timer: one JetStream message schedule (a new one replaces it)
     that publishes an ``expire`` command to :func:`inputs` when it is due."""
-    return f"sess.{check_token(session_id, 'session id')}.out.timer"
+    return f"sess.{check_token(session_id, 'session id')}.{_in(partition)}out.timer"
 
 
-def outputs(session_id: str) -> str:
+def outputs(session_id: str, partition: int) -> str:
     """Everything the owner writes: the subject the fence is checked on."""
-    return f"sess.{check_token(session_id, 'session id')}.out.>"
+    return f"sess.{check_token(session_id, 'session id')}.{_in(partition)}out.>"
 
 
 def session_all(session_id: str) -> str:

@@ -230,7 +230,8 @@ async def import_conversation(
     name = conv.agent or agent
     if name is None:
         raise ValueError("no agent: give --agent or an 'agent' in the line")
-    sid = conv.session_id or new_id("ses")
+    sid = conv.session_id or bus.partitions.new_session_id()
+    bus.partition(sid)  # an id that names a partition this bus lacks: refused first
     tid = conv.task_id or task_id or new_id("task")
     expiry = (settings.session_idle_timeout, settings.session_max_lifetime)
     events = conversation_events(conv, sid, tid, name, expiry)
@@ -257,7 +258,9 @@ async def import_conversation(
         for seq, event in zip(seqs, events, strict=True):
             ck = apply(ck, event_id(seq), event, settings.context_cap)
         assert ck is not None
-        await commit.save_checkpoint(bus.nc, sid, ck.model_dump_json().encode(), bus.timeout)
+        await commit.save_checkpoint(
+            bus.nc, sid, bus.partition(sid), ck.model_dump_json().encode(), bus.timeout
+        )
         await bus.sessions.put(sid, ck.session.model_dump_json().encode())
         return ck.session
     except BaseException:
@@ -271,9 +274,10 @@ async def _append(client: SessionClient, sid: str, payload: bytes, after: int) -
     settings = client.bus.settings
     return await commit.append(
         client.bus.nc,
-        client.bus.stream,
+        client.bus.stream_of(sid),
         sid,
         payload,
+        partition=client.bus.partition(sid),
         expected_seq=after,
         max_bytes=settings.max_message_bytes,
         timeout=client.bus.timeout,
@@ -291,7 +295,7 @@ async def _pipeline(
     event has a message id of this run, so a publish retried through a leader change is
     stored once."""
     bus = client.bus
-    subject = subjects.events(sid)
+    subject = subjects.events(sid, bus.partition(sid))
 
     async def publish(index: int, payload: bytes) -> int:
         headers = {"Nats-Msg-Id": subjects.import_msg_id(sid, run, index)}

@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-from cyclopts import App, Parameter
+from cyclopts import App, Parameter, validators
 
 from praxis.bus import asyncapi
 from praxis.bus.credentials import seed_file, write_server_config
+from praxis.bus.partitions import MAX_PARTITIONS
 from praxis.bus.permissions import Role
 from praxis.cli.runtime import bus_connection, load_settings, needs_the_bus, runs
 
@@ -48,10 +49,31 @@ def bus_credentials(
 
 @bus_app.command(name="provision")
 @runs("WARNING")
-async def bus_provision() -> None:
-    """Create the stream, the work consumer and the buckets if missing (admin credentials);
-    report a difference from what this Praxis needs. Other components only check."""
+async def bus_provision(
+    *,
+    partitions: Annotated[
+        int | None, Parameter(validator=validators.Number(gte=1, lte=MAX_PARTITIONS))
+    ] = None,
+) -> None:
+    """Create the streams, the work consumers and the buckets if missing (admin
+    credentials); report a difference from what this Praxis needs. Other components only
+    check.
+
+    Parameters
+    ----------
+    partitions
+        Partition streams the bus should have (1-64): a new bus is made with this many
+        (default 1, or PRAXIS_PARTITIONS); an existing one grows to it (never shrinks).
+        Sessions stay where they are; new ones use every partition.
+    """
     settings = load_settings()
+    if partitions is not None:
+        settings = settings.model_copy(update={"partitions": partitions})
     needs_the_bus(settings)
     async with bus_connection(settings, "praxis-provision", Role.ADMIN) as (bus, _):
-        print(f"stream {bus.stream}, consumer {settings.consumer} and buckets are ready")
+        n = bus.partitions.count
+        streams = ", ".join(bus.partitions.stream(k) for k in bus.partitions.all())
+        print(
+            f"{n} partition{'s' * (n > 1)} (stream{'s' * (n > 1)} {streams}, each with "
+            f"consumer {settings.consumer}) and the buckets are ready"
+        )

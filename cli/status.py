@@ -18,12 +18,12 @@ async def gather(bus: Bus, client: SessionClient) -> dict[str, Any]:
     """What ``praxis status`` shows (its ``--json`` document)."""
     s = bus.settings
     nc, js = bus.nc, bus.js
-    stream, consumer, account, workers, records = await asyncio.gather(
-        js.stream_info(s.stream),
-        js.consumer_info(s.stream, s.consumer),
+    await bus.refresh_partitions()
+    account, workers, records, *parts = await asyncio.gather(
         js.account_info(),
         client.workers(),
         client.records(),
+        *(_partition(bus, k) for k in bus.partitions.all()),
     )
     buckets = {}
     for bucket in (
@@ -34,7 +34,6 @@ async def gather(bus: Bus, client: SessionClient) -> dict[str, Any]:
     ):
         info = await js.stream_info(subjects.kv_stream(bucket))
         buckets[bucket] = {"entries": info.state.messages, "bytes": info.state.bytes}
-    cluster = stream.cluster
     by_state = Counter(r.state.value for r in records)
     return {
         "nats": {
@@ -48,28 +47,44 @@ async def gather(bus: Bus, client: SessionClient) -> dict[str, Any]:
                 "consumers": account.consumers,
             },
         },
-        "stream": {
-            "name": s.stream,
-            "messages": stream.state.messages,
-            "bytes": stream.state.bytes,
-            "replicas": stream.config.num_replicas,
-            "leader": cluster.leader if cluster and (stream.config.num_replicas or 1) > 1 else None,
-            "replicas_current": (
-                [r.name for r in cluster.replicas or [] if r.current] if cluster else []
-            ),
-        },
+        "stream": {k: v for k, v in parts[0].items() if k not in _WORK},  # partition 0's
         "work_queue": {
             "consumer": s.consumer,
-            "waiting": consumer.num_pending,  # commands no worker has taken yet
-            "in_progress": consumer.num_ack_pending,
-            "redelivered": consumer.num_redelivered,
+            **{key: sum(p[key] for p in parts) for key in _WORK},  # all partitions'
         },
+        "partitions": parts,
         "buckets": buckets,
         "workers": [w.model_dump(mode="json") for w in workers],
         "sessions": {
             "total": len(records),
             "by_state": {state.value: by_state.get(state.value, 0) for state in SessionState},
         },
+    }
+
+
+_WORK = ("waiting", "in_progress", "redelivered")
+
+
+async def _partition(bus: Bus, k: int) -> dict[str, Any]:
+    """One partition's stream and work consumer: its size, leader, replicas and backlog."""
+    name = bus.partitions.stream(k)
+    stream, consumer = await asyncio.gather(
+        bus.js.stream_info(name), bus.js.consumer_info(name, bus.settings.consumer)
+    )
+    cluster = stream.cluster
+    return {
+        "partition": k,
+        "name": name,
+        "messages": stream.state.messages,
+        "bytes": stream.state.bytes,
+        "replicas": stream.config.num_replicas,
+        "leader": cluster.leader if cluster and (stream.config.num_replicas or 1) > 1 else None,
+        "replicas_current": (
+            [r.name for r in cluster.replicas or [] if r.current] if cluster else []
+        ),
+        "waiting": consumer.num_pending,  # commands no worker has taken yet
+        "in_progress": consumer.num_ack_pending,
+        "redelivered": consumer.num_redelivered,
     }
 
 
@@ -90,6 +105,10 @@ def show(found: dict[str, Any], as_json: bool) -> None:
         f"Work      {q['waiting']:,} commands waiting for a worker, {q['in_progress']:,} in "
         f"progress, {q['redelivered']:,} redelivered"
     )
+    if len(found["partitions"]) > 1:
+        print()
+        table(_partition_rows(found["partitions"]))
+        print()
     buckets = ", ".join(f"{k} {v['entries']:,}" for k, v in found["buckets"].items())
     print(f"Buckets   {buckets} (entries, deletion markers included)")
     states = found["sessions"]["by_state"]
@@ -100,6 +119,22 @@ def show(found: dict[str, Any], as_json: bool) -> None:
         table(worker_rows([WorkerInfo.model_validate(w) for w in found["workers"]]))
     else:
         print("Workers   none live")
+
+
+def _partition_rows(parts: list[dict[str, Any]]) -> list[list[str]]:
+    head = ["partition", "stream", "leader", "replicas", "messages", "waiting", "in progress"]
+    return [head] + [
+        [
+            str(p["partition"]),
+            p["name"],
+            p["leader"] or "-",
+            f"{p['replicas']} ({len(p['replicas_current'])} current)" if p["leader"] else "1",
+            f"{p['messages']:,}",
+            f"{p['waiting']:,}",
+            f"{p['in_progress']:,}",
+        ]
+        for p in parts
+    ]
 
 
 def _version(v: Any) -> str:

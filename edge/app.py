@@ -152,7 +152,7 @@ async def readyz(state: State, request: Request[Any, Any, Any]) -> Response[Any]
         if not bus.nc.is_connected:
             raise ConnectionError("not connected to NATS")
         async with asyncio.timeout(bus.timeout):
-            await bus.js.stream_info(bus.stream)
+            await bus.js.stream_info(bus.settings.stream)
     except Exception as e:  # anything here means: not ready
         found = problems.problem(503, f"not ready: {e or type(e).__name__}", "not-ready")
         return problems.respond(request, found)

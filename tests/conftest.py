@@ -82,17 +82,18 @@ def as_a_shell_starts_it() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
-def start_nats(home: Path, *, provision: bool = True) -> NatsServer:
+def start_nats(home: Path, *, provision: bool = True, partitions: int = 1) -> NatsServer:
     """A nats-server with a user per role, as the embedded one has; clients that give no
     credentials are admins (tests and raw nats-py clients). ``provision``: as 'praxis bus
-    provision' would (the other roles only check)."""
+    provision' would (the other roles only check), with ``partitions``."""
     auth = home / "auth"
     config = write_server_config(auth, make_settings("", home), default=Role.ADMIN)
     server = NatsServer(home / "jetstream", log_file=home / "nats.log", config=config).start()
     AUTH_DIRS[server.url] = auth
 
     async def provisioned() -> None:
-        async with connect(make_settings(server.url, home), server.url, "test-provision"):
+        made = make_settings(server.url, home, partitions=partitions)
+        async with connect(made, server.url, "test-provision"):
             pass
 
     if provision:
@@ -106,9 +107,23 @@ def credentials(url: str | None, role: Role) -> Credentials:
     return Credentials(nkey_seed=seed_file(auth, role)) if auth else Credentials()
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A module marked ``partitions(1, 3)`` runs on a bus of each of those partitions."""
+    marker = metafunc.definition.get_closest_marker("partitions")
+    if marker is not None and "nats" in metafunc.fixturenames:
+        counts = list(marker.args)
+        ids = [f"p{n}" for n in counts]
+        metafunc.parametrize("nats", counts, indirect=True, ids=ids, scope="module")
+
+
 @pytest.fixture(scope="module")
-def nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    server = start_nats(tmp_path_factory.mktemp("nats"))
+def nats(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[NatsServer]:
+    """The module's server; its bus has one partition, or as many as the module's
+    ``partitions`` marker gives (each in turn)."""
+    partitions = getattr(request, "param", 1)
+    server = start_nats(tmp_path_factory.mktemp("nats"), partitions=partitions)
     yield server
     server.stop()
     AUTH_DIRS.pop(server.url, None)

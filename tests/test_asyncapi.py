@@ -43,10 +43,12 @@ def test_the_document_is_valid_asyncapi_and_lists_every_subject(settings: Settin
 
     sid = "ses_0123abc"
     used = [
-        subjects.inputs(sid),
-        subjects.events(sid),
-        subjects.checkpoint(sid),
-        subjects.timer(sid),
+        subjects.inputs(sid, 0),
+        subjects.events(sid, 0),
+        subjects.checkpoint(sid, 0),
+        subjects.timer(sid, 0),
+        subjects.inputs(sid, 2),
+        subjects.events(sid, 2),
         subjects.live(sid),
         subjects.snapshot(sid),
         subjects.PURGE_REQUESTS,

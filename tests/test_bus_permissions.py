@@ -66,11 +66,14 @@ FORBIDDEN_PUBLISH = {
     Role.EDGE: [
         "sess.{sid}.out.evt",  # forge an event
         "sess.{sid}.out.ckpt",  # forge a snapshot
+        "sess.{sid}.p2.out.evt",  # in another partition
         "live.{sid}",  # forge live text
         "$KV.praxis_leases.{sid}",  # take a session's lease
         "$JS.API.CONSUMER.MSG.NEXT.PRAXIS.praxis-workers",  # take work
+        "$JS.API.CONSUMER.MSG.NEXT.PRAXIS_5.praxis-workers",
         "$JS.API.STREAM.DELETE.PRAXIS",
         "$JS.API.STREAM.PURGE.PRAXIS",  # a worker purges a session for it (DELETE)
+        "$JS.API.STREAM.PURGE.PRAXIS_1",
         "$JS.API.STREAM.UPDATE.PRAXIS",
         "$JS.API.CONSUMER.DELETE.PRAXIS.praxis-workers",
         SECRET_KEY,  # mint an API key
@@ -78,16 +81,19 @@ FORBIDDEN_PUBLISH = {
     ],
     Role.WORKER: [
         "sess.{sid}.in",  # forge a command
+        "sess.{sid}.p3.in",
         "snap.{sid}",
         SECRET_KEY,
         "$JS.API.DIRECT.GET.KV_praxis_keys",  # read key hashes
         "$JS.API.STREAM.DELETE.PRAXIS",
         "$JS.API.STREAM.UPDATE.PRAXIS",
+        "$JS.API.STREAM.CREATE.PRAXIS_7",  # grow the bus
         "$JS.API.CONSUMER.CREATE.PRAXIS",
         "_INBOX_edge.x",  # answer the edge's requests
     ],
     Role.SERVICE: [
         "sess.{sid}.out.evt",
+        "sess.{sid}.p1.out.ckpt",
         "live.{sid}",
         "$KV.praxis_leases.{sid}",
         "$JS.API.STREAM.PURGE.PRAXIS",
@@ -115,7 +121,8 @@ async def test_the_server_refuses_what_a_role_may_not_do(
     record, _ = await client.create("echo")
     sid = record.session_id
     before = await stored_events(client, sid)
-    stream_before = (await client.bus.js.stream_info(client.bus.stream)).state.messages
+    stream = client.bus.stream_of(sid)
+    stream_before = (await client.bus.js.stream_info(stream)).state.messages
     nc, refusals = await login(nats, role)
     try:
         for pattern in FORBIDDEN_PUBLISH[role]:
@@ -129,9 +136,9 @@ async def test_the_server_refuses_what_a_role_may_not_do(
         await nc.close()
     # Nothing was stored, nothing was removed; the bus is as it was.
     assert await stored_events(client, sid) == before
-    info = await client.bus.js.stream_info(client.bus.stream)
+    info = await client.bus.js.stream_info(stream)
     assert info.state.messages == stream_before
-    assert await client.bus.js.consumer_info(client.bus.stream, client.bus.settings.consumer)
+    assert await client.bus.js.consumer_info(stream, client.bus.settings.consumer)
     with pytest.raises(KeyNotFoundError):
         await (await api_keys.bucket(client.bus)).get(SECRET_KEY.rpartition(".")[2])
 
@@ -182,7 +189,7 @@ async def test_a_worker_or_edge_does_not_create_the_stream(tmp_path: Path) -> No
         async with connect(
             settings, server.url, "w", Role.WORKER, credentials(server.url, Role.WORKER)
         ) as bus:
-            assert (await bus.js.stream_info(bus.stream)).config.name == bus.stream
+            assert (await bus.js.stream_info(bus.settings.stream)).config.name == "PRAXIS"
     finally:
         server.stop()
 
@@ -248,6 +255,6 @@ async def test_your_own_server_with_the_credentials_praxis_writes(tmp_path: Path
         settings = Settings(nats_url=server.url, data_dir=tmp_path)  # as provisioned
         worker_seed = Credentials(nkey_seed=tmp_path / "creds" / "worker.nk")
         async with connect(settings, server.url, "w", Role.WORKER, worker_seed) as bus:
-            assert (await bus.js.stream_info(bus.stream)).config.name == "PRAXIS"
+            assert (await bus.js.stream_info(bus.settings.stream)).config.name == "PRAXIS"
     finally:
         server.stop()

@@ -183,8 +183,8 @@ async def test_a_busy_worker_keeps_a_sessions_lease_between_its_turns(
 
 def _trigger(bus: Bus, sid: str) -> Msg:
     """A work message for ``sid`` as the pull consumer delivers it (its ack subject)."""
-    ack = f"$JS.ACK.{bus.stream}.{bus.settings.consumer}.1.1.1.0.0"
-    return Msg(bus.nc, subject=subjects.inputs(sid), reply=ack, data=b"{}")
+    ack = f"$JS.ACK.{bus.stream_of(sid)}.{bus.settings.consumer}.1.1.1.0.0"
+    return Msg(bus.nc, subject=bus.inputs(sid), reply=ack, data=b"{}")
 
 
 async def test_a_trigger_for_a_session_another_worker_holds_goes_to_that_worker(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from praxis.bus import direct, subjects
+from praxis.bus import direct
 from praxis.bus.connection import Bus
 
 
@@ -18,11 +18,11 @@ def _busy(seconds: float) -> None:
 
 
 async def test_reads_sent_before_the_process_got_busy_still_answer(bus: Bus) -> None:
-    subject = subjects.events("ses_directreads")
-    await bus.js.publish(subject, b"[]", stream=bus.stream)
+    subject, stream = bus.events("ses_directreads"), bus.stream_of("ses_directreads")
+    await bus.js.publish(subject, b"[]", stream=stream)
     n = 400  # more than a connection has in flight at once
     reads = [
-        asyncio.create_task(direct.last_by_subject(bus.nc, bus.stream, subject, timeout=0.3))
+        asyncio.create_task(direct.last_by_subject(bus.nc, stream, subject, timeout=0.3))
         for _ in range(n)
     ]
     await asyncio.sleep(0)  # each read starts: those with a turn are sent

@@ -21,7 +21,6 @@ from praxis.bus import (
     connect,
     leases,
     load_state,
-    subjects,
 )
 from praxis.bus.connection import with_retry
 from praxis.bus.embedded import NatsServer
@@ -37,6 +36,8 @@ from praxis.schemas import (
     first_id,
 )
 from tests.conftest import InProcessWorker, WorkerProcess, eventually, live_workers, make_settings
+
+pytestmark = pytest.mark.partitions(1, 3)
 
 
 async def test_history_survives_restart_of_worker_and_nats(tmp_path: Path) -> None:
@@ -84,7 +85,7 @@ async def test_history_survives_restart_of_worker_and_nats(tmp_path: Path) -> No
 def _connected(client: SessionClient) -> Callable[[], Awaitable[bool]]:
     async def check() -> bool:
         try:
-            await client.bus.js.stream_info(client.bus.stream)
+            await client.bus.js.stream_info(client.bus.settings.stream)
         except Exception:
             return False
         return True
@@ -176,9 +177,16 @@ async def test_stale_owner_cannot_append(client: SessionClient, settings: Settin
     created = await pending_create(bus, sid)
     assert created is not None  # its first event, as a worker writes it
     tail = await commit.append(
-        bus.nc, bus.stream, sid, encode_record([created.model_dump_json().encode()]),
-        expected_seq=0, max_bytes=settings.max_message_bytes, timeout=5, deadline=10,
-    )  # fmt: skip
+        bus.nc,
+        bus.stream_of(sid),
+        sid,
+        encode_record([created.model_dump_json().encode()]),
+        partition=bus.partition(sid),
+        expected_seq=0,
+        max_bytes=settings.max_message_bytes,
+        timeout=5,
+        deadline=10,
+    )
 
     stale = await leases.claim(bus.leases, sid, "worker-a")
     assert stale is not None
@@ -189,17 +197,31 @@ async def test_stale_owner_cannot_append(client: SessionClient, settings: Settin
     assert not await leases.renew(bus.leases, stale), "the stale lease cannot be renewed"
     claimed = SessionClaimed(session_id=sid, task_id=record.task_id, worker_id="worker-b")
     new_tail = await commit.append(
-        bus.nc, bus.stream, sid, encode_record([claimed.model_dump_json().encode()]),
-        expected_seq=tail, max_bytes=settings.max_message_bytes, timeout=5, deadline=10,
-    )  # fmt: skip
+        bus.nc,
+        bus.stream_of(sid),
+        sid,
+        encode_record([claimed.model_dump_json().encode()]),
+        partition=bus.partition(sid),
+        expected_seq=tail,
+        max_bytes=settings.max_message_bytes,
+        timeout=5,
+        deadline=10,
+    )
     assert new_tail > tail
 
     late = SessionClaimed(session_id=sid, task_id=record.task_id, worker_id="worker-a")
     with pytest.raises(FenceRejectedError, match=f"wrong last sequence: {new_tail}"):
         await commit.append(
-            bus.nc, bus.stream, sid, encode_record([late.model_dump_json().encode()]),
-            expected_seq=tail, max_bytes=settings.max_message_bytes, timeout=5, deadline=10,
-        )  # fmt: skip
+            bus.nc,
+            bus.stream_of(sid),
+            sid,
+            encode_record([late.model_dump_json().encode()]),
+            partition=bus.partition(sid),
+            expected_seq=tail,
+            max_bytes=settings.max_message_bytes,
+            timeout=5,
+            deadline=10,
+        )
     after = await load_state(bus, sid)
     assert after is not None and after[1] == first_id(new_tail) and after[0].owner == "worker-b"
 
@@ -211,7 +233,12 @@ BAD_IDS = ["a.b", "*", ">", "a b", "", "x" * 1024, "sess.>", "tab\there", "ünï
 async def test_invalid_ids_are_rejected_before_anything_is_published(
     client: SessionClient, bad: str
 ) -> None:
-    before = (await client.bus.js.stream_info(client.bus.stream)).state.last_seq
+    async def stored() -> list[int]:
+        parts = client.bus.partitions
+        infos = [await client.bus.js.stream_info(parts.stream(k)) for k in parts.all()]
+        return [info.state.last_seq for info in infos]
+
+    before = await stored()
     calls = [
         client.get(bad),
         client.send(bad, "hi"),
@@ -229,10 +256,10 @@ async def test_invalid_ids_are_rejected_before_anything_is_published(
         with pytest.raises(InvalidIdError):
             await call
     with pytest.raises(InvalidIdError):
-        subjects.inputs(bad)
+        client.bus.inputs(bad)
     with pytest.raises(InvalidIdError):
         [d async for d in await client.events(bad)]
-    assert (await client.bus.js.stream_info(client.bus.stream)).state.last_seq == before
+    assert await stored() == before
 
 
 async def test_graceful_drain_hands_the_session_to_the_next_worker(

@@ -93,14 +93,14 @@ async def _batch(url: str, stream: str, batch: list[bytes]) -> None:
         inbox = nc.new_inbox()
         replies = await nc.subscribe(inbox)
         create = {**base, "kind": "create_session", "agent": "echo", "reply_to": inbox}
-        await js.publish(subjects.inputs(sid), json.dumps(create).encode())
+        await js.publish(subjects.inputs(sid, 0), json.dumps(create).encode())
         assert json.loads((await replies.next_msg(timeout=20)).data)["outcome"] == "done"
         for i, payload in enumerate(batch):
             data = payload.replace(SID.encode(), sid.encode())
-            await js.publish(subjects.inputs(sid), data, headers={"Nats-Msg-Id": f"f{i}{sid}"})
+            await js.publish(subjects.inputs(sid, 0), data, headers={"Nats-Msg-Id": f"f{i}{sid}"})
         ping_id = f"cmd_ping{uuid.uuid4().hex}"
         ping = {**base, "kind": "user_message", "content": "ping", "command_id": ping_id}
-        await js.publish(subjects.inputs(sid), json.dumps({**ping, "reply_to": inbox}).encode())
+        await js.publish(subjects.inputs(sid, 0), json.dumps({**ping, "reply_to": inbox}).encode())
         while True:  # a fuzzed command cannot name our inbox: this is the ping's outcome
             outcome = json.loads((await replies.next_msg(timeout=30)).data)
             if outcome["command_id"] == ping_id:
@@ -110,7 +110,7 @@ async def _batch(url: str, stream: str, batch: list[bytes]) -> None:
         else:  # a fuzzed suspend or complete took effect: the ping is refused for that
             assert outcome["outcome"] == "rejected", outcome
             assert outcome["state"] in ("SUSPENDED", "COMPLETED"), outcome
-        msgs = await direct.read_subject(nc, stream, subjects.events(sid), after=0, timeout=5)
+        msgs = await direct.read_subject(nc, stream, subjects.events(sid, 0), after=0, timeout=5)
         # every stored record is well formed
         events = [e for m in msgs for _, e in decode_record(m.seq, m.data)]
         assert events[0].type == "session.created"

@@ -44,6 +44,8 @@ from tests.conftest import (
     streaming,
 )
 
+pytestmark = pytest.mark.partitions(1, 3)
+
 
 async def expired_event(client: SessionClient, sid: str, within: float) -> StateChanged:
     """Follow the session's events until it expires (nobody touches it meanwhile)."""
@@ -75,7 +77,7 @@ async def test_an_idle_session_expires_on_its_own(
     with pytest.raises(IllegalTransitionError):
         await client.resume(sid)
     # The timer is gone with the session's end: nothing is scheduled any more.
-    assert await _stored(client, subjects.timer(sid)) == []
+    assert await _stored(client, subjects.timer(sid, client.bus.partition(sid))) == []
 
 
 async def test_activity_postpones_idle_expiry_but_not_the_lifetime(
@@ -118,9 +120,9 @@ async def test_completing_cancels_the_timer_and_purge_leaves_nothing(
 ) -> None:
     sid = await settled_session(client, "echo", idle_timeout=60)
     await client.wait(await client.send(sid, "hi"))
-    assert len(await _stored(client, subjects.timer(sid))) == 1
+    assert len(await _stored(client, subjects.timer(sid, client.bus.partition(sid)))) == 1
     await client.complete(sid)
-    assert await _stored(client, subjects.timer(sid)) == []
+    assert await _stored(client, subjects.timer(sid, client.bus.partition(sid))) == []
     assert await remnants(client, sid)  # the record, the lease, the history
     await client.purge(sid)
     assert await _stored(client, subjects.session_all(sid)) == []
@@ -128,7 +130,9 @@ async def test_completing_cancels_the_timer_and_purge_leaves_nothing(
 
 
 async def _stored(client: SessionClient, subject: str) -> list[int]:
-    msgs = await direct.read_subject(client.bus.nc, client.bus.stream, subject, after=0, timeout=5)
+    """The sequences of what a session's subject holds (``sess.<id>.…``)."""
+    stream = client.bus.stream_of(subjects.session_of(subject))
+    msgs = await direct.read_subject(client.bus.nc, stream, subject, after=0, timeout=5)
     return [m.seq for m in msgs]
 
 

@@ -133,7 +133,11 @@ async def test_a_failed_import_leaves_nothing(
     with pytest.raises(Exception, match="exceeds"):
         await import_conversation(client, huge, agent="echo", task_id=None)
     stored = await direct.read_subject(
-        client.bus.nc, client.bus.stream, subjects.session_all("ses_huge"), after=0, timeout=5
+        client.bus.nc,
+        client.bus.stream_of("ses_huge"),
+        subjects.session_all("ses_huge"),
+        after=0,
+        timeout=5,
     )
     assert stored == []
 

@@ -14,7 +14,7 @@ import nats
 import pytest
 from nats.aio.client import Client
 
-from praxis.bus import Receipt, SessionClient, SessionNotFoundError, Settings, subjects
+from praxis.bus import Receipt, SessionClient, SessionNotFoundError, Settings
 from praxis.schemas import CommandRejected
 from tests.conftest import (
     InProcessWorker,
@@ -190,7 +190,8 @@ async def test_a_reply_subject_must_be_an_inbox(
     try:
         victim, _ = await client.create("echo", initial_message="keep me")
         await client.wait(_)
-        before = await client.bus.js.stream_info(client.bus.stream)
+        stream = client.bus.stream_of(victim.session_id)
+        before = await client.bus.js.stream_info(stream)
         victim_events = await stored_events(client, victim.session_id)
         sid = f"ses_{uuid.uuid4().hex}"
         base = {"session_id": sid, "task_id": "t"}
@@ -198,9 +199,9 @@ async def test_a_reply_subject_must_be_an_inbox(
             "outcome"
         ] == "done"
         for target in (
-            f"$JS.API.STREAM.PURGE.{client.bus.stream}",
-            subjects.events(victim.session_id),
-            subjects.inputs(victim.session_id),
+            f"$JS.API.STREAM.PURGE.{stream}",
+            client.bus.events(victim.session_id),
+            client.bus.inputs(victim.session_id),
             "_INBOX_edge.abc",
         ):
             await _publish(
@@ -210,7 +211,7 @@ async def test_a_reply_subject_must_be_an_inbox(
         assert good["reply"] == "after"
         reasons = await rejections(client, sid)
         assert len(reasons) == 4 and all("reply_to" in r for r in reasons)
-        after = await client.bus.js.stream_info(client.bus.stream)
+        after = await client.bus.js.stream_info(stream)
         assert after.state.messages > before.state.messages  # nothing was purged
         assert [h.content for h in await client.history(victim.session_id)] == [
             "keep me",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 
-from praxis.bus import SessionClient, commit, direct, metrics, subjects
+from praxis.bus import SessionClient, commit, direct, metrics
 from praxis.bus.state import read_events
 from praxis.schemas import (
     AgentMessage,
@@ -30,7 +30,7 @@ from tests.conftest import InProcessWorker
 async def _records(client: SessionClient, sid: str) -> list[list[str]]:
     """The session's stored records, each as its events' types."""
     msgs = await direct.read_subject(
-        client.bus.nc, client.bus.stream, subjects.events(sid), after=0, timeout=5
+        client.bus.nc, client.bus.stream_of(sid), client.bus.events(sid), after=0, timeout=5
     )
     return [[e.type for _, e in decode_record(m.seq, m.data)] for m in msgs]
 
@@ -108,7 +108,7 @@ async def test_a_session_of_the_earlier_format_reads_and_goes_on(
     from praxis.schemas import CreateSession
 
     cmd = CreateSession(**create)
-    ack = await bus.js.publish(subjects.inputs(sid), cmd.model_dump_json().encode())
+    ack = await bus.js.publish(bus.inputs(sid), cmd.model_dump_json().encode())
     created = created_by(cmd, 0, 0).model_copy(
         update={"input_seq": ack.seq, "command_id": cmd.command_id, "final": True}
     )
@@ -118,7 +118,8 @@ async def test_a_session_of_the_earlier_format_reads_and_goes_on(
         nonlocal tail
         data = event.model_dump_json().encode()  # type: ignore[attr-defined]
         tail = await commit.append(
-            bus.nc, bus.stream, sid, data, expected_seq=tail, max_bytes=1 << 20,
+            bus.nc, bus.stream_of(sid), sid, data, partition=bus.partition(sid),
+            expected_seq=tail, max_bytes=1 << 20,
             timeout=5, deadline=5,
         )  # fmt: skip
         return tail
@@ -138,7 +139,7 @@ async def test_a_session_of_the_earlier_format_reads_and_goes_on(
     old = fold(events)  # type: ignore[arg-type]
     assert isinstance(old, Checkpoint)
     snap = old.model_dump(mode="json") | {"v": 1}
-    await commit.save_checkpoint(bus.nc, sid, json.dumps(snap).encode(), 5)
+    await commit.save_checkpoint(bus.nc, sid, bus.partition(sid), json.dumps(snap).encode(), 5)
     # The session record the listing reads.
     await bus.sessions.put(sid, old.session.model_dump_json().encode())
 
@@ -177,7 +178,7 @@ async def test_records_of_both_formats_in_one_session_read_and_follow(
         assert kinds[:2] == ["user.message", "turn.started"]
         assert kinds[-2:] == ["agent.message", "turn.completed"]
     msgs = await direct.read_subject(
-        client.bus.nc, client.bus.stream, subjects.events(sid), after=0, timeout=5
+        client.bus.nc, client.bus.stream_of(sid), client.bus.events(sid), after=0, timeout=5
     )
     formats = [m.data[:5] for m in msgs]
     assert formats[-3:] == [b'[{"v"', b'{"r":', b'{"r":']

@@ -75,10 +75,11 @@ def test_ids_accept_exactly_subject_tokens(value: str) -> None:
     ok = 0 < len(value) <= 128 and all(c.isascii() and (c.isalnum() or c in "_-") for c in value)
     assert is_token(value) is ok
     if ok:
-        assert subjects.inputs(value) == f"sess.{value}.in"
+        assert subjects.inputs(value, 0) == f"sess.{value}.in"
+        assert subjects.inputs(value, 2) == f"sess.{value}.p2.in"
     else:
         with pytest.raises(InvalidIdError):
-            subjects.inputs(value)
+            subjects.inputs(value, 0)
 
 
 @pytest.mark.parametrize("bad", ["a.b", "*", ">", "a b", "", "x" * 1024, "a\nb"])

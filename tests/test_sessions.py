@@ -54,6 +54,8 @@ from tests.conftest import (
     streaming,
 )
 
+pytestmark = pytest.mark.partitions(1, 3)
+
 
 async def reply(client: SessionClient, session_id: str, text: str) -> tuple[str, list[Delivery]]:
     items = [d async for d in client.turn(session_id, text)]
@@ -215,15 +217,15 @@ async def test_a_snapshot_request_is_answered_only_to_an_inbox(
     await client.wait(made)
     kept = await stored_events(client, victim.session_id)
     record, _ = await slow_turn_streaming(client, pieces=30, delay=0.03, at_least=2)
-    stream = client.bus.stream
-    for target in (subjects.events(victim.session_id), f"$JS.API.STREAM.PURGE.{stream}"):
+    stream = client.bus.stream_of(victim.session_id)
+    for target in (client.bus.events(victim.session_id), f"$JS.API.STREAM.PURGE.{stream}"):
         await client.bus.nc.publish(subjects.snapshot(record.session_id), b"", reply=target)
     # The owner's subscription handles requests in order: this answer comes after them.
     assert await streaming(client, record.session_id)
     assert await stored_events(client, victim.session_id) == kept
     assert subjects.is_inbox("_INBOX.abc.def") and subjects.is_inbox("_INBOX_edge.x")
     assert not subjects.is_inbox(f"$JS.API.STREAM.PURGE.{stream}")
-    assert not subjects.is_inbox(subjects.events(record.session_id))
+    assert not subjects.is_inbox(client.bus.events(record.session_id))
     assert not subjects.is_inbox("_INBOX.>") and not subjects.is_inbox(None)
 
 
@@ -243,7 +245,7 @@ async def test_same_command_id_twice_is_one_message(
         command_id="cmd-dup-1",
     )
     await client.bus.js.publish(
-        subjects.inputs(record.session_id),
+        client.bus.inputs(record.session_id),
         cmd.model_dump_json().encode(),
         headers={"Nats-Msg-Id": "other"},
     )
@@ -324,9 +326,10 @@ async def test_worker_rejects_what_raced_past_the_client_check(
     await client.wait(receipt)
     await client.complete(record.session_id)
     cmd = UserMessage(session_id=record.session_id, task_id=record.task_id, content="late")
-    await client.bus.js.publish(subjects.inputs(record.session_id), cmd.model_dump_json().encode())
-    tail = (await client.bus.js.stream_info(client.bus.stream)).state.last_seq
-    events = await client.wait(Receipt(record.session_id, cmd.command_id, 0 * tail))
+    await client.bus.js.publish(
+        client.bus.inputs(record.session_id), cmd.model_dump_json().encode()
+    )
+    events = await client.wait(Receipt(record.session_id, cmd.command_id, 0))
     assert isinstance(events[-1], CommandRejected)
     assert "COMPLETED" in events[-1].reason
 
@@ -352,10 +355,7 @@ async def test_session_id_given_twice(client: SessionClient, worker: InProcessWo
     first, _ = await client.create("echo", session_id="fixed-id-2", command_id="cmd-once")
     again, _ = await client.create("echo", session_id="fixed-id-2", command_id="cmd-once")
     assert again.session_id == first.session_id and again.created_at == first.created_at
-    inputs = await direct.read_subject(
-        client.bus.nc, client.bus.stream, subjects.inputs("fixed-id-2"), after=0, timeout=5
-    )
-    assert len(inputs) == 1
+    assert len(await _stored(client, client.bus.inputs("fixed-id-2"))) == 1
 
 
 async def test_malformed_command_on_the_bus_is_rejected_and_session_goes_on(
@@ -364,7 +364,7 @@ async def test_malformed_command_on_the_bus_is_rejected_and_session_goes_on(
     record, receipt = await client.create("echo")
     await client.wait(receipt)
     for junk in (b"{not json", b'{"kind": "user_message"}', json.dumps([1, 2]).encode()):
-        await client.bus.js.publish(subjects.inputs(record.session_id), junk)
+        await client.bus.js.publish(client.bus.inputs(record.session_id), junk)
     text, _ = await reply(client, record.session_id, "still here")
     assert text == "still here"
     rejected = [
@@ -377,16 +377,16 @@ async def test_malformed_command_on_the_bus_is_rejected_and_session_goes_on(
 async def test_oversized_message_is_refused_before_publishing(
     client: SessionClient, worker: InProcessWorker
 ) -> None:
-    before = (await client.bus.js.stream_info(client.bus.stream)).state.last_seq
+    before = await _inputs(client)
     # Metadata is bounded (16 KiB) before any size limit of the bus comes into play.
     with pytest.raises(ValidationError, match="more than 16384"):
         await client.create("echo", metadata={"blob": "x" * 2_000_000})
-    assert await _stored(client, "sess.*.in") == await _stored(client, "sess.*.in", before)
+    assert await _inputs(client) == before
     record, receipt = await client.create("echo")
     await client.wait(receipt)
     with pytest.raises(ValueError, match="at most 64000 characters"):
         await client.send(record.session_id, "x" * 64_001)
-    assert len(await _stored(client, subjects.inputs(record.session_id))) == 1  # the create only
+    assert len(await _stored(client, client.bus.inputs(record.session_id))) == 1  # the create only
 
 
 async def test_a_message_whose_event_would_be_too_large_is_rejected_not_retried(
@@ -416,21 +416,33 @@ async def test_a_message_whose_event_would_be_too_large_is_rejected_not_retried(
             after = await client.wait(await client.send(sid, "small one"))
             assert [e.content for e in after if isinstance(e, AgentMessage)] == ["small one"]
             # A command over the limit is refused by the client before it is published.
-            stored = await _stored(client, subjects.inputs(sid))
+            stored = await _stored(client, client.bus.inputs(sid))
             with pytest.raises(MessageTooLargeError, match="exceeds the limit of 2048 bytes"):
                 await client.send(sid, "x" * 3000)
-            assert await _stored(client, subjects.inputs(sid)) == stored
+            assert await _stored(client, client.bus.inputs(sid)) == stored
             stop.set()
             await running
     finally:
         server.stop()
 
 
-async def _stored(client: SessionClient, subject: str, up_to: int | None = None) -> list[int]:
-    msgs = await direct.read_subject(
-        client.bus.nc, client.bus.stream, subject, after=0, up_to=up_to, timeout=5
-    )
+async def _stored(client: SessionClient, subject: str) -> list[int]:
+    """The sequences of what a session's subject holds (``sess.<id>.…``)."""
+    stream = client.bus.stream_of(subjects.session_of(subject))
+    msgs = await direct.read_subject(client.bus.nc, stream, subject, after=0, timeout=5)
     return [m.seq for m in msgs]
+
+
+async def _inputs(client: SessionClient) -> list[int]:
+    """How many commands each partition holds."""
+    parts = client.bus.partitions
+    found = []
+    for k in parts.all():
+        info = await client.bus.js.stream_info(
+            parts.stream(k), subjects_filter=subjects.input_wildcard(k)
+        )
+        found.append(sum((info.state.subjects or {}).values()))
+    return found
 
 
 async def test_failing_agent_fails_the_turn_and_keeps_the_partial_reply(
@@ -475,7 +487,7 @@ async def test_provisioning_mismatch_is_reported_not_rewritten(
     with pytest.raises(Exception, match=r"duplicate_window: is 600\.0, needs 30\.0"):
         async with connect(other, other.nats_url, "mismatch"):
             pass
-    info = await bus.js.stream_info(bus.stream)
+    info = await bus.js.stream_info(bus.settings.stream)
     assert info.config.duplicate_window == 600.0
 
 
@@ -574,10 +586,16 @@ async def _as_owner(
 
     async def append(event: Any, after: int) -> int:  # a record of one event: its id
         seq = await commit.append(
-            bus.nc, bus.stream, sid, encode_record([event.model_dump_json().encode()]),
-            expected_seq=record_seq(after), max_bytes=settings.max_message_bytes, timeout=5,
+            bus.nc,
+            bus.stream_of(sid),
+            sid,
+            encode_record([event.model_dump_json().encode()]),
+            partition=bus.partition(sid),
+            expected_seq=record_seq(after),
+            max_bytes=settings.max_message_bytes,
+            timeout=5,
             deadline=10,
-        )  # fmt: skip
+        )
         return first_id(seq)
 
     base = {"session_id": sid, "task_id": record.task_id, "command_id": "cmd_x"}

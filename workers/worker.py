@@ -42,10 +42,10 @@ class Worker:
         self.worker_id = worker_id or new_id("wrk")
         self.ctx = RunContext(bus, registry, self.worker_id)
         self._runners: dict[str, SessionRunner] = {}
+        self._taken = self._partitions_to_take()
         self._pull = PullLoop(
             bus.nc,
-            bus.stream,
-            bus.settings.consumer,
+            [(bus.partitions.stream(k), bus.settings.consumer) for k in self._taken],
             self._on_trigger,
             capacity=bus.settings.worker_concurrency,
             # A CLI's own worker stops when the command ends: keep that wait short.
@@ -57,6 +57,32 @@ class Worker:
         self._stopped = False
         self._saturations_seen = 0
         self.metrics_url: str | None = None
+
+    def _partitions_to_take(self) -> list[int]:
+        """The partitions this worker takes work from: ``worker_partitions`` (those the bus
+        has) or all."""
+        have = self.bus.partitions.all()
+        chosen = self.bus.settings.worker_partitions
+        if not chosen:
+            return list(have)
+        missing = sorted(set(chosen) - set(have))
+        if missing:
+            log.warning(
+                "PRAXIS_WORKER_PARTITIONS names %s, which the bus does not have (yet): the "
+                "bus has %d partitions",
+                missing,
+                len(have),
+            )
+        return sorted(set(chosen) & set(have))
+
+    def _watch_partitions(self) -> None:
+        """Take work from partitions added to the bus while this worker runs (the bus
+        reads its partitioning again now and then)."""
+        for k in self._partitions_to_take():
+            if k not in self._taken:
+                self._taken.append(k)
+                self._pull.add_source(self.bus.partitions.stream(k), self.bus.settings.consumer)
+                log.info("worker %s takes work from partition %d too", self.worker_id, k)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then drain: stop taking work, finish or hand back."""
@@ -162,7 +188,7 @@ class Worker:
         lease between runs (a run starts here with it); a draining worker hands a kept
         lease over instead (the other worker runs the session). A request without a
         trigger asks for a kept lease only."""
-        found = forwarded(self.bus.nc, msg)
+        found = forwarded(self.bus, msg)
         if found is None:
             await self.ctx.kept.serve(msg)
             return
@@ -262,6 +288,7 @@ class Worker:
                 await self.heartbeat()
             except Exception as e:
                 log.warning("heartbeat failed: %s", e)
+            self._watch_partitions()
 
     async def heartbeat(self) -> None:
         """Tell the bus this worker is alive and what it offers."""

@@ -23,7 +23,7 @@ async def purge(c: ClientState, session_id: str, missing_ok: bool) -> None:
         await reading.head(c, session_id)
     c.caches.task_ids.pop(session_id)
     js, settings = c.bus.js, c.bus.settings
-    await js.purge_stream(c.bus.stream, subject=subjects.session_all(session_id))
+    await js.purge_stream(c.bus.stream_of(session_id), subject=subjects.session_all(session_id))
     for bucket, key in (
         (settings.sessions_bucket, session_id),
         (settings.leases_bucket, session_id),

@@ -68,7 +68,11 @@ async def create(
     instructions: str | None = None,
 ) -> tuple[SessionRecord, Receipt]:
     check_token(agent, "agent name")
-    sid = check_token(session_id, "session id") if session_id is not None else new_id("ses")
+    if session_id is None:
+        sid = c.bus.partitions.new_session_id()
+    else:
+        sid = check_token(session_id, "session id")
+        c.bus.partition(sid)  # an id that names a partition this bus lacks: refused here
     tid = check_token(task_id, "task id") if task_id is not None else new_id("task")
     logs.about(sid, tid)
     known = await fleet.known_agents(c)
@@ -273,7 +277,7 @@ async def store(c: ClientState, cmd: Command, *, new_session: bool = False) -> P
     ``new_session``: only if no command was ever stored for the session (else
     :class:`SessionExistsError`)."""
     payload = cmd.model_dump_json(exclude_none=True).encode()  # an unset field reads as None
-    subject = subjects.inputs(cmd.session_id)
+    subject = subjects.inputs(cmd.session_id, c.bus.partition(cmd.session_id))
     headers = {"Nats-Msg-Id": subjects.command_msg_id(cmd.session_id, cmd.command_id)}
     if new_session:
         headers[commit.EXPECTED_LAST_SUBJECT_SEQ] = "0"
@@ -305,7 +309,7 @@ async def store(c: ClientState, cmd: Command, *, new_session: bool = False) -> P
 async def _check_repeat(c: ClientState, cmd: Command, seq: int) -> None:
     """A command id the session stored already (``seq``): a retry of the same command
     is fine (it is stored once), a different command under that id is refused."""
-    stored = await direct.by_seq(c.bus.nc, c.bus.stream, seq, c.bus.timeout)
+    stored = await direct.by_seq(c.bus.nc, c.bus.stream_of(cmd.session_id), seq, c.bus.timeout)
     if stored is None:
         return  # removed since (a purge): nothing left to differ from
     try:

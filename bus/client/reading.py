@@ -125,10 +125,11 @@ async def history(
 
     up_to = min(tail, before - 1) if before else tail
 
+    p = c.bus.partition(session_id)
     return await direct.read_last(
         c.bus.nc,
-        c.bus.stream,
-        subjects.events(session_id),
+        c.bus.partitions.stream(p),
+        subjects.events(session_id, p),
         up_to=record_seq(up_to),
         keep=_messages_in(0, up_to, ranges),
         want=limit or None,
@@ -144,10 +145,11 @@ async def history_after(
     ck, tail = await checkpoint(c, session_id)
     if not c.sees(ck.session):
         raise SessionNotFoundError(session_id)
+    p = c.bus.partition(session_id)
     return await direct.read_first(
         c.bus.nc,
-        c.bus.stream,
-        subjects.events(session_id),
+        c.bus.partitions.stream(p),
+        subjects.events(session_id, p),
         after=max(0, record_seq(after) - 1) if after else 0,  # the record that holds it
         keep=_messages_in(after, tail, ck.rolled_back),
         want=limit,

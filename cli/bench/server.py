@@ -24,7 +24,7 @@ def _get(port: int, path: str) -> dict[str, Any]:
 async def counts(
     monitor_port: int | None,
     js: JetStreamContext | None = None,
-    stream: str = "",
+    streams: list[str] | None = None,
     consumer: str = "",
 ) -> Counts | None:
     """The server's totals so far (``None`` without a monitoring port: not our server)."""
@@ -40,8 +40,8 @@ async def counts(
         "sub_changes": subsz.get("num_inserts", 0) + subsz.get("num_removes", 0),
     }
     if js is not None and consumer:
-        info = await js.consumer_info(stream, consumer)
-        found["deliveries"] = float(info.delivered.consumer_seq or 0)
+        infos = [await js.consumer_info(stream, consumer) for stream in streams or []]
+        found["deliveries"] = float(sum(info.delivered.consumer_seq or 0 for info in infos))
     return found
 
 

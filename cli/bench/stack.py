@@ -147,7 +147,9 @@ class Stack:
         """The server's totals so far (:mod:`.server`); ``work``: with the deliveries of
         the work queue's consumer."""
         consumer = self.settings.consumer if work else ""
-        return await bench_server.counts(self.monitor_port, self.bus.js, self.bus.stream, consumer)
+        parts = self.bus.partitions
+        streams = [parts.stream(k) for k in parts.all()]
+        return await bench_server.counts(self.monitor_port, self.bus.js, streams, consumer)
 
     def log(self, name: str) -> int:
         """A log file for one of our processes (kept with the run's data if it logs errors)."""

@@ -84,7 +84,7 @@ async def test_losing_the_stream_leader_and_the_clients_node(
     running = await load.start()
     await asyncio.sleep(3)
 
-    info = await client.bus.js.stream_info(client.bus.stream)
+    info = await client.bus.js.stream_info(client.bus.settings.stream)
     assert info.cluster is not None and info.cluster.leader in cluster
     leader = cluster[info.cluster.leader]
     await asyncio.to_thread(leader.kill)

@@ -97,7 +97,8 @@ class Effects:
         """Write a snapshot of ``state`` in the background (fields at their defaults left
         out, as in records); its bytes."""
         data = state.model_dump_json(exclude_defaults=True).encode()
-        self.in_background(commit.save_checkpoint(self.bus.nc, self.sid, data, self.bus.timeout))
+        p = self.bus.partition(self.sid)
+        self.in_background(commit.save_checkpoint(self.bus.nc, self.sid, p, data, self.bus.timeout))
         return len(data)
 
     def in_background(self, job: Coroutine[Any, Any, Any]) -> None:
@@ -128,11 +129,13 @@ class Effects:
     async def _set_timer(self, state: Checkpoint, due: datetime) -> None:
         cmd = Expire(session_id=self.sid, task_id=state.session.task_id, actor=EXPIRY_ACTOR)
         at = due.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        headers = {"Nats-Schedule": f"@at {at}", "Nats-Schedule-Target": subjects.inputs(self.sid)}
+        p = self.bus.partition(self.sid)
+        target = subjects.inputs(self.sid, p)
+        headers = {"Nats-Schedule": f"@at {at}", "Nats-Schedule-Target": target}
         try:
             await with_retry(
                 lambda: self.bus.js.publish(
-                    subjects.timer(self.sid), cmd.model_dump_json().encode(), headers=headers
+                    subjects.timer(self.sid, p), cmd.model_dump_json().encode(), headers=headers
                 ),
                 what=f"expiry timer of {self.sid}",
                 deadline=self.bus.settings.retry_window,
@@ -143,6 +146,9 @@ class Effects:
 
     async def _cancel_timer(self) -> None:
         try:
-            await self.bus.js.purge_stream(self.bus.stream, subject=subjects.timer(self.sid))
+            p = self.bus.partition(self.sid)
+            await self.bus.js.purge_stream(
+                self.bus.partitions.stream(p), subject=subjects.timer(self.sid, p)
+            )
         except Exception as e:  # it then fires on an ended session, which skips it
             log.warning("session %s: expiry timer not cancelled: %s", self.sid, e)

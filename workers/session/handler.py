@@ -255,10 +255,11 @@ class CommandHandler:
         needle = f'"command_id":"{wanted}"'.encode()
         delay, waited = 0.005, 0.0
         while True:
+            p = self.bus.partition(self.sid)
             stored = await direct.read_subject(
                 self.bus.nc,
-                self.bus.stream,
-                subjects.inputs(self.sid),
+                self.bus.partitions.stream(p),
+                subjects.inputs(self.sid, p),
                 after=seq,
                 timeout=self.bus.timeout,
             )

@@ -53,8 +53,13 @@ class Inbox:
         known = self._known(from_seq - 1)
         if known is not None:
             return known
+        p = self.bus.partition(self.sid)
         return await direct.next_by_subject(
-            self.bus.nc, self.bus.stream, subjects.inputs(self.sid), from_seq, self.bus.timeout
+            self.bus.nc,
+            self.bus.partitions.stream(p),
+            subjects.inputs(self.sid, p),
+            from_seq,
+            self.bus.timeout,
         )
 
     def _known(self, cursor: int) -> direct.StoredMsg | None:

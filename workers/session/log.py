@@ -107,7 +107,10 @@ class SessionLog:
         the session on meanwhile (and died before telling its followers, say), the tail
         told was old. Tell the real one; forget the stale state."""
         last = await direct.last_by_subject(
-            self.bus.nc, self.bus.stream, subjects.events(self.sid), self.bus.timeout
+            self.bus.nc,
+            self.bus.stream_of(self.sid),
+            subjects.events(self.sid, self.bus.partition(self.sid)),
+            self.bus.timeout,
         )
         if last is not None and last.seq != record_seq(self.tail):
             self.ck = None
@@ -201,9 +204,10 @@ class SessionLog:
     ) -> list[tuple[int, Event]]:
         seq = await commit.append(
             self.bus.nc,
-            self.bus.stream,
+            self.bus.stream_of(self.sid),
             self.sid,
             record,
+            partition=self.bus.partition(self.sid),
             expected_seq=record_seq(self.tail),
             max_bytes=self.bus.settings.max_message_bytes,
             timeout=self.bus.timeout,

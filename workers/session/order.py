@@ -28,9 +28,40 @@ not known: its next input is read from the stream)."""
 
 
 class Deliveries:
-    """The deliveries of the work consumer to this worker since its last gap."""
+    """The deliveries of the work consumers (one per partition) to this worker: each
+    consumer numbers its own, so each is followed on its own."""
 
     def __init__(self, sessions: int = 10_000) -> None:
+        self._sessions = sessions
+        self._runs: dict[str, _Run] = {}
+
+    def _run(self, msg: Msg) -> _Run | None:
+        try:
+            stream = msg.metadata.stream
+        except Exception:  # not a delivery (no metadata)
+            return None
+        run = self._runs.get(stream)
+        if run is None:
+            run = self._runs[stream] = _Run(self._sessions)
+        return run
+
+    def add(self, session_id: str, msg: Msg) -> None:
+        """A delivery of a work consumer to this worker, in the order received."""
+        run = self._run(msg)
+        if run is not None:
+            run.add(session_id, msg)
+
+    def is_next(self, session_id: str, cursor: int, msg: Msg) -> bool:
+        """Whether ``msg``, a trigger of ``session_id`` delivered here, is for the input
+        right after ``cursor`` (the session's latest input handled)."""
+        run = self._run(msg)
+        return run is not None and run.is_next(session_id, cursor, msg)
+
+
+class _Run:
+    """The deliveries of one work consumer to this worker since its last gap."""
+
+    def __init__(self, sessions: int) -> None:
         self._sessions = sessions
         self._last: int | None = None
         """The consumer sequence of the latest delivery here."""

@@ -13,7 +13,6 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 
@@ -155,7 +154,7 @@ async def forward(bus: Bus, holder: str, session_id: str, msg: Msg) -> Forwarded
     return revision if isinstance(revision, int) and not isinstance(revision, bool) else False
 
 
-def forwarded(nc: Client, msg: Msg) -> tuple[str, Msg] | None:
+def forwarded(bus: Bus, msg: Msg) -> tuple[str, Msg] | None:
     """The session and the trigger of a forwarded one (``None``: not one, or malformed):
     a message whose acknowledgement goes to the subject the sender gave."""
     headers = msg.headers or {}
@@ -163,10 +162,10 @@ def forwarded(nc: Client, msg: Msg) -> tuple[str, Msg] | None:
     if not sid or not ack.startswith("$JS.ACK."):
         return None
     try:
-        subject = subjects.inputs(sid)
-    except ValueError:
+        subject = subjects.inputs(sid, bus.partition(sid))
+    except ValueError:  # not an id, or one of a partition this worker does not know
         return None
-    return sid, Msg(nc, subject=subject, reply=ack, data=msg.data)
+    return sid, Msg(bus.nc, subject=subject, reply=ack, data=msg.data)
 
 
 class KeptLeases:
