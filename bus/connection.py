@@ -23,9 +23,9 @@ from nats.js.kv import KeyValue
 from praxis.bus import subjects
 from praxis.bus.credentials import Credentials
 from praxis.bus.errors import NotConnectedError, ProvisioningError, PublishError
-from praxis.bus.partitions import Partitions
+from praxis.bus.partitions import Partitions, in_partition
 from praxis.bus.permissions import Role, inbox_prefix
-from praxis.bus.provision import provision, read_partitions
+from praxis.bus.provision import Handles, ensure_partition, provision, read_partitions
 from praxis.bus.settings import Settings
 
 log = logging.getLogger("praxis.bus")
@@ -54,10 +54,22 @@ class Bus:
     nc: Client
     js: JetStreamContext
     partitions: Partitions
-    sessions: KeyValue
-    leases: KeyValue
+    handles: list[Handles]
+    """Each partition's session records and leases buckets."""
     dead_letters: KeyValue
     workers: KeyValue
+
+    def records_of(self, session_id: str) -> KeyValue:
+        """The bucket of ``session_id``'s record (in its partition)."""
+        return self.handles[self.partitions.of(session_id)][0]
+
+    def leases_of(self, session_id: str) -> KeyValue:
+        """The bucket of ``session_id``'s lease (in its partition)."""
+        return self.handles[self.partitions.of(session_id)][1]
+
+    def lease_bucket(self, session_id: str) -> str:
+        """The name of :meth:`leases_of`'s bucket."""
+        return in_partition(self.settings.leases_bucket, self.partitions.of(session_id))
 
     def partition(self, session_id: str) -> int:
         """The partition that holds ``session_id`` (see :mod:`praxis.bus.partitions`)."""
@@ -77,8 +89,13 @@ class Bus:
 
     async def refresh_partitions(self) -> Partitions:
         """Read the partitioning again (the bus may have grown since this connected)."""
-        self.partitions = await read_partitions(self.js, self.settings.stream)
-        return self.partitions
+        found = await read_partitions(self.js, self.settings.stream)
+        for k in range(len(self.handles), found.count):  # grown: open the new buckets
+            self.handles.append(
+                await ensure_partition(self.js, self.settings, found, k, create=False)
+            )
+        self.partitions = found
+        return found
 
     @property
     def timeout(self) -> float:

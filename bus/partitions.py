@@ -59,6 +59,12 @@ def _hashed(session_id: str, hashed: int) -> int:
     return fnv1a_32(session_id.encode()) % hashed
 
 
+def in_partition(name: str, partition: int) -> str:
+    """The name of a partition's stream or bucket: ``name`` for partition 0 (as before
+    partitions), ``name_k`` for partition k."""
+    return name if partition == 0 else f"{name}_{partition}"
+
+
 class PartitionError(ValueError):
     """An id names a partition this deployment does not have (answered 400)."""
 
@@ -98,7 +104,7 @@ class Partitions:
         return k
 
     def stream(self, partition: int) -> str:
-        return self.base if partition == 0 else f"{self.base}_{partition}"
+        return in_partition(self.base, partition)
 
     def stream_of(self, session_id: str) -> str:
         return self.stream(self.of(session_id))

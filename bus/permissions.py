@@ -24,7 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 from praxis.bus import subjects
-from praxis.bus.partitions import MAX_PARTITIONS, Partitions
+from praxis.bus.partitions import MAX_PARTITIONS, Partitions, in_partition
 from praxis.bus.settings import Settings
 from praxis.bus.subjects import LEASE_HANDOVERS, PURGE_REQUESTS
 
@@ -60,13 +60,25 @@ def _reads(stream: str) -> list[str]:
     return [direct, f"{direct}.>", leader, f"$JS.API.STREAM.INFO.{stream}"]
 
 
+def _every(s: Settings, bucket: str) -> list[str]:
+    """``bucket`` in every partition it may have (records and leases are per partition)."""
+    if bucket not in (s.sessions_bucket, s.leases_bucket):
+        return [bucket]
+    return [in_partition(bucket, k) for k in range(MAX_PARTITIONS)]
+
+
 def _buckets(s: Settings, names: list[str], *, write: bool) -> list[str]:
     out: list[str] = []
-    for name in names:
+    for name in (every for bucket in names for every in _every(s, bucket)):
         out += _reads(subjects.kv_stream(name))
         if write:
             out.append(subjects.kv_key(name, ">"))
     return out
+
+
+def _records(s: Settings) -> list[str]:
+    """Writing session records (of any partition)."""
+    return [subjects.kv_key(name, ">") for name in _every(s, s.sessions_bucket)]
 
 
 def _all_buckets(s: Settings) -> list[str]:
@@ -92,14 +104,19 @@ def _checks(s: Settings) -> list[str]:
     return (
         [read for stream in _streams(s) for read in _reads(stream)]
         + [f"$JS.API.CONSUMER.INFO.{stream}.{s.consumer}" for stream in _streams(s)]
-        + [f"$JS.API.STREAM.INFO.{subjects.kv_stream(b)}" for b in _all_buckets(s)]
+        + [
+            f"$JS.API.STREAM.INFO.{subjects.kv_stream(every)}"
+            for bucket in _all_buckets(s)
+            for every in _every(s, bucket)
+        ]
     )
 
 
 def _purges(s: Settings) -> list[str]:
     """Removing a session: its subjects in the stream, its record, lease and dead letters."""
     buckets = (s.sessions_bucket, s.leases_bucket, s.dead_letters_bucket)
-    streams = [*_streams(s), *(subjects.kv_stream(b) for b in buckets)]
+    kv = [subjects.kv_stream(every) for b in buckets for every in _every(s, b)]
+    streams = [*_streams(s), *kv]
     return [f"$JS.API.STREAM.PURGE.{x}" for x in streams]
 
 
@@ -136,12 +153,12 @@ def permissions(role: Role, s: Settings) -> dict[str, Any] | None:
     if role is Role.EDGE:
         publish = [
             *readers,
-            subjects.kv_key(s.sessions_bucket, ">"),  # the record of a session it creates
+            *_records(s),  # the record of a session it creates
             *_reads(subjects.kv_stream(s.keys_bucket)),  # API keys (hashed)
             PURGE_REQUESTS,  # DELETE /agent-sessions/{id}: a worker purges
         ]
         return _perm(publish, ["live.*", inbox])
-    publish = [*readers, subjects.kv_key(s.sessions_bucket, ">")]
+    publish = [*readers, *_records(s)]
     return _perm(publish, ["live.*", inbox])
 
 

@@ -27,7 +27,7 @@ from nats.js.kv import KeyValue
 
 from praxis.bus import subjects
 from praxis.bus.errors import ProvisioningError, ProvisioningMismatchError
-from praxis.bus.partitions import Partitions
+from praxis.bus.partitions import Partitions, in_partition
 from praxis.bus.settings import Settings
 
 SUBJECTS_OVERLAP = 10065
@@ -92,16 +92,25 @@ def kv_config(
     )
 
 
-def bucket_configs(s: Settings) -> list[KeyValueConfig]:
-    return [
-        kv_config(s, s.sessions_bucket, "Praxis session records"),
+def partition_buckets(s: Settings, partition: int) -> tuple[KeyValueConfig, KeyValueConfig]:
+    """A partition's session records and leases: each written by its sessions' turns, so
+    on the partition's own leader like its stream."""
+    suffix = f" (partition {partition})" if partition else ""
+    return (
+        kv_config(s, in_partition(s.sessions_bucket, partition), "Praxis session records" + suffix),
         # No limit_marker_ttl here: nats-py would see marker messages on get/create.
         kv_config(
             s,
-            s.leases_bucket,
-            "Praxis session leases (single writer per session)",
+            in_partition(s.leases_bucket, partition),
+            "Praxis session leases (single writer per session)" + suffix,
             ttl=s.lease_ttl,
         ),
+    )
+
+
+def bucket_configs(s: Settings) -> list[KeyValueConfig]:
+    """The buckets every partition shares."""
+    return [
         kv_config(
             s,
             s.dead_letters_bucket,
@@ -287,23 +296,40 @@ async def ensure_bucket(
 
 async def provision(
     js: JetStreamContext, settings: Settings, *, create: bool = True
-) -> tuple[Partitions, KeyValue, KeyValue, KeyValue, KeyValue]:
+) -> tuple[Partitions, list[Handles], KeyValue, KeyValue]:
     """Create what is missing (``create``; else only check that it is there and as
-    needed); return the partitioning, and the sessions, leases, dead letters and workers
-    buckets."""
-    parts = await ensure_partitions(js, settings, create=create)
-    sessions, leases, dead, workers, *_ = [
+    needed); return the partitioning, each partition's record and lease buckets, and the
+    dead letters and workers buckets."""
+    parts, handles = await ensure_partitions(js, settings, create=create)
+    dead, workers, *_ = [
         await ensure_bucket(js, c, create=create, remake=c.bucket == settings.workers_bucket)
         for c in bucket_configs(settings)
     ]
-    return parts, sessions, leases, dead, workers
+    return parts, handles, dead, workers
+
+
+Handles = tuple[KeyValue, KeyValue]
+"""A partition's session records and leases buckets."""
+
+
+async def ensure_partition(
+    js: JetStreamContext, settings: Settings, parts: Partitions, k: int, *, create: bool = True
+) -> Handles:
+    """Partition ``k``'s stream, work consumer and buckets."""
+    if k:
+        await ensure_stream(js, stream_config(settings, k, parts), create=create)
+    await ensure_consumer(js, parts.stream(k), consumer_config(settings, k), create=create)
+    records, leases = [
+        await ensure_bucket(js, c, create=create) for c in partition_buckets(settings, k)
+    ]
+    return records, leases
 
 
 async def ensure_partitions(
     js: JetStreamContext, settings: Settings, *, create: bool = True
-) -> Partitions:
-    """Every partition's stream and work consumer; the bus grown to
-    ``settings.partitions`` first if that asks for more (never fewer)."""
+) -> tuple[Partitions, list[Handles]]:
+    """Every partition; the bus grown to ``settings.partitions`` first if that asks for
+    more (never fewer)."""
     n = settings.partitions or 1
     fresh = Partitions(settings.stream, n, n)
     first = await ensure_stream(js, stream_config(settings, 0, fresh), create=create)
@@ -322,27 +348,15 @@ async def ensure_partitions(
                 f"{wanted}: grow it with admin credentials ('praxis bus provision "
                 f"--partitions {wanted}')"
             )
-        parts = await _grown(js, settings, first, Partitions(settings.stream, wanted, parts.hashed))
-    for k in parts.all():
-        if k:
-            await ensure_stream(js, stream_config(settings, k, parts), create=create)
-        await ensure_consumer(js, parts.stream(k), consumer_config(settings, k), create=create)
-    return parts
-
-
-async def _grown(
-    js: JetStreamContext, settings: Settings, first: StreamConfig, grown: Partitions
-) -> Partitions:
-    """Make the new partitions' streams and consumers, then say so in partition 0's
-    metadata: nobody is told of a partition before it can store."""
-    for k in grown.all():
-        if k:
-            await ensure_stream(js, stream_config(settings, k, grown))
-        await ensure_consumer(js, grown.stream(k), consumer_config(settings, k))
-    first.metadata = {**(first.metadata or {}), **grown.metadata()}
-    await js.update_stream(first)
-    log.warning("the bus now has %d partitions", grown.count)
-    return grown
+        grown = Partitions(settings.stream, wanted, parts.hashed)
+        for k in range(parts.count, grown.count):  # before anyone is told of them
+            await ensure_partition(js, settings, grown, k)
+        first.metadata = {**(first.metadata or {}), **grown.metadata()}
+        await js.update_stream(first)
+        log.warning("the bus now has %d partitions", grown.count)
+        parts = grown
+    handles = [await ensure_partition(js, settings, parts, k, create=create) for k in parts.all()]
+    return parts, handles
 
 
 async def read_partitions(js: JetStreamContext, base: str) -> Partitions:

@@ -75,7 +75,7 @@ async def sweep(
         await asyncio.to_thread(export_dir.mkdir, parents=True, exist_ok=True)
     for record in records:
         sid = record.session_id
-        holder = await leases.holder(client.bus.leases, sid)
+        holder = await leases.holder(client.bus.leases_of(sid), sid)
         if holder is not None:
             yield Outcome(record, "skipped", f"worker {holder} is working on it")
             continue

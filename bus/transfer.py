@@ -240,7 +240,7 @@ async def import_conversation(
     for p in [*payloads, last.model_dump_json().encode()]:  # before anything is written
         check_size(p, {"Nats-Expected-Last-Subject-Sequence": "0" * 12}, settings.max_message_bytes)
     run = new_id("imp")
-    lease = await leases.claim(bus.leases, sid, f"import_{run}")
+    lease = await leases.claim(bus.leases_of(sid), sid, f"import_{run}")
     if lease is None:
         raise SessionExistsError(sid)
     try:
@@ -261,13 +261,13 @@ async def import_conversation(
         await commit.save_checkpoint(
             bus.nc, sid, bus.partition(sid), ck.model_dump_json().encode(), bus.timeout
         )
-        await bus.sessions.put(sid, ck.session.model_dump_json().encode())
+        await bus.records_of(sid).put(sid, ck.session.model_dump_json().encode())
         return ck.session
     except BaseException:
         await client.purge(sid)  # nothing half-imported remains
         raise
     finally:
-        await leases.release(bus.nc, settings.leases_bucket, lease, bus.timeout)
+        await leases.release(bus.nc, bus.lease_bucket(sid), lease, bus.timeout)
 
 
 async def _append(client: SessionClient, sid: str, payload: bytes, after: int) -> int:
@@ -313,7 +313,7 @@ async def _pipeline(
         if seqs != sorted(seqs) or (out and seqs[0] < out[-1]):
             raise TransientError(f"import into {sid}: events were stored out of order")
         out.extend(seqs)
-        if not await leases.renew(bus.leases, lease):
+        if not await leases.renew(bus.leases_of(sid), lease):
             raise TransientError(f"import into {sid}: lost the session's lease")
     return out
 

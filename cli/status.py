@@ -9,6 +9,7 @@ from collections import Counter
 from typing import Any
 
 from praxis.bus import Bus, SessionClient, subjects
+from praxis.bus.partitions import in_partition
 from praxis.cli.render import worker_rows
 from praxis.cli.term import table
 from praxis.schemas import SessionState, WorkerInfo
@@ -32,8 +33,13 @@ async def gather(bus: Bus, client: SessionClient) -> dict[str, Any]:
         s.workers_bucket,
         s.dead_letters_bucket,
     ):
-        info = await js.stream_info(subjects.kv_stream(bucket))
-        buckets[bucket] = {"entries": info.state.messages, "bytes": info.state.bytes}
+        shared = bucket in (s.workers_bucket, s.dead_letters_bucket)
+        names = [bucket] if shared else [in_partition(bucket, k) for k in bus.partitions.all()]
+        infos = [await js.stream_info(subjects.kv_stream(name)) for name in names]
+        buckets[bucket] = {  # every partition's
+            "entries": sum(info.state.messages for info in infos),
+            "bytes": sum(info.state.bytes for info in infos),
+        }
     by_state = Counter(r.state.value for r in records)
     return {
         "nats": {

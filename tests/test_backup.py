@@ -141,7 +141,9 @@ async def test_a_session_restored_from_its_export_is_the_session_it_was(
     exports = tmp_path / "backup"
 
     async def let_go() -> bool:  # cleanup skips a session a worker is still on
-        return all([await leases.holder(client.bus.leases, s) is None for s in (done, paused)])
+        return all(
+            [await leases.holder(client.bus.leases_of(s), s) is None for s in (done, paused)]
+        )
 
     await eventually(let_go, what="the worker to let the sessions go")
     swept = await asyncio.to_thread(

@@ -197,7 +197,7 @@ async def test_a_trigger_for_a_session_another_worker_holds_goes_to_that_worker(
     does not answer is gone, and B learns when its lease expires."""
     s = make_settings(nats.url, tmp_path)
     async with _running(s) as (client, a), connect(s, s.nats_url, "worker-b") as bus_b:
-        kv = client.bus.leases
+        kv = client.bus.handles[0][1]  # partition 0's leases (the only one here)
         kept_sid = await _session(client, "echo")  # A's run lingers on it a moment
         b = Ownership(bus_b, kept_sid, "wrk_b")
         assert await b.claim(None) is None and b.held is not None
@@ -288,17 +288,17 @@ async def test_a_draining_worker_releases_the_leases_it_keeps(
     s = make_settings(nats.url, tmp_path)
     async with _running(s) as (client, worker):
         sid = new_id("sess")
-        lease = await leases.claim(client.bus.leases, sid, worker.worker_id)
+        lease = await leases.claim(client.bus.leases_of(sid), sid, worker.worker_id)
         assert lease is not None
         worker.ctx.kept.keep(lease)
     async with connect(s, s.nats_url, "test-after") as bus:
-        assert await leases.holder(bus.leases, sid) is None
+        assert await leases.holder(bus.leases_of(sid), sid) is None
 
 
 async def test_a_kept_lease_older_than_half_its_life_is_renewed_before_use(
     client: SessionClient,
 ) -> None:
-    kv = client.bus.leases
+    kv = client.bus.handles[0][1]  # partition 0's leases (the only one here)
     lease = await leases.claim(kv, new_id("sess"), "wrk_a")
     assert lease is not None
     own = Ownership(client.bus, lease.session_id, "wrk_a")

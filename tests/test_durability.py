@@ -188,13 +188,13 @@ async def test_stale_owner_cannot_append(client: SessionClient, settings: Settin
         deadline=10,
     )
 
-    stale = await leases.claim(bus.leases, sid, "worker-a")
+    stale = await leases.claim(bus.leases_of(sid), sid, "worker-a")
     assert stale is not None
     # worker-a stalls past its lease; worker-b takes the session over and writes first.
-    await bus.leases.purge(sid)
-    fresh = await leases.claim(bus.leases, sid, "worker-b")
+    await bus.leases_of(sid).purge(sid)
+    fresh = await leases.claim(bus.leases_of(sid), sid, "worker-b")
     assert fresh is not None
-    assert not await leases.renew(bus.leases, stale), "the stale lease cannot be renewed"
+    assert not await leases.renew(bus.leases_of(sid), stale), "the stale lease cannot be renewed"
     claimed = SessionClaimed(session_id=sid, task_id=record.task_id, worker_id="worker-b")
     new_tail = await commit.append(
         bus.nc,

@@ -788,10 +788,10 @@ async def test_a_streamed_message_waits_for_live_workers_past_the_command_timeou
         sid = await settled_session(client, "echo")
 
         async def free() -> bool:
-            return await leases.holder(client.bus.leases, sid) is None
+            return await leases.holder(client.bus.leases_of(sid), sid) is None
 
         await eventually(free, what="the worker to let the session go")
-        dead = await leases.claim(client.bus.leases, sid, "a-worker-that-died")
+        dead = await leases.claim(client.bus.leases_of(sid), sid, "a-worker-that-died")
         assert dead is not None  # held for a lease time (2 s) by nobody alive
         url = f"{edge.url}/agent-sessions/{sid}/messages"
         lines = await _sse_lines(http, url, {"message": "still there?", "stream": True})

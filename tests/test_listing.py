@@ -32,7 +32,7 @@ async def _writes(client: SessionClient) -> int:
 
 
 async def _stored(client: SessionClient, sid: str) -> SessionRecord:
-    entry = await client.bus.sessions.get(sid)
+    entry = await client.bus.records_of(sid).get(sid)
     return SessionRecord.model_validate_json(entry.value or b"")
 
 

@@ -15,7 +15,7 @@ from nats.js.api import StreamConfig, SubjectTransform
 
 from praxis.bus import Bus, SessionClient, Settings, connect, subjects
 from praxis.bus.errors import ProvisioningError
-from praxis.bus.partitions import PartitionError, Partitions
+from praxis.bus.partitions import PartitionError, Partitions, in_partition
 from praxis.bus.permissions import Role
 from praxis.bus.state import load_state
 from praxis.schemas import AgentMessage, Interface
@@ -27,10 +27,12 @@ from tests.conftest import (
     eventually,
     make_settings,
     praxis,
+    remnants,
     start_nats,
 )
 
 pytestmark = pytest.mark.partitions(3)
+KV = ("praxis_sessions", "praxis_leases")
 
 
 def ids_in_each(parts: Partitions, prefix: str) -> list[str]:
@@ -87,7 +89,10 @@ async def test_sessions_live_in_their_partition_and_list_across_all(
     spread = Counter(bus.partition(sid) for sid in sids)
     assert set(spread) == {0, 1, 2}, spread
     for sid in sids:
-        assert await where(bus, sid) == [bus.stream_of(sid)]
+        k = bus.partition(sid)
+        mine = {bus.stream_of(sid), *(f"KV_{in_partition(b, k)}" for b in KV)}
+        held = set(await remnants(client, sid))
+        assert {bus.stream_of(sid), f"KV_{in_partition('praxis_sessions', k)}"} <= held <= mine
     listed: list[str] = []
     cursor = None
     while True:

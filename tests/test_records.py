@@ -141,7 +141,7 @@ async def test_a_session_of_the_earlier_format_reads_and_goes_on(
     snap = old.model_dump(mode="json") | {"v": 1}
     await commit.save_checkpoint(bus.nc, sid, bus.partition(sid), json.dumps(snap).encode(), 5)
     # The session record the listing reads.
-    await bus.sessions.put(sid, old.session.model_dump_json().encode())
+    await bus.records_of(sid).put(sid, old.session.model_dump_json().encode())
 
     history = await client.history(sid)
     assert [h.content for h in history] == ["old one", "echo old one", "old two", "echo old two"]

@@ -33,7 +33,7 @@ async def _state(client: SessionClient, sid: str) -> SessionState | None:
 
 
 async def _unleased(client: SessionClient, *sids: str) -> bool:
-    return all([await leases.holder(client.bus.leases, s) is None for s in sids])
+    return all([await leases.holder(client.bus.leases_of(s), s) is None for s in sids])
 
 
 async def _ended_sessions(client: SessionClient) -> tuple[str, str]:
@@ -107,11 +107,11 @@ async def test_cleanup_skips_a_session_a_worker_holds_and_fails_cleanly(
     client: SessionClient, worker: InProcessWorker, settings: Settings, tmp_path: Path
 ) -> None:
     done, _ = await _ended_sessions(client)
-    held = await leases.claim(client.bus.leases, done, "wrk_busy")
+    held = await leases.claim(client.bus.leases_of(done), done, "wrk_busy")
     assert held is not None
 
     async def hold() -> None:  # the lease lives 2 s here: keep it while the CLI runs
-        while await leases.renew(client.bus.leases, held):  # noqa: ASYNC110 (a heartbeat)
+        while await leases.renew(client.bus.leases_of(done), held):  # noqa: ASYNC110 (a heartbeat)
             await asyncio.sleep(0.3)
 
     holding = asyncio.create_task(hold())

@@ -12,6 +12,7 @@ from praxis.bus import subjects
 from praxis.bus.client import reading, scope
 from praxis.bus.client.base import ClientState
 from praxis.bus.errors import CommandTimeoutError, PublishError
+from praxis.bus.partitions import in_partition
 from praxis.schemas import check_token
 
 
@@ -25,8 +26,8 @@ async def purge(c: ClientState, session_id: str, missing_ok: bool) -> None:
     js, settings = c.bus.js, c.bus.settings
     await js.purge_stream(c.bus.stream_of(session_id), subject=subjects.session_all(session_id))
     for bucket, key in (
-        (settings.sessions_bucket, session_id),
-        (settings.leases_bucket, session_id),
+        (in_partition(settings.sessions_bucket, c.bus.partition(session_id)), session_id),
+        (c.bus.lease_bucket(session_id), session_id),
         (settings.dead_letters_bucket, f"{session_id}.*"),
     ):
         # The bucket's own stream, not KV purge: that would leave a marker naming the key.

@@ -112,7 +112,7 @@ async def create(
     record = fold_start(created, 0).session
     # The index that listings read; the worker's own write wins a race.
     with contextlib.suppress(KeyWrongLastSequenceError):
-        await c.bus.sessions.create(sid, record.model_dump_json().encode())
+        await c.bus.records_of(sid).create(sid, record.model_dump_json().encode())
     # With an initial message, the session's first turn answers it (no greeting): the
     # same as a create published on the bus with its ``message``.
     return record, Receipt(sid, cmd.command_id, 0)

@@ -3,6 +3,7 @@ and the KV buckets behind them (read in batches by direct get, with no consumer)
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from typing import Any
 from praxis.bus import direct, subjects
 from praxis.bus.client.base import ClientState, Page
 from praxis.bus.errors import InvalidCursorError, SessionNotFoundError
+from praxis.bus.partitions import in_partition
 from praxis.bus.state import load_head, load_state
 from praxis.schemas import (
     ChatMessage,
@@ -59,8 +61,10 @@ async def bucket_values(c: ClientState, bucket: str) -> list[bytes]:
 
 async def records(c: ClientState) -> list[SessionRecord]:
     """Every session record."""
-    values = await bucket_values(c, c.bus.settings.sessions_bucket)
-    return [SessionRecord.model_validate_json(v) for v in values]
+    """Every session record, of every partition."""
+    base, parts = c.bus.settings.sessions_bucket, c.bus.partitions
+    found = await asyncio.gather(*(bucket_values(c, in_partition(base, k)) for k in parts.all()))
+    return [SessionRecord.model_validate_json(v) for values in found for v in values]
 
 
 async def get(c: ClientState, session_id: str) -> SessionRecord:

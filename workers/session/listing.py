@@ -109,7 +109,7 @@ class Listing:
 
     async def _store(self, record: SessionRecord) -> None:
         sid = record.session_id
-        kv = self.bus.sessions
+        kv = self.bus.records_of(sid)
         data = record.model_dump_json().encode()
         shape = _shape(record)  # of what is written: the record changes with its session
         stored = self._stored.get(sid)

@@ -49,11 +49,11 @@ class Ownership:
         if kept is not None:
             if kept.age() < self.bus.settings.lease_ttl / 2:
                 return kept
-            if await leases.renew(self.bus.leases, kept):
+            if await leases.renew(self.bus.leases_of(self.sid), kept):
                 return kept
             hint = None
         self.retry_after = None
-        got = await leases.try_claim(self.bus.leases, self.sid, self.worker_id, hint)
+        got = await leases.try_claim(self.bus.leases_of(self.sid), self.sid, self.worker_id, hint)
         if isinstance(got, leases.Lease):
             return got
         self.held = got
@@ -73,7 +73,8 @@ class Ownership:
         if answer is True:
             return True
         if isinstance(answer, int):
-            lease = await leases.take_over(self.bus.leases, self.sid, self.worker_id, answer)
+            kv = self.bus.leases_of(self.sid)
+            lease = await leases.take_over(kv, self.sid, self.worker_id, answer)
             return lease if lease is not None else False
         if answer is None and self.held is not None and self.held.worker_id == holder:
             ttl = self.bus.settings.lease_ttl
@@ -86,7 +87,7 @@ class Ownership:
         next claim here."""
         with contextlib.suppress(Exception):
             return await leases.release(
-                self.bus.nc, self.bus.settings.leases_bucket, lease, self.bus.timeout
+                self.bus.nc, self.bus.lease_bucket(self.sid), lease, self.bus.timeout
             )
         return None
 
@@ -107,7 +108,7 @@ class Ownership:
                 await asyncio.wait({task}, timeout=max(period - lease.age(), 0.0))
                 if task.done():
                     break
-                if not await leases.renew(self.bus.leases, lease):
+                if not await leases.renew(self.bus.leases_of(self.sid), lease):
                     lost = True
                     task.cancel()
                     break
@@ -220,11 +221,11 @@ class KeptLeases:
     async def _release(self, kept: list[leases.Lease]) -> None:
         """Release ``kept`` at once (a draining worker may keep hundreds); best effort: a
         lease not released expires."""
-        s = self.bus.settings
+        bus = self.bus
         for lease in kept:
             self._gone(lease.session_id)
         await asyncio.gather(
-            *(leases.release(self.bus.nc, s.leases_bucket, k, self.bus.timeout) for k in kept),
+            *(leases.release(bus.nc, bus.lease_bucket(k.session_id), k, bus.timeout) for k in kept),
             return_exceptions=True,
         )
 
