@@ -39,6 +39,8 @@ from tests.conftest import (
     stored_events,
 )
 
+pytestmark = pytest.mark.partitions(1, 3)
+
 PROBLEM = "application/problem+json"
 
 

@@ -33,6 +33,8 @@ from tests.fake_models import Call, FakeModelServer, Text
 from tests.test_approvals import REFUND
 from tests.test_model_agents import define, openai_agent
 
+pytestmark = pytest.mark.partitions(1, 3)
+
 
 def sdk(edge: EdgeProcess, key: str = "unused") -> AsyncOpenAI:
     return AsyncOpenAI(base_url=f"{edge.url}/v1", api_key=key, max_retries=0, timeout=30)

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from nats.js.api import StreamConfig, SubjectTransform
 
@@ -21,6 +22,7 @@ from praxis.bus.state import load_state
 from praxis.schemas import AgentMessage, Interface
 from praxis.workers import Worker, registry_for
 from tests.conftest import (
+    EdgeProcess,
     InProcessWorker,
     credentials,
     env_for,
@@ -244,3 +246,18 @@ async def test_provision_grows_and_never_shrinks_and_status_shows_each_partition
                 pass
     finally:
         server.stop()
+
+
+async def test_the_edge_refuses_an_id_naming_a_missing_partition(
+    edge: EdgeProcess, client: SessionClient
+) -> None:
+    sid = "ses_0192f3a4b5c6d7e8f9a0b1c2-p5"
+    async with httpx.AsyncClient(timeout=30) as http:
+        r = await http.post(
+            f"{edge.url}/agent-sessions/create", json={"agent_name": "echo", "session_id": sid}
+        )
+        assert r.status_code == 400, r.text
+        assert "names partition 5; this deployment has 3" in r.json()["detail"]
+        r = await http.get(f"{edge.url}/agent-sessions/{sid}")
+        assert r.status_code == 400 and "names partition 5" in r.json()["detail"]
+    assert await remnants(client, sid) == {}
