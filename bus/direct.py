@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from praxis.bus.errors import TransientError
@@ -33,14 +34,40 @@ def _gate(nc: Client) -> asyncio.Semaphore:
     return found
 
 
+HEDGE = 0.5
+"""Seconds after which a read not answered yet is asked again (a hedge), the first answer
+taken: any replica of a stream answers a direct get, and one that was lost with its node
+(killed, or cut off) would otherwise hold the read for its whole timeout."""
+
+
 async def _request(nc: Client, subject: str, payload: bytes, timeout: float) -> Msg:
-    """A direct get (a read: asked again once if its answer did not come in time, as when
-    the process was too busy to take it, in the surge above)."""
+    """A direct get (a read: hedged, see :data:`HEDGE`; and asked again once if no answer
+    came in time, as when the process was too busy to take it, in the surge above)."""
     async with _gate(nc):
         try:
-            return await nc.request(subject, payload, timeout=timeout)
+            return await _hedged(nc, subject, payload, timeout)
         except NatsTimeoutError:
             return await nc.request(subject, payload, timeout=timeout)
+
+
+async def _hedged(nc: Client, subject: str, payload: bytes, timeout: float) -> Msg:
+    first = asyncio.ensure_future(nc.request(subject, payload, timeout=timeout))
+    done, _ = await asyncio.wait({first}, timeout=min(HEDGE, timeout))
+    if done:
+        return first.result()
+    second = asyncio.ensure_future(nc.request(subject, payload, timeout=timeout))
+    asks = {first, second}
+    try:
+        while True:
+            done, asks = await asyncio.wait(asks, return_when=asyncio.FIRST_COMPLETED)
+            answered = [ask for ask in done if ask.exception() is None]
+            if answered:
+                return answered[0].result()
+            if not asks:
+                return done.pop().result()  # both failed: the error
+    finally:
+        for ask in asks:
+            ask.cancel()
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,18 +139,28 @@ async def batch(
 async def _batch(
     nc: Client, stream: str, request: dict[str, Any], timeout: float
 ) -> tuple[list[StoredMsg], int]:
-    inbox = nc.new_inbox()
-    queue: asyncio.Queue[Msg] = asyncio.Queue()
+    subject, data = f"$JS.API.DIRECT.GET.{stream}", json.dumps(request).encode()
+    subs: list[Subscription] = []
 
-    async def _put(msg: Msg) -> None:
-        queue.put_nowait(msg)
+    async def ask() -> asyncio.Queue[Msg]:
+        queue: asyncio.Queue[Msg] = asyncio.Queue()
 
-    sub = await nc.subscribe(inbox, cb=_put)
+        async def _put(msg: Msg) -> None:
+            queue.put_nowait(msg)
+
+        inbox = nc.new_inbox()
+        subs.append(await nc.subscribe(inbox, cb=_put))
+        await nc.publish(subject, data, reply=inbox)
+        return queue
+
     try:
-        await nc.publish(f"$JS.API.DIRECT.GET.{stream}", json.dumps(request).encode(), reply=inbox)
+        queue = await ask()
+        try:
+            msg = await asyncio.wait_for(queue.get(), min(HEDGE, timeout))
+        except TimeoutError:  # hedged (see HEDGE): the answers of whichever comes first
+            msg, queue = await _first(queue, await ask(), timeout)
         out: list[StoredMsg] = []
         while True:
-            msg = await asyncio.wait_for(queue.get(), timeout)
             status = _status(msg)
             if status == "204":
                 return out, int((msg.headers or {}).get("Nats-Num-Pending", "0"))
@@ -132,8 +169,24 @@ async def _batch(
             if status is not None:
                 raise TransientError(f"batched direct get failed: {status} {msg.headers}")
             out.append(_lift(msg))
+            msg = await asyncio.wait_for(queue.get(), timeout)
     finally:
-        await sub.unsubscribe()
+        for sub in subs:
+            await sub.unsubscribe()
+
+
+async def _first(
+    one: asyncio.Queue[Msg], other: asyncio.Queue[Msg], timeout: float
+) -> tuple[Msg, asyncio.Queue[Msg]]:
+    """The first message either queue gets (within ``timeout``), and its queue."""
+    gets = {asyncio.ensure_future(q.get()): q for q in (one, other)}
+    done, pending = await asyncio.wait(gets, timeout=timeout, return_when="FIRST_COMPLETED")
+    for get in pending:
+        get.cancel()
+    if not done:
+        raise TimeoutError
+    got = done.pop()
+    return got.result(), gets[got]
 
 
 async def read_subject(

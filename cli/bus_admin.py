@@ -9,7 +9,7 @@ from typing import Annotated
 
 from cyclopts import App, Parameter, validators
 
-from praxis.bus import asyncapi
+from praxis.bus import asyncapi, placement
 from praxis.bus.credentials import seed_file, write_server_config
 from praxis.bus.partitions import MAX_PARTITIONS
 from praxis.bus.permissions import Role
@@ -77,3 +77,29 @@ async def bus_provision(
             f"{n} partition{'s' * (n > 1)} (stream{'s' * (n > 1)} {streams}, each with "
             f"consumer {settings.consumer}) and the buckets are ready"
         )
+        moves = placement.plan(await placement.groups(bus))
+        if moves:
+            print(
+                f"{len(moves)} leaders are not where they spread best over the cluster's "
+                "nodes: run 'praxis bus rebalance'"
+            )
+
+
+@bus_app.command(name="rebalance")
+@runs("WARNING")
+async def bus_rebalance() -> None:
+    """Spread the partitions' leaders over a cluster's nodes (admin credentials): partition
+    k's stream, buckets and work consumer led by the k-th node. Each move is a leader
+    election of that group alone; nothing is copied."""
+    settings = load_settings()
+    needs_the_bus(settings)
+    async with bus_connection(settings, "praxis-rebalance", Role.ADMIN) as (bus, _):
+        moves = await placement.rebalance(bus)
+        for move in moves:
+            g = move.group
+            print(f"partition {g.partition} {g.kind}: leader {g.leader} -> {move.to}")
+        if not moves:
+            print("every partition's leaders are where they should be")
+            return
+        spread = placement.spread(await placement.groups(bus))
+        print("leaders now: " + "; ".join(f"{n} {ps}" for n, ps in spread.items()))

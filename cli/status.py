@@ -8,7 +8,7 @@ import json
 from collections import Counter
 from typing import Any
 
-from praxis.bus import Bus, SessionClient, subjects
+from praxis.bus import Bus, SessionClient, placement, subjects
 from praxis.bus.partitions import in_partition
 from praxis.cli.render import worker_rows
 from praxis.cli.term import table
@@ -20,6 +20,7 @@ async def gather(bus: Bus, client: SessionClient) -> dict[str, Any]:
     s = bus.settings
     nc, js = bus.nc, bus.js
     await bus.refresh_partitions()
+    groups = await placement.groups(bus)
     account, workers, records, *parts = await asyncio.gather(
         js.account_info(),
         client.workers(),
@@ -59,6 +60,7 @@ async def gather(bus: Bus, client: SessionClient) -> dict[str, Any]:
             **{key: sum(p[key] for p in parts) for key in _WORK},  # all partitions'
         },
         "partitions": parts,
+        "leaders": {"by_node": placement.spread(groups), "to_move": len(placement.plan(groups))},
         "buckets": buckets,
         "workers": [w.model_dump(mode="json") for w in workers],
         "sessions": {
@@ -115,6 +117,11 @@ def show(found: dict[str, Any], as_json: bool) -> None:
         print()
         table(_partition_rows(found["partitions"]))
         print()
+    if found["leaders"]["to_move"]:
+        print(
+            f"Leaders   {found['leaders']['to_move']} not spread over the nodes as they should "
+            "be: run 'praxis bus rebalance'"
+        )
     buckets = ", ".join(f"{k} {v['entries']:,}" for k, v in found["buckets"].items())
     print(f"Buckets   {buckets} (entries, deletion markers included)")
     states = found["sessions"]["by_state"]

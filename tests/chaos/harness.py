@@ -54,8 +54,11 @@ class Load:
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> asyncio.Task[None]:
-        for _ in range(self.sessions):
-            record, receipt = await self.client.create(self.agent)
+        """Create the sessions (with the ids in ``session_ids``, if given) and start."""
+        chosen: list[str | None] = [*self.session_ids] or [None] * self.sessions
+        self.session_ids = []
+        for sid in chosen:
+            record, receipt = await self.client.create(self.agent, session_id=sid)
             await self.client.wait(receipt)
             self.session_ids.append(record.session_id)
         return asyncio.create_task(self._run())
