@@ -54,7 +54,7 @@ MARKERS = {
     "import requests": "test_requests_example_prints_the_reply_as_it_streams",
     "WebsocketsTransport": "test_graphql_examples_run",
     '"kind": "create_session"': "test_pipeline_example_runs_with_plain_nats_py",
-    "STREAM = os.environ": "test_a_service_follows_events_with_nats_py_and_its_seed",
+    "async def follow(session_id": "test_a_service_follows_events_with_nats_py_and_its_seed",
     "def lookup_order(order: str, ctx: Context)": "test_mcp_server_example_gets_the_task",
     "client.conversations.create(": "test_openai_sdk_example_runs",
 }
@@ -192,6 +192,7 @@ async def test_graphql_examples_run(edge: EdgeProcess, worker: InProcessWorker) 
         ]
 
 
+@pytest.mark.partitions(1, 3)
 async def test_pipeline_example_runs_with_plain_nats_py(
     settings: Settings,
     client: SessionClient,
@@ -206,6 +207,7 @@ async def test_pipeline_example_runs_with_plain_nats_py(
     assert done.stdout.strip() == "completed Summarise invoice 42"
 
 
+@pytest.mark.partitions(1, 3)
 async def test_a_service_follows_events_with_nats_py_and_its_seed(
     nats: NatsServer,
     settings: Settings,
@@ -223,7 +225,7 @@ async def test_a_service_follows_events_with_nats_py_and_its_seed(
     env.pop("PYTHONPATH")  # plain nats-py, not our packages
     seed = credentials(settings.nats_url, Role.SERVICE).nkey_seed
     env.update(PRAXIS_NATS_NKEY_SEED=str(seed), SESSION_ID=sid, AFTER=str(cursor))
-    following = asyncio.create_task(run_example("STREAM = os.environ", env))
+    following = asyncio.create_task(run_example("async def follow(session_id", env))
     await eventually(live_count_is(nats, sid, 1), what="the follower to listen")
     await client.send(sid, "followed")
     lines = [ln.split(" ", 2) for ln in (await following).stdout.splitlines()]
@@ -237,10 +239,10 @@ async def test_a_service_follows_events_with_nats_py_and_its_seed(
     assert seqs == sorted(seqs) and seqs[0] > cursor
     # From the same cursor once the turn is stored: the same events, read from the records
     # (mid-record too: from the first event's id, the rest of its record).
-    again = await run_example("STREAM = os.environ", env)
+    again = await run_example("async def follow(session_id", env)
     assert again.stdout == (await following).stdout
     env["AFTER"] = str(seqs[0])
-    rest = await run_example("STREAM = os.environ", env)
+    rest = await run_example("async def follow(session_id", env)
     assert rest.stdout.splitlines() == (await following).stdout.splitlines()[1:]
 
 
