@@ -117,3 +117,23 @@ async def test_bench_stream_relays_every_token_against_the_floor(tmp_path: Path)
     table = await asyncio.to_thread(praxis, fresh_env(tmp_path), *args, timeout=120)
     assert table.returncode == 0, table.stderr[-3000:]
     assert table.stdout.splitlines()[0].split()[:3] == ["stream", "deltas", "deltas/s"]
+
+
+async def test_bench_scale_runs_a_grid_of_nodes_and_partitions(tmp_path: Path) -> None:
+    """scale with --nodes and --partitions: a deployment of its own per cell (a loopback
+    cluster of three, R3, its leaders spread), and each node's share of the server's CPU."""
+    args = ["bench", "scale", "--nodes", "1,3", "--partitions", "3", "--workers", "1"]
+    args += ["--sessions", "6", "--seconds", "1", "--json"]
+    ran = await asyncio.to_thread(praxis, fresh_env(tmp_path), *args, timeout=240)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    grid = json.loads(ran.stdout)["grid"]
+    assert [(r["nodes"], r["partitions"], r["workers"]) for r in grid] == [(1, 3, 1), (3, 3, 1)]
+    assert all(r["turns"] > 0 and r["errors"] == 0 for r in grid)
+    assert "node_share" not in grid[0]  # one server: nothing to share
+    shares = grid[1]["node_share"]
+    assert sorted(shares) == ["n0", "n1", "n2"] and abs(sum(shares.values()) - 1) < 1e-6
+    assert all(v > 0 for v in grid[1]["node_cpu_ms_per_turn"].values())
+    remote = await asyncio.to_thread(
+        praxis, fresh_env(tmp_path), *args, "--nats-url", "nats://127.0.0.1:1", timeout=60
+    )
+    assert remote.returncode == 1 and "starts its own clusters" in remote.stderr

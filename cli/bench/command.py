@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from typing import Annotated, Any, Literal
 import httpx
 from cyclopts import App, Parameter
 
-from praxis.bus import Settings
+from praxis.bus import Settings, placement
 from praxis.bus.credentials import Credentials
 from praxis.cli import term
 from praxis.cli.bench import fanout, floor, graphql, latency, load, render, resume, stream
@@ -44,6 +45,13 @@ class Options:
     agent: str = "echo"
     metadata: dict[str, Any] = field(default_factory=dict)
     """The agent of the turn and load sessions: echo, or the synthetic model."""
+    nodes: list[int] = field(default_factory=lambda: [1])
+    partitions: list[int] = field(default_factory=lambda: [1])
+    """scale with more than one of either: a grid of deployments of our own."""
+
+    @property
+    def grid(self) -> bool:
+        return self.nodes != [1] or self.partitions != [1]
 
 
 def progress(text: str) -> None:
@@ -69,7 +77,8 @@ def step_count(scenarios: set[str], o: Options) -> int:
     return (
         (o.rounds if scenarios & {"create", "turn"} else 0)
         + (len(o.sessions) if "load" in scenarios else 0)
-        + (len(o.workers) if "scale" in scenarios else 0)
+        + (len(o.workers) if "scale" in scenarios and not o.grid else 0)
+        + (_cells(o) * len(o.workers) * len(o.sessions) if "scale" in scenarios and o.grid else 0)
         + (2 if "fanout" in scenarios else 0)
         + (2 if "stream" in scenarios else 0)
         + (o.rounds if "resume" in scenarios else 0)
@@ -213,6 +222,54 @@ async def run_scale(stack: Stack, o: Options, report: Report, steps: Steps) -> N
         steps.done(f"scale: {workers} worker(s): {found.per_second:.0f} turns/s")
 
 
+def _cells(o: Options) -> int:
+    return len(o.nodes) * len(o.partitions)
+
+
+async def run_grid(settings: Settings, o: Options, report: Report, steps: Steps) -> None:
+    """scale over a grid: for each count of NATS nodes and of partitions a deployment of its
+    own (a loopback cluster, R3, its partition leaders spread), each worker count and
+    session count in it: turns/s, latency, and the share of the server's CPU each node did."""
+    for nodes, parts in itertools.product(o.nodes, o.partitions):
+        async with deployment(settings, None, None, nodes=nodes, partitions=parts) as stack:
+            if nodes > 1:
+                await placement.rebalance(stack.bus)
+            await stack.set_workers(min(o.workers))
+            sids = await load.new_sessions(stack.client, max(o.sessions), o.agent, o.metadata)
+            for workers in o.workers:
+                await stack.set_workers(workers)
+                for n in o.sessions:
+                    cell = f"{nodes} node(s), {parts} partition(s), {workers} worker(s), {n}"
+                    steps.note(f"scale: {cell} sessions, {o.seconds:g} s")
+                    before = stack.node_cpu()
+                    found = await load.closed_loops(
+                        stack.client, sids[:n], o.seconds, "praxis", stack.cpu_seconds,
+                        stack.server_counts,
+                    )  # fmt: skip
+                    used = {k: v - before[k] for k, v in stack.node_cpu().items()}
+                    report.grid.append(
+                        {
+                            "nodes": nodes,
+                            "partitions": parts,
+                            "workers": workers,
+                            **found.summary(),
+                            **_by_node(used, found.turns),
+                        }
+                    )
+                    steps.done(f"scale: {cell} sessions: {found.per_second:.0f} turns/s")
+
+
+def _by_node(used: dict[str, float], turns: int) -> dict[str, Any]:
+    """Each node's server CPU per turn and its share of all nodes' (a cluster's)."""
+    total = sum(used.values())
+    if len(used) < 2 or not turns or total <= 0:
+        return {}
+    return {
+        "node_cpu_ms_per_turn": {k: v * 1000 / turns for k, v in used.items()},
+        "node_share": {k: v / total for k, v in used.items()},
+    }
+
+
 async def run_stream(stack: Stack, o: Options, report: Report, steps: Steps) -> None:
     """Streaming capacity: the floor's relay, then Praxis, with the same streams."""
     shape = f"{o.streams} streams x {o.tokens} tokens at {o.token_rate:g}/s"
@@ -243,34 +300,48 @@ async def run(
 ) -> Report:
     report = Report()
     total = step_count(scenarios, o)
+    grid = "scale" in scenarios and o.grid
+    if grid and nats_url is not None:
+        raise BenchError("a grid of nodes and partitions starts its own clusters: no --nats-url")
     with term.progress("bench", total) as advance:
         steps = Steps(advance)
-        async with deployment(settings, nats_url, edge_url) as stack:
-            if "scale" in scenarios and not stack.own:
-                raise BenchError("'scale' starts and stops workers: run it without --nats-url")
-            if stack.own:
-                await stack.set_workers(min(o.workers) if o.workers else 1)
-            else:
-                await stack.wait_workers(1)
-            await stack.start_responder()
-            if scenarios & {"create", "turn"}:
-                await run_latency(stack, scenarios, o, report, steps)
-            if "load" in scenarios:
-                await run_load(stack, o, report, steps)
-            if "scale" in scenarios:
-                await run_scale(stack, o, report, steps)
-            if "fanout" in scenarios:
-                await run_fanout(stack, o, report, steps)
-            if "stream" in scenarios:
-                if not stack.own:
-                    raise BenchError("'stream' measures its own edge: run it without --nats-url")
-                await run_stream(stack, o, report, steps)
-            if "resume" in scenarios:  # last: it restarts our worker with its cache off
-                per_round = max(1, o.turns // (o.rounds * len(o.history)))
-                report.resume = await resume.by_history(
-                    stack, o.history, o.rounds, min(per_round, 20), steps.note, steps.done
-                )
+        if grid:
+            await run_grid(settings, o, report, steps)
+            scenarios = scenarios - {"scale"}
+        if scenarios:
+            async with deployment(settings, nats_url, edge_url) as stack:
+                await run_on(stack, scenarios, o, report, steps)
     return report
+
+
+async def run_on(
+    stack: Stack, scenarios: set[str], o: Options, report: Report, steps: Steps
+) -> None:
+    """The scenarios on one deployment."""
+    if "scale" in scenarios and not stack.own:
+        raise BenchError("'scale' starts and stops workers: run it without --nats-url")
+    if stack.own:
+        await stack.set_workers(min(o.workers) if o.workers else 1)
+    else:
+        await stack.wait_workers(1)
+    await stack.start_responder()
+    if scenarios & {"create", "turn"}:
+        await run_latency(stack, scenarios, o, report, steps)
+    if "load" in scenarios:
+        await run_load(stack, o, report, steps)
+    if "scale" in scenarios:
+        await run_scale(stack, o, report, steps)
+    if "fanout" in scenarios:
+        await run_fanout(stack, o, report, steps)
+    if "stream" in scenarios:
+        if not stack.own:
+            raise BenchError("'stream' measures its own edge: run it without --nats-url")
+        await run_stream(stack, o, report, steps)
+    if "resume" in scenarios:  # last: it restarts our worker with its cache off
+        per_round = max(1, o.turns // (o.rounds * len(o.history)))
+        report.resume = await resume.by_history(
+            stack, o.history, o.rounds, min(per_round, 20), steps.note, steps.done
+        )
 
 
 def _ints(text: str) -> list[int]:
@@ -306,6 +377,12 @@ def bench(
     ] = "1,100",
     seconds: Annotated[float, Parameter(help="How long each load runs.")] = 10.0,
     workers: Annotated[str, Parameter(help="Worker processes for scale, e.g. 1,2,4.")] = "1,2",
+    nodes: Annotated[
+        str, Parameter(help="scale on loopback clusters of these NATS nodes, e.g. 1,3 (R3).")
+    ] = "1",
+    partitions: Annotated[
+        str, Parameter(help="scale on buses of these partitions, e.g. 1,3,6.")
+    ] = "1",
     subscribers: Annotated[int, Parameter(help="Subscribers for fanout.")] = 1000,
     streams: Annotated[
         int, Parameter(help="Turns streamed at once for stream (--tokens at --token-rate).")
@@ -357,6 +434,8 @@ def bench(
         streams,
         tokens if tokens != 20 else 200,
         token_rate or 20.0,
+        nodes=_ints(nodes),
+        partitions=_ints(partitions),
     )
     if model_latency is not None or token_rate:
         o.agent = "synthetic"

@@ -16,6 +16,8 @@ def text(report: Report) -> str:
         parts.append(table(_load_rows(report.load)))
     if report.scale:
         parts.append(table(_scale_rows(report.scale)))
+    if report.grid:
+        parts.append(table(_grid_rows(report.grid)))
     if report.resume:
         parts.append(table(_resume_rows(report.resume)))
     parts += [_fanout_line(kind, found) for kind, found in report.fanout.items()]
@@ -123,6 +125,28 @@ def _scale_rows(scale: list[dict[str, Any]]) -> list[list[str]]:
                 f"{r['vs_one']:.2f}x",
                 _cpu(r.get("cpu_ms_per_turn")),
                 _server(r.get("server_per_turn")),
+            ]
+        )
+    return rows
+
+
+def _grid_rows(grid: list[dict[str, Any]]) -> list[list[str]]:
+    head = ["nodes", "partitions", "workers", "sessions", "turns/s", "p50 ms", "p99 ms"]
+    rows = [[*head, "server CPU ms/turn", "by node (share)"]]
+    for r in grid:
+        nodes = r.get("node_cpu_ms_per_turn", {})
+        shares = r.get("node_share", {})
+        rows.append(
+            [
+                str(r["nodes"]),
+                str(r["partitions"]),
+                str(r["workers"]),
+                str(r["sessions"]),
+                f"{r['turns_per_s']:.0f}",
+                f"{r['turn_ms'].get('p50', 0):.2f}",
+                f"{r['turn_ms'].get('p99', 0):.2f}",
+                f"{r.get('cpu_ms_per_turn', {}).get('server', 0):.3f}",
+                " ".join(f"{k} {v:.3f} ({shares[k]:.0%})" for k, v in nodes.items()),
             ]
         )
     return rows

@@ -18,6 +18,8 @@ class Report:
     floor: Series = field(default_factory=lambda: Series("raw JetStream loop (floor)"))
     load: list[dict[str, Any]] = field(default_factory=list)
     scale: list[dict[str, Any]] = field(default_factory=list)
+    grid: list[dict[str, Any]] = field(default_factory=list)
+    """scale over NATS nodes x partitions x workers x sessions."""
     fanout: dict[str, Any] = field(default_factory=dict)
     resume: list[dict[str, Any]] = field(default_factory=list)
     stream: dict[str, Any] = field(default_factory=dict)
@@ -33,6 +35,7 @@ class Report:
             },
             "load": self.load,
             "scale": self.scale,
+            "grid": self.grid,
             "fanout": self.fanout,
             "resume": self.resume,
             "stream": self.stream,

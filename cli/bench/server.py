@@ -15,7 +15,8 @@ from nats.js import JetStreamContext
 Counts = dict[str, float]
 
 
-def _get(port: int, path: str) -> dict[str, Any]:
+def monitor(port: int, path: str) -> dict[str, Any]:
+    """One of a nats-server's monitoring endpoints (``/varz``, ``/jsz``, ...) as JSON."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
         found: dict[str, Any] = json.load(resp)
         return found
@@ -30,8 +31,8 @@ async def counts(
     """The server's totals so far (``None`` without a monitoring port: not our server)."""
     if monitor_port is None:
         return None
-    varz = await asyncio.to_thread(_get, monitor_port, "/varz")
-    subsz = await asyncio.to_thread(_get, monitor_port, "/subsz")
+    varz = await asyncio.to_thread(monitor, monitor_port, "/varz")
+    subsz = await asyncio.to_thread(monitor, monitor_port, "/subsz")
     found: Counts = {
         "msgs_in": varz["in_msgs"],
         "msgs_out": varz["out_msgs"],

@@ -13,7 +13,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from nats.js.api import StorageType, StreamConfig
 
 from praxis.bus import Bus, SessionClient, Settings, connect
 from praxis.bus.credentials import Credentials
-from praxis.bus.embedded import NatsServer
+from praxis.bus.embedded import NatsServer, free_port
 from praxis.bus.errors import BusError
 from praxis.cli.bench import server as bench_server
 
@@ -122,8 +124,12 @@ class Stack:
 
     server_pid: int | None = None
     """Our own nats-server's process (``None``: a deployment given by URL)."""
+    nodes: dict[str, int] = field(default_factory=dict)
+    """Our own cluster's nodes by name, and their processes (more than one: a cluster)."""
     monitor_port: int | None = None
     """Our own nats-server's monitoring port (``None``: a deployment given by URL)."""
+    monitor_ports: list[int] = field(default_factory=list)
+    """Every node's (a cluster's: the server's figures are their sums)."""
     edge_pid: int | None = None
     """Our own edge's process (``None``: none started, or a deployment's own)."""
     responder_pid: int | None = None
@@ -134,14 +140,19 @@ class Stack:
         if not self.own:
             return None
         try:
+            nodes = self.node_cpu()
             return {
                 "workers": sum(_cpu_of(p.pid) for p in self.workers),
-                "server": _cpu_of(self.server_pid) if self.server_pid else 0.0,
+                "server": sum(nodes.values()) if nodes else _cpu_of(self.server_pid or 0),
                 "responder": _cpu_of(self.responder_pid) if self.responder_pid else 0.0,
                 "client": _cpu_of(os.getpid()),
             }
         except OSError:
             return None
+
+    def node_cpu(self) -> CpuSeconds:
+        """CPU seconds so far of each of our nats-servers, by node name."""
+        return {name: _cpu_of(pid) for name, pid in self.nodes.items()}
 
     async def server_counts(self, work: bool = True) -> bench_server.Counts | None:
         """The server's totals so far (:mod:`.server`); ``work``: with the deliveries of
@@ -149,7 +160,12 @@ class Stack:
         consumer = self.settings.consumer if work else ""
         parts = self.bus.partitions
         streams = [parts.stream(k) for k in parts.all()]
-        return await bench_server.counts(self.monitor_port, self.bus.js, streams, consumer)
+        found = await bench_server.counts(self.monitor_port, self.bus.js, streams, consumer)
+        for port in self.monitor_ports[1:]:  # a cluster: what every node did
+            other = await bench_server.counts(port)
+            if found is not None and other is not None:
+                found = {k: v + other.get(k, 0) for k, v in found.items()}
+        return found
 
     def log(self, name: str) -> int:
         """A log file for one of our processes (kept with the run's data if it logs errors)."""
@@ -256,10 +272,16 @@ def _cpu_of(pid: int) -> float:
 
 @contextlib.asynccontextmanager
 async def deployment(
-    settings: Settings, nats_url: str | None, edge_url: str | None
+    settings: Settings,
+    nats_url: str | None,
+    edge_url: str | None,
+    *,
+    nodes: int = 1,
+    partitions: int | None = None,
 ) -> AsyncIterator[Stack]:
-    """The deployment at ``nats_url`` (and ``edge_url``), or one of our own."""
-    server: NatsServer | None = None
+    """The deployment at ``nats_url`` (and ``edge_url``), or one of our own: ``nodes``
+    nats-servers (a loopback cluster, R3, if more than one) and a bus of ``partitions``."""
+    servers: dict[str, NatsServer] = {}
     clean = False
     home = Path(tempfile.mkdtemp(prefix="praxis-bench-"))
     env = dict(os.environ)
@@ -268,12 +290,16 @@ async def deployment(
         if settings.nats_sync == "always":  # every write on disk before it is acknowledged
             config = home / "sync.conf"
             config.write_text('{"jetstream": {"sync_interval": "always"}}\n')
-        server = NatsServer(home / "js", log_file=home / "nats.log", config=config)
-        await asyncio.to_thread(server.start)
-        nats_url = server.url
+        servers = await asyncio.to_thread(_servers, home, nodes, config)
+        nats_url = ",".join(server.url for server in servers.values())
         # Its own deployment: none of the caller's bus settings, only the tuning ones.
         env = {k: v for k, v in env.items() if not k.startswith("PRAXIS_") or k in TUNING}
-        settings = Settings(nats_url=nats_url, data_dir=home)
+        replicas = min(3, nodes)
+        settings = Settings(
+            nats_url=nats_url, data_dir=home, replicas=replicas, partitions=partitions
+        )
+        env["PRAXIS_REPLICAS"] = str(replicas)
+    server = next(iter(servers.values()), None)
     env |= {"PRAXIS_NATS_URL": nats_url, "PRAXIS_DATA_DIR": str(home)}
     print(f"  data and logs of this run: {home} (removed after a clean run)", file=sys.stderr)
     try:
@@ -284,6 +310,8 @@ async def deployment(
             if server is not None and server.process is not None:
                 stack.server_pid = server.process.pid
                 stack.monitor_port = server.monitor_port
+                stack.monitor_ports = [s.monitor_port for s in servers.values()]
+                stack.nodes = {n: s.process.pid for n, s in servers.items() if s.process}
             try:
                 yield stack
             finally:
@@ -294,10 +322,46 @@ async def deployment(
     else:
         clean = True
     finally:
-        if server is not None:
-            await asyncio.to_thread(server.stop)
+        for each in servers.values():
+            await asyncio.to_thread(each.stop)
     if clean:
         await asyncio.to_thread(_clean_up, home)
+
+
+def _servers(home: Path, n: int, config: Path | None) -> dict[str, NatsServer]:
+    """``n`` nats-servers on loopback, routed to each other if more than one, by name."""
+    if n == 1:
+        return {"n0": NatsServer(home / "js", log_file=home / "nats.log", config=config).start()}
+    routes = [free_port() for _ in range(n)]
+    found: dict[str, NatsServer] = {}
+    for i, port in enumerate(routes):
+        others = ",".join(f"nats://127.0.0.1:{p}" for p in routes if p != port)
+        args = (
+            *("--server_name", f"n{i}", "--cluster_name", "praxis-bench"),
+            *("--cluster", f"nats://127.0.0.1:{port}", "--routes", others),
+        )
+        node = NatsServer(
+            home / "js" / f"n{i}", log_file=home / f"nats-n{i}.log", config=config, extra_args=args
+        )
+        node.port, node.monitor_port = free_port(), free_port()
+        found[f"n{i}"] = node
+    with ThreadPoolExecutor(n) as pool:  # all at once: none is ready before a quorum is up
+        list(pool.map(lambda node: node.start(30), found.values()))
+    deadline = time.monotonic() + 30
+    while not all(_meta_leader(node) for node in found.values()):  # JetStream is clustered
+        if time.monotonic() > deadline:
+            raise BenchError("the benchmark's cluster elected no JetStream meta leader")
+        time.sleep(0.1)
+    return found
+
+
+def _meta_leader(node: NatsServer) -> str | None:
+    try:
+        jsz = bench_server.monitor(node.monitor_port, "/jsz")
+    except (OSError, ValueError):
+        return None
+    leader = jsz.get("meta_cluster", {}).get("leader")
+    return str(leader) if leader else None
 
 
 _ERRORS = re.compile(r" (ERROR|CRITICAL) |^Traceback", re.M)
