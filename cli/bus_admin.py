@@ -57,7 +57,8 @@ async def bus_provision(
 ) -> None:
     """Create the streams, the work consumers and the buckets if missing (admin
     credentials); report a difference from what this Praxis needs. Other components only
-    check.
+    check. In a cluster, the partitions' leaders are then spread over the nodes (as
+    'praxis bus rebalance' does).
 
     Parameters
     ----------
@@ -77,12 +78,9 @@ async def bus_provision(
             f"{n} partition{'s' * (n > 1)} (stream{'s' * (n > 1)} {streams}, each with "
             f"consumer {settings.consumer}) and the buckets are ready"
         )
-        moves = placement.plan(await placement.groups(bus))
-        if moves:
-            print(
-                f"{len(moves)} leaders are not where they spread best over the cluster's "
-                "nodes: run 'praxis bus rebalance'"
-            )
+        for move in await placement.rebalance(bus):  # a cluster: leaders spread
+            g = move.group
+            print(f"partition {g.partition} {g.kind}: leader {g.leader} -> {move.to}")
 
 
 @bus_app.command(name="rebalance")

@@ -88,6 +88,9 @@ async def test_a_session_through_the_compose_stack(stack: LocalCompose) -> None:
         "nats3",
     ]
     assert len(status["workers"]) == 3
+    partitions = status["partitions"]  # one led by each node
+    assert sorted(p["leader"] for p in partitions) == ["nats1", "nats2", "nats3"], partitions
+    assert status["leaders"]["to_move"] == 0
 
     key = cli(stack, "keys", "create", "--principal", "compose", "--admin")["key"]
     edge = stack.url("edge", 8000)
@@ -108,10 +111,11 @@ async def test_a_session_through_the_compose_stack(stack: LocalCompose) -> None:
         assert shown["task_id"] == "compose-task", shown
         assert [h["content"] for h in shown["history"]] == ["hello, cluster"] * 2
 
-        # The stream's leader lost (its process killed, as a container would be): the
-        # stream and the buckets are replicated, so the next turn still works, once the
-        # other two have elected a leader (4-9 s; the edge keeps trying meanwhile).
-        leader = cli(stack, "status")["stream"]["leader"]
+        # The leader of the session's partition lost (its process killed, as a container
+        # would be): its stream and buckets are replicated, so the next turn still works,
+        # once the other two have elected a leader (4-9 s; the edge keeps trying meanwhile).
+        partition = int(sid.rpartition("-p")[2])  # an id Praxis made names its partition
+        leader = cli(stack, "status")["partitions"][partition]["leader"]
         node = stack.replicas[leader][0].process
         assert node is not None
         node.send_signal(signal.SIGKILL)
