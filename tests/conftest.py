@@ -97,7 +97,11 @@ def start_nats(home: Path, *, provision: bool = True, partitions: int = 1) -> Na
             pass
 
     if provision:
-        asyncio.run(provisioned())
+        try:
+            asyncio.run(provisioned())
+        except BaseException:
+            server.stop()  # not left running for the rest of the session
+            raise
     return server
 
 
