@@ -18,7 +18,7 @@ from praxis.bus import Bus, SessionClient, Settings, connect, subjects
 from praxis.bus.errors import ProvisioningError
 from praxis.bus.partitions import PartitionError, Partitions, in_partition
 from praxis.bus.permissions import Role
-from praxis.bus.state import load_state
+from praxis.bus.state import load_head, load_state
 from praxis.schemas import AgentMessage, Interface
 from praxis.workers import Worker, registry_for
 from tests.conftest import (
@@ -261,3 +261,37 @@ async def test_the_edge_refuses_an_id_naming_a_missing_partition(
         r = await http.get(f"{edge.url}/agent-sessions/{sid}")
         assert r.status_code == 400 and "names partition 5" in r.json()["detail"]
     assert await remnants(client, sid) == {}
+
+
+async def test_a_bus_made_before_partitions_is_one_and_grows_with_its_sessions(
+    tmp_path: Path,
+) -> None:
+    server = await asyncio.to_thread(start_nats, tmp_path / "nats")
+    try:
+        url = server.url
+        settings = make_settings(url, tmp_path)
+        async with connect(settings, url, "before") as bus, _worker(settings, url):
+            client = SessionClient(bus, Interface.API)
+            record, receipt = await client.create("echo", initial_message="before")
+            await client.wait(receipt)
+            sid = record.session_id
+            head = await load_head(bus, sid)
+            assert head is not None
+            cursor = head[1]  # a cursor given out before the upgrade
+            # As a release before partitions left its stream: nothing of them in it.
+            config = (await bus.js.stream_info("PRAXIS")).config
+            kept = {k: v for k, v in (config.metadata or {}).items() if "praxis" not in k}
+            config.metadata = kept
+            await bus.js.update_stream(config)
+        grown = settings.model_copy(update={"partitions": 2})
+        async with connect(grown, url, "upgraded") as bus, _worker(settings, url):
+            assert bus.partitions == Partitions("PRAXIS", 2, 1)  # ids it knew stay in 0
+            client = SessionClient(bus, Interface.API)
+            assert bus.partition(sid) == 0
+            await client.wait(await client.send(sid, "after"))
+            history = await client.history(sid)
+            assert [h.content for h in history] == ["before", "before", "after", "after"]
+            later = await client.history(sid, after=cursor)
+            assert [h.content for h in later] == ["after", "after"]
+    finally:
+        server.stop()
