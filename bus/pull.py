@@ -24,6 +24,11 @@ log = logging.getLogger("praxis.bus.pull")
 Handler = Callable[[Msg], Awaitable[None]]
 
 
+REFUSED_BACKOFF = 0.1
+"""Seconds before asking a consumer again that refused a pull (no leader, during an
+election): a pull asked at once would be refused at once, as fast as the loop runs."""
+
+
 class _Source:
     """One consumer a loop takes from: its pull requests' inbox and what it has learnt."""
 
@@ -32,6 +37,8 @@ class _Source:
         self.queue: asyncio.Queue[Msg] = asyncio.Queue()
         self.backlog = 0
         """Messages waiting on the server (the last one delivered said how many)."""
+        self.refused = False
+        """The last pull was refused (no leader): the next waits a moment."""
         self.hint = 0
         """How many to ask for next when the loop shares its slots with other sources:
         doubled after a full batch, down to what came after one that ran dry."""
@@ -68,6 +75,8 @@ class PullLoop:
         self._resting = 0
         self.saturations = 0
         """How many times the loop became full (work waiting) so far."""
+        self.refusals = 0
+        """Pull requests refused so far (a consumer without a leader)."""
         self._stopping = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
         self._started = False
@@ -95,8 +104,19 @@ class PullLoop:
         self._started = True
         for source in self._sources:
             self._start(source)
-        while self._running:
-            await asyncio.wait(set(self._running))
+        try:
+            while self._running:
+                done, _ = await asyncio.wait(
+                    set(self._running), return_when=asyncio.FIRST_COMPLETED
+                )
+                errors = [e for t in done if not t.cancelled() and (e := t.exception())]
+                if errors:  # a source's loop broke: stop the others, and say why
+                    self.stop()
+                    if self._running:
+                        await asyncio.wait(set(self._running))
+                    raise errors[0]
+        finally:
+            await asyncio.gather(*(cancel_and_wait(task) for task in set(self._running)))
 
     def add_source(self, stream: str, consumer: str) -> None:
         """Take work from one more consumer too (the bus grew)."""
@@ -123,6 +143,10 @@ class PullLoop:
                 if self._stopping.is_set():
                     break
                 await self._pull(source, inbox, self._share(source))
+                if source.refused:  # its consumer has no leader yet: ask again soon, not now
+                    source.refused = False
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), REFUSED_BACKOFF)
             await self._return_outstanding(source)
         finally:
             await sub.unsubscribe()
@@ -180,7 +204,10 @@ class PullLoop:
                         source.backlog = 0
                         source.hint = max(1, received)
                         self._update()
-                    return  # 408 expired, 409 leadership change, ...: issue a new pull
+                    else:  # 409 leadership change, 503 no leader (an election): not at once
+                        source.refused = True
+                        self.refusals += 1
+                    return  # a new pull is issued
                 received += 1
                 self._asked -= 1  # the slot is the handler's now
                 with contextlib.suppress(Exception):  # metadata of a well-formed delivery

@@ -13,6 +13,8 @@ from praxis.bus.embedded import NatsServer
 from praxis.schemas import AgentMessage, CommandFailed, SessionState, TurnFailed
 from tests.conftest import InProcessWorker, make_settings, settled_session
 
+pytestmark = pytest.mark.partitions(1, 3)
+
 TURN_TIMEOUT = 1.5
 
 

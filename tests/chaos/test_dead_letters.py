@@ -40,6 +40,8 @@ from tests.conftest import (
     settled_session,
 )
 
+pytestmark = pytest.mark.partitions(1, 3)
+
 
 @pytest.fixture
 def settings(nats: NatsServer, tmp_path: Path) -> Settings:

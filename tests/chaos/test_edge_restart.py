@@ -23,7 +23,7 @@ from tests.conftest import EdgeProcess, WorkerProcess, eventually, live_workers
 # The runner's bound (pytest's timeout) covers the test's own ones: three kills of <= 32.5 s (2
 # s, 0.5 s, a start <= 30), 2 s, the load's end <= 60, the subscribers' catch-up <= 60: about
 # 220 s at worst.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240), pytest.mark.partitions(1, 3)]
 
 KILLS = 3
 EVENTS = (

@@ -16,7 +16,7 @@ from tests.conftest import WorkerProcess, live_workers
 # The runner's bound (pytest's timeout) covers the test's own ones: workers <= 20 s, two
 # restarts of <= 25 s (a stop, 2 s down, a start), 5 s, the load's end <= 120: about 200 s at
 # worst.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240), pytest.mark.partitions(1, 3)]
 
 RESTARTS = 2
 DOWN = 2.0  # seconds the server stays down each time

@@ -16,7 +16,7 @@ from tests.conftest import WorkerProcess, live_workers
 
 # The runner's bound (pytest's timeout) covers the test's own ones: about 10 s of pauses and the
 # load's end <= 60: about 90 s at worst.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(150), pytest.mark.partitions(1, 3)]
 
 
 async def test_a_frozen_owner_that_wakes_up_writes_nothing(

@@ -22,7 +22,7 @@ from tests.conftest import (
 
 # The runner's bound (pytest's timeout) covers the test's own ones: its own bound of 120 s, and
 # the set-up.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180), pytest.mark.partitions(1, 3)]
 
 CLI_MESSAGES = 4
 HTTP_MESSAGES = 25

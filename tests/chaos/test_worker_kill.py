@@ -16,7 +16,7 @@ from tests.conftest import WorkerProcess, live_workers
 
 # The runner's bound (pytest's timeout) covers the test's own ones: workers <= 20 s, 6 pauses of
 # 4 s, the load's end <= 90: about 140 s at worst.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180), pytest.mark.partitions(1, 3)]
 
 
 KILLS = 5
