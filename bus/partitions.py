@@ -65,6 +65,19 @@ def in_partition(name: str, partition: int) -> str:
     return name if partition == 0 else f"{name}_{partition}"
 
 
+def share(partitions: int, sharing: list[str], me: str) -> list[int]:
+    """The partitions worker ``me`` takes when the live workers ``sharing`` share them out:
+    each to one worker (in id order, round the workers), so that each session's work goes
+    to one worker; a worker beyond the partitions doubles up on one. One partition, or one
+    worker: every partition."""
+    workers = sorted({*sharing, me})
+    if partitions < 2 or len(workers) < 2:
+        return list(range(partitions))
+    i = workers.index(me)
+    mine = [k for k in range(partitions) if k % len(workers) == i]
+    return mine or [i % partitions]
+
+
 class PartitionError(ValueError):
     """An id names a partition this deployment does not have (answered 400)."""
 

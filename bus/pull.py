@@ -33,7 +33,10 @@ class _Source:
     """One consumer a loop takes from: its pull requests' inbox and what it has learnt."""
 
     def __init__(self, stream: str, consumer: str) -> None:
+        self.stream = stream
         self.api = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self.stopping = asyncio.Event()
+        """Set when the loop stops, or stops taking from this source alone."""
         self.queue: asyncio.Queue[Msg] = asyncio.Queue()
         self.backlog = 0
         """Messages waiting on the server (the last one delivered said how many)."""
@@ -119,11 +122,24 @@ class PullLoop:
             await asyncio.gather(*(cancel_and_wait(task) for task in set(self._running)))
 
     def add_source(self, stream: str, consumer: str) -> None:
-        """Take work from one more consumer too (the bus grew)."""
+        """Take work from one more consumer too (the bus grew, or it is this worker's now)."""
         source = _Source(stream, consumer)
         self._sources.append(source)
         if self._started and not self._stopping.is_set():
             self._start(source)
+
+    def remove_source(self, stream: str) -> None:
+        """Stop taking work from ``stream``'s consumer (what its last pull still delivers
+        goes back); what it handed over keeps running."""
+        for source in [s for s in self._sources if s.stream == stream]:
+            self._sources.remove(source)
+            source.stopping.set()
+        self._free.set()
+
+    @property
+    def streams(self) -> list[str]:
+        """The streams whose consumers this loop takes work from."""
+        return [source.stream for source in self._sources]
 
     def _start(self, source: _Source) -> None:
         task = asyncio.create_task(self._take(source))
@@ -138,15 +154,15 @@ class PullLoop:
 
         sub = await self._nc.subscribe(inbox, cb=_put)
         try:
-            while not self._stopping.is_set():
-                await self._wait_for_slot()
-                if self._stopping.is_set():
+            while not source.stopping.is_set():
+                await self._wait_for_slot(source)
+                if source.stopping.is_set():
                     break
                 await self._pull(source, inbox, self._share(source))
                 if source.refused:  # its consumer has no leader yet: ask again soon, not now
                     source.refused = False
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stopping.wait(), REFUSED_BACKOFF)
+                        await asyncio.wait_for(source.stopping.wait(), REFUSED_BACKOFF)
             await self._return_outstanding(source)
         finally:
             await sub.unsubscribe()
@@ -156,7 +172,7 @@ class PullLoop:
         source; else a part that grows while it keeps delivering full batches, so that a
         busy partition gets the slots quiet ones leave."""
         free = self._capacity - self.in_flight - self._asked
-        if len(self._sources) == 1:
+        if len(self._sources) <= 1:
             return free
         if source.hint == 0:
             source.hint = max(1, free // len(self._sources))
@@ -165,6 +181,8 @@ class PullLoop:
     def stop(self) -> None:
         """Stop taking work; messages already handed over keep running."""
         self._stopping.set()
+        for source in self._sources:
+            source.stopping.set()
         self._free.set()
 
     async def wait_idle(self, grace: float) -> None:
@@ -173,8 +191,8 @@ class PullLoop:
             _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
             await asyncio.gather(*(cancel_and_wait(task) for task in pending))
 
-    async def _wait_for_slot(self) -> None:
-        while self.in_flight + self._asked >= self._capacity and not self._stopping.is_set():
+    async def _wait_for_slot(self, source: _Source) -> None:
+        while self.in_flight + self._asked >= self._capacity and not source.stopping.is_set():
             self._free.clear()
             await self._free.wait()
 
@@ -184,7 +202,7 @@ class PullLoop:
         request = {"batch": want, "expires": int(self._expires * 1e9)}
         self._asked += want
         received = 0
-        stop = asyncio.ensure_future(self._stopping.wait())
+        stop = asyncio.ensure_future(source.stopping.wait())
         try:
             await self._nc.publish(source.api, json.dumps(request).encode(), reply=inbox)
             while received < want:

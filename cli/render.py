@@ -141,7 +141,9 @@ def session_rows(records: list[SessionRecord]) -> list[list[str]]:
 
 
 def worker_rows(workers: list[WorkerInfo]) -> list[list[str]]:
+    partitioned = any(w.partitions not in ([], [0]) for w in workers)  # a bus of several
     rows = [["WORKER", "HOST", "PID", "SESSIONS", "AGENTS", "STARTED", "SEEN"]]
+    rows[0] += ["PARTITIONS"] if partitioned else []
     for w in workers:
         rows.append(
             [
@@ -152,6 +154,7 @@ def worker_rows(workers: list[WorkerInfo]) -> list[list[str]]:
                 ",".join(a.name for a in w.agents),
                 _ago(w.started_at),
                 _ago(w.seen_at),
+                *([",".join(map(str, w.partitions))] if partitioned else []),
             ]
         )
     return rows

@@ -431,6 +431,11 @@ class WorkerInfo(BaseModel):
     wait their turn (clients then wait longer than ``command_timeout`` for them)."""
     metrics_url: str | None = None
     """Where the worker serves its Prometheus metrics (``PRAXIS_METRICS_PORT``)."""
+    sharing: bool = False
+    """It takes a share of the partitions, with the other live workers that share them
+    (see ``praxis.bus.partitions.share``); one that does not takes those it was given."""
+    partitions: list[int] = Field(default_factory=list)
+    """The partitions it takes work from now."""
 
 
 class DeadLetter(BaseModel):

@@ -28,6 +28,7 @@ from praxis.bus.errors import PublishError
 from praxis.bus.state import pending_create
 from praxis.schemas import (
     AgentMessage,
+    Event,
     SessionClaimed,
     TokenDelta,
     TurnCompleted,
@@ -176,18 +177,21 @@ async def test_stale_owner_cannot_append(client: SessionClient, settings: Settin
     assert found is not None and found[1] == 0  # no worker here: seen from its command
     created = await pending_create(bus, sid)
     assert created is not None  # its first event, as a worker writes it
-    tail = await commit.append(
-        bus.nc,
-        bus.stream_of(sid),
-        sid,
-        encode_record([created.model_dump_json().encode()]),
-        partition=bus.partition(sid),
-        expected_seq=0,
-        max_bytes=settings.max_message_bytes,
-        timeout=5,
-        deadline=10,
-    )
 
+    async def append(event: Event, after: int) -> int:
+        return await commit.append(
+            bus.nc,
+            bus.stream_of(sid),
+            sid,
+            encode_record([event.model_dump_json().encode()]),
+            partition=bus.partition(sid),
+            expected_seq=after,
+            max_bytes=settings.max_message_bytes,
+            timeout=5,
+            deadline=10,
+        )
+
+    tail = await append(created, 0)
     stale = await leases.claim(bus.leases_of(sid), sid, "worker-a")
     assert stale is not None
     # worker-a stalls past its lease; worker-b takes the session over and writes first.
@@ -196,32 +200,12 @@ async def test_stale_owner_cannot_append(client: SessionClient, settings: Settin
     assert fresh is not None
     assert not await leases.renew(bus.leases_of(sid), stale), "the stale lease cannot be renewed"
     claimed = SessionClaimed(session_id=sid, task_id=record.task_id, worker_id="worker-b")
-    new_tail = await commit.append(
-        bus.nc,
-        bus.stream_of(sid),
-        sid,
-        encode_record([claimed.model_dump_json().encode()]),
-        partition=bus.partition(sid),
-        expected_seq=tail,
-        max_bytes=settings.max_message_bytes,
-        timeout=5,
-        deadline=10,
-    )
+    new_tail = await append(claimed, tail)
     assert new_tail > tail
 
     late = SessionClaimed(session_id=sid, task_id=record.task_id, worker_id="worker-a")
     with pytest.raises(FenceRejectedError, match=f"wrong last sequence: {new_tail}"):
-        await commit.append(
-            bus.nc,
-            bus.stream_of(sid),
-            sid,
-            encode_record([late.model_dump_json().encode()]),
-            partition=bus.partition(sid),
-            expected_seq=tail,
-            max_bytes=settings.max_message_bytes,
-            timeout=5,
-            deadline=10,
-        )
+        await append(late, tail)
     after = await load_state(bus, sid)
     assert after is not None and after[1] == first_id(new_tail) and after[0].owner == "worker-b"
 

@@ -295,3 +295,37 @@ async def test_a_bus_made_before_partitions_is_one_and_grows_with_its_sessions(
             assert [h.content for h in later] == ["after", "after"]
     finally:
         server.stop()
+
+
+async def test_workers_share_the_partitions_and_take_them_over_when_one_stops(
+    client: SessionClient, start_worker: Callable[..., Awaitable[InProcessWorker]]
+) -> None:
+    a, b = await start_worker(), await start_worker()
+    ids = a.worker.worker_id, b.worker.worker_id
+
+    async def taken() -> dict[str, list[int]]:
+        return {w.worker_id: w.partitions for w in await client.workers()}
+
+    async def shared() -> bool:
+        now = await taken()
+        return all(now.get(i) for i in ids) and sorted(now[ids[0]] + now[ids[1]]) == [0, 1, 2]
+
+    await eventually(shared, what="the two workers to share the partitions out")
+    sids = ids_in_each(client.bus.partitions, "shared")
+    for sid in sids:
+        await client.wait((await client.create("echo", session_id=sid, initial_message="x"))[1])
+    now = await taken()
+    for sid in sids:  # each session ran on the worker whose partition it is in
+        found = await load_state(client.bus, sid)
+        assert found is not None and found[0].owner is not None
+        assert client.bus.partition(sid) in now[found[0].owner], (sid, now)
+
+    await b.stop()
+
+    async def alone() -> bool:
+        return (await taken()).get(ids[0]) == [0, 1, 2]
+
+    await eventually(alone, what="the other worker to take every partition")
+    for sid in sids:
+        reply = await client.wait(await client.send(sid, "still answered"))
+        assert [e.content for e in reply if isinstance(e, AgentMessage)] == ["still answered"]

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from nats.aio.msg import Msg
 
 from praxis.bus import Bus, PullLoop, SessionClient, metrics, subjects
+from praxis.bus.partitions import share
 from praxis.bus.retention import Outcome, SweepLock, candidates, sweep
 from praxis.bus.tasks import cancel_and_wait
 from praxis.schemas import Interface, WorkerInfo, check_token, new_id
@@ -42,6 +43,8 @@ class Worker:
         self.worker_id = worker_id or new_id("wrk")
         self.ctx = RunContext(bus, registry, self.worker_id)
         self._runners: dict[str, SessionRunner] = {}
+        self._sharing = dedicated and not bus.settings.worker_partitions
+        """Whether this worker takes a share of the partitions (see ``partitions.share``)."""
         self._taken = self._partitions_to_take()
         self._pull = PullLoop(
             bus.nc,
@@ -58,11 +61,14 @@ class Worker:
         self._saturations_seen = 0
         self.metrics_url: str | None = None
 
-    def _partitions_to_take(self) -> list[int]:
+    def _partitions_to_take(self, sharing: list[str] | None = None) -> list[int]:
         """The partitions this worker takes work from: ``worker_partitions`` (those the bus
-        has) or all."""
+        has); else its share with the live workers ``sharing`` them (all until it knows
+        them; a CLI's own worker: all)."""
         have = self.bus.partitions.all()
         chosen = self.bus.settings.worker_partitions
+        if not chosen and self._sharing and sharing is not None:
+            return share(self.bus.partitions.count, sharing, self.worker_id)
         if not chosen:
             return list(have)
         missing = sorted(set(chosen) - set(have))
@@ -75,14 +81,29 @@ class Worker:
             )
         return sorted(set(chosen) & set(have))
 
-    def _watch_partitions(self) -> None:
-        """Take work from partitions added to the bus while this worker runs (the bus
-        reads its partitioning again now and then)."""
-        for k in self._partitions_to_take():
+    async def _watch_partitions(self) -> None:
+        """Take work from the partitions this worker should now: those added to the bus
+        while it runs (the bus reads its partitioning again now and then), and its share as
+        workers come and go; stop taking from those another worker takes now."""
+        sharing: list[str] | None = None
+        if self._sharing and self.bus.partitions.count > 1:
+            try:
+                live = await SessionClient(self.bus).workers()
+            except Exception as e:  # as it was, until the next heartbeat
+                log.debug("reading the workers failed: %s", e)
+                return
+            sharing = [w.worker_id for w in live if w.sharing and w.dedicated]
+        wanted = self._partitions_to_take(sharing)
+        consumer = self.bus.settings.consumer
+        for k in wanted:
             if k not in self._taken:
-                self._taken.append(k)
-                self._pull.add_source(self.bus.partitions.stream(k), self.bus.settings.consumer)
-                log.info("worker %s takes work from partition %d too", self.worker_id, k)
+                self._pull.add_source(self.bus.partitions.stream(k), consumer)
+                log.info("worker %s takes work from partition %d", self.worker_id, k)
+        for k in self._taken:
+            if k not in wanted:
+                self._pull.remove_source(self.bus.partitions.stream(k))
+                log.info("worker %s leaves partition %d to another worker", self.worker_id, k)
+        self._taken = wanted
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until ``stop`` is set, then drain: stop taking work, finish or hand back."""
@@ -288,7 +309,7 @@ class Worker:
                 await self.heartbeat()
             except Exception as e:
                 log.warning("heartbeat failed: %s", e)
-            self._watch_partitions()
+            await self._watch_partitions()
 
     async def heartbeat(self) -> None:
         """Tell the bus this worker is alive and what it offers."""
@@ -307,6 +328,8 @@ class Worker:
             dedicated=self.dedicated,
             busy=busy,
             metrics_url=self.metrics_url,
+            sharing=self._sharing,
+            partitions=self._taken,
         )
         await self.bus.workers.put(self.worker_id, info.model_dump_json().encode())
 

@@ -14,6 +14,7 @@ from praxis.bus.partitions import (
     Partitions,
     fnv1a_32,
     named,
+    share,
 )
 from praxis.schemas import new_id
 
@@ -78,3 +79,15 @@ def test_the_partitioning_reads_from_the_streams_metadata() -> None:
     for count, hashed in ((0, 0), (2, 3), (MAX_PARTITIONS + 1, 1)):
         with pytest.raises(ValueError, match="partitions: need"):
             Partitions("P", count, hashed)
+
+
+def test_workers_share_the_partitions_out_one_worker_each() -> None:
+    live = ["wrk_b", "wrk_a", "wrk_c"]
+    taken = {me: share(6, live, me) for me in live}
+    assert taken == {"wrk_a": [0, 3], "wrk_b": [1, 4], "wrk_c": [2, 5]}
+    assert share(6, [], "wrk_a") == list(range(6))  # alone (or before it knows the others)
+    assert share(1, live, "wrk_c") == [0]  # one partition: every worker takes it
+    more = [f"wrk_{i}" for i in range(5)]
+    assert [share(3, more, me) for me in more] == [[0], [1], [2], [0], [1]]  # doubled up
+    uneven = {me: share(3, ["wrk_a", "wrk_b"], me) for me in ("wrk_a", "wrk_b")}
+    assert uneven == {"wrk_a": [0, 2], "wrk_b": [1]}
