@@ -26,6 +26,7 @@ from praxis.bus.credentials import Credentials
 from praxis.bus.embedded import NatsServer, free_port
 from praxis.bus.errors import BusError
 from praxis.cli.bench import server as bench_server
+from praxis.schemas import WorkerInfo
 
 RAW_STREAM = "PRAXIS_BENCH_RAW"
 RAW_IN, RAW_OUT = "praxis_bench_raw.in", "praxis_bench_raw.out"
@@ -197,7 +198,8 @@ class Stack:
         async with asyncio.timeout(timeout):
             while True:
                 live = await self.client.workers()
-                if len(live) >= n and (not pids or pids <= {w.pid for w in live}):
+                started = len(live) >= n and (not pids or pids <= {w.pid for w in live})
+                if started and _shared(live, self.bus.partitions.count):
                     return
                 await asyncio.sleep(0.05)
 
@@ -252,6 +254,17 @@ class Stack:
 
 
 CpuSeconds = dict[str, float]
+
+
+def _shared(live: list[WorkerInfo], partitions: int) -> bool:
+    """Whether the workers that share the partitions out have each taken their own (with
+    one partition, or one worker, there is nothing to share): a load measured before would
+    measure the change of hands."""
+    sharing = [w.partitions for w in live if w.sharing and w.dedicated]
+    if partitions < 2 or len(sharing) < 2:
+        return True
+    taken = sorted(k for mine in sharing for k in mine)
+    return taken == list(range(partitions)) or len(sharing) > partitions
 
 
 def cpu_ms_per_turn(
