@@ -124,7 +124,7 @@ async def test_bench_scale_runs_a_grid_of_nodes_and_partitions(tmp_path: Path) -
     cluster of three, R3, its leaders spread), and each node's share of the server's CPU."""
     args = ["bench", "scale", "--nodes", "1,3", "--partitions", "3", "--workers", "1"]
     args += ["--sessions", "6", "--seconds", "1", "--json"]
-    ran = await asyncio.to_thread(praxis, fresh_env(tmp_path), *args, timeout=240)
+    ran = await asyncio.to_thread(praxis, fresh_env(tmp_path), *args, timeout=90)
     assert ran.returncode == 0, ran.stderr[-3000:]
     grid = json.loads(ran.stdout)["grid"]
     assert [(r["nodes"], r["partitions"], r["workers"]) for r in grid] == [(1, 3, 1), (3, 3, 1)]
